@@ -1,0 +1,42 @@
+"""Application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from flask import Flask
+
+from config import Config, resolve_secret_key
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Optional[type | dict] = None) -> Flask:
+    """Build the app: config, extensions, security, views, CLI. Does not start the scheduler."""
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "views" / "templates"),
+        static_folder=str(ROOT / "views" / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
+    app.config.from_object(config if isinstance(config, type) else Config)
+    if isinstance(config, dict):
+        app.config.update(config)
+    app.config["SECRET_KEY"] = resolve_secret_key(app.config.get("SECRET_KEY"))
+
+    from app import models  # noqa: F401  (register every table on the metadata)
+    from app.cli import crm_cli
+    from app.extensions import appbuilder, db, migrate
+    from app.services import customers  # noqa: F401  (flush hooks: numbering, status history)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True)
+    with app.app_context():
+        appbuilder.init_app(app, db.session)
+        from views import register_views
+
+        register_views(appbuilder)
+        appbuilder.post_init()
+    app.cli.add_command(crm_cli)
+    return app

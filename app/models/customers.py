@@ -1,0 +1,105 @@
+"""Customer master data (客户基本信息), follow-ups (跟进记录) and status history."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Optional
+
+from flask_appbuilder import Model
+from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import StampMixin, VersionMixin, now
+
+
+class Customer(StampMixin, VersionMixin, Model):
+    __tablename__ = "customer"
+    __table_args__ = (
+        Index("ix_customer_owner_archived", "owner_id", "archived_at"),
+        Index("ix_customer_credit_code", "credit_code"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    credit_code: Mapped[Optional[str]] = mapped_column(String(18))
+    type_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_customer_type.id"))
+    industry_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_industry.id"))
+    contact_name: Mapped[Optional[str]] = mapped_column(String(64))
+    contact_phone: Mapped[str] = mapped_column(String(32), nullable=False)
+    email: Mapped[Optional[str]] = mapped_column(String(120))
+    address: Mapped[Optional[str]] = mapped_column(String(255))
+    level_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_customer_level.id"))
+    source_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_customer_source.id"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id"), nullable=False)
+    note: Mapped[Optional[str]] = mapped_column(Text)
+    archived_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+    type = relationship("CustomerType")
+    industry = relationship("Industry")
+    level = relationship("CustomerLevel")
+    source = relationship("CustomerSource")
+    owner = relationship("CrmUser", foreign_keys=[owner_id])
+    follow_ups = relationship("FollowUp", back_populates="customer")
+    status_changes = relationship(
+        "CustomerStatusChange", back_populates="customer", order_by="CustomerStatusChange.id"
+    )
+
+    #: Optional reason for a type change, set by forms/API before flush (not a column).
+    status_reason = None
+
+    def __repr__(self) -> str:
+        return f"{self.code} {self.name}"
+
+
+class FollowUp(StampMixin, VersionMixin, Model):
+    __tablename__ = "follow_up"
+    __table_args__ = (Index("ix_follow_up_customer", "customer_id", "followed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), nullable=False)
+    followed_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
+    method_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_follow_up_method.id"))
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    next_step: Mapped[Optional[str]] = mapped_column(String(255))
+    next_step_date: Mapped[Optional[date]] = mapped_column(Date)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id"), nullable=False)
+
+    customer = relationship("Customer", back_populates="follow_ups")
+    method = relationship("FollowUpMethod")
+    owner = relationship("CrmUser", foreign_keys=[owner_id])
+
+    def __repr__(self) -> str:
+        return self.code
+
+
+class CustomerStatusChange(Model):
+    """Every change of a customer's type: from, to, when, who, why."""
+
+    __tablename__ = "customer_status_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customer.id"), nullable=False, index=True
+    )
+    from_type_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_customer_type.id"))
+    to_type_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_customer_type.id"))
+    changed_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
+    changed_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ab_user.id"))
+    reason: Mapped[Optional[str]] = mapped_column(String(255))
+
+    customer = relationship("Customer", back_populates="status_changes")
+    from_type = relationship("CustomerType", foreign_keys=[from_type_id])
+    to_type = relationship("CustomerType", foreign_keys=[to_type_id])
+    changed_by = relationship("CrmUser", foreign_keys=[changed_by_id])
+
+
+class CodeSequence(Model):
+    """Daily counters behind record codes (C20240501001); one row per prefix and day."""
+
+    __tablename__ = "code_sequence"
+
+    prefix: Mapped[str] = mapped_column(String(4), primary_key=True)
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last_value: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

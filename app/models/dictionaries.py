@@ -1,0 +1,69 @@
+"""Admin-editable data dictionaries (数据字典) behind the customer and follow-up forms."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from flask_appbuilder import Model
+from flask_babel import get_locale
+from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+
+class DictionaryMixin:
+    """Code, English and Chinese label, sort order, active flag.
+
+    Inactive entries stay valid on old records but cannot be picked for new ones.
+    """
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    label_en: Mapped[str] = mapped_column(String(100), nullable=False)
+    label_zh: Mapped[str] = mapped_column(String(100), nullable=False)
+    sort_order: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+    @property
+    def label(self) -> str:
+        try:
+            lang = str(get_locale() or "en")
+        except Exception:  # outside a request: English
+            lang = "en"
+        return self.label_zh if lang.startswith("zh") else self.label_en
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+class CustomerType(DictionaryMixin, Model):
+    """Potential / won / lost; changes are kept in the customer's status history."""
+
+    __tablename__ = "dict_customer_type"
+
+
+class Industry(DictionaryMixin, Model):
+    """Two levels: a top industry and its sub-industries (Manufacturing > Automotive)."""
+
+    __tablename__ = "dict_industry"
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_industry.id"))
+    parent = relationship("Industry", remote_side="Industry.id", backref="children")
+
+    @property
+    def label(self) -> str:
+        own = DictionaryMixin.label.fget(self)
+        return f"{self.parent.label} > {own}" if self.parent is not None else own
+
+
+class CustomerSource(DictionaryMixin, Model):
+    __tablename__ = "dict_customer_source"
+
+
+class FollowUpMethod(DictionaryMixin, Model):
+    __tablename__ = "dict_follow_up_method"
+
+
+class CustomerLevel(DictionaryMixin, Model):
+    __tablename__ = "dict_customer_level"
+
+
+DICTIONARIES = (CustomerType, Industry, CustomerSource, FollowUpMethod, CustomerLevel)

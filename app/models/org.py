@@ -1,0 +1,76 @@
+"""Organisation: departments (a tree), CRM users, and the data scope of each role."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Optional
+
+from flask_appbuilder import Model
+from flask_appbuilder.security.sqla.models import Role, User
+from sqlalchemy import Date, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+SCOPE_OWN = "own"
+SCOPE_DEPARTMENT = "department"
+SCOPE_ALL = "all"
+#: Narrowest first: a user's scope is the widest of their roles' scopes.
+SCOPES = (SCOPE_OWN, SCOPE_DEPARTMENT, SCOPE_ALL)
+
+
+class Department(Model):
+    __tablename__ = "department"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("department.id"))
+    manager_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("ab_user.id", use_alter=True, name="fk_department_manager_id")
+    )
+
+    parent = relationship("Department", remote_side=[id], backref="children")
+    manager = relationship("CrmUser", foreign_keys=[manager_id])
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class CrmUser(User):
+    """FAB's user plus what the CRM manuals ask for (department, employee number, expiry)."""
+
+    __tablename__ = "ab_user"
+
+    department_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("department.id"), nullable=True
+    )
+    employee_no: Mapped[Optional[str]] = mapped_column(String(32), unique=True)
+    phone: Mapped[Optional[str]] = mapped_column(String(32))
+    job_title: Mapped[Optional[str]] = mapped_column(String(64))
+    expires_on: Mapped[Optional[date]] = mapped_column(Date)
+
+    department = relationship("Department", foreign_keys=[department_id], backref="members")
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_on is not None and self.expires_on < date.today()
+
+    @property
+    def is_active(self) -> bool:
+        """FAB checks this at login, on session load and for JWTs: expiry ends access."""
+        return bool(self.active) and not self.is_expired
+
+
+class RoleDataScope(Model):
+    """Which rows a role may see: own, department (with sub-departments) or all."""
+
+    __tablename__ = "role_data_scope"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role_id: Mapped[int] = mapped_column(
+        ForeignKey("ab_role.id", ondelete="CASCADE"), unique=True, nullable=False
+    )
+    scope: Mapped[str] = mapped_column(String(16), nullable=False, default=SCOPE_OWN)
+
+    role = relationship(Role, backref="data_scope_rows")
+
+    def __repr__(self) -> str:
+        return f"{self.role}: {self.scope}"

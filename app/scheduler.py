@@ -1,0 +1,96 @@
+"""APScheduler: jobs persisted in the application database, started once per deployment.
+
+``run.py`` calls ``start_once``; tests and ``flask`` commands never start it. A file
+lock in the instance folder keeps a second process (reloader child, second worker)
+from starting another scheduler on the same job table.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from flask import Flask, current_app
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+JOB_TABLE = "apscheduler_jobs"
+_app: Optional[Flask] = None
+_lock_file: Any = None
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    id: str
+    name: str
+    func: Callable[[], Any]
+    cron: dict
+
+
+
+
+def deactivate_expired_users() -> int:
+    from app.services.accounts import deactivate_expired
+
+    with _app.app_context():
+        return deactivate_expired()
+
+
+JOBS = [
+    JobDefinition("deactivate_expired_users", "Deactivate expired accounts", deactivate_expired_users,
+                  {"hour": 1, "minute": 5}),
+]
+
+
+def _jobstore(engine: Any = None) -> SQLAlchemyJobStore:
+    return SQLAlchemyJobStore(engine=engine or db.engine, tablename=JOB_TABLE)
+
+
+def start_once(app: Flask) -> Optional[BackgroundScheduler]:
+    """Start the scheduler unless another process on this instance already runs it."""
+    global _app, _lock_file
+    if not app.config.get("SCHEDULER_ENABLED", True):
+        return None
+    lock_path = os.path.join(app.instance_path, "scheduler.lock")
+    os.makedirs(app.instance_path, exist_ok=True)
+    _lock_file = open(lock_path, "w")
+    try:
+        fcntl.flock(_lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        log.info("Scheduler already running in another process; not starting a second one.")
+        return None
+    _app = app
+    with app.app_context():
+        scheduler = BackgroundScheduler(
+            jobstores={"default": _jobstore()}, timezone=app.config["SCHEDULER_TIMEZONE"]
+        )
+        for job in JOBS:
+            scheduler.add_job(job.func, CronTrigger(**job.cron), id=job.id, name=job.name,
+                              replace_existing=True, coalesce=True, misfire_grace_time=3600)
+        scheduler.start()
+    log.info("Scheduler started with %d jobs", len(JOBS))
+    return scheduler
+
+
+def list_jobs() -> list[dict[str, Any]]:
+    """Defined jobs with their next run time (from the job table if the scheduler ran)."""
+    tz = current_app.config["SCHEDULER_TIMEZONE"]
+    store = _jobstore()
+    store.start(None, "default")
+    persisted = {job.id: job for job in store.get_all_jobs()}
+    rows = []
+    for job in JOBS:
+        stored = persisted.get(job.id)
+        trigger = CronTrigger(timezone=tz, **job.cron)
+        next_run = stored.next_run_time if stored else trigger.get_next_fire_time(None, datetime.now(trigger.timezone))
+        rows.append({"id": job.id, "name": job.name, "trigger": str(trigger), "next_run_time": next_run,
+                     "persisted": stored is not None})
+    return rows

@@ -1,0 +1,1 @@
+"""Who may see and do what: the security manager, data scopes and masking."""

@@ -1,0 +1,132 @@
+"""The one data-scope rule: which rows of a model a user may see.
+
+A role carries a scope (own / department / all); a user's scope is the widest of their
+roles'. ``scope_clause(user, model)`` is the only place that turns that into SQL; list,
+show, edit, delete, bulk actions, the REST API, downloads and related-field choices all
+call it (via ``DataScopeFilter`` or directly).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+from flask import g, has_request_context
+from flask_appbuilder.models.filters import BaseFilter
+from sqlalchemy import false, select, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.extensions import db
+from app.models.customers import Customer, CustomerStatusChange, FollowUp
+from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, SCOPE_OWN, SCOPES, CrmUser, Department, RoleDataScope
+
+
+def user_scope(user: Any) -> str:
+    """Widest scope among the user's roles; ``own`` if none is configured."""
+    if user is None or getattr(user, "is_anonymous", True):
+        return SCOPE_OWN
+    role_ids = [r.id for r in user.roles]
+    if not role_ids:
+        return SCOPE_OWN
+    scopes = db.session.scalars(
+        select(RoleDataScope.scope).where(RoleDataScope.role_id.in_(role_ids))
+    ).all()
+    return max(scopes, key=SCOPES.index, default=SCOPE_OWN)
+
+
+def department_tree_ids(root_id: int) -> set[int]:
+    """The department and all its sub-departments (departments are few: one query)."""
+    children: dict[Optional[int], list[int]] = {}
+    for dep_id, parent_id in db.session.execute(select(Department.id, Department.parent_id)):
+        children.setdefault(parent_id, []).append(dep_id)
+    found, stack = set(), [root_id]
+    while stack:
+        current = stack.pop()
+        if current not in found:
+            found.add(current)
+            stack.extend(children.get(current, []))
+    return found
+
+
+def visible_owner_ids(user: Any) -> Optional[set[int]]:
+    """Owner ids whose records the user may see; ``None`` means every owner.
+
+    Cached per request: a list page asks several times.
+    """
+    cache_key = ("visible_owner_ids", getattr(user, "id", None))
+    cache = g.setdefault("_crm_scope_cache", {}) if has_request_context() else {}
+    if cache_key in cache:
+        return cache[cache_key]
+    scope = user_scope(user)
+    if scope == SCOPE_ALL:
+        result = None
+    elif scope == SCOPE_DEPARTMENT and getattr(user, "department_id", None):
+        deps = department_tree_ids(user.department_id)
+        result = set(
+            db.session.scalars(select(CrmUser.id).where(CrmUser.department_id.in_(deps)))
+        ) | {user.id}
+    elif user is None or getattr(user, "is_anonymous", True):
+        result = set()
+    else:
+        result = {user.id}
+    cache[cache_key] = result
+    return result
+
+
+def _owner_in(column: Any, owners: Optional[Iterable[int]]) -> ColumnElement:
+    if owners is None:
+        return true()
+    owners = sorted(owners)
+    if not owners:
+        return false()
+    return column == owners[0] if len(owners) == 1 else column.in_(owners)
+
+
+def scope_clause(user: Any, model: type) -> ColumnElement:
+    """SQL condition selecting the rows of ``model`` that ``user`` may see.
+
+    Follow-ups and status history belong to their customer's owner (the manuals: a rep
+    may not read follow-ups of customers someone else is responsible for).
+    """
+    owners = visible_owner_ids(user)
+    if model is Customer:
+        return _owner_in(Customer.owner_id, owners)
+    if model in (FollowUp, CustomerStatusChange):
+        if owners is None:
+            return true()
+        customers = select(Customer.id).where(_owner_in(Customer.owner_id, owners))
+        return model.customer_id.in_(customers)
+    if model is CrmUser:
+        return _owner_in(CrmUser.id, owners)
+    raise LookupError(f"No data scope rule for {model.__name__}")
+
+
+def current_user_obj() -> Any:
+    return getattr(g, "user", None) if has_request_context() else None
+
+
+def can_see(user: Any, item: Any) -> bool:
+    """Whether one loaded record is in the user's scope (for bulk actions and services)."""
+    model = type(item)
+    pk = getattr(item, "id")
+    stmt = select(model.id).where(model.id == pk, scope_clause(user, model))
+    return db.session.execute(stmt).first() is not None
+
+
+class DataScopeFilter(BaseFilter):
+    """FAB filter applying ``scope_clause`` for the current user (use in base_filters)."""
+
+    name = "Data scope"
+    arg_name = "data_scope"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        return query.filter(scope_clause(current_user_obj(), self.model))
+
+
+class ActiveEntryFilter(BaseFilter):
+    """Only active dictionary entries: used for the choices offered on new records."""
+
+    name = "Active"
+    arg_name = "active_entry"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        return query.filter(self.model.active.is_(True))

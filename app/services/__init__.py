@@ -1,0 +1,1 @@
+"""Domain rules with no Flask views: the one place each rule lives."""

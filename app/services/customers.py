@@ -1,0 +1,207 @@
+"""Customer and follow-up rules: validation, numbering, status history, archiving.
+
+Everything here runs for the HTML forms, the REST API and (later) the importer and
+the sync. ``before_flush`` numbering and status history make sure no caller can forget.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session
+
+from app.models.base import current_user_id
+from app.models.customers import Customer, CustomerStatusChange, FollowUp
+from app.security import masking
+from app.security.data_scope import visible_owner_ids
+from app.services import audit, numbering, validation
+from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
+
+WON = "won"
+
+
+def _previous(item: Any, column: str) -> Any:
+    """The value a column had when loaded (None for new records).
+
+    Columns, not relationships: a many-to-one that was never loaded has no history.
+    """
+    state = inspect(item)
+    if state.pending or state.transient:
+        return None
+    history = state.attrs[column].history
+    if history.deleted:
+        return history.deleted[0]
+    return history.unchanged[0] if history.unchanged else getattr(item, column)
+
+
+def _related_id(item: Any, relation: str) -> Optional[int]:
+    """Id the record points to now, whether the relationship or the FK column was set."""
+    if inspect(item).attrs[relation].history.has_changes():
+        target = getattr(item, relation)
+        return target.id if target is not None else None
+    return getattr(item, f"{relation}_id")
+
+
+def resolve_phone(submitted: Optional[str], stored: Optional[str]) -> str:
+    """Normalise a submitted phone, keeping the stored one when the mask is echoed back."""
+    if stored and masking.is_masked_echo(submitted, stored):
+        return stored
+    return validation.normalize_phone(submitted)
+
+
+def check_owner(user: Any, owner_id: Optional[int]) -> None:
+    """A user may only give records to owners inside their own data scope."""
+    allowed = visible_owner_ids(user)
+    if owner_id is None:
+        raise RuleViolation({"owner": str(_l("An owner is required."))})
+    if allowed is not None and owner_id not in allowed:
+        raise RuleForbidden({"owner": str(_l("You cannot assign records to this user."))})
+
+
+def default_owner(item: Any, user: Any) -> None:
+    """No owner given: a new record belongs to its creator, an edited one keeps its owner."""
+    if _related_id(item, "owner") is not None:
+        return
+    previous = _previous(item, "owner_id")
+    if previous is not None:
+        item.owner = inspect(item).session.get(type(user), previous)
+    elif user is not None:
+        item.owner = user
+
+
+def clean_customer(item: Customer, user: Any, stored_phone: Optional[str] = None) -> None:
+    """Normalise and validate a customer in place; raise ``RuleViolation`` listing every error."""
+    errors: dict[str, str] = {}
+    default_owner(item, user)
+    steps = {
+        "name": lambda: setattr(item, "name", validation.require_text(item.name, 200)),
+        "contact_phone": lambda: setattr(
+            item, "contact_phone", resolve_phone(item.contact_phone, stored_phone)
+        ),
+        "credit_code": lambda: setattr(
+            item, "credit_code", validation.normalize_credit_code(item.credit_code)
+        ),
+        "email": lambda: setattr(item, "email", validation.normalize_email(item.email)),
+    }
+    for attr in ("type", "industry", "level", "source"):
+        steps[attr] = lambda a=attr: validation.check_choice(
+            getattr(item, a), _previous(item, f"{a}_id")
+        )
+    for field, step in steps.items():
+        try:
+            step()
+        except ValueError as exc:
+            errors[field] = str(exc)
+    if errors:
+        raise RuleViolation(errors)
+    owner_id = _related_id(item, "owner")
+    if owner_id != _previous(item, "owner_id"):
+        check_owner(user, owner_id)
+
+
+def clean_follow_up(item: FollowUp, user: Any) -> None:
+    errors: dict[str, str] = {}
+    try:
+        item.content = validation.require_text(item.content, 10000)
+    except ValueError as exc:
+        errors["content"] = str(exc)
+    if item.customer is None and item.customer_id is None:
+        errors["customer"] = str(_l("A customer is required."))
+    try:
+        validation.check_choice(item.method, _previous(item, "method_id"))
+    except ValueError as exc:
+        errors["method"] = str(exc)
+    if errors:
+        raise RuleViolation(errors)
+    default_owner(item, user)
+    owner_id = _related_id(item, "owner")
+    if owner_id != _previous(item, "owner_id"):
+        check_owner(user, owner_id)
+
+
+def check_version(item: Any, submitted: Any) -> None:
+    """Refuse a save based on an older version than the one stored."""
+    if submitted in (None, ""):
+        raise RuleViolation({"version": str(_l("The record version is required to save changes."))})
+    try:
+        submitted = int(submitted)
+    except (TypeError, ValueError):
+        raise RuleViolation({"version": str(_l("Invalid record version."))}) from None
+    if submitted != item.version:
+        raise StaleRecord(
+            {
+                "version": str(
+                    _l(
+                        "Someone else changed this record while you were editing it "
+                        "(version %(theirs)d, you had %(yours)d). Reload it and apply "
+                        "your changes again.",
+                        theirs=item.version,
+                        yours=submitted,
+                    )
+                )
+            }
+        )
+
+
+def can_archive(customer: Customer, may_delete_won: bool) -> Optional[str]:
+    """None if the customer may be archived, else the reason it may not."""
+    if customer.archived_at is not None:
+        return str(_l("%(code)s is already archived.", code=customer.code))
+    if customer.type is not None and customer.type.code == WON and not may_delete_won:
+        return str(_l("%(code)s is a won customer; only a manager can archive it.", code=customer.code))
+    return None
+
+
+def archive(customer: Customer, may_delete_won: bool) -> None:
+    """Archive instead of deleting (customers are never hard-deleted from the UI)."""
+    reason = can_archive(customer, may_delete_won)
+    if reason:
+        raise RuleForbidden(reason)
+    customer.archived_at = datetime.now()
+    audit.record("archive", customer, {"code": customer.code})
+
+
+def restore(customer: Customer) -> None:
+    customer.archived_at = None
+    audit.record("restore", customer, {"code": customer.code})
+
+
+def _number_new_records(session: Session) -> None:
+    by_prefix: dict[str, list[Any]] = {"C": [], "G": []}
+    for obj in session.new:
+        if isinstance(obj, Customer) and not obj.code:
+            by_prefix["C"].append(obj)
+        elif isinstance(obj, FollowUp) and not obj.code:
+            by_prefix["G"].append(obj)
+    for prefix, objs in by_prefix.items():
+        if objs:
+            for obj, code in zip(objs, numbering.allocate(session, prefix, len(objs))):
+                obj.code = code
+
+
+def _record_status_changes(session: Session) -> None:
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, Customer):
+            continue
+        before, after = _previous(obj, "type_id"), _related_id(obj, "type")
+        if before == after:
+            continue
+        session.add(
+            CustomerStatusChange(
+                customer=obj,
+                from_type_id=before,
+                to_type_id=after,
+                changed_by_id=current_user_id(),
+                reason=(obj.status_reason or None),
+            )
+        )
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
+    """Numbering and status history for every writer: views, API, importer, sync, scripts."""
+    _number_new_records(session)
+    _record_status_changes(session)

@@ -1,0 +1,45 @@
+"""Record codes: prefix + date + daily sequence (C20240501001, G20240501001).
+
+The counter row is incremented with ``UPDATE ... RETURNING`` inside the caller's
+transaction, so two users saving at the same moment are serialised by the database
+(row lock on PostgreSQL, write lock on SQLite) and never get the same code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import current_app, has_app_context
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.models.customers import CodeSequence
+
+
+def today_key() -> str:
+    tz = "Asia/Shanghai"
+    if has_app_context():
+        tz = current_app.config.get("CRM_CODE_TIMEZONE", tz)
+    return datetime.now(ZoneInfo(tz)).strftime("%Y%m%d")
+
+
+def allocate(session: Session, prefix: str, count: int = 1, day: str | None = None) -> list[str]:
+    """Reserve ``count`` consecutive codes for today; 3 digits, wider past 999."""
+    day = day or today_key()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(CodeSequence)
+        .values(prefix=prefix, day=day, last_value=0)
+        .on_conflict_do_nothing(index_elements=["prefix", "day"])
+    )
+    last = session.execute(
+        update(CodeSequence)
+        .where(CodeSequence.prefix == prefix, CodeSequence.day == day)
+        .values(last_value=CodeSequence.last_value + count)
+        .returning(CodeSequence.last_value)
+    ).scalar_one()
+    first = last - count + 1
+    return [f"{prefix}{day}{n:03d}" for n in range(first, last + 1)]

@@ -1,0 +1,131 @@
+"""First-start setup: permissions, the five CRM roles with their data scopes, dictionaries.
+
+Idempotent: existing roles and dictionary entries are left as admins edited them;
+only what is missing is created.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.extensions import appbuilder, db
+from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
+from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, SCOPE_OWN, RoleDataScope
+
+_SELF_SERVICE = [
+    (r"can_(userinfo|this_form_get|this_form_post|get|list|show)",
+     r"(UserDBModelView|UserInfoEditView|ResetMyPasswordView|OpenApi|SwaggerView|MenuApi)"),
+    (r"resetmypassword", r"UserDBModelView"),
+]
+_MENUS_SALES = (r"menu_access", r"(Customers|Follow-ups|CRM)")
+
+#: role -> (data scope, [(permission regex, view regex)])
+ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "Sales Rep": (SCOPE_OWN, [
+        (r"can_(read|write|delete|export|reveal_contact)", r"Customer"),
+        (r"can_(read|write|delete)", r"FollowUp"),
+        (r"can_read", r"(Dictionary|CustomerStatusChange)"),
+        _MENUS_SALES, *_SELF_SERVICE,
+    ]),
+    "Sales Manager": (SCOPE_DEPARTMENT, [
+        (r"can_(read|write|delete|export|reveal_contact|archive_won)", r"Customer"),
+        (r"can_(read|write)", r"ArchivedCustomer"),
+        (r"can_(read|write|delete)", r"FollowUp"),
+        (r"can_read", r"(Dictionary|CustomerStatusChange)"),
+        (r"menu_access", r"(Customers|Follow-ups|Archived customers|CRM)"), *_SELF_SERVICE,
+    ]),
+    "Customer Service": (SCOPE_ALL, [
+        (r"can_(read|reveal_contact)", r"Customer"),
+        (r"can_(read|write)", r"FollowUp"),
+        (r"can_read", r"(Dictionary|CustomerStatusChange)"),
+        _MENUS_SALES, *_SELF_SERVICE,
+    ]),
+    "Read Only": (SCOPE_ALL, [
+        (r"can_read", r"(Customer|FollowUp|Dictionary|CustomerStatusChange)"),
+        _MENUS_SALES, *_SELF_SERVICE,
+    ]),
+}
+
+DICTIONARY_SEED: dict[type, list[tuple[str, str, str]]] = {
+    CustomerType: [("potential", "Potential", "潜在客户"), ("won", "Won", "成交客户"), ("lost", "Lost", "流失客户")],
+    CustomerLevel: [("A", "A - high", "A 重要"), ("B", "B - medium", "B 一般"), ("C", "C - low", "C 潜在")],
+    CustomerSource: [
+        ("trade_show", "Trade show", "展会推广"), ("online_ad", "Online ad", "线上广告"),
+        ("referral", "Referral", "客户转介绍"), ("website", "Website form", "官网表单"),
+        ("phone", "Phone inquiry", "电话咨询"),
+    ],
+    FollowUpMethod: [("phone", "Phone", "电话"), ("visit", "Visit", "拜访"), ("email", "E-mail", "邮件"),
+                     ("meeting", "Meeting", "会议")],
+}
+INDUSTRY_SEED = [
+    ("MFG", "Manufacturing", "制造业", [("MFG-AUTO", "Automotive", "汽车制造"), ("MFG-ELEC", "Electronics", "电子制造"),
+                                       ("MFG-MACH", "Machinery", "机械设备")]),
+    ("IT", "IT & Internet", "IT互联网", [("IT-SW", "Software", "软件开发"), ("IT-NET", "Internet services", "互联网服务")]),
+    ("RETAIL", "Retail & Trade", "零售贸易", [("RETAIL-WHOLE", "Wholesale", "批发"), ("RETAIL-ECOM", "E-commerce", "电子商务")]),
+    ("SVC", "Services", "服务业", [("SVC-LOG", "Logistics", "物流"), ("SVC-FIN", "Finance", "金融")]),
+]
+
+
+def sync_permissions() -> None:
+    """Create every view's permissions and the Admin/Public roles (FAB_CREATE_DB is off)."""
+    sm = appbuilder.sm
+    sm.add_role(current_app.config["AUTH_ROLE_ADMIN"])
+    sm.add_role(current_app.config["AUTH_ROLE_PUBLIC"])
+    appbuilder.add_permissions(update_perms=True)
+
+
+def _matching_permissions(patterns: list[tuple[str, str]]) -> list[Any]:
+    sm = appbuilder.sm
+    result = []
+    for pv in db.session.scalars(select(sm.permissionview_model)).all():
+        if pv.permission is None or pv.view_menu is None:
+            continue
+        for perm_re, view_re in patterns:
+            if re.fullmatch(perm_re, pv.permission.name) and re.fullmatch(view_re, pv.view_menu.name):
+                result.append(pv)
+                break
+    return result
+
+
+def seed_roles() -> None:
+    sm = appbuilder.sm
+    admin = sm.find_role(current_app.config["AUTH_ROLE_ADMIN"])
+    _ensure_scope(admin, SCOPE_ALL)
+    for name, (scope, patterns) in ROLES.items():
+        role = sm.find_role(name)
+        if role is None:
+            role = sm.add_role(name, _matching_permissions(patterns))
+            _ensure_scope(role, scope)
+    db.session.commit()
+
+
+def _ensure_scope(role: Any, scope: str) -> None:
+    if role is not None and not db.session.scalar(select(RoleDataScope).where(RoleDataScope.role_id == role.id)):
+        db.session.add(RoleDataScope(role_id=role.id, scope=scope))
+
+
+def seed_dictionaries() -> None:
+    for model, rows in DICTIONARY_SEED.items():
+        if db.session.scalar(select(func.count(model.id))):
+            continue
+        for order, (code, en, zh) in enumerate(rows, start=1):
+            db.session.add(model(code=code, label_en=en, label_zh=zh, sort_order=order * 10, active=True))
+    if not db.session.scalar(select(func.count(Industry.id))):
+        for order, (code, en, zh, children) in enumerate(INDUSTRY_SEED, start=1):
+            parent = Industry(code=code, label_en=en, label_zh=zh, sort_order=order * 100, active=True)
+            db.session.add(parent)
+            for sub_order, (c_code, c_en, c_zh) in enumerate(children, start=1):
+                db.session.add(Industry(code=c_code, label_en=c_en, label_zh=c_zh, parent=parent,
+                                        sort_order=order * 100 + sub_order, active=True))
+    db.session.commit()
+
+
+def initialise() -> None:
+    """Everything a migrated, empty database needs before the first login."""
+    sync_permissions()
+    seed_roles()
+    seed_dictionaries()

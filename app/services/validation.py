@@ -1,0 +1,106 @@
+"""Field rules shared by forms, the REST API, imports and the sync.
+
+Each function returns the normalised value or raises ``ValueError`` with a message a
+user can act on. Messages are lazily translated so the same rule speaks both languages.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask_babel import lazy_gettext as _l
+
+_PHONE_NOISE = re.compile(r"[\s\-()（）.]")
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+# Area code: 010 and 02x are three digits, every other area code four (0xxx).
+_LANDLINE = re.compile(r"^(0(?:10|2\d|[3-9]\d{2}))(\d{7,8})(?:(?:转|ext|#|x)(\d{1,6}))?$")
+
+
+def normalize_phone(raw: str | None) -> str:
+    """Mainland mobile (1[3-9] + 9 digits) or landline with area code.
+
+    ``+86``/``0086`` prefixes, spaces, dashes and brackets are accepted and removed;
+    landlines come back as ``0755-12345678`` (``-123`` for an extension).
+    """
+    text = _PHONE_NOISE.sub("", (raw or "").strip()).lower()
+    if not text:
+        raise ValueError(_l("Phone number is required."))
+    international = False
+    for prefix in ("+86", "0086"):
+        if text.startswith(prefix):
+            text, international = text[len(prefix):], True
+    if text.startswith("86") and len(text) == 13:
+        text, international = text[2:], True
+    if _MOBILE.match(text):
+        return text
+    if international and not text.startswith("0"):
+        # A landline typed after +86 loses its trunk zero: +86 755 1234 5678.
+        candidate = "0" + text
+        if _LANDLINE.match(candidate):
+            text = candidate
+    match = _LANDLINE.match(text)
+    if match:
+        area, number, ext = match.groups()
+        return f"{area}-{number}" + (f"-{ext}" if ext else "")
+    raise ValueError(
+        _l(
+            "Not a valid phone number: use a mobile number (11 digits starting 13-19) "
+            "or a landline with area code, e.g. 010-12345678."
+        )
+    )
+
+
+_CREDIT_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def credit_code_check_char(first17: str) -> str:
+    """Check character of a unified social credit code (GB 32100-2015)."""
+    total = sum(_CREDIT_CHARS.index(c) * w for c, w in zip(first17, _CREDIT_WEIGHTS))
+    return _CREDIT_CHARS[(31 - total % 31) % 31]
+
+
+def normalize_credit_code(raw: str | None) -> str | None:
+    """Optional 18-character unified social credit code with a valid checksum."""
+    text = re.sub(r"\s", "", raw or "").upper()
+    if not text:
+        return None
+    if len(text) != 18:
+        raise ValueError(_l("A unified social credit code has 18 characters."))
+    bad = [c for c in text if c not in _CREDIT_CHARS]
+    if bad:
+        raise ValueError(
+            _l("Character %(char)s is not allowed in a unified social credit code.", char=bad[0])
+        )
+    if credit_code_check_char(text[:17]) != text[17]:
+        raise ValueError(_l("The unified social credit code fails its checksum: check for a typo."))
+    return text
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalize_email(raw: str | None) -> str | None:
+    text = (raw or "").strip()
+    if not text:
+        return None
+    if not _EMAIL.match(text):
+        raise ValueError(_l("Not a valid e-mail address."))
+    return text.lower()
+
+
+def require_text(raw: str | None, max_length: int) -> str:
+    text = (raw or "").strip()
+    if not text:
+        raise ValueError(_l("This field is required."))
+    if len(text) > max_length:
+        raise ValueError(_l("At most %(n)d characters.", n=max_length))
+    return text
+
+
+def check_choice(entry, previous_id: int | None) -> None:
+    """Inactive dictionary entries stay on old records but cannot be newly picked."""
+    if entry is not None and not entry.active and entry.id != previous_id:
+        raise ValueError(
+            _l("%(label)s is no longer in use; pick another value.", label=entry.label)
+        )

@@ -1,0 +1,180 @@
+"""Fixtures in the flaskr style: ``app``, ``client``, ``auth``, plus an org and factories.
+
+FAB's AppBuilder binds to one app per process, so the app and its migrated database are
+built once per test session; every test then starts from the same org and dictionaries,
+with customer data cleared after it. ``TEST_DATABASE_URL`` (or ``DATABASE_URL``) runs the
+whole suite on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, text
+
+os.environ.setdefault("CRM_SCHEDULER", "0")
+
+from app import create_app  # noqa: E402
+from app.extensions import appbuilder, db  # noqa: E402
+from app.models import (  # noqa: E402
+    AuditLog,
+    CodeSequence,
+    CrmUser,
+    Customer,
+    CustomerStatusChange,
+    CustomerType,
+    Department,
+    FollowUp,
+)
+from config import TestConfig  # noqa: E402
+
+PASSWORD = "Test-Pass-1234"
+#: username -> (role, department key)
+USERS = {
+    "admin": ("Admin", None),
+    "manager": ("Sales Manager", "east"),
+    "rep_a": ("Sales Rep", "east"),
+    "rep_b": ("Sales Rep", "east_team"),
+    "rep_c": ("Sales Rep", "south"),
+    "manager_s": ("Sales Manager", "south"),
+    "service": ("Customer Service", None),
+    "viewer": ("Read Only", None),
+}
+
+
+def _reset_database(url: str) -> None:
+    """Start PostgreSQL runs from an empty schema (SQLite test files are always new)."""
+    if url.startswith("postgresql"):
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+
+
+def _build_org() -> None:
+    east = Department(name="East")
+    team = Department(name="East Team", parent=east)
+    south = Department(name="South")
+    db.session.add_all([east, team, south])
+    db.session.flush()
+    departments = {"east": east, "east_team": team, "south": south}
+    sm = appbuilder.sm
+    for username, (role, dep) in USERS.items():
+        user = sm.add_user(username, username.title(), "Test", f"{username}@example.com",
+                           sm.find_role(role), password=PASSWORD)
+        db.session.get(CrmUser, user.id).department = departments.get(dep)
+    db.session.commit()
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not url:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    TestConfig.SQLALCHEMY_DATABASE_URI = url
+    application = create_app(TestConfig)
+    with application.app_context():
+        from flask_migrate import upgrade
+
+        from app.services.setup import initialise
+
+        _reset_database(url)
+        upgrade()
+        initialise()
+        _build_org()
+    yield application
+
+
+@pytest.fixture(autouse=True)
+def _clean_data(app: Any) -> Any:
+    """Each test sees the org and dictionaries only; customer data is removed after it."""
+    yield
+    with app.app_context():
+        db.session.rollback()
+        for model in (CustomerStatusChange, FollowUp, Customer, AuditLog, CodeSequence):
+            db.session.execute(delete(model))
+        db.session.execute(CrmUser.__table__.update().values(active=True, expires_on=None))
+        db.session.commit()
+        db.session.remove()
+
+
+@pytest.fixture
+def ctx(app: Any) -> Any:
+    """An application context for tests that talk to services directly."""
+    with app.app_context():
+        yield
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+class AuthActions:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def login(self, username: str, password: str = PASSWORD) -> Any:
+        return self._client.post("/login/", data={"username": username, "password": password})
+
+    def logout(self) -> Any:
+        return self._client.get("/logout/")
+
+
+@pytest.fixture
+def auth(client: Any) -> AuthActions:
+    return AuthActions(client)
+
+
+def api_token(client: Any, username: str, password: str = PASSWORD) -> dict[str, str]:
+    response = client.post(
+        "/api/v1/security/login",
+        json={"username": username, "password": password, "provider": "db", "refresh": False},
+    )
+    assert response.status_code == 200, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+@pytest.fixture
+def api(client: Any) -> Any:
+    """``api(username)`` -> headers with a JWT for that user."""
+    return lambda username: api_token(client, username)
+
+
+def user_id(username: str) -> int:
+    return appbuilder.sm.find_user(username=username).id
+
+
+@pytest.fixture
+def make_customer(app: Any) -> Any:
+    """Create a customer owned by ``owner`` (username); returns its id."""
+
+    def make(owner: str, **fields: Any) -> int:
+        with app.app_context():
+            values = {"name": f"Customer of {owner}", "contact_phone": "13812345678", **fields}
+            type_code = values.pop("type_code", "potential")
+            customer = Customer(owner_id=user_id(owner), **values)
+            customer.type = db.session.query(CustomerType).filter_by(code=type_code).one()
+            db.session.add(customer)
+            db.session.commit()
+            pk = customer.id
+            db.session.remove()
+            return pk
+
+    return make
+
+
+@pytest.fixture
+def make_follow_up(app: Any) -> Any:
+    def make(customer_id: int, owner: str, **fields: Any) -> int:
+        with app.app_context():
+            item = FollowUp(customer_id=customer_id, owner_id=user_id(owner),
+                            content=fields.pop("content", "Called about the quote"), **fields)
+            db.session.add(item)
+            db.session.commit()
+            pk = item.id
+            db.session.remove()
+            return pk
+
+    return make

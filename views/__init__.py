@@ -1,0 +1,36 @@
+"""Screens and APIs, registered on the AppBuilder in one place (menus in order)."""
+
+from __future__ import annotations
+
+from flask_appbuilder import AppBuilder
+from flask_babel import lazy_gettext as _l
+
+
+def register_views(appbuilder: AppBuilder) -> None:
+    from views.api import DICTIONARY_APIS, CustomerApi, FollowUpApi
+    from views.customers import ArchivedCustomerView, CustomerView, FollowUpView, StatusHistoryView
+    from views.dictionaries import DICTIONARY_VIEWS
+    from views.jobs import ScheduledJobsView
+    from views.org import DepartmentView, RoleDataScopeView
+
+    crm = "CRM"
+    appbuilder.add_view(CustomerView, "Customers", label=_l("Customers"), icon="fa-building",
+                        category=crm, category_label=_l("CRM"), category_icon="fa-address-book")
+    appbuilder.add_view(FollowUpView, "Follow-ups", label=_l("Follow-ups"), icon="fa-comments", category=crm)
+    appbuilder.add_view(ArchivedCustomerView, "Archived customers", label=_l("Archived customers"),
+                        icon="fa-archive", category=crm)
+    appbuilder.add_view_no_menu(StatusHistoryView)
+
+    for view, label in DICTIONARY_VIEWS:
+        appbuilder.add_view(view, view.__name__, label=label, icon="fa-list", category="Dictionaries",
+                            category_label=_l("Dictionaries"), category_icon="fa-book")
+
+    appbuilder.add_view(DepartmentView, "Departments", label=_l("Departments"), icon="fa-sitemap",
+                        category="Organisation", category_label=_l("Organisation"), category_icon="fa-users")
+    appbuilder.add_view(RoleDataScopeView, "Data scopes", label=_l("Data scopes"), icon="fa-eye",
+                        category="Organisation")
+    appbuilder.add_view(ScheduledJobsView, "Scheduled jobs", label=_l("Scheduled jobs"), icon="fa-clock-o",
+                        category="Organisation")
+
+    for api in (CustomerApi, FollowUpApi, *DICTIONARY_APIS):
+        appbuilder.add_api(api)

@@ -1,0 +1,267 @@
+"""Customer, follow-up and status-history screens (客户, 跟进记录, 状态变更)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, g, redirect, request, url_for
+from flask_appbuilder import action, expose, has_access
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.urltools import get_filter_args, get_order_args
+from flask_babel import lazy_gettext as _l
+
+from app.extensions import db
+from app.models.customers import Customer, CustomerStatusChange, FollowUp
+from app.security import masking
+from app.security.data_scope import ActiveEntryFilter, DataScopeFilter
+from app.services import audit, exporting
+from app.services import customers as rules
+from app.services.errors import RuleViolation
+from views import forms
+from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, ScopedModelView
+
+ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
+IN_SCOPE = [["id", DataScopeFilter, lambda: None]]
+CUSTOMER_FIELDS = [
+    "name", "credit_code", "type", "industry", "contact_name", "contact_phone",
+    "email", "address", "level", "source", "owner", "note",
+]
+
+
+class NotArchivedFilter(ActiveEntryFilter):
+    name = "Not archived"
+    arg_name = "not_archived"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        return query.filter(self.model.archived_at.is_(None))
+
+
+class ArchivedFilter(ActiveEntryFilter):
+    name = "Archived"
+    arg_name = "archived"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        return query.filter(self.model.archived_at.isnot(None))
+
+
+class StatusHistoryView(ScopedModelView):
+    """Read-only status history, shown on the customer's page."""
+
+    datamodel = SQLAInterface(CustomerStatusChange)
+    class_permission_name = "CustomerStatusChange"
+    base_permissions = ["can_read"]
+    list_title = _l("Status history")
+    list_columns = ["changed_at", "from_type", "to_type", "changed_by", "reason"]
+    show_columns = list_columns
+    base_order = ("changed_at", "desc")
+    label_columns = {
+        "changed_at": _l("Changed at"), "from_type": _l("From"), "to_type": _l("To"),
+        "changed_by": _l("Changed by"), "reason": _l("Reason"),
+    }
+
+
+class FollowUpView(ScopedModelView):
+    datamodel = SQLAInterface(FollowUp)
+    class_permission_name = "FollowUp"
+    list_title = _l("Follow-ups")
+    show_title = _l("Follow-up")
+    add_title = _l("Add follow-up")
+    edit_title = _l("Edit follow-up")
+    list_columns = ["code", "customer", "followed_at", "method", "content", "next_step", "next_step_date", "owner"]
+    show_columns = list_columns + ["created_by", "created_on", "changed_by", "changed_on", "version"]
+    add_columns = ["customer", "followed_at", "method", "content", "next_step", "next_step_date", "owner"]
+    edit_columns = add_columns + ["edit_version"]
+    search_columns = ["code", "customer", "followed_at", "method", "content", "next_step_date", "owner"]
+    base_order = ("followed_at", "desc")
+    add_form_query_rel_fields = {"customer": IN_SCOPE, "method": ACTIVE_ONLY}
+    edit_form_query_rel_fields = {"customer": IN_SCOPE}
+    search_form_query_rel_fields = {"customer": IN_SCOPE}
+    add_form_extra_fields = {"owner": forms.owner_field()}
+    edit_form_extra_fields = {"owner": forms.owner_field(True), "edit_version": forms.version_field(FollowUp)}
+    validators_columns = {"method": [forms.choice_validator(FollowUp, "method_id")]}
+    label_columns = {
+        "code": _l("Code"), "customer": _l("Customer"), "followed_at": _l("Time"),
+        "method": _l("Method"), "content": _l("Content"), "next_step": _l("Next step"),
+        "next_step_date": _l("Next step date"), "owner": _l("Owner"), "version": _l("Version"),
+        "created_by": _l("Created by"), "created_on": _l("Created on"),
+        "changed_by": _l("Changed by"), "changed_on": _l("Changed on"),
+    }
+
+    def prefill_form(self, form: Any, pk: Any) -> None:
+        form.edit_version.data = self.datamodel.get(pk).version
+
+    def pre_add(self, item: FollowUp) -> None:
+        rules.clean_follow_up(item, g.user)
+
+    def pre_update(self, item: FollowUp) -> None:
+        rules.clean_follow_up(item, g.user)
+
+
+def _masked(value: Any) -> str:
+    return masking.mask_phone(value)
+
+
+class CustomerView(ScopedModelView):
+    datamodel = SQLAInterface(Customer)
+    class_permission_name = "Customer"
+    method_permission_name = {
+        **READ_WRITE_PERMISSIONS, "archive_action": "delete", "reveal": "reveal_contact",
+    }
+    base_permissions = list(CUSTOMER_PERMISSIONS)
+    base_filters = IN_SCOPE + [["id", NotArchivedFilter, lambda: None]]
+    list_title = _l("Customers")
+    show_title = _l("Customer")
+    add_title = _l("Add customer")
+    edit_title = _l("Edit customer")
+    list_template = "crm/customer_list.html"
+    show_template = "crm/customer_show.html"
+    list_columns = ["code", "name", "type", "industry", "contact_name", "contact_phone", "level", "owner"]
+    show_fieldsets = [
+        (_l("Customer"), {"fields": ["code", "name", "credit_code", "type", "industry", "level", "source"]}),
+        (_l("Contact"), {"fields": ["contact_name", "contact_phone", "email", "address"]}),
+        (_l("Responsibility"), {"fields": ["owner", "note"]}),
+        (
+            _l("Record"),
+            {"fields": ["created_by", "created_on", "changed_by", "changed_on", "version"], "expanded": False},
+        ),
+    ]
+    add_columns = CUSTOMER_FIELDS
+    edit_columns = CUSTOMER_FIELDS + ["status_reason", "edit_version"]
+    search_columns = ["code", "name", "credit_code", "type", "industry", "contact_name", "level", "source", "owner", "created_on"]
+    base_order = ("id", "desc")
+    formatters_columns = {"contact_phone": _masked}
+    related_views = [FollowUpView, StatusHistoryView]
+    add_form_query_rel_fields = {f: ACTIVE_ONLY for f in ("type", "industry", "level", "source")}
+    add_form_extra_fields = {"owner": forms.owner_field()}
+    edit_form_extra_fields = {
+        "owner": forms.owner_field(True),
+        "status_reason": forms.status_reason_field(),
+        "edit_version": forms.version_field(Customer),
+    }
+    validators_columns = {
+        "contact_phone": [forms.phone_validator(Customer)],
+        "credit_code": [forms.credit_code_validator],
+        "email": [forms.email_validator],
+        **{f: [forms.choice_validator(Customer, f"{f}_id")] for f in ("type", "industry", "level", "source")},
+    }
+    label_columns = {
+        "code": _l("Customer code"), "name": _l("Customer name"), "credit_code": _l("Unified social credit code"),
+        "type": _l("Customer type"), "industry": _l("Industry"), "contact_name": _l("Contact name"),
+        "contact_phone": _l("Contact phone"), "email": _l("E-mail"), "address": _l("Address"),
+        "level": _l("Customer level"), "source": _l("Source"), "owner": _l("Owner"), "note": _l("Note"),
+        "created_by": _l("Created by"), "created_on": _l("Created on"), "changed_by": _l("Changed by"),
+        "changed_on": _l("Changed on"), "version": _l("Version"),
+    }
+    description_columns = {
+        "contact_phone": _l("Mobile (13812345678) or landline with area code (010-12345678); +86 accepted."),
+        "credit_code": _l("Optional; 18 characters, checked against the national checksum."),
+    }
+
+    def prefill_form(self, form: Any, pk: Any) -> None:
+        item = self.datamodel.get(pk)
+        form.edit_version.data = item.version
+        form.contact_phone.data = masking.mask_phone(item.contact_phone)
+
+    def pre_add(self, item: Customer) -> None:
+        rules.clean_customer(item, g.user)
+
+    def pre_update(self, item: Customer) -> None:
+        rules.clean_customer(item, g.user)
+
+    def _may_archive_won(self) -> bool:
+        return self.appbuilder.sm.has_access("can_archive_won", self.class_permission_name)
+
+    def _delete(self, pk: Any) -> None:
+        """Delete archives: customers are never hard-deleted from the screens."""
+        item = self.scoped_get(pk)
+        if item is None:
+            abort(404)
+        self._archive_items([item])
+
+    def _archive_items(self, items: list[Customer]) -> None:
+        archived, refused = [], []
+        for item in items:
+            try:
+                rules.archive(item, self._may_archive_won())
+                archived.append(item.code)
+            except RuleViolation as exc:
+                refused.append(str(exc))
+        db.session.commit()
+        if archived:
+            flash(str(_l("Archived: %(codes)s", codes=", ".join(archived))), "success")
+        for reason in refused:
+            flash(reason, "danger")
+
+    @action("archive", _l("Archive"), _l("Archive the selected customers?"), "fa-archive", single=False)
+    def archive_action(self, items: Any) -> Any:
+        self._archive_items(items if isinstance(items, list) else [items])
+        self.update_redirect()
+        return redirect(self.get_redirect())
+
+    @expose("/reveal/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def reveal(self, pk: int) -> Any:
+        """Explicit, recorded reveal of a full phone number (GET asks, POST reveals)."""
+        item = self.scoped_get(pk)
+        if item is None:
+            abort(404)
+        phone = None
+        if request.method == "POST":
+            audit.record("reveal", item, {"field": "contact_phone", "code": item.code})
+            db.session.commit()
+            phone = item.contact_phone
+        return self.render_template(
+            "crm/reveal.html", item=item, phone=phone, masked=masking.mask_phone(item.contact_phone)
+        )
+
+    @expose("/export/<string:fmt>")
+    @has_access
+    def export(self, fmt: str) -> Any:
+        """Download the current list (scope, filters and order applied; phones masked)."""
+        if fmt not in exporting.FORMATS:
+            abort(404)
+        get_filter_args(self._filters)
+        order_column, order_direction = get_order_args().get(self.__class__.__name__, ("", ""))
+        if not order_column:
+            order_column, order_direction = self.base_order
+        _, items = self.datamodel.query(
+            self._filters.get_joined_filters(self._base_filters), order_column, order_direction
+        )
+        columns = [(c, str(self.label_columns.get(c, c))) for c in self.list_columns]
+        rows = ([self._cell(item, col) for col, _ in columns] for item in items)
+        audit.record("export", None, {"model": "Customer", "format": fmt, "rows": len(items)})
+        db.session.commit()
+        return exporting.response([label for _, label in columns], rows, fmt, "customers")
+
+    def _cell(self, item: Customer, column: str) -> Any:
+        value = getattr(item, column)
+        if column in self.formatters_columns:
+            return self.formatters_columns[column](value)
+        return "" if value is None else str(value)
+
+
+class ArchivedCustomerView(ScopedModelView):
+    """Archived customers, with restore (managers and admins)."""
+
+    datamodel = SQLAInterface(Customer)
+    class_permission_name = "ArchivedCustomer"
+    method_permission_name = {**READ_WRITE_PERMISSIONS, "restore_action": "write"}
+    base_permissions = ["can_read", "can_write"]
+    base_filters = IN_SCOPE + [["id", ArchivedFilter, lambda: None]]
+    list_title = _l("Archived customers")
+    list_columns = ["code", "name", "type", "contact_name", "contact_phone", "owner", "archived_at"]
+    show_columns = list_columns
+    search_columns = ["code", "name", "owner"]
+    formatters_columns = {"contact_phone": _masked}
+    label_columns = {**CustomerView.label_columns, "archived_at": _l("Archived at")}
+    base_order = ("archived_at", "desc")
+
+    @action("restore", _l("Restore"), _l("Restore the selected customers?"), "fa-undo")
+    def restore_action(self, items: Any) -> Any:
+        items = items if isinstance(items, list) else [items]
+        for item in items:
+            rules.restore(item)
+        db.session.commit()
+        flash(str(_l("Restored: %(codes)s", codes=", ".join(i.code for i in items))), "success")
+        return redirect(url_for(f"{self.__class__.__name__}.list"))
+

@@ -1,0 +1,62 @@
+"""Admin screens for the data dictionaries (数据字典)."""
+
+from __future__ import annotations
+
+from flask_appbuilder import ModelView
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _l
+
+from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
+from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS
+
+LABELS = {
+    "code": _l("Code"), "label_en": _l("English label"), "label_zh": _l("Chinese label"),
+    "sort_order": _l("Sort order"), "active": _l("Active"), "parent": _l("Parent industry"),
+}
+
+
+class DictionaryView(ModelView):
+    """One screen per dictionary; all share the ``Dictionary`` permissions."""
+
+    class_permission_name = "Dictionary"
+    method_permission_name = READ_WRITE_PERMISSIONS
+    base_permissions = list(CRUD_PERMISSIONS)
+    list_columns = ["code", "label_en", "label_zh", "sort_order", "active"]
+    add_columns = edit_columns = show_columns = list_columns
+    search_columns = ["code", "label_en", "label_zh", "active"]
+    base_order = ("sort_order", "asc")
+    label_columns = LABELS
+    description_columns = {
+        "active": _l("Inactive entries stay on old records but cannot be picked for new ones."),
+    }
+
+
+def _dictionary_view(model: type, title: str, extra: list[str] | None = None) -> type:
+    columns = ["code"] + (extra or []) + ["label_en", "label_zh", "sort_order", "active"]
+    return type(
+        f"{model.__name__}View",
+        (DictionaryView,),
+        {
+            "datamodel": SQLAInterface(model),
+            "list_title": title,
+            "list_columns": columns,
+            "add_columns": columns,
+            "edit_columns": columns,
+            "show_columns": columns,
+        },
+    )
+
+
+CustomerTypeView = _dictionary_view(CustomerType, _l("Customer types"))
+IndustryView = _dictionary_view(Industry, _l("Industries"), ["parent"])
+CustomerSourceView = _dictionary_view(CustomerSource, _l("Customer sources"))
+FollowUpMethodView = _dictionary_view(FollowUpMethod, _l("Follow-up methods"))
+CustomerLevelView = _dictionary_view(CustomerLevel, _l("Customer levels"))
+
+DICTIONARY_VIEWS = [
+    (CustomerTypeView, _l("Customer types")),
+    (IndustryView, _l("Industries")),
+    (CustomerSourceView, _l("Customer sources")),
+    (FollowUpMethodView, _l("Follow-up methods")),
+    (CustomerLevelView, _l("Customer levels")),
+]

@@ -1,0 +1,47 @@
+"""Departments and role data scopes (admin only)."""
+
+from __future__ import annotations
+
+from flask_appbuilder import ModelView
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _l
+from wtforms import SelectField
+
+from app.models.org import SCOPES, Department, RoleDataScope
+from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS
+
+SCOPE_LABELS = {
+    "own": _l("Own records"),
+    "department": _l("Department (with sub-departments)"),
+    "all": _l("All records"),
+}
+
+
+class DepartmentView(ModelView):
+    datamodel = SQLAInterface(Department)
+    class_permission_name = "Department"
+    method_permission_name = READ_WRITE_PERMISSIONS
+    base_permissions = list(CRUD_PERMISSIONS)
+    list_title = _l("Departments")
+    list_columns = ["name", "parent", "manager"]
+    add_columns = edit_columns = show_columns = list_columns
+    label_columns = {"name": _l("Name"), "parent": _l("Parent department"), "manager": _l("Manager")}
+
+
+class RoleDataScopeView(ModelView):
+    datamodel = SQLAInterface(RoleDataScope)
+    class_permission_name = "DataScope"
+    method_permission_name = READ_WRITE_PERMISSIONS
+    base_permissions = list(CRUD_PERMISSIONS)
+    list_title = _l("Data scopes")
+    list_columns = ["role", "scope"]
+    add_columns = edit_columns = show_columns = list_columns
+    label_columns = {"role": _l("Role"), "scope": _l("Data scope")}
+    formatters_columns = {"scope": lambda value: str(SCOPE_LABELS.get(value, value))}
+    description_columns = {
+        "scope": _l("Which customers and follow-ups users with this role see. "
+                    "A user with several roles gets the widest scope."),
+    }
+    add_form_extra_fields = edit_form_extra_fields = {
+        "scope": SelectField(_l("Data scope"), choices=[(s, SCOPE_LABELS[s]) for s in SCOPES]),
+    }
