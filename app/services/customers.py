@@ -13,8 +13,10 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
+from app.extensions import db
 from app.models.base import current_user_id
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
+from app.models.org import CrmUser
 from app.security import masking
 from app.security.data_scope import visible_owner_ids
 from app.services import audit, numbering, validation
@@ -67,13 +69,18 @@ def default_owner(item: Any, user: Any) -> None:
         return
     previous = _previous(item, "owner_id")
     if previous is not None:
-        item.owner = inspect(item).session.get(type(user), previous)
+        item.owner = inspect(item).session.get(CrmUser, previous)
     elif user is not None:
         item.owner = user
 
 
 def clean_customer(item: Customer, user: Any, stored_phone: Optional[str] = None) -> None:
     """Normalise and validate a customer in place; raise ``RuleViolation`` listing every error."""
+    with db.session.no_autoflush:  # scope queries must not flush a half-cleaned record
+        _clean_customer(item, user, stored_phone)
+
+
+def _clean_customer(item: Customer, user: Any, stored_phone: Optional[str]) -> None:
     errors: dict[str, str] = {}
     default_owner(item, user)
     steps = {
@@ -103,6 +110,11 @@ def clean_customer(item: Customer, user: Any, stored_phone: Optional[str] = None
 
 
 def clean_follow_up(item: FollowUp, user: Any) -> None:
+    with db.session.no_autoflush:
+        _clean_follow_up(item, user)
+
+
+def _clean_follow_up(item: FollowUp, user: Any) -> None:
     errors: dict[str, str] = {}
     try:
         item.content = validation.require_text(item.content, 10000)
