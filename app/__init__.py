@@ -12,7 +12,7 @@ from config import Config, resolve_secret_key
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(config: Optional[type | dict] = None) -> Flask:
+def create_app(config: type | dict | None = None) -> Flask:
     """Build the app: config, extensions, security, views, CLI. Does not start the scheduler."""
     app = Flask(
         __name__,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -23,7 +24,7 @@ from app.extensions import db
 
 log = logging.getLogger(__name__)
 JOB_TABLE = "apscheduler_jobs"
-_app: Optional[Flask] = None
+_app: Flask | None = None
 _lock_file: Any = None
 
 
@@ -54,7 +55,7 @@ def _jobstore(engine: Any = None) -> SQLAlchemyJobStore:
     return SQLAlchemyJobStore(engine=engine or db.engine, tablename=JOB_TABLE)
 
 
-def start_once(app: Flask) -> Optional[BackgroundScheduler]:
+def start_once(app: Flask) -> BackgroundScheduler | None:
     """Start the scheduler unless another process on this instance already runs it."""
     global _app, _lock_file
     if not app.config.get("SCHEDULER_ENABLED", True):

@@ -53,6 +53,11 @@ class CustomerApi(ScopedApi):
     add_query_rel_fields = {"owner": _IN_SCOPE}
     edit_query_rel_fields = {"owner": _IN_SCOPE}
 
+    def _init_model_schemas(self) -> None:
+        """The owner defaults to the creator (as in the form), so the API does not require it."""
+        super()._init_model_schemas()
+        self.add_model_schema.fields["owner"].required = False
+
     def pre_get(self, data: dict[str, Any]) -> None:
         _mask_row(data.get("result", {}))
 
@@ -121,6 +126,10 @@ class FollowUpApi(ScopedApi):
     order_columns = ["id", "code", "followed_at", "next_step_date"]
     add_query_rel_fields = {"customer": _IN_SCOPE, "owner": _IN_SCOPE}
     edit_query_rel_fields = {"customer": _IN_SCOPE, "owner": _IN_SCOPE}
+
+    def _init_model_schemas(self) -> None:
+        super()._init_model_schemas()
+        self.add_model_schema.fields["owner"].required = False
 
     def _check_customer(self, item: FollowUp) -> None:
         """A follow-up can only be attached to a customer the user can see."""

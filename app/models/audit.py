@@ -7,7 +7,6 @@ is its first column set, so nothing recorded now has to be migrated away later.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 from flask_appbuilder import Model
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
@@ -21,11 +20,11 @@ class AuditLog(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
-    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ab_user.id"))
-    ip: Mapped[Optional[str]] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    ip: Mapped[str | None] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
-    object_type: Mapped[Optional[str]] = mapped_column(String(64))
-    object_id: Mapped[Optional[str]] = mapped_column(String(64))
-    detail: Mapped[Optional[str]] = mapped_column(Text)
+    object_type: Mapped[str | None] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
 
     user = relationship("CrmUser")

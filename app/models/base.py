@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import contextvars
 from datetime import datetime
-from typing import Optional
 
 from flask import g, has_app_context
 from sqlalchemy import DateTime, ForeignKey, Integer
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 #: The user a script, job or sync run acts for (web requests use ``g.user``).
-acting_user_id: contextvars.ContextVar[Optional[int]] = contextvars.ContextVar(
+acting_user_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "acting_user_id", default=None
 )
 
 
-def current_user_id() -> Optional[int]:
+def current_user_id() -> int | None:
     """Id of whoever is making the change: the logged-in user, or the acting user."""
     if has_app_context():
         user = getattr(g, "user", None)
@@ -39,11 +38,11 @@ class StampMixin:
     )
 
     @declared_attr
-    def created_by_fk(cls) -> Mapped[Optional[int]]:
+    def created_by_fk(cls) -> Mapped[int | None]:
         return mapped_column(Integer, ForeignKey("ab_user.id"), default=current_user_id)
 
     @declared_attr
-    def changed_by_fk(cls) -> Mapped[Optional[int]]:
+    def changed_by_fk(cls) -> Mapped[int | None]:
         return mapped_column(
             Integer, ForeignKey("ab_user.id"), default=current_user_id, onupdate=current_user_id
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Optional
 
 from flask_appbuilder import Model
 from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, String, Text
@@ -22,18 +21,18 @@ class Customer(StampMixin, VersionMixin, Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
-    credit_code: Mapped[Optional[str]] = mapped_column(String(18))
-    type_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_customer_type.id"))
-    industry_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_industry.id"))
-    contact_name: Mapped[Optional[str]] = mapped_column(String(64))
+    credit_code: Mapped[str | None] = mapped_column(String(18))
+    type_id: Mapped[int | None] = mapped_column(ForeignKey("dict_customer_type.id"))
+    industry_id: Mapped[int | None] = mapped_column(ForeignKey("dict_industry.id"))
+    contact_name: Mapped[str | None] = mapped_column(String(64))
     contact_phone: Mapped[str] = mapped_column(String(32), nullable=False)
-    email: Mapped[Optional[str]] = mapped_column(String(120))
-    address: Mapped[Optional[str]] = mapped_column(String(255))
-    level_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_customer_level.id"))
-    source_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_customer_source.id"))
+    email: Mapped[str | None] = mapped_column(String(120))
+    address: Mapped[str | None] = mapped_column(String(255))
+    level_id: Mapped[int | None] = mapped_column(ForeignKey("dict_customer_level.id"))
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("dict_customer_source.id"))
     owner_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id"), nullable=False)
-    note: Mapped[Optional[str]] = mapped_column(Text)
-    archived_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    note: Mapped[str | None] = mapped_column(Text)
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     type = relationship("CustomerType")
     industry = relationship("Industry")
@@ -60,10 +59,10 @@ class FollowUp(StampMixin, VersionMixin, Model):
     code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), nullable=False)
     followed_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
-    method_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_follow_up_method.id"))
+    method_id: Mapped[int | None] = mapped_column(ForeignKey("dict_follow_up_method.id"))
     content: Mapped[str] = mapped_column(Text, nullable=False)
-    next_step: Mapped[Optional[str]] = mapped_column(String(255))
-    next_step_date: Mapped[Optional[date]] = mapped_column(Date)
+    next_step: Mapped[str | None] = mapped_column(String(255))
+    next_step_date: Mapped[date | None] = mapped_column(Date)
     owner_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id"), nullable=False)
 
     customer = relationship("Customer", back_populates="follow_ups")
@@ -83,11 +82,11 @@ class CustomerStatusChange(Model):
     customer_id: Mapped[int] = mapped_column(
         ForeignKey("customer.id"), nullable=False, index=True
     )
-    from_type_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_customer_type.id"))
-    to_type_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_customer_type.id"))
+    from_type_id: Mapped[int | None] = mapped_column(ForeignKey("dict_customer_type.id"))
+    to_type_id: Mapped[int | None] = mapped_column(ForeignKey("dict_customer_type.id"))
     changed_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
-    changed_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ab_user.id"))
-    reason: Mapped[Optional[str]] = mapped_column(String(255))
+    changed_by_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    reason: Mapped[str | None] = mapped_column(String(255))
 
     customer = relationship("Customer", back_populates="status_changes")
     from_type = relationship("CustomerType", foreign_keys=[from_type_id])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from flask_appbuilder import Model
 from flask_babel import get_locale
 from sqlalchemy import Boolean, ForeignKey, Integer, String
@@ -45,7 +43,7 @@ class Industry(DictionaryMixin, Model):
     """Two levels: a top industry and its sub-industries (Manufacturing > Automotive)."""
 
     __tablename__ = "dict_industry"
-    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dict_industry.id"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("dict_industry.id"))
     parent = relationship("Industry", remote_side="Industry.id", backref="children")
 
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Optional
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import Role, User
@@ -22,8 +21,8 @@ class Department(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
-    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("department.id"))
-    manager_id: Mapped[Optional[int]] = mapped_column(
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    manager_id: Mapped[int | None] = mapped_column(
         ForeignKey("ab_user.id", use_alter=True, name="fk_department_manager_id")
     )
 
@@ -39,13 +38,13 @@ class CrmUser(User):
 
     __tablename__ = "ab_user"
 
-    department_id: Mapped[Optional[int]] = mapped_column(
+    department_id: Mapped[int | None] = mapped_column(
         ForeignKey("department.id"), nullable=True
     )
-    employee_no: Mapped[Optional[str]] = mapped_column(String(32), unique=True)
-    phone: Mapped[Optional[str]] = mapped_column(String(32))
-    job_title: Mapped[Optional[str]] = mapped_column(String(64))
-    expires_on: Mapped[Optional[date]] = mapped_column(Date)
+    employee_no: Mapped[str | None] = mapped_column(String(32), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    job_title: Mapped[str | None] = mapped_column(String(64))
+    expires_on: Mapped[date | None] = mapped_column(Date)
 
     department = relationship("Department", foreign_keys=[department_id], backref="members")
 

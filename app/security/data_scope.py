@@ -8,7 +8,8 @@ call it (via ``DataScopeFilter`` or directly).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from flask import g, has_request_context
 from flask_appbuilder.models.filters import BaseFilter
@@ -35,7 +36,7 @@ def user_scope(user: Any) -> str:
 
 def department_tree_ids(root_id: int) -> set[int]:
     """The department and all its sub-departments (departments are few: one query)."""
-    children: dict[Optional[int], list[int]] = {}
+    children: dict[int | None, list[int]] = {}
     for dep_id, parent_id in db.session.execute(select(Department.id, Department.parent_id)):
         children.setdefault(parent_id, []).append(dep_id)
     found, stack = set(), [root_id]
@@ -47,7 +48,7 @@ def department_tree_ids(root_id: int) -> set[int]:
     return found
 
 
-def visible_owner_ids(user: Any) -> Optional[set[int]]:
+def visible_owner_ids(user: Any) -> set[int] | None:
     """Owner ids whose records the user may see; ``None`` means every owner.
 
     Cached per request: a list page asks several times.
@@ -72,7 +73,7 @@ def visible_owner_ids(user: Any) -> Optional[set[int]]:
     return result
 
 
-def _owner_in(column: Any, owners: Optional[Iterable[int]]) -> ColumnElement:
+def _owner_in(column: Any, owners: Iterable[int] | None) -> ColumnElement:
     if owners is None:
         return true()
     owners = sorted(owners)
@@ -107,7 +108,7 @@ def current_user_obj() -> Any:
 def can_see(user: Any, item: Any) -> bool:
     """Whether one loaded record is in the user's scope (for bulk actions and services)."""
     model = type(item)
-    pk = getattr(item, "id")
+    pk = item.id
     stmt = select(model.id).where(model.id == pk, scope_clause(user, model))
     return db.session.execute(stmt).first() is not None
 

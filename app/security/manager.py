@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from flask import g, has_request_context
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.sqla.models import assoc_permissionview_role
 from flask_appbuilder.security.views import UserDBModelView
 from flask_babel import lazy_gettext as _l
 
@@ -52,3 +54,25 @@ class CrmSecurityManager(SecurityManager):
     userdbmodelview = CrmUserDBModelView
     #: FAB's user statistics chart loads Google Charts from the internet: not offered.
     userstatschartview = None
+
+    def exist_permission_on_roles(self, view_name: str, permission_name: str, role_ids: list[int]) -> bool:
+        """FAB asks this once per menu item and button; answer from one query per request."""
+        if not has_request_context():
+            return super().exist_permission_on_roles(view_name, permission_name, role_ids)
+        cache = g.setdefault("_crm_permissions", {})
+        key = tuple(sorted(role_ids))
+        if key not in cache:
+            cache[key] = self._role_permissions(key)
+        return (permission_name, view_name) in cache[key]
+
+    def _role_permissions(self, role_ids: tuple[int, ...]) -> set[tuple[str, str]]:
+        pv, perm, view = self.permissionview_model, self.permission_model, self.viewmenu_model
+        rows = (
+            self.session.query(perm.name, view.name)
+            .select_from(pv)
+            .join(perm, pv.permission_id == perm.id)
+            .join(view, pv.view_menu_id == view.id)
+            .join(assoc_permissionview_role, assoc_permissionview_role.c.permission_view_id == pv.id)
+            .filter(assoc_permissionview_role.c.role_id.in_(role_ids))
+        )
+        return {(p, v) for p, v in rows}

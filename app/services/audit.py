@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 from flask import has_request_context, request
 
@@ -12,7 +12,7 @@ from app.models.audit import AuditLog
 from app.models.base import current_user_id
 
 
-def record(action: str, obj: Any = None, detail: Optional[dict] = None) -> AuditLog:
+def record(action: str, obj: Any = None, detail: dict | None = None) -> AuditLog:
     """Add an audit entry to the current transaction (committed with the change)."""
     entry = AuditLog(
         user_id=current_user_id(),

@@ -7,7 +7,7 @@ the sync. ``before_flush`` numbering and status history make sure no caller can 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import event, inspect
@@ -39,7 +39,7 @@ def _previous(item: Any, column: str) -> Any:
     return history.unchanged[0] if history.unchanged else getattr(item, column)
 
 
-def _related_id(item: Any, relation: str) -> Optional[int]:
+def _related_id(item: Any, relation: str) -> int | None:
     """Id the record points to now, whether the relationship or the FK column was set."""
     if inspect(item).attrs[relation].history.has_changes():
         target = getattr(item, relation)
@@ -47,14 +47,14 @@ def _related_id(item: Any, relation: str) -> Optional[int]:
     return getattr(item, f"{relation}_id")
 
 
-def resolve_phone(submitted: Optional[str], stored: Optional[str]) -> str:
+def resolve_phone(submitted: str | None, stored: str | None) -> str:
     """Normalise a submitted phone, keeping the stored one when the mask is echoed back."""
     if stored and masking.is_masked_echo(submitted, stored):
         return stored
     return validation.normalize_phone(submitted)
 
 
-def check_owner(user: Any, owner_id: Optional[int]) -> None:
+def check_owner(user: Any, owner_id: int | None) -> None:
     """A user may only give records to owners inside their own data scope."""
     allowed = visible_owner_ids(user)
     if owner_id is None:
@@ -74,13 +74,13 @@ def default_owner(item: Any, user: Any) -> None:
         item.owner = user
 
 
-def clean_customer(item: Customer, user: Any, stored_phone: Optional[str] = None) -> None:
+def clean_customer(item: Customer, user: Any, stored_phone: str | None = None) -> None:
     """Normalise and validate a customer in place; raise ``RuleViolation`` listing every error."""
     with db.session.no_autoflush:  # scope queries must not flush a half-cleaned record
         _clean_customer(item, user, stored_phone)
 
 
-def _clean_customer(item: Customer, user: Any, stored_phone: Optional[str]) -> None:
+def _clean_customer(item: Customer, user: Any, stored_phone: str | None) -> None:
     errors: dict[str, str] = {}
     default_owner(item, user)
     steps = {
@@ -158,7 +158,7 @@ def check_version(item: Any, submitted: Any) -> None:
         )
 
 
-def can_archive(customer: Customer, may_delete_won: bool) -> Optional[str]:
+def can_archive(customer: Customer, may_delete_won: bool) -> str | None:
     """None if the customer may be archived, else the reason it may not."""
     if customer.archived_at is not None:
         return str(_l("%(code)s is already archived.", code=customer.code))
