@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from flask import Flask
 
-from config import Config, resolve_secret_key
+from config import INSTANCE_DIR, Config, resolve_secret_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +17,7 @@ def create_app(config: type | dict | None = None) -> Flask:
         __name__,
         template_folder=str(ROOT / "views" / "templates"),
         static_folder=str(ROOT / "views" / "static"),
-        instance_path=str(ROOT / "instance"),
+        instance_path=str(INSTANCE_DIR),
     )
     app.config.from_object(config if isinstance(config, type) else Config)
     if isinstance(config, dict):

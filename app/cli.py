@@ -26,7 +26,7 @@ def demo_command() -> None:
     if not users:
         click.echo("Demo data already loaded.")
         return
-    click.echo("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+    click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}):")
     for username, role in users:
         click.echo(f"  {username:<10} {role}")
 

@@ -190,7 +190,7 @@ def _number_new_records(session: Session) -> None:
             by_prefix["G"].append(obj)
     for prefix, objs in by_prefix.items():
         if objs:
-            for obj, code in zip(objs, numbering.allocate(session, prefix, len(objs))):
+            for obj, code in zip(objs, numbering.allocate(session, prefix, len(objs)), strict=True):
                 obj.code = code
 
 
