@@ -38,6 +38,7 @@ class CrmUserDBModelView(UserDBModelView):
     edit_columns = ["first_name", "last_name", "username", "active", "email", "roles", *_ORG_FIELDS]
     search_columns = ["first_name", "last_name", "username", "email", "active", "roles", "department", "job_title", "expires_on"]
     label_columns = {
+        **UserDBModelView.label_columns,
         "department": _l("Department"),
         "employee_no": _l("Employee no."),
         "job_title": _l("Job title"),

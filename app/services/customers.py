@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -36,7 +36,14 @@ def _previous(item: Any, column: str) -> Any:
     history = state.attrs[column].history
     if history.deleted:
         return history.deleted[0]
-    return history.unchanged[0] if history.unchanged else getattr(item, column)
+    if history.unchanged:
+        return history.unchanged[0]
+    if history.added and state.session is not None:
+        # Set after the object expired (e.g. after a commit): the old value is in the database.
+        model = type(item)
+        with state.session.no_autoflush:
+            return state.session.execute(select(getattr(model, column)).where(model.id == item.id)).scalar()
+    return getattr(item, column)
 
 
 def _related_id(item: Any, relation: str) -> int | None:
@@ -210,6 +217,7 @@ def _record_status_changes(session: Session) -> None:
                 reason=(obj.status_reason or None),
             )
         )
+        obj.status_reason = None  # a reason belongs to one change only
 
 
 @event.listens_for(Session, "before_flush")

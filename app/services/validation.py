@@ -13,6 +13,7 @@ from flask_babel import lazy_gettext as _l
 _PHONE_NOISE = re.compile(r"[\s\-()（）.]")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 # Area code: 010 and 02x are three digits, every other area code four (0xxx).
+_CANONICAL_EXTENSION = re.compile(r"^0(?:10|2\d|[3-9]\d{2})-\d{7,8}-\d{1,6}$")
 _LANDLINE = re.compile(r"^(0(?:10|2\d|[3-9]\d{2}))(\d{7,8})(?:(?:转|ext|#|x)(\d{1,6}))?$")
 
 
@@ -22,7 +23,10 @@ def normalize_phone(raw: str | None) -> str:
     ``+86``/``0086`` prefixes, spaces, dashes and brackets are accepted and removed;
     landlines come back as ``0755-12345678`` (``-123`` for an extension).
     """
-    text = _PHONE_NOISE.sub("", (raw or "").strip()).lower()
+    stripped = (raw or "").strip()
+    if _CANONICAL_EXTENSION.match(stripped):  # our own stored form must validate again
+        return stripped
+    text = _PHONE_NOISE.sub("", stripped).lower()
     if not text:
         raise ValueError(_l("Phone number is required."))
     international = False
