@@ -16,7 +16,7 @@ from app.security import masking
 from app.services import audit
 from app.services import customers as rules
 from app.services.errors import RuleViolation
-from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, ScopedApi
+from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedApi
 from views.customers import NotArchivedFilter
 
 _OWNER = ["owner.id", "owner.username"]
@@ -25,7 +25,6 @@ _CUSTOMER_EDIT = [
     "name", "credit_code", "type", "industry", "contact_name", "contact_phone",
     "email", "address", "level", "source", "owner", "note",
 ]
-_IN_SCOPE = ScopedApi.base_filters
 _ACTIVE = [["id", NotArchivedFilter, lambda: None]]
 
 
@@ -40,7 +39,7 @@ class CustomerApi(ScopedApi):
     class_permission_name = "Customer"
     method_permission_name = {**READ_WRITE_PERMISSIONS, "reveal_contact": "reveal_contact"}
     base_permissions = list(CUSTOMER_PERMISSIONS)
-    base_filters = _IN_SCOPE + _ACTIVE
+    base_filters = SCOPE_FILTER + _ACTIVE
     list_columns = [
         "id", "code", "name", "credit_code", "type.code", "industry.code", "contact_name",
         "contact_phone", "email", "level.code", "source.code", *_OWNER, *_STAMPS,
@@ -50,13 +49,8 @@ class CustomerApi(ScopedApi):
     edit_columns = _CUSTOMER_EDIT
     search_columns = ["code", "name", "credit_code", "type", "industry", "contact_name", "level", "source", "owner"]
     order_columns = ["id", "code", "name", "created_on", "changed_on"]
-    add_query_rel_fields = {"owner": _IN_SCOPE}
-    edit_query_rel_fields = {"owner": _IN_SCOPE}
-
-    def _init_model_schemas(self) -> None:
-        """The owner defaults to the creator (as in the form), so the API does not require it."""
-        super()._init_model_schemas()
-        self.add_model_schema.fields["owner"].required = False
+    add_query_rel_fields = {"owner": SCOPE_FILTER}
+    edit_query_rel_fields = {"owner": SCOPE_FILTER}
 
     def pre_get(self, data: dict[str, Any]) -> None:
         _mask_row(data.get("result", {}))
@@ -70,7 +64,7 @@ class CustomerApi(ScopedApi):
 
     def pre_update(self, item: Customer) -> None:
         rules.check_version(item, g.submitted_version)
-        rules.clean_customer(item, g.user, stored_phone=rules._previous(item, "contact_phone"))
+        rules.clean_customer(item, g.user)
 
     def delete_headless(self, pk: Any) -> Any:
         """DELETE archives the customer (never a hard delete)."""
@@ -124,28 +118,14 @@ class FollowUpApi(ScopedApi):
     edit_columns = add_columns
     search_columns = ["code", "customer", "followed_at", "method", "next_step_date", "owner"]
     order_columns = ["id", "code", "followed_at", "next_step_date"]
-    add_query_rel_fields = {"customer": _IN_SCOPE, "owner": _IN_SCOPE}
-    edit_query_rel_fields = {"customer": _IN_SCOPE, "owner": _IN_SCOPE}
-
-    def _init_model_schemas(self) -> None:
-        super()._init_model_schemas()
-        self.add_model_schema.fields["owner"].required = False
-
-    def _check_customer(self, item: FollowUp) -> None:
-        """A follow-up can only be attached to a customer the user can see."""
-        from app.security.data_scope import can_see
-
-        customer = item.customer or db.session.get(Customer, item.customer_id)
-        if customer is None or not can_see(g.user, customer):
-            raise RuleViolation({"customer": "Customer not found."}, status=422)
+    add_query_rel_fields = {"customer": SCOPE_FILTER, "owner": SCOPE_FILTER}
+    edit_query_rel_fields = {"customer": SCOPE_FILTER, "owner": SCOPE_FILTER}
 
     def pre_add(self, item: FollowUp) -> None:
-        self._check_customer(item)
         rules.clean_follow_up(item, g.user)
 
     def pre_update(self, item: FollowUp) -> None:
         rules.check_version(item, g.submitted_version)
-        self._check_customer(item)
         rules.clean_follow_up(item, g.user)
 
 

@@ -8,7 +8,6 @@ from flask import abort, flash, g, redirect, request
 from flask_appbuilder import ModelRestApi, ModelView, expose
 from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.const import FLAMSG_ERR_SEC_ACCESS_DENIED
-from flask_babel import lazy_gettext as _l
 from wtforms import ValidationError
 
 from app.extensions import db
@@ -82,6 +81,14 @@ class ScopedApi(ModelRestApi):
     method_permission_name = READ_WRITE_PERMISSIONS
     base_permissions = list(CRUD_PERMISSIONS)
     allow_browser_login = True
+    #: Required by the model but defaulted by the rules (the owner is the creator).
+    add_optional_columns: tuple[str, ...] = ("owner",)
+
+    def _init_model_schemas(self) -> None:
+        super()._init_model_schemas()
+        for column in self.add_optional_columns:
+            if column in self.add_model_schema.fields:
+                self.add_model_schema.fields[column].required = False
 
     def _rule_response(self, exc: RuleViolation) -> Any:
         db.session.rollback()
@@ -89,7 +96,8 @@ class ScopedApi(ModelRestApi):
 
     def post_headless(self) -> Any:
         try:
-            return super().post_headless()
+            with db.session.no_autoflush:  # rules must see the loaded values, not a flushed half-edit
+                return super().post_headless()
         except RuleViolation as exc:
             return self._rule_response(exc)
 
@@ -99,7 +107,8 @@ class ScopedApi(ModelRestApi):
         # become the new version instead of guarding the old one).
         g.submitted_version = payload.pop("version", None) if isinstance(payload, dict) else None
         try:
-            return super().put_headless(pk)
+            with db.session.no_autoflush:
+                return super().put_headless(pk)
         except RuleViolation as exc:
             return self._rule_response(exc)
 
@@ -110,14 +119,10 @@ def rule_validator(rule: Any) -> Any:
     def validate(form: Any, field: Any) -> None:
         try:
             result = rule(form, field)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
-        except RuleViolation as exc:
+        except (ValueError, RuleViolation) as exc:
             raise ValidationError(str(exc)) from None
         if result is not None:
             field.data = result
 
     return validate
 
-
-DENIED = _l("You do not have access to this record.")

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
+from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_babel import lazy_gettext as _l
@@ -13,22 +14,21 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.security import masking
-from app.security.data_scope import ActiveEntryFilter, DataScopeFilter
+from app.security.data_scope import ActiveEntryFilter
 from app.services import audit, exporting
 from app.services import customers as rules
 from app.services.errors import RuleViolation
 from views import forms
-from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, ScopedModelView
+from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedModelView
 
 ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
-IN_SCOPE = [["id", DataScopeFilter, lambda: None]]
 CUSTOMER_FIELDS = [
     "name", "credit_code", "type", "industry", "contact_name", "contact_phone",
     "email", "address", "level", "source", "owner", "note",
 ]
 
 
-class NotArchivedFilter(ActiveEntryFilter):
+class NotArchivedFilter(BaseFilter):
     name = "Not archived"
     arg_name = "not_archived"
 
@@ -36,7 +36,7 @@ class NotArchivedFilter(ActiveEntryFilter):
         return query.filter(self.model.archived_at.is_(None))
 
 
-class ArchivedFilter(ActiveEntryFilter):
+class ArchivedFilter(BaseFilter):
     name = "Archived"
     arg_name = "archived"
 
@@ -73,9 +73,9 @@ class FollowUpView(ScopedModelView):
     edit_columns = add_columns + ["edit_version"]
     search_columns = ["code", "customer", "followed_at", "method", "content", "next_step_date", "owner"]
     base_order = ("followed_at", "desc")
-    add_form_query_rel_fields = {"customer": IN_SCOPE, "method": ACTIVE_ONLY}
-    edit_form_query_rel_fields = {"customer": IN_SCOPE}
-    search_form_query_rel_fields = {"customer": IN_SCOPE}
+    add_form_query_rel_fields = {"customer": SCOPE_FILTER, "method": ACTIVE_ONLY}
+    edit_form_query_rel_fields = {"customer": SCOPE_FILTER}
+    search_form_query_rel_fields = {"customer": SCOPE_FILTER}
     add_form_extra_fields = {"owner": forms.owner_field()}
     edit_form_extra_fields = {"owner": forms.owner_field(True), "edit_version": forms.version_field(FollowUp)}
     validators_columns = {"method": [forms.choice_validator(FollowUp, "method_id")]}
@@ -97,10 +97,6 @@ class FollowUpView(ScopedModelView):
         rules.clean_follow_up(item, g.user)
 
 
-def _masked(value: Any) -> str:
-    return masking.mask_phone(value)
-
-
 class CustomerView(ScopedModelView):
     datamodel = SQLAInterface(Customer)
     class_permission_name = "Customer"
@@ -108,7 +104,7 @@ class CustomerView(ScopedModelView):
         **READ_WRITE_PERMISSIONS, "archive_action": "delete", "reveal": "reveal_contact",
     }
     base_permissions = list(CUSTOMER_PERMISSIONS)
-    base_filters = IN_SCOPE + [["id", NotArchivedFilter, lambda: None]]
+    base_filters = SCOPE_FILTER + [["id", NotArchivedFilter, lambda: None]]
     list_title = _l("Customers")
     show_title = _l("Customer")
     add_title = _l("Add customer")
@@ -129,7 +125,7 @@ class CustomerView(ScopedModelView):
     edit_columns = CUSTOMER_FIELDS + ["status_reason", "edit_version"]
     search_columns = ["code", "name", "credit_code", "type", "industry", "contact_name", "level", "source", "owner", "created_on"]
     base_order = ("id", "desc")
-    formatters_columns = {"contact_phone": _masked}
+    formatters_columns = {"contact_phone": masking.mask_phone}
     related_views = [FollowUpView, StatusHistoryView]
     add_form_query_rel_fields = {f: ACTIVE_ONLY for f in ("type", "industry", "level", "source")}
     add_form_extra_fields = {"owner": forms.owner_field()}
@@ -247,12 +243,12 @@ class ArchivedCustomerView(ScopedModelView):
     class_permission_name = "ArchivedCustomer"
     method_permission_name = {**READ_WRITE_PERMISSIONS, "restore_action": "write"}
     base_permissions = ["can_read", "can_write"]
-    base_filters = IN_SCOPE + [["id", ArchivedFilter, lambda: None]]
+    base_filters = SCOPE_FILTER + [["id", ArchivedFilter, lambda: None]]
     list_title = _l("Archived customers")
     list_columns = ["code", "name", "type", "contact_name", "contact_phone", "owner", "archived_at"]
     show_columns = list_columns
     search_columns = ["code", "name", "owner"]
-    formatters_columns = {"contact_phone": _masked}
+    formatters_columns = {"contact_phone": masking.mask_phone}
     label_columns = {**CustomerView.label_columns, "archived_at": _l("Archived at")}
     base_order = ("archived_at", "desc")
 

@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import current_app
-
-#: FAB permission (on the Customer permission view) that allows the explicit reveal.
-REVEAL_PERMISSION = "can_reveal_contact"
-CUSTOMER_PERMISSION_VIEW = "Customer"
 MASK = "****"
 
 
@@ -28,9 +21,3 @@ def mask_phone(value: str | None) -> str:
 def is_masked_echo(submitted: str | None, stored: str | None) -> bool:
     """True when a form/API sends back the masked value it was shown: keep the stored one."""
     return bool(submitted) and MASK in submitted and submitted.strip() == mask_phone(stored)
-
-
-def can_reveal(user: Any = None) -> bool:
-    """Whether the current user holds the 'reveal contact details' permission."""
-    sm = current_app.appbuilder.sm
-    return bool(sm.has_access(REVEAL_PERMISSION, CUSTOMER_PERMISSION_VIEW))

@@ -18,7 +18,7 @@ from app.models.base import current_user_id
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.models.org import CrmUser
 from app.security import masking
-from app.security.data_scope import visible_owner_ids
+from app.security.data_scope import can_see, visible_owner_ids
 from app.services import audit, numbering, validation
 from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
 
@@ -81,14 +81,15 @@ def default_owner(item: Any, user: Any) -> None:
         item.owner = user
 
 
-def clean_customer(item: Customer, user: Any, stored_phone: str | None = None) -> None:
+def clean_customer(item: Customer, user: Any) -> None:
     """Normalise and validate a customer in place; raise ``RuleViolation`` listing every error."""
     with db.session.no_autoflush:  # scope queries must not flush a half-cleaned record
-        _clean_customer(item, user, stored_phone)
+        _clean_customer(item, user)
 
 
-def _clean_customer(item: Customer, user: Any, stored_phone: str | None) -> None:
+def _clean_customer(item: Customer, user: Any) -> None:
     errors: dict[str, str] = {}
+    stored_phone = _previous(item, "contact_phone")
     default_owner(item, user)
     steps = {
         "name": lambda: setattr(item, "name", validation.require_text(item.name, 200)),
@@ -127,8 +128,11 @@ def _clean_follow_up(item: FollowUp, user: Any) -> None:
         item.content = validation.require_text(item.content, 10000)
     except ValueError as exc:
         errors["content"] = str(exc)
-    if item.customer is None and item.customer_id is None:
+    customer_id = _related_id(item, "customer")
+    if customer_id is None:
         errors["customer"] = str(_l("A customer is required."))
+    elif customer_id != _previous(item, "customer_id") and not _customer_visible(user, customer_id):
+        errors["customer"] = str(_l("Customer not found."))
     try:
         validation.check_choice(item.method, _previous(item, "method_id"))
     except ValueError as exc:
@@ -139,6 +143,12 @@ def _clean_follow_up(item: FollowUp, user: Any) -> None:
     owner_id = _related_id(item, "owner")
     if owner_id != _previous(item, "owner_id"):
         check_owner(user, owner_id)
+
+
+def _customer_visible(user: Any, customer_id: int) -> bool:
+    """A follow-up can only be attached to a customer the user can see."""
+    customer = db.session.get(Customer, customer_id)
+    return customer is not None and can_see(user, customer)
 
 
 def check_version(item: Any, submitted: Any) -> None:

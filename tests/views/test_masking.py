@@ -73,3 +73,19 @@ def test_export_neutralises_formulas(client, auth, make_customer):
     auth.login("rep_a")
     body = client.get("/customerview/export/csv").get_data().decode("utf-8-sig")
     assert "'=HYPERLINK" in body and "'+cmd" in body
+
+
+def test_api_put_echoing_the_mask_keeps_the_number(app, client, api, make_customer):
+    """A PUT that sends back the masked phone it was shown keeps the stored number."""
+    from tests.conftest import user_id
+
+    pk = make_customer("rep_a", contact_phone=FULL)
+    with app.app_context():
+        owner = user_id("rep_a")
+    response = client.put(f"/api/v1/customer/{pk}", json={"name": "Echo", "contact_phone": MASKED, "owner": owner,
+                                                          "version": 1}, headers=api("rep_a"))
+    assert response.status_code == 200, response.get_json()
+    with app.app_context():
+        from app.models import Customer
+
+        assert db.session.get(Customer, pk).contact_phone == FULL
