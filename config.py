@@ -6,6 +6,7 @@ Secrets never live in this file: ``SECRET_KEY`` comes from the environment or fr
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -22,6 +23,18 @@ def _instance_secret() -> str:
     if not path.exists():
         INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def instance_totp_key() -> str:
+    """Read (or create once) the key that encrypts TOTP secrets at rest."""
+    from cryptography.fernet import Fernet
+
+    path = INSTANCE_DIR / "totp_key"
+    if not path.exists():
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(Fernet.generate_key())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -72,6 +85,56 @@ class Config:
     SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
     JWT_ACCESS_TOKEN_EXPIRES = int(os.environ.get("JWT_ACCESS_TOKEN_EXPIRES", 900))
     MAX_CONTENT_LENGTH = int(os.environ.get("CRM_MAX_UPLOAD_BYTES", 20 * 1024 * 1024))
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    PERMANENT_SESSION_LIFETIME = int(os.environ.get("CRM_SESSION_SECONDS", 8 * 3600))
+    #: Content-Security-Policy: only our own assets. Inline scripts run only with the
+    #: per-request nonce FAB's templates carry ({nonce} is filled in per response);
+    #: inline style attributes stay allowed.
+    CRM_CONTENT_SECURITY_POLICY = (
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+        "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    )
+
+    # Passwords: FAB's complexity hook with our policy (app.security.passwords)
+    FAB_PASSWORD_COMPLEXITY_ENABLED = True
+    CRM_PASSWORD_MIN_LENGTH = int(os.environ.get("CRM_PASSWORD_MIN_LENGTH", 10))
+
+    # Rate limits (Flask-Limiter through FAB's limiter). memory:// is per process: use
+    # RATELIMIT_STORAGE_URI=redis://host:6379/0 when running several workers.
+    RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_HEADERS_ENABLED = True
+    AUTH_RATE_LIMITED = True
+    AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per 20 second")  # login POSTs per IP
+    CRM_LOGIN_LIMIT_PER_USERNAME = os.environ.get("CRM_LOGIN_LIMIT_PER_USERNAME", "10 per 5 minute")
+
+    # TOTP second factor and step-up (see README, "Security")
+    TOTP_ENCRYPTION_KEY = os.environ.get("TOTP_ENCRYPTION_KEY") or None  # else instance/totp_key
+    TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "Sheets CRM")
+    #: "required": users of roles that require enrolment; "enrolled": everyone enrolled; "off".
+    TOTP_AT_LOGIN = os.environ.get("TOTP_AT_LOGIN", "required")
+    TOTP_STEP_UP_MINUTES = int(os.environ.get("TOTP_STEP_UP_MINUTES", 5))
+    TOTP_MAX_FAILURES = 5
+    TOTP_LOCKOUT_MINUTES = 15
+    TOTP_FAIL_LIMIT_PER_USER = os.environ.get("TOTP_FAIL_LIMIT_PER_USER", "20 per day")
+    TOTP_FAIL_LIMIT_PER_IP = os.environ.get("TOTP_FAIL_LIMIT_PER_IP", "60 per hour")
+
+    # Account lifecycle
+    CRM_PURGE_AFTER_DAYS = int(os.environ.get("CRM_PURGE_AFTER_DAYS", 30))
+    CRM_INACTIVE_DAYS = int(os.environ.get("CRM_INACTIVE_DAYS", 90))
+    #: Permission report: job title -> roles that title normally needs. A user holding a
+    #: role outside the list is flagged. Override with a JSON object in CRM_JOB_TITLE_ROLES.
+    CRM_JOB_TITLE_ROLES = json.loads(os.environ.get("CRM_JOB_TITLE_ROLES", "null")) or {
+        "Sales Representative": ["Sales Rep"],
+        "Sales Manager": ["Sales Manager"],
+        "Customer Service": ["Customer Service"],
+        "Intern": ["Read Only", "Sales Rep"],
+        "Analyst": ["Read Only"],
+        "Administrator": ["Admin"],
+    }
 
     # Scheduler: jobs persist in the application database
     SCHEDULER_ENABLED = _env_bool("CRM_SCHEDULER", True)
@@ -91,8 +154,15 @@ class TestConfig(Config):
 
     TESTING = True
     SECRET_KEY = "test-secret-key-not-for-production"
+    #: Form tests post without tokens; tests/views/test_http_security.py switches CSRF
+    #: back on (checked per request) and proves a token-less POST is refused.
     WTF_CSRF_ENABLED = False
     SCHEDULER_ENABLED = False
+    TOTP_ENCRYPTION_KEY = "lDXhZ5-7D8bQ_-NMtP3Y2r6oYIJ1bKQXDUo6b7gUTGw="  # test-only key
+    #: The suite logs in hundreds of times from one address; the rate-limit tests
+    #: tighten these two on the fly (the limits are read per request).
+    AUTH_RATE_LIMIT = "10000 per minute"
+    CRM_LOGIN_LIMIT_PER_USERNAME = "10000 per minute"
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or os.environ.get(
         "DATABASE_URL", "sqlite://"
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from config import INSTANCE_DIR, Config, resolve_secret_key
+from config import INSTANCE_DIR, Config, instance_totp_key, resolve_secret_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,13 +23,18 @@ def create_app(config: type | dict | None = None) -> Flask:
     if isinstance(config, dict):
         app.config.update(config)
     app.config["SECRET_KEY"] = resolve_secret_key(app.config.get("SECRET_KEY"))
+    app.config["TOTP_ENCRYPTION_KEY"] = app.config.get("TOTP_ENCRYPTION_KEY") or instance_totp_key()
 
     from app import models  # noqa: F401  (register every table on the metadata)
     from app.cli import crm_cli
-    from app.extensions import appbuilder, db, migrate
-    from app.services import customers  # noqa: F401  (flush hooks: numbering, status history)
+    from app.extensions import appbuilder, csrf, db, migrate
+    from app.security import session_guard
+    from app.security.passwords import password_policy
+    from app.services import accounts, audit, customers  # noqa: F401  (flush hooks: audit, numbering, history)
 
+    app.config.setdefault("FAB_PASSWORD_COMPLEXITY_VALIDATOR", password_policy)
     db.init_app(app)
+    csrf.init_app(app)  # before AppBuilder, so FAB exempts its JWT-only REST APIs
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True)
     with app.app_context():
         appbuilder.init_app(app, db.session)
@@ -37,5 +42,6 @@ def create_app(config: type | dict | None = None) -> Flask:
 
         register_views(appbuilder)
         appbuilder.post_init()
+    session_guard.init_app(app)
     app.cli.add_command(crm_cli)
     return app

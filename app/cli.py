@@ -37,3 +37,41 @@ def deactivate_expired_command() -> None:
     from app.services.accounts import deactivate_expired
 
     click.echo(f"Deactivated {deactivate_expired()} expired account(s).")
+
+
+@crm_cli.command("purge-departed")
+def purge_departed_command() -> None:
+    """Re-assign and purge accounts deactivated long enough ago (also a daily job)."""
+    from app.services.accounts import purge_departed
+
+    names = purge_departed()
+    click.echo(f"Purged {len(names)} account(s){': ' + ', '.join(names) if names else ''}.")
+
+
+@crm_cli.command("audit-verify")
+def audit_verify_command() -> None:
+    """Check the audit log's hash chain; exit status 1 and the first broken link if tampered."""
+    from app.extensions import db
+    from app.services.audit import verify_chain
+
+    report = verify_chain(db.session)
+    if report.ok:
+        click.echo(f"Audit log intact: {report.checked} entries verified.")
+        return
+    click.echo(f"Audit log BROKEN at entry #{report.broken_seq}: {report.problem} "
+               f"({report.checked} entries before it verified).", err=True)
+    raise SystemExit(1)
+
+
+@crm_cli.command("totp-reset")
+@click.argument("username")
+def totp_reset_command(username: str) -> None:
+    """Remove a user's authenticator (when the last admin lost their phone)."""
+    from app.extensions import appbuilder
+    from app.security.totp import reset
+
+    user = appbuilder.sm.find_user(username=username)
+    if user is None:
+        raise click.ClickException(f"No user {username!r}.")
+    reset(user, reason="reset from the command line")
+    click.echo(f"Authenticator removed for {username}; they enrol again at next login if their role requires it.")

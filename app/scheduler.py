@@ -45,9 +45,18 @@ def deactivate_expired_users() -> int:
         return deactivate_expired()
 
 
+def purge_departed_users() -> list[str]:
+    from app.services.accounts import purge_departed
+
+    with _app.app_context():
+        return purge_departed()
+
+
 JOBS = [
     JobDefinition("deactivate_expired_users", "Deactivate expired accounts", deactivate_expired_users,
                   {"hour": 1, "minute": 5}),
+    JobDefinition("purge_departed_users", "Purge accounts deactivated 30+ days ago (records to their manager)",
+                  purge_departed_users, {"hour": 1, "minute": 20}),
 ]
 
 

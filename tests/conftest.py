@@ -9,16 +9,19 @@ whole suite on PostgreSQL.
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta
 from typing import Any
 
+import pyotp
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import delete, select, text, update
 
 os.environ.setdefault("CRM_SCHEDULER", "0")
 
 from app import create_app  # noqa: E402
 from app.extensions import appbuilder, db  # noqa: E402
 from app.models import (  # noqa: E402
+    AuditChainHead,
     AuditLog,
     CodeSequence,
     CrmUser,
@@ -27,7 +30,12 @@ from app.models import (  # noqa: E402
     CustomerType,
     Department,
     FollowUp,
+    RecoveryCode,
+    RoleDataScope,
+    StepUpGrant,
+    TotpCredential,
 )
+from app.security import totp as totp_service  # noqa: E402
 from config import TestConfig  # noqa: E402
 
 PASSWORD = "Test-Pass-1234"
@@ -87,15 +95,32 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(autouse=True)
 def _clean_data(app: Any) -> Any:
-    """Each test sees the org and dictionaries only; customer data is removed after it."""
+    """Each test sees the org and dictionaries only; customer data, audit entries,
+    authenticators, extra users and rate-limit counters are removed after it."""
     yield
     with app.app_context():
         db.session.rollback()
-        for model in (CustomerStatusChange, FollowUp, Customer, AuditLog, CodeSequence):
+        for model in (CustomerStatusChange, FollowUp, Customer, AuditLog, CodeSequence,
+                      TotpCredential, RecoveryCode, StepUpGrant):
             db.session.execute(delete(model))
-        db.session.execute(CrmUser.__table__.update().values(active=True, expires_on=None))
+        db.session.execute(update(AuditChainHead).values(seq=0, last_hash=""))
+        db.session.execute(update(RoleDataScope).values(totp_required=False))
+        _remove_extra_users()
+        db.session.execute(CrmUser.__table__.update().values(
+            active=True, expires_on=None, deactivated_at=None, last_login=None))
         db.session.commit()
         db.session.remove()
+        appbuilder.sm.limiter.reset()
+
+
+def _remove_extra_users() -> None:
+    from flask_appbuilder.security.sqla.models import assoc_user_role
+
+    extra = db.session.scalars(select(CrmUser.id).where(CrmUser.username.not_in(list(USERS)))).all()
+    if extra:
+        db.session.execute(update(Department).where(Department.manager_id.in_(extra)).values(manager_id=None))
+        db.session.execute(delete(assoc_user_role).where(assoc_user_role.c.user_id.in_(extra)))
+        db.session.execute(delete(CrmUser).where(CrmUser.id.in_(extra)))
 
 
 @pytest.fixture
@@ -121,6 +146,17 @@ class AuthActions:
     def logout(self) -> Any:
         return self._client.get("/logout/")
 
+    def grant_step_up(self, username: str) -> None:
+        """Give this browser session a fresh step-up, for tests about something else
+        (tests/app/security/test_step_up.py earns it with real codes)."""
+        with self._client.session_transaction() as session:
+            session["_step_up_sid"] = f"test-{username}"
+        with self._client.application.app_context():
+            db.session.merge(StepUpGrant(session_key=f"web:test-{username}", user_id=user_id(username),
+                                         expires_at=datetime.now() + timedelta(minutes=5)))
+            db.session.commit()
+            db.session.remove()
+
 
 @pytest.fixture
 def auth(client: Any) -> AuthActions:
@@ -140,6 +176,42 @@ def api_token(client: Any, username: str, password: str = PASSWORD) -> dict[str,
 def api(client: Any) -> Any:
     """``api(username)`` -> headers with a JWT for that user."""
     return lambda username: api_token(client, username)
+
+
+class TotpClock:
+    """A controllable clock for TOTP: each ``code()`` moves to the next 30-second step,
+    as a real user would wait for the next code (the replay guard refuses reuse)."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+        self.secrets: dict[str, str] = {}
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float = 30) -> None:
+        self.now += seconds
+
+    def enrol(self, app: Any, username: str) -> str:
+        """Enrol ``username`` through the real service; returns the secret."""
+        secret = pyotp.random_base32()
+        with app.app_context():
+            user = appbuilder.sm.find_user(username=username)
+            assert totp_service.confirm_enrolment(user, secret, pyotp.TOTP(secret).at(self.now)) is not None
+            db.session.remove()
+        self.secrets[username] = secret
+        return secret
+
+    def code(self, username: str) -> str:
+        self.advance()
+        return pyotp.TOTP(self.secrets[username]).at(self.now)
+
+
+@pytest.fixture
+def totp(monkeypatch: pytest.MonkeyPatch) -> TotpClock:
+    clock = TotpClock()
+    monkeypatch.setattr(totp_service, "clock", clock)
+    return clock
 
 
 def user_id(username: str) -> int:

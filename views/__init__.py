@@ -12,6 +12,13 @@ def register_views(appbuilder: AppBuilder) -> None:
     from views.dictionaries import DICTIONARY_VIEWS
     from views.jobs import ScheduledJobsView
     from views.org import DepartmentView, RoleDataScopeView
+    from views.security import (
+        AuditLogView,
+        PermissionReportView,
+        SecurityAlertView,
+        SensitiveActionsView,
+        TotpView,
+    )
 
     crm = "CRM"
     appbuilder.add_view(CustomerView, "Customers", label=_l("Customers"), icon="fa-building",
@@ -27,10 +34,20 @@ def register_views(appbuilder: AppBuilder) -> None:
 
     appbuilder.add_view(DepartmentView, "Departments", label=_l("Departments"), icon="fa-sitemap",
                         category="Organisation", category_label=_l("Organisation"), category_icon="fa-users")
-    appbuilder.add_view(RoleDataScopeView, "Data scopes", label=_l("Data scopes"), icon="fa-eye",
+    appbuilder.add_view(RoleDataScopeView, "Data scopes", label=_l("Role settings"), icon="fa-eye",
                         category="Organisation")
     appbuilder.add_view(ScheduledJobsView, "Scheduled jobs", label=_l("Scheduled jobs"), icon="fa-clock-o",
                         category="Organisation")
+
+    security = "Security"
+    appbuilder.add_view_no_menu(TotpView)
+    appbuilder.add_view(AuditLogView, "Audit log", label=_l("Audit log"), icon="fa-history", category=security)
+    appbuilder.add_view(SecurityAlertView, "Security alerts", label=_l("Security alerts"), icon="fa-bell",
+                        category=security)
+    appbuilder.add_view(PermissionReportView, "Permission report", label=_l("Permission report"),
+                        icon="fa-id-badge", category=security)
+    appbuilder.add_view(SensitiveActionsView, "Sensitive actions", label=_l("Sensitive actions"),
+                        icon="fa-shield", category=security)
 
     for api in (CustomerApi, FollowUpApi, *DICTIONARY_APIS):
         appbuilder.add_api(api)

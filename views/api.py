@@ -12,12 +12,12 @@ from flask_appbuilder.security.decorators import protect
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
-from app.security import masking
+from app.security import masking, step_up
 from app.services import audit
 from app.services import customers as rules
 from app.services.errors import RuleViolation
 from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedApi
-from views.customers import NotArchivedFilter
+from views.customers import ARCHIVE_WON, REVEAL, NotArchivedFilter
 
 _OWNER = ["owner.id", "owner.username"]
 _STAMPS = ["version", "created_on", "changed_on"]
@@ -72,6 +72,10 @@ class CustomerApi(ScopedApi):
         if item is None:
             return self.response_404()
         may_archive_won = self.appbuilder.sm.has_access("can_archive_won", "Customer")
+        if may_archive_won and rules.is_won(item):
+            refusal = step_up.require(ARCHIVE_WON)
+            if refusal is not None:
+                return refusal
         try:
             rules.archive(item, may_archive_won)
         except RuleViolation as exc:
@@ -91,15 +95,25 @@ class CustomerApi(ScopedApi):
             name: pk
             schema:
               type: integer
+          - in: header
+            name: X-TOTP-Code
+            schema:
+              type: string
+            description: A fresh TOTP code (sensitive action), unless a step-up is still fresh
           responses:
             200:
               description: The unmasked phone number
+            401:
+              description: Step-up required (send X-TOTP-Code)
             404:
               $ref: '#/components/responses/404'
         """
         item = self.datamodel.get(pk, self._base_filters)
         if item is None:
             return self.response_404()
+        refusal = step_up.require(REVEAL)
+        if refusal is not None:
+            return refusal
         audit.record("reveal", item, {"field": "contact_phone", "code": item.code, "via": "api"})
         db.session.commit()
         return self.response(200, contact_phone=item.contact_phone)

@@ -8,10 +8,12 @@ from flask import abort, flash, g, redirect, request
 from flask_appbuilder import ModelRestApi, ModelView, expose
 from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.const import FLAMSG_ERR_SEC_ACCESS_DENIED
+from flask_appbuilder.urltools import get_filter_args, get_order_args
 from wtforms import ValidationError
 
 from app.extensions import db
 from app.security.data_scope import DataScopeFilter
+from app.services import audit, exporting
 from app.services.errors import RuleViolation
 
 SCOPE_FILTER = [["id", DataScopeFilter, lambda: None]]
@@ -74,13 +76,44 @@ class ScopedModelView(ModelView):
         return self.actions[name].func(items)
 
 
+class ListExportMixin:
+    """Download the list as shown: base filters (scope), search filters, order, columns.
+
+    ``formatters_columns`` apply, so masked columns stay masked unless ``unmasked``.
+    """
+
+    def export_response(self, fmt: str, filename: str, unmasked: frozenset[str] = frozenset()) -> Any:
+        if fmt not in exporting.FORMATS:
+            abort(404)
+        get_filter_args(self._filters)
+        order_column, order_direction = get_order_args().get(self.__class__.__name__, ("", ""))
+        if not order_column:
+            order_column, order_direction = self.base_order
+        _, items = self.datamodel.query(
+            self._filters.get_joined_filters(self._base_filters), order_column, order_direction
+        )
+        columns = [(c, str(self.label_columns.get(c, c))) for c in self.list_columns]
+        rows = ([self._export_cell(item, col, unmasked) for col, _ in columns] for item in items)
+        audit.record("export", None, {"model": self.datamodel.obj.__name__, "format": fmt, "rows": len(items),
+                                      "unmasked": sorted(unmasked)})
+        db.session.commit()
+        return exporting.response([label for _, label in columns], rows, fmt, filename)
+
+    def _export_cell(self, item: Any, column: str, unmasked: frozenset[str]) -> Any:
+        value = getattr(item, column)
+        if column in self.formatters_columns and column not in unmasked:
+            return self.formatters_columns[column](value)
+        return "" if value is None else str(value)
+
+
 class ScopedApi(ModelRestApi):
     """A REST API with the data scope, explicit columns and rule errors as 4xx JSON."""
 
     base_filters = SCOPE_FILTER
     method_permission_name = READ_WRITE_PERMISSIONS
     base_permissions = list(CRUD_PERMISSIONS)
-    allow_browser_login = True
+    #: JWT only: a session cookie must not authorise CSRF-exempt API calls.
+    allow_browser_login = False
     #: Required by the model but defaulted by the rules (the owner is the creator).
     add_optional_columns: tuple[str, ...] = ("owner",)
 

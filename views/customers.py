@@ -8,19 +8,33 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
-from app.security import masking
+from app.security import masking, step_up
 from app.security.data_scope import ActiveEntryFilter
-from app.services import audit, exporting
+from app.security.step_up import declare
+from app.services import audit
 from app.services import customers as rules
 from app.services.errors import RuleViolation
 from views import forms
-from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedModelView
+from views.base import (
+    CUSTOMER_PERMISSIONS,
+    READ_WRITE_PERMISSIONS,
+    SCOPE_FILTER,
+    ListExportMixin,
+    ScopedModelView,
+)
 
+BULK_ARCHIVE = declare("customer.bulk_archive", _l("Archive (delete) several customers at once"),
+                       _l("Customers list, bulk action"))
+ARCHIVE_WON = declare("customer.archive_won", _l("Archive (delete) a won customer"),
+                      _l("Customers: delete / archive, and DELETE /api/v1/customer/<id>"))
+REVEAL = declare("contact.reveal", _l("Reveal a full phone number"),
+                 _l("Customer page, and POST /api/v1/customer/<id>/contact"))
+UNMASKED_EXPORT = declare("export.unmasked", _l("Export customers with full phone numbers"),
+                          _l("Customers list, export with full numbers"))
 ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
 CUSTOMER_FIELDS = [
     "name", "credit_code", "type", "industry", "contact_name", "contact_phone",
@@ -97,7 +111,7 @@ class FollowUpView(ScopedModelView):
         rules.clean_follow_up(item, g.user)
 
 
-class CustomerView(ScopedModelView):
+class CustomerView(ListExportMixin, ScopedModelView):
     datamodel = SQLAInterface(Customer)
     class_permission_name = "Customer"
     method_permission_name = {
@@ -174,6 +188,25 @@ class CustomerView(ScopedModelView):
             abort(404)
         self._archive_items([item])
 
+    def _step_up_for(self, items: list[Customer]) -> Any:
+        if len(items) > 1:
+            return step_up.require(BULK_ARCHIVE)
+        if self._may_archive_won() and any(rules.is_won(item) for item in items):
+            return step_up.require(ARCHIVE_WON)
+        return None
+
+    @expose("/delete/<pk>", methods=["GET", "POST"])
+    @has_access
+    def delete(self, pk: Any) -> Any:
+        item = self.scoped_get(pk)
+        if item is None:
+            abort(404)
+        if request.method == "POST":
+            refusal = self._step_up_for([item])
+            if refusal is not None:
+                return refusal
+        return super().delete(pk)
+
     def _archive_items(self, items: list[Customer]) -> None:
         archived, refused = [], []
         for item in items:
@@ -190,7 +223,11 @@ class CustomerView(ScopedModelView):
 
     @action("archive", _l("Archive"), _l("Archive the selected customers?"), "fa-archive", single=False)
     def archive_action(self, items: Any) -> Any:
-        self._archive_items(items if isinstance(items, list) else [items])
+        items = items if isinstance(items, list) else [items]
+        refusal = self._step_up_for(items)
+        if refusal is not None:
+            return refusal
+        self._archive_items(items)
         self.update_redirect()
         return redirect(self.get_redirect())
 
@@ -203,6 +240,9 @@ class CustomerView(ScopedModelView):
             abort(404)
         phone = None
         if request.method == "POST":
+            refusal = step_up.require(REVEAL)
+            if refusal is not None:
+                return refusal
             audit.record("reveal", item, {"field": "contact_phone", "code": item.code})
             db.session.commit()
             phone = item.contact_phone
@@ -213,27 +253,18 @@ class CustomerView(ScopedModelView):
     @expose("/export/<string:fmt>")
     @has_access
     def export(self, fmt: str) -> Any:
-        """Download the current list (scope, filters and order applied; phones masked)."""
-        if fmt not in exporting.FORMATS:
-            abort(404)
-        get_filter_args(self._filters)
-        order_column, order_direction = get_order_args().get(self.__class__.__name__, ("", ""))
-        if not order_column:
-            order_column, order_direction = self.base_order
-        _, items = self.datamodel.query(
-            self._filters.get_joined_filters(self._base_filters), order_column, order_direction
-        )
-        columns = [(c, str(self.label_columns.get(c, c))) for c in self.list_columns]
-        rows = ([self._cell(item, col) for col, _ in columns] for item in items)
-        audit.record("export", None, {"model": "Customer", "format": fmt, "rows": len(items)})
-        db.session.commit()
-        return exporting.response([label for _, label in columns], rows, fmt, "customers")
+        """Download the current list (scope, filters and order applied; phones masked).
 
-    def _cell(self, item: Customer, column: str) -> Any:
-        value = getattr(item, column)
-        if column in self.formatters_columns:
-            return self.formatters_columns[column](value)
-        return "" if value is None else str(value)
+        ``?unmasked=1`` gives full phone numbers to users who may reveal them, after a step-up.
+        """
+        if request.args.get("unmasked"):
+            if not self.appbuilder.sm.has_access("can_reveal_contact", self.class_permission_name):
+                abort(403)
+            refusal = step_up.require(UNMASKED_EXPORT)
+            if refusal is not None:
+                return refusal
+            return self.export_response(fmt, "customers", unmasked=frozenset({"contact_phone"}))
+        return self.export_response(fmt, "customers")
 
 
 class ArchivedCustomerView(ScopedModelView):

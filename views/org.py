@@ -8,6 +8,7 @@ from flask_babel import lazy_gettext as _l
 from wtforms import SelectField
 
 from app.models.org import SCOPES, Department, RoleDataScope
+from app.security.step_up import SensitiveWritesMixin, declare
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS
 
 SCOPE_LABELS = {
@@ -28,19 +29,28 @@ class DepartmentView(ModelView):
     label_columns = {"name": _l("Name"), "parent": _l("Parent department"), "manager": _l("Manager")}
 
 
-class RoleDataScopeView(ModelView):
+SCOPE_CHANGE = declare("role.scope_change", _l("Change a role's data scope or authenticator requirement"),
+                       _l("Organisation > Role settings"))
+
+
+class RoleDataScopeView(SensitiveWritesMixin, ModelView):
+    """Per-role data scope and TOTP requirement; every change needs a fresh code."""
+
+    sensitive_action = SCOPE_CHANGE
     datamodel = SQLAInterface(RoleDataScope)
     class_permission_name = "DataScope"
     method_permission_name = READ_WRITE_PERMISSIONS
     base_permissions = list(CRUD_PERMISSIONS)
-    list_title = _l("Data scopes")
-    list_columns = ["role", "scope"]
+    list_title = _l("Role settings")
+    list_columns = ["role", "scope", "totp_required"]
     add_columns = edit_columns = show_columns = list_columns
-    label_columns = {"role": _l("Role"), "scope": _l("Data scope")}
+    label_columns = {"role": _l("Role"), "scope": _l("Data scope"), "totp_required": _l("Authenticator required")}
     formatters_columns = {"scope": lambda value: str(SCOPE_LABELS.get(value, value))}
     description_columns = {
         "scope": _l("Which customers and follow-ups users with this role see. "
                     "A user with several roles gets the widest scope."),
+        "totp_required": _l("Users with this role must enrol an authenticator app before they can do anything "
+                            "else, and type a code at login."),
     }
     add_form_extra_fields = edit_form_extra_fields = {
         "scope": SelectField(_l("Data scope"), choices=[(s, SCOPE_LABELS[s]) for s in SCOPES]),

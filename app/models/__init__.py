@@ -1,6 +1,6 @@
 """All models, imported here so Alembic and the mappers see every table."""
 
-from app.models.audit import AuditLog
+from app.models.audit import AuditChainHead, AuditLog
 from app.models.customers import CodeSequence, Customer, CustomerStatusChange, FollowUp
 from app.models.dictionaries import (
     DICTIONARIES,
@@ -11,8 +11,10 @@ from app.models.dictionaries import (
     Industry,
 )
 from app.models.org import CrmUser, Department, RoleDataScope
+from app.models.security import RecoveryCode, StepUpGrant, TotpCredential
 
 __all__ = [
+    "AuditChainHead",
     "AuditLog",
     "CodeSequence",
     "CrmUser",
@@ -26,5 +28,8 @@ __all__ = [
     "FollowUp",
     "FollowUpMethod",
     "Industry",
+    "RecoveryCode",
     "RoleDataScope",
+    "StepUpGrant",
+    "TotpCredential",
 ]

@@ -1,7 +1,10 @@
-"""Audit trail of explicit security events (reveals, exports, archives).
+"""Append-only, hash-chained audit log.
 
-The tamper-evident, field-level audit log comes with the security issue; this table
-is its first column set, so nothing recorded now has to be migrated away later.
+Each entry stores the hash of the one before it (``prev_hash``) and its own hash over
+every column, so editing, deleting or reordering a row breaks the chain and
+``flask crm audit-verify`` names the first broken link. ``AuditChainHead`` holds the
+last sequence number and hash; appending locks that one row, so two transactions can
+never fork the chain. Entries are written only by ``app.services.audit``.
 """
 
 from __future__ import annotations
@@ -9,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import now
 
@@ -19,12 +22,32 @@ class AuditLog(Model):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now, index=True)
+    #: No foreign key: a purged user's entries must stay verifiable and attributable.
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    user_name: Mapped[str | None] = mapped_column(String(256))
     ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(String(16), nullable=False, default="script")
     action: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
     object_type: Mapped[str | None] = mapped_column(String(64))
     object_id: Mapped[str | None] = mapped_column(String(64))
+    changes: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(String(256))
     detail: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
 
-    user = relationship("CrmUser")
+    def __repr__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_type or ''} {self.object_id or ''}".strip()
+
+
+class AuditChainHead(Model):
+    """One row: the last appended sequence number and hash."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), nullable=False, default="")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import Role, User
-from sqlalchemy import Date, ForeignKey, Integer, String
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 SCOPE_OWN = "own"
@@ -45,6 +45,10 @@ class CrmUser(User):
     phone: Mapped[str | None] = mapped_column(String(32))
     job_title: Mapped[str | None] = mapped_column(String(64))
     expires_on: Mapped[date | None] = mapped_column(Date)
+    #: Set when an account is deactivated (departure); the purge job counts from here.
+    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: Set when the purge job has re-assigned the records and removed personal data.
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     department = relationship("Department", foreign_keys=[department_id], backref="members")
 
@@ -59,7 +63,8 @@ class CrmUser(User):
 
 
 class RoleDataScope(Model):
-    """Which rows a role may see: own, department (with sub-departments) or all."""
+    """Per-role settings: which rows it may see (own, department, all), and whether its
+    users must enrol a TOTP authenticator."""
 
     __tablename__ = "role_data_scope"
 
@@ -68,6 +73,7 @@ class RoleDataScope(Model):
         ForeignKey("ab_role.id", ondelete="CASCADE"), unique=True, nullable=False
     )
     scope: Mapped[str] = mapped_column(String(16), nullable=False, default=SCOPE_OWN)
+    totp_required: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
 
     role = relationship(Role, backref="data_scope_rows")
 

@@ -1,26 +1,348 @@
-"""Writing audit entries (the hash chain comes with the security issue)."""
+"""The one writer of the audit log: explicit events and every change to audited models.
+
+Two ways in, one chain:
+
+* ``record(action, obj, ...)`` for events that are not row changes (login, reveal,
+  export, step-up, TOTP enrolment ...);
+* a SQLAlchemy ``after_flush`` hook that turns every insert/update/delete of an audited
+  model into an entry with field-level before/after. Views, the REST API, imports, sync
+  runs and scripts all flush through the same session, so none can forget.
+
+Entries go into the current transaction (they commit or roll back with the change) and
+are hash-chained by ``_append``, which locks the chain head row first.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from flask import has_request_context, request
+from flask import g, has_app_context, has_request_context, request
+from sqlalchemy import event, insert, inspect, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, attributes
 
-from app.extensions import db
-from app.models.audit import AuditLog
-from app.models.base import current_user_id
+from app.models.audit import AuditChainHead, AuditLog
+from app.models.base import acting_user_id, now
+from app.security.masking import mask_phone
+
+#: Columns every entry hashes, in order (changing this list invalidates old chains).
+HASHED_COLUMNS = (
+    "seq", "created_at", "user_id", "user_name", "ip", "user_agent", "source", "action",
+    "object_type", "object_id", "changes", "reason", "detail", "prev_hash",
+)
+#: Bookkeeping columns that are not worth an entry of their own.
+IGNORED_COLUMNS = {"changed_on", "changed_by_fk", "created_on", "created_by_fk", "version"}
 
 
-def record(action: str, obj: Any = None, detail: dict | None = None) -> AuditLog:
-    """Add an audit entry to the current transaction (committed with the change)."""
-    entry = AuditLog(
-        user_id=current_user_id(),
-        ip=request.remote_addr if has_request_context() else None,
-        action=action,
-        object_type=type(obj).__name__ if obj is not None else None,
-        object_id=str(getattr(obj, "id", "")) if obj is not None else None,
-        detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else None,
-    )
-    db.session.add(entry)
-    return entry
+@dataclass(frozen=True)
+class AuditSpec:
+    """How one model is audited: which fields to skip, mask or list as collections."""
+
+    exclude: frozenset[str] = frozenset()
+    masked: frozenset[str] = frozenset()
+    secret: frozenset[str] = frozenset()
+    collections: tuple[str, ...] = ()
+    permission_model: bool = False
+
+
+@dataclass(frozen=True)
+class _Context:
+    source: str | None = None
+    reason: str | None = None
+
+
+_NO_CONTEXT = _Context()
+_context: ContextVar[_Context | None] = ContextVar("audit_context", default=None)
+AUDITED: dict[type, AuditSpec] = {}
+
+
+def audited(model: type, **spec: Any) -> None:
+    """Register a model whose row changes are logged field by field."""
+    for key in ("exclude", "masked", "secret"):
+        spec[key] = frozenset(spec.get(key, ()))
+    AUDITED[model] = AuditSpec(**spec)
+
+
+@contextmanager
+def audit_context(source: str | None = None, reason: str | None = None) -> Iterator[None]:
+    """Label every entry written inside the block (e.g. ``source="import"``)."""
+    token = _context.set(_Context(source=source, reason=reason))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def current_source() -> str:
+    explicit = (_context.get() or _NO_CONTEXT).source
+    if explicit:
+        return explicit
+    if has_request_context():
+        return "api" if request.path.startswith("/api/") else "web"
+    return "script"
+
+
+def _actor(conn: Connection, user: Any = None) -> tuple[int | None, str | None]:
+    if user is None and has_app_context():
+        candidate = getattr(g, "user", None)
+        if candidate is not None and not getattr(candidate, "is_anonymous", True):
+            user = candidate
+    if user is not None:
+        return user.id, user.username
+    uid = acting_user_id.get()
+    if uid is None:
+        return None, None
+    from app.models.org import CrmUser
+
+    return uid, conn.execute(select(CrmUser.username).where(CrmUser.id == uid)).scalar()
+
+
+def _request_facts() -> dict[str, str | None]:
+    if not has_request_context():
+        return {"ip": None, "user_agent": None}
+    agent = request.headers.get("User-Agent")
+    return {"ip": request.remote_addr, "user_agent": agent[:256] if agent else None}
+
+
+def _json(value: Any) -> str | None:
+    if value in (None, {}, []):
+        return None
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def entry_hash(row: Mapping[str, Any]) -> str:
+    """SHA-256 over the hashed columns of one entry (as stored)."""
+    values = []
+    for name in HASHED_COLUMNS:
+        value = row[name]
+        if isinstance(value, datetime):
+            value = value.isoformat(timespec="microseconds")
+        values.append(value)
+    payload = json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _append(conn: Connection, entries: list[dict[str, Any]], user: Any = None) -> None:
+    """Chain and insert entries; the head row update serialises concurrent writers."""
+    if not entries:
+        return
+    head = AuditChainHead.__table__
+    bumped = conn.execute(update(head).where(head.c.id == 1).values(seq=head.c.seq + len(entries)))
+    if bumped.rowcount == 0:
+        conn.execute(insert(head).values(id=1, seq=len(entries), last_hash=""))
+    seq_end, prev = conn.execute(select(head.c.seq, head.c.last_hash).where(head.c.id == 1)).one()
+    user_id, user_name = _actor(conn, user)
+    context = _context.get() or _NO_CONTEXT
+    facts = _request_facts()
+    rows = []
+    for offset, entry in enumerate(entries):
+        row = {
+            "seq": seq_end - len(entries) + 1 + offset, "created_at": now(),
+            "user_id": user_id, "user_name": user_name, **facts, "source": current_source(),
+            "object_type": None, "object_id": None, "changes": None, "detail": None,
+            "reason": context.reason, **entry, "prev_hash": prev,
+        }
+        row["hash"] = prev = entry_hash(row)
+        rows.append(row)
+    conn.execute(insert(AuditLog.__table__), rows)
+    conn.execute(update(head).where(head.c.id == 1).values(last_hash=prev))
+
+
+def record(
+    action: str,
+    obj: Any = None,
+    detail: dict | None = None,
+    *,
+    reason: str | None = None,
+    user: Any = None,
+    session: Session | None = None,
+) -> None:
+    """Append an explicit event to the current transaction (it commits with the caller)."""
+    from app.extensions import db
+
+    entry: dict[str, Any] = {"action": action, "detail": _json(detail)}
+    if obj is not None:
+        entry["object_type"] = type(obj).__name__
+        entry["object_id"] = str(inspect(obj).identity[0]) if inspect(obj).identity else None
+    if reason:
+        entry["reason"] = reason[:256]
+    _append((session or db.session).connection(), [entry], user=user)
+
+
+# --- row changes --------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _shown(spec: AuditSpec, key: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if key in spec.secret:
+        return "(changed)"
+    if key in spec.masked:
+        return mask_phone(value)
+    return _plain(value)
+
+
+def _columns(obj: Any, spec: AuditSpec) -> list[str]:
+    skip = IGNORED_COLUMNS | spec.exclude
+    return [attr.key for attr in inspect(obj).mapper.column_attrs if attr.key not in skip]
+
+
+def _collection_change(obj: Any, key: str) -> list[list[str]] | None:
+    history = attributes.get_history(obj, key)
+    if not history.added and not history.deleted:
+        return None
+    unchanged = [str(v) for v in history.unchanged or ()]
+    before = sorted(unchanged + [str(v) for v in history.deleted or ()])
+    after = sorted(unchanged + [str(v) for v in history.added or ()])
+    return [before, after]
+
+
+def _update_changes(obj: Any, spec: AuditSpec) -> dict[str, list[Any]]:
+    changes = {}
+    for key in _columns(obj, spec):
+        history = attributes.get_history(obj, key)
+        if not history.added and not history.deleted:
+            continue
+        before = history.deleted[0] if history.deleted else None
+        after = history.added[0] if history.added else None
+        if before != after:
+            changes[key] = [_shown(spec, key, before), _shown(spec, key, after)]
+    for key in spec.collections:
+        change = _collection_change(obj, key)
+        if change:
+            changes[key] = change
+    return changes
+
+
+def _snapshot(obj: Any, spec: AuditSpec, created: bool) -> dict[str, list[Any]]:
+    changes = {}
+    for key in _columns(obj, spec):
+        value = _shown(spec, key, getattr(obj, key))
+        if value is not None:
+            changes[key] = [None, value] if created else [value, None]
+    return changes
+
+
+def _update_action(spec: AuditSpec, changes: dict[str, list[Any]]) -> str:
+    if "archived_at" in changes:
+        return "archive" if changes["archived_at"][1] else "restore"
+    if changes.get("active") == [True, False]:
+        return "deactivate"
+    if spec.permission_model or set(changes) & set(spec.collections):
+        return "permission_change"
+    return "update"
+
+
+def _entry(obj: Any, action: str, changes: dict) -> dict[str, Any]:
+    identity = inspect(obj).identity
+    return {
+        "action": action, "object_type": type(obj).__name__,
+        "object_id": str(identity[0]) if identity else None, "changes": _json(changes),
+    }
+
+
+def _spec_for(obj: Any) -> AuditSpec | None:
+    for cls in type(obj).__mro__:
+        if cls in AUDITED:
+            return AUDITED[cls]
+    return None
+
+
+def collect_changes(session: Session) -> list[dict[str, Any]]:
+    """Entries for the flush in progress (called from ``after_flush``: history intact)."""
+    entries = []
+    for obj in session.new:
+        spec = _spec_for(obj)
+        if spec:
+            action = "permission_change" if spec.permission_model else "create"
+            entries.append(_entry(obj, action, _snapshot(obj, spec, created=True)))
+    for obj in session.dirty:
+        spec = _spec_for(obj)
+        if spec and session.is_modified(obj):
+            changes = _update_changes(obj, spec)
+            if changes:
+                entries.append(_entry(obj, _update_action(spec, changes), changes))
+    for obj in session.deleted:
+        spec = _spec_for(obj)
+        if spec:
+            entries.append(_entry(obj, "delete", _snapshot(obj, spec, created=False)))
+    return entries
+
+
+@event.listens_for(Session, "after_flush")
+def _audit_flush(session: Session, flush_context: Any) -> None:
+    if any(isinstance(obj, AuditLog) for obj in session.dirty | session.deleted):
+        raise RuntimeError("The audit log is append-only.")
+    entries = collect_changes(session)
+    if entries:
+        _append(session.connection(), entries)
+
+
+# --- verification -------------------------------------------------------------------
+
+
+@dataclass
+class ChainReport:
+    checked: int
+    broken_seq: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def verify_chain(session: Session) -> ChainReport:
+    """Walk the chain in order; report the first entry whose link or hash is wrong."""
+    columns = [AuditLog.__table__.c[name] for name in (*HASHED_COLUMNS, "hash")]
+    rows = session.execute(select(*columns).order_by(AuditLog.seq).execution_options(yield_per=5000))
+    prev, expected_seq, checked = "", 1, 0
+    for row in rows.mappings():
+        if row["seq"] != expected_seq:
+            return ChainReport(checked, expected_seq, f"entry #{expected_seq} is missing (next is #{row['seq']})")
+        if row["prev_hash"] != prev:
+            return ChainReport(checked, row["seq"], f"entry #{row['seq']} does not link to the entry before it")
+        if entry_hash(row) != row["hash"]:
+            return ChainReport(checked, row["seq"], f"entry #{row['seq']} was altered after it was written")
+        prev, expected_seq, checked = row["hash"], expected_seq + 1, checked + 1
+    head = session.get(AuditChainHead, 1)
+    if head is not None and (head.seq != checked or head.last_hash != prev):
+        return ChainReport(checked, checked + 1, f"entries after #{checked} were removed (head is #{head.seq})")
+    return ChainReport(checked)
+
+
+def _register_models() -> None:
+    from flask_appbuilder.security.sqla.models import Role
+
+    from app.models import DICTIONARIES, CrmUser, Customer, Department, FollowUp, RoleDataScope
+
+    audited(Customer, masked={"contact_phone"})
+    audited(FollowUp)
+    audited(Department)
+    for model in DICTIONARIES:
+        audited(model)
+    audited(CrmUser, masked={"phone"}, secret={"password"}, collections=("roles",),
+            exclude={"last_login", "login_count", "fail_login_count"})
+    audited(Role, collections=("permissions",), permission_model=True)
+    audited(RoleDataScope, permission_model=True)
+
+
+_register_models()

@@ -19,7 +19,7 @@ from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.models.org import CrmUser
 from app.security import masking
 from app.security.data_scope import can_see, visible_owner_ids
-from app.services import audit, numbering, validation
+from app.services import numbering, validation
 from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
 
 WON = "won"
@@ -179,9 +179,14 @@ def can_archive(customer: Customer, may_delete_won: bool) -> str | None:
     """None if the customer may be archived, else the reason it may not."""
     if customer.archived_at is not None:
         return str(_l("%(code)s is already archived.", code=customer.code))
-    if customer.type is not None and customer.type.code == WON and not may_delete_won:
+    if is_won(customer) and not may_delete_won:
         return str(_l("%(code)s is a won customer; only a manager can archive it.", code=customer.code))
     return None
+
+
+def is_won(customer: Customer) -> bool:
+    """Won customers carry revenue history: archiving one is a manager's, stepped-up, act."""
+    return customer.type is not None and customer.type.code == WON
 
 
 def archive(customer: Customer, may_delete_won: bool) -> None:
@@ -189,13 +194,11 @@ def archive(customer: Customer, may_delete_won: bool) -> None:
     reason = can_archive(customer, may_delete_won)
     if reason:
         raise RuleForbidden(reason)
-    customer.archived_at = datetime.now()
-    audit.record("archive", customer, {"code": customer.code})
+    customer.archived_at = datetime.now()  # audited as "archive" by the flush hook
 
 
 def restore(customer: Customer) -> None:
-    customer.archived_at = None
-    audit.record("restore", customer, {"code": customer.code})
+    customer.archived_at = None  # audited as "restore"
 
 
 def _number_new_records(session: Session) -> None:

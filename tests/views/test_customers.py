@@ -80,6 +80,7 @@ def test_inactive_dictionary_entry_cannot_be_picked_but_stays(app, client, api, 
 def test_won_customer_archived_only_by_manager(app, client, auth, make_customer, actor, allowed):
     pk = make_customer("rep_a", type_code="won")
     auth.login(actor)
+    auth.grant_step_up(actor)  # archiving a won customer is sensitive (tested in test_step_up)
     page = client.post(f"/customerview/delete/{pk}", follow_redirects=True).get_data(as_text=True)
     with app.app_context():
         assert (db.session.get(Customer, pk).archived_at is not None) is allowed

@@ -98,6 +98,7 @@ def test_bulk_archive_action_rechecks_each_pk(app, client, auth, target, make_cu
     mine = make_customer(actor, name="Own record")
     pk = target(owner)
     auth.login(actor)
+    auth.grant_step_up(actor)  # bulk archive is a sensitive action
     response = client.post("/customerview/action_post", data={"action": "archive", "rowid": [mine, pk]})
     assert response.status_code == (302 if visible else 404)
     # An out-of-scope pk refuses the whole action: not even the actor's own record changes.

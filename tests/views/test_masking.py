@@ -40,12 +40,15 @@ def test_api_is_masked(client, api, make_customer):
     assert [r["contact_phone"] for r in rows] == [MASKED]
 
 
-def test_reveal_with_permission_is_recorded(app, client, auth, api, make_customer):
+def test_reveal_with_permission_is_recorded(app, client, auth, api, make_customer, totp):
     pk = make_customer("rep_a", contact_phone=FULL)
     auth.login("rep_a")
+    auth.grant_step_up("rep_a")
     assert FULL not in client.get(f"/customerview/reveal/{pk}").get_data(as_text=True)
     assert FULL in client.post(f"/customerview/reveal/{pk}").get_data(as_text=True)
-    response = client.post(f"/api/v1/customer/{pk}/contact", headers=api("rep_a"))
+    totp.enrol(app, "rep_a")
+    headers = {**api("rep_a"), "X-TOTP-Code": totp.code("rep_a")}
+    response = client.post(f"/api/v1/customer/{pk}/contact", headers=headers)
     assert response.get_json()["contact_phone"] == FULL
     with app.app_context():
         actions = db.session.scalars(select(AuditLog.action).where(AuditLog.object_id == str(pk))).all()

@@ -1,0 +1,226 @@
+"""Step-up for sensitive actions: one registry, one check, for screens and the REST API.
+
+A feature declares its action once (``declare("customer.bulk_archive", ...)``) and then
+either decorates a view method with ``@sensitive(name)`` or calls ``require(name)`` where
+the sensitivity depends on the data (e.g. archiving a *won* customer). ``require``
+returns ``None`` when the user may go on, or the response to send instead:
+
+* a fresh step-up (a grant for this login session, ``TOTP_STEP_UP_MINUTES`` long) passes;
+* otherwise a code is taken from the ``X-TOTP-Code`` header, the JSON field
+  ``totp_code`` or the form field ``_step_up_code`` and checked by ``totp.verify``;
+* screens without a good code get an intermediate page that re-posts the original
+  form (data intact) with the code; the API gets a 401/403/429 JSON answer.
+
+The grant is keyed by the browser session (a random id in the signed session cookie)
+or the JWT's ``jti``, so a step-up never carries over to another session or token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import current_app, g, jsonify, render_template, request, session
+from flask_appbuilder import expose, has_access
+from flask_babel import lazy_gettext as _l
+from flask_jwt_extended import get_jwt, verify_jwt_in_request
+from sqlalchemy import delete
+
+from app.extensions import appbuilder, db
+from app.models.security import StepUpGrant
+from app.security import totp
+from app.security.totp import Outcome
+
+CODE_FIELD = "_step_up_code"
+CODE_HEADER = "X-TOTP-Code"
+
+
+@dataclass(frozen=True)
+class SensitiveAction:
+    name: str
+    label: Any
+    where: Any
+
+
+SENSITIVE: dict[str, SensitiveAction] = {}
+
+
+def declare(name: str, label: Any, where: Any) -> str:
+    """Register an action name (listed on the admin page "Sensitive actions")."""
+    SENSITIVE[name] = SensitiveAction(name, label, where)
+    return name
+
+
+MESSAGES = {
+    Outcome.WRONG: _l("That code is not valid. Check the time on your phone and try again."),
+    Outcome.REPLAYED: _l("That code was already used. Wait for the next one."),
+    Outcome.LOCKED: _l("Too many wrong codes: codes are locked for a while. An administrator has been alerted."),
+    Outcome.LIMITED: _l("Too many wrong codes today. Try again later or ask an administrator."),
+    Outcome.NOT_ENROLLED: _l("This action needs two-factor authentication: set up an authenticator app first."),
+}
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def session_key() -> str:
+    if is_api_request():
+        verify_jwt_in_request(optional=True)
+        jti = get_jwt().get("jti")
+        if jti:
+            return f"jwt:{jti}"
+    if "_step_up_sid" not in session:
+        session["_step_up_sid"] = secrets.token_urlsafe(24)
+    return f"web:{session['_step_up_sid']}"
+
+
+def has_fresh_grant(user: Any) -> bool:
+    grant = db.session.get(StepUpGrant, session_key())
+    return grant is not None and grant.user_id == user.id and grant.expires_at > datetime.now()
+
+
+def grant(user: Any) -> None:
+    key = session_key()
+    db.session.execute(delete(StepUpGrant).where(
+        (StepUpGrant.session_key == key) | (StepUpGrant.expires_at < datetime.now())
+    ))
+    minutes = current_app.config["TOTP_STEP_UP_MINUTES"]
+    db.session.add(StepUpGrant(session_key=key, user_id=user.id, expires_at=datetime.now() + timedelta(minutes=minutes)))
+    db.session.commit()
+
+
+def revoke_session_grant() -> None:
+    """Called at logout: a step-up never outlives the session that earned it."""
+    if "_step_up_sid" in session:
+        db.session.execute(delete(StepUpGrant).where(StepUpGrant.session_key == f"web:{session['_step_up_sid']}"))
+        db.session.commit()
+
+
+def submitted_code() -> str | None:
+    code = request.headers.get(CODE_HEADER)
+    if not code and request.is_json:
+        payload = request.get_json(silent=True)
+        code = payload.get("totp_code") if isinstance(payload, dict) else None
+    if not code and request.method == "POST":
+        code = request.form.get(CODE_FIELD)
+    return code or None
+
+
+def _api_refusal(name: str, outcome: Outcome | None) -> Any:
+    if outcome is None:
+        status, message = 401, _l("Step-up required: send a fresh TOTP code in the X-TOTP-Code header.")
+    else:
+        status = 429 if outcome in (Outcome.LOCKED, Outcome.LIMITED) else 403
+        message = MESSAGES[outcome]
+    response = jsonify(message=str(message), step_up_required=name)
+    response.status_code = status
+    return response
+
+
+def _page(name: str, outcome: Outcome | None) -> Any:
+    """The intermediate page: asks for the code and carries the original request along."""
+    action = SENSITIVE.get(name)
+    fields = [(k, v) for k, values in request.form.lists() for v in values if k not in (CODE_FIELD, "csrf_token")]
+    verify_in_place = request.method == "POST"
+    html = render_template(
+        "crm/step_up.html", appbuilder=appbuilder, base_template=appbuilder.base_template, action=action, error=MESSAGES.get(outcome) if outcome else None,
+        fields=fields, verify_in_place=verify_in_place, target=request.full_path if not verify_in_place else request.url,
+        enrolled=totp.is_enrolled(g.user), code_field=CODE_FIELD, locked=outcome in (Outcome.LOCKED, Outcome.LIMITED),
+    )
+    return html, 401 if outcome is None else 403
+
+
+def check(user: Any, name: str, code: str | None) -> Outcome | None:
+    """Verify a code for ``name`` and open a grant on success (None when no code was sent)."""
+    if code is None:
+        return None
+    outcome = totp.verify(user, code, purpose="step_up", action=name)
+    if outcome is Outcome.OK:
+        grant(user)
+    return outcome
+
+
+def require(name: str) -> Any:
+    """``None`` if the current user may perform ``name`` now, else the response to return."""
+    user = g.user
+    if has_fresh_grant(user):
+        return None
+    if not totp.is_enrolled(user):
+        outcome: Outcome | None = Outcome.NOT_ENROLLED
+    else:
+        outcome = check(user, name, submitted_code())
+        if outcome is Outcome.OK:
+            return None
+    return _api_refusal(name, outcome) if is_api_request() else _page(name, outcome)
+
+
+def sensitive(name: str, when: Callable[..., bool] | None = None) -> Callable:
+    """Decorate a view method: ``when(self, *args, **kwargs)`` limits it to some requests."""
+
+    def decorator(method: Callable) -> Callable:
+        @wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if when is None or when(self, *args, **kwargs):
+                refusal = require(name)
+                if refusal is not None:
+                    return refusal
+            return method(self, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only same-site relative paths are followed after a step-up or login code."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    return target
+
+
+class SensitiveWritesMixin:
+    """For FAB ModelViews whose writes are all (or partly) sensitive: roles, scopes, users.
+
+    Set ``sensitive_action``; override ``is_sensitive_write(kind, pk)`` to narrow it
+    (``kind`` is add / edit / delete / action). GET requests only show forms: never asked.
+    """
+
+    sensitive_action = ""
+
+    def is_sensitive_write(self, kind: str, pk: Any = None) -> bool:
+        return request.method == "POST"
+
+    def _guarded(self, kind: str, pk: Any = None) -> Any:
+        return require(self.sensitive_action) if self.is_sensitive_write(kind, pk) else None
+
+    @expose("/add", methods=["GET", "POST"])
+    @has_access
+    def add(self) -> Any:
+        return self._guarded("add") or super().add()
+
+    @expose("/edit/<pk>", methods=["GET", "POST"])
+    @has_access
+    def edit(self, pk: Any) -> Any:
+        return self._guarded("edit", pk) or super().edit(pk)
+
+    @expose("/delete/<pk>", methods=["GET", "POST"])
+    @has_access
+    def delete(self, pk: Any) -> Any:
+        return self._guarded("delete", pk) or super().delete(pk)
+
+    @expose("/action/<string:name>/<pk>", methods=["GET", "POST"])
+    def action(self, name: str, pk: Any) -> Any:
+        return self._guarded("action", pk) or super().action(name, pk)
+
+    @expose("/action_post", methods=["POST"])
+    def action_post(self) -> Any:
+        return self._guarded("action") or super().action_post()

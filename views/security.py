@@ -1,0 +1,209 @@
+"""Security screens: TOTP self-service, sensitive actions, audit log, alerts, permission report."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app, flash, g, redirect, request, session, url_for
+from flask_appbuilder import BaseView, ModelView, expose, has_access
+from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from markupsafe import Markup, escape
+
+from app.models.audit import AuditLog
+from app.security import step_up, totp
+from app.security.session_guard import PENDING
+from app.security.step_up import SENSITIVE, declare, sensitive
+from app.security.totp import Outcome
+from app.services import exporting, permission_report
+from views.base import READ_WRITE_PERMISSIONS, ListExportMixin
+
+REENROL = declare("totp.reenrol", _l("Replace your own authenticator"), _l("Two-factor authentication page"))
+ENROL_SECRET = "_totp_enrol_secret"
+#: Audit actions shown as security alerts (and counted on the admins' home page).
+ALERT_ACTIONS = ("totp_locked", "audit_chain_broken")
+
+
+def _login_redirect() -> Any:
+    return redirect(url_for("AuthDBView.login", next=request.full_path))
+
+
+class TotpView(BaseView):
+    """Every user's own authenticator: enrol, re-enrol, and the code pages."""
+
+    route_base = "/totp"
+    default_view = "index"
+
+    @expose("/")
+    def index(self) -> Any:
+        if not current_user.is_authenticated:
+            return _login_redirect()
+        user = g.user
+        return self.render_template(
+            "crm/totp_index.html", credential=totp.credential(user), required=totp.enrolment_required(user),
+            codes_left=totp.recovery_codes_left(user), login_factor=totp.login_factor_required(user),
+        )
+
+    @expose("/enrol", methods=["GET", "POST"])
+    @sensitive(REENROL, when=lambda self: current_user.is_authenticated and totp.is_enrolled(g.user))
+    def enrol(self) -> Any:
+        if not current_user.is_authenticated:
+            return _login_redirect()
+        user = g.user
+        secret = session.get(ENROL_SECRET) or totp.new_secret()
+        session[ENROL_SECRET] = secret
+        if request.method == "POST":
+            codes = totp.confirm_enrolment(user, secret, request.form.get("code", ""))
+            if codes is not None:
+                session.pop(ENROL_SECRET, None)
+                session.pop(PENDING, None)
+                return self.render_template("crm/totp_codes.html", codes=codes)
+            flash(str(_l("That code does not match. Type the 6 digits your app shows now.")), "danger")
+        uri = totp.provisioning_uri(user, secret)
+        return self.render_template("crm/totp_enrol.html", qr=Markup(totp.qr_svg(uri)), secret=secret,
+                                    required=totp.enrolment_required(user))
+
+    @expose("/login", methods=["GET", "POST"])
+    def login(self) -> Any:
+        """The second factor after a password login."""
+        if not current_user.is_authenticated:
+            return _login_redirect()
+        target = step_up.safe_next(request.values.get("next"), self.appbuilder.get_url_for_index)
+        if session.get(PENDING) != g.user.id:
+            return redirect(target)
+        error = None
+        if request.method == "POST":
+            outcome = totp.verify(g.user, request.form.get("code"), purpose="login_totp")
+            if outcome is Outcome.OK:
+                session.pop(PENDING, None)
+                return redirect(target)
+            error = step_up.MESSAGES[outcome]
+        return self.render_template("crm/totp_login.html", error=error, next=target)
+
+    @expose("/step-up", methods=["POST"])
+    def step_up(self) -> Any:
+        """Code typed on the intermediate page of a GET action: check, then go back to it."""
+        if not current_user.is_authenticated:
+            return _login_redirect()
+        target = step_up.safe_next(request.form.get("next"), self.appbuilder.get_url_for_index)
+        name = request.form.get("action_name", "")
+        outcome = step_up.check(g.user, name, request.form.get(step_up.CODE_FIELD) or None)
+        if outcome is not Outcome.OK:
+            flash(str(step_up.MESSAGES.get(outcome, _l("Type the 6-digit code from your app."))), "danger")
+        return redirect(target)
+
+
+class SensitiveActionsView(BaseView):
+    """Admin page: which actions ask for a fresh code, and the limits around codes."""
+
+    route_base = "/security/sensitive-actions"
+    class_permission_name = "SensitiveAction"
+    method_permission_name = {"list": "read"}
+    base_permissions = ["can_read"]
+    default_view = "list"
+
+    @expose("/")
+    @has_access
+    def list(self) -> Any:
+        config = current_app.config
+        return self.render_template(
+            "crm/sensitive_actions.html", actions=sorted(SENSITIVE.values(), key=lambda a: a.name),
+            settings={key: config[key] for key in (
+                "TOTP_AT_LOGIN", "TOTP_STEP_UP_MINUTES", "TOTP_MAX_FAILURES", "TOTP_LOCKOUT_MINUTES",
+                "TOTP_FAIL_LIMIT_PER_USER", "TOTP_FAIL_LIMIT_PER_IP", "AUTH_RATE_LIMIT",
+                "CRM_LOGIN_LIMIT_PER_USERNAME", "RATELIMIT_STORAGE_URI")},
+        )
+
+
+def _changes(value: str | None) -> Markup:
+    """Field-level before/after as a small table (values are escaped)."""
+    import json
+
+    if not value:
+        return Markup("")
+    rows = "".join(
+        f"<tr><td>{escape(field)}</td><td>{escape(before)}</td><td>{escape(after)}</td></tr>"
+        for field, (before, after) in sorted(json.loads(value).items())
+    )
+    return Markup(f'<table class="table table-condensed audit-changes">{rows}</table>')
+
+
+class AuditLogView(ListExportMixin, ModelView):
+    """Read-only audit log with filters and export (no add, edit or delete routes)."""
+
+    datamodel = SQLAInterface(AuditLog)
+    class_permission_name = "AuditLog"
+    method_permission_name = READ_WRITE_PERMISSIONS
+    base_permissions = ["can_read", "can_export"]
+    list_title = _l("Audit log")
+    show_title = _l("Audit entry")
+    list_columns = ["created_at", "user_name", "source", "action", "object_type", "object_id", "reason", "ip"]
+    show_columns = list_columns + ["changes", "detail", "user_agent", "seq", "prev_hash", "hash"]
+    search_columns = ["created_at", "user_name", "user_id", "action", "object_type", "object_id", "source", "ip"]
+    base_order = ("seq", "desc")
+    page_size = 50
+    formatters_columns = {"changes": _changes}
+    label_columns = {
+        "created_at": _l("Time"), "user_name": _l("User"), "user_id": _l("User id"), "source": _l("Source"),
+        "action": _l("Action"), "object_type": _l("Object"), "object_id": _l("Object id"), "reason": _l("Reason"),
+        "ip": _l("IP address"), "changes": _l("Changes"), "detail": _l("Detail"), "user_agent": _l("Browser"),
+        "seq": _l("Sequence"), "prev_hash": _l("Previous hash"), "hash": _l("Hash"),
+    }
+
+    @expose("/export/<string:fmt>")
+    @has_access
+    def export(self, fmt: str) -> Any:
+        return self.export_response(fmt, "audit-log")
+
+
+class AlertFilter(BaseFilter):
+    name = "Security alerts"
+    arg_name = "alerts"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        return query.filter(self.model.action.in_(ALERT_ACTIONS))
+
+
+class SecurityAlertView(AuditLogView):
+    """Lockouts and a broken audit chain: what an administrator must look at."""
+
+    class_permission_name = "SecurityAlert"
+    list_title = _l("Security alerts")
+    base_filters = [["id", AlertFilter, lambda: None]]
+
+
+def recent_alert_count(hours: int = 24) -> int:
+    from sqlalchemy import func, select
+
+    from app.extensions import db
+
+    since = datetime.now() - timedelta(hours=hours)
+    return db.session.scalar(select(func.count(AuditLog.id)).where(
+        AuditLog.action.in_(ALERT_ACTIONS), AuditLog.created_at >= since
+    )) or 0
+
+
+class PermissionReportView(BaseView):
+    """Each user's roles, scope, last login, authenticator and flags; page and xlsx."""
+
+    route_base = "/security/permission-report"
+    class_permission_name = "PermissionReport"
+    method_permission_name = {"list": "read", "download": "export"}
+    base_permissions = ["can_read", "can_export"]
+    default_view = "list"
+
+    @expose("/")
+    @has_access
+    def list(self) -> Any:
+        rows = permission_report.build_report()
+        return self.render_template("crm/permission_report.html", rows=rows, columns=permission_report.COLUMNS)
+
+    @expose("/download.xlsx")
+    @has_access
+    def download(self) -> Any:
+        rows = permission_report.build_report()
+        header = [str(_l(column)) for column in permission_report.COLUMNS]
+        return exporting.response(header, (row.cells() for row in rows), "xlsx", "permission-report")
