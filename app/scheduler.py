@@ -52,11 +52,25 @@ def purge_departed_users() -> list[str]:
         return purge_departed()
 
 
+def verify_audit_chain() -> bool:
+    """Daily check of the audit hash chain; a break becomes a security alert."""
+    from app.services.audit import record, verify_chain
+
+    with _app.app_context():
+        report = verify_chain(db.session)
+        if not report.ok:
+            record("audit_chain_broken", None, {"seq": report.broken_seq, "problem": report.problem})
+            db.session.commit()
+        return report.ok
+
+
 JOBS = [
     JobDefinition("deactivate_expired_users", "Deactivate expired accounts", deactivate_expired_users,
                   {"hour": 1, "minute": 5}),
     JobDefinition("purge_departed_users", "Purge accounts deactivated 30+ days ago (records to their manager)",
                   purge_departed_users, {"hour": 1, "minute": 20}),
+    JobDefinition("verify_audit_chain", "Verify the audit log hash chain", verify_audit_chain,
+                  {"hour": 2, "minute": 0}),
 ]
 
 

@@ -153,7 +153,7 @@ class AuthActions:
             session["_step_up_sid"] = f"test-{username}"
         with self._client.application.app_context():
             db.session.merge(StepUpGrant(session_key=f"web:test-{username}", user_id=user_id(username),
-                                         expires_at=datetime.now() + timedelta(minutes=5)))
+                                         expires_at=totp_service.now() + timedelta(minutes=5)))
             db.session.commit()
             db.session.remove()
 

@@ -20,7 +20,7 @@ SCOPE_FILTER = [["id", DataScopeFilter, lambda: None]]
 
 #: View and API methods share permission names: can_read / can_write / can_delete ...
 CRUD_PERMISSIONS = ["can_read", "can_write", "can_delete"]
-CUSTOMER_PERMISSIONS = CRUD_PERMISSIONS + ["can_export", "can_reveal_contact", "can_archive_won"]
+CUSTOMER_PERMISSIONS = CRUD_PERMISSIONS + ["can_export", "can_reveal_contact", "can_archive_won", "can_history"]
 READ_WRITE_PERMISSIONS = {
     "list": "read", "show": "read", "get": "read", "get_list": "read", "info": "read",
     "add": "write", "edit": "write", "post": "write", "put": "write",

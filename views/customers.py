@@ -167,6 +167,13 @@ class CustomerView(ListExportMixin, ScopedModelView):
         "credit_code": _l("Optional; 18 characters, checked against the national checksum."),
     }
 
+    def render_template(self, template: str, **kwargs: Any) -> Any:
+        """The customer page also shows the record's audit history (managers and admins)."""
+        if template == self.show_template and self.appbuilder.sm.has_access("can_history", "Customer"):
+            kwargs["history"] = audit.history("Customer", kwargs.get("pk"))
+            kwargs["audit_changes"] = audit.change_rows
+        return super().render_template(template, **kwargs)
+
     def prefill_form(self, form: Any, pk: Any) -> None:
         item = self.datamodel.get(pk)
         form.edit_version.data = item.version

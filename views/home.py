@@ -32,4 +32,8 @@ class CrmIndexView(IndexView):
                 )
             )
             stats = {"customers": customers, "due": due, "scope": user_scope(user)}
+            if self.appbuilder.sm.has_access("can_read", "SecurityAlert"):
+                from views.security import recent_alert_count
+
+                stats["alerts"] = recent_alert_count()
         return self.render_template(self.index_template, appbuilder=self.appbuilder, stats=stats)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_appbuilder import ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
-from wtforms import SelectField
+from wtforms import BooleanField, SelectField
 
 from app.models.org import SCOPES, Department, RoleDataScope
 from app.security.step_up import SensitiveWritesMixin, declare
@@ -54,4 +54,6 @@ class RoleDataScopeView(SensitiveWritesMixin, ModelView):
     }
     add_form_extra_fields = edit_form_extra_fields = {
         "scope": SelectField(_l("Data scope"), choices=[(s, SCOPE_LABELS[s]) for s in SCOPES]),
+        # Not-null column, but unticked is a valid answer (FAB would demand a tick).
+        "totp_required": BooleanField(_l("Authenticator required"), default=False),
     }

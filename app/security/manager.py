@@ -10,6 +10,7 @@ from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.sqla.models import assoc_permissionview_role
 from flask_appbuilder.security.views import RoleModelView, UserDBModelView
 from flask_babel import lazy_gettext as _l
+from wtforms.validators import DataRequired
 
 from app.models.org import CrmUser
 from app.security import step_up
@@ -52,6 +53,8 @@ class CrmUserDBModelView(SensitiveWritesMixin, UserDBModelView):
         *_ORG_FIELDS, "password", "conf_password",
     ]
     edit_columns = ["first_name", "last_name", "username", "active", "email", "roles", *_ORG_FIELDS]
+    #: FAB's default roles validator also reads a "groups" field, which the CRM does not use.
+    validators_columns = {"roles": [DataRequired(message=_l("Pick at least one role."))]}
     search_columns = ["first_name", "last_name", "username", "email", "active", "roles", "department", "job_title", "expires_on"]
     label_columns = {
         **UserDBModelView.label_columns,
@@ -129,8 +132,10 @@ class CrmSecurityManager(SecurityManager):
         super().register_views()
         if not self.is_auth_limited:
             return
-        per_user = self.limiter.limit(
-            lambda: current_app.config["CRM_LOGIN_LIMIT_PER_USERNAME"], key_func=_login_username, methods=["POST"]
+        # One counter per username shared by the login form and the API login.
+        per_user = self.limiter.shared_limit(
+            lambda: current_app.config["CRM_LOGIN_LIMIT_PER_USERNAME"], scope="login-username",
+            key_func=_login_username, methods=["POST"],
         )
         per_user(self.auth_view.blueprint)
         for view in self.appbuilder.baseviews:

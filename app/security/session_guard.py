@@ -76,9 +76,9 @@ def guard_api_login(response: Any) -> Any:
         return _api_login_refusal(403, _l("Your role requires two-factor authentication: enrol in the web app first."))
     if not totp.login_factor_required(user):
         return response
-    code = request.headers.get(step_up.CODE_HEADER) or payload.get("totp_code")
+    code = request.headers.get(step_up.CODE_HEADER)  # FAB's login schema refuses extra JSON fields
     if not code:
-        return _api_login_refusal(401, _l("A TOTP code is required: send it as totp_code."))
+        return _api_login_refusal(401, _l("A TOTP code is required: send it in the X-TOTP-Code header."))
     outcome = totp.verify(user, code, purpose="login_totp")
     if outcome is not Outcome.OK:
         status = 429 if outcome in (Outcome.LOCKED, Outcome.LIMITED) else 401

@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,16 +82,16 @@ def session_key() -> str:
 
 def has_fresh_grant(user: Any) -> bool:
     grant = db.session.get(StepUpGrant, session_key())
-    return grant is not None and grant.user_id == user.id and grant.expires_at > datetime.now()
+    return grant is not None and grant.user_id == user.id and grant.expires_at > totp.now()
 
 
 def grant(user: Any) -> None:
     key = session_key()
     db.session.execute(delete(StepUpGrant).where(
-        (StepUpGrant.session_key == key) | (StepUpGrant.expires_at < datetime.now())
+        (StepUpGrant.session_key == key) | (StepUpGrant.expires_at < totp.now())
     ))
     minutes = current_app.config["TOTP_STEP_UP_MINUTES"]
-    db.session.add(StepUpGrant(session_key=key, user_id=user.id, expires_at=datetime.now() + timedelta(minutes=minutes)))
+    db.session.add(StepUpGrant(session_key=key, user_id=user.id, expires_at=totp.now() + timedelta(minutes=minutes)))
     db.session.commit()
 
 
@@ -115,6 +115,8 @@ def submitted_code() -> str | None:
 def _api_refusal(name: str, outcome: Outcome | None) -> Any:
     if outcome is None:
         status, message = 401, _l("Step-up required: send a fresh TOTP code in the X-TOTP-Code header.")
+    elif outcome is Outcome.NOT_ENROLLED:
+        status, message = 401, MESSAGES[outcome]
     else:
         status = 429 if outcome in (Outcome.LOCKED, Outcome.LIMITED) else 403
         message = MESSAGES[outcome]
@@ -133,7 +135,7 @@ def _page(name: str, outcome: Outcome | None) -> Any:
         fields=fields, verify_in_place=verify_in_place, target=request.full_path if not verify_in_place else request.url,
         enrolled=totp.is_enrolled(g.user), code_field=CODE_FIELD, locked=outcome in (Outcome.LOCKED, Outcome.LIMITED),
     )
-    return html, 401 if outcome is None else 403
+    return html, 401 if outcome in (None, Outcome.NOT_ENROLLED) else 403
 
 
 def check(user: Any, name: str, code: str | None) -> Outcome | None:

@@ -50,6 +50,11 @@ def clock() -> float:
     return time.time()
 
 
+def now() -> datetime:
+    """Local time on the same clock as the codes: lockouts and step-up grants use it."""
+    return datetime.fromtimestamp(clock())
+
+
 def _fernet() -> Fernet:
     return Fernet(current_app.config["TOTP_ENCRYPTION_KEY"].encode())
 
@@ -132,7 +137,7 @@ def confirm_enrolment(user: Any, secret: str, code: str) -> list[str] | None:
         db.session.flush()
     db.session.add(TotpCredential(
         user_id=user.id, secret_encrypted=_fernet().encrypt(secret.encode()).decode(),
-        confirmed_at=datetime.now(), last_used_step=step,
+        confirmed_at=now(), last_used_step=step,
     ))
     codes = _new_recovery_codes(user.id)
     audit.record("totp_reenrol" if existing else "totp_enrol", user)
@@ -182,7 +187,7 @@ def _use_recovery_code(user: Any, code: str) -> bool:
     ))
     if row is None:
         return False
-    row.used_at = datetime.now()
+    row.used_at = now()
     return True
 
 
@@ -205,7 +210,7 @@ def _fail(cred: TotpCredential, user: Any, outcome: Outcome, purpose: str, actio
     detail = {"purpose": purpose, "action": action, "outcome": outcome.value}
     audit.record(f"{purpose}_failure", user, detail, user=user)
     if cred.failed_count >= current_app.config["TOTP_MAX_FAILURES"]:
-        cred.locked_until = datetime.now() + timedelta(minutes=current_app.config["TOTP_LOCKOUT_MINUTES"])
+        cred.locked_until = now() + timedelta(minutes=current_app.config["TOTP_LOCKOUT_MINUTES"])
         cred.failed_count = 0
         audit.record("totp_locked", user, {**detail, "until": cred.locked_until}, user=user)
 
@@ -215,7 +220,7 @@ def verify(user: Any, code: str | None, purpose: str = "step_up", action: str | 
     cred = credential(user)
     if cred is None:
         return Outcome.NOT_ENROLLED
-    if cred.locked_until is not None and cred.locked_until > datetime.now():
+    if cred.locked_until is not None and cred.locked_until > now():
         audit.record(f"{purpose}_failure", user, {"action": action, "outcome": "locked"}, user=user)
         db.session.commit()
         return Outcome.LOCKED

@@ -171,7 +171,7 @@ def record(
     entry: dict[str, Any] = {"action": action, "detail": _json(detail)}
     if obj is not None:
         entry["object_type"] = type(obj).__name__
-        entry["object_id"] = str(inspect(obj).identity[0]) if inspect(obj).identity else None
+        entry["object_id"] = _object_id(obj)
     if reason:
         entry["reason"] = reason[:256]
     _append((session or db.session).connection(), [entry], user=user)
@@ -251,12 +251,15 @@ def _update_action(spec: AuditSpec, changes: dict[str, list[Any]]) -> str:
     return "update"
 
 
+def _object_id(obj: Any) -> str | None:
+    """Primary key, also for rows inserted by the flush in progress (no identity key yet)."""
+    key = inspect(obj).mapper.primary_key_from_instance(obj)
+    return None if not key or key[0] is None else str(key[0])
+
+
 def _entry(obj: Any, action: str, changes: dict) -> dict[str, Any]:
-    identity = inspect(obj).identity
-    return {
-        "action": action, "object_type": type(obj).__name__,
-        "object_id": str(identity[0]) if identity else None, "changes": _json(changes),
-    }
+    return {"action": action, "object_type": type(obj).__name__, "object_id": _object_id(obj),
+            "changes": _json(changes)}
 
 
 def _spec_for(obj: Any) -> AuditSpec | None:
@@ -294,6 +297,23 @@ def _audit_flush(session: Session, flush_context: Any) -> None:
     entries = collect_changes(session)
     if entries:
         _append(session.connection(), entries)
+
+
+def history(object_type: str, object_id: Any, limit: int = 50) -> list[AuditLog]:
+    """The latest entries about one record (for its page; the caller checks scope)."""
+    from app.extensions import db
+
+    return db.session.scalars(
+        select(AuditLog).where(AuditLog.object_type == object_type, AuditLog.object_id == str(object_id))
+        .order_by(AuditLog.seq.desc()).limit(limit)
+    ).all()
+
+
+def change_rows(entry: AuditLog) -> list[tuple[str, Any, Any]]:
+    """(field, before, after) for display."""
+    if not entry.changes:
+        return []
+    return [(key, before, after) for key, (before, after) in sorted(json.loads(entry.changes).items())]
 
 
 # --- verification -------------------------------------------------------------------

@@ -18,8 +18,8 @@ from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, SCOPE_OWN, RoleDataScope
 
 _SELF_SERVICE = [
     (r"can_(userinfo|this_form_get|this_form_post|get|list|show)",
-     r"(UserDBModelView|UserInfoEditView|ResetMyPasswordView|OpenApi|SwaggerView|MenuApi)"),
-    (r"resetmypassword", r"UserDBModelView"),
+     r"((Crm)?UserDBModelView|UserInfoEditView|ResetMyPasswordView|OpenApi|SwaggerView|MenuApi)"),
+    (r"(resetmypassword|userinfoedit)", r"(Crm)?UserDBModelView"),
 ]
 _MENUS_SALES = (r"menu_access", r"(Customers|Follow-ups|CRM)")
 
@@ -32,7 +32,7 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         _MENUS_SALES, *_SELF_SERVICE,
     ]),
     "Sales Manager": (SCOPE_DEPARTMENT, [
-        (r"can_(read|write|delete|export|reveal_contact|archive_won)", r"Customer"),
+        (r"can_(read|write|delete|export|reveal_contact|archive_won|history)", r"Customer"),
         (r"can_(read|write)", r"ArchivedCustomer"),
         (r"can_(read|write|delete)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
@@ -92,14 +92,19 @@ def _matching_permissions(patterns: list[tuple[str, str]]) -> list[Any]:
 
 
 def seed_roles() -> None:
+    """Create missing CRM roles. Existing roles keep the admins' edits, except that the
+    self-service permissions (own profile, password) are always granted."""
     sm = appbuilder.sm
     admin = sm.find_role(current_app.config["AUTH_ROLE_ADMIN"])
     _ensure_scope(admin, SCOPE_ALL)
+    self_service = _matching_permissions(_SELF_SERVICE)
     for name, (scope, patterns) in ROLES.items():
         role = sm.find_role(name)
         if role is None:
             role = sm.add_role(name, _matching_permissions(patterns))
             _ensure_scope(role, scope)
+        else:
+            role.permissions.extend(pv for pv in self_service if pv not in role.permissions)
     db.session.commit()
 
 

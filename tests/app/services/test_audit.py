@@ -1,0 +1,159 @@
+"""The audit log: one writer for views, API and scripts; hash chain; read-only screens."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import select, text
+
+from app.extensions import appbuilder, db
+from app.models import AuditLog, Customer
+from app.models.base import acting_user_id
+from app.services.audit import audit_context, verify_chain
+
+
+def _entries(app, **where):
+    with app.app_context():
+        query = select(AuditLog).order_by(AuditLog.seq)
+        for key, value in where.items():
+            query = query.where(getattr(AuditLog, key) == value)
+        rows = db.session.scalars(query).all()
+        db.session.expunge_all()
+        return rows
+
+
+def test_view_edit_is_audited_field_by_field(app, client, auth, make_customer):
+    pk = make_customer("rep_a", name="Before Ltd", contact_phone="13812345678")
+    auth.login("rep_a")
+    client.post(f"/customerview/edit/{pk}", data={"name": "After Ltd", "contact_phone": "13987654321",
+                                                  "edit_version": "1"})
+    entry = _entries(app, action="update", object_id=str(pk))[-1]
+    changes = json.loads(entry.changes)
+    assert entry.source == "web" and entry.user_name == "rep_a" and entry.object_type == "Customer"
+    assert changes["name"] == ["Before Ltd", "After Ltd"]
+    # Phone numbers are masked in the log itself.
+    assert changes["contact_phone"] == ["138****5678", "139****4321"]
+    assert "13987654321" not in entry.changes
+
+
+def test_api_change_is_audited(app, client, api, make_customer):
+    pk = make_customer("rep_a", name="Via API")
+    client.put(f"/api/v1/customer/{pk}", json={"name": "Changed via API", "version": 1}, headers=api("rep_a"))
+    entry = _entries(app, action="update", object_id=str(pk))[-1]
+    assert entry.source == "api" and json.loads(entry.changes)["name"] == ["Via API", "Changed via API"]
+
+
+def test_script_change_is_audited(app, make_customer):
+    pk = make_customer("rep_a", name="Scripted")
+    with app.app_context():
+        token = acting_user_id.set(appbuilder.sm.find_user(username="manager").id)
+        try:
+            with audit_context(reason="nightly clean-up"):
+                db.session.get(Customer, pk).name = "Scripted and fixed"
+                db.session.commit()
+        finally:
+            acting_user_id.reset(token)
+    entry = _entries(app, action="update", object_id=str(pk))[-1]
+    assert (entry.source, entry.user_name, entry.reason) == ("script", "manager", "nightly clean-up")
+
+
+def test_create_archive_restore_are_recorded(app, client, auth, make_customer):
+    pk = make_customer("rep_a")
+    auth.login("manager")
+    client.post(f"/customerview/delete/{pk}")
+    client.post(f"/archivedcustomerview/action/restore/{pk}")
+    actions = [e.action for e in _entries(app, object_id=str(pk), object_type="Customer")]
+    assert actions == ["create", "archive", "restore"]
+
+
+def test_chain_verifies_and_catches_tampering(app, make_customer):
+    for i in range(3):
+        make_customer("rep_a", name=f"Chain {i}")
+    with app.app_context():
+        report = verify_chain(db.session)
+        assert report.ok and report.checked == 3
+        second = db.session.scalars(select(AuditLog).order_by(AuditLog.seq)).all()[1]
+        # Someone with database access rewrites history...
+        db.session.execute(text("UPDATE audit_log SET user_name = 'nobody' WHERE id = :id"), {"id": second.id})
+        db.session.commit()
+        report = verify_chain(db.session)
+        assert not report.ok and report.broken_seq == second.seq and "altered" in report.problem
+
+
+def test_chain_catches_a_deleted_entry(app, make_customer):
+    for i in range(3):
+        make_customer("rep_a", name=f"Gone {i}")
+    with app.app_context():
+        db.session.execute(text("DELETE FROM audit_log WHERE seq = 2"))
+        db.session.commit()
+        report = verify_chain(db.session)
+        assert report.broken_seq == 2 and "missing" in report.problem
+
+
+def test_audit_verify_command(app, make_customer, tmp_path):
+    make_customer("rep_a")
+    runner = app.test_cli_runner()
+    ok = runner.invoke(args=["crm", "audit-verify"])
+    assert ok.exit_code == 0 and "1 entries verified" in ok.output
+    with app.app_context():
+        db.session.execute(text("UPDATE audit_log SET action = 'export'"))
+        db.session.commit()
+    broken = runner.invoke(args=["crm", "audit-verify"])
+    assert broken.exit_code == 1 and "BROKEN at entry #1" in broken.output
+
+
+def test_orm_cannot_rewrite_entries(app, make_customer):
+    make_customer("rep_a")
+    with app.app_context():
+        entry = db.session.scalars(select(AuditLog)).first()
+        entry.action = "nothing"
+        with pytest.raises(RuntimeError, match="append-only"):
+            db.session.commit()
+        db.session.rollback()
+
+
+@pytest.mark.parametrize("username,allowed", [("admin", True), ("rep_a", False), ("manager", False)])
+def test_only_admins_read_the_audit_log(client, auth, make_customer, username, allowed):
+    make_customer("rep_a", name="Secret history")
+    auth.login(username)
+    page = client.get("/auditlogview/list/", follow_redirects=True).get_data(as_text=True)
+    assert ("auditlogview/show" in page and "Secret history" not in page) is allowed
+    export = client.get("/auditlogview/export/csv")
+    assert (export.status_code == 200) is allowed
+    # No route changes an entry, even for admins.
+    assert client.post("/auditlogview/delete/1").status_code in (302, 403, 404, 405)
+    assert client.post("/auditlogview/edit/1", data={"action": "x"}).status_code in (302, 403, 404, 405)
+
+
+def test_record_history_on_customer_page(client, auth, make_customer):
+    pk = make_customer("rep_a", name="With history")
+    auth.login("manager")
+    page = client.get(f"/customerview/show/{pk}").get_data(as_text=True)
+    assert 'id="record-history"' in page and "With history" in page
+    auth.logout()
+    auth.login("rep_a")
+    assert 'id="record-history"' not in client.get(f"/customerview/show/{pk}").get_data(as_text=True)
+
+
+def test_concurrent_writers_keep_one_chain(app, make_customer):
+    """Two processes appending at once must not fork the chain (the head row serialises them)."""
+    code = (
+        "import sys\n"
+        "from app import create_app\n"
+        "from config import TestConfig\n"
+        f"TestConfig.SQLALCHEMY_DATABASE_URI = {app.config['SQLALCHEMY_DATABASE_URI']!r}\n"
+        "a = create_app(TestConfig)\n"
+        "from app.extensions import db\n"
+        "from app.services.audit import record\n"
+        "with a.app_context():\n"
+        "    for i in range(20):\n"
+        "        record('export', None, {'n': i}); db.session.commit()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    with app.app_context():
+        report = verify_chain(db.session)
+    assert report.ok and report.checked == 40
