@@ -9,7 +9,7 @@ whole suite on PostgreSQL.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pyotp

@@ -105,7 +105,7 @@ def test_archiving_stamps_the_time_and_writes_an_audit_entry(ctx, make_customer)
     db.session.remove()
     assert db.session.get(Customer, pk).archived_at is not None
     actions = db.session.scalars(select(AuditLog.action).where(AuditLog.object_id == str(pk))).all()
-    assert actions == ["archive"]
+    assert actions == ["create", "archive"]
 
 
 def test_archived_customer_cannot_be_archived_again(ctx, make_customer):
