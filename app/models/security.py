@@ -26,7 +26,7 @@ class TotpCredential(Model):
 
 
 class RecoveryCode(Model):
-    """Single-use fallback codes: salted SHA-256 (they carry 50 random bits each)."""
+    """Single-use fallback codes: salted SHA-256 (40 random bits each; guesses spend the same budget)."""
 
     __tablename__ = "totp_recovery_code"
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from flask import Flask, current_app, flash, g, jsonify, redirect, request, session, url_for
@@ -23,6 +24,7 @@ from app.security.totp import Outcome
 from app.services import audit
 
 PENDING = "_totp_login_pending"
+CHECKED = "_totp_policy_checked"
 #: Reachable while a code or an enrolment is still owed.
 OPEN_ENDPOINTS = {
     "static", "appbuilder.static", "AuthDBView.login", "AuthDBView.logout", "LocaleView.index",
@@ -51,10 +53,15 @@ def enforce_second_factor() -> Any:
         return None
     if session.get(PENDING) == current_user.id:
         return redirect(url_for("TotpView.login", next=request.full_path))
+    # The enrolment rule costs two queries: re-checked once a minute per session.
+    checked = [current_user.id, int(time.time() // 60)]
+    if session.get(CHECKED) == checked:
+        return None
     if totp.enrolment_required(current_user) and not totp.is_enrolled(current_user):
         flash(str(_l("Your role requires two-factor authentication. Set up your authenticator app to continue.")),
               "warning")
         return redirect(url_for("TotpView.enrol"))
+    session[CHECKED] = checked
     return None
 
 
