@@ -17,7 +17,7 @@ from app.services import audit
 from app.services import customers as rules
 from app.services.errors import RuleViolation
 from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedApi
-from views.customers import ARCHIVE_WON, REVEAL, NotArchivedFilter
+from views.customers import REVEAL, NotArchivedFilter
 
 _OWNER = ["owner.id", "owner.username"]
 _STAMPS = ["version", "created_on", "changed_on"]
@@ -72,10 +72,10 @@ class CustomerApi(ScopedApi):
         if item is None:
             return self.response_404()
         may_archive_won = self.appbuilder.sm.has_access("can_archive_won", "Customer")
-        if may_archive_won and rules.is_won(item):
-            refusal = step_up.require(ARCHIVE_WON)
-            if refusal is not None:
-                return refusal
+        name = rules.archive_step_up([item], may_archive_won)
+        refusal = step_up.require(name) if name else None
+        if refusal is not None:
+            return refusal
         try:
             rules.archive(item, may_archive_won)
         except RuleViolation as exc:

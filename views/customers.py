@@ -27,10 +27,6 @@ from views.base import (
     ScopedModelView,
 )
 
-BULK_ARCHIVE = declare("customer.bulk_archive", _l("Archive (delete) several customers at once"),
-                       _l("Customers list, bulk action"))
-ARCHIVE_WON = declare("customer.archive_won", _l("Archive (delete) a won customer"),
-                      _l("Customers: delete / archive, and DELETE /api/v1/customer/<id>"))
 REVEAL = declare("contact.reveal", _l("Reveal a full phone number"),
                  _l("Customer page, and POST /api/v1/customer/<id>/contact"))
 UNMASKED_EXPORT = declare("export.unmasked", _l("Export customers with full phone numbers"),
@@ -196,11 +192,8 @@ class CustomerView(ListExportMixin, ScopedModelView):
         self._archive_items([item])
 
     def _step_up_for(self, items: list[Customer]) -> Any:
-        if len(items) > 1:
-            return step_up.require(BULK_ARCHIVE)
-        if self._may_archive_won() and any(rules.is_won(item) for item in items):
-            return step_up.require(ARCHIVE_WON)
-        return None
+        name = rules.archive_step_up(items, self._may_archive_won())
+        return step_up.require(name) if name else None
 
     @expose("/delete/<pk>", methods=["GET", "POST"])
     @has_access

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security.data_scope import scope_clause, user_scope
+from app.services import audit
 
 
 class CrmIndexView(IndexView):
@@ -33,7 +34,5 @@ class CrmIndexView(IndexView):
             )
             stats = {"customers": customers, "due": due, "scope": user_scope(user)}
             if self.appbuilder.sm.has_access("can_read", "SecurityAlert"):
-                from views.security import recent_alert_count
-
-                stats["alerts"] = recent_alert_count()
+                stats["alerts"] = audit.recent_alert_count()
         return self.render_template(self.index_template, appbuilder=self.appbuilder, stats=stats)

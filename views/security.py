@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, flash, g, redirect, request, session, url_for
@@ -18,13 +17,11 @@ from app.security import step_up, totp
 from app.security.session_guard import PENDING
 from app.security.step_up import SENSITIVE, declare, sensitive
 from app.security.totp import Outcome
-from app.services import exporting, permission_report
+from app.services import audit, exporting, permission_report
 from views.base import READ_WRITE_PERMISSIONS, ListExportMixin
 
 REENROL = declare("totp.reenrol", _l("Replace your own authenticator"), _l("Two-factor authentication page"))
 ENROL_SECRET = "_totp_enrol_secret"
-#: Audit actions shown as security alerts (and counted on the admins' home page).
-ALERT_ACTIONS = ("totp_locked", "audit_chain_broken")
 
 
 def _login_redirect() -> Any:
@@ -120,13 +117,11 @@ class SensitiveActionsView(BaseView):
 
 def _changes(value: str | None) -> Markup:
     """Field-level before/after as a small table (values are escaped)."""
-    import json
-
     if not value:
         return Markup("")
     rows = "".join(
         f"<tr><td>{escape(field)}</td><td>{escape(before)}</td><td>{escape(after)}</td></tr>"
-        for field, (before, after) in sorted(json.loads(value).items())
+        for field, before, after in audit.change_rows(value)
     )
     return Markup(f'<table class="table table-condensed audit-changes">{rows}</table>')
 
@@ -164,7 +159,7 @@ class AlertFilter(BaseFilter):
     arg_name = "alerts"
 
     def apply(self, query: Any, value: Any) -> Any:
-        return query.filter(self.model.action.in_(ALERT_ACTIONS))
+        return query.filter(self.model.action.in_(audit.ALERT_ACTIONS))
 
 
 class SecurityAlertView(AuditLogView):
@@ -173,17 +168,6 @@ class SecurityAlertView(AuditLogView):
     class_permission_name = "SecurityAlert"
     list_title = _l("Security alerts")
     base_filters = [["id", AlertFilter, lambda: None]]
-
-
-def recent_alert_count(hours: int = 24) -> int:
-    from sqlalchemy import func, select
-
-    from app.extensions import db
-
-    since = datetime.now() - timedelta(hours=hours)
-    return db.session.scalar(select(func.count(AuditLog.id)).where(
-        AuditLog.action.in_(ALERT_ACTIONS), AuditLog.created_at >= since
-    )) or 0
 
 
 class PermissionReportView(BaseView):

@@ -13,7 +13,6 @@ from flask_babel import lazy_gettext as _l
 from wtforms.validators import DataRequired
 
 from app.models.org import CrmUser
-from app.security import step_up
 from app.security.step_up import SensitiveWritesMixin, declare
 
 USER_ACCESS = declare("user.access_change", _l("Deactivate or delete a user, or change a user's roles"),
@@ -70,25 +69,22 @@ class CrmUserDBModelView(SensitiveWritesMixin, UserDBModelView):
                      "and its records go to the department manager."),
     }
 
-    def is_sensitive_write(self, kind: str, pk: Any = None) -> bool:
+    def sensitive_name(self, kind: str, pk: Any = None) -> str | None:
+        """Deactivation, deletion, role changes and TOTP resets; not ordinary edits, not the
+        self-service actions (own password, own profile)."""
         if request.method != "POST" or kind == "add":
-            return False
-        if kind in ("delete", "action"):
-            return True
+            return None
+        if kind == "action":
+            name = (request.view_args or {}).get("name") or request.form.get("action")
+            return TOTP_RESET if name == "reset_totp" else None
+        if kind == "delete":
+            return USER_ACCESS
         user = self.datamodel.get(pk)
         if user is None:
-            return False
+            return None
         deactivating = bool(user.active) and not request.form.get("active")
         roles_changed = sorted(request.form.getlist("roles")) != sorted(str(r.id) for r in user.roles)
-        return deactivating or roles_changed
-
-    def _guarded(self, kind: str, pk: Any = None) -> Any:
-        name = (request.view_args or {}).get("name") or request.form.get("action")
-        if kind == "action" and name == "reset_totp":
-            return step_up.require(TOTP_RESET)
-        if kind == "action":
-            return None  # FAB's other user actions are self-service (reset password, edit profile)
-        return super()._guarded(kind, pk)
+        return USER_ACCESS if deactivating or roles_changed else None
 
     @action("reset_totp", _l("Reset authenticator"), _l("Remove this user's authenticator app and recovery codes?"),
             "fa-key", multiple=False)

@@ -192,17 +192,19 @@ def safe_next(target: str | None, default: str) -> str:
 class SensitiveWritesMixin:
     """For FAB ModelViews whose writes are all (or partly) sensitive: roles, scopes, users.
 
-    Set ``sensitive_action``; override ``is_sensitive_write(kind, pk)`` to narrow it
-    (``kind`` is add / edit / delete / action). GET requests only show forms: never asked.
+    Set ``sensitive_action``; override ``sensitive_name(kind, pk)`` to narrow it or pick
+    another action (``kind`` is add / edit / delete / action). GET requests only show
+    forms: never asked.
     """
 
     sensitive_action = ""
 
-    def is_sensitive_write(self, kind: str, pk: Any = None) -> bool:
-        return request.method == "POST"
+    def sensitive_name(self, kind: str, pk: Any = None) -> str | None:
+        return self.sensitive_action if request.method == "POST" else None
 
     def _guarded(self, kind: str, pk: Any = None) -> Any:
-        return require(self.sensitive_action) if self.is_sensitive_write(kind, pk) else None
+        name = self.sensitive_name(kind, pk)
+        return require(name) if name else None
 
     @expose("/add", methods=["GET", "POST"])
     @has_access

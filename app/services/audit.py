@@ -20,12 +20,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from flask import g, has_app_context, has_request_context, request
-from sqlalchemy import event, insert, inspect, select, update
+from sqlalchemy import event, func, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, attributes
 
@@ -163,7 +163,6 @@ def record(
     *,
     reason: str | None = None,
     user: Any = None,
-    session: Session | None = None,
 ) -> None:
     """Append an explicit event to the current transaction (it commits with the caller)."""
     from app.extensions import db
@@ -174,7 +173,7 @@ def record(
         entry["object_id"] = _object_id(obj)
     if reason:
         entry["reason"] = reason[:256]
-    _append((session or db.session).connection(), [entry], user=user)
+    _append(db.session.connection(), [entry], user=user)
 
 
 # --- row changes --------------------------------------------------------------------
@@ -309,11 +308,24 @@ def history(object_type: str, object_id: Any, limit: int = 50) -> list[AuditLog]
     ).all()
 
 
-def change_rows(entry: AuditLog) -> list[tuple[str, Any, Any]]:
-    """(field, before, after) for display."""
-    if not entry.changes:
+def change_rows(changes: str | None) -> list[tuple[str, Any, Any]]:
+    """(field, before, after) of an entry's ``changes`` column, for display."""
+    if not changes:
         return []
-    return [(key, before, after) for key, (before, after) in sorted(json.loads(entry.changes).items())]
+    return [(key, before, after) for key, (before, after) in sorted(json.loads(changes).items())]
+
+
+#: Entries an administrator must look at (security alerts, home-page banner).
+ALERT_ACTIONS = ("totp_locked", "audit_chain_broken")
+
+
+def recent_alert_count(hours: int = 24) -> int:
+    from app.extensions import db
+
+    since = now() - timedelta(hours=hours)
+    return db.session.scalar(select(func.count(AuditLog.id)).where(
+        AuditLog.action.in_(ALERT_ACTIONS), AuditLog.created_at >= since
+    )) or 0
 
 
 # --- verification -------------------------------------------------------------------

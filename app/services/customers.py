@@ -19,10 +19,15 @@ from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.models.org import CrmUser
 from app.security import masking
 from app.security.data_scope import can_see, visible_owner_ids
+from app.security.step_up import declare
 from app.services import numbering, validation
 from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
 
 WON = "won"
+BULK_ARCHIVE = declare("customer.bulk_archive", _l("Archive (delete) several customers at once"),
+                       _l("Customers list, bulk action"))
+ARCHIVE_WON = declare("customer.archive_won", _l("Archive (delete) a won customer"),
+                      _l("Customers: delete / archive, and DELETE /api/v1/customer/<id>"))
 
 
 def _previous(item: Any, column: str) -> Any:
@@ -187,6 +192,15 @@ def can_archive(customer: Customer, may_delete_won: bool) -> str | None:
 def is_won(customer: Customer) -> bool:
     """Won customers carry revenue history: archiving one is a manager's, stepped-up, act."""
     return customer.type is not None and customer.type.code == WON
+
+
+def archive_step_up(customers: list[Customer], may_delete_won: bool) -> str | None:
+    """Which sensitive action archiving these customers is (screens and API ask the same)."""
+    if len(customers) > 1:
+        return BULK_ARCHIVE
+    if may_delete_won and any(is_won(customer) for customer in customers):
+        return ARCHIVE_WON
+    return None
 
 
 def archive(customer: Customer, may_delete_won: bool) -> None:
