@@ -37,6 +37,9 @@ def create_app(config: type | dict | None = None) -> Flask:
     csrf.init_app(app)  # before AppBuilder, so FAB exempts its JWT-only REST APIs
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True)
     with app.app_context():
+        from app.extensions import enable_sqlite_pragmas
+
+        enable_sqlite_pragmas(db.engine)
         appbuilder.init_app(app, db.session)
         from views import register_views
 

@@ -10,3 +10,19 @@ migrate = Migrate()
 #: Every form POST needs a token; FAB exempts its REST APIs, which accept JWTs only.
 csrf = CSRFProtect()
 appbuilder = AppBuilder(update_perms=False)
+
+
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # noqa: ANN001 (DBAPI types)
+    """SQLite as a server database: readers never wait for a writer (WAL), and commits
+    sync at checkpoints only (NORMAL is durable against application crashes)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def enable_sqlite_pragmas(engine) -> None:  # noqa: ANN001
+    from sqlalchemy import event
+
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        event.listen(engine, "connect", _sqlite_pragmas)

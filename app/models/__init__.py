@@ -1,7 +1,7 @@
 """All models, imported here so Alembic and the mappers see every table."""
 
 from app.models.audit import AuditChainHead, AuditLog
-from app.models.customers import CodeSequence, Customer, CustomerStatusChange, FollowUp
+from app.models.customers import CodeSequence, Customer, CustomerAlias, CustomerStatusChange, FollowUp
 from app.models.dictionaries import (
     DICTIONARIES,
     CustomerLevel,
@@ -12,6 +12,7 @@ from app.models.dictionaries import (
 )
 from app.models.org import CrmUser, Department, RoleDataScope
 from app.models.security import RecoveryCode, StepUpGrant, TotpCredential
+from app.models.transfers import ImportMapping, TransferJob, TransferSchedule
 
 __all__ = [
     "AuditChainHead",
@@ -19,6 +20,7 @@ __all__ = [
     "CodeSequence",
     "CrmUser",
     "Customer",
+    "CustomerAlias",
     "CustomerLevel",
     "CustomerSource",
     "CustomerStatusChange",
@@ -27,9 +29,12 @@ __all__ = [
     "Department",
     "FollowUp",
     "FollowUpMethod",
+    "ImportMapping",
     "Industry",
     "RecoveryCode",
     "RoleDataScope",
     "StepUpGrant",
     "TotpCredential",
+    "TransferJob",
+    "TransferSchedule",
 ]

@@ -16,6 +16,7 @@ class Customer(StampMixin, VersionMixin, Model):
     __table_args__ = (
         Index("ix_customer_owner_archived", "owner_id", "archived_at"),
         Index("ix_customer_credit_code", "credit_code"),
+        Index("ix_customer_contact_phone", "contact_phone"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -43,6 +44,8 @@ class Customer(StampMixin, VersionMixin, Model):
     status_changes = relationship(
         "CustomerStatusChange", back_populates="customer", order_by="CustomerStatusChange.id"
     )
+    aliases = relationship("CustomerAlias", back_populates="customer",
+                           foreign_keys="CustomerAlias.customer_id")
 
     #: Optional reason for a type change, set by forms/API before flush (not a column).
     status_reason = None
@@ -92,6 +95,26 @@ class CustomerStatusChange(Model):
     from_type = relationship("CustomerType", foreign_keys=[from_type_id])
     to_type = relationship("CustomerType", foreign_keys=[to_type_id])
     changed_by = relationship("CrmUser", foreign_keys=[changed_by_id])
+
+
+class CustomerAlias(Model):
+    """A code that now means another customer: kept when duplicates are merged.
+
+    Imports and the sync look codes up here too, so an old spreadsheet that still says
+    the merged-away code updates the survivor instead of failing or creating a copy.
+    """
+
+    __tablename__ = "customer_alias"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), nullable=False, index=True)
+    merged_from_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
+    merged_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
+    merged_by_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+
+    customer = relationship("Customer", foreign_keys=[customer_id], back_populates="aliases")
+    merged_from = relationship("Customer", foreign_keys=[merged_from_id])
 
 
 class CodeSequence(Model):

@@ -8,7 +8,9 @@ call it (via ``DataScopeFilter`` or directly).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from flask import g, has_request_context
@@ -19,6 +21,18 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.extensions import db
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, SCOPE_OWN, SCOPES, CrmUser, Department, RoleDataScope
+
+_job_cache: ContextVar[dict | None] = ContextVar("scope_cache", default=None)
+
+
+@contextmanager
+def scope_cache() -> Iterator[None]:
+    """Cache scope lookups for a background job, as a request does (imports, sync runs)."""
+    token = _job_cache.set({})
+    try:
+        yield
+    finally:
+        _job_cache.reset(token)
 
 
 def user_scope(user: Any) -> str:
@@ -54,7 +68,11 @@ def visible_owner_ids(user: Any) -> set[int] | None:
     Cached per request: a list page asks several times.
     """
     cache_key = ("visible_owner_ids", getattr(user, "id", None))
-    cache = g.setdefault("_crm_scope_cache", {}) if has_request_context() else {}
+    if has_request_context():
+        cache = g.setdefault("_crm_scope_cache", {})
+    else:
+        cache = _job_cache.get()
+        cache = {} if cache is None else cache
     if cache_key in cache:
         return cache[cache_key]
     scope = user_scope(user)

@@ -289,6 +289,23 @@ def collect_changes(session: Session) -> list[dict[str, Any]]:
     return entries
 
 
+def record_created(model: type, rows: list[dict[str, Any]]) -> None:
+    """Create entries for rows inserted in bulk (imports, sync), shaped like the hook's."""
+    from app.extensions import db
+
+    spec = _spec_for(model())
+    if spec is None or not rows:
+        return
+    skip = IGNORED_COLUMNS | spec.exclude
+    keys = [attr.key for attr in inspect(model).column_attrs if attr.key not in skip]
+    entries = []
+    for row in rows:
+        changes = {key: [None, _shown(spec, key, row[key])] for key in keys if row.get(key) is not None}
+        entries.append({"action": "create", "object_type": model.__name__, "object_id": str(row["id"]),
+                        "changes": _json(changes)})
+    _append(db.session.connection(), entries)
+
+
 @event.listens_for(Session, "after_flush")
 def _audit_flush(session: Session, flush_context: Any) -> None:
     if any(isinstance(obj, AuditLog) for obj in session.dirty | session.deleted):

@@ -10,17 +10,17 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.models.base import current_user_id
+from app.models.base import current_user_id, now
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.models.org import CrmUser
 from app.security import masking
 from app.security.data_scope import can_see, visible_owner_ids
 from app.security.step_up import declare
-from app.services import numbering, validation
+from app.services import audit, numbering, validation
 from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
 
 WON = "won"
@@ -93,33 +93,81 @@ def clean_customer(item: Customer, user: Any) -> None:
 
 
 def _clean_customer(item: Customer, user: Any) -> None:
-    errors: dict[str, str] = {}
-    stored_phone = _previous(item, "contact_phone")
     default_owner(item, user)
-    steps = {
-        "name": lambda: setattr(item, "name", validation.require_text(item.name, 200)),
-        "contact_phone": lambda: setattr(
-            item, "contact_phone", resolve_phone(item.contact_phone, stored_phone)
-        ),
-        "credit_code": lambda: setattr(
-            item, "credit_code", validation.normalize_credit_code(item.credit_code)
-        ),
-        "email": lambda: setattr(item, "email", validation.normalize_email(item.email)),
-    }
-    for attr in ("type", "industry", "level", "source"):
-        steps[attr] = lambda a=attr: validation.check_choice(
-            getattr(item, a), _previous(item, f"{a}_id")
-        )
-    for field, step in steps.items():
-        try:
-            step()
-        except ValueError as exc:
-            errors[field] = str(exc)
+    values = {name: getattr(item, name) for name in CUSTOMER_CHECKED}
+    previous = {name: _previous(item, name) for name in ("contact_phone", *CHOICE_IDS)}
+    errors = check_customer(values, previous)
     if errors:
         raise RuleViolation(errors)
+    for name in ("name", "contact_phone", "credit_code", "email"):
+        setattr(item, name, values[name])
     owner_id = _related_id(item, "owner")
     if owner_id != _previous(item, "owner_id"):
         check_owner(user, owner_id)
+
+
+CHOICES = ("type", "industry", "level", "source")
+CHOICE_IDS = tuple(f"{name}_id" for name in CHOICES)
+_TEXT_LIMITS = {c.name: c.type.length for c in Customer.__table__.columns
+                if getattr(c.type, "length", None) and c.name not in ("code",)}
+CUSTOMER_CHECKED = ("name", "contact_phone", "credit_code", "email", "contact_name", "address", "note", *CHOICES)
+
+
+def check_customer(values: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, str]:
+    """The customer field rules on plain values: normalise ``values`` in place, return errors.
+
+    ``values`` holds text fields and dictionary entries (objects); ``previous`` the stored
+    phone and dictionary ids of the record being edited (None for a new one). Forms and
+    the API reach this through ``clean_customer``; the importer and the sync call it
+    directly for speed, so all four apply the same rules.
+    """
+    previous = previous or {}
+    errors: dict[str, str] = {}
+    steps = {
+        "name": lambda: validation.require_text(values.get("name"), 200),
+        "contact_phone": lambda: resolve_phone(values.get("contact_phone"), previous.get("contact_phone")),
+        "credit_code": lambda: validation.normalize_credit_code(values.get("credit_code")),
+        "email": lambda: validation.normalize_email(values.get("email")),
+    }
+    for name, step in steps.items():
+        try:
+            values[name] = step()
+        except ValueError as exc:
+            errors[name] = str(exc)
+    for name in CHOICES:
+        try:
+            validation.check_choice(values.get(name), previous.get(f"{name}_id"))
+        except ValueError as exc:
+            errors[name] = str(exc)
+    for name, limit in _TEXT_LIMITS.items():
+        value = values.get(name)
+        if name not in errors and isinstance(value, str) and len(value) > limit:
+            errors[name] = str(_l("At most %(n)d characters.", n=limit))
+    return errors
+
+
+def insert_customers(rows: list[dict[str, Any]]) -> None:
+    """Insert many checked customers in one statement (imports, sync); ids land in ``rows``.
+
+    The bulk path skips the ORM flush, so it does here what the flush hooks do for
+    single saves: number them, start their status history, audit each one.
+    """
+    session = db.session
+    blank = [row for row in rows if not row.get("code")]
+    for row, code in zip(blank, numbering.allocate(session, "C", len(blank)) if blank else [], strict=True):
+        row["code"] = code
+    stamp, uid = now(), current_user_id()
+    for row in rows:
+        row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
+    session.execute(insert(Customer.__table__), rows)  # Core executemany: the ORM bulk path is 5x slower
+    ids = dict(session.execute(select(Customer.code, Customer.id).where(Customer.code.in_([r["code"] for r in rows]))).all())
+    for row in rows:
+        row["id"] = ids[row["code"]]
+    history = [{"customer_id": row["id"], "from_type_id": None, "to_type_id": row["type_id"],
+                "changed_by_id": uid, "changed_at": stamp} for row in rows if row.get("type_id")]
+    if history:
+        session.execute(insert(CustomerStatusChange), history)
+    audit.record_created(Customer, rows)
 
 
 def clean_follow_up(item: FollowUp, user: Any) -> None:

@@ -7,6 +7,7 @@ user can act on. Messages are lazily translated so the same rule speaks both lan
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
 
@@ -108,3 +109,39 @@ def check_choice(entry, previous_id: int | None) -> None:
         raise ValueError(
             _l("%(label)s is no longer in use; pick another value.", label=entry.label)
         )
+
+
+_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日", "%Y%m%d")
+_TIME_FORMATS = ("", " %H:%M", " %H:%M:%S", "T%H:%M", "T%H:%M:%S")
+#: Excel serial day 1 is 1900-01-01; the epoch below absorbs Excel's 1900 leap-year bug.
+_EXCEL_EPOCH = datetime(1899, 12, 30)
+_DATE_HINT = _l("Not a date: use 2024-05-01, 2024/5/1, 2024年5月1日 or an Excel date cell.")
+
+
+def parse_datetime(raw: object) -> datetime | None:
+    """Date/time from a cell: date objects, Excel serial numbers or common text forms."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if isinstance(raw, datetime):
+        return raw.replace(tzinfo=None)
+    if isinstance(raw, date):
+        return datetime(raw.year, raw.month, raw.day)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        if 1 <= raw < 2958466:  # Excel's valid range, up to 9999-12-31
+            return (_EXCEL_EPOCH + timedelta(days=float(raw))).replace(microsecond=0)
+        raise ValueError(_DATE_HINT)
+    text = re.sub(r"\s+", " ", str(raw).strip())
+    if re.fullmatch(r"\d{5}(\.\d+)?", text):  # a serial that arrived as text (CSV)
+        return parse_datetime(float(text))
+    for day_format in _DATE_FORMATS:
+        for time_format in _TIME_FORMATS:
+            try:
+                return datetime.strptime(text, day_format + time_format)
+            except ValueError:
+                continue
+    raise ValueError(_DATE_HINT)
+
+
+def parse_date(raw: object) -> date | None:
+    moment = parse_datetime(raw)
+    return moment.date() if moment is not None else None

@@ -1,0 +1,61 @@
+"""Finding dictionary entries from what people type: code or label, either language.
+
+Imports and the sync accept ``MFG-AUTO``, ``Automotive``, ``汽车制造``,
+``Manufacturing > Automotive`` and, for labels that start with their code
+(``A 重要``), the label alone (``重要``). Matching ignores case, spaces and width.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from app.extensions import db
+
+_SPACES = re.compile(r"\s+")
+_AMBIGUOUS = object()
+
+
+def lookup_key(text: object) -> str:
+    return _SPACES.sub("", unicodedata.normalize("NFKC", str(text or "")).lower())
+
+
+def _names(entry: Any) -> list[str]:
+    names = [entry.code, entry.label_en, entry.label_zh]
+    for label in (entry.label_en, entry.label_zh):
+        head, _, rest = label.partition(" ")
+        if rest and head.lower() == entry.code.lower():  # "A 重要", "A - high"
+            names.append(rest.lstrip("- "))
+    parent = getattr(entry, "parent", None)
+    if parent is not None:
+        names += [f"{parent.label_en}>{entry.label_en}", f"{parent.label_zh}>{entry.label_zh}"]
+    return names
+
+
+class DictionaryLookup:
+    """All entries of one dictionary, indexed by every name a user may type."""
+
+    def __init__(self, model: type) -> None:
+        self.model = model
+        self._index: dict[str, Any] = {}
+        for entry in db.session.scalars(select(model)):
+            for name in _names(entry):
+                key = lookup_key(name)
+                known = self._index.get(key)
+                self._index[key] = entry if known in (None, entry) else _AMBIGUOUS
+
+    def find(self, text: object) -> Any:
+        """The entry named by ``text`` (None for blank); ``ValueError`` if unknown."""
+        key = lookup_key(text)
+        if not key:
+            return None
+        entry = self._index.get(key)
+        if entry is _AMBIGUOUS:
+            raise ValueError(_l("%(value)s matches several entries; use the code.", value=str(text)))
+        if entry is None:
+            raise ValueError(_l("%(value)s is not in the list; pick one of the dropdown values.", value=str(text)))
+        return entry

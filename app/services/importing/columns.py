@@ -1,0 +1,133 @@
+"""What can be imported per model: fields, their header aliases (EN/ZH) and kinds.
+
+The aliases make the manual's own template (附录1: 客户编号, 客户名称, 所属行业 ...) and
+our exports/templates map without editing. Matching ignores case, spaces, brackets,
+``*`` required marks and full-width forms.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+from flask_babel import lazy_gettext as _l
+
+from app.models.customers import Customer, FollowUp
+from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
+
+#: Field kinds the cell parser knows.
+TEXT, DICT, DATE, DATETIME, USER, CUSTOMER = "text", "dict", "date", "datetime", "user", "customer"
+
+
+@dataclass(frozen=True)
+class ImportField:
+    name: str
+    label: object  # lazy string, shown in the user's language
+    label_zh: str
+    aliases: tuple[str, ...] = ()
+    kind: str = TEXT
+    required: bool = False
+    max_length: int | None = None
+    dictionary: type | None = None
+    note: object = ""
+
+    def header(self, lang: str) -> str:
+        return self.label_zh if lang.startswith("zh") else str(self.label)
+
+
+@dataclass(frozen=True)
+class ImportModel:
+    name: str
+    model: type
+    label: object
+    fields: tuple[ImportField, ...]
+    keys: tuple[str, ...] = ("code",)
+    extra: dict = field(default_factory=dict)
+
+    def field(self, name: str) -> ImportField:
+        return next(f for f in self.fields if f.name == name)
+
+
+CUSTOMER = ImportModel(
+    "customer", Customer, _l("Customers"),
+    (
+        ImportField("code", _l("Customer code"), "客户编号", ("code", "customer no", "客户代码", "编号"),
+                    max_length=20, note=_l("Leave empty for new customers: the CRM numbers them.")),
+        ImportField("name", _l("Customer name"), "客户名称", ("name", "company", "company name", "客户", "公司名称",
+                    "企业名称"), required=True, max_length=200),
+        ImportField("credit_code", _l("Unified social credit code"), "统一社会信用代码",
+                    ("credit code", "uscc", "信用代码", "社会信用代码"), max_length=18),
+        ImportField("type", _l("Customer type"), "客户类型", ("type", "status", "客户状态"), DICT,
+                    dictionary=CustomerType),
+        ImportField("industry", _l("Industry"), "所属行业", ("industry", "行业"), DICT, dictionary=Industry),
+        ImportField("contact_name", _l("Contact name"), "联系人姓名", ("contact", "contact person", "联系人"),
+                    max_length=64),
+        ImportField("contact_phone", _l("Contact phone"), "联系方式", ("phone", "mobile", "tel", "telephone",
+                    "联系电话", "电话", "手机", "手机号"), required=True, max_length=32,
+                    note=_l("Mobile (13812345678) or landline with area code (010-12345678).")),
+        ImportField("email", _l("E-mail"), "电子邮箱", ("email", "mail", "邮箱"), max_length=120),
+        ImportField("address", _l("Address"), "客户地址", ("address", "地址"), max_length=255),
+        ImportField("level", _l("Customer level"), "客户等级", ("level", "grade", "等级"), DICT,
+                    dictionary=CustomerLevel),
+        ImportField("source", _l("Source"), "信息来源", ("source", "lead source", "客户来源", "来源"), DICT,
+                    dictionary=CustomerSource),
+        ImportField("owner", _l("Owner"), "跟进人", ("owner", "sales rep", "负责人", "所属销售"), USER,
+                    note=_l("User name or full name; empty = you.")),
+        ImportField("note", _l("Note"), "备注", ("note", "notes", "remark", "remarks", "comment", "说明")),
+    ),
+    keys=("code", "credit_code"),
+)
+
+FOLLOW_UP = ImportModel(
+    "follow_up", FollowUp, _l("Follow-ups"),
+    (
+        ImportField("code", _l("Code"), "记录编号", ("code", "record no", "编号"), max_length=20,
+                    note=_l("Leave empty for new follow-ups.")),
+        ImportField("customer", _l("Customer code"), "客户编号", ("customer", "customer no", "客户代码"), CUSTOMER,
+                    required=True),
+        ImportField("followed_at", _l("Time"), "跟进时间", ("time", "date", "followed at", "时间", "日期"),
+                    DATETIME, required=True),
+        ImportField("method", _l("Method"), "跟进方式", ("method", "channel", "方式"), DICT,
+                    dictionary=FollowUpMethod),
+        ImportField("content", _l("Content"), "跟进内容", ("content", "notes", "summary", "内容", "沟通内容"),
+                    required=True, max_length=10000),
+        ImportField("next_step", _l("Next step"), "下一步计划", ("next step", "next", "下一步"), max_length=255),
+        ImportField("next_step_date", _l("Next step date"), "下一步日期", ("next step date", "due", "计划日期"),
+                    DATE),
+        ImportField("owner", _l("Owner"), "跟进人", ("owner", "负责人"), USER,
+                    note=_l("User name or full name; empty = you.")),
+    ),
+)
+
+MODELS = {m.name: m for m in (CUSTOMER, FOLLOW_UP)}
+_NOISE = re.compile(r"[\s*＊_\-()（）\[\]【】:：/]+")
+
+
+def header_key(text: object) -> str:
+    """Comparable form of a header: NFKC, lower case, no spaces, marks or brackets."""
+    return _NOISE.sub("", unicodedata.normalize("NFKC", str(text or "")).lower())
+
+
+def _candidates(spec: ImportField) -> list[str]:
+    return [spec.name, str(spec.label), spec.label_zh, *spec.aliases]
+
+
+def auto_map(model: ImportModel, headers: list[str], remembered: dict | None = None) -> dict[str, str]:
+    """Header -> field name for every header we recognise (remembered choices first)."""
+    index = {}
+    for spec in model.fields:
+        for candidate in _candidates(spec):
+            index.setdefault(header_key(candidate), spec.name)
+    mapping, taken = {}, set()
+    for header in headers:
+        chosen = (remembered or {}).get(header) or index.get(header_key(header))
+        if chosen and chosen not in taken and any(f.name == chosen for f in model.fields):
+            mapping[header] = chosen
+            taken.add(chosen)
+    return mapping
+
+
+def missing_required(model: ImportModel, mapping: dict[str, str]) -> list[ImportField]:
+    mapped = set(mapping.values())
+    return [f for f in model.fields if f.required and f.name not in mapped]

@@ -1,0 +1,423 @@
+"""The import run: parse, validate (the forms' rules), dedup-check and save, chunk by chunk.
+
+One code path serves the dry run and the commit, so the preview cannot promise what
+the commit will not do. Rows are processed in chunks; with ``all_or_nothing`` off
+every chunk commits on its own (bad rows never block good ones) together with the
+job's counters, so progress and an interrupted job both say exactly how far it got.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.customers import Customer
+from app.security.data_scope import scope_cache
+from app.services import audit, validation
+from app.services import customers as rules
+from app.services.errors import RuleViolation
+from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, MODELS, USER, ImportModel
+from app.services.importing.lookups import Lookups
+from app.services.importing.reading import Table
+
+CREATE, UPDATE, UPSERT = "create", "update", "upsert"
+MODES = (CREATE, UPDATE, UPSERT)
+CREATED, UPDATED, UNCHANGED, ERROR, DUPLICATE = "create", "update", "unchanged", "error", "duplicate"
+OUTCOMES = (CREATED, UPDATED, UNCHANGED, ERROR, DUPLICATE)
+PREVIEW_ROWS = 10
+#: Our own numbering shape: such codes are given by the CRM, never by a file.
+_GENERATED_CODE = ("C", "G")
+
+
+@dataclass
+class Settings:
+    model: str
+    mode: str = CREATE
+    key: str = "code"
+    all_or_nothing: bool = False
+    chunk_size: int = 2000
+
+
+@dataclass
+class Result:
+    """Counts (created + updated + unchanged + rejected == rows), samples and bad rows."""
+
+    rows: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    preview: dict[str, list[dict]] = field(default_factory=dict)
+    rejected_rows: list[tuple[int, list[Any], str]] = field(default_factory=list)
+    rolled_back: bool = False
+    seconds: float = 0.0
+
+    @property
+    def rejected(self) -> int:
+        return self.counts[ERROR] + self.counts[DUPLICATE]
+
+    def summary(self) -> dict[str, int]:
+        return {"rows": self.rows, "created": self.counts[CREATED], "updated": self.counts[UPDATED],
+                "unchanged": self.counts[UNCHANGED], "rejected": self.rejected,
+                "duplicates": self.counts[DUPLICATE]}
+
+
+class RowRejected(Exception):
+    def __init__(self, errors: list[tuple[str, str]], outcome: str = ERROR) -> None:
+        super().__init__("; ".join(f"{c}: {m}" for c, m in errors))
+        self.errors, self.outcome = errors, outcome
+
+
+def _text(value: Any) -> str:
+    """Cell as text: integral floats lose '.0' (phones typed as numbers), never evaluated."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+class ImportRun:
+    def __init__(self, table: Table, mapping: dict[str, str], settings: Settings, user: Any,
+                 commit: bool, progress: Callable[[Result], None] | None = None) -> None:
+        self.spec: ImportModel = MODELS[settings.model]
+        self.table, self.settings, self.user, self.commit = table, settings, user, commit
+        self.columns = {fieldname: table.headers.index(header) for header, fieldname in mapping.items()
+                        if header in table.headers}
+        self.headers = {fieldname: header for header, fieldname in mapping.items()}
+        self.progress = progress
+        #: (field, column index, max length) of every mapped field, in field order.
+        self.mapped = [(spec, self.columns[spec.name], self._max_length(spec.name))
+                       for spec in self.spec.fields if spec.name in self.columns]
+        self.result = Result()
+        self.lookups: Lookups | None = None
+        self.seen_codes: set[str] = set()
+        self.unnumbered: list[tuple[dict, Any]] = []  # preview samples waiting for a code
+        self.pending: list[dict[str, Any]] = []  # new customers, inserted in bulk per chunk
+
+    # --- driving --------------------------------------------------------------------
+
+    def run(self) -> Result:
+        with _no_cyclic_gc(), scope_cache(), db.session.no_autoflush:
+            self.lookups = Lookups(self.spec, self.user)
+            rows, size = self.table.rows, self.settings.chunk_size
+            lines = self.table.lines or list(range(2, len(rows) + 2))
+            for start in range(0, len(rows), size):
+                self._chunk(rows[start:start + size], lines[start:start + size])
+            self._finish()
+        return self.result
+
+    def _chunk(self, rows: list[list[Any]], lines: list[int]) -> None:
+        existing = self._load_existing(rows)
+        touched = []
+        for line, raw in zip(lines, rows, strict=True):
+            try:
+                outcome, item = self._row(raw, existing, line)
+            except RowRejected as exc:
+                self._count(line, raw, exc.outcome, None, str(exc))
+                continue
+            touched.append(item)
+            self._count(line, raw, outcome, item, "")
+        self._save_chunk(touched)
+
+    def _save_chunk(self, touched: list[Any]) -> None:
+        self.result.rows = sum(self.result.counts.values())
+        pending, self.pending = self.pending, []
+        if not self.commit:
+            for item in touched:
+                if item in db.session:
+                    db.session.expire(item)  # the dry run leaves stored records untouched
+        else:
+            if pending:
+                rules.insert_customers(pending)
+            db.session.flush()
+            for sample, item in self.unnumbered:
+                sample["code"] = _get(item, "code")
+            self.unnumbered.clear()
+            if not self.settings.all_or_nothing:
+                self._report_progress()
+                db.session.commit()
+                return
+        self._report_progress()
+
+    def _report_progress(self) -> None:
+        if self.progress:
+            self.progress(self.result)
+
+    def _finish(self) -> None:
+        if not self.commit:
+            db.session.rollback()
+        elif self.settings.all_or_nothing and self.result.rejected:
+            db.session.rollback()
+            self.result.rolled_back = True
+        else:
+            db.session.commit()
+
+    def _count(self, line: int, raw: list[Any], outcome: str, item: Any, errors: str) -> None:
+        result = self.result
+        result.counts[outcome] += 1
+        if outcome in (ERROR, DUPLICATE):
+            result.rejected_rows.append((line, raw, errors))
+        samples = result.preview.setdefault(outcome, [])
+        if len(samples) < PREVIEW_ROWS:
+            code = _get(item, "code") if item is not None else None
+            sample = {"line": line, "code": code, "values": [_text(v) for v in raw], "errors": errors}
+            samples.append(sample)
+            if item is not None and code is None and self.commit:
+                self.unnumbered.append((sample, item))
+
+    # --- one row ----------------------------------------------------------------------
+
+    def _cell(self, raw: list[Any], fieldname: str) -> Any:
+        index = self.columns.get(fieldname)
+        return None if index is None else raw[index]
+
+    def _header(self, fieldname: str) -> str:
+        return self.headers.get(fieldname) or str(self.spec.field(fieldname).label)
+
+    def _row(self, raw: list[Any], existing: dict[int, Any], line: int) -> tuple[str, Any]:
+        values, errors = self._parse(raw)
+        target = self._target(values)
+        if errors:
+            raise RowRejected(errors)
+        if target is None and self.spec.model is Customer:
+            row = self._new_customer(values)
+            self._check_duplicate(row)
+            self.pending.append(row)
+            self._remember(row, line)
+            return CREATED, row
+        item = existing.get(target) if target else self.spec.model()
+        if target and item is None:
+            raise RowRejected([(self._key_header(), str(_l("Record not found.")))])
+        self._apply(item, values, is_new=target is None)
+        self._validate(item)
+        if target is None:
+            self._check_duplicate(item)
+            if self.commit:
+                db.session.add(item)
+            self._remember(item, line)
+            return CREATED, item
+        if not db.session.is_modified(item):
+            return UNCHANGED, item
+        self._remember(item, line)
+        return UPDATED, item
+
+    def _parse(self, raw: list[Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        values, errors = {}, []
+        for spec, index, limit in self.mapped:
+            try:
+                values[spec.name] = self._parse_cell(spec, raw[index], limit)
+            except ValueError as exc:
+                errors.append((self._header(spec.name), str(exc)))
+        return values, errors
+
+    def _parse_cell(self, spec: Any, cell: Any, limit: int | None) -> Any:
+        if spec.kind in (DATE, DATETIME):
+            parsed = validation.parse_datetime(cell)
+            return parsed.date() if parsed is not None and spec.kind == DATE else parsed
+        text = _text(cell)
+        if spec.kind == DICT:
+            return self.lookups.dictionaries[spec.name].find(text)
+        if spec.kind == USER:
+            return self.lookups.find_user(text) if text else None
+        if spec.kind == CUSTOMER:
+            return self._customer_ref(text)
+        if limit and len(text) > limit:
+            raise ValueError(_l("At most %(n)d characters.", n=limit))
+        return text or None
+
+    def _max_length(self, name: str) -> int | None:
+        column = self.spec.model.__table__.c.get(name)
+        return getattr(column.type, "length", None) if column is not None else None
+
+    def _customer_ref(self, text: str) -> int | None:
+        if not text:
+            return None
+        found = self.lookups.customers.by_code.get(text)
+        if found is None or found[2] or not self.lookups.in_scope(found[1]):
+            raise ValueError(_l("No customer %(code)s in your data scope.", code=text))
+        return found[0]
+
+    def _key_header(self) -> str:
+        return self._header(self.settings.key)
+
+    def _target(self, values: dict[str, Any]) -> int | None:
+        """Id of the record this row updates; None to create; RowRejected if neither is allowed."""
+        mode, key = self.settings.mode, self.settings.key
+        key_value = values.get(key)
+        if key == "credit_code" and key_value:
+            try:
+                key_value = validation.normalize_credit_code(key_value)
+            except ValueError as exc:
+                raise RowRejected([(self._key_header(), str(exc))]) from None
+        found = self._find(key_value)
+        if found is None:
+            if mode == UPDATE:
+                message = _l("Nothing to update: %(key)s is empty.", key=self._key_header()) if not key_value \
+                    else _l("No record with %(key)s %(value)s.", key=self._key_header(), value=key_value)
+                raise RowRejected([(self._key_header(), str(message))])
+            self._check_new_code(values.get("code"))
+            return None
+        record_id, owner_id, archived = found
+        if mode == CREATE:
+            raise RowRejected([(self._key_header(), str(_l(
+                "%(value)s already exists; choose 'update' or 'upsert' to change it.", value=key_value)))],
+                DUPLICATE)
+        if not self.lookups.in_scope(owner_id):
+            raise RowRejected([(self._key_header(), str(_l(
+                "%(value)s is not in your data scope; it was not changed.", value=key_value)))])
+        if archived:
+            raise RowRejected([(self._key_header(), str(_l(
+                "%(value)s is archived; restore it before updating.", value=key_value)))])
+        return record_id
+
+    def _find(self, key_value: str | None) -> tuple[int, int, bool] | None:
+        if not key_value:
+            return None
+        existing = self.lookups.existing
+        if self.settings.key == "credit_code":
+            matches = [m for m in existing.by_credit.get(key_value, []) if not m[2]] or \
+                existing.by_credit.get(key_value, [])
+            if len(matches) > 1:
+                raise RowRejected([(self._key_header(), str(_l(
+                    "Several customers share this credit code; use the customer code.")))])
+            return matches[0] if matches else None
+        return existing.by_code.get(key_value)
+
+    def _check_new_code(self, code: str | None) -> None:
+        if not code:
+            return
+        if code in self.seen_codes:
+            raise RowRejected([(self._header("code"), str(_l("%(code)s appears twice in this file.", code=code)))],
+                              DUPLICATE)
+        if code.startswith(_GENERATED_CODE) and code[1:].isdigit():
+            raise RowRejected([(self._header("code"), str(_l(
+                "%(code)s looks like a CRM code but no such record exists; leave the cell empty "
+                "for a new record.", code=code)))])
+
+    def _load_existing(self, rows: list[list[Any]]) -> dict[int, Any]:
+        """The records this chunk may update, loaded in one query."""
+        ids = set()
+        for raw in rows:
+            try:
+                key_value = _text(self._cell(raw, self.settings.key))
+                if self.settings.key == "credit_code":
+                    key_value = validation.normalize_credit_code(key_value)
+                found = self._find(key_value)
+            except (ValueError, RowRejected):
+                continue
+            if found:
+                ids.add(found[0])
+        if not ids:
+            return {}
+        model = self.spec.model
+        return {item.id: item for item in db.session.scalars(select(model).where(model.id.in_(ids)))}
+
+    def _apply(self, item: Any, values: dict[str, Any], is_new: bool) -> None:
+        for name, value in values.items():
+            if name == "code":
+                if is_new and value:
+                    item.code = value
+                continue
+            if name == "owner" and value is None:
+                continue  # empty owner: me for a new record, unchanged for an update
+            if name == "customer":
+                item.customer_id = value
+                continue
+            if name == "followed_at" and value is None and not is_new:
+                continue
+            setattr(item, name, value)
+
+    def _validate(self, item: Any) -> None:
+        clean = rules.clean_customer if isinstance(item, Customer) else rules.clean_follow_up
+        try:
+            clean(item, self.user)
+        except RuleViolation as exc:
+            if item in db.session:
+                db.session.expire(item)
+            raise RowRejected([(self._header(name), str(message)) for name, message in exc.errors.items()]) \
+                from None
+
+    def _new_customer(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A checked row for the bulk insert: the customer rules on plain values."""
+        checked = {name: values.get(name) for name in rules.CUSTOMER_CHECKED}
+        errors = rules.check_customer(checked)
+        owner = values.get("owner") or self.user
+        if not errors:
+            try:
+                rules.check_owner(self.user, owner.id)
+            except RuleViolation as exc:
+                errors.update(exc.errors)
+        if errors:
+            raise RowRejected([(self._header(name), str(message)) for name, message in errors.items()])
+        row = {name: checked[name] for name in _CUSTOMER_TEXT}
+        row.update({f"{name}_id": getattr(checked[name], "id", None) for name in rules.CHOICES})
+        row.update(code=values.get("code"), owner_id=owner.id, archived_at=None)
+        return row
+
+    def _check_duplicate(self, item: Any) -> None:
+        index = self.lookups.duplicates
+        if index is None:
+            return
+        found = index.match(*_dedup_fields(item))
+        if found:
+            code, rule = found
+            where = str(_l("row %(line)s of this file", line=code[1:])) if code.startswith("#") else code
+            raise RowRejected([(self._header("name"), str(_l(
+                "Duplicate of %(where)s (%(rule)s).", where=where, rule=dedup_label(rule))))], DUPLICATE)
+
+    def _remember(self, item: Any, line: int) -> None:
+        code = _get(item, "code")
+        if code:
+            self.seen_codes.add(code)
+        index = self.lookups.duplicates
+        if index is not None:
+            index.add(code if _get(item, "id") is not None else f"#{line}", *_dedup_fields(item))
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cycle collector: with 100k rows held, its passes cost more than the import.
+
+    The rows are plain lists and dicts without cycles; reference counting frees them.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_CUSTOMER_TEXT = ("name", "credit_code", "contact_name", "contact_phone", "email", "address", "note")
+
+
+def _get(item: Any, name: str) -> Any:
+    """Attribute of an ORM record or key of a bulk-insert row."""
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _dedup_fields(item: Any) -> tuple[Any, Any, Any, Any]:
+    return tuple(_get(item, name) for name in ("name", "contact_name", "contact_phone", "credit_code"))
+
+
+def dedup_label(rule: str) -> str:
+    from app.services.dedup import RULE_LABELS
+
+    return str(RULE_LABELS.get(rule, rule))
+
+
+def run_import(table: Table, mapping: dict[str, str], settings: Settings, user: Any, commit: bool,
+               progress: Callable[[Result], None] | None = None, label: str = "") -> Result:
+    """Dry run (``commit=False``) or commit; writes are audited with source ``import``."""
+    started = time.perf_counter()
+    with audit.audit_context(source="import", reason=label[:256] or None):
+        result = ImportRun(table, mapping, settings, user, commit, progress).run()
+    result.seconds = time.perf_counter() - started
+    return result

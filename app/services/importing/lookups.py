@@ -1,0 +1,85 @@
+"""Everything an import resolves once per run, not once per row.
+
+Dictionary entries, the users the importer may assign, existing records by key (codes,
+merge aliases, credit codes) and the duplicate index.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.customers import Customer, CustomerAlias, FollowUp
+from app.models.org import CrmUser
+from app.security.data_scope import scope_clause, visible_owner_ids
+from app.services import dedup
+from app.services.dictionaries import DictionaryLookup, lookup_key
+from app.services.importing.columns import DICT, ImportModel
+
+
+class Existing:
+    """key value -> (id, owner id, archived) of the records an import may update."""
+
+    def __init__(self, spec: ImportModel) -> None:
+        self.by_code: dict[str, tuple[int, int, bool]] = {}
+        self.by_credit: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)
+        if spec.model is Customer:
+            rows = db.session.execute(select(Customer.id, Customer.owner_id, Customer.archived_at.isnot(None),
+                                             Customer.code, Customer.credit_code))
+            for cid, owner, archived, code, credit in rows:
+                self.by_code[code] = (cid, owner, archived)
+                if credit:
+                    self.by_credit[credit].append((cid, owner, archived))
+            live = {cid: (cid, owner, archived) for cid, owner, archived in self.by_code.values()}
+            for code, target in db.session.execute(select(CustomerAlias.code, CustomerAlias.customer_id)):
+                if target in live:
+                    self.by_code[code] = live[target]
+        else:
+            rows = db.session.execute(
+                select(FollowUp.id, Customer.owner_id, Customer.archived_at.isnot(None), FollowUp.code)
+                .join(Customer, FollowUp.customer_id == Customer.id)
+            )
+            for fid, owner, archived, code in rows:
+                self.by_code[code] = (fid, owner, archived)
+
+
+class Lookups:
+    """Per-run caches shared by every row."""
+
+    def __init__(self, spec: ImportModel, user: Any) -> None:
+        self.spec = spec
+        self.user = user
+        self.owner_ids = visible_owner_ids(user)
+        self.dictionaries = {f.name: DictionaryLookup(f.dictionary) for f in spec.fields if f.kind == DICT}
+        self.users = self._users(user)
+        self.existing = Existing(spec)
+        self.customers = Existing(CUSTOMER_REF) if spec.model is FollowUp else self.existing
+        self.duplicates = dedup.database_index() if spec.model is Customer else None
+
+    @staticmethod
+    def _users(user: Any) -> dict[str, Any]:
+        index: dict[str, Any] = {}
+        users = db.session.scalars(select(CrmUser).where(CrmUser.active.is_(True), scope_clause(user, CrmUser)))
+        for person in users:
+            full = f"{person.first_name or ''}{person.last_name or ''}"
+            for name in (person.username, full, f"{person.first_name} {person.last_name}", person.email):
+                if name:
+                    index.setdefault(lookup_key(name), person)
+        return index
+
+    def find_user(self, text: str) -> Any:
+        person = self.users.get(lookup_key(text))
+        if person is None:
+            raise ValueError(_l("No active user %(name)s in your data scope.", name=text))
+        return person
+
+    def in_scope(self, owner_id: int) -> bool:
+        return self.owner_ids is None or owner_id in self.owner_ids
+
+
+# Customer references from follow-up rows use the customer key table.
+CUSTOMER_REF = ImportModel("customer", Customer, "", ())
