@@ -89,6 +89,17 @@ class Config:
     REMEMBER_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     PERMANENT_SESSION_LIFETIME = int(os.environ.get("CRM_SESSION_SECONDS", 8 * 3600))
+    # Imports / exports
+    #: Largest import file (bytes); uploads above MAX_CONTENT_LENGTH are refused earlier.
+    CRM_IMPORT_MAX_BYTES = int(os.environ.get("CRM_IMPORT_MAX_BYTES", MAX_CONTENT_LENGTH))
+    #: Background threads running imports and large exports in each web process.
+    CRM_IMPORT_WORKERS = int(os.environ.get("CRM_IMPORT_WORKERS", 1))
+    #: Run import/export jobs in the request thread (tests, debugging).
+    CRM_IMPORT_INLINE = _env_bool("CRM_IMPORT_INLINE", False)
+    #: Exports with more rows than this are built in the background with a progress bar.
+    CRM_EXPORT_BACKGROUND_ROWS = int(os.environ.get("CRM_EXPORT_BACKGROUND_ROWS", 20000))
+    #: What a save that looks like a duplicate does: "warn" (confirm to save) or "block".
+    CRM_DUPLICATES = os.environ.get("CRM_DUPLICATES", "warn")
     #: Content-Security-Policy: only our own assets. Inline scripts run only with the
     #: per-request nonce FAB's templates carry ({nonce} is filled in per response);
     #: inline style attributes stay allowed.
@@ -163,6 +174,7 @@ class TestConfig(Config):
     #: tighten these two on the fly (the limits are read per request).
     AUTH_RATE_LIMIT = "10000 per minute"
     CRM_LOGIN_LIMIT_PER_USERNAME = "10000 per minute"
+    CRM_IMPORT_INLINE = True
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or os.environ.get(
         "DATABASE_URL", "sqlite://"
     )

@@ -10,6 +10,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     from views.api import DICTIONARY_APIS, CustomerApi, FollowUpApi
     from views.customers import ArchivedCustomerView, CustomerView, FollowUpView, StatusHistoryView
     from views.dictionaries import DICTIONARY_VIEWS
+    from views.imports import ImportView, upload_too_large
     from views.jobs import ScheduledJobsView
     from views.org import DepartmentView, RoleDataScopeView
     from views.security import (
@@ -27,6 +28,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(ArchivedCustomerView, "Archived customers", label=_l("Archived customers"),
                         icon="fa-archive", category=crm)
     appbuilder.add_view_no_menu(StatusHistoryView)
+    appbuilder.add_view(ImportView, "Import", label=_l("Import"), icon="fa-upload", category=crm)
+    appbuilder.app.register_error_handler(413, upload_too_large)
 
     for view, label in DICTIONARY_VIEWS:
         appbuilder.add_view(view, view.__name__, label=label, icon="fa-list", category="Dictionaries",

@@ -21,7 +21,8 @@ _SELF_SERVICE = [
      r"((Crm)?UserDBModelView|UserInfoEditView|ResetMyPasswordView|OpenApi|SwaggerView|MenuApi)"),
     (r"(resetmypassword|userinfoedit)", r"(Crm)?UserDBModelView"),
 ]
-_MENUS_SALES = (r"menu_access", r"(Customers|Follow-ups|CRM)")
+_MENUS_SALES = (r"menu_access", r"(Customers|Follow-ups|CRM|Import)")
+_IMPORT = (r"can_(read|write)", r"Import")
 
 #: role -> (data scope, [(permission regex, view regex)])
 ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -29,20 +30,21 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         (r"can_(read|write|delete|export|reveal_contact)", r"Customer"),
         (r"can_(read|write|delete)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
-        _MENUS_SALES, *_SELF_SERVICE,
+        _IMPORT, _MENUS_SALES, *_SELF_SERVICE,
     ]),
     "Sales Manager": (SCOPE_DEPARTMENT, [
         (r"can_(read|write|delete|export|reveal_contact|archive_won|history)", r"Customer"),
         (r"can_(read|write)", r"ArchivedCustomer"),
         (r"can_(read|write|delete)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
-        (r"menu_access", r"(Customers|Follow-ups|Archived customers|CRM)"), *_SELF_SERVICE,
+        _IMPORT, (r"can_(read|merge)", r"Duplicates"),
+        (r"menu_access", r"(Customers|Follow-ups|Archived customers|CRM|Import|Duplicates)"), *_SELF_SERVICE,
     ]),
     "Customer Service": (SCOPE_ALL, [
         (r"can_(read|reveal_contact)", r"Customer"),
         (r"can_(read|write)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
-        _MENUS_SALES, *_SELF_SERVICE,
+        _IMPORT, _MENUS_SALES, *_SELF_SERVICE,
     ]),
     "Read Only": (SCOPE_ALL, [
         (r"can_read", r"(Customer|FollowUp|Dictionary|CustomerStatusChange)"),
@@ -91,9 +93,10 @@ def _matching_permissions(patterns: list[tuple[str, str]]) -> list[Any]:
     return result
 
 
-def seed_roles() -> None:
+def seed_roles(new_permission_ids: set[int] | frozenset[int] = frozenset()) -> None:
     """Create missing CRM roles. Existing roles keep the admins' edits, except that the
-    self-service permissions (own profile, password) are always granted."""
+    self-service permissions (own profile, password) are always granted, and permissions
+    of screens added by an upgrade (``new_permission_ids``) follow the default role plan."""
     sm = appbuilder.sm
     admin = sm.find_role(current_app.config["AUTH_ROLE_ADMIN"])
     _ensure_scope(admin, SCOPE_ALL)
@@ -104,8 +107,13 @@ def seed_roles() -> None:
             role = sm.add_role(name, _matching_permissions(patterns))
             _ensure_scope(role, scope)
         else:
-            role.permissions.extend(pv for pv in self_service if pv not in role.permissions)
+            added = [pv for pv in _matching_permissions(patterns) if pv.id in new_permission_ids]
+            role.permissions.extend(pv for pv in [*self_service, *added] if pv not in role.permissions)
     db.session.commit()
+
+
+def _permission_ids() -> set[int]:
+    return set(db.session.scalars(select(appbuilder.sm.permissionview_model.id)))
 
 
 def _ensure_scope(role: Any, scope: str) -> None:
@@ -131,6 +139,7 @@ def seed_dictionaries() -> None:
 
 def initialise() -> None:
     """Everything a migrated, empty database needs before the first login."""
+    before = _permission_ids()
     sync_permissions()
-    seed_roles()
+    seed_roles(_permission_ids() - before if before else frozenset())
     seed_dictionaries()

@@ -1,0 +1,217 @@
+"""Import jobs: upload, mapping, dry run and commit in the background, history, reports.
+
+A job runs on a small thread pool inside the web process (``CRM_IMPORT_WORKERS``), so
+the request that starts it returns at once; progress lives in the job row (committed
+with every chunk) and, for runs that cannot commit mid-way (dry run, all-or-nothing),
+in ``LIVE`` for this process. ``CRM_IMPORT_INLINE`` runs jobs in the calling thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.base import acting_user_id, now
+from app.models.org import CrmUser
+from app.models.transfers import DONE, FAILED, IMPORT, PREVIEWED, QUEUED, RUNNING, ImportMapping, TransferJob
+from app.services import audit
+from app.services.importing import columns, engine, reading
+from app.services.importing.report import write_error_report
+
+log = logging.getLogger(__name__)
+_executor: ThreadPoolExecutor | None = None
+#: job id -> (rows processed, rows in file) for runs in this process.
+LIVE: dict[int, tuple[int, int]] = {}
+
+
+def folder(kind: str = "imports") -> Path:
+    path = Path(current_app.instance_path) / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def create_job(user: Any, model: str, filename: str, data: bytes, **fields: Any) -> TransferJob:
+    """Keep the upload under the instance folder and open a job for it."""
+    if model not in columns.MODELS:
+        raise reading.UnreadableFile(_l("Nothing can be imported into %(model)s.", model=model))
+    suffix = reading.check_suffix(filename)
+    limit = current_app.config["CRM_IMPORT_MAX_BYTES"]
+    if len(data) > limit:
+        raise reading.UnreadableFile(_l("The file is %(size)s MB; the limit is %(limit)s MB.",
+                                        size=f"{len(data) / 1e6:.1f}", limit=f"{limit / 1e6:.0f}"))
+    stored = folder() / f"{uuid.uuid4().hex}{suffix}"
+    stored.write_bytes(data)
+    job = TransferJob(kind=IMPORT, model=model, user_id=user.id, filename=os.path.basename(filename)[:255],
+                      stored_path=str(stored), **fields)
+    db.session.add(job)
+    db.session.flush()
+    return job
+
+
+def remembered_mapping(user_id: int, model: str) -> dict[str, str]:
+    saved = db.session.get(ImportMapping, (user_id, model))
+    return dict(saved.mapping) if saved else {}
+
+
+def remember_mapping(user_id: int, model: str, mapping: dict[str, str]) -> None:
+    saved = db.session.get(ImportMapping, (user_id, model))
+    if saved is None:
+        db.session.add(ImportMapping(user_id=user_id, model=model, mapping=mapping))
+    else:
+        saved.mapping = {**saved.mapping, **mapping}
+
+
+def propose_mapping(job: TransferJob) -> tuple[reading.Table, dict[str, str]]:
+    """The file's headers with the user's remembered choices, else the aliases."""
+    table = reading.read_table(job.stored_path, job.sheet)
+    spec = columns.MODELS[job.model]
+    return table, columns.auto_map(spec, table.headers, remembered_mapping(job.user_id, job.model))
+
+
+def start(job: TransferJob, commit: bool) -> None:
+    """Queue a dry run or the real import; returns at once unless ``CRM_IMPORT_INLINE``."""
+    job.status, job.dry_run, job.error = QUEUED, not commit, None
+    for counter in ("processed_rows", "created", "updated", "unchanged", "rejected", "duplicates"):
+        setattr(job, counter, 0)
+    db.session.commit()
+    app = current_app._get_current_object()
+    if app.config.get("CRM_IMPORT_INLINE"):
+        execute(job.id, commit)
+    else:
+        _pool(app).submit(_execute_in_app, app, job.id, commit)
+
+
+def _pool(app: Flask) -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=app.config.get("CRM_IMPORT_WORKERS", 1),
+                                       thread_name_prefix="crm-import")
+    return _executor
+
+
+def _execute_in_app(app: Flask, job_id: int, commit: bool) -> None:
+    with app.app_context():
+        try:
+            execute(job_id, commit)
+        except Exception:  # logged and stored on the job; never kills the pool
+            log.exception("Import job %s failed", job_id)
+        finally:
+            db.session.remove()
+
+
+def execute(job_id: int, commit: bool) -> TransferJob:
+    """Run one job to the end, storing counts, samples, the error report and the outcome."""
+    job = db.session.get(TransferJob, job_id)
+    user = db.session.get(CrmUser, job.user_id)
+    job.status, job.started_at = RUNNING, now()
+    db.session.commit()
+    token = acting_user_id.set(user.id)
+    try:
+        result, table = _run(job, user, commit)
+    except (reading.UnreadableFile, ValueError) as exc:
+        return _fail(job_id, str(exc))
+    except Exception as exc:
+        log.exception("Import job %s crashed", job_id)
+        return _fail(job_id, str(_l("The import stopped unexpectedly (%(error)s); nothing after the last "
+                                    "committed chunk was saved.", error=type(exc).__name__)))
+    finally:
+        acting_user_id.reset(token)
+        LIVE.pop(job_id, None)
+    return _finish(job_id, result, table, commit)
+
+
+def _run(job: TransferJob, user: Any, commit: bool) -> tuple[engine.Result, reading.Table]:
+    table = reading.read_table(job.stored_path, job.sheet)
+    job_id, total = job.id, len(table.rows)
+    job.total_rows, job.sheet = total, table.sheet
+    options = dict(job.options or {})
+    options["blank_rows"] = table.blank_rows
+    job.options = options
+    db.session.commit()
+    settings = engine.Settings(job.model, job.mode, job.key, job.all_or_nothing)
+
+    def progress(result: engine.Result) -> None:
+        LIVE[job_id] = (result.rows, total)
+        stored = db.session.get(TransferJob, job_id)
+        stored.processed_rows = result.rows
+        _store_counts(stored, result)
+
+    label = f"import #{job_id} {job.filename}"
+    result = engine.run_import(table, dict(job.mapping or {}), settings, user, commit, progress, label)
+    return result, table
+
+
+def _store_counts(job: TransferJob, result: engine.Result) -> None:
+    summary = result.summary()
+    for name in ("created", "updated", "unchanged", "rejected", "duplicates"):
+        setattr(job, name, summary[name])
+
+
+def _finish(job_id: int, result: engine.Result, table: reading.Table, commit: bool) -> TransferJob:
+    job = db.session.get(TransferJob, job_id)
+    job.processed_rows = result.rows
+    _store_counts(job, result)
+    if result.rolled_back:
+        job.created = job.updated = job.unchanged = 0
+        job.rejected = result.rows
+    job.preview = result.preview
+    job.report_path = None
+    if result.rejected_rows:
+        path = folder() / f"job-{job.id}-errors.xlsx"
+        write_error_report(path, table, result, every_row=result.rolled_back)
+        job.report_path = str(path)
+    job.status, job.finished_at = (DONE if commit else PREVIEWED), now()
+    if commit:
+        audit.record("import", job, {"file": job.filename, "model": job.model, "mode": job.mode,
+                                     **result.summary(), "rolled_back": result.rolled_back,
+                                     "seconds": round(result.seconds, 2)})
+    db.session.commit()
+    return job
+
+
+def _fail(job_id: int, message: str) -> TransferJob:
+    db.session.rollback()
+    job = db.session.get(TransferJob, job_id)
+    job.status, job.error, job.finished_at = FAILED, message[:2000], now()
+    db.session.commit()
+    return job
+
+
+def progress(job: TransferJob) -> dict[str, Any]:
+    """What the progress bar shows: rows done, total, and an estimate of the time left."""
+    done, total = LIVE.get(job.id, (job.processed_rows, job.total_rows))
+    remaining = None
+    if job.status == RUNNING and job.started_at and done:
+        elapsed = (now() - job.started_at).total_seconds()
+        remaining = round(elapsed / done * (total - done))
+    return {"status": job.status, "processed": done, "total": total, "seconds_left": remaining,
+            "created": job.created, "updated": job.updated, "unchanged": job.unchanged,
+            "rejected": job.rejected, "error": job.error}
+
+
+def history(user: Any, everyone: bool, limit: int = 50) -> list[TransferJob]:
+    query = select(TransferJob).where(TransferJob.kind == IMPORT).order_by(TransferJob.id.desc()).limit(limit)
+    if not everyone:
+        query = query.where(TransferJob.user_id == user.id)
+    return db.session.scalars(query).all()
+
+
+def mark_interrupted() -> int:
+    """Jobs left queued/running by a stopped process are failed with how far they got."""
+    stuck = db.session.scalars(select(TransferJob).where(TransferJob.status.in_([QUEUED, RUNNING]))).all()
+    for job in stuck:
+        job.status, job.finished_at = FAILED, now()
+        job.error = str(_l("Interrupted by a restart after %(n)d rows; committed rows are kept. "
+                           "Upload the error report or the file again in update/upsert mode.",
+                           n=job.processed_rows))
+    db.session.commit()
+    return len(stuck)

@@ -1,0 +1,70 @@
+"""Import templates: an xlsx per model with headers in the user's language, required
+columns marked, a notes sheet, and dropdowns filled from the live dictionaries."""
+
+from __future__ import annotations
+
+import io
+
+from flask_babel import gettext as _
+from openpyxl import Workbook
+from openpyxl.styles import Font, PatternFill
+from openpyxl.utils import get_column_letter, quote_sheetname
+from openpyxl.worksheet.datavalidation import DataValidation
+from sqlalchemy import select
+
+from app.extensions import db
+from app.services.importing.columns import DICT, ImportModel
+
+REQUIRED_MARK = " *"
+_MAX_ROWS = 10000
+
+
+def _choices(model: type, lang: str) -> list[str]:
+    """Labels of the active entries, as a user would pick them."""
+    entries = db.session.scalars(select(model).where(model.active.is_(True)).order_by(model.sort_order)).all()
+    labels = []
+    for entry in entries:
+        own = entry.label_zh if lang.startswith("zh") else entry.label_en
+        parent = getattr(entry, "parent", None)
+        if parent is not None:
+            own = f"{parent.label_zh if lang.startswith('zh') else parent.label_en} > {own}"
+        labels.append(own)
+    return labels
+
+
+def build_template(spec: ImportModel, lang: str) -> bytes:
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = str(spec.label)[:31]
+    lists = workbook.create_sheet("lists")
+    notes = workbook.create_sheet(_("Notes"))
+    header_font, required_fill = Font(bold=True), PatternFill("solid", fgColor="FCE4D6")
+    notes.append([_("Column"), _("Required"), _("How to fill it")])
+    for column, field in enumerate(spec.fields, start=1):
+        cell = sheet.cell(row=1, column=column, value=field.header(lang) + (REQUIRED_MARK if field.required else ""))
+        cell.font = header_font
+        if field.required:
+            cell.fill = required_fill
+        sheet.column_dimensions[get_column_letter(column)].width = max(14, len(cell.value) * 2)
+        hint = str(field.note)
+        if field.kind == DICT:
+            values = _choices(field.dictionary, lang)
+            for row, value in enumerate(values, start=1):
+                lists.cell(row=row, column=column, value=value)
+            letter = get_column_letter(column)
+            ref = f"{quote_sheetname('lists')}!${letter}$1:${letter}${max(len(values), 1)}"
+            validation = DataValidation(type="list", formula1=ref, allow_blank=not field.required,
+                                        showErrorMessage=True, errorTitle=_("Pick from the list"),
+                                        error=_("Pick one of the values in the dropdown."))
+            validation.add(f"{letter}2:{letter}{_MAX_ROWS}")
+            sheet.add_data_validation(validation)
+            hint = hint or _("Pick from the dropdown (code or label in English or Chinese also accepted).")
+        notes.append([field.header(lang), _("yes") if field.required else "", hint])
+    notes.append([])
+    notes.append([_("Columns marked * are required. Dates: 2024-05-01, 2024/5/1 or Excel dates.")])
+    notes.append([_("When updating, an empty cell empties the field; columns you leave out are not changed.")])
+    lists.sheet_state = "hidden"
+    sheet.freeze_panes = "A2"
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()

@@ -1,0 +1,178 @@
+"""Import screens: template download, upload, column mapping, dry run preview, commit,
+progress and history (the work happens in app/services/importing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, abort, flash, g, jsonify, redirect, request, send_file, url_for
+from flask_appbuilder import BaseView, expose, has_access
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
+
+from app.extensions import db
+from app.models.transfers import DONE, PREVIEWED, QUEUED, RUNNING, TransferJob
+from app.security.data_scope import visible_owner_ids
+from app.services.importing import columns, engine, jobs, reading
+from app.services.importing.template import build_template
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: Import needs write access to the model's own screen.
+MODEL_PERMISSION = {"customer": "Customer", "follow_up": "FollowUp"}
+
+
+class ImportView(BaseView):
+    route_base = "/imports"
+    class_permission_name = "Import"
+    method_permission_name = {
+        "index": "read", "template": "read", "job": "read", "progress": "read", "report": "read",
+        "upload": "write", "mapping": "write", "commit": "write",
+    }
+    base_permissions = ["can_read", "can_write"]
+    default_view = "index"
+
+    def _models(self) -> list[columns.ImportModel]:
+        sm = self.appbuilder.sm
+        return [spec for spec in columns.MODELS.values()
+                if sm.has_access("can_write", MODEL_PERMISSION[spec.name])]
+
+    def _spec(self, model: str) -> columns.ImportModel:
+        if model not in [spec.name for spec in self._models()]:
+            abort(404)
+        return columns.MODELS[model]
+
+    def _job(self, job_id: int) -> TransferJob:
+        """A user sees their own jobs; admins (all-data scope on imports) see everyone's."""
+        job = db.session.get(TransferJob, job_id)
+        if job is None or job.kind != "import" or (job.user_id != g.user.id and not self._everyone()):
+            abort(404)
+        return job
+
+    def _everyone(self) -> bool:
+        return visible_owner_ids(g.user) is None
+
+    @expose("/")
+    @has_access
+    def index(self) -> Any:
+        return self.render_template("crm/import_index.html", models=self._models(),
+                                    history=jobs.history(g.user, self._everyone()), title=_l("Import"))
+
+    @expose("/template/<string:model>")
+    @has_access
+    def template(self, model: str) -> Any:
+        spec = self._spec(model)
+        lang = str(get_locale() or "en")
+        body = build_template(spec, lang)
+        name = f"{spec.name}-import-template.xlsx"
+        return Response(body, mimetype=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @expose("/upload", methods=["POST"])
+    @has_access
+    def upload(self) -> Any:
+        model = request.form.get("model", "customer")
+        self._spec(model)
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            flash(str(_l("Choose a file to upload.")), "danger")
+            return redirect(url_for("ImportView.index"))
+        try:
+            job = jobs.create_job(g.user, model, upload.filename, upload.read())
+            names = reading.sheet_names(job.stored_path)
+            job.sheet = names[0] if names else None
+            db.session.commit()
+        except reading.UnreadableFile as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+            return redirect(url_for("ImportView.index"))
+        return redirect(url_for("ImportView.mapping", job_id=job.id))
+
+    @expose("/<int:job_id>/mapping", methods=["GET", "POST"])
+    @has_access
+    def mapping(self, job_id: int) -> Any:
+        job = self._job(job_id)
+        if job.status in (QUEUED, RUNNING, DONE):
+            return redirect(url_for("ImportView.job", job_id=job.id))
+        spec = columns.MODELS[job.model]
+        if request.method == "POST" and request.form.get("sheet") and request.form["sheet"] != job.sheet:
+            job.sheet = request.form["sheet"]  # another sheet: map its headers first
+            db.session.commit()
+            return redirect(url_for("ImportView.mapping", job_id=job.id))
+        try:
+            table, proposed = jobs.propose_mapping(job)
+        except reading.UnreadableFile as exc:
+            flash(str(exc), "danger")
+            return redirect(url_for("ImportView.index"))
+        if request.method == "POST":
+            return self._start_dry_run(job, spec, table)
+        return self.render_template(
+            "crm/import_map.html", job=job, spec=spec, table=table, proposed=job.mapping or proposed,
+            sheets=reading.sheet_names(job.stored_path), modes=engine.MODES, sample=table.rows[:3],
+            title=_l("Map columns"),
+        )
+
+    def _start_dry_run(self, job: TransferJob, spec: columns.ImportModel, table: reading.Table) -> Any:
+        form = request.form
+        mapping = {header: form.get(f"map_{index}") for index, header in enumerate(table.headers)
+                   if form.get(f"map_{index}")}
+        chosen = list(mapping.values())
+        doubled = {name for name in chosen if chosen.count(name) > 1}
+        missing = columns.missing_required(spec, mapping)
+        mode, key = form.get("mode", engine.CREATE), form.get("key", "code")
+        problems = [str(_l("%(field)s is mapped to more than one column.", field=spec.field(n).label)) for n in doubled]
+        problems += [str(_l("Map a column to %(field)s (required).", field=f.label)) for f in missing]
+        if mode != engine.CREATE and key not in mapping.values():
+            problems.append(str(_l("Updating needs the key column (%(field)s) mapped.", field=spec.field(key).label)))
+        if mode not in engine.MODES or key not in spec.keys:
+            abort(400)
+        if problems:
+            for problem in problems:
+                flash(problem, "danger")
+            job.mapping = mapping
+            db.session.commit()
+            return redirect(url_for("ImportView.mapping", job_id=job.id))
+        job.mapping, job.mode, job.key = mapping, mode, key
+        job.all_or_nothing = bool(form.get("all_or_nothing"))
+        jobs.remember_mapping(g.user.id, job.model, mapping)
+        jobs.start(job, commit=False)
+        return redirect(url_for("ImportView.job", job_id=job.id))
+
+    @expose("/<int:job_id>")
+    @has_access
+    def job(self, job_id: int) -> Any:
+        job = self._job(job_id)
+        spec = columns.MODELS[job.model]
+        return self.render_template("crm/import_job.html", job=job, spec=spec, progress=jobs.progress(job),
+                                    outcomes=engine.OUTCOMES, title=_l("Import %(file)s", file=job.filename))
+
+    @expose("/<int:job_id>/progress")
+    @has_access
+    def progress(self, job_id: int) -> Any:
+        return jsonify(jobs.progress(self._job(job_id)))
+
+    @expose("/<int:job_id>/commit", methods=["POST"])
+    @has_access
+    def commit(self, job_id: int) -> Any:
+        job = self._job(job_id)
+        if job.status != PREVIEWED:
+            flash(str(_l("Run the dry run first (or wait for it to finish).")), "warning")
+        else:
+            jobs.start(job, commit=True)
+        return redirect(url_for("ImportView.job", job_id=job.id))
+
+    @expose("/<int:job_id>/report")
+    @has_access
+    def report(self, job_id: int) -> Any:
+        job = self._job(job_id)
+        if not job.report_path:
+            abort(404)
+        stem = job.filename.rsplit(".", 1)[0]
+        return send_file(job.report_path, mimetype=XLSX, as_attachment=True, download_name=f"{stem}-errors.xlsx")
+
+
+def upload_too_large(error: Any) -> Any:
+    """Uploads over MAX_CONTENT_LENGTH: a message on the import page, not a bare 413."""
+    if request.path.startswith("/imports"):
+        limit = (request.max_content_length or 0) / 1e6
+        flash(str(_l("The file is larger than the %(limit)s MB upload limit.", limit=f"{limit:.0f}")), "danger")
+        return redirect(url_for("ImportView.index"))
+    return error
