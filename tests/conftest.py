@@ -26,14 +26,18 @@ from app.models import (  # noqa: E402
     CodeSequence,
     CrmUser,
     Customer,
+    CustomerAlias,
     CustomerStatusChange,
     CustomerType,
     Department,
     FollowUp,
+    ImportMapping,
     RecoveryCode,
     RoleDataScope,
     StepUpGrant,
     TotpCredential,
+    TransferJob,
+    TransferSchedule,
 )
 from app.security import totp as totp_service  # noqa: E402
 from config import TestConfig  # noqa: E402
@@ -100,7 +104,8 @@ def _clean_data(app: Any) -> Any:
     yield
     with app.app_context():
         db.session.rollback()
-        for model in (CustomerStatusChange, FollowUp, Customer, AuditLog, CodeSequence,
+        for model in (TransferJob, TransferSchedule, ImportMapping, CustomerAlias,
+                      CustomerStatusChange, FollowUp, Customer, AuditLog, CodeSequence,
                       TotpCredential, RecoveryCode, StepUpGrant):
             db.session.execute(delete(model))
         db.session.execute(update(AuditChainHead).values(seq=0, last_hash=""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
@@ -29,7 +30,7 @@ def register_views(appbuilder: AppBuilder) -> None:
                         icon="fa-archive", category=crm)
     appbuilder.add_view_no_menu(StatusHistoryView)
     appbuilder.add_view(ImportView, "Import", label=_l("Import"), icon="fa-upload", category=crm)
-    appbuilder.app.register_error_handler(413, upload_too_large)
+    current_app.register_error_handler(413, upload_too_large)
 
     for view, label in DICTIONARY_VIEWS:
         appbuilder.add_view(view, view.__name__, label=label, icon="fa-list", category="Dictionaries",

@@ -1,8 +1,9 @@
 """Finding dictionary entries from what people type: code or label, either language.
 
 Imports and the sync accept ``MFG-AUTO``, ``Automotive``, ``汽车制造``,
-``Manufacturing > Automotive`` and, for labels that start with their code
-(``A 重要``), the label alone (``重要``). Matching ignores case, spaces and width.
+``Manufacturing > Automotive``, for labels that start with their code (``A 重要``) the
+label alone (``重要``), and a shortened label that names one entry only (``转介绍`` for
+``客户转介绍``). Matching ignores case, spaces and width.
 """
 
 from __future__ import annotations
@@ -48,12 +49,23 @@ class DictionaryLookup:
                 known = self._index.get(key)
                 self._index[key] = entry if known in (None, entry) else _AMBIGUOUS
 
+    def _contained(self, key: str) -> Any:
+        """Shortened labels (the manual's 展会 / 官网 / 转介绍): the one entry whose name contains them."""
+        if len(key) < 2:
+            return None
+        found = {id(e): e for name, e in self._index.items() if e is not _AMBIGUOUS and key in name}
+        if len(found) > 1:
+            return _AMBIGUOUS
+        return next(iter(found.values()), None)
+
     def find(self, text: object) -> Any:
         """The entry named by ``text`` (None for blank); ``ValueError`` if unknown."""
         key = lookup_key(text)
         if not key:
             return None
         entry = self._index.get(key)
+        if entry is None:
+            entry = self._index[key] = self._contained(key)
         if entry is _AMBIGUOUS:
             raise ValueError(_l("%(value)s matches several entries; use the code.", value=str(text)))
         if entry is None:

@@ -121,7 +121,8 @@ class ImportRun:
             except RowRejected as exc:
                 self._count(line, raw, exc.outcome, None, str(exc))
                 continue
-            touched.append(item)
+            if not isinstance(item, dict):
+                touched.append(item)
             self._count(line, raw, outcome, item, "")
         self._save_chunk(touched)
 
