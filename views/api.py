@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g
+from flask import g, request
 from flask_appbuilder.api import expose, safe
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import protect
@@ -61,10 +61,12 @@ class CustomerApi(ScopedApi):
 
     def pre_add(self, item: Customer) -> None:
         rules.clean_customer(item, g.user)
+        rules.check_duplicates(item, confirmed=request.args.get("allow_duplicate") == "1")
 
     def pre_update(self, item: Customer) -> None:
         rules.check_version(item, g.submitted_version)
         rules.clean_customer(item, g.user)
+        rules.check_duplicates(item, confirmed=request.args.get("allow_duplicate") == "1")
 
     def delete_headless(self, pk: Any) -> Any:
         """DELETE archives the customer (never a hard delete)."""

@@ -131,16 +131,17 @@ class CustomerView(ListExportMixin, ScopedModelView):
             {"fields": ["created_by", "created_on", "changed_by", "changed_on", "version"], "expanded": False},
         ),
     ]
-    add_columns = CUSTOMER_FIELDS
-    edit_columns = CUSTOMER_FIELDS + ["status_reason", "edit_version"]
+    add_columns = CUSTOMER_FIELDS + ["allow_duplicate"]
+    edit_columns = CUSTOMER_FIELDS + ["status_reason", "edit_version", "allow_duplicate"]
     search_columns = ["code", "name", "credit_code", "type", "industry", "contact_name", "level", "source", "owner", "created_on"]
     base_order = ("id", "desc")
     formatters_columns = {"contact_phone": masking.mask_phone}
     related_views = [FollowUpView, StatusHistoryView]
     add_form_query_rel_fields = {f: ACTIVE_ONLY for f in ("type", "industry", "level", "source")}
-    add_form_extra_fields = {"owner": forms.owner_field()}
+    add_form_extra_fields = {"owner": forms.owner_field(), "allow_duplicate": forms.duplicate_field()}
     edit_form_extra_fields = {
         "owner": forms.owner_field(True),
+        "allow_duplicate": forms.duplicate_field(),
         "status_reason": forms.status_reason_field(),
         "edit_version": forms.version_field(Customer),
     }

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, g
+from flask import flash, g, url_for
 from flask_appbuilder.fields import QuerySelectField
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 from sqlalchemy import select
-from wtforms import HiddenField, StringField, ValidationError
+from wtforms import BooleanField, HiddenField, StringField, ValidationError
 
 from app.extensions import db
+from app.models.customers import Customer
 from app.models.org import CrmUser
-from app.security.data_scope import scope_clause
+from app.security.data_scope import can_see, scope_clause
 from app.services import customers as customer_rules
-from app.services import validation
+from app.services import dedup, validation
 from app.services.errors import RuleViolation
 from views.base import rule_validator
 
@@ -84,6 +86,38 @@ def owner_field(editing: bool = False) -> QuerySelectField:
         if editing
         else _l("Leave empty to own the record yourself."),
     )
+
+
+def duplicate_field() -> BooleanField:
+    """'Save anyway' checkbox; its validator applies the duplicate rule once the other
+    fields are validated (it is the last field), with links to the matches."""
+
+    def check(form: Any, field: Any) -> None:
+        if form.errors:
+            return  # other fields first; their values may not be normalised yet
+        names = [name for name in customer_rules.DUPLICATE_FIELDS if hasattr(form, name)]
+        values = [getattr(form, name).data if hasattr(form, name) else None for name in customer_rules.DUPLICATE_FIELDS]
+        try:  # compare normalised values, whatever order the fields were validated in
+            values[2] = customer_rules.resolve_phone(values[2], stored(form, Customer, "contact_phone"))
+            values[3] = validation.normalize_credit_code(values[3])
+        except ValueError:
+            return  # the field's own validator reports it
+        current = dict(zip(customer_rules.DUPLICATE_FIELDS, values, strict=True))
+        if getattr(form, "_id", None) and all(current[n] == stored(form, Customer, n) for n in names):
+            return  # an edit that leaves the compared fields alone is not a new duplicate
+        try:
+            dedup.refuse_duplicates(*values, exclude_id=getattr(form, "_id", None), confirmed=bool(field.data))
+        except dedup.DuplicateFound as exc:
+            links = Markup(", ").join(
+                Markup('<a href="{}">{} {}</a>').format(url_for("CustomerView.show", pk=c.id), c.code, c.name)
+                for c, _ in exc.matches if can_see(g.user, c)
+            )
+            if links:
+                flash(Markup(_l("Possible duplicate of: %(links)s", links=links)), "warning")
+            raise ValidationError(exc.errors["duplicate"]) from None
+
+    return BooleanField(_l("Save anyway"), validators=[check],
+                        description=_l("Tick only if this is a different customer from the one it resembles."))
 
 
 def status_reason_field() -> StringField:

@@ -170,6 +170,23 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     audit.record_created(Customer, rows)
 
 
+DUPLICATE_FIELDS = ("name", "contact_name", "contact_phone", "credit_code")
+
+
+def check_duplicates(item: Customer, confirmed: bool) -> None:
+    """The duplicate rule on save (forms and API): only when a compared field changed."""
+    from app.services import dedup
+
+    state = inspect(item)
+    if not (state.transient or state.pending) and not any(
+        state.attrs[name].history.has_changes() for name in DUPLICATE_FIELDS
+    ):
+        return
+    with db.session.no_autoflush:
+        dedup.refuse_duplicates(item.name, item.contact_name, item.contact_phone, item.credit_code,
+                                exclude_id=item.id, confirmed=confirmed)
+
+
 def clean_follow_up(item: FollowUp, user: Any) -> None:
     with db.session.no_autoflush:
         _clean_follow_up(item, user)

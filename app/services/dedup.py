@@ -21,6 +21,7 @@ from sqlalchemy import or_, select
 
 from app.extensions import db
 from app.models.customers import Customer
+from app.services.errors import RuleViolation
 
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
 _SUFFIXES = re.compile(
@@ -205,3 +206,30 @@ def scan(owner_ids: set[int] | None, window: int = 4, threshold: int = FUZZY_THR
                 for root, ids in members.items() if len(ids) > 1]
     clusters.sort(key=lambda c: (-len(c.rules & {CREDIT, PHONE, NAME_CONTACT}), -c.score, c.ids[0]))
     return clusters
+
+
+class DuplicateFound(RuleViolation):
+    """A save that looks like an existing customer; 409 so API clients can confirm."""
+
+    status = 409
+
+    def __init__(self, matches: list[tuple[Customer, str]], may_confirm: bool) -> None:
+        listed = ", ".join(f"{c.code} {c.name} ({RULE_LABELS[rule]})" for c, rule in matches[:5])
+        message = _l("This looks like an existing customer: %(list)s.", list=listed)
+        hint = _l("Tick 'Save anyway' (API: ?allow_duplicate=1) if it is a different customer.") if may_confirm \
+            else _l("Duplicates are not allowed; open the existing customer instead.")
+        super().__init__({"duplicate": f"{message} {hint}", "duplicates": [c.code for c, _ in matches]})
+        self.matches = matches
+
+
+def refuse_duplicates(name: str | None, contact: str | None, phone: str | None, credit_code: str | None,
+                      exclude_id: int | None = None, confirmed: bool = False) -> None:
+    """Raise ``DuplicateFound`` unless there is no match or the user confirmed (policy "warn")."""
+    from flask import current_app
+
+    matches = matches_for_entry(name, contact, phone, credit_code, exclude_id)
+    if not matches:
+        return
+    may_confirm = current_app.config.get("CRM_DUPLICATES", "warn") == "warn"
+    if not (confirmed and may_confirm):
+        raise DuplicateFound(matches, may_confirm)

@@ -1,0 +1,110 @@
+"""The dedup tool: clusters of likely duplicates in the user's scope, a side-by-side
+review, and a merge into one survivor (a sensitive action: TOTP step-up)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, g, redirect, request, url_for
+from flask_appbuilder import BaseView, expose, has_access
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models.customers import Customer, FollowUp
+from app.security import masking, step_up
+from app.security.data_scope import scope_clause, visible_owner_ids
+from app.services import dedup, merge
+from app.services.errors import RuleViolation
+
+#: (column, label) rows of the review table, in the order of the customer form.
+REVIEW_FIELDS = [
+    ("name", _l("Customer name")), ("credit_code", _l("Unified social credit code")),
+    ("type_id", _l("Customer type")), ("industry_id", _l("Industry")), ("contact_name", _l("Contact name")),
+    ("contact_phone", _l("Contact phone")), ("email", _l("E-mail")), ("address", _l("Address")),
+    ("level_id", _l("Customer level")), ("source_id", _l("Source")), ("owner_id", _l("Owner")),
+    ("note", _l("Note")),
+]
+PAGE = 100
+
+
+def shown(customer: Customer, column: str) -> str:
+    """A member's value as the review shows it (relations by label, phones masked)."""
+    if column == "contact_phone":
+        return masking.mask_phone(customer.contact_phone)
+    if column.endswith("_id"):
+        related = getattr(customer, column[:-3])
+        return "" if related is None else str(related)
+    value = getattr(customer, column)
+    return "" if value is None else str(value)
+
+
+class DuplicatesView(BaseView):
+    route_base = "/duplicates"
+    class_permission_name = "Duplicates"
+    method_permission_name = {"index": "read", "review": "read", "merge_customers": "merge"}
+    base_permissions = ["can_read", "can_merge"]
+    default_view = "index"
+
+    def _scoped(self, ids: list[int]) -> list[Customer]:
+        """The requested customers, only if every one is live and in the user's scope."""
+        if not ids:
+            abort(404)
+        found = db.session.scalars(select(Customer).where(
+            Customer.id.in_(ids), Customer.archived_at.is_(None), scope_clause(g.user, Customer))).all()
+        if len(found) != len(set(ids)):
+            abort(404)
+        return sorted(found, key=lambda c: ids.index(c.id))
+
+    @expose("/")
+    @has_access
+    def index(self) -> Any:
+        clusters = dedup.scan(visible_owner_ids(g.user))
+        page = max(int(request.args.get("page", 1) or 1), 1)
+        shown_clusters = clusters[(page - 1) * PAGE:page * PAGE]
+        ids = {cid for cluster in shown_clusters for cid in cluster.ids}
+        members = {c.id: c for c in db.session.scalars(select(Customer).where(Customer.id.in_(ids)))} if ids else {}
+        return self.render_template(
+            "crm/duplicates.html", clusters=shown_clusters, members=members, total=len(clusters), page=page,
+            pages=(len(clusters) + PAGE - 1) // PAGE, labels=dedup.RULE_LABELS, mask=masking.mask_phone,
+            title=_l("Duplicate customers"),
+        )
+
+    @expose("/review")
+    @has_access
+    def review(self) -> Any:
+        ids = [int(v) for v in request.args.get("ids", "").split(",") if v.strip().isdigit()]
+        customers = self._scoped(ids)
+        follow_ups = dict(db.session.execute(
+            select(FollowUp.customer_id, func.count(FollowUp.id)).where(FollowUp.customer_id.in_(ids))
+            .group_by(FollowUp.customer_id)).all())
+        return self.render_template(
+            "crm/duplicate_review.html", customers=customers, fields=REVIEW_FIELDS, shown=shown,
+            follow_ups=follow_ups, may_merge=self.appbuilder.sm.has_access("can_merge", "Duplicates"),
+            title=_l("Review duplicates"),
+        )
+
+    @expose("/merge", methods=["POST"])
+    @has_access
+    def merge_customers(self) -> Any:
+        ids = [int(v) for v in request.form.getlist("ids") if v.isdigit()]
+        customers = self._scoped(ids)
+        survivor_id = int(request.form.get("survivor", 0) or 0)
+        survivor = next((c for c in customers if c.id == survivor_id), None)
+        if survivor is None:
+            flash(str(_l("Pick the customer to keep.")), "danger")
+            return redirect(url_for("DuplicatesView.review", ids=",".join(map(str, ids))))
+        refusal = step_up.require(merge.MERGE)
+        if refusal is not None:
+            return refusal
+        picks = {column: int(request.form[f"pick_{column}"]) for column, _ in REVIEW_FIELDS
+                 if request.form.get(f"pick_{column}", "").isdigit()}
+        try:
+            merge.merge(survivor, [c for c in customers if c.id != survivor.id], picks, g.user)
+        except RuleViolation as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+            return redirect(url_for("DuplicatesView.review", ids=",".join(map(str, ids))))
+        db.session.commit()
+        flash(str(_l("Merged into %(code)s; the other codes now point to it.", code=survivor.code)), "success")
+        return redirect(url_for("CustomerView.show", pk=survivor.id))
