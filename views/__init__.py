@@ -12,6 +12,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     from views.customers import ArchivedCustomerView, CustomerView, FollowUpView, StatusHistoryView
     from views.dictionaries import DICTIONARY_VIEWS
     from views.duplicates import DuplicatesView
+    from views.exports import ExportView
     from views.imports import ImportView, upload_too_large
     from views.jobs import ScheduledJobsView
     from views.org import DepartmentView, RoleDataScopeView
@@ -32,6 +33,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(StatusHistoryView)
     appbuilder.add_view(ImportView, "Import", label=_l("Import"), icon="fa-upload", category=crm)
     current_app.register_error_handler(413, upload_too_large)
+    appbuilder.add_view_no_menu(ExportView)
     appbuilder.add_view(DuplicatesView, "Duplicates", label=_l("Duplicates"), icon="fa-clone", category=crm)
 
     for view, label in DICTIONARY_VIEWS:

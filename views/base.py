@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from flask import abort, flash, g, redirect, request
+from flask import abort, current_app, flash, g, redirect, request
 from flask_appbuilder import ModelRestApi, ModelView, expose
 from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.const import FLAMSG_ERR_SEC_ACCESS_DENIED
@@ -80,24 +81,37 @@ class ListExportMixin:
     """Download the list as shown: base filters (scope), search filters, order, columns.
 
     ``formatters_columns`` apply, so masked columns stay masked unless ``unmasked``.
+    Rows stream from the database (``yield_per``); lists longer than
+    ``CRM_EXPORT_BACKGROUND_ROWS`` are written by a background job with a progress page.
     """
 
-    def export_response(self, fmt: str, filename: str, unmasked: frozenset[str] = frozenset()) -> Any:
-        if fmt not in exporting.FORMATS:
-            abort(404)
+    def export_table(self, unmasked: frozenset[str] = frozenset()) -> tuple[list[str], int, Iterator[list[Any]]]:
+        """Header, row count and a row iterator of the current list (request args apply)."""
         get_filter_args(self._filters)
         order_column, order_direction = get_order_args().get(self.__class__.__name__, ("", ""))
         if not order_column:
             order_column, order_direction = self.base_order
-        _, items = self.datamodel.query(
-            self._filters.get_joined_filters(self._base_filters), order_column, order_direction
-        )
+        filters = self._filters.get_joined_filters(self._base_filters)
+        model = self.datamodel.obj
+        count = self.datamodel.query_count(db.session.query(model), filters)
+        query = self.datamodel.apply_all(db.session.query(model), filters, order_column, order_direction)
         columns = [(c, str(self.label_columns.get(c, c))) for c in self.list_columns]
-        rows = ([self._export_cell(item, col, unmasked) for col, _ in columns] for item in items)
-        audit.record("export", None, {"model": self.datamodel.obj.__name__, "format": fmt, "rows": len(items),
+        rows = ([self._export_cell(item, col, unmasked) for col, _ in columns]
+                for item in query.yield_per(1000))
+        return [label for _, label in columns], count, rows
+
+    def export_response(self, fmt: str, filename: str, unmasked: frozenset[str] = frozenset()) -> Any:
+        if fmt not in exporting.FORMATS:
+            abort(404)
+        header, count, rows = self.export_table(unmasked)
+        if count > current_app.config["CRM_EXPORT_BACKGROUND_ROWS"]:
+            from views.exports import start_export
+
+            return start_export(self, fmt, filename, unmasked, count)
+        audit.record("export", None, {"model": self.datamodel.obj.__name__, "format": fmt, "rows": count,
                                       "unmasked": sorted(unmasked)})
         db.session.commit()
-        return exporting.response([label for _, label in columns], rows, fmt, filename)
+        return exporting.response(header, rows, fmt, filename)
 
     def _export_cell(self, item: Any, column: str, unmasked: frozenset[str]) -> Any:
         value = getattr(item, column)

@@ -22,7 +22,7 @@ _SELF_SERVICE = [
     (r"(resetmypassword|userinfoedit)", r"(Crm)?UserDBModelView"),
 ]
 _MENUS_SALES = (r"menu_access", r"(Customers|Follow-ups|CRM|Import)")
-_IMPORT = (r"can_(read|write)", r"Import")
+_IMPORT = (r"can_(read|write)", r"Import|Export")
 
 #: role -> (data scope, [(permission regex, view regex)])
 ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {

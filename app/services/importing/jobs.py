@@ -1,9 +1,9 @@
 """Import jobs: upload, mapping, dry run and commit in the background, history, reports.
 
-A job runs on a small thread pool inside the web process (``CRM_IMPORT_WORKERS``), so
-the request that starts it returns at once; progress lives in the job row (committed
-with every chunk) and, for runs that cannot commit mid-way (dry run, all-or-nothing),
-in ``LIVE`` for this process. ``CRM_IMPORT_INLINE`` runs jobs in the calling thread.
+A job runs on the background pool (app.services.background), so the request that
+starts it returns at once; progress lives in the job row (committed with every chunk)
+and, for runs that cannot commit mid-way (dry run, all-or-nothing), in ``LIVE`` for
+this process.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
@@ -23,12 +22,11 @@ from app.extensions import db
 from app.models.base import acting_user_id, now
 from app.models.org import CrmUser
 from app.models.transfers import DONE, FAILED, IMPORT, PREVIEWED, QUEUED, RUNNING, ImportMapping, TransferJob
-from app.services import audit
+from app.services import audit, background
 from app.services.importing import columns, engine, reading
 from app.services.importing.report import write_error_report
 
 log = logging.getLogger(__name__)
-_executor: ThreadPoolExecutor | None = None
 #: job id -> (rows processed, rows in file) for runs in this process.
 LIVE: dict[int, tuple[int, int]] = {}
 
@@ -83,29 +81,7 @@ def start(job: TransferJob, commit: bool) -> None:
     for counter in ("processed_rows", "created", "updated", "unchanged", "rejected", "duplicates"):
         setattr(job, counter, 0)
     db.session.commit()
-    app = current_app._get_current_object()
-    if app.config.get("CRM_IMPORT_INLINE"):
-        execute(job.id, commit)
-    else:
-        _pool(app).submit(_execute_in_app, app, job.id, commit)
-
-
-def _pool(app: Flask) -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=app.config.get("CRM_IMPORT_WORKERS", 1),
-                                       thread_name_prefix="crm-import")
-    return _executor
-
-
-def _execute_in_app(app: Flask, job_id: int, commit: bool) -> None:
-    with app.app_context():
-        try:
-            execute(job_id, commit)
-        except Exception:  # logged and stored on the job; never kills the pool
-            log.exception("Import job %s failed", job_id)
-        finally:
-            db.session.remove()
+    background.submit(execute, job.id, commit)
 
 
 def execute(job_id: int, commit: bool) -> TransferJob:

@@ -1,0 +1,117 @@
+"""Large list exports as background jobs (progress page, then download), and the runner
+that scheduled saved-list exports share: the list view itself, as its user, builds the
+rows, so scope, filters, columns and masking are exactly those of the screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, g, jsonify, redirect, send_file, url_for
+from flask_appbuilder import BaseView, expose, has_access
+from flask_babel import lazy_gettext as _l
+
+from app.extensions import appbuilder, db
+from app.models.base import acting_user_id, now
+from app.models.org import CrmUser
+from app.models.transfers import DONE, EXPORT, FAILED, QUEUED, RUNNING, TransferJob
+from app.services import audit, background, exporting
+from app.services.importing.jobs import LIVE, folder
+from app.services.importing.jobs import progress as job_progress
+
+
+def start_export(view: Any, fmt: str, filename: str, unmasked: frozenset[str], count: int) -> Any:
+    """Queue the list as shown (this request's URL) and send the user to its progress page."""
+    from flask import request
+
+    job = TransferJob(kind=EXPORT, model=view.datamodel.obj.__name__, user_id=g.user.id,
+                      filename=f"{filename}.{fmt}", total_rows=count, status=QUEUED,
+                      options={"view": type(view).__name__, "path": request.path,
+                               "query": request.query_string.decode(), "unmasked": sorted(unmasked), "fmt": fmt})
+    db.session.add(job)
+    db.session.commit()
+    background.submit(run_export, job.id)
+    return redirect(url_for("ExportView.job", job_id=job.id))
+
+
+def _view(name: str) -> Any:
+    for view in appbuilder.baseviews:
+        if type(view).__name__ == name:
+            return view
+    raise LookupError(name)
+
+
+def run_export(job_id: int, target: str | None = None) -> TransferJob:
+    """Write one export job's file (to ``target`` or the instance exports folder)."""
+    job = db.session.get(TransferJob, job_id)
+    user = db.session.get(CrmUser, job.user_id)
+    options = dict(job.options or {})
+    job.status, job.started_at = RUNNING, now()
+    db.session.commit()
+    path = Path(target) if target else folder("exports") / f"export-{job_id}.{options['fmt']}"
+    token = acting_user_id.set(user.id)
+    try:
+        with current_app.test_request_context(options["path"], query_string=options["query"]):
+            g.user = user
+            view = _view(options["view"])
+            header, count, rows = view.export_table(frozenset(options.get("unmasked", [])))
+            partial = path.with_name(path.name + ".part")
+            written = exporting.write_file(partial, options["fmt"], header, rows,
+                                           progress=lambda n: LIVE.__setitem__(job_id, (n, count)))
+            partial.replace(path)  # readers never see a half-written file
+            job = db.session.get(TransferJob, job_id)
+            job.processed_rows = job.total_rows = written
+            job.stored_path, job.status, job.finished_at = str(path), DONE, now()
+            audit.record("export", None, {"model": job.model, "format": options["fmt"], "rows": written,
+                                          "unmasked": options.get("unmasked", []), "job": job_id}, user=user)
+            db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        job = db.session.get(TransferJob, job_id)
+        job.status, job.error, job.finished_at = FAILED, f"{type(exc).__name__}: {exc}"[:2000], now()
+        db.session.commit()
+    finally:
+        acting_user_id.reset(token)
+        LIVE.pop(job_id, None)
+    return job
+
+
+def list_path(url: str) -> tuple[str, str]:
+    """(path, query string) of a list URL pasted from the browser."""
+    parts = urlsplit(url.strip())
+    return parts.path, parts.query
+
+
+class ExportView(BaseView):
+    route_base = "/exports"
+    class_permission_name = "Export"
+    method_permission_name = {"job": "read", "progress": "read", "download": "read"}
+    base_permissions = ["can_read"]
+
+    def _job(self, job_id: int) -> TransferJob:
+        job = db.session.get(TransferJob, job_id)
+        if job is None or job.kind != EXPORT or job.user_id != g.user.id:
+            abort(404)
+        return job
+
+    @expose("/<int:job_id>")
+    @has_access
+    def job(self, job_id: int) -> Any:
+        job = self._job(job_id)
+        return self.render_template("crm/export_job.html", job=job, title=_l("Export %(file)s", file=job.filename))
+
+    @expose("/<int:job_id>/progress")
+    @has_access
+    def progress(self, job_id: int) -> Any:
+        return jsonify(job_progress(self._job(job_id)))
+
+    @expose("/<int:job_id>/download")
+    @has_access
+    def download(self, job_id: int) -> Any:
+        job = self._job(job_id)
+        if job.status != DONE or not job.stored_path or not Path(job.stored_path).exists():
+            abort(404)
+        fmt = job.options["fmt"]
+        return send_file(job.stored_path, mimetype=exporting.FORMATS[fmt], as_attachment=True,
+                         download_name=job.filename)
