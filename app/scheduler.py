@@ -64,6 +64,14 @@ def verify_audit_chain() -> bool:
         return report.ok
 
 
+def run_transfer_schedules() -> list[str]:
+    """Every minute: the admins' scheduled folder imports and list exports that are due."""
+    from app.services.schedules import run_due
+
+    with _app.app_context():
+        return run_due()
+
+
 JOBS = [
     JobDefinition("deactivate_expired_users", "Deactivate expired accounts", deactivate_expired_users,
                   {"hour": 1, "minute": 5}),
@@ -71,6 +79,8 @@ JOBS = [
                   purge_departed_users, {"hour": 1, "minute": 20}),
     JobDefinition("verify_audit_chain", "Verify the audit log hash chain", verify_audit_chain,
                   {"hour": 2, "minute": 0}),
+    JobDefinition("run_transfer_schedules", "Scheduled imports and exports (see below)", run_transfer_schedules,
+                  {"minute": "*"}),
 ]
 
 

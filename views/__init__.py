@@ -14,7 +14,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     from views.duplicates import DuplicatesView
     from views.exports import ExportView
     from views.imports import ImportView, upload_too_large
-    from views.jobs import ScheduledJobsView
+    from views.jobs import ScheduledJobsView, TransferScheduleView
     from views.org import DepartmentView, RoleDataScopeView
     from views.security import (
         AuditLogView,
@@ -46,6 +46,8 @@ def register_views(appbuilder: AppBuilder) -> None:
                         category="Organisation")
     appbuilder.add_view(ScheduledJobsView, "Scheduled jobs", label=_l("Scheduled jobs"), icon="fa-clock-o",
                         category="Organisation")
+    appbuilder.add_view(TransferScheduleView, "Scheduled imports and exports", label=_l("Scheduled imports/exports"),
+                        icon="fa-exchange", category="Organisation")
 
     security = "Security"
     appbuilder.add_view_no_menu(TotpView)

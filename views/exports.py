@@ -15,8 +15,8 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import appbuilder, db
 from app.models.base import acting_user_id, now
 from app.models.org import CrmUser
-from app.models.transfers import DONE, EXPORT, FAILED, QUEUED, RUNNING, TransferJob
-from app.services import audit, background, exporting
+from app.models.transfers import DONE, EXPORT, FAILED, LIST_EXPORT, QUEUED, RUNNING, TransferJob, TransferSchedule
+from app.services import audit, background, exporting, schedules
 from app.services.importing.jobs import LIVE, folder
 from app.services.importing.jobs import progress as job_progress
 
@@ -55,7 +55,7 @@ def run_export(job_id: int, target: str | None = None) -> TransferJob:
         with current_app.test_request_context(options["path"], query_string=options["query"]):
             g.user = user
             view = _view(options["view"])
-            header, count, rows = view.export_table(frozenset(options.get("unmasked", [])))
+            header, count, rows = view.export_table(frozenset(options.get("unmasked", [])), options.get("columns"))
             partial = path.with_name(path.name + ".part")
             written = exporting.write_file(partial, options["fmt"], header, rows,
                                            progress=lambda n: LIVE.__setitem__(job_id, (n, count)))
@@ -77,10 +77,30 @@ def run_export(job_id: int, target: str | None = None) -> TransferJob:
     return job
 
 
-def list_path(url: str) -> tuple[str, str]:
-    """(path, query string) of a list URL pasted from the browser."""
-    parts = urlsplit(url.strip())
-    return parts.path, parts.query
+#: Saved-list exports: model -> the list screen that defines its rows and columns.
+LIST_VIEWS = {"customer": ("CustomerView", "/customerview/list/"), "follow_up": ("FollowUpView", "/followupview/list/")}
+
+
+def export_saved_list(schedule: TransferSchedule) -> str:
+    """Scheduled export: the saved list (filters from its URL, chosen columns) as its run-as user."""
+    view_name, default_path = LIST_VIEWS[schedule.model]
+    parts = urlsplit((schedule.filters or "").strip())
+    target = Path(schedule.path)
+    fmt = "csv" if target.suffix.lower() == ".csv" else "xlsx"
+    only = [c.strip() for c in (schedule.columns or "").split(",") if c.strip()] or None
+    job = TransferJob(kind=EXPORT, model=schedule.model, user_id=schedule.run_as_id, schedule_id=schedule.id,
+                      filename=target.name, status=QUEUED,
+                      options={"view": view_name, "path": parts.path or default_path, "query": parts.query,
+                               "unmasked": [], "fmt": fmt, "columns": only})
+    db.session.add(job)
+    db.session.commit()
+    job = run_export(job.id, target=str(target))
+    if job.status != DONE:
+        raise RuntimeError(job.error)
+    return str(_l("%(n)d rows written to %(path)s", n=job.processed_rows, path=str(target)))
+
+
+schedules.register(LIST_EXPORT, export_saved_list)
 
 
 class ExportView(BaseView):

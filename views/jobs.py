@@ -1,11 +1,25 @@
-"""Admin page listing scheduled jobs and their next run time."""
+"""Admin pages: scheduled system jobs, and the scheduled imports/exports admins define."""
 
 from __future__ import annotations
 
-from flask_appbuilder import BaseView, expose, has_access
+from pathlib import Path
+from typing import Any
+
+from flask import flash, redirect, url_for
+from flask_appbuilder import BaseView, ModelView, action, expose, has_access
+from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+from wtforms import SelectField, ValidationError
 
 from app import scheduler
+from app.extensions import db
+from app.models.transfers import FOLDER_IMPORT, LIST_EXPORT, TransferJob, TransferSchedule
+from app.services import schedules
+from app.services.importing import columns, engine
+
+KINDS = [(FOLDER_IMPORT, _l("Import every file dropped in a folder")),
+         (LIST_EXPORT, _l("Export a saved list to a file"))]
 
 
 class ScheduledJobsView(BaseView):
@@ -17,6 +31,68 @@ class ScheduledJobsView(BaseView):
     @expose("/")
     @has_access
     def list(self):
-        return self.render_template(
-            "crm/jobs.html", jobs=scheduler.list_jobs(), title=_l("Scheduled jobs")
-        )
+        transfers = db.session.scalars(select(TransferSchedule).order_by(TransferSchedule.name)).all()
+        runs = db.session.scalars(select(TransferJob).where(TransferJob.schedule_id.isnot(None))
+                                  .order_by(TransferJob.id.desc()).limit(30)).all()
+        return self.render_template("crm/jobs.html", jobs=scheduler.list_jobs(), transfers=transfers, runs=runs,
+                                    title=_l("Scheduled jobs"))
+
+
+def _check_cron(form: Any, field: Any) -> None:
+    try:
+        schedules.trigger(field.data or "")
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def _check_path(form: Any, field: Any) -> None:
+    path = Path(field.data or "")
+    if not path.is_absolute():
+        raise ValidationError(str(_l("Give an absolute path on the server.")))
+    if form.kind.data == FOLDER_IMPORT and not path.is_dir():
+        raise ValidationError(str(_l("This folder does not exist on the server.")))
+    if form.kind.data == LIST_EXPORT and (not path.parent.is_dir() or path.suffix.lower() not in (".xlsx", ".csv")):
+        raise ValidationError(str(_l("Give an .xlsx or .csv file in an existing folder.")))
+
+
+class TransferScheduleView(ModelView):
+    """Admins define scheduled folder imports and saved-list exports; runs are listed below."""
+
+    datamodel = SQLAInterface(TransferSchedule)
+    class_permission_name = "TransferSchedule"
+    list_title = _l("Scheduled imports and exports")
+    list_columns = ["name", "kind", "model", "cron", "path", "run_as", "enabled", "last_run_at", "last_status",
+                    "last_message"]
+    add_columns = ["name", "kind", "model", "cron", "path", "mode", "filters", "columns", "run_as", "enabled"]
+    edit_columns = add_columns
+    show_columns = list_columns + ["mode", "filters", "columns"]
+    label_columns = {
+        "name": _l("Name"), "kind": _l("Kind"), "model": _l("Records"), "cron": _l("Schedule (cron)"),
+        "path": _l("Folder or file"), "mode": _l("Import mode"), "filters": _l("Saved list URL"),
+        "columns": _l("Columns"), "run_as": _l("Run as"), "enabled": _l("Enabled"), "last_run_at": _l("Last run"),
+        "last_status": _l("Last status"), "last_message": _l("Last result"),
+    }
+    description_columns = {
+        "cron": _l("Five fields: minute hour day month weekday, e.g. */15 * * * * or 0 7 * * 1-5."),
+        "path": _l("Import: a folder (processed files move to done/ or failed/ beside their error report). "
+                   "Export: the .xlsx or .csv file to write."),
+        "filters": _l("Export: copy the list's address from the browser after filtering, e.g. "
+                      "/customerview/list/?_flt_0_level=1. Empty = the whole list."),
+        "columns": _l("Export: column names separated by commas (default: the list's columns)."),
+        "run_as": _l("The job sees and changes only this user's data scope."),
+    }
+    add_form_extra_fields = edit_form_extra_fields = {
+        "kind": SelectField(_l("Kind"), choices=KINDS),
+        "model": SelectField(_l("Records"), choices=[(m.name, m.label) for m in columns.MODELS.values()]),
+        "mode": SelectField(_l("Import mode"), choices=[(m, m) for m in engine.MODES], default=engine.UPSERT),
+    }
+    validators_columns = {"cron": [_check_cron], "path": [_check_path]}
+    base_order = ("name", "asc")
+
+    @action("run_now", _l("Run now"), _l("Run the selected schedules now?"), "fa-play")
+    def run_now(self, items: Any) -> Any:
+        for item in items if isinstance(items, list) else [items]:
+            done = schedules.run(item)
+            flash(f"{done.name}: {done.last_status} — {done.last_message}",
+                  "success" if done.last_status == "done" else "danger")
+        return redirect(url_for("TransferScheduleView.list"))
