@@ -152,7 +152,13 @@ def _append(conn: Connection, entries: list[dict[str, Any]], user: Any = None) -
         }
         row["hash"] = prev = entry_hash(row)
         rows.append(row)
-    conn.execute(insert(AuditLog.__table__), rows)
+    if len(rows) > 50:  # imports and sync runs: straight through the driver
+        from app.extensions import db
+        from app.services.bulk import insert_rows
+
+        insert_rows(db.session, AuditLog.__table__, rows)
+    else:
+        conn.execute(insert(AuditLog.__table__), rows)
     conn.execute(update(head).where(head.c.id == 1).values(last_hash=prev))
 
 

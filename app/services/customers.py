@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import event, insert, inspect, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -20,7 +20,7 @@ from app.models.org import CrmUser
 from app.security import masking
 from app.security.data_scope import can_see, visible_owner_ids
 from app.security.step_up import declare
-from app.services import audit, numbering, validation
+from app.services import audit, bulk, numbering, validation
 from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
 
 WON = "won"
@@ -159,14 +159,13 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     stamp, uid = now(), current_user_id()
     for row in rows:
         row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
-    session.execute(insert(Customer.__table__), rows)  # Core executemany: the ORM bulk path is 5x slower
+    bulk.insert_rows(session, Customer.__table__, rows)
     ids = dict(session.execute(select(Customer.code, Customer.id).where(Customer.code.in_([r["code"] for r in rows]))).all())
     for row in rows:
         row["id"] = ids[row["code"]]
     history = [{"customer_id": row["id"], "from_type_id": None, "to_type_id": row["type_id"],
                 "changed_by_id": uid, "changed_at": stamp} for row in rows if row.get("type_id")]
-    if history:
-        session.execute(insert(CustomerStatusChange), history)
+    bulk.insert_rows(session, CustomerStatusChange.__table__, history)
     audit.record_created(Customer, rows)
 
 
