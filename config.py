@@ -94,6 +94,8 @@ class Config:
     CRM_IMPORT_MAX_BYTES = int(os.environ.get("CRM_IMPORT_MAX_BYTES", MAX_CONTENT_LENGTH))
     #: Background threads running imports and large exports in each web process.
     CRM_IMPORT_WORKERS = int(os.environ.get("CRM_IMPORT_WORKERS", 1))
+    #: Rows validated and committed together; a crash loses at most the chunk in progress.
+    CRM_IMPORT_CHUNK_ROWS = int(os.environ.get("CRM_IMPORT_CHUNK_ROWS", 2000))
     #: Run import/export jobs in the request thread (tests, debugging).
     CRM_IMPORT_INLINE = _env_bool("CRM_IMPORT_INLINE", False)
     #: Exports with more rows than this are built in the background with a progress bar.

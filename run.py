@@ -73,6 +73,9 @@ def serve(args: argparse.Namespace) -> None:
         if not reloader_child:
             upgrade()
             initialise()
+            from app.services.importing.jobs import mark_interrupted
+
+            mark_interrupted()  # jobs a previous run left half-way are shown as interrupted
             if args.demo:
                 _load_demo()
     if not args.debug or reloader_child:

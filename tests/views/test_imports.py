@@ -146,3 +146,35 @@ def test_read_only_users_cannot_import(client: Any, auth: Any) -> None:
     auth.login("viewer")
     assert client.get("/imports/").status_code in (302, 403)
     assert client.get("/imports/template/customer").status_code in (302, 403)
+
+
+def test_import_runs_in_the_background_and_reports_progress(app: Any, client: Any, auth: Any,
+                                                            tmp_path: Path) -> None:
+    import time
+
+    rows = [["客户名称", "联系方式"]] + [[f"Background {n}", f"1381234{n:04d}"] for n in range(300)]
+    path = write_xlsx(tmp_path / "bg.xlsx", {"s": rows})
+    auth.login("rep_a")
+    job_id = _job_id(_upload(client, path))
+    form = _mapping_form(client.get(f"/imports/{job_id}/mapping").get_data(as_text=True))
+    app.config["CRM_IMPORT_INLINE"] = False
+    try:
+        client.post(f"/imports/{job_id}/mapping", data={**form, "mode": "create", "key": "code"})
+        seen = []
+        for _ in range(200):  # the request returned at once; the job finishes on its own thread
+            seen.append(client.get(f"/imports/{job_id}/progress").get_json())
+            if seen[-1]["status"] == "previewed":
+                break
+            time.sleep(0.05)
+        assert seen[-1]["status"] == "previewed" and seen[-1]["processed"] == seen[-1]["total"] == 300
+        client.post(f"/imports/{job_id}/commit")
+        for _ in range(200):
+            state = client.get(f"/imports/{job_id}/progress").get_json()
+            if state["status"] == "done":
+                break
+            time.sleep(0.05)
+        assert state["created"] == 300
+    finally:
+        app.config["CRM_IMPORT_INLINE"] = True
+    with app.app_context():
+        assert db.session.query(Customer).filter(Customer.name.like("Background %")).count() == 300

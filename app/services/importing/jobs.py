@@ -113,7 +113,8 @@ def _run(job: TransferJob, user: Any, commit: bool) -> tuple[engine.Result, read
     options["blank_rows"] = table.blank_rows
     job.options = options
     db.session.commit()
-    settings = engine.Settings(job.model, job.mode, job.key, job.all_or_nothing)
+    settings = engine.Settings(job.model, job.mode, job.key, job.all_or_nothing,
+                               current_app.config["CRM_IMPORT_CHUNK_ROWS"])
 
     def progress(result: engine.Result) -> None:
         LIVE[job_id] = (result.rows, total)

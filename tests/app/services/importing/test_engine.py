@@ -209,3 +209,32 @@ def test_import_is_recorded_with_counts(app: Any, run_job: Any, tmp_path: Path) 
     with app.app_context():
         entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "import"))
         assert json.loads(entry.detail)["created"] == job.created == 2
+
+
+def test_a_crash_mid_import_keeps_whole_chunks_and_a_rerun_does_not_double(app: Any, run_job: Any,
+                                                                            monkeypatch: Any, tmp_path: Path) -> None:
+    from app.services import customers as customer_rules
+
+    rows = [["客户名称", "联系人姓名", "联系方式"]] + [[f"Chunky {n}", f"Li {n}", f"1390000{n:04d}"] for n in range(25)]
+    path = write_xlsx(tmp_path / "crash.xlsx", {"s": rows})
+    real_insert, calls = customer_rules.insert_customers, []
+
+    def failing_second_chunk(batch: list) -> None:
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_insert(batch)
+
+    monkeypatch.setitem(app.config, "CRM_IMPORT_CHUNK_ROWS", 10)
+    monkeypatch.setattr(customer_rules, "insert_customers", failing_second_chunk)
+    job = run_job("rep_a", path)
+    assert job.status == "failed" and "stopped unexpectedly" in job.error
+    assert job.processed_rows == job.created == 10  # the first chunk is in, the rest is not
+    with app.app_context():
+        assert db.session.query(Customer).count() == 10
+
+    monkeypatch.setattr(customer_rules, "insert_customers", real_insert)
+    again = run_job("rep_a", path)
+    assert (again.created, again.duplicates, again.rejected) == (15, 10, 10)
+    with app.app_context():
+        assert db.session.query(Customer).count() == 25
