@@ -9,12 +9,11 @@ About 3 % of the customers are planted duplicates of the four kinds.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import tempfile
 import time
-from pathlib import Path
+
+from bench.scratch import add_reps, migrated_app, scratch_env
 
 BATCH = 5000
 WORDS = ["华腾", "星河", "远航", "前海", "微众", "白云", "西湖", "长江", "金桥", "海纳", "天成", "恒信", "博远", "锦程"]
@@ -22,28 +21,17 @@ KINDS = ["科技", "电子", "贸易", "物流", "机械", "软件", "食品", "
 
 
 def build(customers: int) -> tuple[object, int]:
-    tmp = Path(tempfile.mkdtemp(prefix="crm-bench-dedup-"))
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'bench.db'}")
-    os.environ["CRM_INSTANCE_DIR"] = str(tmp)
-    os.environ["CRM_SCHEDULER"] = "0"
-    from flask_migrate import upgrade
+    scratch_env("crm-bench-dedup-")
     from sqlalchemy import insert
 
-    from app import create_app
-    from app.extensions import appbuilder, db
+    from app.extensions import db
     from app.models import Customer
-    from app.services.setup import initialise
     from app.services.validation import credit_code_check_char
-    from config import Config
 
-    app = create_app(Config)
+    app = migrated_app()
     rng = random.Random(3)
     with app.app_context():
-        upgrade()
-        initialise()
-        sm = appbuilder.sm
-        reps = [sm.add_user(f"rep{i}", "Rep", str(i), f"rep{i}@bench.test", sm.find_role("Sales Rep"),
-                            password="Bench-Pass-1") for i in range(10)]
+        reps = add_reps(10)
         rows = []
         for n in range(customers):
             city, word, kind = rng.choice(WORDS), rng.choice(WORDS), rng.choice(KINDS)

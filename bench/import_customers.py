@@ -17,9 +17,10 @@ import random
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from bench.scratch import PASSWORD, migrated_app, scratch_env
 
 HEADERS = ["客户编号", "客户名称", "所属行业", "联系人姓名", "联系方式", "客户地址", "客户等级", "信息来源", "备注"]
 INDUSTRIES = ["汽车制造", "电子制造", "软件开发", "IT-NET", "Wholesale", "物流", "金融"]
@@ -50,26 +51,20 @@ def make_workbook(path: Path, rows: int) -> None:
     workbook.save(path)
 
 
-def build_database(tmp: Path, existing: int) -> None:
-    from flask_migrate import upgrade
+def build_database(existing: int) -> None:
     from sqlalchemy import insert
 
-    from app import create_app
     from app.extensions import appbuilder, db
     from app.models import Customer, Department
-    from app.services.setup import initialise
-    from config import Config
 
-    app = create_app(Config)
+    app = migrated_app()
     with app.app_context():
-        upgrade()
-        initialise()
         sm = appbuilder.sm
         department = Department(name="East")
         db.session.add(department)
         db.session.flush()
         manager = sm.add_user("manager", "Man", "Ager", "m@bench.test", sm.find_role("Sales Manager"),
-                              password="Bench-Pass-1")
+                              password=PASSWORD)
         manager.department_id = department.id
         rows = [{"code": f"C20240101{n:06d}", "name": f"已有客户{n}", "contact_phone": f"137{n:08d}",
                  "contact_name": f"张{n}", "owner_id": manager.id, "version": 1} for n in range(existing)]
@@ -116,13 +111,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_import(Path(args.child))))
         return
-    tmp = Path(tempfile.mkdtemp(prefix="crm-bench-import-"))
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'bench.db'}")
-    os.environ["CRM_INSTANCE_DIR"] = str(tmp)
-    os.environ["CRM_SCHEDULER"] = "0"
+    tmp = scratch_env("crm-bench-import-")
     workbook = tmp / "customers.xlsx"
     make_workbook(workbook, args.rows)
-    build_database(tmp, args.existing)
+    build_database(args.existing)
     output = subprocess.run([sys.executable, "-m", "bench.import_customers", "--child", str(workbook)],
                             check=True, capture_output=True, text=True, env=os.environ).stdout
     figures = json.loads(output.strip().splitlines()[-1])

@@ -9,39 +9,27 @@ first page with the default sort, as a sales rep (scoped to ~10,000 rows) and as
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import tempfile
 import time
-from pathlib import Path
+
+from bench.scratch import PASSWORD, add_reps, migrated_app, scratch_env
 
 BATCH = 5000
 
 
 def build(customers: int) -> tuple[object, list[str]]:
-    tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'bench.db'}")
-    os.environ["CRM_INSTANCE_DIR"] = str(tmp)
-    os.environ["CRM_SCHEDULER"] = "0"
-    from flask_migrate import upgrade
+    scratch_env("crm-bench-")
     from sqlalchemy import insert, select
 
-    from app import create_app
     from app.extensions import appbuilder, db
     from app.models import Customer, CustomerLevel, CustomerType, Industry
-    from app.services.setup import initialise
-    from config import Config
 
-    Config.WTF_CSRF_ENABLED = False
-    app = create_app(Config)
+    app = migrated_app(WTF_CSRF_ENABLED=False)
     with app.app_context():
-        upgrade()
-        initialise()
         sm = appbuilder.sm
-        reps = [sm.add_user(f"rep{i}", "Rep", str(i), f"rep{i}@bench.test", sm.find_role("Sales Rep"),
-                            password="Bench-Pass-1") for i in range(10)]
-        sm.add_user("admin", "Ad", "Min", "admin@bench.test", sm.find_role("Admin"), password="Bench-Pass-1")
+        reps = add_reps(10)
+        sm.add_user("admin", "Ad", "Min", "admin@bench.test", sm.find_role("Admin"), password=PASSWORD)
         types = db.session.scalars(select(CustomerType.id)).all()
         levels = db.session.scalars(select(CustomerLevel.id)).all()
         industries = db.session.scalars(select(Industry.id)).all()
@@ -59,7 +47,7 @@ def build(customers: int) -> tuple[object, list[str]]:
 
 def measure(app: object, username: str, requests: int) -> tuple[float, float]:
     client = app.test_client()
-    client.post("/login/", data={"username": username, "password": "Bench-Pass-1"})
+    client.post("/login/", data={"username": username, "password": PASSWORD})
     assert client.get("/customerview/list/").status_code == 200  # warm up
     times = []
     for _ in range(requests):
