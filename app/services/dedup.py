@@ -61,12 +61,19 @@ class DuplicateIndex:
 
     by_credit: dict[str, str] = field(default_factory=dict)
     by_entry: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    _last: tuple = ((), None)  # one-slot cache: match() then add() for the same row
+
+    def _key(self, name: str | None, contact: str | None, phone: str | None) -> tuple[str, str, str] | None:
+        args = (name, contact, phone)
+        if self._last[0] != args:
+            self._last = (args, entry_key(name, contact, phone))
+        return self._last[1]
 
     def add(self, code: str, name: str | None, contact: str | None, phone: str | None,
             credit_code: str | None) -> None:
         if credit_code:
             self.by_credit.setdefault(credit_code, code)
-        key = entry_key(name, contact, phone)
+        key = self._key(name, contact, phone)
         if key:
             self.by_entry.setdefault(key, code)
 
@@ -77,7 +84,7 @@ class DuplicateIndex:
             found = self.by_credit.get(credit_code)
             if found and found != own_code:
                 return found, CREDIT
-        key = entry_key(name, contact, phone)
+        key = self._key(name, contact, phone)
         found = self.by_entry.get(key) if key else None
         if found and found != own_code:
             return found, NAME_CONTACT

@@ -43,6 +43,7 @@ class DictionaryLookup:
     def __init__(self, model: type) -> None:
         self.model = model
         self._index: dict[str, Any] = {}
+        self._memo: dict[str, Any] = {}
         for entry in db.session.scalars(select(model)):
             for name in _names(entry):
                 key = lookup_key(name)
@@ -59,7 +60,20 @@ class DictionaryLookup:
         return next(iter(found.values()), None)
 
     def find(self, text: object) -> Any:
-        """The entry named by ``text`` (None for blank); ``ValueError`` if unknown."""
+        """The entry named by ``text`` (None for blank); ``ValueError`` if unknown.
+
+        Remembered per text: an import repeats the same few values many thousand times.
+        """
+        try:
+            return self._memo[text]
+        except (KeyError, TypeError):
+            pass
+        entry = self._find(text)
+        if isinstance(text, str):
+            self._memo[text] = entry
+        return entry
+
+    def _find(self, text: object) -> Any:
         key = lookup_key(text)
         if not key:
             return None
