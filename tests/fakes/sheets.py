@@ -1,0 +1,447 @@
+"""An in-process emulator of the Google Sheets v4 endpoints gspread uses.
+
+Mounted as a ``requests`` transport adapter on the session handed to
+``gspread.Client(auth=None, session=...)``, so tests run the real gspread client with
+no network. Faithful where the sync depends on it: URL-decoded A1 ranges, trailing
+empty rows and cells trimmed from reads, ``gridProperties`` that limit writes (400 like
+Google) and grow on append/appendDimension, RAW versus USER_ENTERED input, Google-shaped
+error JSON (404, 400, 429 RESOURCE_EXHAUSTED, 5xx), a log of every request, and fault
+injection (fail the Nth request, or the next few, with a status or a timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+
+BASE = "https://sheets.googleapis.com/v4/spreadsheets"
+_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
+           500: "INTERNAL", 502: "BAD_GATEWAY", 503: "UNAVAILABLE"}
+_CELL = re.compile(r"^([A-Z]*)(\d*)$")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+class SheetsError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass
+class Formula:
+    """A cell entered with USER_ENTERED that starts with '=' (never evaluated here)."""
+
+    text: str
+
+
+@dataclass
+class Worksheet:
+    sheet_id: int
+    title: str
+    rows: int = 1000
+    cols: int = 26
+    cells: dict[tuple[int, int], Any] = field(default_factory=dict)  # (row, col), 0-based
+
+    def used(self) -> tuple[int, int]:
+        if not self.cells:
+            return 0, 0
+        return max(r for r, _ in self.cells) + 1, max(c for _, c in self.cells) + 1
+
+    def grid(self, top: int, left: int, bottom: int, right: int) -> list[list[Any]]:
+        """Values of a rectangle, trailing empty cells and rows trimmed as Google does."""
+        out = []
+        for r in range(top, min(bottom, self.rows)):
+            row = [self.cells.get((r, c), "") for c in range(left, min(right, self.cols))]
+            while row and row[-1] == "":
+                row.pop()
+            out.append(row)
+        while out and not out[-1]:
+            out.pop()
+        return out
+
+    def write(self, top: int, left: int, values: list[list[Any]], raw: bool) -> tuple[int, int, int]:
+        height = len(values)
+        width = max((len(row) for row in values), default=0)
+        if top + height > self.rows or left + width > self.cols:
+            raise SheetsError(400, f"Range ('{self.title}'!{a1(top + height - 1, left + width - 1)}) exceeds grid "
+                                   f"limits. Max rows: {self.rows}, max columns: {self.cols}")
+        cells = 0
+        for i, row in enumerate(values):
+            for j, value in enumerate(row):
+                if value is None:
+                    continue  # null leaves the cell unchanged
+                stored = value if raw else _entered(value)
+                if stored == "":
+                    self.cells.pop((top + i, left + j), None)
+                else:
+                    self.cells[(top + i, left + j)] = stored
+                cells += 1
+        return height, width, cells
+
+    def delete_rows(self, start: int, end: int) -> None:
+        if not 0 <= start < end <= self.rows:
+            raise SheetsError(400, f"Invalid requests[0].deleteDimension: Cannot delete rows {start}-{end} "
+                                   f"of a grid with {self.rows} rows.")
+        moved = {}
+        for (r, c), value in self.cells.items():
+            if r < start:
+                moved[(r, c)] = value
+            elif r >= end:
+                moved[(r - (end - start), c)] = value
+        self.cells = moved
+        self.rows -= end - start
+
+
+def _entered(value: Any) -> Any:
+    """USER_ENTERED parsing: formulas and numbers stop being text."""
+    if isinstance(value, str):
+        if value.startswith("="):
+            return Formula(value)
+        if _NUMBER.match(value):
+            return float(value) if "." in value else int(value)
+    return value
+
+
+def column_index(letters: str) -> int:
+    index = 0
+    for char in letters:
+        index = index * 26 + ord(char) - 64
+    return index - 1
+
+
+def column_letters(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def a1(row: int, col: int) -> str:
+    return f"{column_letters(col)}{row + 1}"
+
+
+@dataclass
+class Spreadsheet:
+    key: str
+    title: str
+    sheets: list[Worksheet] = field(default_factory=list)
+
+    def sheet(self, title: str | None) -> Worksheet:
+        if title is None:
+            return self.sheets[0]
+        for sheet in self.sheets:
+            if sheet.title == title:
+                return sheet
+        raise SheetsError(400, f"Unable to parse range: {title}")
+
+    def by_id(self, sheet_id: int) -> Worksheet:
+        for sheet in self.sheets:
+            if sheet.sheet_id == sheet_id:
+                return sheet
+        raise SheetsError(400, f"No grid with id: {sheet_id}")
+
+
+@dataclass
+class Fault:
+    status: int | str  # an HTTP status, or "timeout"
+    message: str = "injected fault"
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    params: dict[str, list[str]]
+    body: Any
+    kind: str  # "read", "values_write", "structural", "other"
+    status: int = 200
+
+
+class FakeSheets(BaseAdapter):
+    """The emulator; ``session()`` gives a requests session routed to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spreadsheets: dict[str, Spreadsheet] = {}
+        self.calls: list[Call] = []
+        self.faults: dict[int, Fault] = {}  # request number (1-based) -> fault
+        self._next_id = 0
+
+    # --- test helpers ---------------------------------------------------------------
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.mount("https://sheets.googleapis.com/", self)
+        session.mount("https://www.googleapis.com/", self)
+        return session
+
+    def create(self, key: str, title: str = "CRM", sheets: dict[str, list[list[Any]]] | None = None,
+               rows: int = 1000, cols: int = 26) -> Spreadsheet:
+        spreadsheet = Spreadsheet(key, title)
+        for name, values in (sheets or {"Sheet1": []}).items():
+            sheet = self._add_sheet(spreadsheet, name, rows, cols)
+            sheet.write(0, 0, values, raw=True)
+        self.spreadsheets[key] = spreadsheet
+        return spreadsheet
+
+    def values(self, key: str, title: str | None = None, render: str = "FORMATTED_VALUE") -> list[list[Any]]:
+        """What a user sees in the sheet (formulas as their result, numbers as text)."""
+        sheet = self.spreadsheets[key].sheet(title)
+        return [[_render(v, render) for v in row] for row in sheet.grid(0, 0, sheet.rows, sheet.cols)]
+
+    def fail(self, request_number: int, status: int | str = 503, message: str = "injected fault") -> None:
+        """Make the Nth request from now on (1 = the next one) fail."""
+        self.faults[len(self.calls) + request_number] = Fault(status, message)
+
+    def fail_next(self, count: int, status: int | str = 429) -> None:
+        for n in range(1, count + 1):
+            self.fail(n, status, "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per "
+                                 "minute per user'")
+
+    def count(self, kind: str | None = None) -> int:
+        return sum(1 for call in self.calls if kind is None or call.kind == kind)
+
+    def _add_sheet(self, spreadsheet: Spreadsheet, title: str, rows: int = 1000, cols: int = 26) -> Worksheet:
+        if any(s.title == title for s in spreadsheet.sheets):
+            raise SheetsError(400, f'Invalid requests[0].addSheet: A sheet with the name "{title}" already exists. '
+                                   "Please enter another name.")
+        sheet = Worksheet(self._next_id, title, rows, cols)
+        self._next_id += 1
+        spreadsheet.sheets.append(sheet)
+        return sheet
+
+    # --- transport ------------------------------------------------------------------
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        parts = urlsplit(request.url)
+        params = parse_qs(parts.query, keep_blank_values=True)
+        body = json.loads(request.body) if request.body else None
+        call = Call(request.method, unquote(parts.path), params, body, _kind(request.method, parts.path))
+        self.calls.append(call)
+        fault = self.faults.pop(len(self.calls), None)
+        if fault is not None and fault.status == "timeout":
+            call.status = 0
+            raise requests.exceptions.ReadTimeout(f"injected timeout on request {len(self.calls)}")
+        try:
+            if fault is not None:
+                raise SheetsError(int(fault.status), fault.message)
+            status, payload = 200, self._route(request.method, call.path, params, body)
+        except SheetsError as exc:
+            status = exc.code
+            payload = {"error": {"code": exc.code, "message": exc.message, "status": _STATUS.get(exc.code, "UNKNOWN")}}
+        call.status = status
+        return _response(request, status, payload)
+
+    def close(self) -> None:
+        pass
+
+    def _route(self, method: str, path: str, params: dict[str, list[str]], body: Any) -> Any:
+        prefix = "/v4/spreadsheets/"
+        if not path.startswith(prefix):
+            raise SheetsError(404, "Requested entity was not found.")
+        rest = path[len(prefix):]
+        key, _, tail = rest.partition("/")
+        if key.endswith(":batchUpdate"):
+            return self._batch_update(self._book(key[: -len(":batchUpdate")]), body)
+        book = self._book(key)
+        if not tail:
+            return self._metadata(book)
+        if tail == "values:batchGet":
+            return {"spreadsheetId": book.key,
+                    "valueRanges": [self._get(book, r, params) for r in params.get("ranges", [])]}
+        if tail == "values:batchUpdate":
+            return self._values_batch_update(book, body)
+        if tail.startswith("values/"):
+            target = tail[len("values/"):]
+            if target.endswith(":append"):
+                return self._append(book, target[: -len(":append")], params, body)
+            if target.endswith(":clear"):
+                return self._clear(book, target[: -len(":clear")])
+            if method == "GET":
+                return self._get(book, target, params)
+            if method == "PUT":
+                return self._update(book, target, params, body)
+        raise SheetsError(404, "Requested entity was not found.")
+
+    def _book(self, key: str) -> Spreadsheet:
+        if key not in self.spreadsheets:
+            raise SheetsError(404, "Requested entity was not found.")
+        return self.spreadsheets[key]
+
+    # --- endpoints --------------------------------------------------------------------
+
+    @staticmethod
+    def _metadata(book: Spreadsheet) -> dict:
+        return {
+            "spreadsheetId": book.key,
+            "properties": {"title": book.title, "locale": "zh_CN", "timeZone": "Asia/Shanghai"},
+            "sheets": [{"properties": {"sheetId": s.sheet_id, "title": s.title, "index": i, "sheetType": "GRID",
+                                       "gridProperties": {"rowCount": s.rows, "columnCount": s.cols}}}
+                       for i, s in enumerate(book.sheets)],
+        }
+
+    def _get(self, book: Spreadsheet, a1_range: str, params: dict[str, list[str]]) -> dict:
+        sheet, (top, left, bottom, right) = parse_range(book, a1_range)
+        render = params.get("valueRenderOption", ["FORMATTED_VALUE"])[0]
+        values = [[_render(v, render) for v in row] for row in sheet.grid(top, left, bottom, right)]
+        bottom, right = min(bottom, sheet.rows), min(right, sheet.cols)
+        result = {"range": f"'{sheet.title}'!{a1(top, left)}:{a1(bottom - 1, right - 1)}", "majorDimension": "ROWS"}
+        if values:
+            result["values"] = values
+        return result
+
+    def _update(self, book: Spreadsheet, a1_range: str, params: dict[str, list[str]], body: dict) -> dict:
+        raw = _input_option(params.get("valueInputOption", [None])[0])
+        sheet, (top, left, _, _) = parse_range(book, a1_range)
+        rows, cols, cells = sheet.write(top, left, body.get("values", []), raw)
+        return {"spreadsheetId": book.key, "updatedRange": f"'{sheet.title}'!{a1(top, left)}",
+                "updatedRows": rows, "updatedColumns": cols, "updatedCells": cells}
+
+    def _values_batch_update(self, book: Spreadsheet, body: dict) -> dict:
+        raw = _input_option(body.get("valueInputOption"))
+        parsed = [(parse_range(book, item["range"]), item.get("values", [])) for item in body.get("data", [])]
+        for (sheet, (top, left, _, _)), values in parsed:  # validate every range before writing any
+            height, width = len(values), max((len(r) for r in values), default=0)
+            if top + height > sheet.rows or left + width > sheet.cols:
+                sheet.write(top, left, values, raw)  # raises the grid-limit error
+        responses, total = [], 0
+        for (sheet, (top, left, _, _)), values in parsed:
+            rows, cols, cells = sheet.write(top, left, values, raw)
+            total += cells
+            responses.append({"spreadsheetId": book.key, "updatedRange": f"'{sheet.title}'!{a1(top, left)}",
+                              "updatedRows": rows, "updatedColumns": cols, "updatedCells": cells})
+        return {"spreadsheetId": book.key, "totalUpdatedCells": total, "totalUpdatedSheets": len(parsed),
+                "responses": responses}
+
+    def _append(self, book: Spreadsheet, a1_range: str, params: dict[str, list[str]], body: dict) -> dict:
+        raw = _input_option(params.get("valueInputOption", [None])[0])
+        sheet, (_, left, _, _) = parse_range(book, a1_range)
+        values = body.get("values", [])
+        start = sheet.used()[0]
+        sheet.rows = max(sheet.rows, start + len(values))  # append grows the grid
+        sheet.cols = max(sheet.cols, left + max((len(r) for r in values), default=0))
+        rows, cols, cells = sheet.write(start, left, values, raw)
+        return {"spreadsheetId": book.key, "updates": {"updatedRange": f"'{sheet.title}'!{a1(start, left)}",
+                                                       "updatedRows": rows, "updatedCells": cells}}
+
+    def _clear(self, book: Spreadsheet, a1_range: str) -> dict:
+        sheet, (top, left, bottom, right) = parse_range(book, a1_range)
+        for key in [k for k in sheet.cells if top <= k[0] < bottom and left <= k[1] < right]:
+            del sheet.cells[key]
+        return {"spreadsheetId": book.key, "clearedRange": a1_range}
+
+    def _batch_update(self, book: Spreadsheet, body: dict) -> dict:
+        replies = []
+        for request in body.get("requests", []):
+            (name, spec), = request.items()
+            if name == "addSheet":
+                props = spec.get("properties", {})
+                grid = props.get("gridProperties", {})
+                sheet = self._add_sheet(book, props["title"], grid.get("rowCount", 1000), grid.get("columnCount", 26))
+                replies.append({"addSheet": self._metadata(Spreadsheet(book.key, book.title, [sheet]))["sheets"][0]})
+            elif name == "deleteDimension":
+                dim = spec["range"]
+                if dim.get("dimension") != "ROWS":
+                    raise SheetsError(400, "Only ROWS deletion is emulated.")
+                book.by_id(dim["sheetId"]).delete_rows(dim["startIndex"], dim["endIndex"])
+                replies.append({})
+            elif name == "appendDimension":
+                sheet = book.by_id(spec["sheetId"])
+                if spec.get("dimension") == "ROWS":
+                    sheet.rows += spec["length"]
+                else:
+                    sheet.cols += spec["length"]
+                replies.append({})
+            elif name == "updateSheetProperties":
+                props = spec["properties"]
+                sheet = book.by_id(props["sheetId"])
+                grid = props.get("gridProperties", {})
+                sheet.rows, sheet.cols = grid.get("rowCount", sheet.rows), grid.get("columnCount", sheet.cols)
+                sheet.title = props.get("title", sheet.title)
+                replies.append({})
+            else:
+                raise SheetsError(400, f"Invalid JSON payload received. Unknown name \"{name}\"")
+        return {"spreadsheetId": book.key, "replies": replies}
+
+
+def parse_range(book: Spreadsheet, text: str) -> tuple[Worksheet, tuple[int, int, int, int]]:
+    """'Sheet 1'!A2:C, Sheet1!A:C, Sheet1!2:5, Sheet1, A1:B2 -> sheet and a half-open box."""
+    title, bang, cells = text.rpartition("!")
+    if not bang:
+        title, cells = (text, "") if any(s.title == text.strip("'") for s in book.sheets) else ("", text)
+    sheet = book.sheet(title.strip("'").replace("''", "'") if title else None)
+    if not cells:
+        return sheet, (0, 0, sheet.rows, sheet.cols)
+    first, _, last = cells.partition(":")
+    top, left = _corner(first, 0, 0)
+    if not last:
+        return sheet, (top, left, top + 1, left + 1)
+    bottom, right = _corner(last, sheet.rows - 1, sheet.cols - 1)
+    if top >= sheet.rows or left >= sheet.cols:
+        raise SheetsError(400, f"Range ('{sheet.title}'!{cells}) exceeds grid limits. Max rows: {sheet.rows}, "
+                               f"max columns: {sheet.cols}")
+    return sheet, (top, left, bottom + 1, right + 1)
+
+
+def _corner(cell: str, default_row: int, default_col: int) -> tuple[int, int]:
+    match = _CELL.match(cell.upper().replace("$", ""))
+    if not match or not (match.group(1) or match.group(2)):
+        raise SheetsError(400, f"Unable to parse range: {cell}")
+    letters, digits = match.groups()
+    return (int(digits) - 1 if digits else default_row), (column_index(letters) if letters else default_col)
+
+
+def _input_option(option: str | None) -> bool:
+    if option not in ("RAW", "USER_ENTERED"):
+        raise SheetsError(400, "Invalid valueInputOption: must be RAW or USER_ENTERED")
+    return option == "RAW"
+
+
+def _render(value: Any, option: str) -> Any:
+    if isinstance(value, Formula):
+        return value.text if option == "FORMULA" else "#NAME?"
+    if option == "FORMATTED_VALUE" and not isinstance(value, str):
+        if isinstance(value, bool):
+            return "TRUE" if value else "FALSE"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+    return value
+
+
+def _kind(method: str, path: str) -> str:
+    if method == "GET":
+        return "read"
+    if path.endswith("values:batchUpdate") or method == "PUT" or ":append" in path or ":clear" in path:
+        return "values_write"
+    if path.endswith(":batchUpdate"):
+        return "structural"
+    return "other"
+
+
+def _response(request: requests.PreparedRequest, status: int, payload: Any) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(payload).encode("utf-8")
+    response.headers["Content-Type"] = "application/json; charset=UTF-8"
+    response.url = request.url
+    response.request = request
+    response.encoding = "utf-8"
+    response.reason = _STATUS.get(status, "OK")
+    return response
+
+
+def rows_of(values: list[list[Any]]) -> Iterator[list[Any]]:
+    """Rows padded to the widest row (what a reader of the trimmed grid reconstructs)."""
+    width = max((len(r) for r in values), default=0)
+    for row in values:
+        yield row + [""] * (width - len(row))
