@@ -12,6 +12,7 @@ from app.models.dictionaries import (
 )
 from app.models.org import CrmUser, Department, RoleDataScope
 from app.models.security import RecoveryCode, StepUpGrant, TotpCredential
+from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
 from app.models.transfers import ImportMapping, TransferJob, TransferSchedule
 
 __all__ = [
@@ -34,6 +35,10 @@ __all__ = [
     "RecoveryCode",
     "RoleDataScope",
     "StepUpGrant",
+    "SyncConflict",
+    "SyncRow",
+    "SyncRun",
+    "SyncTarget",
     "TotpCredential",
     "TransferJob",
     "TransferSchedule",

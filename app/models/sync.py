@@ -1,0 +1,103 @@
+"""Spreadsheet sync: targets (a model bound to one worksheet), the per-row agreed
+snapshot (the base of the three-way merge), runs, and conflicts kept for review."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_appbuilder import Model
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import now
+
+XLSX, GSHEETS = "xlsx", "gsheets"
+BOTH, PUSH, PULL = "both", "push", "pull"
+RESTORE, ARCHIVE, ASK = "restore", "archive", "review"
+
+
+class SyncTarget(Model):
+    __tablename__ = "sync_target"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    model: Mapped[str] = mapped_column(String(40), nullable=False, default="customer")
+    backend: Mapped[str] = mapped_column(String(10), nullable=False, default=XLSX)
+    #: xlsx: the file path; Google: the spreadsheet key or its URL.
+    location: Mapped[str] = mapped_column(String(500), nullable=False)
+    worksheet: Mapped[str] = mapped_column(String(100), nullable=False, default="客户")
+    #: header -> field; empty = the importer's aliases decide.
+    mapping: Mapped[dict | None] = mapped_column(JSON)
+    direction: Mapped[str] = mapped_column(String(8), nullable=False, default=BOTH)
+    conflict_policy: Mapped[str] = mapped_column(String(8), nullable=False, default="review")
+    deleted_rows: Mapped[str] = mapped_column(String(8), nullable=False, default=ASK)
+    run_as_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id"), nullable=False)
+    cron: Mapped[str] = mapped_column(String(100), nullable=False, default="*/5 * * * *")
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    #: Stop when the sheet lost more than this share of its rows since the last run.
+    max_shrink_percent: Mapped[int] = mapped_column(Integer, nullable=False, default=20)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_status: Mapped[str | None] = mapped_column(String(12))
+    last_message: Mapped[str | None] = mapped_column(Text)
+
+    run_as = relationship("CrmUser", foreign_keys=[run_as_id])
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class SyncRow(Model):
+    """What both sides agreed on for one record at the last successful run."""
+
+    __tablename__ = "sync_row"
+    __table_args__ = (UniqueConstraint("target_id", "record_id", name="uq_sync_row_record"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("sync_target.id", ondelete="CASCADE"), nullable=False,
+                                           index=True)
+    record_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    key: Mapped[str] = mapped_column(String(40), nullable=False)
+    base: Mapped[dict] = mapped_column(JSON, nullable=False)
+    synced_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
+
+
+class SyncRun(Model):
+    __tablename__ = "sync_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("sync_target.id", ondelete="CASCADE"), nullable=False,
+                                           index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: running / done / stopped (a guard refused before any write) / failed
+    status: Mapped[str] = mapped_column(String(10), nullable=False, default="running")
+    trigger: Mapped[str] = mapped_column(String(10), nullable=False, default="manual")
+    dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    counts: Mapped[dict | None] = mapped_column(JSON)
+    api_calls: Mapped[dict | None] = mapped_column(JSON)
+    message: Mapped[str | None] = mapped_column(Text)
+
+    target = relationship("SyncTarget")
+
+
+class SyncConflict(Model):
+    """A field both sides changed differently, kept for a person to decide (policy "review")."""
+
+    __tablename__ = "sync_conflict"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("sync_target.id", ondelete="CASCADE"), nullable=False,
+                                           index=True)
+    record_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    key: Mapped[str] = mapped_column(String(40), nullable=False)
+    field: Mapped[str] = mapped_column(String(40), nullable=False)
+    base: Mapped[str | None] = mapped_column(Text)
+    app_value: Mapped[str | None] = mapped_column(Text)
+    sheet_value: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    resolution: Mapped[str | None] = mapped_column(String(8))
+
+    target = relationship("SyncTarget")
