@@ -35,6 +35,10 @@ from app.models import (  # noqa: E402
     RecoveryCode,
     RoleDataScope,
     StepUpGrant,
+    SyncConflict,
+    SyncRow,
+    SyncRun,
+    SyncTarget,
     TotpCredential,
     TransferJob,
     TransferSchedule,
@@ -104,7 +108,8 @@ def _clean_data(app: Any) -> Any:
     yield
     with app.app_context():
         db.session.rollback()
-        for model in (TransferJob, TransferSchedule, ImportMapping, CustomerAlias,
+        for model in (SyncConflict, SyncRow, SyncRun, SyncTarget,
+                      TransferJob, TransferSchedule, ImportMapping, CustomerAlias,
                       CustomerStatusChange, FollowUp, Customer, AuditLog, CodeSequence,
                       TotpCredential, RecoveryCode, StepUpGrant):
             db.session.execute(delete(model))

@@ -1,0 +1,291 @@
+"""Where the sheet lives: a local .xlsx file (the default) or a Google Sheet.
+
+A backend reads the whole worksheet once and applies one ``SheetWrite``: cells to
+rewrite, rows to append and rows to delete. The xlsx backend keeps the other sheets
+and formatting, writes a temp file and renames it, and refuses when the file changed
+since it was read. The Google backend spends one values read, at most one structural
+``batchUpdate`` (delete rows bottom-up, grow the grid) and one ``values:batchUpdate``
+(RAW, so ``=...`` stays text) per run, retrying 429/5xx/timeouts a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from openpyxl import load_workbook
+from openpyxl.cell.cell import TYPE_STRING
+from python_calamine import CalamineWorkbook
+
+from sync.fields import cell_text
+
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+class SheetChanged(Exception):
+    """The sheet changed between our read and our write: nothing was written."""
+
+
+class SheetUnavailable(Exception):
+    """The sheet could not be reached or read (after retries); the message says why."""
+
+
+@dataclass
+class SheetData:
+    headers: list[str]
+    rows: list[list[str]]  # data rows (sheet row = index + 2), padded to the header width
+    token: Any = None
+    modified_at: datetime | None = None
+
+
+@dataclass
+class SheetWrite:
+    cells: dict[tuple[int, int], Any] = field(default_factory=dict)  # (data row, column) -> value
+    append: list[list[Any]] = field(default_factory=list)
+    delete: list[int] = field(default_factory=list)  # data rows to remove
+    headers: dict[int, str] = field(default_factory=dict)  # new header cells (e.g. the status column)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.cells or self.append or self.delete or self.headers)
+
+
+def _rows_as_text(raw: list[list[Any]]) -> SheetData:
+    headers = [cell_text(v) for v in raw[0]] if raw else []
+    while headers and not headers[-1]:
+        headers.pop()
+    width = len(headers)
+    rows = [[cell_text(v) for v in row[:width]] + [""] * (width - len(row[:width])) for row in raw[1:]]
+    return SheetData(headers, rows)
+
+
+class XlsxBackend:
+    def __init__(self, path: str | Path, worksheet: str) -> None:
+        self.path, self.worksheet = Path(path), worksheet
+        self.calls: Counter = Counter()
+
+    def _fingerprint(self) -> tuple[int, int, str]:
+        data = self.path.read_bytes()
+        stat = self.path.stat()
+        return stat.st_mtime_ns, stat.st_size, hashlib.sha256(data).hexdigest()
+
+    def read(self) -> SheetData:
+        if not self.path.exists():
+            raise SheetUnavailable(str(_l("The file %(path)s does not exist.", path=str(self.path))))
+        self.calls["read"] += 1
+        token = self._fingerprint()
+        try:
+            book = CalamineWorkbook.from_path(str(self.path))
+            if self.worksheet not in book.sheet_names:
+                raise SheetUnavailable(str(_l("The workbook has no sheet named %(sheet)s.", sheet=self.worksheet)))
+            raw = book.get_sheet_by_name(self.worksheet).to_python(skip_empty_area=False)
+        except SheetUnavailable:
+            raise
+        except Exception as exc:
+            raise SheetUnavailable(str(_l("The file is not a readable workbook (%(why)s).", why=str(exc)[:120]))) \
+                from None
+        data = _rows_as_text(raw)
+        data.token = token
+        data.modified_at = datetime.fromtimestamp(token[0] / 1e9)
+        return data
+
+    def write(self, change: SheetWrite, token: Any) -> None:
+        if change.empty:
+            return
+        if self._fingerprint() != token:
+            raise SheetChanged(str(_l("%(path)s changed while the sync ran; nothing was written, the next run "
+                                      "will take the new version.", path=self.path.name)))
+        book = load_workbook(self.path)
+        sheet = book[self.worksheet]
+        for column, text in change.headers.items():
+            sheet.cell(row=1, column=column + 1, value=text)
+        for (row, column), value in change.cells.items():
+            _set(sheet.cell(row=row + 2, column=column + 1), value)
+        for row in sorted(change.delete, reverse=True):
+            sheet.delete_rows(row + 2)
+        next_row = _last_row(sheet) + 1
+        for offset, values in enumerate(change.append):
+            for column, value in enumerate(values):
+                _set(sheet.cell(row=next_row + offset, column=column + 1), value)
+        handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}-", suffix=".xlsx")
+        os.close(handle)
+        try:
+            book.save(temp)
+            if self._fingerprint() != token:  # someone saved while we built the new file
+                raise SheetChanged(str(_l("%(path)s changed while the sync ran; nothing was written.",
+                                          path=self.path.name)))
+            os.replace(temp, self.path)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        self.calls["write"] += 1
+
+
+def _last_row(sheet: Any) -> int:
+    for row in range(sheet.max_row, 1, -1):
+        if any(cell.value not in (None, "") for cell in sheet[row]):
+            return row
+    return 1
+
+
+def _set(cell: Any, value: Any) -> None:
+    """Dates as real dates; text that looks like a formula stays text."""
+    if isinstance(value, (date, datetime)):
+        cell.value = value
+        cell.number_format = "yyyy-mm-dd" if not isinstance(value, datetime) else "yyyy-mm-dd hh:mm"
+        return
+    cell.value = value if value != "" else None
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        cell.data_type = TYPE_STRING
+
+
+# --- Google Sheets --------------------------------------------------------------------
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay, self.base_delay * 2 ** attempt) * (0.5 + random.random() / 2)
+
+
+_RETRYABLE = {429, 500, 502, 503, 504}
+_GRID = re.compile(r"!([A-Z]+)(\d+):([A-Z]+)(\d+)$")
+
+
+def _column_letters(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+class GoogleSheetsBackend:
+    """The real gspread client; its HTTP session is given (tests pass the emulator's)."""
+
+    def __init__(self, client: Any, key: str, worksheet: str, sheet_id: int | None = None,
+                 retry: RetryPolicy | None = None) -> None:
+        self.client, self.key, self.worksheet = client, _key_from(key), worksheet
+        self.sheet_id, self.retry = sheet_id, retry or RetryPolicy()
+        self.calls: Counter = Counter()
+        self.grid_rows = self.data_rows = 0
+
+    def _call(self, kind: str, func: Callable[[], Any], idempotent: bool = True) -> Any:
+        import gspread
+        import requests
+
+        for attempt in range(self.retry.attempts):
+            self.calls[kind] += 1
+            try:
+                return func()
+            except gspread.exceptions.APIError as exc:
+                status = exc.response.status_code
+                if status == 404:
+                    raise SheetUnavailable(str(_l("The Google Sheet was not found or is not shared with the "
+                                                  "service account."))) from None
+                retry = status == 429 or (idempotent and status in _RETRYABLE)
+                if not retry or attempt == self.retry.attempts - 1:
+                    raise SheetUnavailable(f"Google Sheets: {status} {exc}") from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if not idempotent or attempt == self.retry.attempts - 1:
+                    raise SheetUnavailable(f"Google Sheets: {type(exc).__name__}") from None
+            self.retry.sleep(self.retry.delay(attempt))
+        raise SheetUnavailable("Google Sheets: no attempts left")
+
+    def _quoted(self) -> str:
+        return "'" + self.worksheet.replace("'", "''") + "'"
+
+    def resolve_sheet_id(self) -> int:
+        """Worksheet id for structural requests (cached on the target after the first run)."""
+        if self.sheet_id is None:
+            meta = self._call("metadata", lambda: self.client.http_client.request(
+                "get", f"https://sheets.googleapis.com/v4/spreadsheets/{self.key}",
+                params={"fields": "sheets.properties"}).json())
+            for sheet in meta.get("sheets", []):
+                if sheet["properties"]["title"] == self.worksheet:
+                    self.sheet_id = sheet["properties"]["sheetId"]
+            if self.sheet_id is None:
+                raise SheetUnavailable(str(_l("The Google Sheet has no worksheet named %(sheet)s.",
+                                              sheet=self.worksheet)))
+        return self.sheet_id
+
+    def read(self) -> SheetData:
+        result = self._call("read", lambda: self.client.http_client.values_get(
+            self.key, self._quoted(), params={"valueRenderOption": "FORMATTED_VALUE"}))
+        grid = _GRID.search(result.get("range", ""))
+        self.grid_rows = int(grid.group(4)) if grid else 0
+        data = _rows_as_text(result.get("values", []))
+        self.data_rows = len(data.rows)
+        return data
+
+    def write(self, change: SheetWrite, token: Any) -> None:
+        if change.empty:
+            return
+        deleted = sorted(set(change.delete), reverse=True)
+        kept = self._surviving_rows(change)
+        used = 1 + self.data_rows - len(deleted)  # header + surviving data rows
+        need = used + len(change.append) - (self.grid_rows - len(deleted))
+        requests_ = [{"deleteDimension": {"range": {"sheetId": self.resolve_sheet_id(), "dimension": "ROWS",
+                                                    "startIndex": row + 1, "endIndex": row + 2}}}
+                     for row in deleted]
+        if need > 0:
+            requests_.append({"appendDimension": {"sheetId": self.resolve_sheet_id(), "dimension": "ROWS",
+                                                  "length": need}})
+        if requests_:
+            self._call("structural", lambda: self.client.http_client.batch_update(self.key, {"requests": requests_}),
+                       idempotent=False)
+        data = [{"range": f"{self._quoted()}!{_column_letters(c)}1", "values": [[text]]}
+                for c, text in change.headers.items()]
+        for (row, column), value in change.cells.items():
+            if row in kept:
+                data.append({"range": f"{self._quoted()}!{_column_letters(column)}{kept[row] + 2}",
+                             "values": [[_raw(value)]]})
+        if change.append:
+            data.append({"range": f"{self._quoted()}!A{used + 1}",
+                         "values": [[_raw(v) for v in row] for row in change.append]})
+        if data:
+            self._call("values_write", lambda: self.client.http_client.values_batch_update(
+                self.key, {"valueInputOption": "RAW", "data": data}))
+
+    @staticmethod
+    def _surviving_rows(change: SheetWrite) -> dict[int, int]:
+        """Data row before the deletions -> data row after them (for the values write)."""
+        gone = set(change.delete)
+        rows = sorted({row for row, _ in change.cells} | gone)
+        top = max(rows, default=-1)
+        mapping, shift = {}, 0
+        for row in range(top + 1):
+            if row in gone:
+                shift += 1
+            else:
+                mapping[row] = row - shift
+        return mapping
+
+
+def _raw(value: Any) -> Any:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value
+
+
+def _key_from(location: str) -> str:
+    """Spreadsheet key from a key or a browser URL (…/spreadsheets/d/<key>/edit)."""
+    match = re.search(r"/spreadsheets/d/([A-Za-z0-9_-]+)", location)
+    return match.group(1) if match else location.strip()

@@ -1,0 +1,94 @@
+"""What a record looks like in a sheet and back: canonical text per mapped field.
+
+Comparison happens on canonical text, so formatting noise is not a change: a phone
+typed with spaces equals the stored number, ``汽车制造`` equals ``MFG-AUTO``, an Excel
+date equals ``2024-05-01``. Mapping and aliases are the importer's
+(``app.services.importing.columns``): one rule, one place.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.org import CrmUser
+from app.security import masking
+from app.services import validation
+from app.services.dictionaries import DictionaryLookup
+from app.services.importing.columns import DATE, DATETIME, DICT, USER, ImportModel
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def cell_text(value: Any) -> str:
+    """A cell as text: integral floats lose '.0', dates become ISO, None is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="minutes") if (value.hour or value.minute) else value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+class FieldCodec:
+    """Canonical text of app values and sheet cells for one target's mapped fields."""
+
+    def __init__(self, spec: ImportModel, fields: list[str], chinese: bool, reveal_phone: bool) -> None:
+        self.spec, self.fields, self.chinese, self.reveal_phone = spec, fields, chinese, reveal_phone
+        self.kinds = {f.name: f for f in spec.fields if f.name in fields}
+        self.lookups = {name: DictionaryLookup(f.dictionary) for name, f in self.kinds.items() if f.kind == DICT}
+        self.usernames = dict(db.session.execute(select(CrmUser.id, CrmUser.username)).all())
+
+    @staticmethod
+    def for_headers(spec: ImportModel, mapping: dict[str, str], reveal_phone: bool) -> FieldCodec:
+        chinese = any(_CJK.search(header) for header in mapping)
+        return FieldCodec(spec, list(dict.fromkeys(mapping.values())), chinese, reveal_phone)
+
+    def app_values(self, record: Any) -> dict[str, str]:
+        return {name: self.app_text(record, name) for name in self.fields}
+
+    def app_text(self, record: Any, name: str) -> str:
+        spec = self.kinds[name]
+        if spec.kind == DICT:
+            entry = getattr(record, name)
+            return entry.code if entry is not None else ""
+        if spec.kind == USER:
+            return self.usernames.get(getattr(record, f"{name}_id"), "")
+        value = getattr(record, name)
+        if name == "contact_phone" and not self.reveal_phone:
+            return masking.mask_phone(value)
+        return cell_text(value)
+
+    def sheet_text(self, name: str, cell: Any) -> str:
+        """Canonical text of a sheet cell; unparseable input stays as typed (validation reports it)."""
+        text = cell_text(cell)
+        spec = self.kinds[name]
+        if not text:
+            return ""
+        try:
+            if spec.kind == DICT:
+                return self.lookups[name].find(text).code
+            if spec.kind in (DATE, DATETIME):
+                return cell_text(validation.parse_date(cell) if spec.kind == DATE else validation.parse_datetime(cell))
+            if name == "contact_phone" and masking.MASK not in text:  # a masked echo stays as shown
+                return validation.normalize_phone(text)
+        except ValueError:
+            return text
+        return text
+
+    def display(self, name: str, canonical: str) -> Any:
+        """What the sheet shows for a canonical value (labels in the sheet's language, real dates)."""
+        spec = self.kinds[name]
+        if spec.kind == DICT and canonical:
+            entry = self.lookups[name].find(canonical)
+            return entry.label_zh if self.chinese else entry.label_en
+        if spec.kind == DATE and canonical:
+            return date.fromisoformat(canonical)
+        return canonical

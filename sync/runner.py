@@ -1,0 +1,415 @@
+"""One sync run: read the sheet, guard, plan the three-way merge, then write in a fixed order.
+
+Order (each step safe to interrupt; the next run converges):
+1. read the worksheet (one read) and stop on a guard before anything is written;
+2. commit the app changes (updates, creations, archives, conflicts) in one transaction;
+3. write the sheet (structural change, then values);
+4. store the new agreed snapshot (base) per row and the run log.
+Interrupted after 2, the next run finds app == sheet for what came from the sheet, app
+changes still to push, and new rows matched back to the records they created by the
+duplicate rule (never created twice). Interrupted after 3, both sides already agree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.base import acting_user_id, now
+from app.models.customers import Customer, CustomerAlias
+from app.models.org import CrmUser
+from app.models.sync import ARCHIVE, PULL, PUSH, RESTORE, SyncConflict, SyncRow, SyncRun, SyncTarget
+from app.security.data_scope import scope_cache, scope_clause
+from app.services import audit, dedup
+from app.services import customers as rules
+from app.services.errors import RuleViolation
+from app.services.importing import columns
+from sync import merge
+from sync.backends import SheetChanged, SheetData, SheetUnavailable, SheetWrite
+from sync.fields import FieldCodec
+
+STATUS_HEADER = "同步状态 / Sync status"
+SPEC = columns.CUSTOMER
+
+
+class GuardStop(Exception):
+    """The run stopped before writing anything; the message says what to fix."""
+
+
+@dataclass
+class Plan:
+    data: SheetData
+    mapping: dict[str, str]
+    key_col: int
+    status_col: int
+    updates: dict[int, dict[str, str]] = field(default_factory=dict)
+    creates: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    archives: list[int] = field(default_factory=list)
+    write: SheetWrite = field(default_factory=SheetWrite)
+    bases: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    drop_bases: list[int] = field(default_factory=list)
+    conflicts: list[tuple[int, str, merge.Conflict]] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+
+
+def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool = False,
+        started_by: Any = None) -> SyncRun:
+    """Run (or preview) one sync; never raises for sheet or guard problems: the run log says."""
+    user = db.session.get(CrmUser, target.run_as_id)
+    log = SyncRun(target_id=target.id, trigger=trigger, dry_run=dry_run, user_id=getattr(started_by, "id", None))
+    db.session.add(log)
+    db.session.commit()
+    token = acting_user_id.set(user.id)
+    try:
+        with scope_cache(), audit.audit_context(source="sync", reason=f"sync #{log.id} {target.name}"[:256]):
+            plan = _plan(target, backend, user)
+            if not dry_run:
+                _apply_app(target, plan, user)
+                backend.write(plan.write, plan.data.token)
+                _store_bases(target, plan)
+        status, message = "done", _summary(plan.counts)
+    except GuardStop as exc:
+        db.session.rollback()
+        status, message, plan = "stopped", str(exc), None
+    except (SheetChanged, SheetUnavailable) as exc:
+        db.session.rollback()
+        status, message, plan = "failed", str(exc), None
+    finally:
+        acting_user_id.reset(token)
+    return _finish(target.id, log.id, status, message, plan, backend, dry_run)
+
+
+def _finish(target_id: int, log_id: int, status: str, message: str, plan: Plan | None, backend: Any,
+            dry_run: bool) -> SyncRun:
+    log, target = db.session.get(SyncRun, log_id), db.session.get(SyncTarget, target_id)
+    log.status, log.message, log.finished_at = status, message[:4000], now()
+    log.counts = dict(plan.counts) if plan else None
+    log.api_calls = dict(getattr(backend, "calls", {}))
+    if not dry_run:
+        target.last_run_at, target.last_status, target.last_message = now(), status, message[:2000]
+    db.session.commit()
+    return log
+
+
+def _summary(counts: Counter) -> str:
+    return ", ".join(f"{name} {counts[name]}" for name in sorted(counts) if counts[name]) or str(_l("no changes"))
+
+
+# --- planning (no writes) -------------------------------------------------------------------
+
+
+def _mapping(target: SyncTarget, headers: list[str]) -> dict[str, str]:
+    if target.mapping:
+        missing = [header for header in target.mapping if header not in headers]
+        if missing:
+            raise GuardStop(str(_l("Columns missing or renamed in the sheet: %(cols)s. Rename them back or "
+                                   "change the target's mapping.", cols=", ".join(missing))))
+        return dict(target.mapping)
+    return columns.auto_map(SPEC, headers)
+
+
+def _guard(target: SyncTarget, data: SheetData, mapping: dict[str, str], key_col: int,
+           bases: dict[int, SyncRow]) -> None:
+    keys = [row[key_col].strip() for row in data.rows if row[key_col].strip()]
+    doubled = sorted({key for key in keys if keys.count(key) > 1}) if len(keys) != len(set(keys)) else []
+    if doubled:
+        raise GuardStop(str(_l("The same code appears on several rows: %(codes)s. Keep one row per code.",
+                               codes=", ".join(doubled[:10]))))
+    known = {row.key for row in bases.values()}
+    if len(known) >= 10:
+        lost = len(known - set(keys))
+        if lost * 100 > target.max_shrink_percent * len(known):
+            raise GuardStop(str(_l("%(lost)d of %(known)d synced rows are gone from the sheet (more than "
+                                   "%(pct)d %%): a sort, filter or delete by mistake? Nothing was changed.",
+                                   lost=lost, known=len(known), pct=target.max_shrink_percent)))
+
+
+def _plan(target: SyncTarget, backend: Any, user: Any) -> Plan:
+    data = backend.read()
+    mapping = _mapping(target, data.headers)
+    key_header = next((h for h, f in mapping.items() if f == "code"), None)
+    if key_header is None:
+        raise GuardStop(str(_l("The sheet needs a column for the customer code (客户编号 / Customer code).")))
+    bases = {row.record_id: row for row in db.session.scalars(select(SyncRow).where(SyncRow.target_id == target.id))}
+    key_col = data.headers.index(key_header)
+    _guard(target, data, mapping, key_col, bases)
+    status_col = data.headers.index(STATUS_HEADER) if STATUS_HEADER in data.headers else len(data.headers)
+    plan = Plan(data, mapping, key_col, status_col)
+    if status_col == len(data.headers):
+        plan.write.headers[status_col] = STATUS_HEADER
+    codec = FieldCodec.for_headers(SPEC, {h: f for h, f in mapping.items() if f != "code"},
+                                   _may(user, "can_reveal_contact"))
+    _Planner(target, plan, codec, user, bases, read_only=not _may(user, "can_write")).walk()
+    return plan
+
+
+def _may(user: Any, permission: str) -> bool:
+    """The run-as user's own permission on customers (phones in full; changes at all)."""
+    return any(p.permission.name == permission and p.view_menu.name == "Customer"
+               for role in user.roles for p in role.permissions)
+
+
+class _Planner:
+    def __init__(self, target: SyncTarget, plan: Plan, codec: FieldCodec, user: Any,
+                 bases: dict[int, SyncRow], read_only: bool = False) -> None:
+        self.target, self.plan, self.codec, self.user, self.bases = target, plan, codec, user, bases
+        records = db.session.scalars(select(Customer).where(scope_clause(user, Customer))).all()
+        self.records = {r.id: r for r in records}
+        self.by_code = {r.code: r for r in records}
+        for code, target_id in db.session.execute(select(CustomerAlias.code, CustomerAlias.customer_id)):
+            if target_id in self.records:
+                self.by_code.setdefault(code, self.records[target_id])
+        self.columns = {f: plan.data.headers.index(h) for h, f in plan.mapping.items() if f != "code"}
+        #: A run-as user who may not change customers only pushes to the sheet.
+        self.direction = PUSH if read_only else target.direction
+        self.policy = {PUSH: merge.APP_WINS, PULL: merge.SHEET_WINS}.get(self.direction, target.conflict_policy)
+        self.seen: set[int] = set()
+        self._unlisted: dedup.DuplicateIndex | None = None
+
+    def walk(self) -> None:
+        keyed = {row[self.plan.key_col].strip() for row in self.plan.data.rows}
+        unkeyed = []
+        for index, row in enumerate(self.plan.data.rows):
+            key = row[self.plan.key_col].strip()
+            if not key:
+                if any(cell.strip() for cell in row):
+                    unkeyed.append(index)
+                continue
+            self._keyed_row(index, row, key)
+        for index in unkeyed:
+            self._new_row(index, self.plan.data.rows[index], keyed)
+        self._rows_missing_from_sheet()
+        self._status_cells()
+
+    def _sheet_values(self, row: list[str]) -> dict[str, str]:
+        return {name: self.codec.sheet_text(name, row[col]) for name, col in self.columns.items()}
+
+    def _keyed_row(self, index: int, row: list[str], key: str) -> None:
+        record = self.by_code.get(key)
+        if record is None:
+            self.plan.errors[index] = str(_l("No customer %(code)s for this sync's user; the row is left "
+                                             "alone.", code=key))
+            self.plan.counts["sheet_rejected"] += 1
+            return
+        self.seen.add(record.id)
+        if record.archived_at is not None:
+            if record.id in self.bases:  # archived in the app: the row leaves the sheet
+                self.plan.write.delete.append(index)
+                self.plan.drop_bases.append(record.id)
+                self.plan.counts["sheet_removed"] += 1
+            else:
+                self.plan.errors[index] = str(_l("%(code)s is archived in the CRM.", code=key))
+            return
+        base = self.bases.get(record.id)
+        self._merge(index, record, base.base if base else None, self._sheet_values(row), record.code)
+
+    def _merge(self, index: int, record: Customer, base: dict | None, sheet: dict[str, str], key: str) -> None:
+        app = self.codec.app_values(record)
+        result = merge.merge_row(base, app, sheet, self.policy, record.changed_on, self.plan.data.modified_at)
+        if self.direction == PULL:
+            result.to_sheet.clear()
+        elif self.direction == PUSH:  # the sheet is a copy: its edits are put back
+            for name in result.to_app:
+                result.to_sheet[name] = result.agreed[name] = app[name]
+            result.to_app = {}
+        if result.to_app:
+            problem = self._check(record, result.to_app)
+            if problem:
+                self.plan.errors[index] = problem
+                self.plan.counts["app_rejected"] += 1
+                for name in result.to_app:  # not applied: the sheet's change stays pending
+                    if base and name in base:
+                        result.agreed[name] = base[name]
+                    else:
+                        result.agreed.pop(name, None)
+                result.to_app = {}
+            else:
+                self.plan.updates[record.id] = result.to_app
+                self.plan.counts["app_updated"] += 1
+        for name, value in result.to_sheet.items():
+            self.plan.write.cells[(index, self.columns[name])] = self.codec.display(name, value)
+        if result.to_sheet:
+            self.plan.counts["sheet_updated"] += 1
+        for conflict in result.conflicts:
+            self.plan.conflicts.append((record.id, key, conflict))
+        self.plan.counts["conflicts"] += len(result.conflicts)
+        self.plan.bases[record.id] = (key, result.agreed)
+
+    def _check(self, record: Customer | None, changes: dict[str, str]) -> str | None:
+        """The customer rules on the record as it would become; a readable reason or None."""
+        values = {name: getattr(record, name) if record else None for name in rules.CUSTOMER_CHECKED}
+        previous = {"contact_phone": record.contact_phone} if record else {}
+        for name, text in changes.items():
+            if name in self.codec.lookups:
+                try:
+                    values[name] = self.codec.lookups[name].find(text)
+                except ValueError as exc:
+                    return f"{self._header(name)}: {exc}"
+            elif name in values:
+                values[name] = text
+        errors = rules.check_customer(values, previous)
+        if errors:
+            return "; ".join(f"{self._header(name)}: {message}" for name, message in errors.items())
+        return None
+
+    def _header(self, name: str) -> str:
+        return next((h for h, f in self.plan.mapping.items() if f == name), name)
+
+    def _new_row(self, index: int, row: list[str], keyed: set[str]) -> None:
+        if self.direction == PUSH:
+            self.plan.errors[index] = str(_l("This sync only sends CRM data to the sheet; add customers in the CRM."))
+            return
+        sheet = self._sheet_values(row)
+        match = self._match(sheet, keyed)
+        if match is not None:  # first sync or an interrupted run: link, never duplicate
+            self.seen.add(match.id)
+            self.plan.write.cells[(index, self.plan.key_col)] = match.code
+            self._merge(index, match, None, sheet, match.code)
+            self.plan.counts["sheet_linked"] += 1
+            return
+        problem = self._check(None, sheet)
+        if problem:
+            self.plan.errors[index] = problem
+            self.plan.counts["app_rejected"] += 1
+            return
+        self.plan.creates.append((index, sheet))
+        self.plan.counts["app_created"] += 1
+
+    def _match(self, sheet: dict[str, str], keyed: set[str]) -> Customer | None:
+        """A live record not on the sheet yet that this keyless row duplicates (by the entry rule)."""
+        if self._unlisted is None:
+            self._unlisted = dedup.DuplicateIndex()
+            for record in self.records.values():
+                if record.archived_at is None and record.id not in self.seen and record.code not in keyed:
+                    self._unlisted.add(record.code, record.name, record.contact_name, record.contact_phone,
+                                       record.credit_code)
+        found = self._unlisted.match(sheet.get("name"), sheet.get("contact_name"), sheet.get("contact_phone"),
+                                     sheet.get("credit_code"))
+        record = self.by_code.get(found[0]) if found else None
+        return None if record is None or record.id in self.seen else record
+
+    def _rows_missing_from_sheet(self) -> None:
+        for record in self.records.values():
+            if record.id in self.seen or record.archived_at is not None:
+                if record.archived_at is not None and record.id in self.bases and record.id not in self.seen:
+                    self.plan.drop_bases.append(record.id)
+                continue
+            if record.id in self.bases:
+                self._deleted_in_sheet(record)
+            elif self.direction != PULL:
+                self._append(record)
+
+    def _deleted_in_sheet(self, record: Customer) -> None:
+        policy = self.target.deleted_rows
+        if policy == RESTORE and self.direction != PULL:
+            self._append(record)
+            self.plan.counts["sheet_restored"] += 1
+        elif policy == ARCHIVE and self.direction != PUSH:
+            self.plan.archives.append(record.id)
+            self.plan.drop_bases.append(record.id)
+            self.plan.counts["app_archived"] += 1
+        else:
+            base = self.bases[record.id]
+            self.plan.conflicts.append((record.id, record.code, merge.Conflict("_row", "present", "present",
+                                                                               "deleted")))
+            self.plan.counts["conflicts"] += 1
+            self.plan.bases[record.id] = (record.code, base.base)
+
+    def _append(self, record: Customer) -> None:
+        app = self.codec.app_values(record)
+        width = max(len(self.plan.data.headers), self.plan.status_col + 1)
+        row: list[Any] = [""] * width
+        row[self.plan.key_col] = record.code
+        for name, col in self.columns.items():
+            row[col] = self.codec.display(name, app[name])
+        self.plan.write.append.append(row)
+        self.plan.bases[record.id] = (record.code, app)
+        self.plan.counts["sheet_added"] += 1
+
+    def _status_cells(self) -> None:
+        col = self.plan.status_col
+        for index, row in enumerate(self.plan.data.rows):
+            message = self.plan.errors.get(index, "")
+            current = row[col] if col < len(row) else ""
+            if message != current:
+                self.plan.write.cells[(index, col)] = message
+
+
+# --- applying ------------------------------------------------------------------------------
+
+
+def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
+    """Step 2: every app change in one transaction (audited with the sync as source)."""
+    codec_lookups = {f.name: f for f in SPEC.fields}
+    for record_id, changes in plan.updates.items():
+        record = db.session.get(Customer, record_id)
+        _set_fields(record, changes, codec_lookups)
+        rules.clean_customer(record, user)
+    created = []
+    for index, values in plan.creates:
+        record = Customer()
+        _set_fields(record, values, codec_lookups)
+        rules.clean_customer(record, user)
+        db.session.add(record)
+        created.append((index, record, values))
+    may_archive_won = True
+    for record_id in plan.archives:
+        record = db.session.get(Customer, record_id)
+        try:
+            rules.archive(record, may_archive_won)
+        except RuleViolation:
+            continue
+    _store_conflicts(target, plan)
+    db.session.flush()
+    for index, record, values in created:
+        plan.write.cells[(index, plan.key_col)] = record.code
+        plan.bases[record.id] = (record.code, values)
+    db.session.commit()
+
+
+def _set_fields(record: Customer, changes: dict[str, str], specs: dict[str, Any]) -> None:
+    from app.services.dictionaries import DictionaryLookup
+
+    for name, text in changes.items():
+        spec = specs[name]
+        if spec.dictionary is not None:
+            setattr(record, name, DictionaryLookup(spec.dictionary).find(text) if text else None)
+        elif spec.kind == columns.USER:
+            if text:
+                record.owner = db.session.scalar(select(CrmUser).where(CrmUser.username == text))
+        else:
+            setattr(record, name, text or None)
+
+
+def _store_conflicts(target: SyncTarget, plan: Plan) -> None:
+    open_ = {(c.record_id, c.field): c for c in db.session.scalars(
+        select(SyncConflict).where(SyncConflict.target_id == target.id, SyncConflict.resolved_at.is_(None)))}
+    for record_id, key, conflict in plan.conflicts:
+        stored = open_.get((record_id, conflict.field))
+        if stored is None:
+            db.session.add(SyncConflict(target_id=target.id, record_id=record_id, key=key, field=conflict.field,
+                                        base=conflict.base, app_value=conflict.app, sheet_value=conflict.sheet))
+        else:
+            stored.app_value, stored.sheet_value = conflict.app, conflict.sheet
+
+
+def _store_bases(target: SyncTarget, plan: Plan) -> None:
+    """Step 4: the new agreement, only after the sheet holds it."""
+    existing = {row.record_id: row for row in db.session.scalars(select(SyncRow).where(SyncRow.target_id == target.id))}
+    stamp = now()
+    for record_id, (key, agreed) in plan.bases.items():
+        row = existing.get(record_id)
+        if row is None:
+            db.session.add(SyncRow(target_id=target.id, record_id=record_id, key=key, base=agreed, synced_at=stamp))
+        else:
+            row.key, row.base, row.synced_at = key, agreed, stamp
+    for record_id in plan.drop_bases:
+        if record_id in existing:
+            db.session.delete(existing[record_id])
+    db.session.commit()
