@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditLog, Customer, SyncConflict, SyncRun
+from app.models import AuditLog, Customer, SyncConflict
 from tests.sync.conftest import HEADERS
 
 
@@ -182,7 +182,7 @@ def test_guards_stop_before_writing(app: Any, side: Any, make_target: Any, sync:
 
 
 def test_run_as_scope(app: Any, side: Any, make_target: Any, sync: Any, make_customer: Any) -> None:
-    mine = make_customer("rep_a", name="Mine", contact_phone="13800000001")
+    make_customer("rep_a", name="Mine", contact_phone="13800000001")
     theirs = make_customer("rep_b", name="Theirs", contact_phone="13800000002")
     side.create([HEADERS])
     target = make_target(run_as="rep_a")
