@@ -5,7 +5,8 @@ rewrite, rows to append and rows to delete. The xlsx backend keeps the other she
 and formatting, writes a temp file and renames it, and refuses when the file changed
 since it was read. The Google backend spends one values read, at most one structural
 ``batchUpdate`` (delete rows bottom-up, grow the grid) and one ``values:batchUpdate``
-(RAW, so ``=...`` stays text) per run, retrying 429/5xx/timeouts a bounded number of times.
+(RAW, so ``=...`` stays text) per run, retrying 429/5xx/timeouts a bounded number of times. The worksheet's id (for
+structural requests) is read once, on a target's first run, and cached on the target.
 """
 
 from __future__ import annotations
@@ -227,6 +228,7 @@ class GoogleSheetsBackend:
         return self.sheet_id
 
     def read(self) -> SheetData:
+        self.resolve_sheet_id()  # first run only: the id is cached on the target afterwards
         result = self._call("read", lambda: self.client.http_client.values_get(
             self.key, self._quoted(), params={"valueRenderOption": "FORMATTED_VALUE"}))
         grid = _GRID.search(result.get("range", ""))
@@ -289,3 +291,18 @@ def _key_from(location: str) -> str:
     """Spreadsheet key from a key or a browser URL (…/spreadsheets/d/<key>/edit)."""
     match = re.search(r"/spreadsheets/d/([A-Za-z0-9_-]+)", location)
     return match.group(1) if match else location.strip()
+
+
+def for_target(target: Any) -> XlsxBackend | GoogleSheetsBackend:
+    """The backend a target names. Google uses the service account file from the config."""
+    if target.backend == "xlsx":
+        return XlsxBackend(target.location, target.worksheet)
+    import gspread
+    from flask import current_app
+
+    account = current_app.config.get("GOOGLE_SERVICE_ACCOUNT_FILE")
+    if not account or not Path(account).exists():
+        raise SheetUnavailable(str(_l("Set GOOGLE_SERVICE_ACCOUNT_FILE to a service-account JSON file to sync "
+                                      "with Google Sheets.")))
+    client = gspread.service_account(filename=account, http_client=gspread.http_client.HTTPClient)
+    return GoogleSheetsBackend(client, target.location, target.worksheet, target.sheet_id)

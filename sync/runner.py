@@ -93,6 +93,8 @@ def _finish(target_id: int, log_id: int, status: str, message: str, plan: Plan |
     log.api_calls = dict(getattr(backend, "calls", {}))
     if not dry_run:
         target.last_run_at, target.last_status, target.last_message = now(), status, message[:2000]
+        if getattr(backend, "sheet_id", None) is not None:  # Google's first worksheet has id 0
+            target.sheet_id = backend.sheet_id
     db.session.commit()
     return log
 

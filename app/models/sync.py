@@ -26,6 +26,8 @@ class SyncTarget(Model):
     #: xlsx: the file path; Google: the spreadsheet key or its URL.
     location: Mapped[str] = mapped_column(String(500), nullable=False)
     worksheet: Mapped[str] = mapped_column(String(100), nullable=False, default="客户")
+    #: Google: the worksheet's id, cached after the first run (saves a metadata read per run).
+    sheet_id: Mapped[int | None] = mapped_column(Integer)
     #: header -> field; empty = the importer's aliases decide.
     mapping: Mapped[dict | None] = mapped_column(JSON)
     direction: Mapped[str] = mapped_column(String(8), nullable=False, default=BOTH)

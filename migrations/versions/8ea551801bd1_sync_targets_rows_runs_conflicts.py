@@ -25,6 +25,7 @@ def upgrade():
     sa.Column('backend', sa.String(length=10), nullable=False),
     sa.Column('location', sa.String(length=500), nullable=False),
     sa.Column('worksheet', sa.String(length=100), nullable=False),
+    sa.Column('sheet_id', sa.Integer(), nullable=True),
     sa.Column('mapping', sa.JSON(), nullable=True),
     sa.Column('direction', sa.String(length=8), nullable=False),
     sa.Column('conflict_policy', sa.String(length=8), nullable=False),

@@ -58,7 +58,7 @@ class XlsxSide:
                 _set(sheet.cell(row=next_row, column=col), value)
         book.save(self.path)
 
-    def backend(self) -> XlsxBackend:
+    def backend(self, sheet_id: int | None = None) -> XlsxBackend:
         return XlsxBackend(self.path, SHEET)
 
     def writes(self, backend: Any) -> int:
@@ -91,8 +91,8 @@ class GoogleSide:
             sheet.rows = max(sheet.rows, start + 1)
             sheet.write(start, 0, [values], raw=True)
 
-    def backend(self) -> GoogleSheetsBackend:
-        return GoogleSheetsBackend(self.client, self.location, SHEET, retry=RetryPolicy(sleep=lambda s: None))
+    def backend(self, sheet_id: int | None = None) -> GoogleSheetsBackend:
+        return GoogleSheetsBackend(self.client, self.location, SHEET, sheet_id, RetryPolicy(sleep=lambda s: None))
 
     def writes(self, backend: Any) -> int:
         return backend.calls["values_write"] + backend.calls["structural"]
@@ -129,8 +129,9 @@ def sync(app: Any, side: Any) -> Any:
 
     def run(target_id: int, dry_run: bool = False, backend: Any = None) -> tuple[Any, Any]:
         with app.app_context():
-            backend = backend or side.backend()
-            log = runner.run(db.session.get(SyncTarget, target_id), backend, dry_run=dry_run)
+            target = db.session.get(SyncTarget, target_id)
+            backend = backend or side.backend(target.sheet_id)  # as for_target() builds it
+            log = runner.run(target, backend, dry_run=dry_run)
             db.session.refresh(log)
             db.session.expunge(log)
             db.session.remove()
