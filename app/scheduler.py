@@ -84,6 +84,19 @@ JOBS = [
 ]
 
 
+def register(job_id: str, name: str, func: Callable[[], Any], cron: dict) -> None:
+    """Add a job defined outside ``app`` (the sync's minute tick); it runs in an app context."""
+
+    def in_app() -> Any:
+        with _app.app_context():
+            return func()
+
+    in_app.__name__ = in_app.__qualname__ = job_id
+    globals()[job_id] = in_app  # APScheduler stores jobs by module-level reference
+    if all(job.id != job_id for job in JOBS):
+        JOBS.append(JobDefinition(job_id, name, in_app, cron))
+
+
 def _jobstore(engine: Any = None) -> SQLAlchemyJobStore:
     return SQLAlchemyJobStore(engine=engine or db.engine, tablename=JOB_TABLE)
 

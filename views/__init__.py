@@ -23,6 +23,7 @@ def register_views(appbuilder: AppBuilder) -> None:
         SensitiveActionsView,
         TotpView,
     )
+    from views.sync import SyncConflictView, SyncRunView, SyncTargetView
 
     crm = "CRM"
     appbuilder.add_view(CustomerView, "Customers", label=_l("Customers"), icon="fa-building",
@@ -48,6 +49,13 @@ def register_views(appbuilder: AppBuilder) -> None:
                         category="Organisation")
     appbuilder.add_view(TransferScheduleView, "Scheduled imports and exports", label=_l("Scheduled imports/exports"),
                         icon="fa-exchange", category="Organisation")
+
+    sync_menu = "Sync"
+    appbuilder.add_view(SyncTargetView, "Sync targets", label=_l("Sync targets"), icon="fa-refresh",
+                        category=sync_menu, category_label=_l("Sync"), category_icon="fa-exchange")
+    appbuilder.add_view(SyncRunView, "Sync runs", label=_l("Sync runs"), icon="fa-list", category=sync_menu)
+    appbuilder.add_view(SyncConflictView, "Sync conflicts", label=_l("Sync conflicts"), icon="fa-code-fork",
+                        category=sync_menu)
 
     security = "Security"
     appbuilder.add_view_no_menu(TotpView)

@@ -1,0 +1,55 @@
+"""A person settles a conflict kept for review: the CRM's value or the sheet's wins.
+
+The choice is applied to the record (audited, same rules as a form) and to the agreed
+snapshot, so the next run carries it to the other side instead of asking again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.base import now
+from app.models.customers import Customer
+from app.models.sync import SyncConflict, SyncRow
+from app.security import masking
+from app.security.data_scope import can_see
+from app.services import audit
+from app.services import customers as rules
+from app.services.errors import RuleForbidden, RuleViolation
+from app.services.importing import columns
+
+KEEP_APP, KEEP_SHEET = "app", "sheet"
+
+
+def resolve(conflict: SyncConflict, choice: str, user: Any) -> None:
+    if conflict.resolved_at is not None:
+        raise RuleViolation(str(_l("This conflict was already settled.")))
+    record = db.session.get(Customer, conflict.record_id)
+    if record is None or not can_see(user, record):
+        raise RuleForbidden(str(_l("Customer not found.")))
+    row = db.session.scalar(select(SyncRow).where(SyncRow.target_id == conflict.target_id,
+                                                  SyncRow.record_id == conflict.record_id))
+    if conflict.field != "_row":
+        if choice == KEEP_SHEET:
+            from sync.runner import _set_fields
+
+            _set_fields(record, {conflict.field: conflict.sheet_value or ""}, {f.name: f for f in columns.CUSTOMER.fields})
+            rules.clean_customer(record, user)
+        if row is not None:  # the losing side now differs from the agreement: the next run carries the winner
+            base = dict(row.base)
+            base[conflict.field] = conflict.sheet_value if choice == KEEP_APP else conflict.app_value
+            row.base = base
+    elif choice == KEEP_SHEET:  # the row was deleted on purpose: the customer is archived
+        rules.archive(record, may_delete_won=True)
+        if row is not None:
+            db.session.delete(row)
+    elif row is not None:  # keep the customer: untracked, the next run puts the row back
+        db.session.delete(row)
+    conflict.resolved_at, conflict.resolved_by_id, conflict.resolution = now(), user.id, choice
+    shown = masking.mask_phone if conflict.field == "contact_phone" else (lambda v: v)
+    audit.record("sync_conflict", record, {"target": conflict.target_id, "field": conflict.field, "kept": choice,
+                                           "app": shown(conflict.app_value), "sheet": shown(conflict.sheet_value)})

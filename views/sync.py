@@ -1,0 +1,173 @@
+"""Sync screens (admins): targets with Sync now / Preview, run history, conflicts to settle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import flash, g, redirect, request, url_for
+from flask_appbuilder import ModelView, action, expose, has_access
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _l
+from wtforms import SelectField, ValidationError
+
+from app import scheduler
+from app.extensions import db
+from app.models.sync import ARCHIVE, ASK, BOTH, GSHEETS, PULL, PUSH, RESTORE, XLSX, SyncConflict, SyncRun, SyncTarget
+from app.security import step_up
+from app.services import schedules
+from app.services.errors import RuleViolation
+from sync import backends, conflicts, merge, runner, schedule
+
+SHEET_WINS = step_up.declare("sync.sheet_wins", _l("Run a sync that lets the sheet overwrite CRM data"),
+                             _l("Sync targets: Sync now, when the policy is 'sheet wins' or the direction is "
+                                "'pull'"))
+CHOICES = {
+    "backend": [(XLSX, _l("Local .xlsx file")), (GSHEETS, _l("Google Sheet"))],
+    "direction": [(BOTH, _l("Both ways")), (PUSH, _l("CRM to sheet only")), (PULL, _l("Sheet to CRM only"))],
+    "conflict_policy": [(merge.REVIEW, _l("Keep for review")), (merge.APP_WINS, _l("CRM wins")),
+                        (merge.SHEET_WINS, _l("Sheet wins")), (merge.NEWEST, _l("Newest change wins"))],
+    "deleted_rows": [(ASK, _l("Keep for review")), (RESTORE, _l("Put the row back")),
+                     (ARCHIVE, _l("Archive the customer"))],
+}
+
+
+TARGET_LABELS = {
+    "name": _l("Name"), "backend": _l("Where"), "location": _l("File or sheet address"),
+    "worksheet": _l("Worksheet"), "direction": _l("Direction"), "conflict_policy": _l("When both changed"),
+    "deleted_rows": _l("Rows deleted in the sheet"), "run_as": _l("Run as"), "cron": _l("Schedule (cron)"),
+    "enabled": _l("Enabled"), "max_shrink_percent": _l("Stop if this % of rows vanished"),
+    "last_run_at": _l("Last run"), "last_status": _l("Last status"), "last_message": _l("Last result"),
+}
+
+
+def _check_location(form: Any, field: Any) -> None:
+    if form.backend.data == XLSX:
+        path = Path(field.data or "")
+        if not path.is_absolute() or path.suffix.lower() != ".xlsx" or not path.parent.is_dir():
+            raise ValidationError(str(_l("Give the absolute path of an .xlsx file in an existing folder.")))
+    elif not (field.data or "").strip():
+        raise ValidationError(str(_l("Give the Google Sheet's address or key.")))
+
+
+def _check_cron(form: Any, field: Any) -> None:
+    try:
+        schedules.trigger(field.data or "")
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+scheduler.register("run_sync_targets", "Spreadsheet sync targets that are due", schedule.run_due_targets,
+                   {"minute": "*"})
+
+
+def overwrites_app_data(target: SyncTarget) -> bool:
+    """Sheet wins (or pull only): a hand-started run may replace CRM values with the sheet's."""
+    return target.conflict_policy == merge.SHEET_WINS or target.direction == PULL
+
+
+class SyncTargetView(ModelView):
+    datamodel = SQLAInterface(SyncTarget)
+    class_permission_name = "SyncTarget"
+    list_title = _l("Sync targets")
+    list_columns = ["name", "backend", "location", "worksheet", "direction", "conflict_policy", "run_as",
+                    "enabled", "last_run_at", "last_status", "last_message"]
+    add_columns = ["name", "backend", "location", "worksheet", "direction", "conflict_policy", "deleted_rows",
+                   "run_as", "cron", "enabled", "max_shrink_percent"]
+    edit_columns = add_columns
+    show_columns = add_columns + ["last_run_at", "last_status", "last_message"]
+    label_columns = TARGET_LABELS
+    description_columns = {
+        "location": _l("xlsx: /path/to/customers.xlsx on the server. Google: the sheet's URL, shared with the "
+                       "service account in GOOGLE_SERVICE_ACCOUNT_FILE."),
+        "run_as": _l("The sync sees and changes only this user's customers, with their permissions."),
+        "worksheet": _l("Its first row holds the headers; a 客户编号 / Customer code column is required."),
+    }
+    add_form_extra_fields = edit_form_extra_fields = {
+        name: SelectField(TARGET_LABELS[name], choices=choices) for name, choices in CHOICES.items()
+    }
+    validators_columns = {"location": [_check_location], "cron": [_check_cron]}
+    related_views: list = []
+
+    def _run(self, target: SyncTarget, dry_run: bool) -> SyncRun:
+        try:
+            backend = backends.for_target(target)
+        except backends.SheetUnavailable as exc:
+            flash(str(exc), "danger")
+            return None
+        return runner.run(target, backend, trigger="preview" if dry_run else "manual", dry_run=dry_run,
+                          started_by=g.user)
+
+    @action("sync_now", _l("Sync now"), None, "fa-refresh", multiple=False)
+    def sync_now(self, item: Any) -> Any:
+        target = item[0] if isinstance(item, list) else item
+        if overwrites_app_data(target):
+            refusal = step_up.require(SHEET_WINS)
+            if refusal is not None:
+                return refusal
+        log = self._run(target, dry_run=False)
+        if log is not None:
+            flash(f"{target.name}: {log.status} — {log.message}", "success" if log.status == "done" else "danger")
+        return redirect(url_for("SyncRunView.list"))
+
+    @action("preview", _l("Preview"), None, "fa-eye", multiple=False)
+    def preview(self, item: Any) -> Any:
+        target = item[0] if isinstance(item, list) else item
+        log = self._run(target, dry_run=True)
+        if log is not None:
+            flash(str(_l("Preview of %(name)s (nothing written): %(status)s — %(message)s", name=target.name,
+                         status=log.status, message=log.message)), "info")
+        return redirect(url_for("SyncRunView.list"))
+
+
+class SyncRunView(ModelView):
+    datamodel = SQLAInterface(SyncRun)
+    class_permission_name = "SyncRun"
+    base_permissions = ["can_read"]
+    method_permission_name = {"list": "read", "show": "read"}
+    list_title = _l("Sync runs")
+    list_columns = ["target", "started_at", "finished_at", "trigger", "dry_run", "status", "counts", "api_calls",
+                    "message"]
+    show_columns = list_columns
+    base_order = ("id", "desc")
+    label_columns = {"target": _l("Target"), "started_at": _l("Started"), "finished_at": _l("Finished"),
+                     "trigger": _l("Started by"), "dry_run": _l("Preview"), "status": _l("Status"),
+                     "counts": _l("Counts"), "api_calls": _l("API calls"), "message": _l("Result")}
+
+
+class SyncConflictView(ModelView):
+    datamodel = SQLAInterface(SyncConflict)
+    class_permission_name = "SyncConflict"
+    base_permissions = ["can_read", "can_write"]
+    method_permission_name = {"list": "read", "show": "read", "keep_app": "write", "keep_sheet": "write",
+                              "action_post": "write"}
+    list_title = _l("Sync conflicts")
+    list_columns = ["target", "key", "field", "base", "app_value", "sheet_value", "created_at", "resolution"]
+    show_columns = list_columns + ["resolved_at"]
+    base_order = ("id", "desc")
+    label_columns = {"target": _l("Target"), "key": _l("Customer code"), "field": _l("Field"),
+                     "base": _l("Agreed before"), "app_value": _l("In the CRM"), "sheet_value": _l("In the sheet"),
+                     "created_at": _l("Found"), "resolution": _l("Kept"), "resolved_at": _l("Settled")}
+
+    def _settle(self, items: Any, choice: str) -> Any:
+        for item in items if isinstance(items, list) else [items]:
+            try:
+                conflicts.resolve(item, choice, g.user)
+                db.session.commit()
+            except RuleViolation as exc:
+                db.session.rollback()
+                flash(str(exc), "danger")
+        return redirect(request.referrer or url_for("SyncConflictView.list"))
+
+    @action("keep_app", _l("Keep the CRM value"), None, "fa-database")
+    def keep_app(self, items: Any) -> Any:
+        return self._settle(items, conflicts.KEEP_APP)
+
+    @action("keep_sheet", _l("Keep the sheet value"), None, "fa-table")
+    def keep_sheet(self, items: Any) -> Any:
+        return self._settle(items, conflicts.KEEP_SHEET)
+
+    @expose("/pending")
+    @has_access
+    def pending(self) -> Any:
+        return redirect(url_for("SyncConflictView.list", _flt_0_resolution=""))
