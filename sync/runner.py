@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from app.extensions import db
 from app.models.base import acting_user_id, now
@@ -117,7 +117,7 @@ def _mapping(target: SyncTarget, headers: list[str]) -> dict[str, str]:
 
 
 def _guard(target: SyncTarget, data: SheetData, mapping: dict[str, str], key_col: int,
-           bases: dict[int, SyncRow]) -> None:
+           bases: dict[int, Any]) -> None:
     keys = [row[key_col].strip() for row in data.rows if row[key_col].strip()]
     doubled = sorted({key for key in keys if keys.count(key) > 1}) if len(keys) != len(set(keys)) else []
     if doubled:
@@ -138,7 +138,7 @@ def _plan(target: SyncTarget, backend: Any, user: Any) -> Plan:
     key_header = next((h for h, f in mapping.items() if f == "code"), None)
     if key_header is None:
         raise GuardStop(str(_l("The sheet needs a column for the customer code (客户编号 / Customer code).")))
-    bases = {row.record_id: row for row in db.session.scalars(select(SyncRow).where(SyncRow.target_id == target.id))}
+    bases = _bases(target.id)
     key_col = data.headers.index(key_header)
     _guard(target, data, mapping, key_col, bases)
     status_col = data.headers.index(STATUS_HEADER) if STATUS_HEADER in data.headers else len(data.headers)
@@ -159,7 +159,7 @@ def _may(user: Any, permission: str) -> bool:
 
 class _Planner:
     def __init__(self, target: SyncTarget, plan: Plan, codec: FieldCodec, user: Any,
-                 bases: dict[int, SyncRow], read_only: bool = False) -> None:
+                 bases: dict[int, Any], read_only: bool = False) -> None:
         self.target, self.plan, self.codec, self.user, self.bases = target, plan, codec, user, bases
         records = db.session.scalars(select(Customer).where(scope_clause(user, Customer))).all()
         self.records = {r.id: r for r in records}
@@ -401,17 +401,32 @@ def _store_conflicts(target: SyncTarget, plan: Plan) -> None:
             stored.app_value, stored.sheet_value = conflict.app, conflict.sheet
 
 
+def _bases(target_id: int) -> dict[int, Any]:
+    """record id -> (id, record_id, key, base) of the agreed rows (plain rows: thousands of them)."""
+    table = SyncRow.__table__
+    rows = db.session.execute(select(table.c.id, table.c.record_id, table.c.key, table.c.base)
+                              .where(table.c.target_id == target_id))
+    return {row.record_id: row for row in rows}
+
+
 def _store_bases(target: SyncTarget, plan: Plan) -> None:
-    """Step 4: the new agreement, only after the sheet holds it."""
-    existing = {row.record_id: row for row in db.session.scalars(select(SyncRow).where(SyncRow.target_id == target.id))}
-    stamp = now()
+    """Step 4: the new agreement, only after the sheet holds it; unchanged rows are not rewritten."""
+    table = SyncRow.__table__
+    existing, stamp = _bases(target.id), now()
+    inserts, updates = [], []
     for record_id, (key, agreed) in plan.bases.items():
         row = existing.get(record_id)
         if row is None:
-            db.session.add(SyncRow(target_id=target.id, record_id=record_id, key=key, base=agreed, synced_at=stamp))
-        else:
-            row.key, row.base, row.synced_at = key, agreed, stamp
-    for record_id in plan.drop_bases:
-        if record_id in existing:
-            db.session.delete(existing[record_id])
+            inserts.append({"target_id": target.id, "record_id": record_id, "key": key, "base": agreed,
+                            "synced_at": stamp})
+        elif row.key != key or row.base != agreed:
+            updates.append({"row_id": row.id, "new_key": key, "new_base": agreed, "stamp": stamp})
+    if inserts:
+        db.session.execute(insert(table), inserts)
+    if updates:
+        db.session.execute(update(table).where(table.c.id == bindparam("row_id")).values(
+            key=bindparam("new_key"), base=bindparam("new_base"), synced_at=bindparam("stamp")), updates)
+    gone = [record_id for record_id in plan.drop_bases if record_id in existing]
+    if gone:
+        db.session.execute(delete(table).where(table.c.target_id == target.id, table.c.record_id.in_(gone)))
     db.session.commit()
