@@ -100,6 +100,8 @@ class Config:
     CRM_IMPORT_INLINE = _env_bool("CRM_IMPORT_INLINE", False)
     #: Exports with more rows than this are built in the background with a progress bar.
     CRM_EXPORT_BACKGROUND_ROWS = int(os.environ.get("CRM_EXPORT_BACKGROUND_ROWS", 20000))
+    #: Service-account JSON (from Google Cloud) used by Google Sheets sync targets.
+    GOOGLE_SERVICE_ACCOUNT_FILE = os.environ.get("GOOGLE_SERVICE_ACCOUNT_FILE")
     #: What a save that looks like a duplicate does: "warn" (confirm to save) or "block".
     CRM_DUPLICATES = os.environ.get("CRM_DUPLICATES", "warn")
     #: Content-Security-Policy: only our own assets. Inline scripts run only with the

@@ -74,6 +74,8 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
                 backend.write(plan.write, plan.data.token)
                 _store_bases(target, plan)
         status, message = "done", _summary(plan.counts)
+        if dry_run:
+            message = f"{message}. {_describe(plan)}"
     except GuardStop as exc:
         db.session.rollback()
         status, message, plan = "stopped", str(exc), None
@@ -101,6 +103,29 @@ def _finish(target_id: int, log_id: int, status: str, message: str, plan: Plan |
 
 def _summary(counts: Counter) -> str:
     return ", ".join(f"{name} {counts[name]}" for name in sorted(counts) if counts[name]) or str(_l("no changes"))
+
+
+def _describe(plan: Plan, limit: int = 8) -> str:
+    """What a preview would do, side by side (first few of each kind)."""
+    codes = {record_id: key for record_id, (key, _) in plan.bases.items()}
+    sheet_rows = {index: row[plan.key_col] for index, row in enumerate(plan.data.rows)}
+    parts = []
+    updates = [f"{codes.get(pk, pk)} ({', '.join(sorted(changes))})" for pk, changes in plan.updates.items()]
+    parts.append(("CRM updates", updates))
+    parts.append(("CRM creates from sheet rows", [str(index + 2) for index, _ in plan.creates]))
+    parts.append(("CRM archives", [codes.get(pk, str(pk)) for pk in plan.archives]))
+    touched = sorted({index for index, column in plan.write.cells if column != plan.status_col})
+    parts.append(("sheet rows rewritten", [sheet_rows.get(i) or str(i + 2) for i in touched]))
+    parts.append(("sheet rows added", [row[plan.key_col] for row in plan.write.append]))
+    parts.append(("sheet rows removed", [sheet_rows[i] for i in plan.write.delete]))
+    parts.append(("rejected rows", [f"{index + 2}: {why}" for index, why in sorted(plan.errors.items())]))
+    parts.append(("conflicts", [f"{key} {c.field}" for _, key, c in plan.conflicts]))
+    lines = []
+    for label, items in parts:
+        if items:
+            more = f" … +{len(items) - limit}" if len(items) > limit else ""
+            lines.append(f"{label}: {'; '.join(items[:limit])}{more}")
+    return " | ".join(lines)
 
 
 # --- planning (no writes) -------------------------------------------------------------------

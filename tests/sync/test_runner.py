@@ -210,3 +210,16 @@ def test_a_read_only_run_as_user_gets_masked_phones_and_changes_nothing(app: Any
     assert side.values()[1][1] == "Masked"  # the CRM's value is put back
     with app.app_context():
         assert db.session.query(Customer).count() == 1
+
+
+def test_preview_says_what_each_side_would_get_and_writes_nothing(app: Any, side: Any, make_target: Any,
+                                                                  sync: Any, make_customer: Any) -> None:
+    a = make_customer("rep_a", name="Acme", contact_phone="13800000001")
+    side.create([HEADERS, ["", "Sheet Co", "Wu", "13900000001", "", ""]])
+    target = make_target()
+    log, backend = sync(target, dry_run=True)
+    assert log.dry_run and log.status == "done"
+    assert "CRM creates from sheet rows: 2" in log.message and "sheet rows added" in log.message
+    assert side.writes(backend) == 0 and len(side.values()) == 2
+    with app.app_context():
+        assert db.session.query(Customer).count() == 1 and db.session.get(Customer, a).name == "Acme"
