@@ -72,6 +72,8 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
             if not dry_run:
                 _apply_app(target, plan, user)
                 backend.write(plan.write, plan.data.token)
+                if not target.mapping:  # freeze the matched headers: a later rename stops the run
+                    target.mapping = plan.mapping
                 _store_bases(target, plan)
         status, message = "done", _summary(plan.counts)
         if dry_run:

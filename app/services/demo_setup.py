@@ -61,5 +61,30 @@ def load_demo(customer_count: int = 300) -> list[tuple[str, str]]:
     departments["East"].manager = sm.find_user(username="manager")
     owners = [sm.find_user(username=u) for u in ("manager", "rep1", "rep2", "rep3")]
     build_demo_customers(db.session, owners, _dictionaries(), count=customer_count)
+    _demo_sync_target(owners[0])
     db.session.commit()
     return created
+
+
+def _demo_sync_target(manager: CrmUser) -> None:
+    """A team workbook in the instance folder with three rows typed by hand and no codes:
+    Sync > Sync targets > Sync now turns them into customers and fills the sheet."""
+    from pathlib import Path
+
+    from flask import current_app
+    from openpyxl import Workbook
+
+    from app.models.sync import SyncTarget
+
+    path = Path(current_app.instance_path) / "team-customers.xlsx"
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "客户"
+    sheet.append(["客户编号", "客户名称", "所属行业", "联系人姓名", "联系方式", "客户等级", "信息来源", "备注"])
+    sheet.append(["", "苏州工业园区精密机械有限公司", "机械设备", "周明", "0512-66778899", "重要", "展会", "表格里新加的"])
+    sheet.append(["", "杭州云栖软件有限公司", "软件开发", "陈静", "13967001234", "一般", "官网", ""])
+    sheet.append(["", "坏电话示例公司", "批发", "王五", "12345", "", "展会", "联系方式有误，同步后看状态列"])
+    book.create_sheet("说明")["A1"] = "同步只改「客户」表；这张表保持不变。"
+    book.save(path)
+    db.session.add(SyncTarget(name="团队客户表 Team sheet (demo)", backend="xlsx", location=str(path),
+                              worksheet="客户", run_as_id=manager.id, enabled=False, conflict_policy="review"))

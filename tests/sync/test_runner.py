@@ -223,3 +223,19 @@ def test_preview_says_what_each_side_would_get_and_writes_nothing(app: Any, side
     assert side.writes(backend) == 0 and len(side.values()) == 2
     with app.app_context():
         assert db.session.query(Customer).count() == 1 and db.session.get(Customer, a).name == "Acme"
+
+
+def test_first_sync_links_existing_rows_by_the_duplicate_rule_and_freezes_the_headers(
+        app: Any, side: Any, make_target: Any, sync: Any, make_customer: Any) -> None:
+    a = make_customer("rep_a", name="星河科技", contact_name="李娜", contact_phone="13800000001")
+    side.create([HEADERS, ["", "星河科技", "李娜", "138 0000 0001", "", "from the old sheet"]])
+    target = make_target()
+    log, _ = sync(target)
+    assert log.counts["sheet_linked"] == 1 and "app_created" not in log.counts
+    rows = side.values()
+    assert len(rows) == 2 and rows[1][0] == _codes(app, a)[0]  # no second row, no second customer
+    with app.app_context():
+        assert db.session.query(Customer).count() == 1
+    side.edit({(0, 5): "说明"})  # the 备注 header renamed afterwards
+    log, backend = sync(target)
+    assert log.status == "stopped" and "备注" in log.message and side.writes(backend) == 0
