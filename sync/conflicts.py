@@ -13,14 +13,12 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models.base import now
-from app.models.customers import Customer
 from app.models.sync import SyncConflict, SyncRow
 from app.security import masking
 from app.security.data_scope import can_see
 from app.services import audit
-from app.services import customers as rules
 from app.services.errors import RuleForbidden, RuleViolation
-from app.services.importing import columns
+from sync import records
 
 KEEP_APP, KEEP_SHEET = "app", "sheet"
 
@@ -28,23 +26,23 @@ KEEP_APP, KEEP_SHEET = "app", "sheet"
 def resolve(conflict: SyncConflict, choice: str, user: Any) -> None:
     if conflict.resolved_at is not None:
         raise RuleViolation(str(_l("This conflict was already settled.")))
-    record = db.session.get(Customer, conflict.record_id)
+    kind = records.KINDS[conflict.target.model]
+    record = db.session.get(kind.model, conflict.record_id)
     if record is None or not can_see(user, record):
         raise RuleForbidden(str(_l("Customer not found.")))
     row = db.session.scalar(select(SyncRow).where(SyncRow.target_id == conflict.target_id,
                                                   SyncRow.record_id == conflict.record_id))
     if conflict.field != "_row":
         if choice == KEEP_SHEET:
-            from sync.runner import _set_fields
-
-            _set_fields(record, {conflict.field: conflict.sheet_value or ""}, {f.name: f for f in columns.CUSTOMER.fields})
-            rules.clean_customer(record, user)
+            kind.save(record, {conflict.field: conflict.sheet_value or ""}, user)
         if row is not None:  # the losing side now differs from the agreement: the next run carries the winner
             base = dict(row.base)
             base[conflict.field] = conflict.sheet_value if choice == KEEP_APP else conflict.app_value
             row.base = base
-    elif choice == KEEP_SHEET:  # the row was deleted on purpose: the customer is archived
-        rules.archive(record, may_delete_won=True)
+    elif choice == KEEP_SHEET:  # the row was deleted on purpose: the record is archived
+        if not kind.can_archive:
+            raise RuleViolation(str(_l("Follow-ups are never deleted by a sync: keep the CRM value.")))
+        kind.archive(record)
         if row is not None:
             db.session.delete(row)
     elif row is not None:  # keep the customer: untracked, the next run puts the row back

@@ -19,7 +19,7 @@ from app.models.org import CrmUser
 from app.security import masking
 from app.services import validation
 from app.services.dictionaries import DictionaryLookup
-from app.services.importing.columns import DATE, DATETIME, DICT, USER, ImportModel
+from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -61,6 +61,8 @@ class FieldCodec:
             return entry.code if entry is not None else ""
         if spec.kind == USER:
             return self.usernames.get(getattr(record, f"{name}_id"), "")
+        if spec.kind == CUSTOMER:
+            return record.customer.code if record.customer is not None else ""
         value = getattr(record, name)
         if name == "contact_phone" and not self.reveal_phone:
             return masking.mask_phone(value)

@@ -21,20 +21,18 @@ from sqlalchemy import bindparam, delete, insert, select, update
 
 from app.extensions import db
 from app.models.base import acting_user_id, now
-from app.models.customers import Customer, CustomerAlias
 from app.models.org import CrmUser
 from app.models.sync import ARCHIVE, PULL, PUSH, RESTORE, SyncConflict, SyncRow, SyncRun, SyncTarget
-from app.security.data_scope import scope_cache, scope_clause
-from app.services import audit, dedup
-from app.services import customers as rules
+from app.security.data_scope import scope_cache
+from app.services import audit
 from app.services.errors import RuleViolation
 from app.services.importing import columns
 from sync import merge
 from sync.backends import SheetChanged, SheetData, SheetUnavailable, SheetWrite
 from sync.fields import FieldCodec
+from sync.records import KINDS, Records
 
 STATUS_HEADER = "同步状态 / Sync status"
-SPEC = columns.CUSTOMER
 
 
 class GuardStop(Exception):
@@ -133,14 +131,14 @@ def _describe(plan: Plan, limit: int = 8) -> str:
 # --- planning (no writes) -------------------------------------------------------------------
 
 
-def _mapping(target: SyncTarget, headers: list[str]) -> dict[str, str]:
+def _mapping(target: SyncTarget, headers: list[str], spec: Any) -> dict[str, str]:
     if target.mapping:
         missing = [header for header in target.mapping if header not in headers]
         if missing:
             raise GuardStop(str(_l("Columns missing or renamed in the sheet: %(cols)s. Rename them back or "
                                    "change the target's mapping.", cols=", ".join(missing))))
         return dict(target.mapping)
-    return columns.auto_map(SPEC, headers)
+    return columns.auto_map(spec, headers)
 
 
 def _guard(target: SyncTarget, data: SheetData, mapping: dict[str, str], key_col: int,
@@ -160,11 +158,12 @@ def _guard(target: SyncTarget, data: SheetData, mapping: dict[str, str], key_col
 
 
 def _plan(target: SyncTarget, backend: Any, user: Any) -> Plan:
+    kind = KINDS[target.model]
     data = backend.read()
-    mapping = _mapping(target, data.headers)
+    mapping = _mapping(target, data.headers, kind.spec)
     key_header = next((h for h, f in mapping.items() if f == "code"), None)
     if key_header is None:
-        raise GuardStop(str(_l("The sheet needs a column for the customer code (客户编号 / Customer code).")))
+        raise GuardStop(str(_l("The sheet needs a column for the record code (e.g. 客户编号 / Customer code).")))
     bases = _bases(target.id)
     key_col = data.headers.index(key_header)
     _guard(target, data, mapping, key_col, bases)
@@ -172,34 +171,30 @@ def _plan(target: SyncTarget, backend: Any, user: Any) -> Plan:
     plan = Plan(data, mapping, key_col, status_col)
     if status_col == len(data.headers):
         plan.write.headers[status_col] = STATUS_HEADER
-    codec = FieldCodec.for_headers(SPEC, {h: f for h, f in mapping.items() if f != "code"},
-                                   _may(user, "can_reveal_contact"))
-    _Planner(target, plan, codec, user, bases, read_only=not _may(user, "can_write")).walk()
+    codec = FieldCodec.for_headers(kind.spec, {h: f for h, f in mapping.items() if f != "code"},
+                                   _may(user, "can_reveal_contact", "Customer"))
+    _Planner(target, plan, codec, user, bases, kind, read_only=not _may(user, "can_write", kind.view)).walk()
     return plan
 
 
-def _may(user: Any, permission: str) -> bool:
-    """The run-as user's own permission on customers (phones in full; changes at all)."""
-    return any(p.permission.name == permission and p.view_menu.name == "Customer"
+def _may(user: Any, permission: str, view: str) -> bool:
+    """The run-as user's own permission (phones in full; changes at all)."""
+    return any(p.permission.name == permission and p.view_menu.name == view
                for role in user.roles for p in role.permissions)
 
 
 class _Planner:
     def __init__(self, target: SyncTarget, plan: Plan, codec: FieldCodec, user: Any,
-                 bases: dict[int, Any], read_only: bool = False) -> None:
+                 bases: dict[int, Any], kind: Records, read_only: bool = False) -> None:
         self.target, self.plan, self.codec, self.user, self.bases = target, plan, codec, user, bases
-        records = db.session.scalars(select(Customer).where(scope_clause(user, Customer))).all()
-        self.records = {r.id: r for r in records}
-        self.by_code = {r.code: r for r in records}
-        for code, target_id in db.session.execute(select(CustomerAlias.code, CustomerAlias.customer_id)):
-            if target_id in self.records:
-                self.by_code.setdefault(code, self.records[target_id])
+        self.kind = kind
+        self.records, self.by_code = kind.load(user)
         self.columns = {f: plan.data.headers.index(h) for h, f in plan.mapping.items() if f != "code"}
         #: A run-as user who may not change customers only pushes to the sheet.
         self.direction = PUSH if read_only else target.direction
         self.policy = {PUSH: merge.APP_WINS, PULL: merge.SHEET_WINS}.get(self.direction, target.conflict_policy)
         self.seen: set[int] = set()
-        self._unlisted: dedup.DuplicateIndex | None = None
+        self._unlisted: dict[Any, Any] | None = None
 
     def walk(self) -> None:
         keyed = {row[self.plan.key_col].strip() for row in self.plan.data.rows}
@@ -227,7 +222,7 @@ class _Planner:
             self.plan.counts["sheet_rejected"] += 1
             return
         self.seen.add(record.id)
-        if record.archived_at is not None:
+        if self.kind.archived(record):
             if record.id in self.bases:  # archived in the app: the row leaves the sheet
                 self.plan.write.delete.append(index)
                 self.plan.drop_bases.append(record.id)
@@ -238,7 +233,7 @@ class _Planner:
         base = self.bases.get(record.id)
         self._merge(index, record, base.base if base else None, self._sheet_values(row), record.code)
 
-    def _merge(self, index: int, record: Customer, base: dict | None, sheet: dict[str, str], key: str) -> None:
+    def _merge(self, index: int, record: Any, base: dict | None, sheet: dict[str, str], key: str) -> None:
         app = self.codec.app_values(record)
         result = merge.merge_row(base, app, sheet, self.policy, record.changed_on, self.plan.data.modified_at)
         if self.direction == PULL:
@@ -270,19 +265,9 @@ class _Planner:
         self.plan.counts["conflicts"] += len(result.conflicts)
         self.plan.bases[record.id] = (key, result.agreed)
 
-    def _check(self, record: Customer | None, changes: dict[str, str]) -> str | None:
-        """The customer rules on the record as it would become; a readable reason or None."""
-        values = {name: getattr(record, name) if record else None for name in rules.CUSTOMER_CHECKED}
-        previous = {"contact_phone": record.contact_phone} if record else {}
-        for name, text in changes.items():
-            if name in self.codec.lookups:
-                try:
-                    values[name] = self.codec.lookups[name].find(text)
-                except ValueError as exc:
-                    return f"{self._header(name)}: {exc}"
-            elif name in values:
-                values[name] = text
-        errors = rules.check_customer(values, previous)
+    def _check(self, record: Any, changes: dict[str, str]) -> str | None:
+        """The model's rules on the record as it would become; a readable reason or None."""
+        errors = self.kind.check(record, changes, self.user)
         if errors:
             return "; ".join(f"{self._header(name)}: {message}" for name, message in errors.items())
         return None
@@ -310,23 +295,23 @@ class _Planner:
         self.plan.creates.append((index, sheet))
         self.plan.counts["app_created"] += 1
 
-    def _match(self, sheet: dict[str, str], keyed: set[str]) -> Customer | None:
-        """A live record not on the sheet yet that this keyless row duplicates (by the entry rule)."""
+    def _match(self, sheet: dict[str, str], keyed: set[str]) -> Any:
+        """A live record not on the sheet yet that this keyless row is (customers: the duplicate rule)."""
         if self._unlisted is None:
-            self._unlisted = dedup.DuplicateIndex()
+            self._unlisted = {}
             for record in self.records.values():
-                if record.archived_at is None and record.id not in self.seen and record.code not in keyed:
-                    self._unlisted.add(record.code, record.name, record.contact_name, record.contact_phone,
-                                       record.credit_code)
-        found = self._unlisted.match(sheet.get("name"), sheet.get("contact_name"), sheet.get("contact_phone"),
-                                     sheet.get("credit_code"))
-        record = self.by_code.get(found[0]) if found else None
+                if not self.kind.archived(record) and record.id not in self.seen and record.code not in keyed:
+                    identity = self.kind.record_identity(record, self.codec)
+                    if identity is not None:
+                        self._unlisted.setdefault(identity, record)
+        record = self._unlisted.get(self.kind.identity(sheet))
         return None if record is None or record.id in self.seen else record
 
     def _rows_missing_from_sheet(self) -> None:
         for record in self.records.values():
-            if record.id in self.seen or record.archived_at is not None:
-                if record.archived_at is not None and record.id in self.bases and record.id not in self.seen:
+            archived = self.kind.archived(record)
+            if record.id in self.seen or archived:
+                if archived and record.id in self.bases and record.id not in self.seen:
                     self.plan.drop_bases.append(record.id)
                 continue
             if record.id in self.bases:
@@ -334,12 +319,12 @@ class _Planner:
             elif self.direction != PULL:
                 self._append(record)
 
-    def _deleted_in_sheet(self, record: Customer) -> None:
+    def _deleted_in_sheet(self, record: Any) -> None:
         policy = self.target.deleted_rows
         if policy == RESTORE and self.direction != PULL:
             self._append(record)
             self.plan.counts["sheet_restored"] += 1
-        elif policy == ARCHIVE and self.direction != PUSH:
+        elif policy == ARCHIVE and self.direction != PUSH and self.kind.can_archive:
             self.plan.archives.append(record.id)
             self.plan.drop_bases.append(record.id)
             self.plan.counts["app_archived"] += 1
@@ -350,7 +335,7 @@ class _Planner:
             self.plan.counts["conflicts"] += 1
             self.plan.bases[record.id] = (record.code, base.base)
 
-    def _append(self, record: Customer) -> None:
+    def _append(self, record: Any) -> None:
         app = self.codec.app_values(record)
         width = max(len(self.plan.data.headers), self.plan.status_col + 1)
         row: list[Any] = [""] * width
@@ -375,23 +360,13 @@ class _Planner:
 
 def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
     """Step 2: every app change in one transaction (audited with the sync as source)."""
-    codec_lookups = {f.name: f for f in SPEC.fields}
+    kind = KINDS[target.model]
     for record_id, changes in plan.updates.items():
-        record = db.session.get(Customer, record_id)
-        _set_fields(record, changes, codec_lookups)
-        rules.clean_customer(record, user)
-    created = []
-    for index, values in plan.creates:
-        record = Customer()
-        _set_fields(record, values, codec_lookups)
-        rules.clean_customer(record, user)
-        db.session.add(record)
-        created.append((index, record, values))
-    may_archive_won = True
+        kind.save(db.session.get(kind.model, record_id), changes, user)
+    created = [(index, kind.save(None, values, user), values) for index, values in plan.creates]
     for record_id in plan.archives:
-        record = db.session.get(Customer, record_id)
         try:
-            rules.archive(record, may_archive_won)
+            kind.archive(db.session.get(kind.model, record_id))
         except RuleViolation:
             continue
     _store_conflicts(target, plan)
@@ -400,20 +375,6 @@ def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
         plan.write.cells[(index, plan.key_col)] = record.code
         plan.bases[record.id] = (record.code, values)
     db.session.commit()
-
-
-def _set_fields(record: Customer, changes: dict[str, str], specs: dict[str, Any]) -> None:
-    from app.services.dictionaries import DictionaryLookup
-
-    for name, text in changes.items():
-        spec = specs[name]
-        if spec.dictionary is not None:
-            setattr(record, name, DictionaryLookup(spec.dictionary).find(text) if text else None)
-        elif spec.kind == columns.USER:
-            if text:
-                record.owner = db.session.scalar(select(CrmUser).where(CrmUser.username == text))
-        else:
-            setattr(record, name, text or None)
 
 
 def _store_conflicts(target: SyncTarget, plan: Plan) -> None:

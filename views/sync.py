@@ -23,6 +23,7 @@ SHEET_WINS = step_up.declare("sync.sheet_wins", _l("Run a sync that lets the she
                              _l("Sync targets: Sync now, when the policy is 'sheet wins' or the direction is "
                                 "'pull'"))
 CHOICES = {
+    "model": [("customer", _l("Customers")), ("follow_up", _l("Follow-ups"))],
     "backend": [(XLSX, _l("Local .xlsx file")), (GSHEETS, _l("Google Sheet"))],
     "direction": [(BOTH, _l("Both ways")), (PUSH, _l("CRM to sheet only")), (PULL, _l("Sheet to CRM only"))],
     "conflict_policy": [(merge.REVIEW, _l("Keep for review")), (merge.APP_WINS, _l("CRM wins")),
@@ -33,7 +34,7 @@ CHOICES = {
 
 
 TARGET_LABELS = {
-    "name": _l("Name"), "backend": _l("Where"), "location": _l("File or sheet address"),
+    "name": _l("Name"), "model": _l("Records"), "backend": _l("Where"), "location": _l("File or sheet address"),
     "worksheet": _l("Worksheet"), "direction": _l("Direction"), "conflict_policy": _l("When both changed"),
     "deleted_rows": _l("Rows deleted in the sheet"), "run_as": _l("Run as"), "cron": _l("Schedule (cron)"),
     "enabled": _l("Enabled"), "max_shrink_percent": _l("Stop if this % of rows vanished"),
@@ -70,9 +71,9 @@ class SyncTargetView(ModelView):
     datamodel = SQLAInterface(SyncTarget)
     class_permission_name = "SyncTarget"
     list_title = _l("Sync targets")
-    list_columns = ["name", "backend", "location", "worksheet", "direction", "conflict_policy", "run_as",
+    list_columns = ["name", "model", "backend", "location", "worksheet", "direction", "conflict_policy", "run_as",
                     "enabled", "last_run_at", "last_status", "last_message"]
-    add_columns = ["name", "backend", "location", "worksheet", "direction", "conflict_policy", "deleted_rows",
+    add_columns = ["name", "model", "backend", "location", "worksheet", "direction", "conflict_policy", "deleted_rows",
                    "run_as", "cron", "enabled", "max_shrink_percent"]
     edit_columns = add_columns
     show_columns = add_columns + ["last_run_at", "last_status", "last_message"]

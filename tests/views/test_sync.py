@@ -46,7 +46,7 @@ def test_admin_adds_a_target_and_syncs_now(app: Any, client: Any, auth: Any, mak
     with app.app_context():
         manager = user_id("manager")
     auth.login("admin")
-    form = {"name": "team", "backend": "xlsx", "location": "relative.xlsx", "worksheet": "客户", "direction": "both",
+    form = {"name": "team", "model": "customer", "backend": "xlsx", "location": "relative.xlsx", "worksheet": "客户", "direction": "both",
             "conflict_policy": "review", "deleted_rows": "review", "run_as": str(manager),
             "cron": "*/5 * * * *", "enabled": "y", "max_shrink_percent": "20"}
     assert "absolute path" in client.post("/synctargetview/add", data=form).get_data(as_text=True)

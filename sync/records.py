@@ -1,0 +1,161 @@
+"""What a target syncs: customers or follow-ups. The runner is the same for both; this
+module holds what differs (which records, their rules, how a keyless row is recognised,
+whether they can be archived)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.customers import Customer, CustomerAlias, FollowUp
+from app.models.org import CrmUser
+from app.security.data_scope import scope_clause
+from app.services import customers as rules
+from app.services import dedup, validation
+from app.services.dictionaries import DictionaryLookup
+from app.services.errors import RuleViolation
+from app.services.importing import columns
+from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
+
+
+class Records:
+    spec: ImportModel
+    model: type
+    view: str  # the permission view the run-as user needs rights on
+    can_archive = False
+
+    def load(self, user: Any) -> tuple[dict[int, Any], dict[str, Any]]:
+        """Records in the user's scope by id, and by code (merge aliases included)."""
+        records = db.session.scalars(select(self.model).where(scope_clause(user, self.model))
+                                     .order_by(self.model.id)).all()  # new sheet rows in creation order
+        return {r.id: r for r in records}, {r.code: r for r in records}
+
+    def archived(self, record: Any) -> bool:
+        return getattr(record, "archived_at", None) is not None
+
+    def check(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
+        raise NotImplementedError
+
+    def identity(self, fields: dict[str, str]) -> Any:
+        """What recognises a keyless sheet row as an existing record (None: cannot tell)."""
+        raise NotImplementedError
+
+    def record_identity(self, record: Any, codec: Any) -> Any:
+        return self.identity(codec.app_values(record))
+
+    def save(self, record: Any | None, changes: dict[str, str], user: Any) -> Any:
+        """Apply ``changes`` (canonical text) to a record, or a new one, under the model's rules."""
+        record = record if record is not None else self.model()
+        set_fields(record, changes, self.spec)
+        self.clean(record, user)
+        if record not in db.session:
+            db.session.add(record)
+        return record
+
+    def clean(self, record: Any, user: Any) -> None:
+        raise NotImplementedError
+
+    def archive(self, record: Any) -> None:
+        raise RuleViolation("not archivable")
+
+
+class CustomerRecords(Records):
+    spec, model, view, can_archive = columns.CUSTOMER, Customer, "Customer", True
+
+    def load(self, user: Any) -> tuple[dict[int, Any], dict[str, Any]]:
+        by_id, by_code = super().load(user)
+        for code, target_id in db.session.execute(select(CustomerAlias.code, CustomerAlias.customer_id)):
+            if target_id in by_id:
+                by_code.setdefault(code, by_id[target_id])
+        return by_id, by_code
+
+    def check(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
+        values = {name: getattr(record, name) if record else None for name in rules.CUSTOMER_CHECKED}
+        for name, text in changes.items():
+            spec = _field(self.spec, name)
+            if spec.kind == DICT:
+                try:
+                    values[name] = DictionaryLookup(spec.dictionary).find(text)
+                except ValueError as exc:
+                    return {name: str(exc)}
+            elif name in values:
+                values[name] = text
+        return rules.check_customer(values, {"contact_phone": record.contact_phone} if record else {})
+
+    def identity(self, fields: dict[str, str]) -> Any:
+        key = dedup.entry_key(fields.get("name"), fields.get("contact_name"), fields.get("contact_phone"))
+        return key or (("credit", fields["credit_code"]) if fields.get("credit_code") else None)
+
+    def record_identity(self, record: Any, codec: Any) -> Any:
+        return self.identity({"name": record.name, "contact_name": record.contact_name,
+                              "contact_phone": record.contact_phone, "credit_code": record.credit_code})
+
+    def clean(self, record: Any, user: Any) -> None:
+        rules.clean_customer(record, user)
+
+    def archive(self, record: Any) -> None:
+        rules.archive(record, may_delete_won=True)
+
+
+class FollowUpRecords(Records):
+    spec, model, view = columns.FOLLOW_UP, FollowUp, "FollowUp"
+
+    def check(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
+        errors = {}
+        for name, text in changes.items():
+            spec = _field(self.spec, name)
+            try:
+                if spec.kind == DICT and text:
+                    DictionaryLookup(spec.dictionary).find(text)
+                elif spec.kind in (DATE, DATETIME):
+                    validation.parse_datetime(text)
+                elif name == "content":
+                    validation.require_text(text, 10000)
+                elif spec.kind == CUSTOMER and text and not self._visible_customer(text, user):
+                    raise ValueError(_l("No customer %(code)s in your data scope.", code=text))
+            except ValueError as exc:
+                errors[name] = str(exc)
+        if record is None and not changes.get("customer"):
+            errors["customer"] = str(_l("A customer is required."))
+        return errors
+
+    @staticmethod
+    def _visible_customer(code: str, user: Any) -> bool:
+        return db.session.scalar(select(Customer.id).where(
+            Customer.code == code, Customer.archived_at.is_(None), scope_clause(user, Customer))) is not None
+
+    def identity(self, fields: dict[str, str]) -> Any:
+        key = (fields.get("customer"), fields.get("followed_at"), (fields.get("content") or "").strip())
+        return key if all(key) else None
+
+    def clean(self, record: Any, user: Any) -> None:
+        rules.clean_follow_up(record, user)
+
+
+KINDS: dict[str, Records] = {"customer": CustomerRecords(), "follow_up": FollowUpRecords()}
+
+
+def _field(spec: ImportModel, name: str) -> Any:
+    return next(f for f in spec.fields if f.name == name)
+
+
+def set_fields(record: Any, changes: dict[str, str], spec: ImportModel) -> None:
+    """Canonical text back onto a record: dictionary codes, usernames, customer codes, dates."""
+    for name, text in changes.items():
+        field = _field(spec, name)
+        if field.kind == DICT:
+            setattr(record, name, DictionaryLookup(field.dictionary).find(text) if text else None)
+        elif field.kind == USER:
+            if text:
+                record.owner = db.session.scalar(select(CrmUser).where(CrmUser.username == text))
+        elif field.kind == CUSTOMER:
+            record.customer_id = db.session.scalar(select(Customer.id).where(Customer.code == text)) if text else None
+        elif field.kind == DATETIME:
+            setattr(record, name, validation.parse_datetime(text) if text else getattr(record, name))
+        elif field.kind == DATE:
+            setattr(record, name, validation.parse_date(text))
+        else:
+            setattr(record, name, text or None)
