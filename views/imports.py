@@ -112,8 +112,9 @@ class ImportView(BaseView):
 
     def _start_dry_run(self, job: TransferJob, spec: columns.ImportModel, table: reading.Table) -> Any:
         form = request.form
+        names = {f.name for f in spec.fields}
         mapping = {header: form.get(f"map_{index}") for index, header in enumerate(table.headers)
-                   if form.get(f"map_{index}")}
+                   if form.get(f"map_{index}") in names}
         chosen = list(mapping.values())
         doubled = {name for name in chosen if chosen.count(name) > 1}
         missing = columns.missing_required(spec, mapping)

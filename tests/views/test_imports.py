@@ -178,3 +178,20 @@ def test_import_runs_in_the_background_and_reports_progress(app: Any, client: An
         app.config["CRM_IMPORT_INLINE"] = True
     with app.app_context():
         assert db.session.query(Customer).filter(Customer.name.like("Background %")).count() == 300
+
+
+def test_odd_files_do_not_break_the_flow(app: Any, client: Any, auth: Any, tmp_path: Path) -> None:
+    auth.login("rep_a")
+    headers_only = write_xlsx(tmp_path / "h.xlsx", {"s": [["客户名称", "联系方式", "客户名称"]]})
+    job_id = _job_id(_upload(client, headers_only))
+    page = client.get(f"/imports/{job_id}/mapping").get_data(as_text=True)
+    assert "客户名称 (2)" in page  # duplicate headers stay separate columns
+    response = client.post(f"/imports/{job_id}/mapping", data={"map_0": "name", "map_1": "contact_phone",
+                                                               "map_2": "no_such_field", "mode": "create",
+                                                               "key": "code"})
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "0 rows read" in page and "disabled" in page
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    response = client.get(f"/imports/{_job_id(_upload(client, empty))}/mapping", follow_redirects=True)
+    assert "The file is empty" in response.get_data(as_text=True)

@@ -111,6 +111,16 @@ def _column_letter(index: int) -> str:
     return f"({get_column_letter(index + 1)})"
 
 
+def _unique(headers: list[str]) -> list[str]:
+    """Two columns with the same header stay two columns: the second becomes 'Name (2)'."""
+    seen: dict[str, int] = {}
+    result = []
+    for header in headers:
+        seen[header] = seen.get(header, 0) + 1
+        result.append(header if seen[header] == 1 else f"{header} ({seen[header]})")
+    return result
+
+
 def _header_row(rows: list[list[Any]]) -> int:
     """Index of the header row: the first row with two or more filled cells.
 
@@ -139,6 +149,7 @@ def read_table(path: str | Path, sheet: str | None = None) -> Table:
         raise UnreadableFile(_l("The first rows hold no column headers."))
     # Cells under no header are kept (and shown as unmapped columns), never dropped.
     headers = [(headers[i] if i < len(headers) else "") or _column_letter(i) for i in range(width)]
+    headers = _unique(headers)
     data, lines, blank = [], [], 0
     for line, row in enumerate(rows[start + 1:], start=start + 2):
         row = list(row[:width]) + [None] * (width - len(row))
