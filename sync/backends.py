@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
+from gspread.utils import rowcol_to_a1
 from openpyxl import load_workbook
 from openpyxl.cell.cell import TYPE_STRING
 from python_calamine import CalamineWorkbook
@@ -169,15 +170,6 @@ _RETRYABLE = {429, 500, 502, 503, 504}
 _GRID = re.compile(r"!([A-Z]+)(\d+):([A-Z]+)(\d+)$")
 
 
-def _column_letters(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
-
-
 class GoogleSheetsBackend:
     """The real gspread client; its HTTP session is given (tests pass the emulator's)."""
 
@@ -189,6 +181,7 @@ class GoogleSheetsBackend:
         self.grid_rows = self.data_rows = 0
 
     def _call(self, kind: str, func: Callable[[], Any], idempotent: bool = True) -> Any:
+        """One API call with our own bounded, jittered retry (gspread's backoff never gives up)."""
         import gspread
         import requests
 
@@ -253,11 +246,11 @@ class GoogleSheetsBackend:
         if requests_:
             self._call("structural", lambda: self.client.http_client.batch_update(self.key, {"requests": requests_}),
                        idempotent=False)
-        data = [{"range": f"{self._quoted()}!{_column_letters(c)}1", "values": [[text]]}
+        data = [{"range": f"{self._quoted()}!{rowcol_to_a1(1, c + 1)}", "values": [[text]]}
                 for c, text in change.headers.items()]
         for (row, column), value in change.cells.items():
             if row in kept:
-                data.append({"range": f"{self._quoted()}!{_column_letters(column)}{kept[row] + 2}",
+                data.append({"range": f"{self._quoted()}!{rowcol_to_a1(kept[row] + 2, column + 1)}",
                              "values": [[_raw(value)]]})
         if change.append:
             data.append({"range": f"{self._quoted()}!A{used + 1}",
