@@ -9,7 +9,7 @@ from flask import flash, g, redirect, request, url_for
 from flask_appbuilder import ModelView, action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
-from wtforms import SelectField, ValidationError
+from wtforms import SelectField, TextAreaField, ValidationError
 
 from app import scheduler
 from app.extensions import db
@@ -17,6 +17,7 @@ from app.models.sync import ARCHIVE, ASK, BOTH, GSHEETS, PULL, PUSH, RESTORE, XL
 from app.security import step_up
 from app.services import schedules
 from app.services.errors import RuleViolation
+from app.services.importing import columns
 from sync import backends, conflicts, merge, runner, schedule
 
 SHEET_WINS = step_up.declare("sync.sheet_wins", _l("Run a sync that lets the sheet overwrite CRM data"),
@@ -62,6 +63,34 @@ scheduler.register("run_sync_targets", "Spreadsheet sync targets that are due", 
                    {"minute": "*"})
 
 
+def parse_mapping(text: str | None, model: str) -> dict[str, str]:
+    """'header = field' lines -> mapping; ``ValueError`` naming a bad line."""
+    fields = {f.name for f in columns.MODELS[model].fields}
+    mapping = {}
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        header, sep, name = line.rpartition("=")
+        if not sep or not header.strip() or name.strip() not in fields:
+            raise ValueError(str(_l("Line %(n)d: write 'header = field' with one of: %(fields)s.", n=number,
+                                    fields=", ".join(sorted(fields)))))
+        mapping[header.strip()] = name.strip()
+    if mapping and "code" not in mapping.values():
+        raise ValueError(str(_l("Map one column to code (the record code).")))
+    return mapping
+
+
+def mapping_text(mapping: dict | None) -> str:
+    return "\n".join(f"{header} = {name}" for header, name in (mapping or {}).items())
+
+
+def _check_mapping(form: Any, field: Any) -> None:
+    try:
+        parse_mapping(field.data, form.model.data if hasattr(form, "model") else "customer")
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 def overwrites_app_data(target: SyncTarget) -> bool:
     """Sheet wins (or pull only): a hand-started run may replace CRM values with the sheet's."""
     return target.conflict_policy == merge.SHEET_WINS or target.direction == PULL
@@ -73,10 +102,11 @@ class SyncTargetView(ModelView):
     list_title = _l("Sync targets")
     list_columns = ["name", "model", "backend", "location", "worksheet", "direction", "conflict_policy", "run_as",
                     "enabled", "last_run_at", "last_status", "last_message"]
-    add_columns = ["name", "model", "backend", "location", "worksheet", "direction", "conflict_policy", "deleted_rows",
-                   "run_as", "cron", "enabled", "max_shrink_percent"]
+    add_columns = ["name", "model", "backend", "location", "worksheet", "mapping_text", "direction",
+                   "conflict_policy", "deleted_rows", "run_as", "cron", "enabled", "max_shrink_percent"]
     edit_columns = add_columns
-    show_columns = add_columns + ["last_run_at", "last_status", "last_message"]
+    show_columns = [c for c in add_columns if c != "mapping_text"] + ["mapping", "last_run_at", "last_status",
+                                                                      "last_message"]
     label_columns = TARGET_LABELS
     description_columns = {
         "location": _l("xlsx: /path/to/customers.xlsx on the server. Google: the sheet's URL, shared with the "
@@ -85,9 +115,20 @@ class SyncTargetView(ModelView):
         "worksheet": _l("Its first row holds the headers; a 客户编号 / Customer code column is required."),
     }
     add_form_extra_fields = edit_form_extra_fields = {
-        name: SelectField(TARGET_LABELS[name], choices=choices) for name, choices in CHOICES.items()
+        **{name: SelectField(TARGET_LABELS[name], choices=choices) for name, choices in CHOICES.items()},
+        "mapping_text": TextAreaField(_l("Column mapping"), validators=[_check_mapping], description=_l(
+            "One 'header = field' per line, e.g. 公司 = name. Empty: the importer's aliases match the headers "
+            "on the first run and that mapping is kept (a renamed header then stops the run).")),
     }
     validators_columns = {"location": [_check_location], "cron": [_check_cron]}
+
+    def prefill_form(self, form: Any, pk: Any) -> None:
+        form.mapping_text.data = mapping_text(self.datamodel.get(pk).mapping)
+
+    def pre_add(self, item: SyncTarget) -> None:
+        item.mapping = parse_mapping(getattr(item, "mapping_text", ""), item.model) or None
+
+    pre_update = pre_add
     related_views: list = []
 
     def _run(self, target: SyncTarget, dry_run: bool) -> SyncRun:

@@ -50,14 +50,20 @@ def test_admin_adds_a_target_and_syncs_now(app: Any, client: Any, auth: Any, mak
             "conflict_policy": "review", "deleted_rows": "review", "run_as": str(manager),
             "cron": "*/5 * * * *", "enabled": "y", "max_shrink_percent": "20"}
     assert "absolute path" in client.post("/synctargetview/add", data=form).get_data(as_text=True)
+    bad_mapping = client.post("/synctargetview/add", data={**form, "location": str(path),
+                                                            "mapping_text": "公司 = nonsense"})
+    assert "header = field" in bad_mapping.get_data(as_text=True)
     assert client.post("/synctargetview/add", data={**form, "location": str(path)}).status_code == 302
     with app.app_context():
         pk = db.session.scalar(select(SyncTarget.id))
+        assert db.session.get(SyncTarget, pk).mapping is None  # aliases decide on the first run
     preview = client.post(f"/synctargetview/action/preview/{pk}", follow_redirects=True).get_data(as_text=True)
     assert "nothing written" in preview and len(_rows(path)) == 1
     page = client.post(f"/synctargetview/action/sync_now/{pk}", follow_redirects=True).get_data(as_text=True)
     assert "sheet_added 1" in page and _rows(path)[1][1] == "星河科技"
     assert "sheet_added" in client.get("/syncrunview/list/").get_data(as_text=True)
+    edit = client.get(f"/synctargetview/edit/{pk}").get_data(as_text=True)
+    assert "客户名称 = name" in edit  # the mapping the first run kept, editable
 
 
 def test_sheet_wins_sync_started_by_hand_needs_a_code(app: Any, client: Any, auth: Any, tmp_path: Path) -> None:
