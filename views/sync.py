@@ -38,7 +38,7 @@ TARGET_LABELS = {
     "name": _l("Name"), "model": _l("Records"), "backend": _l("Where"), "location": _l("File or sheet address"),
     "worksheet": _l("Worksheet"), "direction": _l("Direction"), "conflict_policy": _l("When both changed"),
     "deleted_rows": _l("Rows deleted in the sheet"), "run_as": _l("Run as"), "cron": _l("Schedule (cron)"),
-    "enabled": _l("Enabled"), "max_shrink_percent": _l("Stop if this % of rows vanished"),
+    "enabled": _l("Enabled"), "max_shrink_percent": _l("Stop if more than this percentage of the rows vanished"),
     "last_run_at": _l("Last run"), "last_status": _l("Last status"), "last_message": _l("Last result"),
 }
 
