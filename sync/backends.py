@@ -27,7 +27,7 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from gspread.utils import rowcol_to_a1
 from openpyxl import load_workbook
-from openpyxl.cell.cell import TYPE_STRING
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, TYPE_STRING
 from python_calamine import CalamineWorkbook
 
 from sync.fields import cell_text
@@ -147,6 +147,8 @@ def _set(cell: Any, value: Any) -> None:
         cell.value = value
         cell.number_format = "yyyy-mm-dd" if not isinstance(value, datetime) else "yyyy-mm-dd hh:mm"
         return
+    if isinstance(value, str):
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
     cell.value = value if value != "" else None
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         cell.data_type = TYPE_STRING

@@ -68,8 +68,9 @@ class CustomerRecords(Records):
     def load(self, user: Any) -> tuple[dict[int, Any], dict[str, Any]]:
         by_id, by_code = super().load(user)
         for code, target_id in db.session.execute(select(CustomerAlias.code, CustomerAlias.customer_id)):
-            if target_id in by_id:
-                by_code.setdefault(code, by_id[target_id])
+            own = by_code.get(code)
+            if target_id in by_id and (own is None or own.archived_at is not None):  # live codes stay their own
+                by_code[code] = by_id[target_id]
         return by_id, by_code
 
     def check(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:

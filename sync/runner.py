@@ -65,6 +65,8 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
     db.session.commit()
     token = acting_user_id.set(user.id)
     try:
+        if not user.active:
+            raise GuardStop(str(_l("The run-as user is deactivated; pick another user for this target.")))
         with scope_cache(), audit.audit_context(source="sync", reason=f"sync #{log.id} {target.name}"[:256]):
             plan = _plan(target, backend, user)
             if not dry_run:

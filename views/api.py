@@ -61,12 +61,12 @@ class CustomerApi(ScopedApi):
 
     def pre_add(self, item: Customer) -> None:
         rules.clean_customer(item, g.user)
-        rules.check_duplicates(item, confirmed=request.args.get("allow_duplicate") == "1")
+        rules.check_duplicates(item, g.user, confirmed=request.args.get("allow_duplicate") == "1")
 
     def pre_update(self, item: Customer) -> None:
         rules.check_version(item, g.submitted_version)
         rules.clean_customer(item, g.user)
-        rules.check_duplicates(item, confirmed=request.args.get("allow_duplicate") == "1")
+        rules.check_duplicates(item, g.user, confirmed=request.args.get("allow_duplicate") == "1")
 
     def delete_headless(self, pk: Any) -> Any:
         """DELETE archives the customer (never a hard delete)."""

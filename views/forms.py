@@ -15,7 +15,7 @@ from wtforms import BooleanField, HiddenField, StringField, ValidationError
 from app.extensions import db
 from app.models.customers import Customer
 from app.models.org import CrmUser
-from app.security.data_scope import can_see, scope_clause
+from app.security.data_scope import scope_clause
 from app.services import customers as customer_rules
 from app.services import dedup, validation
 from app.services.errors import RuleViolation
@@ -106,11 +106,12 @@ def duplicate_field() -> BooleanField:
         if getattr(form, "_id", None) and all(current[n] == stored(form, Customer, n) for n in names):
             return  # an edit that leaves the compared fields alone is not a new duplicate
         try:
-            dedup.refuse_duplicates(*values, exclude_id=getattr(form, "_id", None), confirmed=bool(field.data))
+            dedup.refuse_duplicates(*values, g.user, exclude_id=getattr(form, "_id", None),
+                                    confirmed=bool(field.data))
         except dedup.DuplicateFound as exc:
             links = Markup(", ").join(
                 Markup('<a href="{}">{} {}</a>').format(url_for("CustomerView.show", pk=c.id), c.code, c.name)
-                for c, _ in exc.matches if can_see(g.user, c)
+                for c, _ in exc.matches if c.code in exc.errors["duplicates"]
             )
             if links:
                 flash(Markup(_l("Possible duplicate of: %(links)s", links=links)), "warning")

@@ -154,10 +154,8 @@ class ImportView(BaseView):
     @has_access
     def commit(self, job_id: int) -> Any:
         job = self._job(job_id)
-        if job.status != PREVIEWED:
+        if job.status != PREVIEWED or not jobs.start(job, commit=True):
             flash(str(_l("Run the dry run first (or wait for it to finish).")), "warning")
-        else:
-            jobs.start(job, commit=True)
         return redirect(url_for("ImportView.job", job_id=job.id))
 
     @expose("/<int:job_id>/report")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models.base import current_user_id, now
-from app.models.customers import Customer, CustomerStatusChange, FollowUp
+from app.models.customers import Customer, CustomerAlias, CustomerStatusChange, FollowUp
 from app.models.org import CrmUser
 from app.security import masking
 from app.security.data_scope import can_see, visible_owner_ids
@@ -172,7 +172,7 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
 DUPLICATE_FIELDS = ("name", "contact_name", "contact_phone", "credit_code")
 
 
-def check_duplicates(item: Customer, confirmed: bool) -> None:
+def check_duplicates(item: Customer, user: Any, confirmed: bool) -> None:
     """The duplicate rule on save (forms and API): only when a compared field changed."""
     from app.services import dedup
 
@@ -182,7 +182,7 @@ def check_duplicates(item: Customer, confirmed: bool) -> None:
     ):
         return
     with db.session.no_autoflush:
-        dedup.refuse_duplicates(item.name, item.contact_name, item.contact_phone, item.credit_code,
+        dedup.refuse_duplicates(item.name, item.contact_name, item.contact_phone, item.credit_code, user,
                                 exclude_id=item.id, confirmed=confirmed)
 
 
@@ -276,7 +276,12 @@ def archive(customer: Customer, may_delete_won: bool) -> None:
 
 
 def restore(customer: Customer) -> None:
+    """Back from the archive; a customer merged away gets its own code back (its alias goes)."""
     customer.archived_at = None  # audited as "restore"
+    session = inspect(customer).session
+    if session is not None:
+        for alias in session.scalars(select(CustomerAlias).where(CustomerAlias.merged_from_id == customer.id)):
+            session.delete(alias)
 
 
 def _number_new_records(session: Session) -> None:

@@ -220,23 +220,32 @@ class DuplicateFound(RuleViolation):
 
     status = 409
 
-    def __init__(self, matches: list[tuple[Customer, str]], may_confirm: bool) -> None:
-        listed = ", ".join(f"{c.code} {c.name} ({RULE_LABELS[rule]})" for c, rule in matches[:5])
-        message = _l("This looks like an existing customer: %(list)s.", list=listed)
+    def __init__(self, matches: list[tuple[Customer, str]], may_confirm: bool, visible: set[int]) -> None:
+        shown = [f"{c.code} {c.name} ({RULE_LABELS[rule]})" for c, rule in matches[:5] if c.id in visible]
+        if len(shown) < len(matches[:5]):  # colleagues' customers: that one exists, not who or what
+            shown.append(str(_l("a customer outside your data scope")))
+        message = _l("This looks like an existing customer: %(list)s.", list=", ".join(shown))
         hint = _l("Tick 'Save anyway' (API: ?allow_duplicate=1) if it is a different customer.") if may_confirm \
             else _l("Duplicates are not allowed; open the existing customer instead.")
-        super().__init__({"duplicate": f"{message} {hint}", "duplicates": [c.code for c, _ in matches]})
+        super().__init__({"duplicate": f"{message} {hint}",
+                          "duplicates": [c.code for c, _ in matches if c.id in visible]})
         self.matches = matches
 
 
 def refuse_duplicates(name: str | None, contact: str | None, phone: str | None, credit_code: str | None,
-                      exclude_id: int | None = None, confirmed: bool = False) -> None:
-    """Raise ``DuplicateFound`` unless there is no match or the user confirmed (policy "warn")."""
+                      user: Any, exclude_id: int | None = None, confirmed: bool = False) -> None:
+    """Raise ``DuplicateFound`` unless there is no match or the user confirmed (policy "warn").
+
+    Every customer counts (a rep must not re-enter a colleague's customer), but only the
+    ones in the user's scope are named.
+    """
     from flask import current_app
+
+    from app.security.data_scope import can_see
 
     matches = matches_for_entry(name, contact, phone, credit_code, exclude_id)
     if not matches:
         return
     may_confirm = current_app.config.get("CRM_DUPLICATES", "warn") == "warn"
     if not (confirmed and may_confirm):
-        raise DuplicateFound(matches, may_confirm)
+        raise DuplicateFound(matches, may_confirm, {c.id for c, _ in matches if can_see(user, c)})

@@ -54,7 +54,7 @@ class DictionaryLookup:
         """Shortened labels (the manual's 展会 / 官网 / 转介绍): the one entry whose name contains them."""
         if len(key) < 2:
             return None
-        found = {id(e): e for name, e in self._index.items() if e is not _AMBIGUOUS and key in name}
+        found = {id(e): e for name, e in self._index.items() if e is not None and e is not _AMBIGUOUS and key in name}
         if len(found) > 1:
             return _AMBIGUOUS
         return next(iter(found.values()), None)
@@ -79,7 +79,7 @@ class DictionaryLookup:
             return None
         entry = self._index.get(key)
         if entry is None:
-            entry = self._index[key] = self._contained(key)
+            entry = self._contained(key)
         if entry is _AMBIGUOUS:
             raise ValueError(_l("%(value)s matches several entries; use the code.", value=str(text)))
         if entry is None:

@@ -75,6 +75,9 @@ def run(schedule: TransferSchedule) -> TransferSchedule:
     """Run one schedule now and store its outcome (last run, status, message)."""
     schedule_id = schedule.id
     try:
+        run_as = db.session.get(CrmUser, schedule.run_as_id)
+        if run_as is None or not run_as.active:
+            raise PermissionError(str(_l("The run-as user is deactivated; pick another user.")))
         message = RUNNERS[schedule.kind](schedule)
         status = DONE
     except Exception as exc:  # shown on the jobs page; the scheduler goes on
@@ -105,7 +108,7 @@ def _import_file(schedule: TransferSchedule, user: Any, path: Path) -> str:
     try:
         job = jobs.create_job(user, schedule.model, path.name, path.read_bytes(), mode=schedule.mode,
                               schedule_id=schedule.id)
-    except reading.UnreadableFile as exc:  # too large or not a table: set aside, never retried forever
+    except (reading.UnreadableFile, OSError) as exc:  # too large, not a table, unreadable: set aside
         db.session.rollback()
         _move(path, "failed")
         return f"{path.name}: {exc}"
@@ -119,7 +122,7 @@ def _import_file(schedule: TransferSchedule, user: Any, path: Path) -> str:
         job.mapping = mapping
         db.session.commit()
         job = jobs.execute(job.id, commit=True)
-    except (ValueError, reading.UnreadableFile) as exc:
+    except Exception as exc:  # whatever happens, the file leaves the folder (never imported twice)
         db.session.rollback()
         job = db.session.get(TransferJob, job_id)
         job.status, job.error, job.finished_at = FAILED, str(exc), now()

@@ -34,7 +34,10 @@ def test_api_answers_409_with_the_matches_unless_confirmed(client: Any, api: Any
     body = {"name": "Acme Ltd", "contact_name": "Zhou", "contact_phone": "13800000001"}
     response = client.post("/api/v1/customer/", json=body, headers=headers)
     assert response.status_code == 409
-    assert len(response.get_json()["message"]["duplicates"]) == 1
+    message = response.get_json()["message"]
+    # rep_b's customer counts, but rep_a is not told its code or name
+    assert message["duplicates"] == [] and "outside your data scope" in message["duplicate"]
+    assert "Acme" not in message["duplicate"]
     assert client.post("/api/v1/customer/?allow_duplicate=1", json=body, headers=headers).status_code == 201
 
 
@@ -107,7 +110,8 @@ def test_manager_reviews_and_merges_with_step_up(app: Any, client: Any, auth: An
         job = jobs.create_job(appbuilder.sm.find_user("manager"), "customer", path.name, path.read_bytes(),
                               mode="update")
         job.mapping = columns.auto_map(columns.CUSTOMER, ["客户编号", "客户名称", "联系方式", "备注"])
-        jobs.start(job, commit=True)
+        jobs.start(job, commit=False)
+        assert jobs.start(job, commit=True)
         assert db.session.get(Customer, keep).note == "from the old sheet"
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import select
 
 from app.extensions import db
@@ -74,12 +75,13 @@ class RowRejected(Exception):
 
 
 def _text(value: Any) -> str:
-    """Cell as text: integral floats lose '.0' (phones typed as numbers), never evaluated."""
+    """Cell as text: integral floats lose '.0' (phones typed as numbers), never evaluated;
+    control characters (which no spreadsheet can hold) are dropped."""
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    return ILLEGAL_CHARACTERS_RE.sub("", str(value)).strip()
 
 
 class ImportRun:
@@ -97,6 +99,7 @@ class ImportRun:
         self.result = Result()
         self.lookups: Lookups | None = None
         self.seen_codes: set[str] = set()
+        self.updated_ids: set[int] = set()
         self.unnumbered: list[tuple[dict, Any]] = []  # preview samples waiting for a code
         self.pending: list[dict[str, Any]] = []  # new customers, inserted in bulk per chunk
 
@@ -193,8 +196,8 @@ class ImportRun:
             self._remember(row, line)
             return CREATED, row
         item = existing.get(target) if target else self.spec.model()
-        if target and item is None:
-            raise RowRejected([(self._key_header(), str(_l("Record not found.")))])
+        if target:
+            self._check_loaded(item, target)
         self._apply(item, values, is_new=target is None)
         self._validate(item)
         if target is None:
@@ -207,6 +210,22 @@ class ImportRun:
             return UNCHANGED, item
         self._remember(item, line)
         return UPDATED, item
+
+    def _check_loaded(self, item: Any, target: int) -> None:
+        """The record as loaded now (it may have changed hands since the run started), once per file."""
+        if item is None:
+            raise RowRejected([(self._key_header(), str(_l("Record not found.")))])
+        if target in self.updated_ids:
+            raise RowRejected([(self._key_header(), str(_l("%(code)s appears twice in this file.", code=item.code)))],
+                              DUPLICATE)
+        customer = item if isinstance(item, Customer) else item.customer
+        if not self.lookups.in_scope(customer.owner_id):
+            raise RowRejected([(self._key_header(), str(_l(
+                "%(value)s is not in your data scope; it was not changed.", value=item.code)))])
+        if customer.archived_at is not None:
+            raise RowRejected([(self._key_header(), str(_l(
+                "%(value)s is archived; restore it before updating.", value=item.code)))])
+        self.updated_ids.add(target)
 
     def _parse(self, raw: list[Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         values, errors = {}, []
@@ -296,6 +315,9 @@ class ImportRun:
         if code in self.seen_codes:
             raise RowRejected([(self._header("code"), str(_l("%(code)s appears twice in this file.", code=code)))],
                               DUPLICATE)
+        if code in self.lookups.existing.by_code:
+            raise RowRejected([(self._header("code"), str(_l(
+                "%(value)s already exists; choose 'update' or 'upsert' to change it.", value=code)))], DUPLICATE)
         if code.startswith(_GENERATED_CODE) and code[1:].isdigit():
             raise RowRejected([(self._header("code"), str(_l(
                 "%(code)s looks like a CRM code but no such record exists; leave the cell empty "
@@ -368,7 +390,12 @@ class ImportRun:
         found = index.match(*_dedup_fields(item))
         if found:
             code, rule = found
-            where = str(_l("row %(line)s of this file", line=code[1:])) if code.startswith("#") else code
+            if code.startswith("#"):
+                where = str(_l("row %(line)s of this file", line=code[1:]))
+            else:
+                known = self.lookups.existing.by_code.get(code)
+                where = code if known and self.lookups.in_scope(known[1]) else \
+                    str(_l("a customer outside your data scope"))
             raise RowRejected([(self._header("name"), str(_l(
                 "Duplicate of %(where)s (%(rule)s).", where=where, rule=dedup_label(rule))))], DUPLICATE)
 

@@ -16,12 +16,22 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models.base import acting_user_id, now
 from app.models.org import CrmUser
-from app.models.transfers import DONE, FAILED, IMPORT, PREVIEWED, QUEUED, RUNNING, ImportMapping, TransferJob
+from app.models.transfers import (
+    DONE,
+    FAILED,
+    IMPORT,
+    PREVIEWED,
+    QUEUED,
+    RUNNING,
+    UPLOADED,
+    ImportMapping,
+    TransferJob,
+)
 from app.services import audit, background
 from app.services.importing import columns, engine, reading
 from app.services.importing.report import write_error_report
@@ -75,13 +85,23 @@ def propose_mapping(job: TransferJob) -> tuple[reading.Table, dict[str, str]]:
     return table, columns.auto_map(spec, table.headers, remembered_mapping(job.user_id, job.model))
 
 
-def start(job: TransferJob, commit: bool) -> None:
-    """Queue a dry run or the real import; returns at once unless ``CRM_IMPORT_INLINE``."""
-    job.status, job.dry_run, job.error = QUEUED, not commit, None
-    for counter in ("processed_rows", "created", "updated", "unchanged", "rejected", "duplicates"):
-        setattr(job, counter, 0)
+def start(job: TransferJob, commit: bool) -> bool:
+    """Queue a dry run or the real import; returns at once unless ``CRM_IMPORT_INLINE``.
+
+    The job is claimed with one conditional UPDATE, so a double click (two requests at
+    once) starts it once; ``False`` when it was not in a state to start.
+    """
+    allowed = [PREVIEWED] if commit else [UPLOADED, PREVIEWED, FAILED]
+    job_id = job.id
+    db.session.flush()  # the mapping and options chosen with this request
+    claimed = db.session.execute(
+        update(TransferJob).where(TransferJob.id == job_id, TransferJob.status.in_(allowed)).values(
+            status=QUEUED, dry_run=not commit, error=None, processed_rows=0, created=0, updated=0, unchanged=0,
+            rejected=0, duplicates=0)).rowcount
     db.session.commit()
-    background.submit(execute, job.id, commit)
+    if claimed:
+        background.submit(execute, job_id, commit)
+    return bool(claimed)
 
 
 def execute(job_id: int, commit: bool) -> TransferJob:
@@ -102,7 +122,12 @@ def execute(job_id: int, commit: bool) -> TransferJob:
     finally:
         acting_user_id.reset(token)
         LIVE.pop(job_id, None)
-    return _finish(job_id, result, table, commit)
+    try:
+        return _finish(job_id, result, table, commit)
+    except Exception as exc:  # e.g. the report cannot be written: the job must not stay "running"
+        log.exception("Import job %s could not be finished", job_id)
+        return _fail(job_id, str(_l("The import finished but its report could not be stored (%(error)s).",
+                                    error=type(exc).__name__)))
 
 
 def _run(job: TransferJob, user: Any, commit: bool) -> tuple[engine.Result, reading.Table]:

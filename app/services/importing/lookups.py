@@ -36,7 +36,8 @@ class Existing:
                     self.by_credit[credit].append((cid, owner, archived))
             live = {cid: (cid, owner, archived) for cid, owner, archived in self.by_code.values()}
             for code, target in db.session.execute(select(CustomerAlias.code, CustomerAlias.customer_id)):
-                if target in live:
+                own = self.by_code.get(code)
+                if target in live and (own is None or own[2]):  # a live customer keeps its own code
                     self.by_code[code] = live[target]
         else:
             rows = db.session.execute(

@@ -78,7 +78,11 @@ def _csv_rows(path: Path) -> list[list[Any]]:
     sample = text[:20000]
     first_line = sample.split("\n", 1)[0]
     delimiter = max((",", "\t", ";"), key=first_line.count)
-    return [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a long cell is data, not an error
+    try:
+        return [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
+    except csv.Error as exc:
+        raise UnreadableFile(_l("The CSV file cannot be read (%(why)s).", why=str(exc)[:120])) from None
 
 
 def _workbook_rows(path: Path, sheet: str | None) -> tuple[list[list[Any]], str]:
