@@ -81,7 +81,8 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return ILLEGAL_CHARACTERS_RE.sub("", str(value)).strip()
+    text = str(value)
+    return (text if text.isprintable() else ILLEGAL_CHARACTERS_RE.sub("", text)).strip()
 
 
 class ImportRun:
