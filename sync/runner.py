@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -33,6 +34,7 @@ from sync.fields import FieldCodec
 from sync.records import KINDS, Records
 
 STATUS_HEADER = "同步状态 / Sync status"
+STALE_CLAIM = timedelta(minutes=15)
 
 
 class GuardStop(Exception):
@@ -62,6 +64,11 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
     user = db.session.get(CrmUser, target.run_as_id)
     log = SyncRun(target_id=target.id, trigger=trigger, dry_run=dry_run, user_id=getattr(started_by, "id", None))
     db.session.add(log)
+    if not dry_run and not _claim(target.id):
+        log.status, log.finished_at = "stopped", now()
+        log.message = str(_l("Another run of this target is in progress; this one did nothing."))
+        db.session.commit()
+        return log
     db.session.commit()
     token = acting_user_id.set(user.id)
     try:
@@ -84,9 +91,34 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
     except (SheetChanged, SheetUnavailable) as exc:
         db.session.rollback()
         status, message, plan = "failed", str(exc), None
+    except BaseException:  # a crash: let the next run (which converges) take the target at once
+        db.session.rollback()
+        if not dry_run:
+            _release(target.id)
+        raise
     finally:
         acting_user_id.reset(token)
     return _finish(target.id, log.id, status, message, plan, backend, dry_run)
+
+
+def _claim(target_id: int) -> bool:
+    """Take the target for one run (a conditional UPDATE: two starters cannot both win).
+
+    A claim older than STALE_CLAIM (a process killed mid-run) can be taken over.
+    """
+    table = SyncTarget.__table__
+    stamp = now()
+    taken = db.session.execute(update(table).where(
+        table.c.id == target_id,
+        (table.c.running_since.is_(None)) | (table.c.running_since < stamp - STALE_CLAIM),
+    ).values(running_since=stamp)).rowcount
+    return taken == 1
+
+
+def _release(target_id: int) -> None:
+    table = SyncTarget.__table__
+    db.session.execute(update(table).where(table.c.id == target_id).values(running_since=None))
+    db.session.commit()
 
 
 def _finish(target_id: int, log_id: int, status: str, message: str, plan: Plan | None, backend: Any,
@@ -97,6 +129,7 @@ def _finish(target_id: int, log_id: int, status: str, message: str, plan: Plan |
     log.api_calls = dict(getattr(backend, "calls", {}))
     if not dry_run:
         target.last_run_at, target.last_status, target.last_message = now(), status, message[:2000]
+        target.running_since = None
         if getattr(backend, "sheet_id", None) is not None:  # Google's first worksheet has id 0
             target.sheet_id = backend.sheet_id
     db.session.commit()

@@ -41,6 +41,8 @@ class SyncTarget(Model):
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_status: Mapped[str | None] = mapped_column(String(12))
     last_message: Mapped[str | None] = mapped_column(Text)
+    #: Set while a run holds the target (Sync now and the schedule never run it twice at once).
+    running_since: Mapped[datetime | None] = mapped_column(DateTime)
 
     run_as = relationship("CrmUser", foreign_keys=[run_as_id])
 

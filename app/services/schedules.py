@@ -12,19 +12,19 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models.base import now
 from app.models.org import CrmUser
-from app.models.transfers import DONE, FAILED, FOLDER_IMPORT, TransferJob, TransferSchedule
+from app.models.transfers import DONE, FAILED, FOLDER_IMPORT, RUNNING, TransferJob, TransferSchedule
 from app.services.importing import columns, jobs, reading
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,23 @@ def run_due(at: datetime | None = None) -> list[str]:
     return done
 
 
+def _claim(schedule_id: int) -> bool:
+    """One run at a time per schedule (Run now and the tick): a conditional UPDATE wins once."""
+    table = TransferSchedule.__table__
+    taken = db.session.execute(update(table).where(
+        table.c.id == schedule_id,
+        (table.c.last_status.is_(None)) | (table.c.last_status != RUNNING)
+        | (table.c.last_run_at < now() - timedelta(minutes=30)),
+    ).values(last_status=RUNNING, last_run_at=now())).rowcount
+    db.session.commit()
+    return taken == 1
+
+
 def run(schedule: TransferSchedule) -> TransferSchedule:
     """Run one schedule now and store its outcome (last run, status, message)."""
     schedule_id = schedule.id
+    if not _claim(schedule_id):
+        return db.session.get(TransferSchedule, schedule_id)  # already running: this start does nothing
     try:
         run_as = db.session.get(CrmUser, schedule.run_as_id)
         if run_as is None or not run_as.active:

@@ -37,6 +37,7 @@ def upgrade():
     sa.Column('last_run_at', sa.DateTime(), nullable=True),
     sa.Column('last_status', sa.String(length=12), nullable=True),
     sa.Column('last_message', sa.Text(), nullable=True),
+    sa.Column('running_since', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['run_as_id'], ['ab_user.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')

@@ -239,3 +239,27 @@ def test_first_sync_links_existing_rows_by_the_duplicate_rule_and_freezes_the_he
     side.edit({(0, 5): "说明"})  # the 备注 header renamed afterwards
     log, backend = sync(target)
     assert log.status == "stopped" and "备注" in log.message and side.writes(backend) == 0
+
+
+def test_a_second_run_while_one_is_in_progress_does_nothing(app: Any, side: Any, make_target: Any, sync: Any,
+                                                            make_customer: Any) -> None:
+    from datetime import datetime, timedelta
+
+    from app.models import SyncTarget
+
+    make_customer("rep_a", name="Once")
+    side.create([HEADERS, ["", "Typed once", "", "13900000001", "", ""]])
+    target = make_target()
+    with app.app_context():
+        db.session.get(SyncTarget, target).running_since = datetime.now()  # the scheduler's run holds it
+        db.session.commit()
+    log, backend = sync(target)
+    assert log.status == "stopped" and "in progress" in log.message and side.writes(backend) == 0
+    with app.app_context():
+        assert db.session.query(Customer).count() == 1
+        db.session.get(SyncTarget, target).running_since = datetime.now() - timedelta(hours=1)  # a dead run
+        db.session.commit()
+    log, _ = sync(target)
+    assert log.status == "done" and log.counts["app_created"] == 1
+    with app.app_context():
+        assert db.session.get(SyncTarget, target).running_since is None

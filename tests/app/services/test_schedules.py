@@ -96,3 +96,12 @@ def test_admin_screen_refuses_a_bad_cron_and_lists_runs(app: Any, client: Any, a
     auth.logout()
     auth.login("manager")
     assert client.get("/transferscheduleview/list/").status_code in (302, 403)
+
+
+def test_a_schedule_already_running_is_not_started_twice(app: Any, ctx: Any, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_xlsx(inbox / "once.xlsx", {"s": [["客户名称", "联系方式"], ["Only once", "13812345678"]]})
+    schedule = _schedule(path=str(inbox), last_status="running", last_run_at=datetime.now())
+    assert schedules.run(schedule).last_status == "running"  # the other run holds it
+    assert (inbox / "once.xlsx").exists() and db.session.query(Customer).count() == 0
