@@ -1,0 +1,298 @@
+"""Planning a sync run: read the sheet, check the guards, and work out, row by row, what
+each side needs (the three-way merge per field, new rows, deletes, status cells).
+Nothing is written here; ``sync.runner`` applies the plan in a fixed order."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.sync import ARCHIVE, PULL, PUSH, RESTORE, SyncRow, SyncTarget
+from app.services.importing import columns
+from sync import merge
+from sync.backends import SheetData, SheetWrite
+from sync.fields import FieldCodec
+from sync.records import KINDS, Records
+
+STATUS_HEADER = "同步状态 / Sync status"
+
+
+class GuardStop(Exception):
+    """The run stopped before writing anything; the message says what to fix."""
+
+
+@dataclass
+class Plan:
+    data: SheetData
+    mapping: dict[str, str]
+    key_col: int
+    status_col: int
+    updates: dict[int, dict[str, str]] = field(default_factory=dict)
+    creates: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    archives: list[int] = field(default_factory=list)
+    write: SheetWrite = field(default_factory=SheetWrite)
+    bases: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    drop_bases: list[int] = field(default_factory=list)
+    conflicts: list[tuple[int, str, merge.Conflict]] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+
+
+def describe(plan: Plan, limit: int = 8) -> str:
+    """What a preview would do, side by side (first few of each kind)."""
+    codes = {record_id: key for record_id, (key, _) in plan.bases.items()}
+    sheet_rows = {index: row[plan.key_col] for index, row in enumerate(plan.data.rows)}
+    parts = []
+    updates = [f"{codes.get(pk, pk)} ({', '.join(sorted(changes))})" for pk, changes in plan.updates.items()]
+    parts.append(("CRM updates", updates))
+    parts.append(("CRM creates from sheet rows", [str(index + 2) for index, _ in plan.creates]))
+    parts.append(("CRM archives", [codes.get(pk, str(pk)) for pk in plan.archives]))
+    touched = sorted({index for index, column in plan.write.cells if column != plan.status_col})
+    parts.append(("sheet rows rewritten", [sheet_rows.get(i) or str(i + 2) for i in touched]))
+    parts.append(("sheet rows added", [row[plan.key_col] for row in plan.write.append]))
+    parts.append(("sheet rows removed", [sheet_rows[i] for i in plan.write.delete]))
+    parts.append(("rejected rows", [f"{index + 2}: {why}" for index, why in sorted(plan.errors.items())]))
+    parts.append(("conflicts", [f"{key} {c.field}" for _, key, c in plan.conflicts]))
+    lines = []
+    for label, items in parts:
+        if items:
+            more = f" … +{len(items) - limit}" if len(items) > limit else ""
+            lines.append(f"{label}: {'; '.join(items[:limit])}{more}")
+    return " | ".join(lines)
+
+
+def _mapping(target: SyncTarget, headers: list[str], spec: Any) -> dict[str, str]:
+    if target.mapping:
+        missing = [header for header in target.mapping if header not in headers]
+        if missing:
+            raise GuardStop(str(_l("Columns missing or renamed in the sheet: %(cols)s. Rename them back or "
+                                   "change the target's mapping.", cols=", ".join(missing))))
+        return dict(target.mapping)
+    return columns.auto_map(spec, headers)
+
+
+def _guard(target: SyncTarget, data: SheetData, mapping: dict[str, str], key_col: int,
+           bases: dict[int, Any]) -> None:
+    keys = [row[key_col].strip() for row in data.rows if row[key_col].strip()]
+    doubled = sorted({key for key in keys if keys.count(key) > 1}) if len(keys) != len(set(keys)) else []
+    if doubled:
+        raise GuardStop(str(_l("The same code appears on several rows: %(codes)s. Keep one row per code.",
+                               codes=", ".join(doubled[:10]))))
+    known = {row.key for row in bases.values()}
+    if len(known) >= 10:
+        lost = len(known - set(keys))
+        if lost * 100 > target.max_shrink_percent * len(known):
+            raise GuardStop(str(_l("%(lost)d of %(known)d synced rows are gone from the sheet (more than "
+                                   "%(pct)d %%): a sort, filter or delete by mistake? Nothing was changed.",
+                                   lost=lost, known=len(known), pct=target.max_shrink_percent)))
+
+
+def build_plan(target: SyncTarget, backend: Any, user: Any) -> Plan:
+    kind = KINDS[target.model]
+    data = backend.read()
+    mapping = _mapping(target, data.headers, kind.spec)
+    key_header = next((h for h, f in mapping.items() if f == "code"), None)
+    if key_header is None:
+        raise GuardStop(str(_l("The sheet needs a column for the record code (e.g. 客户编号 / Customer code).")))
+    bases = agreed_rows(target.id)
+    key_col = data.headers.index(key_header)
+    _guard(target, data, mapping, key_col, bases)
+    status_col = data.headers.index(STATUS_HEADER) if STATUS_HEADER in data.headers else len(data.headers)
+    plan = Plan(data, mapping, key_col, status_col)
+    if status_col == len(data.headers):
+        plan.write.headers[status_col] = STATUS_HEADER
+    codec = FieldCodec.for_headers(kind.spec, {h: f for h, f in mapping.items() if f != "code"},
+                                   _may(user, "can_reveal_contact", "Customer"))
+    _Planner(target, plan, codec, user, bases, kind, read_only=not _may(user, "can_write", kind.view)).walk()
+    return plan
+
+
+def _may(user: Any, permission: str, view: str) -> bool:
+    """The run-as user's own permission (phones in full; changes at all)."""
+    return any(p.permission.name == permission and p.view_menu.name == view
+               for role in user.roles for p in role.permissions)
+
+
+class _Planner:
+    def __init__(self, target: SyncTarget, plan: Plan, codec: FieldCodec, user: Any,
+                 bases: dict[int, Any], kind: Records, read_only: bool = False) -> None:
+        self.target, self.plan, self.codec, self.user, self.bases = target, plan, codec, user, bases
+        self.kind = kind
+        self.records, self.by_code = kind.load(user)
+        self.columns = {f: plan.data.headers.index(h) for h, f in plan.mapping.items() if f != "code"}
+        #: A run-as user who may not change customers only pushes to the sheet.
+        self.direction = PUSH if read_only else target.direction
+        self.policy = {PUSH: merge.APP_WINS, PULL: merge.SHEET_WINS}.get(self.direction, target.conflict_policy)
+        self.seen: set[int] = set()
+        self._unlisted: dict[Any, Any] | None = None
+
+    def walk(self) -> None:
+        keyed = {row[self.plan.key_col].strip() for row in self.plan.data.rows}
+        unkeyed = []
+        for index, row in enumerate(self.plan.data.rows):
+            key = row[self.plan.key_col].strip()
+            if not key:
+                if any(cell.strip() for cell in row):
+                    unkeyed.append(index)
+                continue
+            self._keyed_row(index, row, key)
+        for index in unkeyed:
+            self._new_row(index, self.plan.data.rows[index], keyed)
+        self._rows_missing_from_sheet()
+        self._status_cells()
+
+    def _sheet_values(self, row: list[str]) -> dict[str, str]:
+        return {name: self.codec.sheet_text(name, row[col]) for name, col in self.columns.items()}
+
+    def _keyed_row(self, index: int, row: list[str], key: str) -> None:
+        record = self.by_code.get(key)
+        if record is None:
+            self.plan.errors[index] = str(_l("No customer %(code)s for this sync's user; the row is left "
+                                             "alone.", code=key))
+            self.plan.counts["sheet_rejected"] += 1
+            return
+        self.seen.add(record.id)
+        if self.kind.archived(record):
+            if record.id in self.bases:  # archived in the app: the row leaves the sheet
+                self.plan.write.delete.append(index)
+                self.plan.drop_bases.append(record.id)
+                self.plan.counts["sheet_removed"] += 1
+            else:
+                self.plan.errors[index] = str(_l("%(code)s is archived in the CRM.", code=key))
+            return
+        base = self.bases.get(record.id)
+        self._merge(index, record, base.base if base else None, self._sheet_values(row), record.code)
+
+    def _merge(self, index: int, record: Any, base: dict | None, sheet: dict[str, str], key: str) -> None:
+        app = self.codec.app_values(record)
+        result = merge.merge_row(base, app, sheet, self.policy, record.changed_on, self.plan.data.modified_at)
+        if self.direction == PULL:
+            result.to_sheet.clear()
+        elif self.direction == PUSH:  # the sheet is a copy: its edits are put back
+            for name in result.to_app:
+                result.to_sheet[name] = result.agreed[name] = app[name]
+            result.to_app = {}
+        if result.to_app:
+            problem = self._check(record, result.to_app)
+            if problem:
+                self.plan.errors[index] = problem
+                self.plan.counts["app_rejected"] += 1
+                for name in result.to_app:  # not applied: the sheet's change stays pending
+                    if base and name in base:
+                        result.agreed[name] = base[name]
+                    else:
+                        result.agreed.pop(name, None)
+                result.to_app = {}
+            else:
+                self.plan.updates[record.id] = result.to_app
+                self.plan.counts["app_updated"] += 1
+        for name, value in result.to_sheet.items():
+            self.plan.write.cells[(index, self.columns[name])] = self.codec.display(name, value)
+        if result.to_sheet:
+            self.plan.counts["sheet_updated"] += 1
+        for conflict in result.conflicts:
+            self.plan.conflicts.append((record.id, key, conflict))
+        self.plan.counts["conflicts"] += len(result.conflicts)
+        self.plan.bases[record.id] = (key, result.agreed)
+
+    def _check(self, record: Any, changes: dict[str, str]) -> str | None:
+        """The model's rules on the record as it would become; a readable reason or None."""
+        errors = self.kind.check(record, changes, self.user)
+        if errors:
+            return "; ".join(f"{self._header(name)}: {message}" for name, message in errors.items())
+        return None
+
+    def _header(self, name: str) -> str:
+        return next((h for h, f in self.plan.mapping.items() if f == name), name)
+
+    def _new_row(self, index: int, row: list[str], keyed: set[str]) -> None:
+        if self.direction == PUSH:
+            self.plan.errors[index] = str(_l("This sync only sends CRM data to the sheet; add customers in the CRM."))
+            return
+        sheet = self._sheet_values(row)
+        match = self._match(sheet, keyed)
+        if match is not None:  # first sync or an interrupted run: link, never duplicate
+            self.seen.add(match.id)
+            self.plan.write.cells[(index, self.plan.key_col)] = match.code
+            self._merge(index, match, None, sheet, match.code)
+            self.plan.counts["sheet_linked"] += 1
+            return
+        problem = self._check(None, sheet)
+        if problem:
+            self.plan.errors[index] = problem
+            self.plan.counts["app_rejected"] += 1
+            return
+        self.plan.creates.append((index, sheet))
+        self.plan.counts["app_created"] += 1
+
+    def _match(self, sheet: dict[str, str], keyed: set[str]) -> Any:
+        """A live record not on the sheet yet that this keyless row is (customers: the duplicate rule)."""
+        if self._unlisted is None:
+            self._unlisted = {}
+            for record in self.records.values():
+                if not self.kind.archived(record) and record.id not in self.seen and record.code not in keyed:
+                    identity = self.kind.record_identity(record, self.codec)
+                    if identity is not None:
+                        self._unlisted.setdefault(identity, record)
+        record = self._unlisted.get(self.kind.identity(sheet))
+        return None if record is None or record.id in self.seen else record
+
+    def _rows_missing_from_sheet(self) -> None:
+        for record in self.records.values():
+            archived = self.kind.archived(record)
+            if record.id in self.seen or archived:
+                if archived and record.id in self.bases and record.id not in self.seen:
+                    self.plan.drop_bases.append(record.id)
+                continue
+            if record.id in self.bases:
+                self._deleted_in_sheet(record)
+            elif self.direction != PULL:
+                self._append(record)
+
+    def _deleted_in_sheet(self, record: Any) -> None:
+        policy = self.target.deleted_rows
+        if policy == RESTORE and self.direction != PULL:
+            self._append(record)
+            self.plan.counts["sheet_restored"] += 1
+        elif policy == ARCHIVE and self.direction != PUSH and self.kind.can_archive:
+            self.plan.archives.append(record.id)
+            self.plan.drop_bases.append(record.id)
+            self.plan.counts["app_archived"] += 1
+        else:
+            base = self.bases[record.id]
+            self.plan.conflicts.append((record.id, record.code, merge.Conflict("_row", "present", "present",
+                                                                               "deleted")))
+            self.plan.counts["conflicts"] += 1
+            self.plan.bases[record.id] = (record.code, base.base)
+
+    def _append(self, record: Any) -> None:
+        app = self.codec.app_values(record)
+        width = max(len(self.plan.data.headers), self.plan.status_col + 1)
+        row: list[Any] = [""] * width
+        row[self.plan.key_col] = record.code
+        for name, col in self.columns.items():
+            row[col] = self.codec.display(name, app[name])
+        self.plan.write.append.append(row)
+        self.plan.bases[record.id] = (record.code, app)
+        self.plan.counts["sheet_added"] += 1
+
+    def _status_cells(self) -> None:
+        col = self.plan.status_col
+        for index, row in enumerate(self.plan.data.rows):
+            message = self.plan.errors.get(index, "")
+            current = row[col] if col < len(row) else ""
+            if message != current:
+                self.plan.write.cells[(index, col)] = message
+
+
+def agreed_rows(target_id: int) -> dict[int, Any]:
+    """record id -> (id, record_id, key, base) of the agreed rows (plain rows: thousands of them)."""
+    table = SyncRow.__table__
+    rows = db.session.execute(select(table.c.id, table.c.record_id, table.c.key, table.c.base)
+                              .where(table.c.target_id == target_id))
+    return {row.record_id: row for row in rows}
