@@ -28,9 +28,8 @@ from flask_babel import lazy_gettext as _l
 from gspread.utils import rowcol_to_a1
 from openpyxl import load_workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, TYPE_STRING
-from python_calamine import CalamineWorkbook
 
-from sync.fields import cell_text
+from app.services.importing.reading import UnreadableFile, cell_text, workbook_rows
 
 _FORMULA_START = ("=", "+", "-", "@")
 
@@ -88,15 +87,9 @@ class XlsxBackend:
         self.calls["read"] += 1
         token = self._fingerprint()
         try:
-            book = CalamineWorkbook.from_path(str(self.path))
-            if self.worksheet not in book.sheet_names:
-                raise SheetUnavailable(str(_l("The workbook has no sheet named %(sheet)s.", sheet=self.worksheet)))
-            raw = book.get_sheet_by_name(self.worksheet).to_python(skip_empty_area=False)
-        except SheetUnavailable:
-            raise
-        except Exception as exc:
-            raise SheetUnavailable(str(_l("The file is not a readable workbook (%(why)s).", why=str(exc)[:120]))) \
-                from None
+            raw, _ = workbook_rows(self.path, self.worksheet)  # the importer's reader and messages
+        except UnreadableFile as exc:
+            raise SheetUnavailable(str(exc)) from None
         data = _rows_as_text(raw)
         data.token = token
         data.modified_at = datetime.fromtimestamp(token[0] / 1e9)

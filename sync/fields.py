@@ -9,7 +9,7 @@ date equals ``2024-05-01``. Mapping and aliases are the importer's
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -20,21 +20,9 @@ from app.security import masking
 from app.services import validation
 from app.services.dictionaries import DictionaryLookup
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
+from app.services.importing.reading import cell_text
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
-def cell_text(value: Any) -> str:
-    """A cell as text: integral floats lose '.0', dates become ISO, None is empty."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="minutes") if (value.hour or value.minute) else value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value).strip()
 
 
 class FieldCodec:

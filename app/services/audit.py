@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, attributes
 from app.models.audit import AuditChainHead, AuditLog
 from app.models.base import acting_user_id, now
 from app.security.masking import mask_phone
+from app.services.bulk import insert_rows
 
 #: Columns every entry hashes, in order (changing this list invalidates old chains).
 HASHED_COLUMNS = (
@@ -152,13 +153,7 @@ def _append(conn: Connection, entries: list[dict[str, Any]], user: Any = None) -
         }
         row["hash"] = prev = entry_hash(row)
         rows.append(row)
-    if len(rows) > 50:  # imports and sync runs: straight through the driver
-        from app.extensions import db
-        from app.services.bulk import insert_rows
-
-        insert_rows(db.session, AuditLog.__table__, rows)
-    else:
-        conn.execute(insert(AuditLog.__table__), rows)
+    insert_rows(conn, AuditLog.__table__, rows)  # straight through the driver: imports write 100k
     conn.execute(update(head).where(head.c.id == 1).values(last_hash=prev))
 
 

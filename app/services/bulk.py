@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Date, DateTime, Table
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":{n}", "named": ":{name}"}
 
@@ -29,11 +29,10 @@ def _dates_as_text(row: tuple, dated: list[int]) -> tuple:
     return tuple(values)
 
 
-def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """INSERT ``rows`` (dicts with the same keys) into ``table`` in one executemany."""
     if not rows:
         return
-    connection = session.connection()
     dialect = connection.dialect
     names = list(rows[0])
     style = _PLACEHOLDER.get(dialect.paramstyle, "?")

@@ -159,13 +159,13 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     stamp, uid = now(), current_user_id()
     for row in rows:
         row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
-    bulk.insert_rows(session, Customer.__table__, rows)
+    bulk.insert_rows(session.connection(), Customer.__table__, rows)
     ids = dict(session.execute(select(Customer.code, Customer.id).where(Customer.code.in_([r["code"] for r in rows]))).all())
     for row in rows:
         row["id"] = ids[row["code"]]
     history = [{"customer_id": row["id"], "from_type_id": None, "to_type_id": row["type_id"],
                 "changed_by_id": uid, "changed_at": stamp} for row in rows if row.get("type_id")]
-    bulk.insert_rows(session, CustomerStatusChange.__table__, history)
+    bulk.insert_rows(session.connection(), CustomerStatusChange.__table__, history)
     audit.record_created(Customer, rows)
 
 

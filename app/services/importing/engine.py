@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import select
 
 from app.extensions import db
@@ -27,7 +26,7 @@ from app.services import customers as rules
 from app.services.errors import RuleViolation
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, MODELS, USER, ImportModel
 from app.services.importing.lookups import Lookups
-from app.services.importing.reading import Table
+from app.services.importing.reading import Table, cell_text
 
 CREATE, UPDATE, UPSERT = "create", "update", "upsert"
 MODES = (CREATE, UPDATE, UPSERT)
@@ -72,17 +71,6 @@ class RowRejected(Exception):
     def __init__(self, errors: list[tuple[str, str]], outcome: str = ERROR) -> None:
         super().__init__("; ".join(f"{c}: {m}" for c, m in errors))
         self.errors, self.outcome = errors, outcome
-
-
-def _text(value: Any) -> str:
-    """Cell as text: integral floats lose '.0' (phones typed as numbers), never evaluated;
-    control characters (which no spreadsheet can hold) are dropped."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    text = str(value)
-    return (text if text.isprintable() else ILLEGAL_CHARACTERS_RE.sub("", text)).strip()
 
 
 class ImportRun:
@@ -171,7 +159,7 @@ class ImportRun:
         samples = result.preview.setdefault(outcome, [])
         if len(samples) < PREVIEW_ROWS:
             code = _get(item, "code") if item is not None else None
-            sample = {"line": line, "code": code, "values": [_text(v) for v in raw], "errors": errors}
+            sample = {"line": line, "code": code, "values": [cell_text(v) for v in raw], "errors": errors}
             samples.append(sample)
             if item is not None and code is None and self.commit:
                 self.unnumbered.append((sample, item))
@@ -241,7 +229,7 @@ class ImportRun:
         if spec.kind in (DATE, DATETIME):
             parsed = validation.parse_datetime(cell)
             return parsed.date() if parsed is not None and spec.kind == DATE else parsed
-        text = _text(cell)
+        text = cell_text(cell)
         if spec.kind == DICT:
             return self.lookups.dictionaries[spec.name].find(text)
         if spec.kind == USER:
@@ -329,7 +317,7 @@ class ImportRun:
         ids = set()
         for raw in rows:
             try:
-                key_value = _text(self._cell(raw, self.settings.key))
+                key_value = cell_text(self._cell(raw, self.settings.key))
                 if self.settings.key == "credit_code":
                     key_value = validation.normalize_credit_code(key_value)
                 found = self._find(key_value)

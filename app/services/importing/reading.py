@@ -10,10 +10,12 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from python_calamine import CalamineWorkbook
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".ods"}
@@ -33,6 +35,22 @@ class Table:
     blank_rows: int = 0
     #: Line number (as the spreadsheet shows it) of each data row.
     lines: list[int] = field(default_factory=list)
+
+
+def cell_text(value: Any) -> str:
+    """A cell as text, the same for imports and the sync: integral floats lose '.0' (phones
+    typed as numbers), dates become ISO, None is empty, nothing is evaluated, and control
+    characters (which no workbook can hold) are dropped."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="minutes") if (value.hour or value.minute) else value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value)
+    return (text if text.isprintable() else ILLEGAL_CHARACTERS_RE.sub("", text)).strip()
 
 
 def check_suffix(filename: str) -> str:
@@ -85,7 +103,7 @@ def _csv_rows(path: Path) -> list[list[Any]]:
         raise UnreadableFile(_l("The CSV file cannot be read (%(why)s).", why=str(exc)[:120])) from None
 
 
-def _workbook_rows(path: Path, sheet: str | None) -> tuple[list[list[Any]], str]:
+def workbook_rows(path: Path, sheet: str | None) -> tuple[list[list[Any]], str]:
     try:
         workbook = CalamineWorkbook.from_path(str(path))
     except Exception as exc:
@@ -143,7 +161,7 @@ def read_table(path: str | Path, sheet: str | None = None) -> Table:
     if suffix in CSV_SUFFIXES:
         rows, sheet = _csv_rows(path), None
     else:
-        rows, sheet = _workbook_rows(path, sheet)
+        rows, sheet = workbook_rows(path, sheet)
     if not rows:
         raise UnreadableFile(_l("The file is empty."))
     start = _header_row(rows)
