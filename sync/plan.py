@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models.sync import ARCHIVE, PULL, PUSH, RESTORE, SyncRow, SyncTarget
+from app.security.rights import user_may
 from app.services.importing import columns
 from sync import merge
 from sync.backends import SheetData, SheetWrite
@@ -107,15 +108,10 @@ def build_plan(target: SyncTarget, backend: Any, user: Any) -> Plan:
     if status_col == len(data.headers):
         plan.write.headers[status_col] = STATUS_HEADER
     codec = FieldCodec.for_headers(kind.spec, {h: f for h, f in mapping.items() if f != "code"},
-                                   _may(user, "can_reveal_contact", "Customer"))
-    _Planner(target, plan, codec, user, bases, kind, read_only=not _may(user, "can_write", kind.view)).walk()
+                                   user_may(user, "can_reveal_contact", "Customer"))
+    read_only = not user_may(user, "can_write", kind.spec.view)
+    _Planner(target, plan, codec, user, bases, kind, read_only=read_only).walk()
     return plan
-
-
-def _may(user: Any, permission: str, view: str) -> bool:
-    """The run-as user's own permission (phones in full; changes at all)."""
-    return any(p.permission.name == permission and p.view_menu.name == view
-               for role in user.roles for p in role.permissions)
 
 
 class _Planner:

@@ -24,7 +24,6 @@ from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER,
 class Records:
     spec: ImportModel
     model: type
-    view: str  # the permission view the run-as user needs rights on
     can_archive = False
 
     def load(self, user: Any) -> tuple[dict[int, Any], dict[str, Any]]:
@@ -63,7 +62,7 @@ class Records:
 
 
 class CustomerRecords(Records):
-    spec, model, view, can_archive = columns.CUSTOMER, Customer, "Customer", True
+    spec, model, can_archive = columns.CUSTOMER, Customer, True
 
     def load(self, user: Any) -> tuple[dict[int, Any], dict[str, Any]]:
         by_id, by_code = super().load(user)
@@ -102,7 +101,7 @@ class CustomerRecords(Records):
 
 
 class FollowUpRecords(Records):
-    spec, model, view = columns.FOLLOW_UP, FollowUp, "FollowUp"
+    spec, model = columns.FOLLOW_UP, FollowUp
 
     def check(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
         errors = {}

@@ -16,6 +16,7 @@ from app.extensions import appbuilder, db
 from app.models.base import acting_user_id, now
 from app.models.org import CrmUser
 from app.models.transfers import DONE, EXPORT, FAILED, LIST_EXPORT, QUEUED, RUNNING, TransferJob, TransferSchedule
+from app.security.rights import user_may
 from app.services import audit, background, exporting, schedules
 from app.services.importing.jobs import LIVE, folder
 from app.services.importing.jobs import progress as job_progress
@@ -55,6 +56,8 @@ def run_export(job_id: int, target: str | None = None) -> TransferJob:
         with current_app.test_request_context(options["path"], query_string=options["query"]):
             g.user = user
             view = _view(options["view"])
+            if not user_may(user, "can_export", view.class_permission_name):  # a schedule's run-as user too
+                raise PermissionError(f"{user.username} may not export this list")
             header, count, rows = view.export_table(frozenset(options.get("unmasked", [])), options.get("columns"))
             partial = path.with_name(path.name + ".part")
             written = exporting.write_file(partial, options["fmt"], header, rows,

@@ -17,8 +17,6 @@ from app.services.importing import columns, engine, jobs, reading
 from app.services.importing.template import build_template
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-#: Import needs write access to the model's own screen.
-MODEL_PERMISSION = {"customer": "Customer", "follow_up": "FollowUp"}
 
 
 class ImportView(BaseView):
@@ -34,7 +32,7 @@ class ImportView(BaseView):
     def _models(self) -> list[columns.ImportModel]:
         sm = self.appbuilder.sm
         return [spec for spec in columns.MODELS.values()
-                if sm.has_access("can_write", MODEL_PERMISSION[spec.name])]
+                if sm.has_access("can_write", spec.view)]
 
     def _spec(self, model: str) -> columns.ImportModel:
         if model not in [spec.name for spec in self._models()]:

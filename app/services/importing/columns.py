@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
 
@@ -43,7 +43,8 @@ class ImportModel:
     label: object
     fields: tuple[ImportField, ...]
     keys: tuple[str, ...] = ("code",)
-    extra: dict = field(default_factory=dict)
+    #: The permission view whose can_write an import (or a sync) into this model needs.
+    view: str = ""
 
     def field(self, name: str) -> ImportField:
         return next(f for f in self.fields if f.name == name)
@@ -77,6 +78,7 @@ CUSTOMER = ImportModel(
         ImportField("note", _l("Note"), "备注", ("note", "notes", "remark", "remarks", "comment", "说明")),
     ),
     keys=("code", "credit_code"),
+    view="Customer",
 )
 
 FOLLOW_UP = ImportModel(
@@ -98,6 +100,7 @@ FOLLOW_UP = ImportModel(
         ImportField("owner", _l("Owner"), "跟进人", ("owner", "负责人"), USER,
                     note=_l("User name or full name; empty = you.")),
     ),
+    view="FollowUp",
 )
 
 MODELS = {m.name: m for m in (CUSTOMER, FOLLOW_UP)}

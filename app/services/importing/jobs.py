@@ -32,6 +32,7 @@ from app.models.transfers import (
     ImportMapping,
     TransferJob,
 )
+from app.security.rights import user_may
 from app.services import audit, background
 from app.services.importing import columns, engine, reading
 from app.services.importing.report import write_error_report
@@ -110,6 +111,8 @@ def execute(job_id: int, commit: bool) -> TransferJob:
     user = db.session.get(CrmUser, job.user_id)
     job.status, job.started_at = RUNNING, now()
     db.session.commit()
+    if not user_may(user, "can_write", columns.MODELS[job.model].view):  # schedules run as someone
+        return _fail(job_id, str(_l("%(user)s may not change these records.", user=user.username)))
     token = acting_user_id.set(user.id)
     try:
         result, table = _run(job, user, commit)

@@ -105,3 +105,17 @@ def test_a_schedule_already_running_is_not_started_twice(app: Any, ctx: Any, tmp
     schedule = _schedule(path=str(inbox), last_status="running", last_run_at=datetime.now())
     assert schedules.run(schedule).last_status == "running"  # the other run holds it
     assert (inbox / "once.xlsx").exists() and db.session.query(Customer).count() == 0
+
+
+def test_schedules_do_only_what_their_run_as_user_may(app: Any, ctx: Any, make_customer: Any, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_xlsx(inbox / "x.xlsx", {"s": [["客户名称", "联系方式"], ["Not allowed", "13812345678"]]})
+    done = schedules.run(_schedule(name="viewer import", path=str(inbox), run_as_id=user_id("viewer")))
+    assert "may not change" in done.last_message and (inbox / "failed" / "x.xlsx").exists()
+    assert db.session.query(Customer).count() == 0
+    make_customer("rep_a", name="Listed")
+    target = tmp_path / "out.xlsx"
+    done = schedules.run(_schedule(name="viewer export", kind="list_export", path=str(target),
+                                   run_as_id=user_id("viewer")))
+    assert done.last_status == "failed" and "may not export" in done.last_message and not target.exists()
