@@ -26,7 +26,7 @@ KEEP_APP, KEEP_SHEET = "app", "sheet"
 def resolve(conflict: SyncConflict, choice: str, user: Any) -> None:
     if conflict.resolved_at is not None:
         raise RuleViolation(str(_l("This conflict was already settled.")))
-    kind = records.KINDS[conflict.target.model]
+    kind = records.records_for(conflict.target.model)
     record = db.session.get(kind.model, conflict.record_id)
     if record is None or not can_see(user, record):
         raise RuleForbidden(str(_l("Customer not found.")))

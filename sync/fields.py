@@ -18,7 +18,7 @@ from app.extensions import db
 from app.models.org import CrmUser
 from app.security import masking
 from app.services import validation
-from app.services.dictionaries import DictionaryLookup
+from app.services.dictionaries import DictionaryLookup, lookups_for
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
 from app.services.importing.reading import cell_text
 
@@ -28,16 +28,18 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 class FieldCodec:
     """Canonical text of app values and sheet cells for one target's mapped fields."""
 
-    def __init__(self, spec: ImportModel, fields: list[str], chinese: bool, reveal_phone: bool) -> None:
+    def __init__(self, spec: ImportModel, fields: list[str], chinese: bool, reveal_phone: bool,
+                 lookups: dict[str, DictionaryLookup] | None = None) -> None:
         self.spec, self.fields, self.chinese, self.reveal_phone = spec, fields, chinese, reveal_phone
         self.kinds = {f.name: f for f in spec.fields if f.name in fields}
-        self.lookups = {name: DictionaryLookup(f.dictionary) for name, f in self.kinds.items() if f.kind == DICT}
+        self.lookups = lookups if lookups is not None else lookups_for(spec.fields)
         self.usernames = dict(db.session.execute(select(CrmUser.id, CrmUser.username)).all())
 
     @staticmethod
-    def for_headers(spec: ImportModel, mapping: dict[str, str], reveal_phone: bool) -> FieldCodec:
+    def for_headers(spec: ImportModel, mapping: dict[str, str], reveal_phone: bool,
+                    lookups: dict[str, DictionaryLookup] | None = None) -> FieldCodec:
         chinese = any(_CJK.search(header) for header in mapping)
-        return FieldCodec(spec, list(dict.fromkeys(mapping.values())), chinese, reveal_phone)
+        return FieldCodec(spec, list(dict.fromkeys(mapping.values())), chinese, reveal_phone, lookups)
 
     def app_values(self, record: Any) -> dict[str, str]:
         return {name: self.app_text(record, name) for name in self.fields}

@@ -18,7 +18,7 @@ from app.services.importing import columns
 from sync import merge
 from sync.backends import SheetData, SheetWrite
 from sync.fields import FieldCodec
-from sync.records import KINDS, Records
+from sync.records import Records, records_for
 
 STATUS_HEADER = "同步状态 / Sync status"
 
@@ -42,6 +42,7 @@ class Plan:
     conflicts: list[tuple[int, str, merge.Conflict]] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
+    kind: Records | None = None
 
 
 def describe(plan: Plan, limit: int = 8) -> str:
@@ -94,7 +95,7 @@ def _guard(target: SyncTarget, data: SheetData, mapping: dict[str, str], key_col
 
 
 def build_plan(target: SyncTarget, backend: Any, user: Any) -> Plan:
-    kind = KINDS[target.model]
+    kind = records_for(target.model)
     data = backend.read()
     mapping = _mapping(target, data.headers, kind.spec)
     key_header = next((h for h, f in mapping.items() if f == "code"), None)
@@ -104,11 +105,11 @@ def build_plan(target: SyncTarget, backend: Any, user: Any) -> Plan:
     key_col = data.headers.index(key_header)
     _guard(target, data, mapping, key_col, bases)
     status_col = data.headers.index(STATUS_HEADER) if STATUS_HEADER in data.headers else len(data.headers)
-    plan = Plan(data, mapping, key_col, status_col)
+    plan = Plan(data, mapping, key_col, status_col, kind=kind)
     if status_col == len(data.headers):
         plan.write.headers[status_col] = STATUS_HEADER
     codec = FieldCodec.for_headers(kind.spec, {h: f for h, f in mapping.items() if f != "code"},
-                                   user_may(user, "can_reveal_contact", "Customer"))
+                                   user_may(user, "can_reveal_contact", "Customer"), kind.lookups)
     read_only = not user_may(user, "can_write", kind.spec.view)
     _Planner(target, plan, codec, user, bases, kind, read_only=read_only).walk()
     return plan

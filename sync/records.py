@@ -15,16 +15,21 @@ from app.models.org import CrmUser
 from app.security.data_scope import scope_clause
 from app.services import customers as rules
 from app.services import dedup, validation
-from app.services.dictionaries import DictionaryLookup
+from app.services.dictionaries import lookups_for
 from app.services.errors import RuleViolation
 from app.services.importing import columns
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
 
 
 class Records:
+    """One per run: it holds the run's dictionary lookups (loaded once, not per row)."""
+
     spec: ImportModel
     model: type
     can_archive = False
+
+    def __init__(self) -> None:
+        self.lookups = lookups_for(self.spec.fields)
 
     def load(self, user: Any) -> tuple[dict[int, Any], dict[str, Any]]:
         """Records in the user's scope by id, and by code (merge aliases included)."""
@@ -48,7 +53,7 @@ class Records:
     def save(self, record: Any | None, changes: dict[str, str], user: Any) -> Any:
         """Apply ``changes`` (canonical text) to a record, or a new one, under the model's rules."""
         record = record if record is not None else self.model()
-        set_fields(record, changes, self.spec)
+        set_fields(record, changes, self.spec, self.lookups)
         self.clean(record, user)
         if record not in db.session:
             db.session.add(record)
@@ -78,7 +83,7 @@ class CustomerRecords(Records):
             spec = _field(self.spec, name)
             if spec.kind == DICT:
                 try:
-                    values[name] = DictionaryLookup(spec.dictionary).find(text)
+                    values[name] = self.lookups[name].find(text)
                 except ValueError as exc:
                     return {name: str(exc)}
             elif name in values:
@@ -109,7 +114,7 @@ class FollowUpRecords(Records):
             spec = _field(self.spec, name)
             try:
                 if spec.kind == DICT and text:
-                    DictionaryLookup(spec.dictionary).find(text)
+                    self.lookups[name].find(text)
                 elif spec.kind in (DATE, DATETIME):
                     validation.parse_datetime(text)
                 elif name == "content":
@@ -135,19 +140,24 @@ class FollowUpRecords(Records):
         rules.clean_follow_up(record, user)
 
 
-KINDS: dict[str, Records] = {"customer": CustomerRecords(), "follow_up": FollowUpRecords()}
+KINDS: dict[str, type[Records]] = {"customer": CustomerRecords, "follow_up": FollowUpRecords}
+
+
+def records_for(model: str) -> Records:
+    """The records a target syncs, for one run."""
+    return KINDS[model]()
 
 
 def _field(spec: ImportModel, name: str) -> Any:
     return next(f for f in spec.fields if f.name == name)
 
 
-def set_fields(record: Any, changes: dict[str, str], spec: ImportModel) -> None:
+def set_fields(record: Any, changes: dict[str, str], spec: ImportModel, lookups: dict[str, Any]) -> None:
     """Canonical text back onto a record: dictionary codes, usernames, customer codes, dates."""
     for name, text in changes.items():
         field = _field(spec, name)
         if field.kind == DICT:
-            setattr(record, name, DictionaryLookup(field.dictionary).find(text) if text else None)
+            setattr(record, name, lookups[name].find(text) if text else None)
         elif field.kind == USER:
             if text:
                 record.owner = db.session.scalar(select(CrmUser).where(CrmUser.username == text))

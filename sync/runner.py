@@ -28,7 +28,6 @@ from app.services import audit
 from app.services.errors import RuleViolation
 from sync.backends import SheetChanged, SheetUnavailable
 from sync.plan import GuardStop, Plan, agreed_rows, build_plan, describe
-from sync.records import KINDS
 
 STALE_CLAIM = timedelta(minutes=15)
 
@@ -117,7 +116,7 @@ def _summary(counts: Counter) -> str:
 
 def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
     """Step 2: every app change in one transaction (audited with the sync as source)."""
-    kind = KINDS[target.model]
+    kind = plan.kind
     for record_id, changes in plan.updates.items():
         kind.save(db.session.get(kind.model, record_id), changes, user)
     created = [(index, kind.save(None, values, user), values) for index, values in plan.creates]

@@ -85,3 +85,8 @@ class DictionaryLookup:
         if entry is None:
             raise ValueError(_l("%(value)s is not in the list; pick one of the dropdown values.", value=str(text)))
         return entry
+
+
+def lookups_for(fields: Any) -> dict[str, DictionaryLookup]:
+    """One lookup per dictionary field (import fields): built once per import or sync run."""
+    return {f.name: DictionaryLookup(f.dictionary) for f in fields if getattr(f, "dictionary", None) is not None}

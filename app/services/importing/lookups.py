@@ -17,8 +17,8 @@ from app.models.customers import Customer, CustomerAlias, FollowUp
 from app.models.org import CrmUser
 from app.security.data_scope import scope_clause, visible_owner_ids
 from app.services import dedup
-from app.services.dictionaries import DictionaryLookup, lookup_key
-from app.services.importing.columns import DICT, ImportModel
+from app.services.dictionaries import lookup_key, lookups_for
+from app.services.importing.columns import ImportModel
 
 
 class Existing:
@@ -55,7 +55,7 @@ class Lookups:
         self.spec = spec
         self.user = user
         self.owner_ids = visible_owner_ids(user)
-        self.dictionaries = {f.name: DictionaryLookup(f.dictionary) for f in spec.fields if f.kind == DICT}
+        self.dictionaries = lookups_for(spec.fields)
         self.users = self._users(user)
         self.existing = Existing(spec)
         self.customers = Existing(CUSTOMER_REF) if spec.model is FollowUp else self.existing
