@@ -219,7 +219,7 @@ class _Planner:
             self._merge(index, match, None, sheet, match.code)
             self.plan.counts["sheet_linked"] += 1
             return
-        problem = self._check(None, sheet)
+        problem = self._check(None, sheet) or self.kind.duplicate_problem(sheet, self.user)
         if problem:
             self.plan.errors[index] = problem
             self.plan.counts["app_rejected"] += 1
@@ -233,11 +233,13 @@ class _Planner:
             self._unlisted = {}
             for record in self.records.values():
                 if not self.kind.archived(record) and record.id not in self.seen and record.code not in keyed:
-                    identity = self.kind.record_identity(record, self.codec)
-                    if identity is not None:
+                    for identity in self.kind.record_identities(record, self.codec):
                         self._unlisted.setdefault(identity, record)
-        record = self._unlisted.get(self.kind.identity(sheet))
-        return None if record is None or record.id in self.seen else record
+        for identity in self.kind.identities(sheet):
+            record = self._unlisted.get(identity)
+            if record is not None and record.id not in self.seen:
+                return record
+        return None
 
     def _rows_missing_from_sheet(self) -> None:
         for record in self.records.values():

@@ -43,12 +43,16 @@ class Records:
     def check(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
         raise NotImplementedError
 
-    def identity(self, fields: dict[str, str]) -> Any:
-        """What recognises a keyless sheet row as an existing record (None: cannot tell)."""
+    def identities(self, fields: dict[str, str]) -> list[Any]:
+        """What recognises a keyless sheet row as an existing record (empty: cannot tell)."""
         raise NotImplementedError
 
-    def record_identity(self, record: Any, codec: Any) -> Any:
-        return self.identity(codec.app_values(record))
+    def record_identities(self, record: Any, codec: Any) -> list[Any]:
+        return self.identities(codec.app_values(record))
+
+    def duplicate_problem(self, fields: dict[str, str], user: Any) -> str | None:
+        """Why a new row must not become a record although it passed the rules (None: it may)."""
+        return None
 
     def save(self, record: Any | None, changes: dict[str, str], user: Any) -> Any:
         """Apply ``changes`` (canonical text) to a record, or a new one, under the model's rules."""
@@ -90,13 +94,26 @@ class CustomerRecords(Records):
                 values[name] = text
         return rules.check_customer(values, {"contact_phone": record.contact_phone} if record else {})
 
-    def identity(self, fields: dict[str, str]) -> Any:
-        key = dedup.entry_key(fields.get("name"), fields.get("contact_name"), fields.get("contact_phone"))
-        return key or (("credit", fields["credit_code"]) if fields.get("credit_code") else None)
+    def identities(self, fields: dict[str, str]) -> list[Any]:
+        """The duplicate rule's two keys: credit code, and name + contact + phone."""
+        entry = dedup.entry_key(fields.get("name"), fields.get("contact_name"), fields.get("contact_phone"))
+        credit = ("credit", fields["credit_code"]) if fields.get("credit_code") else None
+        return [key for key in (credit, entry) if key]
 
-    def record_identity(self, record: Any, codec: Any) -> Any:
-        return self.identity({"name": record.name, "contact_name": record.contact_name,
-                              "contact_phone": record.contact_phone, "credit_code": record.credit_code})
+    def record_identities(self, record: Any, codec: Any) -> list[Any]:
+        return self.identities({"name": record.name, "contact_name": record.contact_name,
+                                "contact_phone": record.contact_phone, "credit_code": record.credit_code})
+
+    def duplicate_problem(self, fields: dict[str, str], user: Any) -> str | None:
+        """A new sheet row that duplicates a customer already on the sheet or outside the run's
+        scope is not created (the same rule as forms, the API and imports)."""
+        try:
+            dedup.refuse_duplicates(fields.get("name"), fields.get("contact_name"), fields.get("contact_phone"),
+                                    fields.get("credit_code"), user)
+        except dedup.DuplicateFound as exc:
+            return str(_l("Duplicate of %(list)s: type its code in the code column to link the row, or "
+                          "change the row.", list=exc.listed))
+        return None
 
     def clean(self, record: Any, user: Any) -> None:
         rules.clean_customer(record, user)
@@ -132,9 +149,9 @@ class FollowUpRecords(Records):
         return db.session.scalar(select(Customer.id).where(
             Customer.code == code, Customer.archived_at.is_(None), scope_clause(user, Customer))) is not None
 
-    def identity(self, fields: dict[str, str]) -> Any:
+    def identities(self, fields: dict[str, str]) -> list[Any]:
         key = (fields.get("customer"), fields.get("followed_at"), (fields.get("content") or "").strip())
-        return key if all(key) else None
+        return [key] if all(key) else []
 
     def clean(self, record: Any, user: Any) -> None:
         rules.clean_follow_up(record, user)

@@ -224,7 +224,9 @@ class DuplicateFound(RuleViolation):
         shown = [f"{c.code} {c.name} ({RULE_LABELS[rule]})" for c, rule in matches[:5] if c.id in visible]
         if len(shown) < len(matches[:5]):  # colleagues' customers: that one exists, not who or what
             shown.append(str(_l("a customer outside your data scope")))
-        message = _l("This looks like an existing customer: %(list)s.", list=", ".join(shown))
+        #: The matches as the user may see them (codes and names in scope only).
+        self.listed = ", ".join(shown)
+        message = _l("This looks like an existing customer: %(list)s.", list=self.listed)
         hint = _l("Tick 'Save anyway' (API: ?allow_duplicate=1) if it is a different customer.") if may_confirm \
             else _l("Duplicates are not allowed; open the existing customer instead.")
         super().__init__({"duplicate": f"{message} {hint}",

@@ -263,3 +263,21 @@ def test_a_second_run_while_one_is_in_progress_does_nothing(app: Any, side: Any,
     assert log.status == "done" and log.counts["app_created"] == 1
     with app.app_context():
         assert db.session.get(SyncTarget, target).running_since is None
+
+
+def test_new_sheet_rows_follow_the_duplicate_rule(app: Any, side: Any, make_target: Any, sync: Any,
+                                                  make_customer: Any) -> None:
+    make_customer("rep_a", name="On the sheet", contact_name="Li", contact_phone="13800000001")
+    make_customer("rep_c", name="Southern Co", contact_name="Wu", contact_phone="13800000009")  # not rep_a's
+    side.create([HEADERS])
+    target = make_target(run_as="rep_a")
+    sync(target)
+    side.edit(append=[["", "on the sheet", "li", "138 0000 0001", "", "typed again"],
+                      ["", "Southern Co", "Wu", "13800000009", "", ""]])
+    log, _ = sync(target)
+    assert "app_created" not in log.counts and log.counts["app_rejected"] == 2
+    rows = side.values()
+    assert "Duplicate of" in rows[2][6] and "On the sheet" in rows[2][6]
+    assert "outside your data scope" in rows[3][6] and "Southern" not in rows[3][6]
+    with app.app_context():
+        assert db.session.query(Customer).count() == 2
