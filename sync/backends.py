@@ -27,11 +27,10 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from gspread.utils import rowcol_to_a1
 from openpyxl import load_workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, TYPE_STRING
+from openpyxl.cell.cell import TYPE_STRING
 
+from app.services.exporting import looks_like_formula, workbook_text
 from app.services.importing.reading import UnreadableFile, cell_text, workbook_rows
-
-_FORMULA_START = ("=", "+", "-", "@")
 
 
 class SheetChanged(Exception):
@@ -140,10 +139,9 @@ def _set(cell: Any, value: Any) -> None:
         cell.value = value
         cell.number_format = "yyyy-mm-dd" if not isinstance(value, datetime) else "yyyy-mm-dd hh:mm"
         return
-    if isinstance(value, str):
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+    value = workbook_text(value)
     cell.value = value if value != "" else None
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if looks_like_formula(value):
         cell.data_type = TYPE_STRING
 
 

@@ -154,7 +154,7 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     """
     session = db.session
     blank = [row for row in rows if not row.get("code")]
-    for row, code in zip(blank, numbering.allocate(session, "C", len(blank)) if blank else [], strict=True):
+    for row, code in zip(blank, numbering.allocate(session, numbering.CUSTOMER_PREFIX, len(blank)) if blank else [], strict=True):
         row["code"] = code
     stamp, uid = now(), current_user_id()
     for row in rows:
@@ -285,12 +285,12 @@ def restore(customer: Customer) -> None:
 
 
 def _number_new_records(session: Session) -> None:
-    by_prefix: dict[str, list[Any]] = {"C": [], "G": []}
+    by_prefix: dict[str, list[Any]] = {numbering.CUSTOMER_PREFIX: [], numbering.FOLLOW_UP_PREFIX: []}
     for obj in session.new:
         if isinstance(obj, Customer) and not obj.code:
-            by_prefix["C"].append(obj)
+            by_prefix[numbering.CUSTOMER_PREFIX].append(obj)
         elif isinstance(obj, FollowUp) and not obj.code:
-            by_prefix["G"].append(obj)
+            by_prefix[numbering.FOLLOW_UP_PREFIX].append(obj)
     for prefix, objs in by_prefix.items():
         if objs:
             for obj, code in zip(objs, numbering.allocate(session, prefix, len(objs)), strict=True):

@@ -24,14 +24,20 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CHUNK = 64 * 1024
 
 
+def workbook_text(value: Any) -> Any:
+    """Text a workbook can hold: control characters (which would abort the file) dropped."""
+    return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
+
+
+def looks_like_formula(value: Any) -> bool:
+    """Text a spreadsheet would run as a formula if written as typed."""
+    return isinstance(value, str) and value.startswith(_FORMULA_START)
+
+
 def neutralise(value: Any) -> Any:
-    """Prefix text that a spreadsheet would run as a formula with an apostrophe; drop
-    control characters that a workbook cannot hold (they would abort the file)."""
-    if isinstance(value, str):
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)
-        if value.startswith(_FORMULA_START):
-            return "'" + value
-    return value
+    """For downloads: prefix formula-looking text with an apostrophe, so it is shown, not run."""
+    value = workbook_text(value)
+    return "'" + value if looks_like_formula(value) else value
 
 
 def _csv_chunks(header: list[str], rows: Iterable[list[Any]], rows_per_chunk: int = 500) -> Iterator[bytes]:

@@ -17,6 +17,14 @@ from sqlalchemy.orm import Session
 
 from app.models.customers import CodeSequence
 
+#: Record codes the CRM gives: customers C..., follow-ups G... (prefix + date + sequence).
+CUSTOMER_PREFIX, FOLLOW_UP_PREFIX = "C", "G"
+
+
+def looks_generated(code: str) -> bool:
+    """A code of our own shape: a file may name one that exists, never invent one."""
+    return code[:1] in (CUSTOMER_PREFIX, FOLLOW_UP_PREFIX) and code[1:].isdigit()
+
 
 def today_key() -> str:
     tz = "Asia/Shanghai"

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models.customers import Customer
 from app.security.data_scope import scope_cache
-from app.services import audit, validation
+from app.services import audit, numbering, validation
 from app.services import customers as rules
 from app.services.errors import RuleViolation
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, MODELS, USER, ImportModel
@@ -33,8 +33,6 @@ MODES = (CREATE, UPDATE, UPSERT)
 CREATED, UPDATED, UNCHANGED, ERROR, DUPLICATE = "create", "update", "unchanged", "error", "duplicate"
 OUTCOMES = (CREATED, UPDATED, UNCHANGED, ERROR, DUPLICATE)
 PREVIEW_ROWS = 10
-#: Our own numbering shape: such codes are given by the CRM, never by a file.
-_GENERATED_CODE = ("C", "G")
 
 
 @dataclass
@@ -307,7 +305,7 @@ class ImportRun:
         if code in self.lookups.existing.by_code:
             raise RowRejected([(self._header("code"), str(_l(
                 "%(value)s already exists; choose 'update' or 'upsert' to change it.", value=code)))], DUPLICATE)
-        if code.startswith(_GENERATED_CODE) and code[1:].isdigit():
+        if numbering.looks_generated(code):
             raise RowRejected([(self._header("code"), str(_l(
                 "%(code)s looks like a CRM code but no such record exists; leave the cell empty "
                 "for a new record.", code=code)))])

@@ -11,9 +11,9 @@ from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font, PatternFill
 
+from app.services.exporting import looks_like_formula, workbook_text
 from app.services.importing.engine import Result
 from app.services.importing.reading import Table
 
@@ -21,11 +21,10 @@ ERROR_HEADER = "Import errors / 导入错误"
 
 
 def _cell(sheet: Any, value: Any) -> WriteOnlyCell:
-    if isinstance(value, str):
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)  # a control character would abort the report
+    value = workbook_text(value)
     cell = WriteOnlyCell(sheet, value=value)
-    if isinstance(value, str) and value.startswith("="):
-        cell.data_type = "s"  # text, not a formula
+    if looks_like_formula(value):
+        cell.data_type = "s"  # the text as read, not a formula
     return cell
 
 
