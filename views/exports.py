@@ -18,8 +18,7 @@ from app.models.org import CrmUser
 from app.models.transfers import DONE, EXPORT, FAILED, LIST_EXPORT, QUEUED, RUNNING, TransferJob, TransferSchedule
 from app.security.rights import user_may
 from app.services import audit, background, exporting, schedules
-from app.services.importing.jobs import LIVE, folder
-from app.services.importing.jobs import progress as job_progress
+from app.services.background import LIVE, folder
 
 
 def start_export(view: Any, fmt: str, filename: str, unmasked: frozenset[str], count: int) -> Any:
@@ -127,7 +126,7 @@ class ExportView(BaseView):
     @expose("/<int:job_id>/progress")
     @has_access
     def progress(self, job_id: int) -> Any:
-        return jsonify(job_progress(self._job(job_id)))
+        return jsonify(background.progress(self._job(job_id)))
 
     @expose("/<int:job_id>/download")
     @has_access

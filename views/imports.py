@@ -13,6 +13,7 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from app.models.transfers import DONE, PREVIEWED, QUEUED, RUNNING, TransferJob
 from app.security.data_scope import visible_owner_ids
+from app.services import background
 from app.services.importing import columns, engine, jobs, reading
 from app.services.importing.template import build_template
 
@@ -140,13 +141,13 @@ class ImportView(BaseView):
     def job(self, job_id: int) -> Any:
         job = self._job(job_id)
         spec = columns.MODELS[job.model]
-        return self.render_template("crm/import_job.html", job=job, spec=spec, progress=jobs.progress(job),
+        return self.render_template("crm/import_job.html", job=job, spec=spec, progress=background.progress(job),
                                     outcomes=engine.OUTCOMES, title=_l("Import %(file)s", file=job.filename))
 
     @expose("/<int:job_id>/progress")
     @has_access
     def progress(self, job_id: int) -> Any:
-        return jsonify(jobs.progress(self._job(job_id)))
+        return jsonify(background.progress(self._job(job_id)))
 
     @expose("/<int:job_id>/commit", methods=["POST"])
     @has_access

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 from flask import current_app
@@ -34,18 +33,11 @@ from app.models.transfers import (
 )
 from app.security.rights import user_may
 from app.services import audit, background
+from app.services.background import LIVE, folder
 from app.services.importing import columns, engine, reading
 from app.services.importing.report import write_error_report
 
 log = logging.getLogger(__name__)
-#: job id -> (rows processed, rows in file) for runs in this process.
-LIVE: dict[int, tuple[int, int]] = {}
-
-
-def folder(kind: str = "imports") -> Path:
-    path = Path(current_app.instance_path) / kind
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def create_job(user: Any, model: str, filename: str, data: bytes, **fields: Any) -> TransferJob:
@@ -189,18 +181,6 @@ def _fail(job_id: int, message: str) -> TransferJob:
     job.status, job.error, job.finished_at = FAILED, message[:2000], now()
     db.session.commit()
     return job
-
-
-def progress(job: TransferJob) -> dict[str, Any]:
-    """What the progress bar shows: rows done, total, and an estimate of the time left."""
-    done, total = LIVE.get(job.id, (job.processed_rows, job.total_rows))
-    remaining = None
-    if job.status == RUNNING and job.started_at and done:
-        elapsed = (now() - job.started_at).total_seconds()
-        remaining = round(elapsed / done * (total - done))
-    return {"status": job.status, "processed": done, "total": total, "seconds_left": remaining,
-            "created": job.created, "updated": job.updated, "unchanged": job.unchanged,
-            "rejected": job.rejected, "error": job.error}
 
 
 def history(user: Any, everyone: bool, limit: int = 50) -> list[TransferJob]:
