@@ -91,18 +91,6 @@ class DuplicateIndex:
         return None
 
 
-def database_index() -> DuplicateIndex:
-    """Every live customer, whoever owns it: a rep must not re-enter a colleague's customer."""
-    index = DuplicateIndex()
-    rows = db.session.execute(
-        select(Customer.code, Customer.name, Customer.contact_name, Customer.contact_phone, Customer.credit_code)
-        .where(Customer.archived_at.is_(None)).execution_options(yield_per=10000)
-    )
-    for row in rows:
-        index.add(*row)
-    return index
-
-
 def matches_for_entry(name: str | None, contact: str | None, phone: str | None,
                       credit_code: str | None, exclude_id: int | None = None) -> list[tuple[Customer, str]]:
     """Existing live customers a form or API save would duplicate, with the rule matched."""

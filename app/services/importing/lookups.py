@@ -22,18 +22,24 @@ from app.services.importing.columns import ImportModel
 
 
 class Existing:
-    """key value -> (id, owner id, archived) of the records an import may update."""
+    """key value -> (id, owner id, archived) of the records an import may update; for
+    customers also the duplicate keys of every live one (one pass over the table)."""
 
     def __init__(self, spec: ImportModel) -> None:
         self.by_code: dict[str, tuple[int, int, bool]] = {}
         self.by_credit: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)
+        self.duplicates = dedup.DuplicateIndex()
         if spec.model is Customer:
-            rows = db.session.execute(select(Customer.id, Customer.owner_id, Customer.archived_at.isnot(None),
-                                             Customer.code, Customer.credit_code))
-            for cid, owner, archived, code, credit in rows:
+            rows = db.session.execute(select(
+                Customer.id, Customer.owner_id, Customer.archived_at.isnot(None), Customer.code, Customer.credit_code,
+                Customer.name, Customer.contact_name, Customer.contact_phone,
+            ).execution_options(yield_per=10000))
+            for cid, owner, archived, code, credit, name, contact, phone in rows:
                 self.by_code[code] = (cid, owner, archived)
                 if credit:
                     self.by_credit[credit].append((cid, owner, archived))
+                if not archived:  # every live customer, whoever owns it: no re-entering a colleague's
+                    self.duplicates.add(code, name, contact, phone, credit)
             live = {cid: (cid, owner, archived) for cid, owner, archived in self.by_code.values()}
             for code, target in db.session.execute(select(CustomerAlias.code, CustomerAlias.customer_id)):
                 own = self.by_code.get(code)
@@ -59,7 +65,7 @@ class Lookups:
         self.users = self._users(user)
         self.existing = Existing(spec)
         self.customers = Existing(CUSTOMER_REF) if spec.model is FollowUp else self.existing
-        self.duplicates = dedup.database_index() if spec.model is Customer else None
+        self.duplicates = self.existing.duplicates if spec.model is Customer else None
 
     @staticmethod
     def _users(user: Any) -> dict[str, Any]:
