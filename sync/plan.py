@@ -81,7 +81,7 @@ def _mapping(target: SyncTarget, headers: list[str], spec: Any) -> dict[str, str
 def _guard(target: SyncTarget, data: SheetData, mapping: dict[str, str], key_col: int,
            bases: dict[int, Any]) -> None:
     keys = [row[key_col].strip() for row in data.rows if row[key_col].strip()]
-    doubled = sorted({key for key in keys if keys.count(key) > 1}) if len(keys) != len(set(keys)) else []
+    doubled = sorted(key for key, seen in Counter(keys).items() if seen > 1)
     if doubled:
         raise GuardStop(str(_l("The same code appears on several rows: %(codes)s. Keep one row per code.",
                                codes=", ".join(doubled[:10]))))

@@ -263,7 +263,11 @@ def _entry(obj: Any, action: str, changes: dict) -> dict[str, Any]:
 
 
 def _spec_for(obj: Any) -> AuditSpec | None:
-    for cls in type(obj).__mro__:
+    return _spec_of(type(obj))
+
+
+def _spec_of(model: type) -> AuditSpec | None:
+    for cls in model.__mro__:
         if cls in AUDITED:
             return AUDITED[cls]
     return None
@@ -294,7 +298,7 @@ def record_created(model: type, rows: list[dict[str, Any]]) -> None:
     """Create entries for rows inserted in bulk (imports, sync), shaped like the hook's."""
     from app.extensions import db
 
-    spec = _spec_for(model())
+    spec = _spec_of(model)
     if spec is None or not rows:
         return
     skip = IGNORED_COLUMNS | spec.exclude
