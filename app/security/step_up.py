@@ -25,7 +25,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, g, jsonify, render_template, request, session
+from flask import current_app, g, has_request_context, jsonify, render_template, request, session
 from flask_appbuilder import expose, has_access
 from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
@@ -148,18 +148,51 @@ def check(user: Any, name: str, code: str | None) -> Outcome | None:
     return outcome
 
 
+class StepUpRequired(Exception):
+    """Raised by a use case (``app/services``) when ``action`` needs a fresh code first.
+
+    ``outcome`` is why the code was refused (None: no code was sent). Screens turn it into
+    the intermediate page, the REST API into a 401/403/429 JSON answer (``refusal``).
+    """
+
+    def __init__(self, action: str, outcome: Outcome | None = None) -> None:
+        super().__init__(action)
+        self.action, self.outcome = action, outcome
+
+
+def demand(name: str, user: Any = None) -> None:
+    """Use cases call this before a sensitive write: raise ``StepUpRequired`` unless the
+    current request holds a fresh grant or carries a good code.
+
+    Outside a request (scheduled jobs, sync ticks, scripts) nothing is asked here: the
+    person who set the job up was asked when they saved it.
+    """
+    if not has_request_context():
+        return
+    user = user if user is not None else g.user
+    if has_fresh_grant(user):
+        return
+    if not totp.is_enrolled(user):
+        raise StepUpRequired(name, Outcome.NOT_ENROLLED)
+    outcome = check(user, name, submitted_code())
+    if outcome is not Outcome.OK:
+        raise StepUpRequired(name, outcome)
+
+
+def refusal(exc: StepUpRequired) -> Any:
+    """The response a screen or the API sends for a ``StepUpRequired``."""
+    if is_api_request():
+        return _api_refusal(exc.action, exc.outcome)
+    return _page(exc.action, exc.outcome)
+
+
 def require(name: str) -> Any:
     """``None`` if the current user may perform ``name`` now, else the response to return."""
-    user = g.user
-    if has_fresh_grant(user):
-        return None
-    if not totp.is_enrolled(user):
-        outcome: Outcome | None = Outcome.NOT_ENROLLED
-    else:
-        outcome = check(user, name, submitted_code())
-        if outcome is Outcome.OK:
-            return None
-    return _api_refusal(name, outcome) if is_api_request() else _page(name, outcome)
+    try:
+        demand(name)
+    except StepUpRequired as exc:
+        return refusal(exc)
+    return None
 
 
 def sensitive(name: str, when: Callable[..., bool] | None = None) -> Callable:
