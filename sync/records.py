@@ -4,6 +4,7 @@ whether they can be archived)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -14,11 +15,21 @@ from app.models.customers import Customer, CustomerAlias, FollowUp
 from app.models.org import CrmUser
 from app.security.data_scope import scope_clause
 from app.services import customers as rules
-from app.services import dedup, validation
+from app.services import dedup, follow_ups, validation
 from app.services.dictionaries import lookups_for
 from app.services.errors import RuleViolation
 from app.services.importing import columns
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A code kept after a merge: it now means ``survivor``; ``merged_from_id`` is the record
+    that carried it (None for an alias whose origin was not kept)."""
+
+    code: str
+    survivor: Any
+    merged_from_id: int | None
 
 
 class Records:
@@ -32,10 +43,14 @@ class Records:
         self.lookups = lookups_for(self.spec.fields)
 
     def load(self, user: Any) -> tuple[dict[int, Any], dict[str, Any]]:
-        """Records in the user's scope by id, and by code (merge aliases included)."""
+        """Records in the user's scope (archived ones too) by id, and by their own code."""
         records = db.session.scalars(select(self.model).where(scope_clause(user, self.model))
                                      .order_by(self.model.id)).all()  # new sheet rows in creation order
         return {r.id: r for r in records}, {r.code: r for r in records}
+
+    def aliases(self, by_id: dict[int, Any]) -> dict[str, Alias]:
+        """Codes merged into a record of ``by_id`` (none for models that are never merged)."""
+        return {}
 
     def archived(self, record: Any) -> bool:
         return getattr(record, "archived_at", None) is not None
@@ -73,13 +88,14 @@ class Records:
 class CustomerRecords(Records):
     spec, model, can_archive = columns.CUSTOMER, Customer, True
 
-    def load(self, user: Any) -> tuple[dict[int, Any], dict[str, Any]]:
-        by_id, by_code = super().load(user)
-        for code, target_id in db.session.execute(select(CustomerAlias.code, CustomerAlias.customer_id)):
-            own = by_code.get(code)
-            if target_id in by_id and (own is None or own.archived_at is not None):  # live codes stay their own
-                by_code[code] = by_id[target_id]
-        return by_id, by_code
+    def aliases(self, by_id: dict[int, Any]) -> dict[str, Alias]:
+        """Merged-away codes whose survivor is in the run's scope (``app.services.merge`` keeps
+        them in ``customer_alias``; a restore removes them). The planner decides what such a
+        row is: never the survivor's own row (that overwrote the survivor with the old record's
+        values, issue 10)."""
+        rows = db.session.execute(select(CustomerAlias.code, CustomerAlias.customer_id, CustomerAlias.merged_from_id))
+        return {code: Alias(code, by_id[survivor], merged_from) for code, survivor, merged_from in rows
+                if survivor in by_id}
 
     def check(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
         values = {name: getattr(record, name) if record else None for name in rules.CUSTOMER_CHECKED}
@@ -146,15 +162,27 @@ class FollowUpRecords(Records):
 
     @staticmethod
     def _visible_customer(code: str, user: Any) -> bool:
-        return db.session.scalar(select(Customer.id).where(
-            Customer.code == code, Customer.archived_at.is_(None), scope_clause(user, Customer))) is not None
+        pk = customer_id_for(code)
+        return pk is not None and db.session.scalar(select(Customer.id).where(
+            Customer.id == pk, Customer.archived_at.is_(None), scope_clause(user, Customer))) is not None
 
     def identities(self, fields: dict[str, str]) -> list[Any]:
         key = (fields.get("customer"), fields.get("followed_at"), (fields.get("content") or "").strip())
         return [key] if all(key) else []
 
     def clean(self, record: Any, user: Any) -> None:
-        rules.clean_follow_up(record, user)
+        follow_ups.clean_follow_up(record, user)
+
+
+def customer_id_for(code: str) -> int | None:
+    """The customer a code means now: its own live record, else the survivor it was merged
+    into (an old sheet row typed with a merged-away code belongs to the survivor), else the
+    archived record itself (None: no such code)."""
+    own = db.session.execute(select(Customer.id, Customer.archived_at).where(Customer.code == code)).first()
+    if own is not None and own.archived_at is None:
+        return own.id
+    survivor = db.session.scalar(select(CustomerAlias.customer_id).where(CustomerAlias.code == code))
+    return survivor if survivor is not None else (own.id if own is not None else None)
 
 
 KINDS: dict[str, type[Records]] = {"customer": CustomerRecords, "follow_up": FollowUpRecords}
@@ -179,7 +207,7 @@ def set_fields(record: Any, changes: dict[str, str], spec: ImportModel, lookups:
             if text:
                 record.owner = db.session.scalar(select(CrmUser).where(CrmUser.username == text))
         elif field.kind == CUSTOMER:
-            record.customer_id = db.session.scalar(select(Customer.id).where(Customer.code == text)) if text else None
+            record.customer_id = customer_id_for(text) if text else None
         elif field.kind == DATETIME:
             setattr(record, name, validation.parse_datetime(text) if text else getattr(record, name))
         elif field.kind == DATE:

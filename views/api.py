@@ -13,11 +13,11 @@ from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
 from app.security import masking, step_up
-from app.services import audit
-from app.services import customers as rules
-from app.services.errors import RuleViolation
+from app.services import customers, follow_ups
+from app.services.errors import NotFound, RuleViolation
 from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedApi
-from views.customers import REVEAL, NotArchivedFilter
+from views.customers import NotArchivedFilter
+from views.writes import UseCaseApiMixin
 
 _OWNER = ["owner.id", "owner.username"]
 _STAMPS = ["version", "created_on", "changed_on"]
@@ -33,7 +33,7 @@ def _mask_row(row: dict[str, Any]) -> None:
         row["contact_phone"] = masking.mask_phone(row["contact_phone"])
 
 
-class CustomerApi(ScopedApi):
+class CustomerApi(UseCaseApiMixin, ScopedApi):
     resource_name = "customer"
     datamodel = SQLAInterface(Customer)
     class_permission_name = "Customer"
@@ -59,29 +59,23 @@ class CustomerApi(ScopedApi):
         for row in data.get("result", []):
             _mask_row(row)
 
-    def pre_add(self, item: Customer) -> None:
-        rules.clean_customer(item, g.user)
-        rules.check_duplicates(item, g.user, confirmed=request.args.get("allow_duplicate") == "1")
-
-    def pre_update(self, item: Customer) -> None:
-        rules.check_version(item, g.submitted_version)
-        rules.clean_customer(item, g.user)
-        rules.check_duplicates(item, g.user, confirmed=request.args.get("allow_duplicate") == "1")
+    def save_record(self, values: dict[str, Any], *, pk: Any, version: Any) -> Customer:
+        return customers.save_customer(values, g.user, pk=pk, version=version,
+                                       allow_duplicate=request.args.get("allow_duplicate") == "1")
 
     def delete_headless(self, pk: Any) -> Any:
-        """DELETE archives the customer (never a hard delete)."""
-        item = self.datamodel.get(pk, self._base_filters)
-        if item is None:
-            return self.response_404()
-        may_archive_won = self.appbuilder.sm.has_access("can_archive_won", "Customer")
-        name = rules.archive_step_up([item], may_archive_won)
-        refusal = step_up.require(name) if name else None
-        if refusal is not None:
-            return refusal
+        """DELETE archives the customer (never a hard delete), through the archive use case."""
         try:
-            rules.archive(item, may_archive_won)
+            archived, refused = customers.archive_customers([pk], g.user)
+        except step_up.StepUpRequired as exc:
+            db.session.rollback()
+            return step_up.refusal(exc)
         except RuleViolation as exc:
-            return self._rule_response(exc)
+            db.session.rollback()
+            return self.response(exc.status, message=exc.errors)
+        if refused:
+            db.session.rollback()
+            return self.response(403, message={"_": refused[0]})
         db.session.commit()
         return self.response(200, message="archived")
 
@@ -110,18 +104,18 @@ class CustomerApi(ScopedApi):
             404:
               $ref: '#/components/responses/404'
         """
-        item = self.datamodel.get(pk, self._base_filters)
-        if item is None:
+        try:
+            phone = customers.reveal_contact(pk, g.user, via="api")
+        except step_up.StepUpRequired as exc:
+            db.session.rollback()
+            return step_up.refusal(exc)
+        except NotFound:
             return self.response_404()
-        refusal = step_up.require(REVEAL)
-        if refusal is not None:
-            return refusal
-        audit.record("reveal", item, {"field": "contact_phone", "code": item.code, "via": "api"})
         db.session.commit()
-        return self.response(200, contact_phone=item.contact_phone)
+        return self.response(200, contact_phone=phone)
 
 
-class FollowUpApi(ScopedApi):
+class FollowUpApi(UseCaseApiMixin, ScopedApi):
     resource_name = "follow_up"
     datamodel = SQLAInterface(FollowUp)
     class_permission_name = "FollowUp"
@@ -137,12 +131,8 @@ class FollowUpApi(ScopedApi):
     add_query_rel_fields = {"customer": SCOPE_FILTER, "owner": SCOPE_FILTER}
     edit_query_rel_fields = {"customer": SCOPE_FILTER, "owner": SCOPE_FILTER}
 
-    def pre_add(self, item: FollowUp) -> None:
-        rules.clean_follow_up(item, g.user)
-
-    def pre_update(self, item: FollowUp) -> None:
-        rules.check_version(item, g.submitted_version)
-        rules.clean_follow_up(item, g.user)
+    def save_record(self, values: dict[str, Any], *, pk: Any, version: Any) -> FollowUp:
+        return follow_ups.save_follow_up(values, g.user, pk=pk, version=version)
 
 
 def _dictionary_api(model: type, resource: str) -> type:

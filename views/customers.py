@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, g, redirect, request, url_for
+from flask import abort, flash, g, make_response, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
+from flask_appbuilder._compat import as_unicode
+from flask_appbuilder.const import FLAMSG_ERR_SEC_ACCESS_DENIED
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 
 from app.extensions import db
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.security import masking, step_up
 from app.security.data_scope import ActiveEntryFilter
 from app.security.step_up import declare
-from app.services import audit
-from app.services import customers as rules
-from app.services.errors import RuleViolation
+from app.services import audit, customers, follow_ups
+from app.services.dedup import DuplicateFound
+from app.services.errors import NotFound, RuleViolation
 from views import forms
 from views.base import (
     CUSTOMER_PERMISSIONS,
@@ -26,9 +29,8 @@ from views.base import (
     ListExportMixin,
     ScopedModelView,
 )
+from views.writes import UseCaseFormMixin
 
-REVEAL = declare("contact.reveal", _l("Reveal a full phone number"),
-                 _l("Customer page, and POST /api/v1/customer/<id>/contact"))
 UNMASKED_EXPORT = declare("export.unmasked", _l("Export customers with full phone numbers"),
                           _l("Customers list, export with full numbers"))
 ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
@@ -70,7 +72,7 @@ class StatusHistoryView(ScopedModelView):
     }
 
 
-class FollowUpView(ScopedModelView):
+class FollowUpView(UseCaseFormMixin, ScopedModelView):
     datamodel = SQLAInterface(FollowUp)
     class_permission_name = "FollowUp"
     list_title = _l("Follow-ups")
@@ -87,8 +89,8 @@ class FollowUpView(ScopedModelView):
     edit_form_query_rel_fields = {"customer": SCOPE_FILTER}
     search_form_query_rel_fields = {"customer": SCOPE_FILTER}
     add_form_extra_fields = {"owner": forms.owner_field()}
-    edit_form_extra_fields = {"owner": forms.owner_field(True), "edit_version": forms.version_field(FollowUp)}
-    validators_columns = {"method": [forms.choice_validator(FollowUp, "method_id")]}
+    edit_form_extra_fields = {"owner": forms.owner_field(True), "edit_version": forms.version_field()}
+    use_case_fields = follow_ups.EDITABLE
     label_columns = {
         "code": _l("Code"), "customer": _l("Customer"), "followed_at": _l("Time"),
         "method": _l("Method"), "content": _l("Content"), "next_step": _l("Next step"),
@@ -100,14 +102,11 @@ class FollowUpView(ScopedModelView):
     def prefill_form(self, form: Any, pk: Any) -> None:
         form.edit_version.data = self.datamodel.get(pk).version
 
-    def pre_add(self, item: FollowUp) -> None:
-        rules.clean_follow_up(item, g.user)
-
-    def pre_update(self, item: FollowUp) -> None:
-        rules.clean_follow_up(item, g.user)
+    def save_record(self, values: dict[str, Any], *, pk: Any, version: Any, form: Any) -> FollowUp:
+        return follow_ups.save_follow_up(values, g.user, pk=pk, version=version)
 
 
-class CustomerView(ListExportMixin, ScopedModelView):
+class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
     datamodel = SQLAInterface(Customer)
     class_permission_name = "Customer"
     method_permission_name = {
@@ -143,14 +142,9 @@ class CustomerView(ListExportMixin, ScopedModelView):
         "owner": forms.owner_field(True),
         "allow_duplicate": forms.duplicate_field(),
         "status_reason": forms.status_reason_field(),
-        "edit_version": forms.version_field(Customer),
+        "edit_version": forms.version_field(),
     }
-    validators_columns = {
-        "contact_phone": [forms.phone_validator(Customer)],
-        "credit_code": [forms.credit_code_validator],
-        "email": [forms.email_validator],
-        **{f: [forms.choice_validator(Customer, f"{f}_id")] for f in ("type", "industry", "level", "source")},
-    }
+    use_case_fields = customers.EDITABLE
     label_columns = {
         "code": _l("Customer code"), "name": _l("Customer name"), "credit_code": _l("Unified social credit code"),
         "type": _l("Customer type"), "industry": _l("Industry"), "contact_name": _l("Contact name"),
@@ -176,61 +170,58 @@ class CustomerView(ListExportMixin, ScopedModelView):
         form.edit_version.data = item.version
         form.contact_phone.data = masking.mask_phone(item.contact_phone)
 
-    def pre_add(self, item: Customer) -> None:
-        rules.clean_customer(item, g.user)
+    def save_record(self, values: dict[str, Any], *, pk: Any, version: Any, form: Any) -> Customer:
+        return customers.save_customer(values, g.user, pk=pk, version=version,
+                                       allow_duplicate=bool(form.allow_duplicate.data))
 
-    def pre_update(self, item: Customer) -> None:
-        rules.clean_customer(item, g.user)
+    def show_rule_errors(self, form: Any, exc: RuleViolation) -> None:
+        """A duplicate: links to the matches the user may open, the message on 'Save anyway'."""
+        if isinstance(exc, DuplicateFound):
+            links = Markup(", ").join(
+                Markup('<a href="{}">{} {}</a>').format(url_for("CustomerView.show", pk=c.id), c.code, c.name)
+                for c, _ in exc.matches if c.code in exc.errors["duplicates"])
+            if links:
+                flash(Markup(_l("Possible duplicate of: %(links)s", links=links)), "warning")
+            exc = RuleViolation({"allow_duplicate": exc.errors["duplicate"]})
+        super().show_rule_errors(form, exc)
 
-    def _may_archive_won(self) -> bool:
-        return self.appbuilder.sm.has_access("can_archive_won", self.class_permission_name)
-
-    def _delete(self, pk: Any) -> None:
-        """Delete archives: customers are never hard-deleted from the screens."""
-        item = self.scoped_get(pk)
-        if item is None:
+    def _archive(self, pks: list[Any]) -> Any:
+        """Archive (the screens' delete) through the use case; None when done, else a response."""
+        try:
+            archived, refused = customers.archive_customers(pks, g.user)
+        except step_up.StepUpRequired as exc:
+            db.session.rollback()
+            return make_response(step_up.refusal(exc))
+        except NotFound:
+            db.session.rollback()
             abort(404)
-        self._archive_items([item])
-
-    def _step_up_for(self, items: list[Customer]) -> Any:
-        name = rules.archive_step_up(items, self._may_archive_won())
-        return step_up.require(name) if name else None
+        db.session.commit()
+        if archived:
+            flash(str(_l("Archived: %(codes)s", codes=", ".join(c.code for c in archived))), "success")
+        for reason in refused:
+            flash(reason, "danger")
+        return None
 
     @expose("/delete/<pk>", methods=["GET", "POST"])
     @has_access
     def delete(self, pk: Any) -> Any:
-        item = self.scoped_get(pk)
-        if item is None:
-            abort(404)
-        if request.method == "POST":
-            refusal = self._step_up_for([item])
-            if refusal is not None:
-                return refusal
-        return super().delete(pk)
+        self.update_redirect()
+        if request.method == "GET" and not self.is_get_mutation_allowed():
+            flash(as_unicode(FLAMSG_ERR_SEC_ACCESS_DENIED), "danger")
+            return redirect(self.get_redirect())
+        return self._archive([pk]) or redirect(self.get_redirect())
 
-    def _archive_items(self, items: list[Customer]) -> None:
-        archived, refused = [], []
-        for item in items:
-            try:
-                rules.archive(item, self._may_archive_won())
-                archived.append(item.code)
-            except RuleViolation as exc:
-                refused.append(str(exc))
-        db.session.commit()
-        if archived:
-            flash(str(_l("Archived: %(codes)s", codes=", ".join(archived))), "success")
-        for reason in refused:
-            flash(reason, "danger")
+    def _delete(self, pk: Any) -> None:
+        """Any FAB path that deletes archives instead (customers are never hard-deleted)."""
+        response = self._archive([pk])
+        if response is not None:
+            abort(response)
 
     @action("archive", _l("Archive"), _l("Archive the selected customers?"), "fa-archive", single=False)
     def archive_action(self, items: Any) -> Any:
         items = items if isinstance(items, list) else [items]
-        refusal = self._step_up_for(items)
-        if refusal is not None:
-            return refusal
-        self._archive_items(items)
         self.update_redirect()
-        return redirect(self.get_redirect())
+        return self._archive([item.id for item in items]) or redirect(self.get_redirect())
 
     @expose("/reveal/<int:pk>", methods=["GET", "POST"])
     @has_access
@@ -241,12 +232,12 @@ class CustomerView(ListExportMixin, ScopedModelView):
             abort(404)
         phone = None
         if request.method == "POST":
-            refusal = step_up.require(REVEAL)
-            if refusal is not None:
-                return refusal
-            audit.record("reveal", item, {"field": "contact_phone", "code": item.code})
+            try:
+                phone = customers.reveal_contact(pk, g.user)
+            except step_up.StepUpRequired as exc:
+                db.session.rollback()
+                return step_up.refusal(exc)
             db.session.commit()
-            phone = item.contact_phone
         return self.render_template(
             "crm/reveal.html", item=item, phone=phone, masked=masking.mask_phone(item.contact_phone)
         )
@@ -287,9 +278,13 @@ class ArchivedCustomerView(ScopedModelView):
     @action("restore", _l("Restore"), _l("Restore the selected customers?"), "fa-undo")
     def restore_action(self, items: Any) -> Any:
         items = items if isinstance(items, list) else [items]
-        for item in items:
-            rules.restore(item)
-        db.session.commit()
-        flash(str(_l("Restored: %(codes)s", codes=", ".join(i.code for i in items))), "success")
+        try:
+            restored = customers.restore_customers([item.id for item in items], g.user)
+        except RuleViolation as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+        else:
+            db.session.commit()
+            flash(str(_l("Restored: %(codes)s", codes=", ".join(i.code for i in restored))), "success")
         return redirect(url_for(f"{self.__class__.__name__}.list"))
 

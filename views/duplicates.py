@@ -15,7 +15,7 @@ from app.models.customers import Customer, FollowUp
 from app.security import masking, step_up
 from app.security.data_scope import scope_clause, visible_owner_ids
 from app.services import dedup, merge
-from app.services.errors import RuleViolation
+from app.services.errors import NotFound, RuleViolation
 
 #: (column, label) rows of the review table, in the order of the customer form.
 REVIEW_FIELDS = [
@@ -78,8 +78,10 @@ class DuplicatesView(BaseView):
         follow_ups = dict(db.session.execute(
             select(FollowUp.customer_id, func.count(FollowUp.id)).where(FollowUp.customer_id.in_(ids))
             .group_by(FollowUp.customer_id)).all())
+        picked = merge.default_picks(customers[0], customers[1:])
         return self.render_template(
             "crm/duplicate_review.html", customers=customers, fields=REVIEW_FIELDS, shown=shown,
+            picked={column: picked.get(column, customers[0].id) for column, _ in REVIEW_FIELDS},
             follow_ups=follow_ups, may_merge=self.appbuilder.sm.has_access("can_merge", "Duplicates"),
             title=_l("Review duplicates"),
         )
@@ -87,24 +89,21 @@ class DuplicatesView(BaseView):
     @expose("/merge", methods=["POST"])
     @has_access
     def merge_customers(self) -> Any:
-        ids = [int(v) for v in request.form.getlist("ids") if v.isdigit()]
-        customers = self._scoped(ids)
-        survivor_id = int(request.form.get("survivor", 0) or 0)
-        survivor = next((c for c in customers if c.id == survivor_id), None)
-        if survivor is None:
-            flash(str(_l("Pick the customer to keep.")), "danger")
-            return redirect(url_for("DuplicatesView.review", ids=",".join(map(str, ids))))
-        refusal = step_up.require(merge.MERGE)
-        if refusal is not None:
-            return refusal
+        ids = [v for v in request.form.getlist("ids") if v.isdigit()]
         picks = {column: int(request.form[f"pick_{column}"]) for column, _ in REVIEW_FIELDS
                  if request.form.get(f"pick_{column}", "").isdigit()}
         try:
-            merge.merge(survivor, [c for c in customers if c.id != survivor.id], picks, g.user)
+            survivor = merge.merge_customers(ids, request.form.get("survivor"), picks, g.user)
+        except step_up.StepUpRequired as exc:
+            db.session.rollback()
+            return step_up.refusal(exc)
+        except NotFound:
+            db.session.rollback()
+            abort(404)
         except RuleViolation as exc:
             db.session.rollback()
             flash(str(exc), "danger")
-            return redirect(url_for("DuplicatesView.review", ids=",".join(map(str, ids))))
+            return redirect(url_for("DuplicatesView.review", ids=",".join(ids)))
         db.session.commit()
         flash(str(_l("Merged into %(code)s; the other codes now point to it.", code=survivor.code)), "success")
         return redirect(url_for("CustomerView.show", pk=survivor.id))

@@ -1,62 +1,36 @@
-"""Customer and follow-up rules: validation, numbering, status history, archiving.
+"""Customers (客户基本信息, 001 表1): their rules and their use cases.
 
-Everything here runs for the HTML forms, the REST API and (later) the importer and
-the sync. ``before_flush`` numbering and status history make sure no caller can forget.
+Rules (``check_customer``, ``clean_customer``, archiving) run for every writer; the use
+cases (``save_customer``, ``archive_customers``, ``restore_customers``,
+``reveal_contact``) are what the screens and the REST API call. The importer and the
+sync apply the same rules in bulk. ``before_flush`` numbering and status history make
+sure no caller can forget.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
+from flask import current_app, has_request_context
 from flask_babel import lazy_gettext as _l
+from limits import parse
 from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
-from app.extensions import db
+from app.extensions import appbuilder, db
 from app.models.base import current_user_id, now
 from app.models.customers import Customer, CustomerAlias, CustomerStatusChange, FollowUp
-from app.models.org import CrmUser
-from app.security import masking
-from app.security.data_scope import can_see, visible_owner_ids
+from app.security import masking, step_up
+from app.security.rights import user_may
 from app.security.step_up import declare
-from app.services import audit, bulk, numbering, validation
-from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
+from app.services import audit, bulk, numbering, records, validation
+from app.services.errors import RuleForbidden, RuleViolation
 
 WON = "won"
 BULK_ARCHIVE = declare("customer.bulk_archive", _l("Archive (delete) several customers at once"),
                        _l("Customers list, bulk action"))
 ARCHIVE_WON = declare("customer.archive_won", _l("Archive (delete) a won customer"),
                       _l("Customers: delete / archive, and DELETE /api/v1/customer/<id>"))
-
-
-def _previous(item: Any, column: str) -> Any:
-    """The value a column had when loaded (None for new records).
-
-    Columns, not relationships: a many-to-one that was never loaded has no history.
-    """
-    state = inspect(item)
-    if state.pending or state.transient:
-        return None
-    history = state.attrs[column].history
-    if history.deleted:
-        return history.deleted[0]
-    if history.unchanged:
-        return history.unchanged[0]
-    if history.added and state.session is not None:
-        # Set after the object expired (e.g. after a commit): the old value is in the database.
-        model = type(item)
-        with state.session.no_autoflush:
-            return state.session.execute(select(getattr(model, column)).where(model.id == item.id)).scalar()
-    return getattr(item, column)
-
-
-def _related_id(item: Any, relation: str) -> int | None:
-    """Id the record points to now, whether the relationship or the FK column was set."""
-    if inspect(item).attrs[relation].history.has_changes():
-        target = getattr(item, relation)
-        return target.id if target is not None else None
-    return getattr(item, f"{relation}_id")
 
 
 def resolve_phone(submitted: str | None, stored: str | None) -> str:
@@ -66,26 +40,6 @@ def resolve_phone(submitted: str | None, stored: str | None) -> str:
     return validation.normalize_phone(submitted)
 
 
-def check_owner(user: Any, owner_id: int | None) -> None:
-    """A user may only give records to owners inside their own data scope."""
-    allowed = visible_owner_ids(user)
-    if owner_id is None:
-        raise RuleViolation({"owner": str(_l("An owner is required."))})
-    if allowed is not None and owner_id not in allowed:
-        raise RuleForbidden({"owner": str(_l("You cannot assign records to this user."))})
-
-
-def default_owner(item: Any, user: Any) -> None:
-    """No owner given: a new record belongs to its creator, an edited one keeps its owner."""
-    if _related_id(item, "owner") is not None:
-        return
-    previous = _previous(item, "owner_id")
-    if previous is not None:
-        item.owner = inspect(item).session.get(CrmUser, previous)
-    elif user is not None:
-        item.owner = user
-
-
 def clean_customer(item: Customer, user: Any) -> None:
     """Normalise and validate a customer in place; raise ``RuleViolation`` listing every error."""
     with db.session.no_autoflush:  # scope queries must not flush a half-cleaned record
@@ -93,17 +47,19 @@ def clean_customer(item: Customer, user: Any) -> None:
 
 
 def _clean_customer(item: Customer, user: Any) -> None:
-    default_owner(item, user)
     values = {name: getattr(item, name) for name in CUSTOMER_CHECKED}
-    previous = {name: _previous(item, name) for name in ("contact_phone", *CHOICE_IDS)}
-    errors = check_customer(values, previous)
+    before = {name: records.previous(item, name) for name in ("contact_phone", *CHOICE_IDS)}
+    errors = check_customer(values, before)
+    try:
+        records.settle_owner(item, user)
+    except RuleViolation as exc:
+        if not errors:
+            raise
+        errors.update(exc.errors)
     if errors:
         raise RuleViolation(errors)
     for name in ("name", "contact_phone", "credit_code", "email"):
         setattr(item, name, values[name])
-    owner_id = _related_id(item, "owner")
-    if owner_id != _previous(item, "owner_id"):
-        check_owner(user, owner_id)
 
 
 CHOICES = ("type", "industry", "level", "source")
@@ -154,7 +110,8 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     """
     session = db.session
     blank = [row for row in rows if not row.get("code")]
-    for row, code in zip(blank, numbering.allocate(session, numbering.CUSTOMER_PREFIX, len(blank)) if blank else [], strict=True):
+    for row, code in zip(blank, numbering.allocate(session, numbering.CUSTOMER_PREFIX, len(blank)) if blank else [],
+                         strict=True):
         row["code"] = code
     stamp, uid = now(), current_user_id()
     for row in rows:
@@ -186,64 +143,6 @@ def check_duplicates(item: Customer, user: Any, confirmed: bool) -> None:
                                 exclude_id=item.id, confirmed=confirmed)
 
 
-def clean_follow_up(item: FollowUp, user: Any) -> None:
-    with db.session.no_autoflush:
-        _clean_follow_up(item, user)
-
-
-def _clean_follow_up(item: FollowUp, user: Any) -> None:
-    errors: dict[str, str] = {}
-    try:
-        item.content = validation.require_text(item.content, 10000)
-    except ValueError as exc:
-        errors["content"] = str(exc)
-    customer_id = _related_id(item, "customer")
-    if customer_id is None:
-        errors["customer"] = str(_l("A customer is required."))
-    elif customer_id != _previous(item, "customer_id") and not _customer_visible(user, customer_id):
-        errors["customer"] = str(_l("Customer not found."))
-    try:
-        validation.check_choice(item.method, _previous(item, "method_id"))
-    except ValueError as exc:
-        errors["method"] = str(exc)
-    if errors:
-        raise RuleViolation(errors)
-    default_owner(item, user)
-    owner_id = _related_id(item, "owner")
-    if owner_id != _previous(item, "owner_id"):
-        check_owner(user, owner_id)
-
-
-def _customer_visible(user: Any, customer_id: int) -> bool:
-    """A follow-up can only be attached to a customer the user can see."""
-    customer = db.session.get(Customer, customer_id)
-    return customer is not None and can_see(user, customer)
-
-
-def check_version(item: Any, submitted: Any) -> None:
-    """Refuse a save based on an older version than the one stored."""
-    if submitted in (None, ""):
-        raise RuleViolation({"version": str(_l("The record version is required to save changes."))})
-    try:
-        submitted = int(submitted)
-    except (TypeError, ValueError):
-        raise RuleViolation({"version": str(_l("Invalid record version."))}) from None
-    if submitted != item.version:
-        raise StaleRecord(
-            {
-                "version": str(
-                    _l(
-                        "Someone else changed this record while you were editing it "
-                        "(version %(theirs)d, you had %(yours)d). Reload it and apply "
-                        "your changes again.",
-                        theirs=item.version,
-                        yours=submitted,
-                    )
-                )
-            }
-        )
-
-
 def can_archive(customer: Customer, may_delete_won: bool) -> str | None:
     """None if the customer may be archived, else the reason it may not."""
     if customer.archived_at is not None:
@@ -259,7 +158,7 @@ def is_won(customer: Customer) -> bool:
 
 
 def archive_step_up(customers: list[Customer], may_delete_won: bool) -> str | None:
-    """Which sensitive action archiving these customers is (screens and API ask the same)."""
+    """Which sensitive action archiving these customers is (None: not sensitive by itself)."""
     if len(customers) > 1:
         return BULK_ARCHIVE
     if may_delete_won and any(is_won(customer) for customer in customers):
@@ -272,7 +171,7 @@ def archive(customer: Customer, may_delete_won: bool) -> None:
     reason = can_archive(customer, may_delete_won)
     if reason:
         raise RuleForbidden(reason)
-    customer.archived_at = datetime.now()  # audited as "archive" by the flush hook
+    customer.archived_at = now()  # audited as "archive" by the flush hook
 
 
 def restore(customer: Customer) -> None:
@@ -282,6 +181,119 @@ def restore(customer: Customer) -> None:
     if session is not None:
         for alias in session.scalars(select(CustomerAlias).where(CustomerAlias.merged_from_id == customer.id)):
             session.delete(alias)
+
+
+# --- use cases: every entry point (screens, REST API, jobs) calls these -----------------
+
+#: Fields a save may set (forms, API); anything else in a request is refused.
+EDITABLE = ("name", "credit_code", "type", "industry", "contact_name", "contact_phone", "email", "address",
+            "level", "source", "owner", "note", "status_reason")
+
+
+def save_customer(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any = None,
+                  allow_duplicate: bool = False) -> Customer:
+    """Add (``pk`` None) or change one customer: the use case behind the form and the API.
+
+    ``values``: field -> value (text, or loaded dictionary entries / users for relations);
+    ``version``: the version the editor loaded (required for an edit). Loads the record
+    in ``user``'s scope (``NotFound`` otherwise), refuses a stale version
+    (``StaleRecord``), applies the customer rules (001 表1 fields; owner active and in
+    scope) and the duplicate rule (``dedup.DuplicateFound`` unless ``allow_duplicate``),
+    then flushes; the flush hooks number, keep the status history and audit. The caller
+    commits (or rolls back on ``RuleViolation``).
+    """
+    item = Customer() if pk is None else _live_customer(pk, user)
+    if pk is not None:
+        records.check_version(item, version)
+    with db.session.no_autoflush:
+        records.assign(item, values, EDITABLE)
+        clean_customer(item, user)
+        check_duplicates(item, user, confirmed=allow_duplicate)
+    if pk is None:
+        db.session.add(item)
+    db.session.flush()
+    return item
+
+
+def _live_customer(pk: Any, user: Any) -> Customer:
+    """A customer in scope that is not archived (archived ones are named: they are in scope)."""
+    item = records.load(Customer, pk, user, live=False)
+    if item.archived_at is not None:
+        raise RuleViolation(archived_message(item.code))
+    return item
+
+
+def archived_message(code: str) -> str:
+    """The one refusal for changing an archived customer or attaching something to it."""
+    return str(_l("%(code)s is archived; restore it before changing it or adding to it.", code=code))
+
+
+def archive_customers(pks: list[Any], user: Any) -> tuple[list[Customer], list[str]]:
+    """Archive (the CRM's delete) customers in ``user``'s scope; returns (archived, refusals).
+
+    Step-up (003 删除客户需审批; DESIGN "Sensitive actions"): several at once, a won customer,
+    or more single archives than ``CRM_ARCHIVE_WITHOUT_CODE`` allows per user (so a bulk
+    delete cannot be done as many single DELETEs) each ask for a fresh code
+    (``StepUpRequired``). Records out of scope: ``NotFound`` and nothing is archived.
+    """
+    items = records.load_many(Customer, pks, user, live=False)
+    may_delete_won = user_may(user, "can_archive_won", "Customer")
+    name = archive_step_up(items, may_delete_won) or _over_archive_budget(user, len(items))
+    if name:
+        step_up.demand(name, user)
+    archived, refused = [], []
+    for item in items:
+        reason = can_archive(item, may_delete_won)
+        if reason:
+            refused.append(reason)
+        else:
+            item.archived_at = now()
+            archived.append(item)
+    _spend_archive_budget(user, len(archived))
+    db.session.flush()
+    return archived, refused
+
+
+def _archive_budget(user: Any) -> tuple[Any, tuple[str, str]]:
+    return parse(current_app.config["CRM_ARCHIVE_WITHOUT_CODE"]), ("archive-without-code", str(user.id))
+
+
+def _over_archive_budget(user: Any, count: int) -> str | None:
+    if not has_request_context():
+        return None
+    limit, keys = _archive_budget(user)
+    return None if appbuilder.sm.limiter.limiter.test(limit, *keys, cost=count) else BULK_ARCHIVE
+
+
+def _spend_archive_budget(user: Any, count: int) -> None:
+    if has_request_context() and count:
+        limit, keys = _archive_budget(user)
+        appbuilder.sm.limiter.limiter.hit(limit, *keys, cost=count)
+
+
+def restore_customers(pks: list[Any], user: Any) -> list[Customer]:
+    """Bring archived customers in ``user``'s scope back (a merged-away one gets its code back)."""
+    items = records.load_many(Customer, pks, user, live=False)
+    live = [item.code for item in items if item.archived_at is None]
+    if live:
+        raise RuleViolation(str(_l("Not archived: %(codes)s", codes=", ".join(live))))
+    for item in items:
+        restore(item)
+    db.session.flush()
+    return items
+
+
+REVEAL = declare("contact.reveal", _l("Reveal a full phone number"),
+                 _l("Customer page, and POST /api/v1/customer/<id>/contact"))
+
+
+def reveal_contact(pk: Any, user: Any, via: str = "web") -> str:
+    """The full phone of one customer in scope, after a step-up; the reveal is audited
+    (001 使用规范: 联系方式脱敏, 查看需授权并记录)."""
+    item = records.load(Customer, pk, user)
+    step_up.demand(REVEAL, user)
+    audit.record("reveal", item, {"field": "contact_phone", "code": item.code, "via": via})
+    return item.contact_phone
 
 
 def _number_new_records(session: Session) -> None:
@@ -301,7 +313,7 @@ def _record_status_changes(session: Session) -> None:
     for obj in list(session.new) + list(session.dirty):
         if not isinstance(obj, Customer):
             continue
-        before, after = _previous(obj, "type_id"), _related_id(obj, "type")
+        before, after = records.previous(obj, "type_id"), records.related_id(obj, "type")
         if before == after:
             continue
         session.add(

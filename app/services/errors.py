@@ -25,3 +25,10 @@ class StaleRecord(RuleViolation):
 
 class RuleForbidden(RuleViolation):
     status = 403
+
+
+class NotFound(RuleViolation):
+    """The record does not exist *or* is outside the caller's data scope: one answer for
+    both, so no entry point can be used to learn that someone else's record exists."""
+
+    status = 404

@@ -16,11 +16,12 @@ from sqlalchemy import update
 from app.extensions import db
 from app.models.base import now
 from app.models.customers import Customer, CustomerAlias, CustomerStatusChange, FollowUp
+from app.security import step_up
 from app.security.data_scope import can_see
 from app.security.step_up import declare
-from app.services import audit
+from app.services import audit, records
 from app.services import customers as rules
-from app.services.errors import RuleForbidden, RuleViolation
+from app.services.errors import RuleViolation
 
 MERGE = declare("customer.merge", _l("Merge duplicate customers"), _l("Customers > Duplicates, merge"))
 #: Fields a user may take from any member of the cluster.
@@ -28,8 +29,41 @@ MERGEABLE = ("name", "credit_code", "type_id", "industry_id", "contact_name", "c
              "address", "level_id", "source_id", "owner_id", "note")
 
 
+def merge_customers(pks: list[Any], survivor_pk: Any, picks: dict[str, int], user: Any) -> Customer:
+    """The merge use case (dedup tool): load the cluster in ``user``'s scope, ask for the
+    step-up, merge. ``picks`` maps a field to the id of the member to take it from;
+    fields not picked keep the survivor's value, or the first non-empty one of the others.
+
+    Raises ``NotFound`` (a member out of scope or missing), ``RuleViolation`` (archived,
+    fewer than two, no survivor, merged values break a rule), ``StepUpRequired``.
+    """
+    members = records.load_many(Customer, pks, user, live=False)
+    survivor = next((c for c in members if str(c.id) == str(survivor_pk)), None)
+    if survivor is None:
+        raise RuleViolation({"survivor": str(_l("Pick the customer to keep."))})
+    step_up.demand(MERGE, user)
+    return merge(survivor, [c for c in members if c is not survivor], picks, user)
+
+
+def default_picks(survivor: Customer, others: list[Customer]) -> dict[str, int]:
+    """Which member each field comes from when the user does not pick: the survivor's
+    value, unless it is empty and another member has one (nothing typed is dropped)."""
+    picks = {}
+    for column in MERGEABLE:
+        if _blank(getattr(survivor, column)):
+            donor = next((c for c in others if not _blank(getattr(c, column))), None)
+            if donor is not None:
+                picks[column] = donor.id
+    return picks
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def merge(survivor: Customer, others: list[Customer], picks: dict[str, int], user: Any) -> Customer:
-    """Merge ``others`` into ``survivor``; ``picks`` maps a field to the customer id to take it from.
+    """Merge ``others`` into ``survivor``; ``picks`` maps a field to the customer id to take it from
+    (fields not in ``picks`` follow ``default_picks``).
 
     Raises ``RuleViolation`` (nothing changed) when a record is out of scope, archived,
     or the merged values break a customer rule.
@@ -39,9 +73,10 @@ def merge(survivor: Customer, others: list[Customer], picks: dict[str, int], use
         raise RuleViolation(str(_l("Pick at least two customers to merge.")))
     for customer in members.values():
         if not can_see(user, customer):
-            raise RuleForbidden(str(_l("Customer not found.")))
+            raise records.not_found()
         if customer.archived_at is not None:
             raise RuleViolation(str(_l("%(code)s is archived; restore it before merging.", code=customer.code)))
+    picks = {**default_picks(survivor, others), **picks}
     _apply_picks(survivor, members, picks)
     rules.clean_customer(survivor, user)
     merged_codes = []

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models.customers import Customer
 from app.security.data_scope import scope_cache
-from app.services import audit, numbering, validation
+from app.services import audit, follow_ups, numbering, records, validation
 from app.services import customers as rules
 from app.services.errors import RuleViolation
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, MODELS, USER, ImportModel
@@ -344,7 +344,7 @@ class ImportRun:
             setattr(item, name, value)
 
     def _validate(self, item: Any) -> None:
-        clean = rules.clean_customer if isinstance(item, Customer) else rules.clean_follow_up
+        clean = rules.clean_customer if isinstance(item, Customer) else follow_ups.clean_follow_up
         try:
             clean(item, self.user)
         except RuleViolation as exc:
@@ -360,7 +360,7 @@ class ImportRun:
         owner = values.get("owner") or self.user
         if not errors:
             try:
-                rules.check_owner(self.user, owner.id)
+                records.check_owner(self.user, owner.id)
             except RuleViolation as exc:
                 errors.update(exc.errors)
         if errors:

@@ -7,8 +7,9 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditLog, CrmUser, Customer
-from app.services.customers import archive, check_version, clean_customer
+from app.services.customers import archive, clean_customer
 from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
+from app.services.records import check_version
 from app.services.validation import credit_code_check_char
 from tests.conftest import user_id
 

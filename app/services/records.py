@@ -1,0 +1,164 @@
+"""What every record type's use cases share: loading in scope, the version guard, owners,
+and reading a record's previous values during a save.
+
+A use case (``save_customer``, ``save_follow_up``, ``archive_customers`` …) is built from
+these pieces so that the form, the REST API, the importer, the sync and scheduled jobs
+get the same answers: a record outside the caller's scope is "not found" (never
+"not yours"), a stale version is refused, an owner must be active and in scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import inspect, select
+
+from app.extensions import db
+from app.models.org import CrmUser
+from app.security.data_scope import scope_clause, visible_owner_ids
+from app.services.errors import NotFound, RuleForbidden, RuleViolation, StaleRecord
+
+
+def not_found() -> NotFound:
+    """The one answer for a record that is missing *or* outside the caller's scope."""
+    return NotFound(str(_l("Record not found.")))
+
+
+def load(model: type, pk: Any, user: Any, *, live: bool = True) -> Any:
+    """The record ``pk`` of ``model`` as ``user`` may see it.
+
+    ``live`` also refuses archived records (models with ``archived_at``). Raises
+    ``NotFound`` (404) for a missing, out-of-scope or (``live``) archived record alike.
+    """
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        raise not_found() from None
+    stmt = select(model).where(model.id == pk, scope_clause(user, model))
+    if live and hasattr(model, "archived_at"):
+        stmt = stmt.where(model.archived_at.is_(None))
+    item = db.session.scalars(stmt).first()
+    if item is None:
+        raise not_found()
+    return item
+
+
+def load_many(model: type, pks: Iterable[Any], user: Any, *, live: bool = True) -> list[Any]:
+    """Several records, all in scope or none: ``NotFound`` if any one is out of reach."""
+    wanted = []
+    for pk in pks:
+        try:
+            wanted.append(int(pk))
+        except (TypeError, ValueError):
+            raise not_found() from None
+    if not wanted:
+        raise RuleViolation(str(_l("Select at least one record.")))
+    stmt = select(model).where(model.id.in_(set(wanted)), scope_clause(user, model))
+    if live and hasattr(model, "archived_at"):
+        stmt = stmt.where(model.archived_at.is_(None))
+    found = {item.id: item for item in db.session.scalars(stmt)}
+    if len(found) != len(set(wanted)):
+        raise not_found()
+    return [found[pk] for pk in dict.fromkeys(wanted)]
+
+
+def previous(item: Any, column: str) -> Any:
+    """The value a column had when loaded (None for new records).
+
+    Columns, not relationships: a many-to-one that was never loaded has no history.
+    """
+    state = inspect(item)
+    if state.pending or state.transient:
+        return None
+    history = state.attrs[column].history
+    if history.deleted:
+        return history.deleted[0]
+    if history.unchanged:
+        return history.unchanged[0]
+    if history.added and state.session is not None:
+        # Set after the object expired (e.g. after a commit): the old value is in the database.
+        model = type(item)
+        with state.session.no_autoflush:
+            return state.session.execute(select(getattr(model, column)).where(model.id == item.id)).scalar()
+    return getattr(item, column)
+
+
+def related_id(item: Any, relation: str) -> int | None:
+    """Id the record points to now, whether the relationship or the FK column was set."""
+    if inspect(item).attrs[relation].history.has_changes():
+        target = getattr(item, relation)
+        return target.id if target is not None else None
+    return getattr(item, f"{relation}_id")
+
+
+def check_version(item: Any, submitted: Any) -> None:
+    """Optimistic locking: refuse a save based on an older version than the one stored.
+
+    ``submitted`` is the version the editor loaded (int or its text). Raises
+    ``RuleViolation`` (422) when it is missing or not a number, ``StaleRecord`` (409)
+    when someone saved in between.
+    """
+    if submitted in (None, ""):
+        raise RuleViolation({"version": str(_l("The record version is required to save changes."))})
+    try:
+        submitted = int(submitted)
+    except (TypeError, ValueError):
+        raise RuleViolation({"version": str(_l("Invalid record version."))}) from None
+    if submitted != item.version:
+        raise StaleRecord({"version": str(_l(
+            "Someone else changed this record while you were editing it (version %(theirs)d, you had "
+            "%(yours)d). Reload it and apply your changes again.", theirs=item.version, yours=submitted))})
+
+
+def check_owner(user: Any, owner_id: int | None) -> None:
+    """A record's new owner must be an active user inside the caller's data scope.
+
+    Raises ``RuleViolation`` when missing or deactivated, ``RuleForbidden`` when out of scope
+    (the same answer whether or not such a user exists).
+    """
+    if owner_id is None:
+        raise RuleViolation({"owner": str(_l("An owner is required."))})
+    allowed = visible_owner_ids(user)
+    if allowed is not None and owner_id not in allowed:
+        raise RuleForbidden({"owner": str(_l("You cannot assign records to this user."))})
+    owner = db.session.get(CrmUser, owner_id)
+    if owner is None:
+        raise RuleForbidden({"owner": str(_l("You cannot assign records to this user."))})
+    if not owner.active:
+        raise RuleViolation({"owner": str(_l("%(name)s is deactivated; pick an active owner.",
+                                            name=owner.username))})
+
+
+def default_owner(item: Any, user: Any) -> None:
+    """No owner given: a new record belongs to its creator, an edited one keeps its owner."""
+    if related_id(item, "owner") is not None:
+        return
+    before = previous(item, "owner_id")
+    if before is not None:
+        item.owner = inspect(item).session.get(CrmUser, before)
+    elif user is not None:
+        item.owner = user
+
+
+def settle_owner(item: Any, user: Any) -> None:
+    """Default the owner, then check it when it is new or changed (``check_owner``)."""
+    default_owner(item, user)
+    owner_id = related_id(item, "owner")
+    if owner_id != previous(item, "owner_id") or inspect(item).transient or inspect(item).pending:
+        check_owner(user, owner_id)
+
+
+def assign(item: Any, values: dict[str, Any], editable: Iterable[str]) -> None:
+    """Set the submitted ``values`` that a save may change; anything else is refused.
+
+    ``values`` holds plain values and related objects (forms and the API load related ids
+    into objects; the rules check them). Raises ``RuleViolation`` naming unknown fields.
+    """
+    allowed = set(editable)
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise RuleViolation({name: str(_l("This field cannot be set.")) for name in unknown})
+    for name, value in values.items():
+        setattr(item, name, value)

@@ -1,0 +1,166 @@
+"""Screens and REST APIs that write through a use case (``app/services``), and stay thin.
+
+The form (WTForms) or the request schema (marshmallow) only parses: types, dates,
+related ids into records. Everything else — scope, rules, duplicates, version, step-up,
+audit — is the use case's; its ``RuleViolation`` becomes field errors on the form (the
+user's input is kept) or a 4xx JSON answer, its ``StepUpRequired`` the code page or a
+401 JSON answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, make_response, request
+from flask_appbuilder._compat import as_unicode
+from flask_appbuilder.urltools import get_filter_args, get_order_args, get_page_args, get_page_size_args
+from marshmallow import ValidationError
+
+from app.extensions import db
+from app.security import step_up
+from app.services.errors import RuleViolation
+
+#: JSON keys that are not record fields: the version guard and the step-up code.
+API_CONTROL_KEYS = ("version", "totp_code")
+
+
+def step_up_abort(exc: step_up.StepUpRequired) -> None:
+    """Leave the current view with the step-up page / 401 JSON (nothing was written)."""
+    db.session.rollback()
+    abort(make_response(step_up.refusal(exc)))
+
+
+class UseCaseFormMixin:
+    """For ModelViews: add and edit call ``save_record`` instead of writing the model.
+
+    Subclasses set ``use_case_fields`` (form fields handed to the use case) and implement
+    ``save_record(values, pk=..., version=..., form=...)``. A field error names a form
+    field; any other error is flashed. The version comes from the hidden
+    ``edit_version`` field when the form has one.
+    """
+
+    use_case_fields: tuple[str, ...] = ()
+
+    def save_record(self, values: dict[str, Any], *, pk: Any, version: Any, form: Any) -> Any:
+        raise NotImplementedError
+
+    def form_values(self, form: Any) -> dict[str, Any]:
+        """The submitted values the use case receives (only fields present on this form)."""
+        return {name: form[name].data for name in self.use_case_fields if name in form}
+
+    def _saved(self, form: Any, pk: Any) -> bool:
+        version = form["edit_version"].data if "edit_version" in form else None
+        try:
+            self.save_record(self.form_values(form), pk=pk, version=version, form=form)
+        except step_up.StepUpRequired as exc:
+            step_up_abort(exc)
+        except RuleViolation as exc:
+            db.session.rollback()
+            self.show_rule_errors(form, exc)
+            return False
+        db.session.commit()
+        return True
+
+    def show_rule_errors(self, form: Any, exc: RuleViolation) -> None:
+        """Field messages under their fields; the rest as a flash message."""
+        for name, message in exc.errors.items():
+            if not isinstance(message, str):
+                continue
+            if name in form and name not in ("edit_version",):
+                form[name].errors = [*form[name].errors, message]
+            else:
+                flash(message, "danger")
+
+    def _add(self) -> Any:
+        get_filter_args(self._filters, disallow_if_not_in_search=False)
+        exclude_cols = self._filters.get_relation_cols()
+        form = self.add_form.refresh()
+        if request.method == "POST":
+            self._fill_form_exclude_cols(exclude_cols, form)
+            if form.validate() and self._saved(form, None):
+                flash(as_unicode(self.add_row_message), "success")
+                return None
+        else:
+            self.update_redirect()
+        return self._get_add_widget(form=form, exclude_cols=exclude_cols)
+
+    def _edit(self, pk: Any) -> Any:
+        pages, page_sizes, orders = get_page_args(), get_page_size_args(), get_order_args()
+        get_filter_args(self._filters, disallow_if_not_in_search=False)
+        exclude_cols = self._filters.get_relation_cols()
+        item = self.datamodel.get(pk, self._base_filters)
+        if not item:
+            abort(404)
+        pk = self.datamodel.get_pk_value(item)
+        if request.method == "POST":
+            form = self.edit_form.refresh(request.form)
+            self._fill_form_exclude_cols(exclude_cols, form)
+            form._id = pk
+            if form.validate() and self._saved(form, pk):
+                flash(as_unicode(self.edit_row_message), "success")
+                return None
+            item = self.datamodel.get(pk, self._base_filters) or abort(404)
+        else:
+            form = self.edit_form.refresh(obj=item)
+            self.prefill_form(form, pk)
+            self.update_redirect()
+        widgets = self._get_edit_widget(form=form, exclude_cols=exclude_cols)
+        return self._get_related_views_widgets(item, filters={}, orders=orders, pages=pages,
+                                               page_sizes=page_sizes, widgets=widgets)
+
+
+class UseCaseApiMixin:
+    """For ModelRestApis: POST and PUT call ``save_record``; answers are dumped with
+    ``show_columns`` through ``pre_get`` (so every answer is masked like GET).
+
+    The request schemas only parse (``load_instance`` off): a PUT carries the fields it
+    changes (partial), plus ``version``.
+    """
+
+    def save_record(self, values: dict[str, Any], *, pk: Any, version: Any) -> Any:
+        raise NotImplementedError
+
+    def _init_model_schemas(self) -> None:
+        super()._init_model_schemas()
+        for schema in (self.add_model_schema, self.edit_model_schema):
+            schema._load_instance = False  # values for the use case, never a half-edited record
+
+    def _payload(self) -> tuple[dict[str, Any] | None, Any]:
+        payload = request.get_json(silent=True) if request.is_json else None
+        if not isinstance(payload, dict):
+            return None, self.response_400(message="Send a JSON object.")
+        return {k: v for k, v in payload.items() if k not in API_CONTROL_KEYS}, None
+
+    def _answer(self, status: int, item: Any, **extra: Any) -> Any:
+        data = {"result": self.show_model_schema.dump(item, many=False)}
+        self.pre_get(data)
+        return self.response(status, **data, **extra)
+
+    def _write(self, schema: Any, pk: Any, version: Any, status: int) -> Any:
+        payload, error = self._payload()
+        if error is not None:
+            return error
+        try:
+            values = schema.load(payload, partial=pk is not None, session=db.session)
+        except ValidationError as err:
+            return self.response_422(message=err.messages)
+        try:
+            with db.session.no_autoflush:
+                item = self.save_record(values, pk=pk, version=version)
+        except step_up.StepUpRequired as exc:
+            db.session.rollback()
+            return step_up.refusal(exc)
+        except RuleViolation as exc:
+            db.session.rollback()
+            return self.response(exc.status, message=exc.errors)
+        db.session.commit()
+        extra = {"id": item.id} if pk is None else {}
+        return self._answer(status, item, **extra)
+
+    def post_headless(self) -> Any:
+        return self._write(self.add_model_schema, None, None, 201)
+
+    def put_headless(self, pk: Any) -> Any:
+        payload = request.get_json(silent=True)
+        version = payload.get("version") if isinstance(payload, dict) else None
+        return self._write(self.edit_model_schema, pk, version, 200)
