@@ -100,6 +100,9 @@ class Config:
     CRM_IMPORT_INLINE = _env_bool("CRM_IMPORT_INLINE", False)
     #: Exports with more rows than this are built in the background with a progress bar.
     CRM_EXPORT_BACKGROUND_ROWS = int(os.environ.get("CRM_EXPORT_BACKGROUND_ROWS", 20000))
+    # Single archives (deletes) a user may do without an authenticator code; past it each
+    # archive asks for one, so a bulk delete cannot be done as many single DELETEs.
+    CRM_ARCHIVE_WITHOUT_CODE = os.environ.get("CRM_ARCHIVE_WITHOUT_CODE", "3 per hour")
     #: Service-account JSON (from Google Cloud) used by Google Sheets sync targets.
     GOOGLE_SERVICE_ACCOUNT_FILE = os.environ.get("GOOGLE_SERVICE_ACCOUNT_FILE")
     #: What a save that looks like a duplicate does: "warn" (confirm to save) or "block".
