@@ -8,6 +8,9 @@ from flask_babel import lazy_gettext as _l
 
 
 def register_views(appbuilder: AppBuilder) -> None:
+    from views import fields
+
+    fields.install()
     from views.api import DICTIONARY_APIS, CustomerApi, FollowUpApi
     from views.customers import ArchivedCustomerView, CustomerView, FollowUpView, StatusHistoryView
     from views.dictionaries import DICTIONARY_VIEWS

@@ -131,6 +131,22 @@ def check_owner(user: Any, owner_id: int | None) -> None:
                                             name=owner.username))})
 
 
+def owner_named(text: str, user: Any) -> Any:
+    """The user a spreadsheet cell names as owner (by user name), checked by ``check_owner``.
+
+    Raises ``ValueError`` with the owner rule's message (deactivated; not assignable), or
+    "No active user … in your data scope" for a name nobody in scope has.
+    """
+    person = db.session.scalar(select(CrmUser).where(CrmUser.username == text.strip(), scope_clause(user, CrmUser)))
+    if person is None:
+        raise ValueError(_l("No active user %(name)s in your data scope.", name=text))
+    try:
+        check_owner(user, person.id)
+    except RuleViolation as exc:
+        raise ValueError(exc.errors["owner"]) from None
+    return person
+
+
 def default_owner(item: Any, user: Any) -> None:
     """No owner given: a new record belongs to its creator, an edited one keeps its owner."""
     if related_id(item, "owner") is not None:

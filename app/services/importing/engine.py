@@ -23,6 +23,7 @@ from app.models.customers import Customer
 from app.security.data_scope import scope_cache
 from app.services import audit, follow_ups, numbering, records, validation
 from app.services import customers as rules
+from app.services.customers import archived_message
 from app.services.errors import RuleViolation
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, MODELS, USER, ImportModel
 from app.services.importing.lookups import Lookups
@@ -207,11 +208,9 @@ class ImportRun:
                               DUPLICATE)
         customer = item if isinstance(item, Customer) else item.customer
         if not self.lookups.in_scope(customer.owner_id):
-            raise RowRejected([(self._key_header(), str(_l(
-                "%(value)s is not in your data scope; it was not changed.", value=item.code)))])
+            raise RowRejected([(self._key_header(), self._no_record(item.code))])
         if customer.archived_at is not None:
-            raise RowRejected([(self._key_header(), str(_l(
-                "%(value)s is archived; restore it before updating.", value=item.code)))])
+            raise RowRejected([(self._key_header(), archived_message(item.code))])
         self.updated_ids.add(target)
 
     def _parse(self, raw: list[Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -246,8 +245,10 @@ class ImportRun:
         if not text:
             return None
         found = self.lookups.customers.by_code.get(text)
-        if found is None or found[2] or not self.lookups.in_scope(found[1]):
+        if found is None or not self.lookups.in_scope(found[1]):
             raise ValueError(_l("No customer %(code)s in your data scope.", code=text))
+        if found[2]:
+            raise ValueError(archived_message(text))
         return found[0]
 
     def _key_header(self) -> str:
@@ -263,11 +264,13 @@ class ImportRun:
             except ValueError as exc:
                 raise RowRejected([(self._key_header(), str(exc))]) from None
         found = self._find(key_value)
+        if found is not None and mode == UPDATE and not self.lookups.in_scope(found[1]):
+            found = None  # another rep's record is answered like a missing one (no existence oracle)
         if found is None:
             if mode == UPDATE:
-                message = _l("Nothing to update: %(key)s is empty.", key=self._key_header()) if not key_value \
-                    else _l("No record with %(key)s %(value)s.", key=self._key_header(), value=key_value)
-                raise RowRejected([(self._key_header(), str(message))])
+                message = str(_l("Nothing to update: %(key)s is empty.", key=self._key_header())) \
+                    if not key_value else self._no_record(key_value)
+                raise RowRejected([(self._key_header(), message)])
             self._check_new_code(values.get("code"))
             return None
         record_id, owner_id, archived = found
@@ -276,12 +279,14 @@ class ImportRun:
                 "%(value)s already exists; choose 'update' or 'upsert' to change it.", value=key_value)))],
                 DUPLICATE)
         if not self.lookups.in_scope(owner_id):
-            raise RowRejected([(self._key_header(), str(_l(
-                "%(value)s is not in your data scope; it was not changed.", value=key_value)))])
+            raise RowRejected([(self._key_header(), self._no_record(key_value))])
         if archived:
-            raise RowRejected([(self._key_header(), str(_l(
-                "%(value)s is archived; restore it before updating.", value=key_value)))])
+            raise RowRejected([(self._key_header(), archived_message(key_value))])
         return record_id
+
+    def _no_record(self, value: str) -> str:
+        """One answer for "no such record" and "someone else's record"."""
+        return str(_l("No record with %(key)s %(value)s in your data scope.", key=self._key_header(), value=value))
 
     def _find(self, key_value: str | None) -> tuple[int, int, bool] | None:
         if not key_value:

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models.customers import Customer, CustomerAlias, FollowUp
 from app.models.org import CrmUser
 from app.security.data_scope import scope_clause, visible_owner_ids
-from app.services import dedup
+from app.services import dedup, records
 from app.services.dictionaries import lookup_key, lookups_for
 from app.services.importing.columns import ImportModel
 
@@ -79,10 +78,10 @@ class Lookups:
         return index
 
     def find_user(self, text: str) -> Any:
+        """The active user in scope named ``text``; a deactivated one in scope gets the owner
+        rule's own message (as in forms, the API and the sync); anyone else is unknown."""
         person = self.users.get(lookup_key(text))
-        if person is None:
-            raise ValueError(_l("No active user %(name)s in your data scope.", name=text))
-        return person
+        return person if person is not None else records.owner_named(text, self.user)
 
     def in_scope(self, owner_id: int) -> bool:
         return self.owner_ids is None or owner_id in self.owner_ids

@@ -1,0 +1,185 @@
+"""Every add and edit screen saves what it serves: a form posted back with its own
+defaults and prefilled values must be accepted (a follow-up used to refuse the time its
+own add form filled in, because the default carried microseconds).
+
+The walk covers every registered ModelView with an add or edit form, so a new screen
+is tried without a new test.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from flask_appbuilder import ModelView
+
+from app.extensions import appbuilder, db
+from app.models import FollowUp
+
+#: Values for fields an add form serves empty but requires (by field name).
+REQUIRED_SAMPLES = {
+    "name": "Round Trip Co", "contact_phone": "13912345678", "content": "Called about the quote",
+    "code": "RT1", "label_en": "Round trip", "label_zh": "往返", "cron": "0 2 * * *",
+    "first_name": "Round", "last_name": "Trip", "username": "round_trip", "email": "round.trip@example.com",
+    "password": "Round-Trip-2026", "conf_password": "Round-Trip-2026",
+}
+
+
+class FormParser(HTMLParser):
+    """The fields of the page's FAB model form (id ``model_form``), as a browser would post them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        #: First real option of each select (a choice to make when the form requires one).
+        self.options: dict[str, str] = {}
+        self.in_form = False
+        self._select: str | None = None
+        self._first_option: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form" and a.get("id") == "model_form":
+            self.in_form = True
+        if not self.in_form:
+            return
+        name = a.get("name")
+        if tag == "input" and name:
+            kind = a.get("type", "text")
+            if kind in ("checkbox", "radio"):
+                if "checked" in a:
+                    self.fields[name] = a.get("value") or "y"
+            elif kind not in ("submit", "button"):
+                self.fields[name] = a.get("value") or ""
+        elif tag == "select" and name:
+            self._select, self._first_option = name, None
+            self.fields.setdefault(name, "")
+        elif tag == "option" and self._select:
+            if a.get("value") not in (None, "", "__None"):
+                self.options.setdefault(self._select, a["value"])
+            if "selected" in a:
+                self.fields[self._select] = a.get("value") or ""
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.fields[name] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.fields[self._textarea] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form" and self.in_form:
+            self.in_form = False
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+
+def served_form(client: Any, url: str, choose: bool = False) -> dict[str, str]:
+    """The form as served; ``choose`` also picks the first option of each empty select."""
+    page = client.get(url)
+    assert page.status_code == 200, url
+    parser = FormParser()
+    parser.feed(page.get_data(as_text=True))
+    assert parser.fields, f"no model form on {url}"
+    if choose:
+        for name, value in parser.options.items():
+            if not parser.fields.get(name):
+                parser.fields[name] = value
+    return parser.fields
+
+
+def form_views() -> list[Any]:
+    return [v for v in appbuilder.baseviews if isinstance(v, ModelView)]
+
+
+def _has_form(view: Any, kind: str) -> bool:
+    permission = f"can_{view.method_permission_name.get(kind, kind)}"
+    return permission in view.base_permissions and bool(getattr(view, f"{kind}_columns"))
+
+
+def _errors(response: Any) -> list[str]:
+    html = response.get_data(as_text=True)
+    return re.findall(r'<span class="help-block">([^<]+)</span>', html) + re.findall(
+        r'alert-danger">(?:<button[^>]*>[^<]*</button>)?\s*([^<]+)<', html)
+
+
+def _saved(response: Any) -> bool:
+    return response.status_code == 302
+
+
+def test_every_add_form_accepts_its_own_defaults(app: Any, client: Any, auth: Any, make_customer: Any) -> None:
+    make_customer("admin", contact_name="Han Mei")  # something for follow-ups to belong to
+    auth.login("admin")
+    auth.grant_step_up("admin")
+    tried, refused = [], []
+    for view in form_views():
+        if not _has_form(view, "add"):
+            continue
+        url = f"{view.route_base}/add"
+        fields = served_form(client, url, choose=True)
+        for name, value in REQUIRED_SAMPLES.items():
+            if name in fields and not fields[name].strip():
+                fields[name] = value
+        response = client.post(url, data=fields)
+        if not _saved(response):
+            refused.append((url, _errors(response)))
+        tried.append(view.__class__.__name__)
+    assert not refused
+    assert "FollowUpView" in tried and "CustomerView" in tried
+
+
+def test_follow_up_add_form_saves_as_served(client: Any, auth: Any, make_customer: Any, app: Any) -> None:
+    customer = make_customer("rep_a")
+    auth.login("rep_a")
+    fields = served_form(client, f"/followupview/add?_flt_0_customer={customer}")
+    assert fields.get("followed_at"), "the add form pre-fills the time"
+    fields.update(customer=str(customer), content="Called about the quote")
+    response = client.post("/followupview/add", data=fields)
+    assert _saved(response), response.get_data(as_text=True)[-3000:]
+    with app.app_context():
+        assert db.session.query(FollowUp).filter_by(customer_id=customer).count() == 1
+
+
+@pytest.mark.parametrize("followed_at", [datetime(2026, 5, 1, 9, 30, 15, 123456), datetime(2026, 5, 1, 9, 30)])
+def test_every_edit_form_saves_as_served(client: Any, auth: Any, make_customer: Any, make_follow_up: Any,
+                                         app: Any, followed_at: datetime) -> None:
+    customer = make_customer("rep_a", contact_name="Li Lei", address="1 Road", email="li@example.com")
+    follow_up = make_follow_up(customer, "rep_a", followed_at=followed_at)
+    auth.login("rep_a")
+    for url in (f"/customerview/edit/{customer}", f"/followupview/edit/{follow_up}"):
+        fields = served_form(client, url)
+        response = client.post(url, data=fields)
+        assert _saved(response), (url, response.get_data(as_text=True)[-3000:])
+
+
+def test_every_edit_form_walk_saves_as_served(client: Any, auth: Any, make_customer: Any, make_follow_up: Any,
+                                              app: Any) -> None:
+    """Every edit screen with a record to edit (as an admin) takes its own form back unchanged."""
+    customer = make_customer("admin", contact_name="Han Mei", address="2 Road")
+    make_follow_up(customer, "admin", followed_at=datetime(2026, 5, 2, 8, 0, 1, 500000))
+    auth.login("admin")
+    auth.grant_step_up("admin")
+    refused, tried = [], []
+    for view in form_views():
+        if not _has_form(view, "edit"):
+            continue
+        with app.app_context():
+            item = db.session.query(view.datamodel.obj).first()
+            pk = None if item is None else view.datamodel.get_pk_value(item)
+        if pk is None:
+            continue
+        url = f"{view.route_base}/edit/{pk}"
+        if client.get(url).status_code == 404:  # e.g. the first row is out of the view's filter
+            continue
+        response = client.post(url, data=served_form(client, url))
+        if not _saved(response):
+            refused.append((url, _errors(response)))
+        tried.append(view.__class__.__name__)
+    assert not refused
+    assert {"CustomerView", "FollowUpView"} <= set(tried)
