@@ -17,10 +17,9 @@ from app.extensions import db
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.security import masking, step_up
 from app.security.data_scope import ActiveEntryFilter
-from app.security.step_up import declare
-from app.services import audit, customers, follow_ups
+from app.services import audit, customers, exporting, follow_ups
 from app.services.dedup import DuplicateFound
-from app.services.errors import NotFound, RuleViolation
+from app.services.errors import NotFound, RuleForbidden, RuleViolation
 from views import forms
 from views.base import (
     CUSTOMER_PERMISSIONS,
@@ -31,8 +30,6 @@ from views.base import (
 )
 from views.writes import UseCaseFormMixin
 
-UNMASKED_EXPORT = declare("export.unmasked", _l("Export customers with full phone numbers"),
-                          _l("Customers list, export with full numbers"))
 ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
 CUSTOMER_FIELDS = [
     "name", "credit_code", "type", "industry", "contact_name", "contact_phone",
@@ -249,13 +246,15 @@ class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
 
         ``?unmasked=1`` gives full phone numbers to users who may reveal them, after a step-up.
         """
-        if request.args.get("unmasked"):
-            if not self.appbuilder.sm.has_access("can_reveal_contact", self.class_permission_name):
-                abort(403)
-            refusal = step_up.require(UNMASKED_EXPORT)
-            if refusal is not None:
-                return refusal
-            return self.export_response(fmt, "customers", unmasked=frozenset({"contact_phone"}))
+        unmasked = frozenset({"contact_phone"}) if request.args.get("unmasked") else frozenset()
+        try:
+            exporting.authorise(g.user, self.class_permission_name, unmasked)
+        except step_up.StepUpRequired as exc:
+            return step_up.refusal(exc)
+        except RuleForbidden:
+            abort(403)
+        if unmasked:
+            return self.export_response(fmt, "customers", unmasked=unmasked)
         return self.export_response(fmt, "customers")
 
 

@@ -16,12 +16,46 @@ from pathlib import Path
 from typing import Any
 
 from flask import Response, stream_with_context
+from flask_babel import lazy_gettext as _l
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+from app.security import step_up
+from app.security.rights import user_may
+from app.services.errors import RuleForbidden
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CHUNK = 64 * 1024
+UNMASKED_EXPORT = step_up.declare("export.unmasked", _l("Export customers with full phone numbers"),
+                                  _l("Customers list, export with full numbers"))
+
+
+def authorise(user: Any, view: str, unmasked: frozenset[str] = frozenset()) -> None:
+    """The export use case's check, before a single row is read (screens, jobs, schedules).
+
+    ``view`` is the list's permission view (e.g. ``Customer``): the user needs its
+    ``can_export``. Full phone numbers (``unmasked``) also need ``can_reveal_contact`` and
+    a fresh step-up (DESIGN "Sensitive actions": unmasked PII export). Raises
+    ``RuleForbidden`` or ``StepUpRequired``.
+    """
+    if not user_may(user, "can_export", view):
+        raise RuleForbidden(str(_l("You may not export this list.")))
+    if unmasked:
+        if not user_may(user, "can_reveal_contact", "Customer"):
+            raise RuleForbidden(str(_l("You may not export full phone numbers.")))
+        step_up.demand(UNMASKED_EXPORT, user)
+
+
+def record(model: str, fmt: str, rows: int, unmasked: Iterable[str] = (), user: Any = None,
+           job_id: int | None = None) -> None:
+    """Audit one finished export (who, which list, how many rows, which columns unmasked)."""
+    from app.services import audit
+
+    detail: dict[str, Any] = {"model": model, "format": fmt, "rows": rows, "unmasked": sorted(unmasked)}
+    if job_id is not None:
+        detail["job"] = job_id
+    audit.record("export", None, detail, user=user)
 
 
 def workbook_text(value: Any) -> Any:
