@@ -58,7 +58,7 @@ def _clean_customer(item: Customer, user: Any) -> None:
         errors.update(exc.errors)
     if errors:
         raise RuleViolation(errors)
-    for name in ("name", "contact_phone", "credit_code", "email"):
+    for name in ("name", "contact_name", "address", "note", "contact_phone", "credit_code", "email"):
         setattr(item, name, values[name])
 
 
@@ -81,6 +81,9 @@ def check_customer(values: dict[str, Any], previous: dict[str, Any] | None = Non
     errors: dict[str, str] = {}
     steps = {
         "name": lambda: validation.require_text(values.get("name"), 200),
+        "contact_name": lambda: validation.clean_line(values.get("contact_name")) or None,
+        "address": lambda: validation.clean_line(values.get("address")) or None,
+        "note": lambda: validation.clean_block(values.get("note")) or None,
         "contact_phone": lambda: resolve_phone(values.get("contact_phone"), previous.get("contact_phone")),
         "credit_code": lambda: validation.normalize_credit_code(values.get("credit_code")),
         "email": lambda: validation.normalize_email(values.get("email")),

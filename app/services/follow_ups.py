@@ -34,9 +34,10 @@ def clean_follow_up(item: FollowUp, user: Any) -> None:
 def _clean_follow_up(item: FollowUp, user: Any) -> None:
     errors: dict[str, str] = {}
     try:
-        item.content = validation.require_text(item.content, 10000)
+        item.content = validation.require_text(item.content, 10000, block=True)
     except ValueError as exc:
         errors["content"] = str(exc)
+    item.next_step = validation.clean_line(item.next_step) or None
     if item.followed_at is None:
         errors["followed_at"] = str(_l("A time is required."))
     problem = customer_problem(records.related_id(item, "customer"), user)

@@ -7,9 +7,40 @@ user can act on. Messages are lazily translated so the same rule speaks both lan
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
+
+#: Characters nobody sees: zero-width marks, bidi controls (copied from chat apps and PDFs),
+#: the byte-order mark, soft hyphens, variation selectors, Hangul fillers.
+INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+                       "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
+#: Spaces that look like a space: no-break, ideographic (全角空格), thin, figure ... and tabs.
+ODD_SPACES = re.compile("[\t\v\f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+
+
+def clean_line(raw: object) -> str:
+    """One line of text as a person meant it: invisible characters dropped, odd spaces and
+    line breaks turned into one plain space, trimmed. Letters and digits are kept as typed
+    (a name written in full-width stays so; searches compare case- and width-folded)."""
+    text = INVISIBLE.sub("", "" if raw is None else str(raw))
+    return " ".join(ODD_SPACES.sub(" ", text).split())
+
+
+def clean_block(raw: object) -> str:
+    """Multi-line text (notes, follow-up content): like ``clean_line`` per line, line breaks
+    kept (``\r\n`` and ``\r`` become ``\n``), blank lines at the ends dropped."""
+    text = INVISIBLE.sub("", "" if raw is None else str(raw)).replace("\r\n", "\n").replace("\r", "\n")
+    lines = [" ".join(ODD_SPACES.sub(" ", line).split()) for line in text.split("\n")]
+    return "\n".join(lines).strip("\n")
+
+
+def clean_code(raw: object) -> str:
+    """Codes, phones, e-mail addresses: NFKC (full-width ０-９ Ａ-Ｚ ＠ become ASCII), no
+    invisible characters; safe because such fields hold no prose."""
+    return INVISIBLE.sub("", unicodedata.normalize("NFKC", "" if raw is None else str(raw))).strip()
+
 
 _PHONE_NOISE = re.compile(r"[\s\-()（）.]")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
@@ -24,7 +55,9 @@ def normalize_phone(raw: str | None) -> str:
     ``+86``/``0086`` prefixes, spaces, dashes and brackets are accepted and removed;
     landlines come back as ``0755-12345678`` (``-123`` for an extension).
     """
-    stripped = (raw or "").strip()
+    stripped = clean_code(raw)
+    if re.fullmatch(r"\d{7,15}\.0+", stripped):  # a number that went through a float: 13812345679.0
+        stripped = stripped.split(".")[0]
     if _CANONICAL_EXTENSION.match(stripped):  # our own stored form must validate again
         return stripped
     text = _PHONE_NOISE.sub("", stripped).lower()
@@ -67,7 +100,7 @@ def credit_code_check_char(first17: str) -> str:
 
 def normalize_credit_code(raw: str | None) -> str | None:
     """Optional 18-character unified social credit code with a valid checksum."""
-    text = re.sub(r"\s", "", raw or "").upper()
+    text = re.sub(r"\s", "", clean_code(raw)).upper()
     if not text:
         return None
     if len(text) != 18:
@@ -86,7 +119,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def normalize_email(raw: str | None) -> str | None:
-    text = (raw or "").strip()
+    text = clean_code(raw)
     if not text:
         return None
     if not _EMAIL.match(text):
@@ -94,8 +127,9 @@ def normalize_email(raw: str | None) -> str | None:
     return text.lower()
 
 
-def require_text(raw: str | None, max_length: int) -> str:
-    text = (raw or "").strip()
+def require_text(raw: str | None, max_length: int, block: bool = False) -> str:
+    """Required text, cleaned (``clean_line``, or ``clean_block`` for multi-line fields)."""
+    text = clean_block(raw) if block else clean_line(raw)
     if not text:
         raise ValueError(_l("This field is required."))
     if len(text) > max_length:

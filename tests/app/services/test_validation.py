@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.models import CustomerSource
+from app.services import validation
 from app.services.validation import (
     check_choice,
     credit_code_check_char,
@@ -115,3 +116,29 @@ def test_inactive_dictionary_entry_stays_on_records_that_had_it(ctx):
 def test_stored_extension_form_validates_again(ctx):
     stored = normalize_phone("0755-12345678转801")
     assert normalize_phone(stored) == stored == "0755-12345678-801"
+
+
+@pytest.mark.parametrize("typed, stored", [
+    ("１３８１２３４５６７０", "13812345670"),          # full-width digits (IME)
+    ("138１２３４５６７１", "13812345671"),            # half and half
+    ("\u202a138 1234 5672\u202c", "13812345672"),      # bidi marks copied from a chat app
+    ("\ufeff138\u200b1234\u00a05673", "13812345673"),  # BOM, zero-width and no-break spaces
+    ("13812345679.0", "13812345679"),                  # a CSV cell that went through a float
+])
+def test_phones_as_people_type_and_paste_them(ctx: object, typed: str, stored: str) -> None:
+    assert validation.normalize_phone(typed) == stored
+
+
+@pytest.mark.parametrize("typed", ["13812345679.5", "1.3812345679E10"])
+def test_a_phone_with_a_real_fraction_is_refused(ctx: object, typed: str) -> None:
+    with pytest.raises(ValueError):
+        validation.normalize_phone(typed)
+
+
+def test_text_keeps_what_was_written_without_invisible_characters(ctx: object) -> None:
+    assert validation.clean_line(" 深圳\u3000前海\u200b科技 ") == "深圳 前海科技"
+    assert validation.clean_line("ＡＣＭＥ") == "ＡＣＭＥ"  # a name keeps its width; searches fold it
+    assert validation.clean_block("first\r\n\u00a0second  line\n\n") == "first\nsecond line"
+    assert validation.normalize_email(" Ｌｉ＠Example.COM\u200b") == "li@example.com"
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in CREDIT_CODE)
+    assert validation.normalize_credit_code(full_width + "\u200b") == CREDIT_CODE
