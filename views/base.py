@@ -1,23 +1,34 @@
-"""Base classes that make every FAB route respect the data scope and the CRM rules."""
+"""Base classes that make every FAB route respect the data scope, masking and the CRM rules."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask import abort, current_app, flash, g, redirect, request
+from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import ModelRestApi, ModelView, expose
 from flask_appbuilder._compat import as_unicode
-from flask_appbuilder.const import FLAMSG_ERR_SEC_ACCESS_DENIED
+from flask_appbuilder.api.convert import Model2SchemaConverter
+from flask_appbuilder.const import API_ORDER_COLUMN_RIS_KEY, FLAMSG_ERR_SEC_ACCESS_DENIED
+from flask_appbuilder.exceptions import InvalidOrderByColumnFABException
+from flask_appbuilder.hooks import before_request
 from flask_appbuilder.urltools import get_filter_args, get_order_args
+from flask_babel import lazy_gettext as _l
+from marshmallow import ValidationError as SchemaValidationError
+from marshmallow_sqlalchemy.fields import Related, RelatedList
+from sqlalchemy import inspect
+from werkzeug.datastructures import MultiDict
 from wtforms import ValidationError
 
 from app.extensions import db
-from app.security.data_scope import DataScopeFilter
+from app.security import masking
+from app.security.data_scope import ActiveEntryFilter, DataScopeFilter, has_scope
 from app.services import audit, exporting
 from app.services.errors import RuleViolation
 
 SCOPE_FILTER = [["id", DataScopeFilter, lambda: None]]
+ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
 
 #: View and API methods share permission names: can_read / can_write / can_delete ...
 CRUD_PERMISSIONS = ["can_read", "can_write", "can_delete"]
@@ -29,36 +40,239 @@ READ_WRITE_PERMISSIONS = {
 }
 
 
-class ScopedModelView(ModelView):
-    """A ModelView whose single and bulk actions re-check the data scope per record.
+#: Largest page a list serves (FAB's page-size menu offers 25 to 100).
+MAX_PAGE_SIZE = 100
+_MAX_PAGE = 1_000_000
+_MAX_MESSAGES = 5
+# FAB's urltools patterns, matched the same way (``re.findall``), so this check sees
+# exactly the arguments FAB would act on.
+_PAGE_ARGS = (re.compile("page_(.*)"), re.compile("psize_(.*)"))
+_ORDER_ARG = re.compile("_oc_(.*)")
+_FILTER_ARG = re.compile(r"_flt_(\d)_(.*)")
+#: Handlers whose ``_flt_`` arguments pre-fill a related field (FAB's "add from the
+#: parent record" links) instead of filtering the list.
+_PREFILL_HANDLERS = ("add", "edit")
 
-    FAB's ``action`` and ``action_post`` fetch records by pk without ``base_filters``;
-    these overrides load every pk through the scoped query and refuse the whole
-    action if any record is out of reach.
+
+def unmasked_columns(model: type, columns: Iterable[str]) -> list[str]:
+    """``columns`` without the masked ones (dotted paths followed), order kept."""
+    return [c for c in columns if not masking.is_masked_path(model, c)]
+
+
+def orderable_columns(view: Any) -> set[str]:
+    """Columns a list may be ordered by: listed as orderable and not masked, or the default order."""
+    model = view.datamodel.obj
+    allowed = set(unmasked_columns(model, view.order_columns or []))
+    if view.base_order and not masking.is_masked_path(model, view.base_order[0]):
+        allowed.add(view.base_order[0])
+    return allowed
+
+
+def _filter_problem(view: Any, handler: str, index: int, column: str) -> bool:
+    filters = view._filters
+    if handler in _PREFILL_HANDLERS:
+        choices = filters._all_filters.get(column) if view.datamodel.is_relation(column) else None
+    elif column in view.search_columns and not masking.is_masked_path(view.datamodel.obj, column):
+        choices = filters.get_search_filters().get(column)
+    else:
+        choices = None
+    return not choices or index >= len(choices)
+
+
+def _page_problem(key: str, value: str | None) -> bool:
+    for pattern, low, high in zip(_PAGE_ARGS, (0, 1), (_MAX_PAGE, MAX_PAGE_SIZE), strict=True):
+        if pattern.findall(key):
+            try:
+                number = int(value or "")
+            except ValueError:
+                return True
+            return not low <= number <= high
+    return False
+
+
+def _shown(text: str | None) -> str:
+    """Echo user input in a message, cut short (messages travel in the session cookie)."""
+    text = text or ""
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _arg_problem(view: Any, handler: str, key: str, args: MultiDict) -> str | None:
+    value = args.get(key)
+    if _page_problem(key, value):
+        return str(_l("Invalid page or page size: %(value)s (pages hold 1 to %(most)d rows).",
+                      value=_shown(value), most=MAX_PAGE_SIZE))
+    views = {type(v).__name__: v for v in (view, *getattr(view, "_related_views", []))}
+    order = _ORDER_ARG.findall(key)
+    if order and order[0] in views and args.get("_od_" + order[0]) in ("asc", "desc") \
+            and value not in orderable_columns(views[order[0]]):
+        return str(_l("This list cannot be sorted by %(column)s.", column=_shown(value)))
+    found = _FILTER_ARG.findall(key)
+    if found and _filter_problem(view, handler, int(found[0][0]), found[0][1]):
+        return str(_l("This list cannot be filtered by %(column)s.", column=_shown(found[0][1])))
+    return None
+
+
+def list_arg_problems(view: Any, args: MultiDict, handler: str = "list") -> tuple[list[str], MultiDict]:
+    """Check a list URL's arguments (order, filters, page) against what ``view`` allows.
+
+    Allowed: ordering by a column the view lists as orderable (or its default order),
+    filtering by a column it lists as searchable (FAB's ``_flt_<n>_<col>`` with an
+    existing filter ``n``), pages of 1..``MAX_PAGE_SIZE`` rows; never a masked column
+    (``masking.masked_columns``: a sort or filter on it is an oracle for the value).
+    ``handler`` ``add``/``edit`` accept relation pre-fill filters instead. Returns the
+    messages for the refused arguments and the arguments without them.
+    """
+    problems, kept = [], MultiDict()
+    for key, values in args.lists():
+        problem = _arg_problem(view, handler, key, args)
+        if problem is None:
+            kept.setlist(key, values)
+        elif problem not in problems:
+            problems.append(problem)
+    return problems, kept
+
+
+def related_field_filters(datamodel: Any, columns: Iterable[str], declared: dict | None,
+                          *, new_records: bool) -> dict[str, list]:
+    """Related-field query filters derived from the models, merged into ``declared``.
+
+    A relation to a model with a data scope (``data_scope.has_scope``) offers only rows
+    in the user's scope; on forms for new records (``new_records``) a relation to a
+    model with an ``active`` flag (dictionaries, users) offers only active rows.
+    The view's own filters are kept; nothing is added twice.
+    """
+    result = {name: list(filters) for name, filters in (declared or {}).items()}
+    for column in columns:
+        if not datamodel.is_relation(column):
+            continue
+        target = datamodel.get_related_model(column)
+        wanted = [*(SCOPE_FILTER if has_scope(target) else []),
+                  *(ACTIVE_ONLY if new_records and hasattr(target, "active") else [])]
+        present = {flt[1] for flt in result.get(column, [])}
+        extra = [flt for flt in wanted if flt[1] not in present]
+        if extra:
+            result[column] = [*result.get(column, []), *extra]
+    return result
+
+
+class CrmModelView(ModelView):
+    """A ModelView that cannot leak through its list arguments, forms or actions.
+
+    Derived from the models, never declared per view: masked columns
+    (``masking.masked_columns``) are masked in lists, pages, edit forms and exports and
+    cannot be ordered or filtered by; related-field choices in add, edit and search
+    forms are scoped (``data_scope.has_scope``) and, on add forms, active only. A list
+    URL with arguments the view refuses (``list_arg_problems``) is answered with a
+    message, never a 500 and never applied. Bulk and single actions load each record
+    through the view's base filters; an unknown action or an empty selection is a message.
     """
 
-    base_filters = SCOPE_FILTER
     method_permission_name = READ_WRITE_PERMISSIONS
     base_permissions = list(CRUD_PERMISSIONS)
     page_size = 25
+    #: FAB's file-column download (no CRM model has file columns; without UPLOAD_FOLDER it is a 500).
+    exclude_route_methods = {"download"}
+
+    def _init_properties(self) -> None:
+        super()._init_properties()
+        model = self.datamodel.obj
+        self.order_columns = unmasked_columns(model, self.order_columns)
+        self.search_columns = unmasked_columns(model, self.search_columns)
+        self._filters = self.datamodel.get_filters(self.search_columns)
+        shown = {*self.list_columns, *self.show_columns}
+        self.formatters_columns = {
+            **self.formatters_columns,
+            **{column: masking.mask for column in shown if masking.is_masked_path(model, column)},
+        }
+
+    def _init_forms(self) -> None:
+        model = self.datamodel
+        self.add_form_query_rel_fields = related_field_filters(
+            model, self.add_columns or [], self.add_form_query_rel_fields, new_records=True)
+        self.edit_form_query_rel_fields = related_field_filters(
+            model, self.edit_columns or [], self.edit_form_query_rel_fields, new_records=False)
+        self.search_form_query_rel_fields = related_field_filters(
+            model, self.search_columns or [], self.search_form_query_rel_fields, new_records=False)
+        super()._init_forms()
+
+    @before_request
+    def refuse_bad_list_args(self) -> Any:
+        """Refused list arguments: a GET goes to the same page without them, with a
+        message (an export is not made); any other method is a 400."""
+        handler = (request.endpoint or "").rpartition(".")[2]
+        problems, kept = list_arg_problems(self, request.args, handler)
+        if not problems:
+            return None
+        if request.method != "GET":
+            abort(400, description=" ".join(problems[:_MAX_MESSAGES]))
+        for problem in problems[:_MAX_MESSAGES]:
+            flash(problem, "warning")
+        if handler == "export":
+            flash(str(_l("Nothing was exported.")), "danger")
+            handler, view_args = "list", {}
+        else:
+            view_args = dict(request.view_args or {})
+        return redirect(url_for(f"{self.endpoint}.{handler}", **view_args, **kept.to_dict(flat=False)))
+
+    def _get_list_widget(self, filters: Any, actions: Any = None, order_column: str = "",
+                         order_direction: str = "", page: Any = None, page_size: Any = None,
+                         widgets: Any = None, **kwargs: Any) -> Any:
+        # Defence in depth behind ``refuse_bad_list_args``: never apply a refused order.
+        if order_column and order_column not in orderable_columns(self):
+            order_column, order_direction = "", ""
+        page_size = min(page_size or self.page_size, MAX_PAGE_SIZE)
+        return super()._get_list_widget(filters, actions=actions, order_column=order_column,
+                                        order_direction=order_direction, page=page, page_size=page_size,
+                                        widgets=widgets, **kwargs)
+
+    def _get_edit_widget(self, form: Any, exclude_cols: Any = None, widgets: Any = None) -> Any:
+        if request.method == "GET":  # an edit form is output too: masked like the page
+            for column in masking.masked_columns(self.datamodel.obj):
+                if column in form and form[column].data and masking.MASK not in str(form[column].data):
+                    form[column].data = masking.mask(form[column].data)
+        return super()._get_edit_widget(form, exclude_cols=exclude_cols, widgets=widgets)
+
+    @before_request
+    def refuse_malformed_pk(self) -> Any:
+        """``/show/abc`` on an integer key is a 404 (PostgreSQL would fail on the query)."""
+        pk = (request.view_args or {}).get("pk")
+        if pk is not None and self._coerce_pk(pk) is None:
+            abort(404)
+        return None
+
+    def _coerce_pk(self, pk: Any) -> Any:
+        pk = self._deserialize_pk_if_composite(pk)
+        pk_name = self.datamodel.get_pk_name()
+        if isinstance(pk_name, str) and self.datamodel.is_integer(pk_name):
+            try:
+                return int(pk)
+            except (TypeError, ValueError):
+                return None
+        return pk
 
     def scoped_get(self, pk: Any) -> Any:
-        return self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
+        """The record ``pk`` through the view's base filters (data scope), or None."""
+        pk = self._coerce_pk(pk)
+        return None if pk is None else self.datamodel.get(pk, self._base_filters)
 
-    def _action_allowed(self, name: str) -> bool:
-        permission = self.get_action_permission_name(name)
-        return name in self.actions and self.appbuilder.sm.has_access(
-            permission, self.class_permission_name
-        )
+    def _action_refusal(self, name: str) -> Any:
+        """A redirect with a message when the action is unknown or not permitted, else None."""
+        if name not in self.actions:
+            flash(str(_l("Unknown action: %(name)s.", name=_shown(name))), "danger")
+        elif not self.appbuilder.sm.has_access(self.get_action_permission_name(name), self.class_permission_name):
+            flash(as_unicode(FLAMSG_ERR_SEC_ACCESS_DENIED), "danger")
+        else:
+            return None
+        return redirect(self.get_redirect())
 
     @expose("/action/<string:name>/<pk>", methods=["GET", "POST"])
     def action(self, name: str, pk: Any) -> Any:
         if request.method == "GET" and not self.is_get_mutation_allowed():
             flash(as_unicode(FLAMSG_ERR_SEC_ACCESS_DENIED), "danger")
             return redirect(self.get_redirect())
-        if not self._action_allowed(name):
-            flash(as_unicode(FLAMSG_ERR_SEC_ACCESS_DENIED), "danger")
-            return redirect(self.get_redirect())
+        refusal = self._action_refusal(name)
+        if refusal is not None:
+            return refusal
         item = self.scoped_get(pk)
         if item is None:
             abort(404)
@@ -66,23 +280,51 @@ class ScopedModelView(ModelView):
 
     @expose("/action_post", methods=["POST"])
     def action_post(self) -> Any:
+        """Bulk action: every selected pk is loaded through the base filters (FAB's own
+        ignores them); one out of reach refuses the whole action (404)."""
         name = request.form.get("action", "")
         pks = request.form.getlist("rowid")
-        if not self._action_allowed(name):
-            flash(as_unicode(FLAMSG_ERR_SEC_ACCESS_DENIED), "danger")
+        refusal = self._action_refusal(name)
+        if refusal is not None:
+            return refusal
+        if not pks:
+            flash(str(_l("Select at least one record first.")), "warning")
             return redirect(self.get_redirect())
         items = [self.scoped_get(pk) for pk in pks]
-        if not items or any(item is None for item in items):
+        if any(item is None for item in items):
             abort(404)
         return self.actions[name].func(items)
+
+
+class ScopedModelView(CrmModelView):
+    """A CrmModelView over a model with a data scope: lists, pages, edits, deletes and
+    every action see only the user's records (``DataScopeFilter`` in ``base_filters``)."""
+
+    base_filters = SCOPE_FILTER
+
+    def _init_properties(self) -> None:
+        super()._init_properties()
+        if not any(flt[1] is DataScopeFilter for flt in self.base_filters):
+            raise TypeError(f"{type(self).__name__}: base_filters must include SCOPE_FILTER")
+
+
+class ListRefused(ValueError):
+    """A list export asked for what the list refuses (its messages, joined, are the text)."""
+
+
+def _value(item: Any, column: str) -> Any:
+    for name in column.split("."):  # dotted list columns: customer.code
+        item = getattr(item, name, None) if item is not None else None
+    return item
 
 
 class ListExportMixin:
     """Download the list as shown: base filters (scope), search filters, order, columns.
 
     ``formatters_columns`` apply, so masked columns stay masked unless ``unmasked``.
-    Rows stream from the database (``yield_per``); lists longer than
-    ``CRM_EXPORT_BACKGROUND_ROWS`` are written by a background job with a progress page.
+    The list's own argument rules apply (``list_arg_problems``): a refused order or
+    filter refuses the export. Rows stream from the database (``yield_per``); lists longer
+    than ``CRM_EXPORT_BACKGROUND_ROWS`` are written by a background job with a progress page.
     """
 
     def export_table(self, unmasked: frozenset[str] = frozenset(), only: list[str] | None = None
@@ -90,16 +332,23 @@ class ListExportMixin:
         """Header, row count and a row iterator of the current list (request args apply).
 
         ``only`` narrows the columns to some of the list's own (saved-list exports).
+        Raises ``ListRefused`` for refused list arguments or unknown columns.
         """
+        problems, _ = list_arg_problems(self, request.args)
+        unknown = [c for c in only or [] if c not in self.list_columns]
+        if unknown:
+            problems.append(str(_l("Unknown columns: %(names)s.", names=", ".join(unknown))))
+        if problems:
+            raise ListRefused(" ".join(problems))
         get_filter_args(self._filters)
         order_column, order_direction = get_order_args().get(self.__class__.__name__, ("", ""))
         if not order_column:
-            order_column, order_direction = self.base_order
+            order_column, order_direction = self.base_order or ("", "")
         filters = self._filters.get_joined_filters(self._base_filters)
         model = self.datamodel.obj
         count = self.datamodel.query_count(db.session.query(model), filters)
         query = self.datamodel.apply_all(db.session.query(model), filters, order_column, order_direction)
-        names = [c for c in only if c in self.list_columns] if only else self.list_columns
+        names = only or self.list_columns
         columns = [(c, str(self.label_columns.get(c, c))) for c in names]
         rows = ([self._export_cell(item, col, unmasked) for col, _ in columns]
                 for item in query.yield_per(1000))
@@ -108,7 +357,12 @@ class ListExportMixin:
     def export_response(self, fmt: str, filename: str, unmasked: frozenset[str] = frozenset()) -> Any:
         if fmt not in exporting.FORMATS:
             abort(404)
-        header, count, rows = self.export_table(unmasked)
+        try:
+            header, count, rows = self.export_table(unmasked)
+        except ListRefused as exc:
+            flash(str(exc), "warning")
+            flash(str(_l("Nothing was exported.")), "danger")
+            return redirect(url_for(f"{self.endpoint}.list"))
         if count > current_app.config["CRM_EXPORT_BACKGROUND_ROWS"]:
             from views.exports import start_export
 
@@ -119,16 +373,54 @@ class ListExportMixin:
         return exporting.response(header, rows, fmt, filename)
 
     def _export_cell(self, item: Any, column: str, unmasked: frozenset[str]) -> Any:
-        value = getattr(item, column)
+        value = _value(item, column)
         if column in self.formatters_columns and column not in unmasked:
             return self.formatters_columns[column](value)
         return "" if value is None else str(value)
 
 
+def _masked_field_class(cls: type) -> type:
+    """A subclass of marshmallow field class ``cls`` that dumps the masked value (every
+    API answer: get, list, post, put) and loads what is sent."""
+
+    def _serialize(self: Any, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        value = cls._serialize(self, value, attr, obj, **kwargs)
+        return value if value in (None, "") else masking.mask(value)
+
+    return type(f"Masked{cls.__name__}", (cls,), {"_serialize": _serialize})
+
+
+_MASKED_FIELDS: dict[type, type] = {}
+
+
+class MaskingSchemaConverter(Model2SchemaConverter):
+    """FAB's model-to-schema converter, with masked columns (``masking.masked_columns``,
+    nested ones too) masked whenever a schema dumps them, including the schemas FAB
+    builds per request for ``columns``/``select_columns``."""
+
+    def _column2field(self, datamodel: Any, column: Any, nested: bool = True,
+                      parent_schema_name: str | None = None) -> Any:
+        field = super()._column2field(datamodel, column, nested, parent_schema_name)
+        if field is not None and column.name in masking.masked_columns(datamodel.obj):
+            cls = type(field)
+            if cls not in _MASKED_FIELDS:
+                _MASKED_FIELDS[cls] = _masked_field_class(cls)
+            field.__class__ = _MASKED_FIELDS[cls]
+        return field
+
+
 class ScopedApi(ModelRestApi):
-    """A REST API with the data scope, explicit columns and rule errors as 4xx JSON."""
+    """A REST API with the data scope, explicit columns and rule errors as 4xx JSON.
+
+    Derived from the models, as for ``CrmModelView``: masked columns are masked in every
+    answer and cannot be ordered or filtered by (400); an order column not listed in
+    ``order_columns`` is a 400 even when the list is empty; related choices (``_info``)
+    are scoped and, for new records, active only; add/edit refuse a related id that does
+    not exist or is out of scope with the same 422 (on edit, the stored value may stay).
+    """
 
     base_filters = SCOPE_FILTER
+    model2schemaconverter = MaskingSchemaConverter
     method_permission_name = READ_WRITE_PERMISSIONS
     base_permissions = list(CRUD_PERMISSIONS)
     #: JWT only: a session cookie must not authorise CSRF-exempt API calls.
@@ -136,11 +428,70 @@ class ScopedApi(ModelRestApi):
     #: Required by the model but defaulted by the rules (the owner is the creator).
     add_optional_columns: tuple[str, ...] = ("owner",)
 
+    def _init_properties(self) -> None:
+        super()._init_properties()
+        model = self.datamodel.obj
+        self.order_columns = unmasked_columns(model, self.order_columns)
+        self.search_columns = unmasked_columns(model, self.search_columns)
+        self._filters = self.datamodel.get_filters(search_columns=self.search_columns,
+                                                   search_filters=self.search_filters)
+        self.add_query_rel_fields = related_field_filters(
+            self.datamodel, self.add_columns, self.add_query_rel_fields, new_records=True)
+        self.edit_query_rel_fields = related_field_filters(
+            self.datamodel, self.edit_columns, self.edit_query_rel_fields, new_records=False)
+
     def _init_model_schemas(self) -> None:
         super()._init_model_schemas()
         for column in self.add_optional_columns:
             if column in self.add_model_schema.fields:
                 self.add_model_schema.fields[column].required = False
+        self._check_related_choices(self.add_model_schema, self.add_query_rel_fields, editing=False)
+        self._check_related_choices(self.edit_model_schema, self.edit_query_rel_fields, editing=True)
+
+    def _handle_order_args(self, rison_args: dict[str, Any]) -> tuple[str, str]:
+        column = rison_args.get(API_ORDER_COLUMN_RIS_KEY, "")
+        if column and column not in self.order_columns:  # FAB lets anything through when the list is empty
+            raise InvalidOrderByColumnFABException(f"Invalid order by column: {column}")
+        return super()._handle_order_args(rison_args)
+
+    def _check_related_choices(self, schema: Any, rel_filters: dict[str, list], editing: bool) -> None:
+        """Parsing refuses related ids outside the data scope, like ids that do not exist.
+        The other choice rules (active entries and owners, archived customers) are the use
+        case's, with its own messages, the same for every entry point."""
+        for name, field in schema.fields.items():
+            scope = [flt for flt in rel_filters.get(name, []) if flt[1] is DataScopeFilter]
+            if isinstance(field, (Related, RelatedList)):
+                field.validators.append(self._choice_validator(name, scope, editing))
+
+    def _choice_validator(self, name: str, filters: list, editing: bool) -> Any:
+        def check(value: Any) -> None:
+            for item in value if isinstance(value, list) else [value]:
+                if item is not None and not self._may_choose(name, item, filters, editing):
+                    raise SchemaValidationError(str(_l("No such record, or you may not choose it.")))
+
+        return check
+
+    def _may_choose(self, name: str, item: Any, filters: list, editing: bool) -> bool:
+        """Whether ``item`` exists and passes ``filters`` (the data scope) or, when editing,
+        is the value already stored. Unknown ids load as new objects: refused."""
+        state = inspect(item)
+        if state.transient or state.pending:
+            return False
+        if not filters or (editing and self._is_stored_choice(name, item)):
+            return True
+        related = self.datamodel.get_related_interface(name)
+        pk_column = getattr(related.obj, related.get_pk_name())
+        query = related.get_filters().add_filter_list(filters).apply_all(db.session.query(related.obj))
+        return query.filter(pk_column == related.get_pk_value(item)).first() is not None
+
+    def _is_stored_choice(self, name: str, item: Any) -> bool:
+        try:
+            pk = int((request.view_args or {}).get("pk"))
+        except (TypeError, ValueError):
+            return False
+        record = self.datamodel.get(pk, self._base_filters)
+        stored = getattr(record, name, None) if record is not None else None
+        return item in stored if isinstance(stored, list) else item is stored
 
     def _rule_response(self, exc: RuleViolation) -> Any:
         db.session.rollback()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from flask_appbuilder import ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
-from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS
+from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
 
 LABELS = {
     "code": _l("Code"), "label_en": _l("English label"), "label_zh": _l("Chinese label"),
@@ -15,8 +14,9 @@ LABELS = {
 }
 
 
-class DictionaryView(ModelView):
-    """One screen per dictionary; all share the ``Dictionary`` permissions."""
+class DictionaryView(CrmModelView):
+    """One screen per dictionary; all share the ``Dictionary`` permissions (safe list
+    arguments and actions, active-only parents on add forms: ``CrmModelView``)."""
 
     class_permission_name = "Dictionary"
     method_permission_name = READ_WRITE_PERMISSIONS

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, g, jsonify, redirect, send_file, url_for
+from flask import abort, current_app, g, jsonify, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import lazy_gettext as _l
 
@@ -19,12 +19,11 @@ from app.models.transfers import DONE, EXPORT, FAILED, LIST_EXPORT, QUEUED, RUNN
 from app.security.rights import user_may
 from app.services import audit, background, exporting, schedules
 from app.services.background import LIVE, folder
+from views.base import ListRefused, list_arg_problems
 
 
 def start_export(view: Any, fmt: str, filename: str, unmasked: frozenset[str], count: int) -> Any:
     """Queue the list as shown (this request's URL) and send the user to its progress page."""
-    from flask import request
-
     job = TransferJob(kind=EXPORT, model=view.datamodel.obj.__name__, user_id=g.user.id,
                       filename=f"{filename}.{fmt}", total_rows=count, status=QUEUED,
                       options={"view": type(view).__name__, "path": request.path,
@@ -71,7 +70,8 @@ def run_export(job_id: int, target: str | None = None) -> TransferJob:
     except Exception as exc:
         db.session.rollback()
         job = db.session.get(TransferJob, job_id)
-        job.status, job.error, job.finished_at = FAILED, f"{type(exc).__name__}: {exc}"[:2000], now()
+        message = str(exc) if isinstance(exc, ListRefused) else f"{type(exc).__name__}: {exc}"
+        job.status, job.error, job.finished_at = FAILED, message[:2000], now()
         db.session.commit()
     finally:
         acting_user_id.reset(token)
@@ -83,17 +83,50 @@ def run_export(job_id: int, target: str | None = None) -> TransferJob:
 LIST_VIEWS = {"customer": ("CustomerView", "/customerview/list/"), "follow_up": ("FollowUpView", "/followupview/list/")}
 
 
+def _saved_columns(text: str | None) -> list[str]:
+    return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+
+def saved_list_problems(model: str, url: str | None, columns: str | None = None) -> list[str]:
+    """What a saved list (a schedule's list address and columns) asks that its list refuses.
+
+    The address must be the model's list (``LIST_VIEWS``) with arguments the list accepts
+    (``views.base.list_arg_problems``: no order or filter on masked or unlisted columns);
+    the columns must be the list's own. Returns the messages (empty: fine). Call it when
+    a schedule is saved; ``export_saved_list`` calls it again before each run.
+    """
+    if model not in LIST_VIEWS:
+        return [str(_l("Only customer and follow-up lists can be exported."))]
+    view_name, default_path = LIST_VIEWS[model]
+    view, parts = _view(view_name), urlsplit((url or "").strip())
+    problems = []
+    if parts.path and parts.path.rstrip("/") != default_path.rstrip("/"):
+        problems.append(str(_l("Give the address of the list %(path)s (with its filters).", path=default_path)))
+    if not hasattr(view, "export_table"):
+        return [*problems, str(_l("This list cannot be exported."))]
+    with current_app.test_request_context(default_path, query_string=parts.query):
+        problems += list_arg_problems(view, request.args)[0]
+    unknown = [c for c in _saved_columns(columns) if c not in view.list_columns]
+    if unknown:
+        problems.append(str(_l("Unknown columns: %(names)s.", names=", ".join(unknown))))
+    return problems
+
+
 def export_saved_list(schedule: TransferSchedule) -> str:
-    """Scheduled export: the saved list (filters from its URL, chosen columns) as its run-as user."""
+    """Scheduled export: the saved list (filters from its URL, chosen columns) as its run-as user.
+
+    Raises ``ValueError`` with the messages of ``saved_list_problems`` (nothing is written)."""
+    problems = saved_list_problems(schedule.model, schedule.filters, schedule.columns)
+    if problems:
+        raise ValueError(" ".join(problems))
     view_name, default_path = LIST_VIEWS[schedule.model]
     parts = urlsplit((schedule.filters or "").strip())
     target = Path(schedule.path)
     fmt = "csv" if target.suffix.lower() == ".csv" else "xlsx"
-    only = [c.strip() for c in (schedule.columns or "").split(",") if c.strip()] or None
     job = TransferJob(kind=EXPORT, model=schedule.model, user_id=schedule.run_as_id, schedule_id=schedule.id,
                       filename=target.name, status=QUEUED,
-                      options={"view": view_name, "path": parts.path or default_path, "query": parts.query,
-                               "unmasked": [], "fmt": fmt, "columns": only})
+                      options={"view": view_name, "path": default_path, "query": parts.query,
+                               "unmasked": [], "fmt": fmt, "columns": _saved_columns(schedule.columns) or None})
     db.session.add(job)
     db.session.commit()
     job = run_export(job.id, target=str(target))

@@ -49,6 +49,8 @@ class Customer(StampMixin, VersionMixin, Model):
 
     #: Optional reason for a type change, set by forms/API before flush (not a column).
     status_reason = None
+    #: Shown masked everywhere (app/security/masking.py); never orderable or filterable.
+    masked_columns = ("contact_phone",)
 
     def __repr__(self) -> str:
         return f"{self.code} {self.name}"

@@ -8,14 +8,15 @@ call it (via ``DataScopeFilter`` or directly).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import date
 from typing import Any
 
 from flask import g, has_request_context
 from flask_appbuilder.models.filters import BaseFilter
-from sqlalchemy import false, select, true
+from sqlalchemy import false, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -100,23 +101,51 @@ def _owner_in(column: Any, owners: Iterable[int] | None) -> ColumnElement:
     return column == owners[0] if len(owners) == 1 else column.in_(owners)
 
 
+def _via_customer(model: type, owners: set[int] | None) -> ColumnElement:
+    if owners is None:
+        return true()
+    customers = select(Customer.id).where(_owner_in(Customer.owner_id, owners))
+    return model.customer_id.in_(customers)
+
+
+#: model -> SQL condition over the visible owner ids (``None`` = every owner). The one
+#: list of scoped models: views and APIs derive related-field scoping from it.
+_RULES: dict[type, Callable[[set[int] | None], ColumnElement]] = {
+    Customer: lambda owners: _owner_in(Customer.owner_id, owners),
+    # Follow-ups and status history belong to their customer's owner (the manuals: a rep
+    # may not read follow-ups of customers someone else is responsible for).
+    FollowUp: lambda owners: _via_customer(FollowUp, owners),
+    CustomerStatusChange: lambda owners: _via_customer(CustomerStatusChange, owners),
+    CrmUser: lambda owners: _owner_in(CrmUser.id, owners),
+}
+
+
+def _rule_for(model: type) -> Callable[[set[int] | None], ColumnElement] | None:
+    if model in _RULES:
+        return _RULES[model]
+    if isinstance(model, type) and issubclass(CrmUser, model) and hasattr(model, "__tablename__") \
+            and model.__tablename__ == CrmUser.__tablename__:
+        # FAB's own ``User`` maps the same table: relations to it list the same people.
+        return lambda owners: _owner_in(model.id, owners)
+    return None
+
+
+def has_scope(model: type | None) -> bool:
+    """Whether ``model`` has a data-scope rule (its rows are per user: related-field
+    choices of it must be scoped)."""
+    return model is not None and _rule_for(model) is not None
+
+
 def scope_clause(user: Any, model: type) -> ColumnElement:
     """SQL condition selecting the rows of ``model`` that ``user`` may see.
 
-    Follow-ups and status history belong to their customer's owner (the manuals: a rep
-    may not read follow-ups of customers someone else is responsible for).
+    Raises ``LookupError`` for a model without a rule (fail closed: a new record type
+    must declare its rule here before any screen can list it).
     """
-    owners = visible_owner_ids(user)
-    if model is Customer:
-        return _owner_in(Customer.owner_id, owners)
-    if model in (FollowUp, CustomerStatusChange):
-        if owners is None:
-            return true()
-        customers = select(Customer.id).where(_owner_in(Customer.owner_id, owners))
-        return model.customer_id.in_(customers)
-    if model is CrmUser:
-        return _owner_in(CrmUser.id, owners)
-    raise LookupError(f"No data scope rule for {model.__name__}")
+    rule = _rule_for(model)
+    if rule is None:
+        raise LookupError(f"No data scope rule for {model.__name__}")
+    return rule(visible_owner_ids(user))
 
 
 def current_user_obj() -> Any:
@@ -142,10 +171,15 @@ class DataScopeFilter(BaseFilter):
 
 
 class ActiveEntryFilter(BaseFilter):
-    """Only active dictionary entries: used for the choices offered on new records."""
+    """Only active entries (dictionaries, users; users also not expired): the choices
+    offered on new records."""
 
     name = "Active"
     arg_name = "active_entry"
 
     def apply(self, query: Any, value: Any) -> Any:
-        return query.filter(self.model.active.is_(True))
+        query = query.filter(self.model.active.is_(True))
+        expires = getattr(self.model, "expires_on", None)
+        if expires is not None:
+            query = query.filter(or_(expires.is_(None), expires >= date.today()))
+        return query
