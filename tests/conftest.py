@@ -97,6 +97,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
         _reset_database(url)
         upgrade()
         initialise()
+        # Admin requires an authenticator by default; tests enrol only when they ask for it
+        # (the same reset as after each test in _clean_data).
+        db.session.execute(update(RoleDataScope).values(totp_required=False))
         _build_org()
     yield application
 

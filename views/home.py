@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
+from app.security import alerts
 from app.security.data_scope import scope_clause, user_scope
-from app.services import audit
 
 
 class CrmIndexView(IndexView):
@@ -34,5 +34,5 @@ class CrmIndexView(IndexView):
             )
             stats = {"customers": customers, "due": due, "scope": user_scope(user)}
             if self.appbuilder.sm.has_access("can_read", "SecurityAlert"):
-                stats["alerts"] = audit.recent_alert_count()
+                stats["alerts"] = alerts.recent_count()
         return self.render_template(self.index_template, appbuilder=self.appbuilder, stats=stats)

@@ -8,7 +8,8 @@ from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, SelectField
 
 from app.models.org import SCOPES, Department, RoleDataScope
-from app.security.step_up import SensitiveWritesMixin, declare
+from app.security.step_up import SensitiveWritesMixin
+from app.services.accounts import SCOPE_CHANGE
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS
 
 SCOPE_LABELS = {
@@ -29,8 +30,6 @@ class DepartmentView(ModelView):
     label_columns = {"name": _l("Name"), "parent": _l("Parent department"), "manager": _l("Manager")}
 
 
-SCOPE_CHANGE = declare("role.scope_change", _l("Change a role's data scope or authenticator requirement"),
-                       _l("Organisation > Role settings"))
 
 
 class RoleDataScopeView(SensitiveWritesMixin, ModelView):

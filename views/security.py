@@ -13,19 +13,31 @@ from flask_login import current_user
 from markupsafe import Markup, escape
 
 from app.models.audit import AuditLog
-from app.security import step_up, totp
+from app.security import alerts, step_up, totp
 from app.security.session_guard import PENDING
 from app.security.step_up import SENSITIVE, declare, sensitive
 from app.security.totp import Outcome
-from app.services import audit, exporting, permission_report
+from app.services import accounts, audit, exporting, permission_report
+from app.services.errors import RuleViolation
 from views.base import READ_WRITE_PERMISSIONS, ListExportMixin
 
 REENROL = declare("totp.reenrol", _l("Replace your own authenticator"), _l("Two-factor authentication page"))
 ENROL_SECRET = "_totp_enrol_secret"
+#: [user id, clock] of the password typed on the enrolment page; fresh for ENROL_PASSWORD_SECONDS.
+ENROL_PASSWORD = "_totp_enrol_password"
+ENROL_PASSWORD_SECONDS = 600
 
 
 def _login_redirect() -> Any:
     return redirect(url_for("AuthDBView.login", next=request.full_path))
+
+
+def _password_fresh(user: Any) -> bool:
+    """Whether this session typed the user's password on the enrolment page recently."""
+    proof = session.get(ENROL_PASSWORD)
+    if not isinstance(proof, list) or len(proof) != 2 or proof[0] != user.id:
+        return False
+    return 0 <= totp.clock() - float(proof[1]) <= ENROL_PASSWORD_SECONDS
 
 
 class TotpView(BaseView):
@@ -47,21 +59,43 @@ class TotpView(BaseView):
     @expose("/enrol", methods=["GET", "POST"])
     @sensitive(REENROL, when=lambda self: current_user.is_authenticated and totp.is_enrolled(g.user))
     def enrol(self) -> Any:
+        """First enrolment: the current password first (a stolen session alone must not be
+        able to enrol its own authenticator and pass every step-up); replacing one: a code
+        from the old one (``totp.reenrol``). The secret is shown only after that."""
         if not current_user.is_authenticated:
             return _login_redirect()
         user = g.user
+        if not totp.is_enrolled(user) and not _password_fresh(user):
+            return self._password_gate(user)
         secret = session.get(ENROL_SECRET) or totp.new_secret()
         session[ENROL_SECRET] = secret
         if request.method == "POST":
             codes = totp.confirm_enrolment(user, secret, request.form.get("code", ""))
             if codes is not None:
-                session.pop(ENROL_SECRET, None)
-                session.pop(PENDING, None)
+                for key in (ENROL_SECRET, ENROL_PASSWORD, PENDING):
+                    session.pop(key, None)
                 return self.render_template("crm/totp_codes.html", codes=codes)
             flash(str(_l("That code does not match. Type the 6 digits your app shows now.")), "danger")
         uri = totp.provisioning_uri(user, secret)
         return self.render_template("crm/totp_enrol.html", qr=Markup(totp.qr_svg(uri)), secret=secret,
+                                    required=totp.enrolment_required(user), need_password=False)
+
+    def _password_gate(self, user: Any) -> Any:
+        """The enrolment page's first step: type your current password."""
+        session.pop(ENROL_SECRET, None)  # a secret is made only after the password
+        error, status = None, 200
+        if request.method == "POST" and "password" in request.form:
+            account = self.appbuilder.sm.get_user_by_id(user.id)
+            try:
+                accounts.check_current_password(account, request.form.get("password"), purpose="totp_enrol")
+            except RuleViolation as exc:
+                error, status = str(exc), (429 if exc.status == 429 else 200)
+            else:
+                session[ENROL_PASSWORD] = [user.id, totp.clock()]
+                return redirect(url_for("TotpView.enrol"))
+        html = self.render_template("crm/totp_enrol.html", need_password=True, error=error,
                                     required=totp.enrolment_required(user))
+        return html, status
 
     @expose("/login", methods=["GET", "POST"])
     def login(self) -> Any:
@@ -111,7 +145,8 @@ class SensitiveActionsView(BaseView):
             settings={key: config[key] for key in (
                 "TOTP_AT_LOGIN", "TOTP_STEP_UP_MINUTES", "TOTP_MAX_FAILURES", "TOTP_LOCKOUT_MINUTES",
                 "TOTP_FAIL_LIMIT_PER_USER", "TOTP_FAIL_LIMIT_PER_IP", "AUTH_RATE_LIMIT",
-                "CRM_LOGIN_LIMIT_PER_USERNAME", "RATELIMIT_STORAGE_URI")},
+                "CRM_LOGIN_LIMIT_PER_USERNAME_IP", "CRM_LOGIN_LIMIT_PER_USERNAME", "CRM_LOGIN_KNOWN_ADDRESS_DAYS",
+                "RATELIMIT_STORAGE_URI")},
         )
 
 
@@ -159,7 +194,7 @@ class AlertFilter(BaseFilter):
     arg_name = "alerts"
 
     def apply(self, query: Any, value: Any) -> Any:
-        return query.filter(self.model.action.in_(audit.ALERT_ACTIONS))
+        return query.filter(self.model.action.in_(alerts.actions()))
 
 
 class SecurityAlertView(AuditLogView):

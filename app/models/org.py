@@ -49,6 +49,10 @@ class CrmUser(User):
     deactivated_at: Mapped[datetime | None] = mapped_column(DateTime)
     #: Set when the purge job has re-assigned the records and removed personal data.
     purged_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: Every browser session and API token carries the value it was issued under; raising
+    #: it (logout, password change, deactivation) ends them all server-side
+    #: (``app.security.sessions``).
+    session_epoch: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
     department = relationship("Department", foreign_keys=[department_id], backref="members")
 

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, flash, g, has_request_context, redirect, request
+from flask import current_app, flash, g, has_request_context, redirect, request, url_for
 from flask_appbuilder import action
+from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget
+from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.sqla.models import assoc_permissionview_role
-from flask_appbuilder.security.views import RoleModelView, UserDBModelView
+from flask_appbuilder.security.views import (
+    ResetMyPasswordView,
+    ResetPasswordView,
+    RoleModelView,
+    UserDBModelView,
+    UserGroupModelView,
+)
+from flask_appbuilder.validators import PasswordComplexityValidator
 from flask_babel import lazy_gettext as _l
-from wtforms.validators import DataRequired
+from wtforms import PasswordField
+from wtforms.validators import DataRequired, EqualTo
 
 from app.models.org import CrmUser
-from app.security.step_up import SensitiveWritesMixin, declare
+from app.security import login_guard, sessions, step_up
+from app.security.step_up import SensitiveWritesMixin, StepUpRequired, declare
+from app.services import accounts
+from app.services.errors import RuleViolation
 
-USER_ACCESS = declare("user.access_change", _l("Deactivate or delete a user, or change a user's roles"),
-                      _l("Security > List Users"))
-ROLE_CHANGE = declare("role.change", _l("Add, edit, copy or delete a role and its permissions"),
-                      _l("Security > List Roles"))
 TOTP_RESET = declare("totp.reset", _l("Reset another user's authenticator"), _l("Security > List Users"))
 
 _ORG_FIELDS = ["department", "employee_no", "job_title", "phone", "expires_on"]
@@ -27,10 +36,12 @@ _ORG_FIELDS = ["department", "employee_no", "job_title", "phone", "expires_on"]
 class CrmUserDBModelView(SensitiveWritesMixin, UserDBModelView):
     """FAB's user admin plus department, employee number, phone, job title and expiry.
 
-    Deactivating or deleting a user and changing anyone's roles ask for a fresh code.
+    Admins only (``setup._SELF_SERVICE`` gives other roles their own profile page). Creating
+    or deleting a user and any change to who may log in or what they may do ask for a fresh
+    code (``accounts.changes_access``; the flush hook there backs every route up).
     """
 
-    sensitive_action = USER_ACCESS
+    sensitive_action = accounts.USER_ACCESS
 
     list_columns = ["first_name", "last_name", "username", "department", "job_title", "active", "expires_on", "roles"]
     show_fieldsets = [
@@ -70,28 +81,47 @@ class CrmUserDBModelView(SensitiveWritesMixin, UserDBModelView):
     }
 
     def sensitive_name(self, kind: str, pk: Any = None) -> str | None:
-        """Deactivation, deletion, role changes and TOTP resets; not ordinary edits, not the
-        self-service actions (own password, own profile)."""
-        if request.method != "POST" or kind == "add":
-            return None
+        """Creating a user, deleting one, any change to roles, active flag or expiry date
+        (``accounts.changes_access``) and TOTP resets. Ordinary edits and the self-service
+        actions (own password, own profile) are not asked. A form that fails validation is
+        not asked either: FAB shows its errors and writes nothing."""
         if kind == "action":
             name = (request.view_args or {}).get("name") or request.form.get("action")
             return TOTP_RESET if name == "reset_totp" else None
         if kind == "delete":
-            return USER_ACCESS
+            return accounts.USER_ACCESS
+        if request.method != "POST":
+            return None
+        if kind == "add":
+            return accounts.USER_CREATE if self.add_form.refresh().validate() else None
         user = self.datamodel.get(pk)
         if user is None:
             return None
-        deactivating = bool(user.active) and not request.form.get("active")
-        roles_changed = sorted(request.form.getlist("roles")) != sorted(str(r.id) for r in user.roles)
-        return USER_ACCESS if deactivating or roles_changed else None
+        form = self.edit_form.refresh(request.form)
+        form._id = user.id  # FAB's trick for the unique validators
+        if not form.validate():
+            return None
+        return accounts.USER_ACCESS if accounts.changes_access(user, form.data) else None
+
+    @action("resetpasswords", _l("Reset Password"), "", "fa-lock", multiple=False)
+    def resetpasswords(self, item: Any) -> Any:
+        """FAB's link to the reset-password form, for one existing user (a list from the bulk
+        route, or a missing record, is a message, not a 500)."""
+        users = [user for user in (item if isinstance(item, list) else [item]) if user is not None]
+        if len(users) != 1:
+            flash(str(_l("No such user.")), "danger")
+            return redirect(self.get_redirect())
+        return redirect(url_for(self.appbuilder.sm.resetpasswordview.__name__ + ".this_form_get", pk=users[0].id))
 
     @action("reset_totp", _l("Reset authenticator"), _l("Remove this user's authenticator app and recovery codes?"),
             "fa-key", multiple=False)
     def reset_totp(self, item: Any) -> Any:
         from app.security.totp import reset
 
-        users = item if isinstance(item, list) else [item]
+        users = [user for user in (item if isinstance(item, list) else [item]) if user is not None]
+        if not users:
+            flash(str(_l("No such user.")), "danger")
+            return redirect(self.get_redirect())
         for user in users:
             reset(user, reason="reset by an administrator")
         flash(str(_l("Authenticator removed for %(names)s.", names=", ".join(u.username for u in users))), "info")
@@ -101,20 +131,72 @@ class CrmUserDBModelView(SensitiveWritesMixin, UserDBModelView):
 class CrmRoleModelView(SensitiveWritesMixin, RoleModelView):
     """FAB's role admin; every change to roles or their permissions needs a fresh code."""
 
-    sensitive_action = ROLE_CHANGE
+    sensitive_action = accounts.ROLE_CHANGE
 
 
-def _login_username() -> str:
-    """Rate-limit key for login POSTs: the username tried, whatever the source address."""
-    payload = request.get_json(silent=True) if request.is_json else None
-    name = payload.get("username") if isinstance(payload, dict) else request.form.get("username")
-    return f"login-user:{str(name or '').strip().lower()[:64]}"
+class CrmGroupModelView(SensitiveWritesMixin, UserGroupModelView):
+    """FAB's groups: a group gives its members its roles, so every change needs a fresh code."""
+
+    sensitive_action = accounts.GROUP_CHANGE
+    class_permission_name = "UserGroupModelView"  # the permission names of existing databases
+
+
+class CrmResetPasswordView(ResetPasswordView):
+    """An administrator sets someone's password (``?pk=``): a sensitive action, audited,
+    and the user's sessions and API tokens end."""
+
+    class_permission_name = "ResetPasswordView"
+
+    def form_post(self, form: DynamicForm) -> Any:
+        try:
+            accounts.reset_password(request.args.get("pk"), form.password.data, actor=g.user)
+        except StepUpRequired as exc:
+            return step_up.refusal(exc)
+        except RuleViolation as exc:
+            flash(str(exc), "danger")
+            return None
+        flash(str(self.message), "info")
+        return None
+
+
+class OwnPasswordForm(DynamicForm):
+    current_password = PasswordField(_l("Current password"), validators=[DataRequired()],
+                                     widget=BS3PasswordFieldWidget())
+    password = PasswordField(_l("New password"), validators=[DataRequired(), PasswordComplexityValidator()],
+                             widget=BS3PasswordFieldWidget())
+    conf_password = PasswordField(_l("Confirm Password"),
+                                  validators=[EqualTo("password", message=_l("Passwords must match"))],
+                                  widget=BS3PasswordFieldWidget())
+
+
+class CrmResetMyPasswordView(ResetMyPasswordView):
+    """Changing one's own password asks for the current one (a stolen session alone cannot
+    take the account over); the account's other sessions and tokens end."""
+
+    class_permission_name = "ResetMyPasswordView"
+    form = OwnPasswordForm
+
+    def form_post(self, form: DynamicForm) -> Any:
+        user = self.appbuilder.sm.get_user_by_id(g.user.id)
+        try:
+            accounts.change_own_password(user, form.current_password.data, form.password.data)
+        except RuleViolation as exc:
+            for name, message in exc.errors.items():
+                getattr(form, name, form.current_password).errors = [str(message)]
+            html = self.render_template(self.form_template, title=self.form_title,
+                                        widgets=self._get_edit_widget(form=form), appbuilder=self.appbuilder)
+            return html, (429 if exc.status == 429 else 200)
+        flash(str(self.message), "info")
+        return None
 
 
 class CrmSecurityManager(SecurityManager):
     user_model = CrmUser
     userdbmodelview = CrmUserDBModelView
     rolemodelview = CrmRoleModelView
+    groupmodelview = CrmGroupModelView
+    resetpasswordview = CrmResetPasswordView
+    resetmypasswordview = CrmResetMyPasswordView
     #: FAB's user statistics chart loads Google Charts from the internet: not offered.
     userstatschartview = None
 
@@ -124,33 +206,56 @@ class CrmSecurityManager(SecurityManager):
         return lambda: current_app.config["AUTH_RATE_LIMIT"]
 
     def register_views(self) -> None:
-        """FAB limits the login form per IP; add per-username limits, and both on the API login."""
+        """FAB limits login requests per address on the form; do the same on the API login.
+
+        Wrong passwords are budgeted per (account, address) and per account by
+        ``login_guard`` (a ``before_request`` hook and ``auth_user_db``), not here: a limit
+        on every request per username would let anyone lock a colleague out.
+        """
         super().register_views()
         if not self.is_auth_limited:
             return
-        # One counter per username shared by the login form and the API login.
-        per_user = self.limiter.shared_limit(
-            lambda: current_app.config["CRM_LOGIN_LIMIT_PER_USERNAME"], scope="login-username",
-            key_func=_login_username, methods=["POST"],
-        )
-        per_user(self.auth_view.blueprint)
         for view in self.appbuilder.baseviews:
             if isinstance(view, self.security_api):
                 self.limiter.limit(self.auth_rate_limit, methods=["POST"])(view.blueprint)
-                per_user(view.blueprint)
 
     def auth_user_db(self, username: str, password: str) -> Any:
-        """FAB's password check, with every success and failure in the audit log."""
+        """FAB's password check, with every success and failure in the audit log and in
+        the login budgets (form and API login)."""
         from app.services import audit
 
         user = super().auth_user_db(username, password)
         if user is not None:
+            login_guard.succeeded(user, username)
             audit.record("login", user, user=user)
         else:
-            target = self.find_user(username=username) if username else None
+            target = login_guard.resolve(username)
+            login_guard.failed(target, username)
             audit.record("login_failed", target, {"username": (username or "")[:64]}, user=target)
         self.session.commit()
         return user
+
+    def load_user(self, pk: Any) -> Any:
+        """Browser sessions: FAB's check (active, not expired) plus the session epoch, so a
+        cookie from before a logout or a password change is refused."""
+        user = super().load_user(pk)
+        if user is not None and has_request_context() and not sessions.session_is_current(user):
+            return None
+        return user
+
+    def load_user_jwt(self, _jwt_header: Any, jwt_data: dict) -> Any:
+        """API tokens: active account, and the token's epoch is the account's current one."""
+        user = super().load_user(jwt_data["sub"])
+        if user is None or not sessions.token_is_current(user, jwt_data):
+            return None
+        g.user = user
+        return user
+
+    def create_jwt_manager(self, app: Any) -> Any:
+        """FAB's JWT manager; every token also carries the account's session epoch."""
+        manager = super().create_jwt_manager(app)
+        manager.additional_claims_loader(sessions.token_claims)
+        return manager
 
     def add_user(self, username: str, first_name: str, last_name: str, email: str, role: Any,
                  password: str = "", hashed_password: str = "", **kwargs: Any) -> Any:

@@ -5,6 +5,11 @@
 * A user whose role requires an authenticator and who has none can only reach the
   enrolment page (and log out).
 * The API login hands out a token only to users who pass the same two rules.
+* Sessions are bound to the account's session epoch at login; logging out raises it, so
+  every session and API token of the account ends server-side (``sessions``).
+* Login POSTs pass the password budgets of ``login_guard`` first.
+* A ``StepUpRequired`` nobody caught (e.g. the flush hook of ``app.services.accounts``)
+  becomes the step-up page or the API's 401/403/429 answer, never a 500.
 * Every response carries the security headers (CSP with our own assets only, no framing).
 """
 
@@ -18,8 +23,9 @@ from flask import Flask, current_app, flash, g, jsonify, redirect, request, sess
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, user_logged_in, user_logged_out
 
-from app.extensions import appbuilder
-from app.security import step_up, totp
+from app.extensions import appbuilder, db
+from app.security import login_guard, sessions, step_up, totp
+from app.security.step_up import StepUpRequired
 from app.security.totp import Outcome
 from app.services import audit
 
@@ -34,16 +40,26 @@ API_LOGIN = "SecurityApi.login"
 
 
 def _on_login(app: Flask, user: Any) -> None:
+    sessions.stamp(user)
     if totp.login_factor_required(user):
         session[PENDING] = user.id
 
 
 def _on_logout(app: Flask, user: Any) -> None:
+    """Logging out ends every session and API token of the account, not just this cookie:
+    a copy of the cookie (or a token) taken before the logout is refused from now on."""
     session.pop(PENDING, None)
+    session.pop(sessions.EPOCH_KEY, None)
     step_up.revoke_session_grant()
     if user is not None and not getattr(user, "is_anonymous", True):
+        sessions.end_all(user.id)
         audit.record("logout", user, user=user)
         appbuilder.session.commit()
+
+
+def _step_up_refused(exc: StepUpRequired) -> Any:
+    db.session.rollback()  # the refused write may have left the transaction half-flushed
+    return step_up.refusal(exc)
 
 
 def enforce_second_factor() -> Any:
@@ -113,7 +129,9 @@ def security_headers(response: Any) -> Any:
 
 
 def init_app(app: Flask) -> None:
+    app.before_request(login_guard.guard_login)
     app.before_request(enforce_second_factor)
+    app.register_error_handler(StepUpRequired, _step_up_refused)
     app.after_request(guard_api_login)
     app.after_request(security_headers)
     app.jinja_env.globals["csp_nonce"] = csp_nonce

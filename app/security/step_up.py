@@ -25,7 +25,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, g, has_request_context, jsonify, render_template, request, session
+from flask import current_app, flash, g, has_request_context, jsonify, redirect, render_template, request, session
 from flask_appbuilder import expose, has_access
 from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
@@ -226,14 +226,16 @@ class SensitiveWritesMixin:
     """For FAB ModelViews whose writes are all (or partly) sensitive: roles, scopes, users.
 
     Set ``sensitive_action``; override ``sensitive_name(kind, pk)`` to narrow it or pick
-    another action (``kind`` is add / edit / delete / action). GET requests only show
-    forms: never asked.
+    another action (``kind`` is add / edit / delete / action). A GET of add or edit only
+    shows the form: never asked. Delete and actions are asked whatever the method (FAB
+    runs them on GET when CSRF protection is off).
     """
 
     sensitive_action = ""
 
     def sensitive_name(self, kind: str, pk: Any = None) -> str | None:
-        return self.sensitive_action if request.method == "POST" else None
+        mutating = request.method == "POST" or kind in ("delete", "action")
+        return self.sensitive_action if mutating else None
 
     def _guarded(self, kind: str, pk: Any = None) -> Any:
         name = self.sensitive_name(kind, pk)
@@ -260,4 +262,10 @@ class SensitiveWritesMixin:
 
     @expose("/action_post", methods=["POST"])
     def action_post(self) -> Any:
+        """FAB's bulk action, but an unknown action name, or several records for a
+        single-record action, is a message instead of a 500."""
+        found = self.actions.get(request.form.get("action", ""))
+        if found is None or (not found.multiple and len(request.form.getlist("rowid")) != 1):
+            flash(str(_l("Pick an action from the list, with one record for a single-record action.")), "danger")
+            return redirect(self.get_redirect())
         return self._guarded("action") or super().action_post()

@@ -1,22 +1,66 @@
-"""Account lifecycle from the CRM manuals: expiry, deactivation (departure), purge."""
+"""Accounts: who may log in and what they may do, and the lifecycle from the CRM manuals.
+
+* Use cases for passwords: ``change_own_password`` (the current password first) and
+  ``reset_password`` (an administrator, with a step-up).
+* One rule, by kind, for every write to accounts and permissions, whatever route carries
+  it (FAB's user, role and group screens and actions, the reset-password form, FAB's REST
+  security API if enabled, future code): creating a user, deleting one, changing their
+  roles, groups, active flag or expiry date, setting someone else's password, and any
+  write to roles, groups or role settings needs a fresh step-up in the request that does
+  it (``_guard_access_writes``, a flush hook). The screens ask first (``changes_access``),
+  so the hook is the backstop that makes a forgotten route fail closed.
+* A password change, a deactivation or an expiry date in the past ends every session and
+  API token of the account (``app.security.sessions``), in the same flush.
+* Lifecycle: expiry, deactivation (departure), purge.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import current_app
-from sqlalchemy import delete, event, select
-from werkzeug.security import generate_password_hash
+from flask import current_app, g, has_request_context
+from flask_appbuilder.exceptions import PasswordComplexityValidationError
+from flask_appbuilder.security.sqla.models import Group, Role
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import delete, event, inspect, select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
 from app.models.base import now
 from app.models.customers import Customer, FollowUp
-from app.models.org import CrmUser, Department
+from app.models.org import CrmUser, Department, RoleDataScope
 from app.models.security import RecoveryCode, StepUpGrant, TotpCredential
+from app.security import login_guard, sessions, step_up
+from app.security.passwords import password_policy
+from app.security.step_up import StepUpRequired, declare
 from app.services import audit
+from app.services.errors import NotFound, RuleForbidden, RuleViolation
+
+USER_CREATE = declare("user.create", _l("Create a user account (with its roles)"), _l("Security > List Users"))
+USER_ACCESS = declare(
+    "user.access_change",
+    _l("Change who may log in or what they may do: delete a user, deactivate or re-activate them, "
+       "change their roles, groups or account expiry date"),
+    _l("Security > List Users"),
+)
+PASSWORD_RESET = declare("user.password_reset", _l("Set another user's password"),
+                         _l("Security > List Users > Reset Password"))
+ROLE_CHANGE = declare("role.change", _l("Add, edit, copy or delete a role and its permissions"),
+                      _l("Security > List Roles"))
+GROUP_CHANGE = declare("group.change", _l("Add, edit or delete a group (its members get the group's roles)"),
+                       _l("Security > List Groups"))
+SCOPE_CHANGE = declare("role.scope_change", _l("Change a role's data scope or authenticator requirement"),
+                       _l("Organisation > Role settings"))
+#: When one flush carries several kinds, the refusal names the first of these.
+_PRIORITY = (USER_CREATE, PASSWORD_RESET, USER_ACCESS, GROUP_CHANGE, ROLE_CHANGE, SCOPE_CHANGE)
+#: What decides whether a user may log in and what they may do.
+ACCESS_FIELDS = ("roles", "groups", "active", "expires_on")
+_OWN_PASSWORD = "_crm_own_password_change"
 
 log = logging.getLogger(__name__)
 
@@ -110,3 +154,153 @@ def purge_departed(at: datetime | None = None) -> list[str]:
         db.session.commit()
         purged.append(name)
     return purged
+
+
+# --- passwords ------------------------------------------------------------------------
+
+
+def _hash(password: str) -> str:
+    config = current_app.config
+    return generate_password_hash(password, method=config.get("FAB_PASSWORD_HASH_METHOD", "scrypt"),
+                                  salt_length=config.get("FAB_PASSWORD_HASH_SALT_LENGTH", 16))
+
+
+def _check_policy(password: str | None, field: str = "password") -> None:
+    try:
+        password_policy(password)
+    except PasswordComplexityValidationError as exc:
+        raise RuleViolation({field: str(exc)}) from exc
+
+
+def check_current_password(user: CrmUser, password: str | None, purpose: str) -> None:
+    """Prove the person at the keyboard knows ``user``'s password (own password change,
+    enrolment of a first authenticator).
+
+    Wrong guesses spend the same budgets as wrong logins (``login_guard``) and are audited
+    as ``login_failed`` with ``purpose``. Raises ``RuleViolation`` on field
+    ``current_password`` (status 429 while the budget is spent).
+    """
+    throttle = login_guard.throttled(user, user.username)
+    if throttle is not None:
+        raise RuleViolation({"current_password": throttle.message()}, status=429)
+    if password and user.password and check_password_hash(user.password, password):
+        login_guard.succeeded(user, user.username)
+        return
+    login_guard.failed(user, user.username)
+    audit.record("login_failed", user, {"purpose": purpose}, user=user)
+    db.session.commit()
+    raise RuleViolation({"current_password": _l("That is not your current password.")})
+
+
+def change_own_password(user: CrmUser, current: str | None, new: str | None) -> None:
+    """The logged-in user changes their password: current password, then the policy.
+
+    Every other session and API token of the account ends; the current browser session
+    stays. Audited (the password as "changed"). Raises ``RuleViolation`` (field -> message).
+    """
+    check_current_password(user, current, purpose="password_change")
+    _check_policy(new)
+    user.password = _hash(new)
+    g.setdefault(_OWN_PASSWORD, user.id)  # lets this one write through _guard_access_writes
+    db.session.commit()
+    sessions.stamp(user)
+
+
+def reset_password(target_id: Any, new: str | None, actor: Any = None) -> CrmUser:
+    """An administrator sets another user's password (``user.password_reset``, step-up).
+
+    The target's sessions and tokens end (even when it is the administrator's own
+    account, which then logs in again). Raises ``NotFound`` for an unknown id,
+    ``RuleViolation`` for a weak password and ``StepUpRequired`` without a fresh code.
+    """
+    try:
+        target = db.session.get(CrmUser, int(target_id))
+    except (TypeError, ValueError):
+        target = None
+    if target is None or target.purged_at is not None:
+        raise NotFound(_l("No such user."))
+    _check_policy(new)
+    step_up.demand(PASSWORD_RESET, actor)
+    with audit.audit_context(reason="password reset by an administrator"):
+        target.password = _hash(new)
+        db.session.commit()
+    return target
+
+
+# --- one rule for every write to accounts and permissions -------------------------------
+
+
+def changes_access(user: CrmUser, proposed: Mapping[str, Any]) -> bool:
+    """Whether writing ``proposed`` (form data: ``roles``/``groups`` as lists of objects,
+    ``active``, ``expires_on``; missing keys are left alone) into ``user`` changes who may
+    log in or what they may do. The screens ask this before a write; the flush hook
+    applies the same rule to what is actually written."""
+    for name in ("roles", "groups"):
+        if name in proposed and {item.id for item in proposed[name] or []} != {item.id for item in getattr(user, name)}:
+            return True
+    if "active" in proposed and bool(proposed["active"]) != bool(user.active):
+        return True
+    return "expires_on" in proposed and proposed["expires_on"] != user.expires_on
+
+
+def _changed(obj: Any, name: str) -> bool:
+    state = inspect(obj)
+    return name in state.attrs and state.attrs[name].history.has_changes()
+
+
+def _own_password_change(user: CrmUser) -> bool:
+    return has_request_context() and g.get(_OWN_PASSWORD) == user.id
+
+
+def _user_action(user: CrmUser, session: Session) -> str | None:
+    if user in session.new:
+        return USER_CREATE
+    if user in session.deleted or any(_changed(user, name) for name in ACCESS_FIELDS):
+        return USER_ACCESS
+    if _changed(user, "password") and not _own_password_change(user):
+        return PASSWORD_RESET
+    return None
+
+
+def _action_of(obj: Any, session: Session) -> str | None:
+    if isinstance(obj, CrmUser):
+        return _user_action(obj, session)
+    kinds = ((Role, ROLE_CHANGE), (Group, GROUP_CHANGE), (RoleDataScope, SCOPE_CHANGE))
+    for model, action in kinds:
+        if isinstance(obj, model) and (obj in session.new or obj in session.deleted or session.is_modified(obj)):
+            return action
+    return None
+
+
+def pending_access_action(session: Session) -> str | None:
+    """The sensitive kind of write the session is about to flush, if any."""
+    found = {_action_of(obj, session) for obj in (*session.new, *session.dirty, *session.deleted)}
+    return next((action for action in _PRIORITY if action in found), None)
+
+
+def _ends_sessions(user: CrmUser) -> bool:
+    if _changed(user, "password"):
+        return True
+    if _changed(user, "active") and not user.active:
+        return True
+    return _changed(user, "expires_on") and user.expires_on is not None and user.expires_on < date.today()
+
+
+@event.listens_for(Session, "before_flush")
+def _guard_access_writes(session: Session, flush_context: Any, instances: Any) -> None:
+    """Refuse a sensitive account/permission write without a fresh step-up (requests only:
+    scheduled jobs and scripts are not asked, like ``step_up.demand``); raise the session
+    epoch of accounts whose password changed or that lost access."""
+    for obj in list(session.dirty):
+        if isinstance(obj, CrmUser) and _ends_sessions(obj):
+            obj.session_epoch = sessions.current_epoch(obj) + 1
+    if not has_request_context():
+        return
+    action = pending_access_action(session)
+    if action is None:
+        return
+    actor = getattr(g, "user", None)
+    if actor is None or not getattr(actor, "is_authenticated", False):
+        raise RuleForbidden(_l("Sign in to change accounts or permissions."))
+    if not step_up.has_fresh_grant(actor):
+        raise StepUpRequired(action)

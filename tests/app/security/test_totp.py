@@ -26,6 +26,7 @@ def _require_totp(app, role):
 
 def test_enrolment_round_trip(app, client, auth, totp):
     auth.login("rep_a")
+    client.post("/totp/enrol", data={"password": "Test-Pass-1234"})  # first the current password
     page, secret = _enrol_page(client)
     assert "<svg" in page and "otpauth" not in page  # QR drawn locally, the URI is not leaked as text
     assert _enrol_page(client)[1] == secret  # reloading keeps the same pending secret
