@@ -29,6 +29,7 @@ from gspread.utils import rowcol_to_a1
 from openpyxl import load_workbook
 from openpyxl.cell.cell import TYPE_STRING
 
+from app.services import files
 from app.services.exporting import looks_like_formula, workbook_text
 from app.services.importing.reading import UnreadableFile, cell_text, workbook_rows
 
@@ -280,9 +281,18 @@ def _key_from(location: str) -> str:
 
 
 def for_target(target: Any) -> XlsxBackend | GoogleSheetsBackend:
-    """The backend a target names. Google uses the service account file from the config."""
+    """The backend a target names. Google uses the service account file from the config.
+
+    xlsx: the stored path is checked again at every run (``files.checked_path``: under
+    ``CRM_FILES_ROOT``, symlinks followed), so a value saved before the rule, or a link
+    changed since, fails the run with ``SheetUnavailable`` instead of being read or written.
+    """
     if target.backend == "xlsx":
-        return XlsxBackend(target.location, target.worksheet)
+        try:
+            path = files.checked_path(target.location, kind=files.FILE, suffixes=(".xlsx",))
+        except ValueError as exc:
+            raise SheetUnavailable(str(exc)) from None
+        return XlsxBackend(path, target.worksheet)
     import gspread
     from flask import current_app
 

@@ -84,3 +84,27 @@ class FieldCodec:
         if spec.kind == DATE and canonical:
             return date.fromisoformat(canonical)
         return canonical
+
+
+#: Phone-shaped text in free text: a mobile (optionally +86, spaces or dashes) or a landline
+#: with its area code. Record codes (C/G + date) never start like one.
+_PHONE_IN_TEXT = re.compile(r"(?<!\d)(?:(?:\+|00)?86[ -]?)?(1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)"
+                            r"|(?<!\d)(0\d{2,3})[ -]?\d{3,4}[ -]?(\d{4})(?!\d)")
+
+#: The sample numbers the rules' own messages give ("e.g. 010-12345678"): left readable.
+EXAMPLE_PHONES = frozenset({"010-12345678", "13812345678"})
+
+
+def mask_phones_in(text: str | None) -> str:
+    """``text`` with every phone-shaped number masked like ``masking.mask_phone`` (``138****5678``,
+    ``0755-****5678``). Sync output that reaches a screen (run log, preview, target status, sheet
+    status cells) goes through it, so a full number never shows there (issue 10)."""
+
+    def masked(match: re.Match) -> str:
+        if match.group(0) in EXAMPLE_PHONES:
+            return match.group(0)
+        if match.group(1):
+            return f"{match.group(1)}{masking.MASK}{match.group(2)}"
+        return f"{match.group(3)}-{masking.MASK}{match.group(4)}"
+
+    return _PHONE_IN_TEXT.sub(masked, text or "")

@@ -17,8 +17,8 @@ from app.security.rights import user_may
 from app.services.importing import columns
 from sync import merge
 from sync.backends import SheetData, SheetWrite
-from sync.fields import FieldCodec
-from sync.records import Records, records_for
+from sync.fields import FieldCodec, mask_phones_in
+from sync.records import Alias, Records, records_for
 
 STATUS_HEADER = "同步状态 / Sync status"
 
@@ -121,6 +121,8 @@ class _Planner:
         self.target, self.plan, self.codec, self.user, self.bases = target, plan, codec, user, bases
         self.kind = kind
         self.records, self.by_code = kind.load(user)
+        self.aliases = kind.aliases(self.records)
+        self.keyed: set[str] = set()
         self.columns = {f: plan.data.headers.index(h) for h, f in plan.mapping.items() if f != "code"}
         #: A run-as user who may not change customers only pushes to the sheet.
         self.direction = PUSH if read_only else target.direction
@@ -129,7 +131,7 @@ class _Planner:
         self._unlisted: dict[Any, Any] | None = None
 
     def walk(self) -> None:
-        keyed = {row[self.plan.key_col].strip() for row in self.plan.data.rows}
+        self.keyed = keyed = {row[self.plan.key_col].strip() for row in self.plan.data.rows}
         unkeyed = []
         for index, row in enumerate(self.plan.data.rows):
             key = row[self.plan.key_col].strip()
@@ -148,6 +150,10 @@ class _Planner:
 
     def _keyed_row(self, index: int, row: list[str], key: str) -> None:
         record = self.by_code.get(key)
+        alias = self.aliases.get(key)
+        if alias is not None and (record is None or self.kind.archived(record)):  # live codes stay their own
+            self._alias_row(index, row, alias)
+            return
         if record is None:
             self.plan.errors[index] = str(_l("No customer %(code)s for this sync's user; the row is left "
                                              "alone.", code=key))
@@ -155,20 +161,68 @@ class _Planner:
             return
         self.seen.add(record.id)
         if self.kind.archived(record):
-            if record.id in self.bases:  # archived in the app: the row leaves the sheet
-                self.plan.write.delete.append(index)
-                self.plan.drop_bases.append(record.id)
-                self.plan.counts["sheet_removed"] += 1
-            else:
-                self.plan.errors[index] = str(_l("%(code)s is archived in the CRM.", code=key))
+            self._archived_row(index, row, record, key)
             return
         base = self.bases.get(record.id)
         self._merge(index, record, base.base if base else None, self._sheet_values(row), record.code)
 
+    def _archived_row(self, index: int, row: list[str], record: Any, key: str) -> None:
+        """Archived in the app: the row leaves the sheet, unless it holds an edit never synced
+        (then it stays, base and all, with the reason: a restore applies it, deleting the row drops it)."""
+        base = self.bases.get(record.id)
+        if base is None:
+            self.plan.errors[index] = str(_l("%(code)s is archived in the CRM.", code=key))
+        elif self.direction != PUSH and _unsynced(self._sheet_values(row), base.base):
+            self.plan.errors[index] = str(_l("%(code)s is archived in the CRM; this row's changes were not "
+                                             "applied. Restore the customer to apply them, or delete the row.",
+                                             code=key))
+        else:
+            self.plan.write.delete.append(index)
+            self.plan.drop_bases.append(record.id)
+            self.plan.counts["sheet_removed"] += 1
+
+    def _alias_row(self, index: int, row: list[str], alias: Alias) -> None:
+        """A row keyed with a code merged into ``alias.survivor``: the merged-away record's row.
+
+        It never updates the survivor. Edits typed on it since its last sync become conflicts
+        on the survivor (kept for a person, whatever the policy); the row then leaves the
+        sheet when the survivor has its own row or agreed base, else it becomes the survivor's
+        row (re-keyed, showing the survivor's values). The old record's base is dropped.
+        """
+        survivor, sheet = alias.survivor, self._sheet_values(row)
+        app = self.codec.app_values(survivor)
+        shown_key = f"{survivor.code} ({alias.code})"[:40]  # the conflict says which row it came from
+        if self.direction != PUSH:  # a push-only sheet is a copy: its edits are put back, as on any row
+            for name, (before, typed) in _unsynced(sheet, self._agreed_or_current(alias.merged_from_id)).items():
+                if typed != app[name]:
+                    self.plan.conflicts.append((survivor.id, shown_key, merge.Conflict(name, before, app[name], typed)))
+                    self.plan.counts["conflicts"] += 1
+        if alias.merged_from_id is not None:
+            self.plan.drop_bases.append(alias.merged_from_id)
+        if survivor.code in self.keyed or survivor.id in self.bases or survivor.id in self.seen:
+            self.plan.write.delete.append(index)
+            self.plan.counts["sheet_removed"] += 1
+            return
+        self.seen.add(survivor.id)
+        self.plan.write.cells[(index, self.plan.key_col)] = survivor.code
+        self.plan.counts["sheet_rekeyed"] += 1
+        self._merge(index, survivor, sheet, sheet, survivor.code)  # the row as base: the survivor's values win
+
+    def _agreed_or_current(self, record_id: int | None) -> dict[str, str]:
+        """What a merged-away record's row held when last synced (its base), else the record's
+        values; nothing for a record outside the run's scope (every differing cell then counts)."""
+        base = self.bases.get(record_id)
+        if base is not None:
+            return base.base
+        record = self.records.get(record_id)
+        return self.codec.app_values(record) if record is not None else {}
+
     def _merge(self, index: int, record: Any, base: dict | None, sheet: dict[str, str], key: str) -> None:
         app = self.codec.app_values(record)
         result = merge.merge_row(base, app, sheet, self.policy, record.changed_on, self.plan.data.modified_at)
-        if self.direction == PULL:
+        if self.direction == PULL:  # the CRM's own change stays in the CRM; the row as it is stays agreed
+            for name in result.to_sheet:
+                result.agreed[name] = sheet[name]
             result.to_sheet.clear()
         elif self.direction == PUSH:  # the sheet is a copy: its edits are put back
             for name in result.to_app:
@@ -283,10 +337,15 @@ class _Planner:
     def _status_cells(self) -> None:
         col = self.plan.status_col
         for index, row in enumerate(self.plan.data.rows):
-            message = self.plan.errors.get(index, "")
+            message = mask_phones_in(self.plan.errors.get(index, ""))
             current = row[col] if col < len(row) else ""
             if message != current:
                 self.plan.write.cells[(index, col)] = message
+
+
+def _unsynced(sheet: dict[str, str], agreed: dict[str, str]) -> dict[str, tuple[str | None, str]]:
+    """Cells typed since the row's last sync: field -> (agreed value or None, sheet value)."""
+    return {name: (agreed.get(name), value) for name, value in sheet.items() if value != (agreed.get(name) or "")}
 
 
 def agreed_rows(target_id: int) -> dict[int, Any]:

@@ -15,7 +15,7 @@ from app.models.customers import Customer, CustomerAlias, FollowUp
 from app.models.org import CrmUser
 from app.security.data_scope import scope_clause
 from app.services import customers as rules
-from app.services import dedup, follow_ups, validation
+from app.services import dedup, follow_ups, records, validation
 from app.services.dictionaries import lookups_for
 from app.services.errors import RuleViolation
 from app.services.importing import columns
@@ -108,7 +108,13 @@ class CustomerRecords(Records):
                     return {name: str(exc)}
             elif name in values:
                 values[name] = text
-        return rules.check_customer(values, {"contact_phone": record.contact_phone} if record else {})
+        errors = rules.check_customer(values, {"contact_phone": record.contact_phone} if record else {})
+        if changes.get("owner"):
+            try:
+                records.owner_named(changes["owner"], user)
+            except ValueError as exc:
+                errors["owner"] = str(exc)
+        return errors
 
     def identities(self, fields: dict[str, str]) -> list[Any]:
         """The duplicate rule's two keys: credit code, and name + contact + phone."""
@@ -152,8 +158,8 @@ class FollowUpRecords(Records):
                     validation.parse_datetime(text)
                 elif name == "content":
                     validation.require_text(text, 10000)
-                elif spec.kind == CUSTOMER and text and not self._visible_customer(text, user):
-                    raise ValueError(_l("No customer %(code)s in your data scope.", code=text))
+                elif spec.kind == CUSTOMER and text:
+                    self._check_customer(text, user)
             except ValueError as exc:
                 errors[name] = str(exc)
         if record is None and not changes.get("customer"):
@@ -161,10 +167,14 @@ class FollowUpRecords(Records):
         return errors
 
     @staticmethod
-    def _visible_customer(code: str, user: Any) -> bool:
+    def _check_customer(code: str, user: Any) -> None:
+        """The follow-up rule on the customer a row names (the message forms and imports give)."""
         pk = customer_id_for(code)
-        return pk is not None and db.session.scalar(select(Customer.id).where(
-            Customer.id == pk, Customer.archived_at.is_(None), scope_clause(user, Customer))) is not None
+        if pk is None or follow_ups.customer_problem(pk, user) == str(_l("Customer not found.")):
+            raise ValueError(_l("No customer %(code)s in your data scope.", code=code))
+        problem = follow_ups.customer_problem(pk, user)
+        if problem:
+            raise ValueError(problem)
 
     def identities(self, fields: dict[str, str]) -> list[Any]:
         key = (fields.get("customer"), fields.get("followed_at"), (fields.get("content") or "").strip())

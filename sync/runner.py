@@ -27,6 +27,7 @@ from app.security.data_scope import scope_cache
 from app.services import audit
 from app.services.errors import RuleViolation
 from sync.backends import SheetChanged, SheetUnavailable
+from sync.fields import mask_phones_in
 from sync.plan import GuardStop, Plan, agreed_rows, build_plan, describe
 
 STALE_CLAIM = timedelta(minutes=15)
@@ -98,6 +99,7 @@ def _release(target_id: int) -> None:
 def _finish(target_id: int, log_id: int, status: str, message: str, plan: Plan | None, backend: Any,
             dry_run: bool) -> SyncRun:
     log, target = db.session.get(SyncRun, log_id), db.session.get(SyncTarget, target_id)
+    message = mask_phones_in(message)  # run logs, previews and the target's status are screens
     log.status, log.message, log.finished_at = status, message[:4000], now()
     log.counts = dict(plan.counts) if plan else None
     log.api_calls = dict(getattr(backend, "calls", {}))
@@ -134,10 +136,12 @@ def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
 
 
 def _store_conflicts(target: SyncTarget, plan: Plan) -> None:
-    open_ = {(c.record_id, c.field): c for c in db.session.scalars(
+    # Keyed by the row too: a merged-away record's row and the survivor's own row may both
+    # hold an edit of the same field, and neither may overwrite the other's.
+    open_ = {(c.record_id, c.field, c.key): c for c in db.session.scalars(
         select(SyncConflict).where(SyncConflict.target_id == target.id, SyncConflict.resolved_at.is_(None)))}
     for record_id, key, conflict in plan.conflicts:
-        stored = open_.get((record_id, conflict.field))
+        stored = open_.get((record_id, conflict.field, key))
         if stored is None:
             db.session.add(SyncConflict(target_id=target.id, record_id=record_id, key=key, field=conflict.field,
                                         base=conflict.base, app_value=conflict.app, sheet_value=conflict.sheet))

@@ -13,6 +13,7 @@ from app.models.base import now
 from app.models.sync import SyncTarget
 from app.services.schedules import is_due
 from sync import backends, runner
+from sync.fields import mask_phones_in
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def run_due_targets(at: datetime | None = None) -> list[str]:
             log.exception("Sync target %s failed", target.name)
             db.session.rollback()
             stored = db.session.get(SyncTarget, target.id)
-            stored.last_run_at, stored.last_status, stored.last_message = now(), "failed", str(exc)[:2000]
+            stored.last_run_at, stored.last_status, stored.last_message = now(), "failed", mask_phones_in(str(exc))[:2000]
             db.session.commit()
         ran.append(target.name)
     return ran

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from flask import flash, g, redirect, request, url_for
@@ -18,11 +17,8 @@ from app.security import step_up
 from app.services import schedules
 from app.services.errors import RuleViolation
 from app.services.importing import columns
-from sync import backends, conflicts, merge, runner, schedule
+from sync import backends, conflicts, merge, runner, schedule, targets
 
-SHEET_WINS = step_up.declare("sync.sheet_wins", _l("Run a sync that lets the sheet overwrite CRM data"),
-                             _l("Sync targets: Sync now, when the policy is 'sheet wins' or the direction is "
-                                "'pull'"))
 CHOICES = {
     "model": [("customer", _l("Customers")), ("follow_up", _l("Follow-ups"))],
     "backend": [(XLSX, _l("Local .xlsx file")), (GSHEETS, _l("Google Sheet"))],
@@ -44,10 +40,15 @@ TARGET_LABELS = {
 
 
 def _check_location(form: Any, field: Any) -> None:
+    """xlsx: a workbook under CRM_FILES_ROOT (files.checked_path; checked again before every
+    read). Google: the sheet's address or key."""
+    from app.services import files
+
     if form.backend.data == XLSX:
-        path = Path(field.data or "")
-        if not path.is_absolute() or path.suffix.lower() != ".xlsx" or not path.parent.is_dir():
-            raise ValidationError(str(_l("Give the absolute path of an .xlsx file in an existing folder.")))
+        try:
+            files.checked_path(field.data or "", kind=files.FILE, suffixes=(".xlsx",))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
     elif not (field.data or "").strip():
         raise ValidationError(str(_l("Give the Google Sheet's address or key.")))
 
@@ -91,11 +92,6 @@ def _check_mapping(form: Any, field: Any) -> None:
         raise ValidationError(str(exc)) from None
 
 
-def overwrites_app_data(target: SyncTarget) -> bool:
-    """Sheet wins (or pull only): a hand-started run may replace CRM values with the sheet's."""
-    return target.conflict_policy == merge.SHEET_WINS or target.direction == PULL
-
-
 class SyncTargetView(ModelView):
     datamodel = SQLAInterface(SyncTarget)
     class_permission_name = "SyncTarget"
@@ -125,8 +121,37 @@ class SyncTargetView(ModelView):
     def prefill_form(self, form: Any, pk: Any) -> None:
         form.mapping_text.data = mapping_text(self.datamodel.get(pk).mapping)
 
+    @expose("/add", methods=["GET", "POST"])
+    @has_access
+    def add(self) -> Any:
+        return self._step_up_first(self.add_form) or super().add()
+
+    @expose("/edit/<pk>", methods=["GET", "POST"])
+    @has_access
+    def edit(self, pk: Any) -> Any:
+        return self._step_up_first(self.edit_form, int(pk) if str(pk).isdigit() else -1) or super().edit(pk)
+
+    def _step_up_first(self, form_class: Any, pk: int | None = None) -> Any:
+        """The code a save needs is asked before the form fills the stored target: a refused
+        code's attempt is committed, and must not commit the new settings with it. An invalid
+        form is left to FAB (it shows the errors and saves nothing)."""
+        if request.method != "POST":
+            return None
+        form = form_class.refresh()
+        form._id = pk  # FAB's own trick: the unique name check skips the target being edited
+        if not form.validate():
+            return None
+        submitted = SyncTarget()  # never added to the session
+        form.populate_obj(submitted)
+        try:
+            targets.demand_step_up(submitted, g.user)
+        except step_up.StepUpRequired as exc:
+            return step_up.refusal(exc)
+        return None
+
     def pre_add(self, item: SyncTarget) -> None:
         item.mapping = parse_mapping(getattr(item, "mapping_text", ""), item.model) or None
+        targets.save_target(item, g.user)
 
     pre_update = pre_add
     related_views: list = []
@@ -143,8 +168,8 @@ class SyncTargetView(ModelView):
     @action("sync_now", _l("Sync now"), None, "fa-refresh", multiple=False)
     def sync_now(self, item: Any) -> Any:
         target = item[0] if isinstance(item, list) else item
-        if overwrites_app_data(target):
-            refusal = step_up.require(SHEET_WINS)
+        if targets.overwrites_app_data(target):
+            refusal = step_up.require(targets.SHEET_WINS)
             if refusal is not None:
                 return refusal
         log = self._run(target, dry_run=False)
@@ -184,12 +209,17 @@ class SyncConflictView(ModelView):
     method_permission_name = {"list": "read", "show": "read", "keep_app": "write", "keep_sheet": "write",
                               "action_post": "write"}
     list_title = _l("Sync conflicts")
-    list_columns = ["target", "key", "field", "base", "app_value", "sheet_value", "created_at", "resolution"]
+    # Values through the model's shown_* (phones masked); never sorted or searched by value.
+    list_columns = ["target", "key", "field", "shown_base", "shown_app_value", "shown_sheet_value", "created_at",
+                    "resolution"]
     show_columns = list_columns + ["resolved_at"]
+    search_columns = ["target", "key", "field", "created_at", "resolution"]
+    order_columns = ["key", "field", "created_at", "resolution"]
     base_order = ("id", "desc")
     label_columns = {"target": _l("Target"), "key": _l("Customer code"), "field": _l("Field"),
-                     "base": _l("Agreed before"), "app_value": _l("In the CRM"), "sheet_value": _l("In the sheet"),
-                     "created_at": _l("Found"), "resolution": _l("Kept"), "resolved_at": _l("Settled")}
+                     "shown_base": _l("Agreed before"), "shown_app_value": _l("In the CRM"),
+                     "shown_sheet_value": _l("In the sheet"), "created_at": _l("Found"), "resolution": _l("Kept"),
+                     "resolved_at": _l("Settled")}
 
     def _settle(self, items: Any, choice: str) -> Any:
         for item in items if isinstance(items, list) else [items]:

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Tex
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import now
+from app.security import masking
 
 XLSX, GSHEETS = "xlsx", "gsheets"
 BOTH, PUSH, PULL = "both", "push", "pull"
@@ -105,3 +106,24 @@ class SyncConflict(Model):
     resolution: Mapped[str | None] = mapped_column(String(8))
 
     target = relationship("SyncTarget")
+
+    # What screens show (the conflicts list and page): phones always masked. The stored
+    # values stay whole: settling a conflict writes the kept one back (issue 10).
+    @property
+    def shown_base(self) -> str | None:
+        return shown_value(self.field, self.base)
+
+    @property
+    def shown_app_value(self) -> str | None:
+        return shown_value(self.field, self.app_value)
+
+    @property
+    def shown_sheet_value(self) -> str | None:
+        return shown_value(self.field, self.sheet_value)
+
+
+def shown_value(field: str, value: str | None) -> str | None:
+    """A synced field's value as a screen shows it: a phone masked (``138****5678``)."""
+    if value and field == "contact_phone" and masking.MASK not in value:
+        return masking.mask_phone(value)
+    return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+import pytest
 from openpyxl import Workbook
 
 from app.services.importing import columns
@@ -36,3 +37,16 @@ def test_xlsx_cells_keep_formula_text_and_real_dates() -> None:
     _set(sheet["B1"], date(2024, 5, 1))
     assert sheet["A1"].data_type == "s" and sheet["A1"].value == "=SUM(A2:A3)"
     assert sheet["B1"].is_date and sheet["B1"].number_format == "yyyy-mm-dd"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("13800001234 is not in the list", "138****1234 is not in the list"),
+    ("+86 138 0000 1234; 0755-87654321", "138****1234; 0755-****4321"),
+    ("C20240501001, G20240501002, 2024-05-01 10:00, row 12", "C20240501001, G20240501002, 2024-05-01 10:00, row 12"),
+    ("138****1234", "138****1234"),
+    ("e.g. 010-12345678.", "e.g. 010-12345678."),  # the rules' own sample number stays readable
+])
+def test_phones_in_sync_messages_are_masked(text: str, shown: str) -> None:
+    from sync.fields import mask_phones_in
+
+    assert mask_phones_in(text) == shown
