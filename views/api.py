@@ -12,7 +12,7 @@ from flask_appbuilder.security.decorators import protect
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
-from app.security import masking, step_up
+from app.security import step_up
 from app.services import customers, follow_ups
 from app.services.errors import NotFound, RuleViolation
 from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedApi
@@ -26,11 +26,6 @@ _CUSTOMER_EDIT = [
     "email", "address", "level", "source", "owner", "note",
 ]
 _ACTIVE = [["id", NotArchivedFilter, lambda: None]]
-
-
-def _mask_row(row: dict[str, Any]) -> None:
-    if row.get("contact_phone"):
-        row["contact_phone"] = masking.mask_phone(row["contact_phone"])
 
 
 class CustomerApi(UseCaseApiMixin, ScopedApi):
@@ -49,15 +44,6 @@ class CustomerApi(UseCaseApiMixin, ScopedApi):
     edit_columns = _CUSTOMER_EDIT
     search_columns = ["code", "name", "credit_code", "type", "industry", "contact_name", "level", "source", "owner"]
     order_columns = ["id", "code", "name", "created_on", "changed_on"]
-    add_query_rel_fields = {"owner": SCOPE_FILTER}
-    edit_query_rel_fields = {"owner": SCOPE_FILTER}
-
-    def pre_get(self, data: dict[str, Any]) -> None:
-        _mask_row(data.get("result", {}))
-
-    def pre_get_list(self, data: dict[str, Any]) -> None:
-        for row in data.get("result", []):
-            _mask_row(row)
 
     def save_record(self, values: dict[str, Any], *, pk: Any, version: Any) -> Customer:
         return customers.save_customer(values, g.user, pk=pk, version=version,
@@ -128,8 +114,6 @@ class FollowUpApi(UseCaseApiMixin, ScopedApi):
     edit_columns = add_columns
     search_columns = ["code", "customer", "followed_at", "method", "next_step_date", "owner"]
     order_columns = ["id", "code", "followed_at", "next_step_date"]
-    add_query_rel_fields = {"customer": SCOPE_FILTER, "owner": SCOPE_FILTER}
-    edit_query_rel_fields = {"customer": SCOPE_FILTER, "owner": SCOPE_FILTER}
 
     def save_record(self, values: dict[str, Any], *, pk: Any, version: Any) -> FollowUp:
         return follow_ups.save_follow_up(values, g.user, pk=pk, version=version)

@@ -16,7 +16,6 @@ from markupsafe import Markup
 from app.extensions import db
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.security import masking, step_up
-from app.security.data_scope import ActiveEntryFilter
 from app.services import audit, customers, exporting, follow_ups
 from app.services.dedup import DuplicateFound
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
@@ -30,7 +29,6 @@ from views.base import (
 )
 from views.writes import UseCaseFormMixin
 
-ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
 CUSTOMER_FIELDS = [
     "name", "credit_code", "type", "industry", "contact_name", "contact_phone",
     "email", "address", "level", "source", "owner", "note",
@@ -69,7 +67,7 @@ class StatusHistoryView(ScopedModelView):
     }
 
 
-class FollowUpView(UseCaseFormMixin, ScopedModelView):
+class FollowUpView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
     datamodel = SQLAInterface(FollowUp)
     class_permission_name = "FollowUp"
     list_title = _l("Follow-ups")
@@ -82,9 +80,6 @@ class FollowUpView(UseCaseFormMixin, ScopedModelView):
     edit_columns = add_columns + ["edit_version"]
     search_columns = ["code", "customer", "followed_at", "method", "content", "next_step_date", "owner"]
     base_order = ("followed_at", "desc")
-    add_form_query_rel_fields = {"customer": SCOPE_FILTER, "method": ACTIVE_ONLY}
-    edit_form_query_rel_fields = {"customer": SCOPE_FILTER}
-    search_form_query_rel_fields = {"customer": SCOPE_FILTER}
     add_form_extra_fields = {"owner": forms.owner_field()}
     edit_form_extra_fields = {"owner": forms.owner_field(True), "edit_version": forms.version_field()}
     use_case_fields = follow_ups.EDITABLE
@@ -131,9 +126,7 @@ class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
     edit_columns = CUSTOMER_FIELDS + ["status_reason", "edit_version", "allow_duplicate"]
     search_columns = ["code", "name", "credit_code", "type", "industry", "contact_name", "level", "source", "owner", "created_on"]
     base_order = ("id", "desc")
-    formatters_columns = {"contact_phone": masking.mask_phone}
     related_views = [FollowUpView, StatusHistoryView]
-    add_form_query_rel_fields = {f: ACTIVE_ONLY for f in ("type", "industry", "level", "source")}
     add_form_extra_fields = {"owner": forms.owner_field(), "allow_duplicate": forms.duplicate_field()}
     edit_form_extra_fields = {
         "owner": forms.owner_field(True),
@@ -163,9 +156,7 @@ class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
         return super().render_template(template, **kwargs)
 
     def prefill_form(self, form: Any, pk: Any) -> None:
-        item = self.datamodel.get(pk)
-        form.edit_version.data = item.version
-        form.contact_phone.data = masking.mask_phone(item.contact_phone)
+        form.edit_version.data = self.datamodel.get(pk).version
 
     def save_record(self, values: dict[str, Any], *, pk: Any, version: Any, form: Any) -> Customer:
         return customers.save_customer(values, g.user, pk=pk, version=version,
@@ -263,6 +254,8 @@ class ArchivedCustomerView(ScopedModelView):
 
     datamodel = SQLAInterface(Customer)
     class_permission_name = "ArchivedCustomer"
+    #: Read and restore only: adding or editing customers is the customer screen's use case.
+    include_route_methods = {"list", "show", "action", "action_post", "api_read"}
     method_permission_name = {**READ_WRITE_PERMISSIONS, "restore_action": "write"}
     base_permissions = ["can_read", "can_write"]
     base_filters = SCOPE_FILTER + [["id", ArchivedFilter, lambda: None]]
@@ -270,7 +263,6 @@ class ArchivedCustomerView(ScopedModelView):
     list_columns = ["code", "name", "type", "contact_name", "contact_phone", "owner", "archived_at"]
     show_columns = list_columns
     search_columns = ["code", "name", "owner"]
-    formatters_columns = {"contact_phone": masking.mask_phone}
     label_columns = {**CustomerView.label_columns, "archived_at": _l("Archived at")}
     base_order = ("archived_at", "desc")
 
