@@ -120,7 +120,10 @@ def _clean_data(app: Any) -> Any:
         db.session.execute(update(RoleDataScope).values(totp_required=False))
         _remove_extra_users()
         db.session.execute(CrmUser.__table__.update().values(
-            active=True, expires_on=None, deactivated_at=None, last_login=None))
+            active=True, expires_on=None, deactivated_at=None, last_login=None, last_name="Test"))
+        for username in USERS:  # own-profile tests rename themselves
+            db.session.execute(CrmUser.__table__.update().where(CrmUser.username == username)
+                               .values(first_name=username.title()))
         db.session.commit()
         db.session.remove()
         appbuilder.sm.limiter.reset()

@@ -7,7 +7,8 @@ from typing import Any
 from flask_appbuilder.fieldwidgets import DateTimePickerWidget
 from flask_appbuilder.forms import FieldConverter
 from markupsafe import Markup
-from wtforms import DateTimeField
+from wtforms import BooleanField, DateTimeField
+from wtforms.validators import DataRequired, InputRequired
 from wtforms.widgets import html_params
 
 #: Formats a date-time field reads: what it writes first, then with fractions and without seconds.
@@ -38,8 +39,20 @@ class SecondsDateTimeField(DateTimeField):
             self.data = self.data.replace(microsecond=0)
 
 
+class TickBox(BooleanField):
+    """A yes/no column: unticked is an answer, not a missing one (FAB marks every NOT NULL
+    column required, so an inactive dictionary entry could not be saved as it was shown)."""
+
+    def __init__(self, *args: Any, validators: Any = None, **kwargs: Any) -> None:
+        kept = [v for v in validators or [] if not isinstance(v, (InputRequired, DataRequired))]
+        super().__init__(*args, validators=kept, **kwargs)
+
+
+#: FAB's generated fields replaced by ours, by FAB's type marker.
+_REPLACED = {"is_datetime": (SecondsDateTimeField, DateTimeInput), "is_boolean": (TickBox, None)}
+
+
 def install() -> None:
-    """Make FAB's form generator use these fields for every model's date-times."""
+    """Make FAB's form generator use these fields for every model's date-times and yes/no columns."""
     FieldConverter.conversion_table = tuple(
-        ("is_datetime", SecondsDateTimeField, DateTimeInput) if marker == "is_datetime" else (marker, field, widget)
-        for marker, field, widget in FieldConverter.conversion_table)
+        (marker, *_REPLACED.get(marker, (field, widget))) for marker, field, widget in FieldConverter.conversion_table)

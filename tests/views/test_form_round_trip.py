@@ -20,7 +20,7 @@ from flask_appbuilder import ModelView
 from werkzeug.datastructures import MultiDict
 
 from app.extensions import appbuilder, db
-from app.models import FollowUp
+from app.models import CustomerSource, FollowUp
 
 #: Values for fields an add form serves empty but requires (by field name).
 REQUIRED_SAMPLES = {
@@ -175,8 +175,23 @@ def test_every_edit_form_walk_saves_as_served(client: Any, auth: Any, make_custo
     """Every edit screen with a record to edit (as an admin) takes its own form back unchanged."""
     customer = make_customer("admin", contact_name="Han Mei", address="2 Road")
     make_follow_up(customer, "admin", followed_at=datetime(2026, 5, 2, 8, 0, 1, 500000))
+    with app.app_context():  # an unticked box is an answer: an inactive entry must save as shown
+        source = db.session.query(CustomerSource).order_by(CustomerSource.id).first()
+        source.active, source_id = False, source.id
+        db.session.commit()
     auth.login("admin")
     auth.grant_step_up("admin")
+    try:
+        refused, tried = _walk_edit_forms(client, app)
+    finally:
+        with app.app_context():
+            db.session.get(CustomerSource, source_id).active = True
+            db.session.commit()
+    assert not refused
+    assert {"CustomerView", "FollowUpView", "CustomerSourceView"} <= set(tried)
+
+
+def _walk_edit_forms(client: Any, app: Any) -> tuple[list, list]:
     refused, tried = [], []
     for view in form_views():
         if not _has_form(view, "edit"):
@@ -193,8 +208,7 @@ def test_every_edit_form_walk_saves_as_served(client: Any, auth: Any, make_custo
         if not _saved(response):
             refused.append((url, _errors(response)))
         tried.append(view.__class__.__name__)
-    assert not refused
-    assert {"CustomerView", "FollowUpView"} <= set(tried)
+    return refused, tried
 
 
 def test_every_screen_and_api_that_writes_a_record_type_goes_through_its_use_case(app: Any) -> None:
