@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask_appbuilder import ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, SelectField
@@ -10,7 +9,7 @@ from wtforms import BooleanField, SelectField
 from app.models.org import SCOPES, Department, RoleDataScope
 from app.security.step_up import SensitiveWritesMixin
 from app.services.accounts import SCOPE_CHANGE
-from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS
+from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
 
 SCOPE_LABELS = {
     "own": _l("Own records"),
@@ -19,7 +18,7 @@ SCOPE_LABELS = {
 }
 
 
-class DepartmentView(ModelView):
+class DepartmentView(CrmModelView):
     datamodel = SQLAInterface(Department)
     class_permission_name = "Department"
     method_permission_name = READ_WRITE_PERMISSIONS
@@ -32,7 +31,7 @@ class DepartmentView(ModelView):
 
 
 
-class RoleDataScopeView(SensitiveWritesMixin, ModelView):
+class RoleDataScopeView(SensitiveWritesMixin, CrmModelView):
     """Per-role data scope and TOTP requirement; every change needs a fresh code."""
 
     sensitive_action = SCOPE_CHANGE

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app, flash, g, redirect, request, session, url_for
-from flask_appbuilder import BaseView, ModelView, expose, has_access
+from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
@@ -19,7 +19,7 @@ from app.security.step_up import SENSITIVE, declare, sensitive
 from app.security.totp import Outcome
 from app.services import accounts, audit, exporting, permission_report
 from app.services.errors import RuleViolation
-from views.base import READ_WRITE_PERMISSIONS, ListExportMixin
+from views.base import READ_WRITE_PERMISSIONS, CrmModelView, ListExportMixin
 
 REENROL = declare("totp.reenrol", _l("Replace your own authenticator"), _l("Two-factor authentication page"))
 ENROL_SECRET = "_totp_enrol_secret"
@@ -161,7 +161,7 @@ def _changes(value: str | None) -> Markup:
     return Markup(f'<table class="table table-condensed audit-changes">{rows}</table>')
 
 
-class AuditLogView(ListExportMixin, ModelView):
+class AuditLogView(ListExportMixin, CrmModelView):
     """Read-only audit log with filters and export (no add, edit or delete routes)."""
 
     datamodel = SQLAInterface(AuditLog)

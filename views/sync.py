@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import flash, g, redirect, request, url_for
-from flask_appbuilder import ModelView, action, expose, has_access
+from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField, TextAreaField, ValidationError
@@ -18,6 +18,7 @@ from app.services import schedules
 from app.services.errors import RuleViolation
 from app.services.importing import columns
 from sync import backends, conflicts, merge, runner, schedule, targets
+from views.base import CrmModelView
 
 CHOICES = {
     "model": [("customer", _l("Customers")), ("follow_up", _l("Follow-ups"))],
@@ -92,9 +93,12 @@ def _check_mapping(form: Any, field: Any) -> None:
         raise ValidationError(str(exc)) from None
 
 
-class SyncTargetView(ModelView):
+class SyncTargetView(CrmModelView):
     datamodel = SQLAInterface(SyncTarget)
     class_permission_name = "SyncTarget"
+    #: FAB's own permission names (can_list, can_add ...), as before this view had a CRM base.
+    method_permission_name: dict[str, str] = {}
+    base_permissions = None
     list_title = _l("Sync targets")
     list_columns = ["name", "model", "backend", "location", "worksheet", "direction", "conflict_policy", "run_as",
                     "enabled", "last_run_at", "last_status", "last_message"]
@@ -187,7 +191,7 @@ class SyncTargetView(ModelView):
         return redirect(url_for("SyncRunView.list"))
 
 
-class SyncRunView(ModelView):
+class SyncRunView(CrmModelView):
     datamodel = SQLAInterface(SyncRun)
     class_permission_name = "SyncRun"
     base_permissions = ["can_read"]
@@ -202,7 +206,7 @@ class SyncRunView(ModelView):
                      "counts": _l("Counts"), "api_calls": _l("API calls"), "message": _l("Result")}
 
 
-class SyncConflictView(ModelView):
+class SyncConflictView(CrmModelView):
     datamodel = SQLAInterface(SyncConflict)
     class_permission_name = "SyncConflict"
     base_permissions = ["can_read", "can_write"]

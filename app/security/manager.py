@@ -42,6 +42,7 @@ class CrmUserDBModelView(SensitiveWritesMixin, UserDBModelView):
     """
 
     sensitive_action = accounts.USER_ACCESS
+    exclude_route_methods = {"download"}  # FAB's file-column download: no file columns, a 500 without UPLOAD_FOLDER
 
     list_columns = ["first_name", "last_name", "username", "department", "job_title", "active", "expires_on", "roles"]
     show_fieldsets = [
@@ -132,12 +133,14 @@ class CrmRoleModelView(SensitiveWritesMixin, RoleModelView):
     """FAB's role admin; every change to roles or their permissions needs a fresh code."""
 
     sensitive_action = accounts.ROLE_CHANGE
+    exclude_route_methods = {"download"}  # FAB's file-column download: no file columns, a 500 without UPLOAD_FOLDER
 
 
 class CrmGroupModelView(SensitiveWritesMixin, UserGroupModelView):
     """FAB's groups: a group gives its members its roles, so every change needs a fresh code."""
 
     sensitive_action = accounts.GROUP_CHANGE
+    exclude_route_methods = {"download"}  # as above
     class_permission_name = "UserGroupModelView"  # the permission names of existing databases
 
 
