@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from flask_appbuilder.const import AUTH_DB
@@ -96,6 +97,17 @@ class Config:
     CRM_IMPORT_WORKERS = int(os.environ.get("CRM_IMPORT_WORKERS", 1))
     #: Rows validated and committed together; a crash loses at most the chunk in progress.
     CRM_IMPORT_CHUNK_ROWS = int(os.environ.get("CRM_IMPORT_CHUNK_ROWS", 2000))
+    #: Bounds on every workbook and CSV read (app/services/importing/bounds.py), checked before
+    #: anything is materialised: sheet rows (header included), columns, rows x columns (and cell
+    #: tags), bytes a workbook may unpack to, and the compression ratio of a part over 1 MiB.
+    CRM_IMPORT_MAX_ROWS = int(os.environ.get("CRM_IMPORT_MAX_ROWS", 200_000))
+    CRM_IMPORT_MAX_COLUMNS = int(os.environ.get("CRM_IMPORT_MAX_COLUMNS", 256))
+    CRM_IMPORT_MAX_CELLS = int(os.environ.get("CRM_IMPORT_MAX_CELLS", 3_000_000))
+    CRM_WORKBOOK_MAX_UNZIPPED_BYTES = int(os.environ.get("CRM_WORKBOOK_MAX_UNZIPPED_BYTES", 256 * 1024 * 1024))
+    CRM_WORKBOOK_MAX_RATIO = int(os.environ.get("CRM_WORKBOOK_MAX_RATIO", 200))
+    #: Folders that admin-set paths (scheduled imports/exports, sync workbooks) must lie in,
+    #: separated by os.pathsep; empty: the instance folder's files/ (created on demand).
+    CRM_FILES_ROOT = os.environ.get("CRM_FILES_ROOT", "")
     #: Run import/export jobs in the request thread (tests, debugging).
     CRM_IMPORT_INLINE = _env_bool("CRM_IMPORT_INLINE", False)
     #: Exports with more rows than this are built in the background with a progress bar.
@@ -127,7 +139,12 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     AUTH_RATE_LIMITED = True
     AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per 20 second")  # login POSTs per IP
-    CRM_LOGIN_LIMIT_PER_USERNAME = os.environ.get("CRM_LOGIN_LIMIT_PER_USERNAME", "10 per 5 minute")
+    # Wrong passwords (app/security/login_guard.py): per account from one address, then per
+    # account from all addresses (a Security alert; then only addresses it logged in from
+    # in the last CRM_LOGIN_KNOWN_ADDRESS_DAYS days may try until the window ends).
+    CRM_LOGIN_LIMIT_PER_USERNAME_IP = os.environ.get("CRM_LOGIN_LIMIT_PER_USERNAME_IP", "5 per 15 minute")
+    CRM_LOGIN_LIMIT_PER_USERNAME = os.environ.get("CRM_LOGIN_LIMIT_PER_USERNAME", "50 per hour")
+    CRM_LOGIN_KNOWN_ADDRESS_DAYS = int(os.environ.get("CRM_LOGIN_KNOWN_ADDRESS_DAYS", 30))
 
     # TOTP second factor and step-up (see README, "Security")
     TOTP_ENCRYPTION_KEY = os.environ.get("TOTP_ENCRYPTION_KEY") or None  # else instance/totp_key
@@ -182,6 +199,8 @@ class TestConfig(Config):
     AUTH_RATE_LIMIT = "10000 per minute"
     CRM_LOGIN_LIMIT_PER_USERNAME = "10000 per minute"
     CRM_IMPORT_INLINE = True
+    #: Tests keep their workbooks and folders in pytest's tmp_path, under the system temp folder.
+    CRM_FILES_ROOT = tempfile.gettempdir()
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or os.environ.get(
         "DATABASE_URL", "sqlite://"
     )

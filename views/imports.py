@@ -18,6 +18,22 @@ from app.services.importing import columns, engine, jobs, reading
 from app.services.importing.template import build_template
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: Characters of a header or sample value shown on the mapping page (a cell may hold 32,767).
+SHOWN_CHARS = 60
+SAMPLE_ROWS = 3
+
+
+def _shown(value: Any) -> str:
+    text = reading.cell_text(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 1] + "…"
+
+
+def mapping_columns(table: reading.Table) -> list[tuple[int, str, str, str]]:
+    """(index, header, header as shown, first values as shown) per column: the mapping page
+    stays small whatever the cells hold (the reader bounds the number of columns)."""
+    sample = table.rows[:SAMPLE_ROWS]
+    return [(index, header, _shown(header), " · ".join(_shown(row[index]) for row in sample))
+            for index, header in enumerate(table.headers)]
 
 
 class ImportView(BaseView):
@@ -92,11 +108,9 @@ class ImportView(BaseView):
         if job.status in (QUEUED, RUNNING, DONE):
             return redirect(url_for("ImportView.job", job_id=job.id))
         spec = columns.MODELS[job.model]
-        if request.method == "POST" and request.form.get("sheet") and request.form["sheet"] != job.sheet:
-            job.sheet = request.form["sheet"]  # another sheet: map its headers first
-            db.session.commit()
-            return redirect(url_for("ImportView.mapping", job_id=job.id))
         try:
+            if request.method == "POST" and request.form.get("sheet") and request.form["sheet"] != job.sheet:
+                return self._switch_sheet(job, request.form["sheet"])
             table, proposed = jobs.propose_mapping(job)
         except reading.UnreadableFile as exc:
             flash(str(exc), "danger")
@@ -105,9 +119,17 @@ class ImportView(BaseView):
             return self._start_dry_run(job, spec, table)
         return self.render_template(
             "crm/import_map.html", job=job, spec=spec, table=table, proposed=job.mapping or proposed,
-            sheets=reading.sheet_names(job.stored_path), modes=engine.MODES, sample=table.rows[:3],
-            title=_l("Map columns"),
+            sheets=table.sheets, modes=engine.MODES, columns=mapping_columns(table), title=_l("Map columns"),
         )
+
+    def _switch_sheet(self, job: TransferJob, sheet: str) -> Any:
+        """Another sheet: map its headers first (only a sheet the workbook has)."""
+        if sheet not in reading.sheet_names(job.stored_path):
+            flash(str(_l("The workbook has no sheet named %(sheet)s.", sheet=sheet[:100])), "danger")
+        else:
+            job.sheet = sheet
+            db.session.commit()
+        return redirect(url_for("ImportView.mapping", job_id=job.id))
 
     def _start_dry_run(self, job: TransferJob, spec: columns.ImportModel, table: reading.Table) -> Any:
         form = request.form

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from flask import flash, redirect, url_for
-from flask_appbuilder import BaseView, ModelView, action, expose, has_access
+from flask_appbuilder import BaseView, action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -17,6 +16,7 @@ from app.extensions import db
 from app.models.transfers import FOLDER_IMPORT, LIST_EXPORT, TransferJob, TransferSchedule
 from app.services import schedules
 from app.services.importing import columns, engine
+from views.base import CrmModelView
 
 KINDS = [(FOLDER_IMPORT, _l("Import every file dropped in a folder")),
          (LIST_EXPORT, _l("Export a saved list to a file"))]
@@ -46,20 +46,24 @@ def _check_cron(form: Any, field: Any) -> None:
 
 
 def _check_path(form: Any, field: Any) -> None:
-    path = Path(field.data or "")
-    if not path.is_absolute():
-        raise ValidationError(str(_l("Give an absolute path on the server.")))
-    if form.kind.data == FOLDER_IMPORT and not path.is_dir():
-        raise ValidationError(str(_l("This folder does not exist on the server.")))
-    if form.kind.data == LIST_EXPORT and (not path.parent.is_dir() or path.suffix.lower() not in (".xlsx", ".csv")):
-        raise ValidationError(str(_l("Give an .xlsx or .csv file in an existing folder.")))
+    """The folder or file must lie under CRM_FILES_ROOT (checked again before every run)."""
+    try:
+        schedules.checked_location(form.kind.data, field.data)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
-class TransferScheduleView(ModelView):
-    """Admins define scheduled folder imports and saved-list exports; runs are listed below."""
+class TransferScheduleView(CrmModelView):
+    """Admins define scheduled folder imports and saved-list exports; runs are listed below.
+
+    On the CRM base view: refused list arguments, unknown actions and FAB's file download
+    route are messages, not 500s."""
 
     datamodel = SQLAInterface(TransferSchedule)
     class_permission_name = "TransferSchedule"
+    #: FAB's own permission names (can_list, can_add ...), as before this view had a CRM base.
+    method_permission_name: dict[str, str] = {}
+    base_permissions = None
     list_title = _l("Scheduled imports and exports")
     list_columns = ["name", "kind", "model", "cron", "path", "run_as", "enabled", "last_run_at", "last_status",
                     "last_message"]
@@ -75,7 +79,8 @@ class TransferScheduleView(ModelView):
     description_columns = {
         "cron": _l("Five fields: minute hour day month weekday, e.g. */15 * * * * or 0 7 * * 1-5."),
         "path": _l("Import: a folder (processed files move to done/ or failed/ beside their error report). "
-                   "Export: the .xlsx or .csv file to write."),
+                   "Export: the .xlsx or .csv file to write. Both under the server's files folder "
+                   "(CRM_FILES_ROOT); a relative path is taken in it."),
         "filters": _l("Export: copy the list's address from the browser after filtering, e.g. "
                       "/customerview/list/?_flt_0_level=1. Empty = the whole list."),
         "columns": _l("Export: column names separated by commas (default: the list's columns)."),

@@ -67,16 +67,15 @@ def load_demo(customer_count: int = 300) -> list[tuple[str, str]]:
 
 
 def _demo_sync_target(manager: CrmUser) -> None:
-    """A team workbook in the instance folder with three rows typed by hand and no codes:
-    Sync > Sync targets > Sync now turns them into customers and fills the sheet."""
-    from pathlib import Path
-
-    from flask import current_app
+    """A team workbook in the files folder (the first CRM_FILES_ROOT, where admin-set paths
+    must lie) with three rows typed by hand and no codes: Sync > Sync targets > Sync now turns
+    them into customers and fills the sheet."""
     from openpyxl import Workbook
 
     from app.models.sync import SyncTarget
+    from app.services.files import roots
 
-    path = Path(current_app.instance_path) / "team-customers.xlsx"
+    path = roots()[0] / "team-customers.xlsx"
     book = Workbook()
     sheet = book.active
     sheet.title = "客户"

@@ -5,12 +5,21 @@ Folder imports: every file dropped in the folder is imported as the run-as user 
 mapping they last confirmed, else the aliases) and moved to ``done/`` or ``failed/``
 with its error report beside it. Saved-list exports are written by a runner that the
 views register (``register``), because the list screens define what an export holds.
+
+A schedule's folder or file must lie under the configured roots (``files.checked_path``):
+checked when the schedule is saved and again before every run, so a path stored before
+that rule (or a link changed since) fails the run with a message. Folder imports read and
+move regular files only: never a symlink, a hard-linked file or anything that became one
+after the listing (the file is opened without following links).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import stat
+import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,10 +34,22 @@ from app.extensions import db
 from app.models.base import now
 from app.models.org import CrmUser
 from app.models.transfers import DONE, FAILED, FOLDER_IMPORT, RUNNING, TransferJob, TransferSchedule
+from app.services import files
 from app.services.importing import columns, jobs, reading
+from app.services.importing.bounds import read_at_most
 
 log = logging.getLogger(__name__)
 RUNNERS: dict[str, Callable[[TransferSchedule], str]] = {}
+#: What a scheduled export may write.
+EXPORT_SUFFIXES = (".xlsx", ".csv")
+
+
+def checked_location(kind: str, raw: str | None) -> Path:
+    """The folder (folder import) or file (list export) a schedule names, resolved under the
+    configured roots; ``ValueError`` with a translated message otherwise (files.checked_path)."""
+    if kind == FOLDER_IMPORT:
+        return files.checked_path(raw or "", kind=files.FOLDER)
+    return files.checked_path(raw or "", kind=files.FILE, suffixes=EXPORT_SUFFIXES)
 
 
 def register(kind: str, runner: Callable[[TransferSchedule], str]) -> None:
@@ -92,12 +113,14 @@ def run(schedule: TransferSchedule) -> TransferSchedule:
         run_as = db.session.get(CrmUser, schedule.run_as_id)
         if run_as is None or not run_as.active:
             raise PermissionError(str(_l("The run-as user is deactivated; pick another user.")))
+        checked_location(schedule.kind, schedule.path)  # again at run time: stored values predate the rule
         message = RUNNERS[schedule.kind](schedule)
         status = DONE
     except Exception as exc:  # shown on the jobs page; the scheduler goes on
         log.exception("Scheduled transfer %s failed", schedule.name)
         db.session.rollback()
-        message, status = f"{type(exc).__name__}: {exc}", FAILED
+        plain = isinstance(exc, (ValueError, PermissionError))  # our own messages need no class name
+        message, status = str(exc) if plain else f"{type(exc).__name__}: {exc}", FAILED
     schedule = db.session.get(TransferSchedule, schedule_id)
     schedule.last_run_at, schedule.last_status, schedule.last_message = now(), status, message[:2000]
     db.session.commit()
@@ -105,26 +128,55 @@ def run(schedule: TransferSchedule) -> TransferSchedule:
 
 
 def import_folder(schedule: TransferSchedule) -> str:
-    """Import every file in the folder; each ends in done/ or failed/ with its report."""
-    folder = Path(schedule.path)
-    if not folder.is_dir():
-        raise ValueError(str(_l("Folder %(path)s does not exist.", path=str(folder))))
+    """Import every file in the folder; each ends in done/ or failed/ with its report.
+
+    Links are listed as skipped, never read or moved (a link could point anywhere)."""
+    folder = checked_location(FOLDER_IMPORT, schedule.path)
     user = db.session.get(CrmUser, schedule.run_as_id)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in reading.SUFFIXES
-                   and not p.name.startswith((".", "~$")))
-    outcomes = [_import_file(schedule, user, path) for path in files]
+    outcomes = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in reading.SUFFIXES or path.name.startswith((".", "~$")):
+            continue
+        if not _plain_file(path):
+            if path.is_symlink() or path.is_file():
+                outcomes.append(str(_l("%(file)s: skipped (a link is never read or moved).", file=path.name)))
+            continue
+        outcomes.append(_import_file(schedule, user, path))
     if not outcomes:
         return str(_l("No files to import."))
     return "; ".join(outcomes)
 
 
+def _plain_file(path: Path) -> bool:
+    """A regular file that is not a symlink and has no other name (hard link)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+
+
+def _read_plain(path: Path, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes of a regular file, opened without following a link (the
+    file may have been swapped for one since the listing)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    handle = os.open(path, flags)
+    with os.fdopen(handle, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise OSError(str(_l("not a regular file")))
+        return read_at_most(stream, limit)
+
+
 def _import_file(schedule: TransferSchedule, user: Any, path: Path) -> str:
     try:
-        job = jobs.create_job(user, schedule.model, path.name, path.read_bytes(), mode=schedule.mode,
+        data = _read_plain(path, current_app.config["CRM_IMPORT_MAX_BYTES"])
+        job = jobs.create_job(user, schedule.model, path.name, data, mode=schedule.mode,
                               schedule_id=schedule.id)
     except (reading.UnreadableFile, OSError) as exc:  # too large, not a table, unreadable: set aside
         db.session.rollback()
-        _move(path, "failed")
+        if not path.is_symlink():  # swapped for a link since the listing: left alone
+            _move(path, "failed")
         return f"{path.name}: {exc}"
     db.session.commit()
     job_id = job.id
@@ -143,7 +195,7 @@ def _import_file(schedule: TransferSchedule, user: Any, path: Path) -> str:
         db.session.commit()
     target = _move(path, "done" if job.status == DONE else "failed")
     if job.report_path:
-        shutil.copy(job.report_path, target / f"{path.stem}-errors.xlsx")
+        _copy_into(Path(job.report_path), target, f"{path.stem}-errors.xlsx")
     if job.status != DONE:
         return f"{path.name}: {job.error}"
     return f"{path.name}: {job.created} created, {job.updated} updated, {job.unchanged} unchanged, " \
@@ -151,10 +203,27 @@ def _import_file(schedule: TransferSchedule, user: Any, path: Path) -> str:
 
 
 def _move(path: Path, outcome: str) -> Path:
+    """Move a file into done/ or failed/ beside it. The folder is checked like the schedule's
+    (a done/ linking out of the roots is refused) and the move is a rename, which replaces
+    a link found at the destination instead of following it."""
     target = path.parent / outcome
     target.mkdir(exist_ok=True)
-    shutil.move(str(path), target / path.name)
+    target = files.checked_path(str(target), kind=files.FOLDER)
+    os.replace(path, target / path.name)
     return target
+
+
+def _copy_into(source: Path, folder: Path, name: str) -> None:
+    """Copy ``source`` to ``folder/name`` through a temp file and a rename (never writing
+    through a link planted at ``name``)."""
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out)
+        os.replace(temp, folder / name)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
 
 
 register(FOLDER_IMPORT, import_folder)

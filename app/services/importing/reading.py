@@ -1,8 +1,17 @@
-"""Reading uploaded workbooks and CSV files into a header row and data rows.
+"""Reading uploaded workbooks and CSV files into a header row and data rows — bounded.
 
-xlsx/xlsm/ods go through python-calamine (5x faster than openpyxl on large files);
-CSV is decoded as UTF-8 (with or without BOM), else GB18030 (a superset of GBK and
-GB2312, what Chinese Excel saves), and its delimiter (comma, tab, semicolon) sniffed.
+Every read goes through here (the import screens, background imports, scheduled folder
+imports and the xlsx sync backend) and is held to the same limits (``bounds.Limits``, from
+the configuration), checked before anything is materialised:
+
+* xlsx/xlsm/ods: the zip, the XML and the grid are checked and calamine reads the checked
+  copy (``bounds.checked_copy``); python-calamine is 5x faster than openpyxl on large files;
+* CSV: decoded as UTF-8 (with or without BOM), else GB18030 (a superset of GBK and GB2312,
+  what Chinese Excel saves), delimiter (comma, tab, semicolon) sniffed; records are streamed
+  and the read stops past the row or column limit (a line with far too many delimiters is
+  refused before it is split). A long cell is data: the file size bounds it.
+
+Above a limit the reader raises ``UnreadableFile`` with a message naming it.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +28,26 @@ from flask_babel import lazy_gettext as _l
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from python_calamine import CalamineWorkbook
 
+from app.services.importing.bounds import (
+    MAX_SHEETS,
+    Limits,
+    UnreadableFile,
+    check_grid,
+    checked_copy,
+    read_file,
+)
+
+__all__ = ["UnreadableFile", "Limits", "Table", "cell_text", "check_suffix", "sheet_names", "workbook_rows",
+           "read_table", "decode_text"]
+
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".ods"}
 CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 SUFFIXES = WORKBOOK_SUFFIXES | CSV_SUFFIXES
-
-
-class UnreadableFile(ValueError):
-    """The file cannot be read as a table; the message says why and what to do."""
+#: Delimiters per physical CSV line before the line is refused unparsed (quoted delimiters
+#: make the count an over-estimate, hence the margin over the column limit).
+_DELIMITER_MARGIN = 64
+#: Longest sheet name kept (the job stores it; Excel allows 31 characters).
+MAX_SHEET_NAME = 100
 
 
 @dataclass
@@ -35,6 +58,8 @@ class Table:
     blank_rows: int = 0
     #: Line number (as the spreadsheet shows it) of each data row.
     lines: list[int] = field(default_factory=list)
+    #: Visible sheets of the workbook (empty for CSV), read with the table.
+    sheets: list[str] = field(default_factory=list)
 
 
 def cell_text(value: Any) -> str:
@@ -62,15 +87,58 @@ def check_suffix(filename: str) -> str:
     return suffix
 
 
+def _visible(workbook: CalamineWorkbook) -> list[str]:
+    names = workbook.sheet_names
+    if len(names) > MAX_SHEETS:
+        raise UnreadableFile(_l("The workbook has more than %(n)s sheets.", n=MAX_SHEETS))
+    if any(len(name) > MAX_SHEET_NAME for name in names):
+        raise UnreadableFile(_l("A sheet name is longer than %(n)s characters: rename the sheet.", n=MAX_SHEET_NAME))
+    return [s.name for s in workbook.sheets_metadata if str(s.visible).endswith("Visible")] or names
+
+
+def _calamine_failure(exc: BaseException) -> UnreadableFile:
+    """calamine's errors (and a Rust panic, which pyo3 raises as a BaseException) as a message."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)):
+        raise exc
+    return UnreadableFile(_l("This file is not a readable workbook (%(why)s).", why=str(exc)[:120]))
+
+
 def sheet_names(path: str | Path) -> list[str]:
-    """Visible worksheet names of a workbook (empty for CSV)."""
+    """Visible worksheet names of a workbook (empty for CSV); ``UnreadableFile`` for a file
+    that is not a workbook or is above the limits (checked before calamine opens it)."""
     if Path(path).suffix.lower() not in WORKBOOK_SUFFIXES:
         return []
-    try:
-        workbook = CalamineWorkbook.from_path(str(path))
-    except Exception as exc:  # calamine raises its own error types for broken zips
-        raise UnreadableFile(_l("This file is not a readable workbook (%(why)s).", why=str(exc)[:120])) from None
-    return [s.name for s in workbook.sheets_metadata if str(s.visible).endswith("Visible")] or workbook.sheet_names
+    return _read_workbook(Path(path), None, rows=False)[2]
+
+
+def workbook_rows(path: str | Path, sheet: str | None) -> tuple[list[list[Any]], str]:
+    """All rows of one sheet (the first visible one when ``sheet`` is None) as Python values.
+
+    Bounded: ``UnreadableFile`` when the file is above ``Limits.current()`` (size, unpacked
+    size, compression ratio, rows, columns, cells) or holds a DOCTYPE. Used by the importer and
+    by the xlsx sync backend, so both read through the same checks."""
+    rows, sheet, _names = _read_workbook(Path(path), sheet)
+    return rows, sheet
+
+
+def _read_workbook(path: Path, sheet: str | None, rows: bool = True) -> tuple[list[list[Any]], str | None, list[str]]:
+    limits = Limits.current()
+    with checked_copy(path, limits) as copy:
+        try:
+            with CalamineWorkbook.from_path(str(copy)) as workbook:
+                visible = _visible(workbook)
+                if not rows:
+                    return [], None, visible
+                if sheet is None:
+                    sheet = visible[0] if visible else None
+                if sheet not in workbook.sheet_names:
+                    raise UnreadableFile(_l("The workbook has no sheet named %(sheet)s.", sheet=str(sheet)[:100]))
+                values = workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
+        except UnreadableFile:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - calamine's errors, and its panics
+            raise _calamine_failure(exc) from None
+    return values, sheet, visible
 
 
 def decode_text(raw: bytes) -> str:
@@ -92,37 +160,61 @@ def decode_text(raw: bytes) -> str:
 
 
 def _csv_rows(path: Path) -> list[list[Any]]:
-    text = decode_text(path.read_bytes())
-    sample = text[:20000]
-    first_line = sample.split("\n", 1)[0]
+    """The records of a CSV file, streamed and stopped at the first limit crossed."""
+    limits = Limits.current()
+    raw = read_file(path, limits)
+    text = decode_text(raw)
+    del raw
+    first_line = text[:20000].split("\n", 1)[0]
     delimiter = max((",", "\t", ";"), key=first_line.count)
-    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a long cell is data, not an error
+    _check_lines(text, delimiter, limits)
+    # A long cell is data, not an error; the file's size bounds it (process-wide setting,
+    # only ever raised, to the configured file size).
+    csv.field_size_limit(max(csv.field_size_limit(), limits.file_bytes))
+    rows: list[list[Any]] = []
     try:
-        return [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            _check_record(row, len(rows) + 1, limits)
+            rows.append(row)
     except csv.Error as exc:
         raise UnreadableFile(_l("The CSV file cannot be read (%(why)s).", why=str(exc)[:120])) from None
+    return rows
 
 
-def workbook_rows(path: Path, sheet: str | None) -> tuple[list[list[Any]], str]:
-    try:
-        workbook = CalamineWorkbook.from_path(str(path))
-    except Exception as exc:
-        raise UnreadableFile(_l("This file is not a readable workbook (%(why)s).", why=str(exc)[:120])) from None
-    names = workbook.sheet_names
-    if sheet is None:
-        sheet = sheet_names(path)[0] if names else None
-    if sheet not in names:
-        raise UnreadableFile(_l("The workbook has no sheet named %(sheet)s.", sheet=sheet))
-    return workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False), sheet
+def _check_lines(text: str, delimiter: str, limits: Limits) -> None:
+    """A line with far more delimiters than columns allowed is refused before the csv module
+    builds it into a list (a 20 MB line of commas would be 20 million fields)."""
+    most = max(map(lambda line: line.count(delimiter), text.split("\n")), default=0)
+    if most > limits.columns * _DELIMITER_MARGIN:
+        raise _too_many_columns(most + 1, limits)
+
+
+def _check_record(row: list[str], number: int, limits: Limits) -> None:
+    if number > limits.rows:
+        raise UnreadableFile(_l("The file has more than %(limit)s rows. Split it into smaller files.",
+                                limit=f"{limits.rows:,}"))
+    if len(row) > limits.columns:
+        raise _too_many_columns(len(row), limits)
+
+
+def _too_many_columns(count: int, limits: Limits) -> UnreadableFile:
+    return UnreadableFile(_l("The file has more than %(limit)s columns (%(count)s). Delete the unused columns.",
+                             limit=f"{limits.columns:,}", count=f"{count:,}"))
 
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _extent(row: list[Any]) -> int:
-    width = len(row)
-    while width and _blank(row[width - 1]):
+def _filled(value: Any) -> bool:
+    return value is not None and (not isinstance(value, str) or bool(value.strip()))
+
+
+def _width(rows: list[list[Any]], start: int) -> int:
+    """Columns up to the last one holding something in ``rows[start:]`` (checked column by
+    column from the right: usually the first row answers)."""
+    width = max(map(len, rows), default=0)
+    while width and not any(len(row) >= width and _filled(row[width - 1]) for row in islice(rows, start, None)):
         width -= 1
     return width
 
@@ -155,29 +247,35 @@ def _header_row(rows: list[list[Any]]) -> int:
 
 
 def read_table(path: str | Path, sheet: str | None = None) -> Table:
-    """Header row and data rows; fully blank rows are dropped and counted."""
+    """Header row and data rows; fully blank rows are dropped and counted.
+
+    Bounded by ``Limits.current()`` before anything is materialised (see the module
+    docstring); ``UnreadableFile`` with a message otherwise."""
     path = Path(path)
     suffix = check_suffix(path.name)
+    sheets: list[str] = []
     if suffix in CSV_SUFFIXES:
         rows, sheet = _csv_rows(path), None
     else:
-        rows, sheet = workbook_rows(path, sheet)
+        rows, sheet, sheets = _read_workbook(path, sheet)
     if not rows:
         raise UnreadableFile(_l("The file is empty."))
     start = _header_row(rows)
     headers = [str(v).strip() if not _blank(v) else "" for v in rows[start]]
-    width = max((_extent(row) for row in rows[start:]), default=0)
+    width = _width(rows, start)
     if not any(headers):
         raise UnreadableFile(_l("The first rows hold no column headers."))
+    check_grid(len(rows), width, Limits.current())  # before rows are padded to the width
     # Cells under no header are kept (and shown as unmapped columns), never dropped.
     headers = [(headers[i] if i < len(headers) else "") or _column_letter(i) for i in range(width)]
     headers = _unique(headers)
     data, lines, blank = [], [], 0
-    for line, row in enumerate(rows[start + 1:], start=start + 2):
-        row = list(row[:width]) + [None] * (width - len(row))
-        if all(_blank(v) for v in row):
+    for line, row in enumerate(islice(rows, start + 1, None), start=start + 2):
+        if len(row) != width:
+            row = row[:width] + [None] * (width - len(row))
+        if not any(map(_filled, row)):
             blank += 1
             continue
         data.append(row)
         lines.append(line)
-    return Table(headers, data, sheet, blank, lines)
+    return Table(headers, data, sheet, blank, lines, sheets)
