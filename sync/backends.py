@@ -77,9 +77,12 @@ class XlsxBackend:
         self.calls: Counter = Counter()
 
     def _fingerprint(self) -> tuple[int, int, str]:
-        data = self.path.read_bytes()
+        """(mtime, size, sha256): streamed in chunks, so a huge file costs no memory here
+        (the read that follows refuses it with the importer's size message)."""
+        with open(self.path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
         stat = self.path.stat()
-        return stat.st_mtime_ns, stat.st_size, hashlib.sha256(data).hexdigest()
+        return stat.st_mtime_ns, stat.st_size, digest
 
     def read(self) -> SheetData:
         if not self.path.exists():

@@ -121,7 +121,7 @@ def export_saved_list(schedule: TransferSchedule) -> str:
         raise ValueError(" ".join(problems))
     view_name, default_path = LIST_VIEWS[schedule.model]
     parts = urlsplit((schedule.filters or "").strip())
-    target = Path(schedule.path)
+    target = schedules.checked_location(schedule.kind, schedule.path)  # write where the check looked
     fmt = "csv" if target.suffix.lower() == ".csv" else "xlsx"
     job = TransferJob(kind=EXPORT, model=schedule.model, user_id=schedule.run_as_id, schedule_id=schedule.id,
                       filename=target.name, status=QUEUED,
