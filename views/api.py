@@ -12,9 +12,7 @@ from flask_appbuilder.security.decorators import protect
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
-from app.security import step_up
 from app.services import customers, follow_ups
-from app.services.errors import NotFound, RuleViolation
 from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedApi
 from views.customers import NotArchivedFilter
 from views.writes import UseCaseApiMixin
@@ -51,14 +49,10 @@ class CustomerApi(UseCaseApiMixin, ScopedApi):
 
     def delete_headless(self, pk: Any) -> Any:
         """DELETE archives the customer (never a hard delete), through the archive use case."""
-        try:
-            archived, refused = customers.archive_customers([pk], g.user)
-        except step_up.StepUpRequired as exc:
-            db.session.rollback()
-            return step_up.refusal(exc)
-        except RuleViolation as exc:
-            db.session.rollback()
-            return self.response(exc.status, message=exc.errors)
+        result, refusal = self.call_use_case(lambda: customers.archive_customers([pk], g.user))
+        if refusal is not None:
+            return refusal
+        _, refused = result
         if refused:
             db.session.rollback()
             return self.response(403, message={"_": refused[0]})
@@ -90,13 +84,9 @@ class CustomerApi(UseCaseApiMixin, ScopedApi):
             404:
               $ref: '#/components/responses/404'
         """
-        try:
-            phone = customers.reveal_contact(pk, g.user, via="api")
-        except step_up.StepUpRequired as exc:
-            db.session.rollback()
-            return step_up.refusal(exc)
-        except NotFound:
-            return self.response_404()
+        phone, refusal = self.call_use_case(lambda: customers.reveal_contact(pk, g.user, via="api"))
+        if refusal is not None:
+            return refusal
         db.session.commit()
         return self.response(200, contact_phone=phone)
 

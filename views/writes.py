@@ -9,6 +9,7 @@ user's input is kept) or a 4xx JSON answer, its ``StepUpRequired`` the code page
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import abort, flash, make_response, request
@@ -125,6 +126,19 @@ class UseCaseApiMixin:
         for schema in (self.add_model_schema, self.edit_model_schema):
             schema._load_instance = False  # values for the use case, never a half-edited record
 
+    def call_use_case(self, call: Callable[[], Any]) -> tuple[Any, Any]:
+        """Run a use case: ``(result, None)``, or ``(None, answer)`` after a rollback, where the
+        answer is the step-up 401/403/429 or the rule's 4xx JSON. The caller commits."""
+        try:
+            with db.session.no_autoflush:
+                return call(), None
+        except step_up.StepUpRequired as exc:
+            db.session.rollback()
+            return None, step_up.refusal(exc)
+        except RuleViolation as exc:
+            db.session.rollback()
+            return None, self.response(exc.status, message=exc.errors)
+
     def _payload(self) -> tuple[dict[str, Any] | None, Any]:
         payload = request.get_json(silent=True) if request.is_json else None
         if not isinstance(payload, dict):
@@ -144,15 +158,9 @@ class UseCaseApiMixin:
             values = schema.load(payload, partial=pk is not None, session=db.session)
         except ValidationError as err:
             return self.response_422(message=err.messages)
-        try:
-            with db.session.no_autoflush:
-                item = self.save_record(values, pk=pk, version=version)
-        except step_up.StepUpRequired as exc:
-            db.session.rollback()
-            return step_up.refusal(exc)
-        except RuleViolation as exc:
-            db.session.rollback()
-            return self.response(exc.status, message=exc.errors)
+        item, refusal = self.call_use_case(lambda: self.save_record(values, pk=pk, version=version))
+        if refusal is not None:
+            return refusal
         db.session.commit()
         extra = {"id": item.id} if pk is None else {}
         return self._answer(status, item, **extra)
