@@ -96,6 +96,8 @@ def _load_demo() -> None:
         user = appbuilder.sm.find_user(username=username)
         if user is not None:
             print(f"    {username:<9} {', '.join(r.name for r in user.roles)}")
+    print("  The Admin role requires an authenticator app (Google/Microsoft Authenticator, FreeOTP...):")
+    print("  admin is asked to enrol one at the first login; the other demo users are not.")
 
 
 def main() -> int:
