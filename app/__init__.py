@@ -28,11 +28,12 @@ def create_app(config: type | dict | None = None) -> Flask:
     from app import models  # noqa: F401  (register every table on the metadata)
     from app.cli import crm_cli
     from app.extensions import appbuilder, csrf, db, migrate
-    from app.security import session_guard
+    from app.security import request_bounds, session_guard
     from app.security.passwords import password_policy
     from app.services import accounts, audit, customers  # noqa: F401  (flush hooks: audit, numbering, history)
 
     app.config.setdefault("FAB_PASSWORD_COMPLEXITY_VALIDATOR", password_policy)
+    request_bounds.init_app(app)  # before the views: every route sees bounded input
     db.init_app(app)
     csrf.init_app(app)  # before AppBuilder, so FAB exempts its JWT-only REST APIs
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True)

@@ -12,7 +12,7 @@ from flask_appbuilder.security.decorators import protect
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
-from app.services import customers, follow_ups
+from app.services import customers, dictionaries, follow_ups
 from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedApi
 from views.customers import NotArchivedFilter
 from views.writes import UseCaseApiMixin
@@ -126,6 +126,9 @@ def _dictionary_api(model: type, resource: str) -> type:
             "add_columns": columns[1:],
             "edit_columns": columns[1:],
             "search_columns": ["code", "label_en", "label_zh", "active"],
+            "pre_add": lambda self, item: dictionaries.check_entry(item),
+            "pre_update": lambda self, item: dictionaries.check_entry(item),
+            "pre_delete": lambda self, item: dictionaries.check_delete(item),
         },
     )
 

@@ -19,11 +19,13 @@ from marshmallow import ValidationError as SchemaValidationError
 from marshmallow_sqlalchemy.fields import Related, RelatedList
 from sqlalchemy import inspect
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import BadRequest
 from wtforms import ValidationError
 
 from app.extensions import db
 from app.security import masking
 from app.security.data_scope import ActiveEntryFilter, DataScopeFilter, has_scope
+from app.security.request_bounds import db_int
 from app.services import audit, exporting
 from app.services.errors import RuleViolation
 
@@ -244,10 +246,7 @@ class CrmModelView(ModelView):
         pk = self._deserialize_pk_if_composite(pk)
         pk_name = self.datamodel.get_pk_name()
         if isinstance(pk_name, str) and self.datamodel.is_integer(pk_name):
-            try:
-                return int(pk)
-            except (TypeError, ValueError):
-                return None
+            return db_int(pk)
         return pk
 
     def scoped_get(self, pk: Any) -> Any:
@@ -448,6 +447,14 @@ class ScopedApi(ModelRestApi):
         self._check_related_choices(self.add_model_schema, self.add_query_rel_fields, editing=False)
         self._check_related_choices(self.edit_model_schema, self.edit_query_rel_fields, editing=True)
 
+    def _sanitize_page_args(self, page: Any, page_size: Any) -> tuple[Any, Any]:
+        """Pages 0..``_MAX_PAGE`` only (a negative or huge page is an invalid offset: 400)."""
+        if page is not None and not (isinstance(page, int) and 0 <= page <= _MAX_PAGE):
+            raise BadRequest(f"Invalid page: pages are 0 to {_MAX_PAGE}.")
+        if page_size is not None and not isinstance(page_size, int):
+            raise BadRequest("Invalid page size.")
+        return super()._sanitize_page_args(page, page_size)
+
     def _handle_order_args(self, rison_args: dict[str, Any]) -> tuple[str, str]:
         column = rison_args.get(API_ORDER_COLUMN_RIS_KEY, "")
         if column and column not in self.order_columns:  # FAB lets anything through when the list is empty
@@ -501,6 +508,12 @@ class ScopedApi(ModelRestApi):
         try:
             with db.session.no_autoflush:  # rules must see the loaded values, not a flushed half-edit
                 return super().post_headless()
+        except RuleViolation as exc:
+            return self._rule_response(exc)
+
+    def delete_headless(self, pk: Any) -> Any:
+        try:
+            return super().delete_headless(pk)
         except RuleViolation as exc:
             return self._rule_response(exc)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
+from app.services import dictionaries
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
 
 LABELS = {
@@ -29,6 +32,16 @@ class DictionaryView(CrmModelView):
     description_columns = {
         "active": _l("Inactive entries stay on old records but cannot be picked for new ones."),
     }
+
+    # The rules are the service's (FAB shows their message on the form or the list).
+    def pre_add(self, item: Any) -> None:
+        dictionaries.check_entry(item)
+
+    def pre_update(self, item: Any) -> None:
+        dictionaries.check_entry(item)
+
+    def pre_delete(self, item: Any) -> None:
+        dictionaries.check_delete(item)
 
 
 def _dictionary_view(model: type, title: str, extra: list[str] | None = None) -> type:

@@ -14,6 +14,7 @@ from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security import masking, step_up
 from app.security.data_scope import scope_clause, visible_owner_ids
+from app.security.request_bounds import db_int
 from app.services import dedup, merge
 from app.services.errors import NotFound, RuleViolation
 
@@ -60,7 +61,7 @@ class DuplicatesView(BaseView):
     @has_access
     def index(self) -> Any:
         clusters = dedup.scan(visible_owner_ids(g.user))
-        page = max(int(request.args.get("page", 1) or 1), 1)
+        page = min(max(db_int(request.args.get("page")) or 1, 1), 1_000_000)
         shown_clusters = clusters[(page - 1) * PAGE:page * PAGE]
         ids = {cid for cluster in shown_clusters for cid in cluster.ids}
         members = {c.id: c for c in db.session.scalars(select(Customer).where(Customer.id.in_(ids)))} if ids else {}
@@ -73,7 +74,9 @@ class DuplicatesView(BaseView):
     @expose("/review")
     @has_access
     def review(self) -> Any:
-        ids = [int(v) for v in request.args.get("ids", "").split(",") if v.strip().isdigit()]
+        ids = [db_int(v) for v in request.args.get("ids", "").split(",") if v.strip().isdigit()]
+        if None in ids:
+            abort(404)
         customers = self._scoped(ids)
         follow_ups = dict(db.session.execute(
             select(FollowUp.customer_id, func.count(FollowUp.id)).where(FollowUp.customer_id.in_(ids))
@@ -90,8 +93,8 @@ class DuplicatesView(BaseView):
     @has_access
     def merge_customers(self) -> Any:
         ids = [v for v in request.form.getlist("ids") if v.isdigit()]
-        picks = {column: int(request.form[f"pick_{column}"]) for column, _ in REVIEW_FIELDS
-                 if request.form.get(f"pick_{column}", "").isdigit()}
+        picks = {column: db_int(request.form[f"pick_{column}"]) for column, _ in REVIEW_FIELDS
+                 if db_int(request.form.get(f"pick_{column}")) is not None}
         try:
             survivor = merge.merge_customers(ids, request.form.get("survivor"), picks, g.user)
         except step_up.StepUpRequired as exc:

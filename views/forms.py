@@ -15,6 +15,7 @@ from wtforms import BooleanField, HiddenField, StringField
 from app.extensions import db
 from app.models.org import CrmUser
 from app.security.data_scope import scope_clause
+from app.security.request_bounds import db_int
 
 
 def version_field() -> HiddenField:
@@ -38,8 +39,9 @@ class OwnerField(QuerySelectField):
     def _get_data(self) -> Any:
         if self._formdata is not None:
             found = super()._get_data()
-            if found is None and str(self._formdata).isdigit():
-                user = db.session.get(CrmUser, int(self._formdata))
+            pk = db_int(self._formdata) if str(self._formdata).isdigit() else None
+            if found is None and pk is not None:
+                user = db.session.get(CrmUser, pk)
                 if user is not None:
                     self._set_data(user)
         return self._data

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, SelectField
 
 from app.models.org import SCOPES, Department, RoleDataScope
 from app.security.step_up import SensitiveWritesMixin
+from app.services import records
 from app.services.accounts import SCOPE_CHANGE
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
 
@@ -27,6 +30,9 @@ class DepartmentView(CrmModelView):
     list_columns = ["name", "parent", "manager"]
     add_columns = edit_columns = show_columns = list_columns
     label_columns = {"name": _l("Name"), "parent": _l("Parent department"), "manager": _l("Manager")}
+
+    def pre_delete(self, item: Any) -> None:
+        records.refuse_delete_in_use(item)  # members, sub-departments: move them first
 
 
 

@@ -90,3 +90,61 @@ class DictionaryLookup:
 def lookups_for(fields: Any) -> dict[str, DictionaryLookup]:
     """One lookup per dictionary field (import fields): built once per import or sync run."""
     return {f.name: DictionaryLookup(f.dictionary) for f in fields if getattr(f, "dictionary", None) is not None}
+
+
+# --- writes: the rules of the dictionary screens and APIs -------------------------------
+
+
+def check_entry(entry: Any) -> None:
+    """A dictionary entry as it is about to be saved: unique code, labels, two-level
+    industries (a parent exists, is top-level, is not the entry itself; an entry with
+    sub-industries stays top-level). Raises ``RuleViolation`` naming the fields."""
+    from app.services import records, validation
+    from app.services.errors import RuleViolation
+
+    model = type(entry)
+    errors: dict[str, str] = {}
+    with db.session.no_autoflush:
+        for name in ("code", "label_en", "label_zh"):
+            try:
+                setattr(entry, name, validation.require_text(getattr(entry, name), 100))
+            except ValueError as exc:
+                errors[name] = str(exc)
+        if "code" not in errors:
+            clash = select(model.id).where(model.code == entry.code)
+            if entry.id is not None:
+                clash = clash.where(model.id != entry.id)
+            if db.session.scalar(clash) is not None:
+                errors["code"] = str(_l("The code %(code)s is already used.", code=entry.code))
+        if hasattr(model, "parent_id"):
+            problem = _parent_problem(entry, records.related_id(entry, "parent"))
+            if problem:
+                errors["parent"] = problem
+    if errors:
+        raise RuleViolation(errors)
+
+
+def _parent_problem(entry: Any, parent_id: int | None) -> str | None:
+    if parent_id is None:
+        return None
+    model = type(entry)
+    parent = db.session.get(model, parent_id)
+    if parent is None or parent_id == entry.id:
+        return str(_l("Pick an existing top-level entry as the parent."))
+    if parent.parent_id is not None:
+        return str(_l("Only two levels: the parent must be a top-level entry."))
+    if entry.id is not None and db.session.scalar(select(model.id).where(model.parent_id == entry.id).limit(1)):
+        return str(_l("This entry has sub-entries, so it stays top-level."))
+    return None
+
+
+def check_delete(entry: Any) -> None:
+    """A dictionary entry in use is deactivated, never deleted (old records would point at
+    nothing). Raises ``RuleViolation`` for one in use."""
+    from app.services import records
+    from app.services.errors import RuleViolation
+
+    count = records.references(entry)
+    if count:
+        raise RuleViolation(str(_l("%(code)s is used by %(n)d records; untick Active instead of deleting it.",
+                                   code=entry.code, n=count)))

@@ -13,11 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
 
 from app.extensions import db
 from app.models.org import CrmUser
 from app.security.data_scope import scope_clause, visible_owner_ids
+from app.security.request_bounds import db_int
 from app.services.errors import NotFound, RuleForbidden, RuleViolation, StaleRecord
 
 
@@ -32,10 +33,9 @@ def load(model: type, pk: Any, user: Any, *, live: bool = True) -> Any:
     ``live`` also refuses archived records (models with ``archived_at``). Raises
     ``NotFound`` (404) for a missing, out-of-scope or (``live``) archived record alike.
     """
-    try:
-        pk = int(pk)
-    except (TypeError, ValueError):
-        raise not_found() from None
+    pk = db_int(pk)
+    if pk is None:
+        raise not_found()
     stmt = select(model).where(model.id == pk, scope_clause(user, model))
     if live and hasattr(model, "archived_at"):
         stmt = stmt.where(model.archived_at.is_(None))
@@ -49,10 +49,10 @@ def load_many(model: type, pks: Iterable[Any], user: Any, *, live: bool = True) 
     """Several records, all in scope or none: ``NotFound`` if any one is out of reach."""
     wanted = []
     for pk in pks:
-        try:
-            wanted.append(int(pk))
-        except (TypeError, ValueError):
-            raise not_found() from None
+        number = db_int(pk)
+        if number is None:
+            raise not_found()
+        wanted.append(number)
     if not wanted:
         raise RuleViolation(str(_l("Select at least one record.")))
     stmt = select(model).where(model.id.in_(set(wanted)), scope_clause(user, model))
@@ -102,10 +102,9 @@ def check_version(item: Any, submitted: Any) -> None:
     """
     if submitted in (None, ""):
         raise RuleViolation({"version": str(_l("The record version is required to save changes."))})
-    try:
-        submitted = int(submitted)
-    except (TypeError, ValueError):
-        raise RuleViolation({"version": str(_l("Invalid record version."))}) from None
+    submitted = db_int(submitted) if not isinstance(submitted, float) else None
+    if submitted is None:
+        raise RuleViolation({"version": str(_l("Invalid record version."))})
     if submitted != item.version:
         raise StaleRecord({"version": str(_l(
             "Someone else changed this record while you were editing it (version %(theirs)d, you had "
@@ -178,3 +177,24 @@ def assign(item: Any, values: dict[str, Any], editable: Iterable[str]) -> None:
         raise RuleViolation({name: str(_l("This field cannot be set.")) for name in unknown})
     for name, value in values.items():
         setattr(item, name, value)
+
+
+def references(item: Any) -> int:
+    """How many rows point at ``item`` through a foreign key to its ``id`` (records,
+    history, children). A referenced row is never hard-deleted: on SQLite (foreign keys
+    not enforced) its records would point at nothing, on PostgreSQL the delete fails."""
+    table = type(item).__table__
+    total = 0
+    for other in type(item).metadata.tables.values():
+        for fk in other.foreign_keys:
+            if fk.column.table is table and fk.column.name == "id":
+                total += db.session.scalar(select(func.count()).select_from(other).where(fk.parent == item.id)) or 0
+    return total
+
+
+def refuse_delete_in_use(item: Any) -> None:
+    """``RuleViolation`` when rows still point at ``item`` (``references``)."""
+    count = references(item)
+    if count:
+        raise RuleViolation(str(_l("%(name)s is still used by %(n)d records and cannot be deleted.",
+                                   name=str(item), n=count)))
