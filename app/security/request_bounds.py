@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Flask, abort, request
+from flask import Flask, abort, jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException
 
 #: The widest integer a database column holds (SQLite INTEGER, PostgreSQL BIGINT).
 INT_MAX = 2**63 - 1
@@ -102,8 +103,17 @@ def _bounded_rison() -> None:
         abort(400, description="q: nested too deeply or a number out of range")
 
 
+def _api_error(exc: HTTPException) -> Any:
+    """REST API clients get JSON for the refusals above (screens keep the HTML page)."""
+    if request.path.startswith("/api/"):
+        return jsonify(message=exc.description or exc.name), exc.code
+    return exc
+
+
 def init_app(app: Flask) -> None:
     app.json_provider_class = BoundedJSONProvider
     app.json = BoundedJSONProvider(app)
     app.url_value_preprocessor(_bounded_view_args)
     app.before_request(_bounded_rison)
+    for status in (400, 404):
+        app.register_error_handler(status, _api_error)

@@ -66,6 +66,7 @@ CHOICES = ("type", "industry", "level", "source")
 CHOICE_IDS = tuple(f"{name}_id" for name in CHOICES)
 _TEXT_LIMITS = {c.name: c.type.length for c in Customer.__table__.columns
                 if getattr(c.type, "length", None) and c.name not in ("code",)}
+_TEXT_LIMITS["note"] = NOTE_LIMIT = 10000  # a Text column, bounded like follow-up content
 CUSTOMER_CHECKED = ("name", "contact_phone", "credit_code", "email", "contact_name", "address", "note", *CHOICES)
 
 

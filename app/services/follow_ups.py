@@ -40,6 +40,10 @@ def _clean_follow_up(item: FollowUp, user: Any) -> None:
     item.next_step = validation.clean_line(item.next_step) or None
     if item.followed_at is None:
         errors["followed_at"] = str(_l("A time is required."))
+    for name in ("followed_at", "next_step_date"):
+        problem = validation.date_problem(getattr(item, name))
+        if problem and name not in errors:
+            errors[name] = problem
     problem = customer_problem(records.related_id(item, "customer"), user)
     if problem:
         errors["customer"] = problem

@@ -176,6 +176,21 @@ def parse_datetime(raw: object) -> datetime | None:
     raise ValueError(_DATE_HINT)
 
 
+#: Dates a CRM record can carry (a typo such as 0202 or 2202 is caught, history is not).
+DATE_RANGE = (date(1900, 1, 1), date(2100, 12, 31))
+
+
+def date_problem(value: date | datetime | None) -> str | None:
+    """Why a date or time is outside ``DATE_RANGE`` (None when it is inside, or empty)."""
+    if value is None:
+        return None
+    day = value.date() if isinstance(value, datetime) else value
+    if DATE_RANGE[0] <= day <= DATE_RANGE[1]:
+        return None
+    return str(_l("Give a date between %(first)s and %(last)s.", first=DATE_RANGE[0].isoformat(),
+                  last=DATE_RANGE[1].isoformat()))
+
+
 def parse_date(raw: object) -> date | None:
     moment = parse_datetime(raw)
     return moment.date() if moment is not None else None

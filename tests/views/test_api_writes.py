@@ -84,3 +84,21 @@ def test_merge_screen_preselects_non_empty_values(client: Any, auth: Any, make_c
     page = client.get(f"/duplicates/review?ids={keep},{other}").get_data(as_text=True)
     assert f'name="pick_address" value="{other}" checked' in page
     assert f'name="pick_name" value="{keep}" checked' in page
+
+
+def test_bounded_text_and_dates_through_the_api(client: Any, api: Any, make_customer: Any) -> None:
+    headers = api("rep_a")
+    long_note = client.post("/api/v1/customer/", json={"name": "Long Co", "contact_phone": "13912345670",
+                                                       "note": "x" * 10001}, headers=headers)
+    assert long_note.status_code == 422 and "note" in long_note.get_json()["message"]
+    pk = make_customer("rep_a")
+    for when in ("0202-05-01 09:00:00", "9999-12-31 00:00:00"):  # a typo, and a date nobody meant
+        response = client.post("/api/v1/follow_up/", json={"customer": pk, "content": "Called",
+                                                           "followed_at": when}, headers=headers)
+        assert response.status_code == 422, when
+        assert "followed_at" in response.get_json()["message"]
+
+
+def test_an_id_no_record_can_have_is_a_json_404_on_the_api(client: Any, api: Any) -> None:
+    response = client.get("/api/v1/customer/99999999999999999999", headers=api("rep_a"))
+    assert response.status_code == 404 and response.is_json
