@@ -76,10 +76,13 @@ def test_control_characters_are_dropped_and_exports_still_work(app: Any, client:
 
 
 def test_a_very_long_csv_cell_is_data(app: Any, run_job: Any, tmp_path: Path) -> None:
+    """A 200,000-character cell is read (not a crash) and refused by the note's limit with a
+    message; a note at the limit imports."""
     path = tmp_path / "long.csv"
-    path.write_text("客户名称,联系方式,备注\nLong,13812345678," + "长" * 200_000 + "\n", encoding="utf-8")
+    path.write_text("客户名称,联系方式,备注\nLong,13812345678," + "长" * 200_000 + "\n"
+                    + "Fits,13812345679," + "长" * 10_000 + "\n", encoding="utf-8")
     job = run_job("rep_a", path)
-    assert (job.status, job.created) == ("done", 1)
+    assert (job.status, job.created, job.rejected) == ("done", 1, 1)
 
 
 def test_an_import_is_committed_once_even_if_started_twice(app: Any, tmp_path: Path) -> None:
