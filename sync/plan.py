@@ -40,6 +40,8 @@ class Plan:
     bases: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)
     drop_bases: list[int] = field(default_factory=list)
     conflicts: list[tuple[int, str, merge.Conflict]] = field(default_factory=list)
+    #: New rows refused as the same as another new row of this run: (row, values).
+    twins: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
     kind: Records | None = None
@@ -129,6 +131,10 @@ class _Planner:
         self.policy = {PUSH: merge.APP_WINS, PULL: merge.SHEET_WINS}.get(self.direction, target.conflict_policy)
         self.seen: set[int] = set()
         self._unlisted: dict[Any, Any] | None = None
+        #: Identities of the new rows this run creates -> their row: a second row that is the same
+        #: is refused like a duplicate of a stored record (one record per row; an interrupted run
+        #: could not match two records back either).
+        self.created: dict[Any, int] = {}
 
     def walk(self) -> None:
         self.keyed = keyed = {row[self.plan.key_col].strip() for row in self.plan.data.rows}
@@ -273,11 +279,19 @@ class _Planner:
             self._merge(index, match, None, sheet, match.code)
             self.plan.counts["sheet_linked"] += 1
             return
-        problem = self._check(None, sheet) or self.kind.duplicate_problem(sheet, self.user)
+        identities = self.kind.identities(sheet) if self.kind.has_duplicate_rule else []
+        first = next((self.created[key] for key in identities if key in self.created), None)
+        if first is not None:  # the runner names the record once it exists (as the next run will)
+            self.plan.twins.append((index, sheet))
+        problem = (str(_l("Same as row %(row)d of this sheet: keep one of the two rows.", row=first + 2))
+                   if first is not None else None) \
+            or self._check(None, sheet) or self.kind.duplicate_problem(sheet, self.user)
         if problem:
             self.plan.errors[index] = problem
             self.plan.counts["app_rejected"] += 1
             return
+        for key in identities:
+            self.created.setdefault(key, index)
         self.plan.creates.append((index, sheet))
         self.plan.counts["app_created"] += 1
 

@@ -38,6 +38,8 @@ class Records:
     spec: ImportModel
     model: type
     can_archive = False
+    #: New rows are checked against stored records and each other (``duplicate_problem``).
+    has_duplicate_rule = False
 
     def __init__(self) -> None:
         self.lookups = lookups_for(self.spec.fields)
@@ -56,7 +58,34 @@ class Records:
         return getattr(record, "archived_at", None) is not None
 
     def check(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
+        """Why ``changes`` cannot be saved on ``record`` (None: a new one); empty when they can.
+
+        The readable per-cell checks first, then the save's own rules (``clean``) on the
+        record as it would become, so that nothing the plan accepts can be refused when it
+        is applied (a follow-up of a customer archived since, a retired dictionary value
+        the record already holds: issue 10's "one rule, every entry point")."""
+        return self.cell_errors(record, changes, user) or self.trial(record, changes, user)
+
+    def cell_errors(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
         raise NotImplementedError
+
+    def trial(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
+        """``clean`` on the record with ``changes`` set, nothing kept (the record is expired after)."""
+        item = record if record is not None else self.model()
+        try:
+            with db.session.no_autoflush:
+                set_fields(item, changes, self.spec, self.lookups)
+                self.clean(item, user)
+        except RuleViolation as exc:
+            return {name: str(message) for name, message in exc.errors.items()}
+        except ValueError as exc:
+            return {"_": str(exc)}
+        finally:
+            if record is not None:
+                db.session.expire(record)  # the plan writes nothing: the apply step sets the values again
+            elif item in db.session:
+                db.session.expunge(item)
+        return {}
 
     def identities(self, fields: dict[str, str]) -> list[Any]:
         """What recognises a keyless sheet row as an existing record (empty: cannot tell)."""
@@ -86,7 +115,7 @@ class Records:
 
 
 class CustomerRecords(Records):
-    spec, model, can_archive = columns.CUSTOMER, Customer, True
+    spec, model, can_archive, has_duplicate_rule = columns.CUSTOMER, Customer, True, True
 
     def aliases(self, by_id: dict[int, Any]) -> dict[str, Alias]:
         """Merged-away codes whose survivor is in the run's scope (``app.services.merge`` keeps
@@ -97,7 +126,7 @@ class CustomerRecords(Records):
         return {code: Alias(code, by_id[survivor], merged_from) for code, survivor, merged_from in rows
                 if survivor in by_id}
 
-    def check(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
+    def cell_errors(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
         values = {name: getattr(record, name) if record else None for name in rules.CUSTOMER_CHECKED}
         for name, text in changes.items():
             spec = _field(self.spec, name)
@@ -108,7 +137,9 @@ class CustomerRecords(Records):
                     return {name: str(exc)}
             elif name in values:
                 values[name] = text
-        errors = rules.check_customer(values, {"contact_phone": record.contact_phone} if record else {})
+        # what the record holds now stays valid (a retired dictionary entry), as in the form
+        before = {name: getattr(record, name) for name in ("contact_phone", *rules.CHOICE_IDS)} if record else {}
+        errors = rules.check_customer(values, before)
         if changes.get("owner"):
             try:
                 records.owner_named(changes["owner"], user)
@@ -138,6 +169,8 @@ class CustomerRecords(Records):
         return None
 
     def clean(self, record: Any, user: Any) -> None:
+        if record.archived_at is not None:  # e.g. a conflict settled after an archive or a merge
+            raise RuleViolation({"code": rules.archived_message(record.code)})
         rules.clean_customer(record, user)
 
     def archive(self, record: Any) -> None:
@@ -147,7 +180,7 @@ class CustomerRecords(Records):
 class FollowUpRecords(Records):
     spec, model = columns.FOLLOW_UP, FollowUp
 
-    def check(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
+    def cell_errors(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
         errors = {}
         for name, text in changes.items():
             spec = _field(self.spec, name)

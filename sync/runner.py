@@ -47,7 +47,7 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
     db.session.commit()
     token = acting_user_id.set(user.id)
     try:
-        if not user.active:
+        if not user.is_active:  # deactivated, or expired before the nightly job deactivates it
             raise GuardStop(str(_l("The run-as user is deactivated; pick another user for this target.")))
         with scope_cache(), audit.audit_context(source="sync", reason=f"sync #{log.id} {target.name}"[:256]):
             plan = build_plan(target, backend, user)
@@ -64,6 +64,9 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
         db.session.rollback()
         status, message, plan = "stopped", str(exc), None
     except (SheetChanged, SheetUnavailable) as exc:
+        db.session.rollback()
+        status, message, plan = "failed", str(exc), None
+    except RuleViolation as exc:  # a rule the plan's check missed: nothing written, the run log says which
         db.session.rollback()
         status, message, plan = "failed", str(exc), None
     except BaseException:  # a crash: let the next run (which converges) take the target at once
@@ -132,6 +135,10 @@ def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
     for index, record, values in created:
         plan.write.cells[(index, plan.key_col)] = record.code
         plan.bases[record.id] = (record.code, values)
+    for index, values in plan.twins:  # the record the row repeats exists now: say which, as later runs will
+        problem = kind.duplicate_problem(values, user)
+        if problem:
+            plan.write.cells[(index, plan.status_col)] = mask_phones_in(problem)
     db.session.commit()
 
 

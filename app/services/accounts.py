@@ -93,7 +93,7 @@ def successor(user: CrmUser) -> CrmUser | None:
     department = user.department
     while department is not None:
         manager = department.manager
-        if manager is not None and manager.id != user.id and manager.active and manager.purged_at is None:
+        if manager is not None and manager.id != user.id and manager.is_active and manager.purged_at is None:
             return manager
         department = department.parent
     admin_role = current_app.config["AUTH_ROLE_ADMIN"]

@@ -111,7 +111,7 @@ def run(schedule: TransferSchedule) -> TransferSchedule:
         return db.session.get(TransferSchedule, schedule_id)  # already running: this start does nothing
     try:
         run_as = db.session.get(CrmUser, schedule.run_as_id)
-        if run_as is None or not run_as.active:
+        if run_as is None or not run_as.is_active:  # expired counts as deactivated
             raise PermissionError(str(_l("The run-as user is deactivated; pick another user.")))
         checked_location(schedule.kind, schedule.path)  # again at run time: stored values predate the rule
         message = RUNNERS[schedule.kind](schedule)
@@ -209,7 +209,10 @@ def _move(path: Path, outcome: str) -> Path:
     target = path.parent / outcome
     target.mkdir(exist_ok=True)
     target = files.checked_path(str(target), kind=files.FOLDER)
-    os.replace(path, target / path.name)
+    try:
+        os.replace(path, target / path.name)
+    except FileNotFoundError:  # taken away since the listing: nothing to move, the other files go on
+        pass
     return target
 
 

@@ -78,10 +78,12 @@ class Lookups:
         return index
 
     def find_user(self, text: str) -> Any:
-        """The active user in scope named ``text``; a deactivated one in scope gets the owner
-        rule's own message (as in forms, the API and the sync); anyone else is unknown."""
+        """The active user in scope named ``text``, else the one with that user name in scope
+        (deactivated: the owner rule of the save refuses them as a new owner with its own
+        message, and lets a record keep them, as forms, the API and the sync do); anyone
+        else is unknown."""
         person = self.users.get(lookup_key(text))
-        return person if person is not None else records.owner_named(text, self.user)
+        return person if person is not None else records.owner_named(text, self.user, check=False)
 
     def in_scope(self, owner_id: int) -> bool:
         return self.owner_ids is None or owner_id in self.owner_ids

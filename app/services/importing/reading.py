@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import islice
@@ -151,12 +152,20 @@ def decode_text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    refused = UnreadableFile(
+        _l("The CSV file is neither UTF-8 nor GBK/GB18030 text: save it again as 'CSV UTF-8' in Excel."))
     try:
-        return raw.decode("gb18030")
+        text = raw.decode("gb18030")
     except UnicodeDecodeError:
-        raise UnreadableFile(
-            _l("The CSV file is neither UTF-8 nor GBK/GB18030 text: save it again as 'CSV UTF-8' in Excel.")
-        ) from None
+        raise refused from None
+    # GB18030 decodes nearly any bytes: Big5 (Taiwan, Hong Kong) and other legacy files come out
+    # as private-use characters that no GBK text holds. Refused, not imported as garbage.
+    if _PRIVATE_USE.search(text):
+        raise refused
+    return text
+
+
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 
 
 def _csv_rows(path: Path) -> list[list[Any]]:

@@ -35,7 +35,7 @@ def write_error_report(path: str | Path, table: Table, result: Result, every_row
     bold = Font(bold=True)
     header_cells = []
     for text in [*table.headers, ERROR_HEADER]:
-        cell = WriteOnlyCell(sheet, value=text)
+        cell = _cell(sheet, text)  # headers come from the file too: text, never a formula
         cell.font = bold
         header_cells.append(cell)
     sheet.append(header_cells)
