@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, g, make_response, redirect, request, url_for
+from flask import abort, flash, g, has_request_context, make_response, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.const import FLAMSG_ERR_SEC_ACCESS_DENIED
+from flask_appbuilder.hooks import before_request
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.security import masking, step_up
-from app.services import audit, customers, exporting, follow_ups
+from app.security.data_scope import scope_clause
+from app.security.request_bounds import db_int
+from app.services import audit, customers, exporting, follow_ups, search
 from app.services.dedup import DuplicateFound
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
 from views import forms
@@ -49,6 +53,33 @@ class ArchivedFilter(BaseFilter):
 
     def apply(self, query: Any, value: Any) -> Any:
         return query.filter(self.model.archived_at.isnot(None))
+
+
+#: The customer list's search box argument, and the endpoints it narrows (the list as
+#: shown and its downloads; never a record's page, edit or action).
+SEARCH_ARG = "q"
+_SEARCHED_ENDPOINTS = ("CustomerView.list", "CustomerView.export")
+
+
+def search_text() -> str:
+    """What was typed in the customer search box, on the endpoints it applies to."""
+    if not has_request_context() or request.endpoint not in _SEARCHED_ENDPOINTS:
+        return ""
+    return request.args.get(SEARCH_ARG, "")
+
+
+class QuickSearchFilter(BaseFilter):
+    """The search box (``?q=``): ``search.customer_clause``, ANDed with the scope filter."""
+
+    name = "Search"
+    arg_name = "quick_search"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        try:
+            clause = search.customer_clause(search_text(), db.session)
+        except ValueError:  # refused with a message by CustomerView.refuse_long_search
+            return query
+        return query if clause is None else query.filter(clause)
 
 
 class StatusHistoryView(ScopedModelView):
@@ -95,7 +126,45 @@ class FollowUpView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
         form.edit_version.data = self.datamodel.get(pk).version
 
     def save_record(self, values: dict[str, Any], *, pk: Any, version: Any, form: Any) -> FollowUp:
-        return follow_ups.save_follow_up(values, g.user, pk=pk, version=version)
+        item = follow_ups.save_follow_up(values, g.user, pk=pk, version=version)
+        g.saved_follow_up_customer = item.customer_id
+        return item
+
+    def _preset_customer_id(self) -> int | None:
+        """The customer an add form was opened for (``?_flt_0_customer=<id>``, the link on
+        the customer's page and in its follow-up list), or None."""
+        if request.endpoint != "FollowUpView.add":
+            return None
+        for flt, value in self._filters.get_filters_values():
+            if flt.column_name == "customer" and value:
+                values = value if isinstance(value, list) else [value]  # FAB keeps a list per filter
+                return db_int(values[0]) if len(values) == 1 else None
+        return None
+
+    def _get_add_widget(self, form: Any, exclude_cols: Any = None, widgets: Any = None) -> Any:
+        """Opened from a customer: the customer field stays on the form (FAB hides it),
+        chosen, so the user sees for whom the follow-up is written and may change it."""
+        preset = self._preset_customer_id()
+        if preset is not None:
+            exclude_cols = [c for c in exclude_cols or [] if c != "customer"]
+            if request.method == "GET":
+                form.customer.data = db.session.scalars(
+                    select(Customer).where(Customer.id == preset, scope_clause(g.user, Customer),
+                                           Customer.archived_at.is_(None))).first()
+        return super()._get_add_widget(form, exclude_cols=exclude_cols, widgets=widgets)
+
+    def _fill_form_exclude_cols(self, exclude_cols: Any, form: Any) -> None:
+        """The customer shown on the form wins over the one in the URL (FAB overwrites it)."""
+        if "customer" in form and form.customer.data is not None:
+            exclude_cols = [c for c in exclude_cols if c != "customer"]
+        super()._fill_form_exclude_cols(exclude_cols, form)
+
+    def post_add_redirect(self) -> Any:
+        """Added from a customer's page: back to that customer's page."""
+        customer_id = g.get("saved_follow_up_customer")
+        if customer_id is not None and self._preset_customer_id() is not None:
+            return redirect(url_for("CustomerView.show", pk=customer_id))
+        return super().post_add_redirect()
 
 
 class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
@@ -105,7 +174,7 @@ class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
         **READ_WRITE_PERMISSIONS, "archive_action": "delete", "reveal": "reveal_contact",
     }
     base_permissions = list(CUSTOMER_PERMISSIONS)
-    base_filters = SCOPE_FILTER + [["id", NotArchivedFilter, lambda: None]]
+    base_filters = SCOPE_FILTER + [["id", NotArchivedFilter, lambda: None], ["id", QuickSearchFilter, lambda: None]]
     list_title = _l("Customers")
     show_title = _l("Customer")
     add_title = _l("Add customer")
@@ -147,6 +216,16 @@ class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
         "contact_phone": _l("Mobile (13812345678) or landline with area code (010-12345678); +86 accepted."),
         "credit_code": _l("Optional; 18 characters, checked against the national checksum."),
     }
+
+    @before_request
+    def refuse_long_search(self) -> Any:
+        """A search text over ``search.MAX_QUERY_LENGTH`` characters: the list without it, and why."""
+        text = search_text()
+        if len(search.fold(text)) <= search.MAX_QUERY_LENGTH:
+            return None
+        flash(str(_l("Search text is too long (at most %(most)d characters).", most=search.MAX_QUERY_LENGTH)),
+              "warning")
+        return redirect(url_for("CustomerView.list"))
 
     def render_template(self, template: str, **kwargs: Any) -> Any:
         """The customer page also shows the record's audit history (managers and admins)."""
