@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.scratch import PASSWORD, migrated_app, scratch_env
 
 HEADERS = ["客户编号", "客户名称", "所属行业", "联系人姓名", "联系方式", "客户地址", "客户等级", "信息来源", "备注"]
-INDUSTRIES = ["汽车制造", "电子制造", "软件开发", "IT-NET", "Wholesale", "物流", "金融"]
+INDUSTRIES = ["汽车制造", "电子制造", "软件开发", "64", "批发业", "物流", "金融"]
 LEVELS = ["A 重要", "一般", "C", ""]
 SOURCES = ["展会推广", "官网表单", "referral", "电话咨询"]
 

@@ -1,7 +1,7 @@
 """What a record looks like in a sheet and back: canonical text per mapped field.
 
 Comparison happens on canonical text, so formatting noise is not a change: a phone
-typed with spaces equals the stored number, ``汽车制造`` equals ``MFG-AUTO``, an Excel
+typed with spaces equals the stored number, ``汽车制造`` equals ``36``, an Excel
 date equals ``2024-05-01``. Mapping and aliases are the importer's
 (``app.services.importing.columns``): one rule, one place.
 """

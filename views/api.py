@@ -110,7 +110,7 @@ class FollowUpApi(UseCaseApiMixin, ScopedApi):
 
 
 def _dictionary_api(model: type, resource: str) -> type:
-    columns = ["id", "code", "label_en", "label_zh", "sort_order", "active"]
+    columns = ["id", "code", "label_en", "label_zh", "aliases", "sort_order", "active"]
     if model is Industry:
         columns = columns + ["parent_id"]
     return type(
@@ -125,7 +125,7 @@ def _dictionary_api(model: type, resource: str) -> type:
             "show_columns": columns,
             "add_columns": columns[1:],
             "edit_columns": columns[1:],
-            "search_columns": ["code", "label_en", "label_zh", "active"],
+            "search_columns": ["code", "label_en", "label_zh", "aliases", "active"],
             "pre_add": lambda self, item: dictionaries.check_entry(item),
             "pre_update": lambda self, item: dictionaries.check_entry(item),
             "pre_delete": lambda self, item: dictionaries.check_delete(item),

@@ -14,6 +14,7 @@ from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
 LABELS = {
     "code": _l("Code"), "label_en": _l("English label"), "label_zh": _l("Chinese label"),
     "sort_order": _l("Sort order"), "active": _l("Active"), "parent": _l("Parent industry"),
+    "aliases": _l("Aliases"),
 }
 
 
@@ -24,13 +25,15 @@ class DictionaryView(CrmModelView):
     class_permission_name = "Dictionary"
     method_permission_name = READ_WRITE_PERMISSIONS
     base_permissions = list(CRUD_PERMISSIONS)
-    list_columns = ["code", "label_en", "label_zh", "sort_order", "active"]
+    list_columns = ["code", "label_en", "label_zh", "aliases", "sort_order", "active"]
     add_columns = edit_columns = show_columns = list_columns
-    search_columns = ["code", "label_en", "label_zh", "active"]
+    search_columns = ["code", "label_en", "label_zh", "aliases", "active"]
     base_order = ("sort_order", "asc")
     label_columns = LABELS
     description_columns = {
         "active": _l("Inactive entries stay on old records but cannot be picked for new ones."),
+        "aliases": _l("Other names people write for this entry (e.g. 信息技术, IT), one per line or "
+                      "separated by commas; imports and the sync accept them. An alias must name one entry only."),
     }
 
     # The rules are the service's (FAB shows their message on the form or the list).
@@ -45,7 +48,7 @@ class DictionaryView(CrmModelView):
 
 
 def _dictionary_view(model: type, title: str, extra: list[str] | None = None) -> type:
-    columns = ["code"] + (extra or []) + ["label_en", "label_zh", "sort_order", "active"]
+    columns = ["code"] + (extra or []) + ["label_en", "label_zh", "aliases", "sort_order", "active"]
     return type(
         f"{model.__name__}View",
         (DictionaryView,),

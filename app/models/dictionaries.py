@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from flask_appbuilder import Model
 from flask_babel import get_locale
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 
 class DictionaryMixin:
-    """Code, English and Chinese label, sort order, active flag.
+    """Code, English and Chinese label, sort order, active flag, aliases.
 
     Inactive entries stay valid on old records but cannot be picked for new ones.
+    ``aliases``: other names people write for the entry (信息技术, IT ...), one a line,
+    normalised and unique across the dictionary (``app.services.dictionaries.check_entry``).
     """
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -20,6 +22,12 @@ class DictionaryMixin:
     label_zh: Mapped[str] = mapped_column(String(100), nullable=False)
     sort_order: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    aliases: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def alias_list(self) -> list[str]:
+        """The aliases, one per stored line (blank lines ignored)."""
+        return [line.strip() for line in (self.aliases or "").splitlines() if line.strip()]
 
     @property
     def label(self) -> str:
@@ -40,7 +48,7 @@ class CustomerType(DictionaryMixin, Model):
 
 
 class Industry(DictionaryMixin, Model):
-    """Two levels: a top industry and its sub-industries (Manufacturing > Automotive)."""
+    """Two levels: GB/T 4754 sections and their divisions (制造业 > 汽车制造业), or an admin's own."""
 
     __tablename__ = "dict_industry"
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("dict_industry.id"))

@@ -93,19 +93,20 @@ EN_BRANDS = (
     "Ironbridge", "Oakridge", "Crescent", "Pinnacle", "Westgate", "Clearwater", "Stonefield", "Lakeshore",
     "Highland", "Meridian", "Sunridge", "Goldcrest",
 )
-#: Trade words by sub-industry code (see ``INDUSTRY_SEED`` in app/services/setup.py).
+#: Trade words by GB/T 4754 division code (the industry seed, ``app.services.industries_gbt4754``).
 TRADES: dict[str, tuple[Pair, ...]] = {
-    "MFG-AUTO": (("汽车零部件", "Automotive Parts"), ("汽车配件", "Auto Components")),
-    "MFG-ELEC": (("电子科技", "Electronics"), ("光电科技", "Optoelectronics"), ("半导体", "Semiconductor")),
-    "MFG-MACH": (
+    "36": (("汽车零部件", "Automotive Parts"), ("汽车配件", "Auto Components")),
+    "39": (("电子科技", "Electronics"), ("光电科技", "Optoelectronics"), ("半导体", "Semiconductor")),
+    "34": (
         ("机械设备", "Machinery"), ("精密制造", "Precision Engineering"), ("自动化设备", "Automation"),
     ),
-    "IT-SW": (("软件", "Software"), ("信息技术", "Information Technology")),
-    "IT-NET": (("网络科技", "Digital"), ("互联网科技", "Internet Services")),
-    "RETAIL-WHOLE": (("贸易", "Trading"), ("商贸", "Wholesale")),
-    "RETAIL-ECOM": (("电子商务", "E-commerce"), ("供应链管理", "Supply Chain")),
-    "SVC-LOG": (("物流", "Logistics"), ("国际货运代理", "Freight")),
-    "SVC-FIN": (("融资租赁", "Leasing"), ("投资管理", "Capital")),
+    "65": (("软件", "Software"), ("信息技术", "Information Technology")),
+    "64": (("网络科技", "Digital"), ("互联网科技", "Internet Services")),
+    "51": (("贸易", "Trading"), ("商贸", "Wholesale")),
+    "52": (("电子商务", "E-commerce"), ("供应链管理", "Supply Chain")),
+    "58": (("物流", "Logistics"), ("国际货运代理", "Freight")),
+    "66": (("融资租赁", "Leasing"),),
+    "67": (("投资管理", "Capital"),),
 }
 GENERIC_TRADES: tuple[Pair, ...] = (
     ("科技", "Technology"), ("实业", "Industries"), ("贸易", "Trading"), ("电子科技", "Electronics"),

@@ -35,11 +35,20 @@ def _dictionaries() -> dict[str, list]:
     active = lambda model: db.session.scalars(select(model).where(model.active.is_(True))).all()  # noqa: E731
     return {
         "type": active(CustomerType),
-        "industry": [i for i in active(Industry) if i.parent_id is not None],
+        "industry": _demo_industries(active(Industry)),
         "level": active(CustomerLevel),
         "source": active(CustomerSource),
         "method": active(FollowUpMethod),
     }
+
+
+def _demo_industries(entries: list[Industry]) -> list[Industry]:
+    """The divisions the demo has trade words for (``TRADES``), else every sub-industry:
+    a demo spread over all 97 GB/T divisions would look like no real customer base."""
+    from app.services.demo_data import TRADES
+
+    children = [i for i in entries if i.parent_id is not None]
+    return [i for i in children if i.code in TRADES] or children
 
 
 def load_demo(customer_count: int = 300) -> list[tuple[str, str]]:

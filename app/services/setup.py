@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from app.extensions import appbuilder, db
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
 from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, SCOPE_OWN, RoleDataScope
+from app.services.industries_gbt4754 import INDUSTRY_ALIASES, OTHER_ALIASES, SECTIONS, alias_text
 
 #: Every role's own profile and password, the menu and the API docs. Nothing that lists or
 #: shows other accounts: the user administration screens (list, show, add, edit, reset
@@ -69,13 +70,8 @@ DICTIONARY_SEED: dict[type, list[tuple[str, str, str]]] = {
     FollowUpMethod: [("phone", "Phone", "电话"), ("visit", "Visit", "拜访"), ("email", "E-mail", "邮件"),
                      ("meeting", "Meeting", "会议")],
 }
-INDUSTRY_SEED = [
-    ("MFG", "Manufacturing", "制造业", [("MFG-AUTO", "Automotive", "汽车制造"), ("MFG-ELEC", "Electronics", "电子制造"),
-                                       ("MFG-MACH", "Machinery", "机械设备")]),
-    ("IT", "IT & Internet", "IT互联网", [("IT-SW", "Software", "软件开发"), ("IT-NET", "Internet services", "互联网服务")]),
-    ("RETAIL", "Retail & Trade", "零售贸易", [("RETAIL-WHOLE", "Wholesale", "批发"), ("RETAIL-ECOM", "E-commerce", "电子商务")]),
-    ("SVC", "Services", "服务业", [("SVC-LOG", "Logistics", "物流"), ("SVC-FIN", "Finance", "金融")]),
-]
+#: GB/T 4754-2017: 20 sections with their 97 divisions (``app.services.industries_gbt4754``).
+INDUSTRY_SEED = SECTIONS
 
 
 def sync_permissions() -> None:
@@ -129,19 +125,28 @@ def _ensure_scope(role: Any, scope: str, totp_required: bool = False) -> None:
 
 
 def seed_dictionaries() -> None:
+    """Fill empty dictionaries: the defaults above with their aliases (``OTHER_ALIASES``),
+    industries from GB/T 4754-2017 (sections, divisions as their children, ``INDUSTRY_ALIASES``).
+    A dictionary that has any entry is left as the admins made it."""
     for model, rows in DICTIONARY_SEED.items():
         if db.session.scalar(select(func.count(model.id))):
             continue
+        aliases = OTHER_ALIASES.get(model.__name__, {})
         for order, (code, en, zh) in enumerate(rows, start=1):
-            db.session.add(model(code=code, label_en=en, label_zh=zh, sort_order=order * 10, active=True))
+            db.session.add(model(code=code, label_en=en, label_zh=zh, sort_order=order * 10, active=True,
+                                 aliases=alias_text(aliases.get(code, ()))))
     if not db.session.scalar(select(func.count(Industry.id))):
-        for order, (code, en, zh, children) in enumerate(INDUSTRY_SEED, start=1):
-            parent = Industry(code=code, label_en=en, label_zh=zh, sort_order=order * 100, active=True)
+        for order, (code, zh, en, children) in enumerate(INDUSTRY_SEED, start=1):
+            parent = _industry(code, en, zh, order * 100)
             db.session.add(parent)
-            for sub_order, (c_code, c_en, c_zh) in enumerate(children, start=1):
-                db.session.add(Industry(code=c_code, label_en=c_en, label_zh=c_zh, parent=parent,
-                                        sort_order=order * 100 + sub_order, active=True))
+            for sub_order, (c_code, c_zh, c_en) in enumerate(children, start=1):
+                db.session.add(_industry(c_code, c_en, c_zh, order * 100 + sub_order, parent))
     db.session.commit()
+
+
+def _industry(code: str, en: str, zh: str, sort_order: int, parent: Industry | None = None) -> Industry:
+    return Industry(code=code, label_en=en, label_zh=zh, parent=parent, sort_order=sort_order, active=True,
+                    aliases=alias_text(INDUSTRY_ALIASES.get(code, ())))
 
 
 def initialise() -> None:

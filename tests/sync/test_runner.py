@@ -68,7 +68,7 @@ def test_new_sheet_rows_become_customers_and_get_their_code(app: Any, side: Any,
     assert log.counts["app_created"] == 1, log.message
     with app.app_context():
         record = db.session.scalar(select(Customer).where(Customer.name == "远航物流"))
-        assert record.industry.code == "SVC-LOG" and record.note == '=HYPERLINK("x")'
+        assert record.industry.code == "G" and record.note == '=HYPERLINK("x")'
         code = record.code
     row = side.values()[1]
     assert row[0] == code and row[5] == '=HYPERLINK("x")'  # the formula text is still text

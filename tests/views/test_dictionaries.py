@@ -57,9 +57,9 @@ def test_duplicate_code_is_a_message_not_a_500(client: Any, api: Any, auth: Any)
 
 def test_industries_stay_two_levels_deep(client: Any, api: Any, app: Any) -> None:
     with app.app_context():
-        top = db.session.scalar(select(Industry.id).where(Industry.code == "MFG"))
-        child = db.session.scalar(select(Industry.id).where(Industry.code == "MFG-AUTO"))
-        other = db.session.scalar(select(Industry.id).where(Industry.code == "IT"))
+        top = db.session.scalar(select(Industry.id).where(Industry.code == "C"))
+        child = db.session.scalar(select(Industry.id).where(Industry.code == "36"))
+        other = db.session.scalar(select(Industry.id).where(Industry.code == "I"))
     headers = api("admin")
     for pk, parent in ((top, top), (top, other), (other, child), (child, 999_999)):
         response = client.put(f"/api/v1/industry/{pk}", json={"parent_id": parent}, headers=headers)

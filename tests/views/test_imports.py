@@ -45,7 +45,7 @@ def test_template_has_headers_required_marks_and_dictionary_dropdowns(client: An
     industry_col = headers.index("Industry") + 1
     lists = workbook["lists"]
     industries = [row[0] for row in lists.iter_rows(min_col=industry_col, max_col=industry_col, values_only=True)]
-    assert "Manufacturing > Automotive" in industries
+    assert "Manufacturing > Manufacture of Automobiles" in industries
     assert lists.sheet_state == "hidden"
     ranges = {str(dv.sqref): dv.formula1 for dv in sheet.data_validations.dataValidation}
     assert any("lists" in formula for formula in ranges.values())

@@ -1,5 +1,9 @@
 """Import templates: an xlsx per model with headers in the user's language, required
-columns marked, a notes sheet, and dropdowns filled from the live dictionaries."""
+columns marked, a notes sheet, and dropdowns filled from the live dictionaries.
+
+Dropdowns refer to a range on the hidden ``lists`` sheet (Excel caps an inline list at 255
+characters; the GB/T industry list alone is ~117 labels). Their error style is a warning:
+what people write (an alias such as 信息技术, a code) is accepted by the import too."""
 
 from __future__ import annotations
 
@@ -54,11 +58,13 @@ def build_template(spec: ImportModel, lang: str) -> bytes:
             letter = get_column_letter(column)
             ref = f"{quote_sheetname('lists')}!${letter}$1:${letter}${max(len(values), 1)}"
             validation = DataValidation(type="list", formula1=ref, allow_blank=not field.required,
-                                        showErrorMessage=True, errorTitle=_("Pick from the list"),
+                                        showErrorMessage=True, errorStyle="warning",
+                                        errorTitle=_("Pick from the list"),
                                         error=_("Pick one of the values in the dropdown."))
             validation.add(f"{letter}2:{letter}{_MAX_ROWS}")
             sheet.add_data_validation(validation)
-            hint = hint or _("Pick from the dropdown (code or label in English or Chinese also accepted).")
+            hint = hint or _("Pick from the dropdown (a code, a label in English or Chinese, or an alias "
+                             "is also accepted).")
         notes.append([field.header(lang), _("yes") if field.required else "", hint])
     notes.append([])
     notes.append([_("Columns marked * are required. Dates: 2024-05-01, 2024/5/1 or Excel dates.")])

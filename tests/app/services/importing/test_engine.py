@@ -27,7 +27,7 @@ def manual_rows() -> list[list[Any]]:
         ["", "上海远航物流有限公司", "物流", "王强", "021-55667788", "上海市浦东新区", "B", "展会推广", ""],
         ["", "", "物流", "张三", "13900139000", "", "", "展会推广", ""],                           # blank name
         ["", "坏电话贸易公司", "批发", "赵六", "12345", "", "", "展会推广", ""],                   # bad phone
-        ["", "未知行业公司", "信息技术", "钱七", "13700137000", "", "", "展会推广", ""],            # unknown industry
+        ["", "未知行业公司", "星际旅行", "钱七", "13700137000", "", "", "展会推广", ""],            # unknown industry
         ["", "公式客户", "金融", "孙八", "13600136000", "", "", "官网表单", "=HYPERLINK(\"http://x\")"],
         ["", "北京星河科技有限公司", "软件开发", "李娜", "13800138000", "", "", "官网表单", ""],    # dup in file
         ["", "Existing Co", "金融", "Zhou", "13500135000", "", "", "官网表单", ""],                # dup in db
@@ -51,7 +51,7 @@ def test_manual_template_dry_run_then_commit(app: Any, run_job: Any, make_custom
     with app.app_context():
         star = db.session.scalar(select(Customer).where(Customer.name == "北京星河科技有限公司"))
         assert star.contact_phone == "13800138000"  # normalised
-        assert (star.industry.code, star.level.code, star.source.code) == ("IT-SW", "A", "website")
+        assert (star.industry.code, star.level.code, star.source.code) == ("65", "A", "website")
         assert star.owner_id == user_id("rep_a") and star.code.startswith("C")
         formula = db.session.scalar(select(Customer).where(Customer.name == "公式客户"))
         assert formula.note == '=HYPERLINK("http://x")'  # stored as text, never evaluated
@@ -74,15 +74,15 @@ def test_error_report_names_column_and_reason_and_reimports(app: Any, run_job: A
     errors = {row[4].value: row[9].value for row in sheet.iter_rows(min_row=2)}
     assert "客户名称" in errors["13900139000"] and "required" in errors["13900139000"]
     assert "联系方式" in errors["12345"] and "phone" in errors["12345"]
-    assert "所属行业" in errors["13700137000"] and "信息技术" in errors["13700137000"]
+    assert "所属行业" in errors["13700137000"] and "星际旅行" in errors["13700137000"]
 
     for row in sheet.iter_rows(min_row=2):  # the user fixes the three rows in Excel
         if row[1].value in (None, ""):
             row[1].value = "补名称公司"
         if row[4].value == "12345":
             row[4].value = "13312345678"
-        if row[2].value == "信息技术":
-            row[2].value = "IT-NET"
+        if row[2].value == "星际旅行":
+            row[2].value = "64"
     fixed = tmp_path / "fixed.xlsx"
     report.save(fixed)
     again = run_job("rep_a", fixed)
