@@ -116,6 +116,11 @@ def _candidates(spec: ImportField) -> list[str]:
     return [spec.name, str(spec.label), spec.label_zh, *spec.aliases]
 
 
+def known_headers(model: ImportModel) -> list[str]:
+    """Every header text that maps to a field of ``model`` (field names, labels, aliases)."""
+    return [text for spec in model.fields for text in _candidates(spec)]
+
+
 def auto_map(model: ImportModel, headers: list[str], remembered: dict | None = None) -> dict[str, str]:
     """Header -> field name for every header we recognise (remembered choices first)."""
     index = {}
@@ -129,6 +134,16 @@ def auto_map(model: ImportModel, headers: list[str], remembered: dict | None = N
             mapping[header] = chosen
             taken.add(chosen)
     return mapping
+
+
+def is_code(spec: ImportField) -> bool:
+    """A code or ID column (customer code, credit code, a customer reference): its digits are
+    identity, so a number cell (which has lost leading zeros or digits past 15) cannot hold one."""
+    return spec.kind == CUSTOMER or spec.name == "code" or spec.name.endswith("_code")
+
+
+def is_phone(spec: ImportField) -> bool:
+    return spec.name.endswith("phone")
 
 
 def missing_required(model: ImportModel, mapping: dict[str, str]) -> list[ImportField]:

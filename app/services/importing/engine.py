@@ -9,6 +9,7 @@ job's counters, so progress and an interrupted job both say exactly how far it g
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,9 +26,19 @@ from app.services import audit, follow_ups, numbering, records, validation
 from app.services import customers as rules
 from app.services.customers import archived_message
 from app.services.errors import RuleViolation
-from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, MODELS, USER, ImportModel
+from app.services.importing.columns import (
+    CUSTOMER,
+    DATE,
+    DATETIME,
+    DICT,
+    MODELS,
+    USER,
+    ImportModel,
+    is_code,
+    is_phone,
+)
 from app.services.importing.lookups import Lookups
-from app.services.importing.reading import Table, cell_text
+from app.services.importing.reading import Table, Uncached, cell_text
 
 CREATE, UPDATE, UPSERT = "create", "update", "upsert"
 MODES = (CREATE, UPDATE, UPSERT)
@@ -223,6 +234,8 @@ class ImportRun:
         return values, errors
 
     def _parse_cell(self, spec: Any, cell: Any, limit: int | None) -> Any:
+        if isinstance(cell, (float, int, Uncached)) and not isinstance(cell, bool):
+            check_number_cell(spec, cell)
         if spec.kind in (DATE, DATETIME):
             parsed = validation.parse_datetime(cell)
             return parsed.date() if parsed is not None and spec.kind == DATE else parsed
@@ -398,6 +411,35 @@ class ImportRun:
         index = self.lookups.duplicates
         if index is not None:
             index.add(code if _get(item, "id") is not None else f"#{line}", *_dedup_fields(item))
+
+
+#: Digits a spreadsheet number keeps exactly (IEEE double: 15 significant digits).
+NUMBER_DIGITS = 15
+
+
+def check_number_cell(spec: Any, cell: float | int | Uncached) -> None:
+    """Refuse a cell whose value nobody typed (``ValueError`` with the fix to make).
+
+    * a formula without a saved result (``Uncached``): the value the file shows is unknown;
+    * a number cell in a code/ID column (``columns.is_code``): Excel keeps 15 digits, so an
+      18-digit credit code comes back as 9.13501001200014E+17 and leading zeros are gone;
+    * a number in a text field whose integer part has more than 15 digits (same reason);
+    * a phone with a real fraction (an integral float such as 13812345679.0 is the number).
+    """
+    if isinstance(cell, Uncached):
+        raise ValueError(_l("The cell holds the formula %(formula)s without a saved result: open the file in "
+                            "Excel, save it, and import it again (or type the value).", formula=cell.text[:60]))
+    if spec.kind not in (DATE, DATETIME) and (is_code(spec) or _integer_digits(cell) > NUMBER_DIGITS):
+        raise ValueError(_l("The cell is a number (%(value)s), which cannot hold a code exactly: format the column "
+                            "as text in Excel and type the value again.", value=cell_text(cell)))
+    if is_phone(spec) and isinstance(cell, float) and not cell.is_integer():
+        raise ValueError(_l("A phone number cannot have a fraction (%(value)s).", value=cell_text(cell)))
+
+
+def _integer_digits(cell: float | int) -> int:
+    if isinstance(cell, float) and not math.isfinite(cell):
+        return 0
+    return len(str(abs(int(cell))))
 
 
 @contextmanager

@@ -17,8 +17,10 @@ Above a limit the reader raises ``UnreadableFile`` with a message naming it.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
+import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import islice
@@ -38,7 +40,7 @@ from app.services.importing.bounds import (
     read_file,
 )
 
-__all__ = ["UnreadableFile", "Limits", "Table", "cell_text", "check_suffix", "sheet_names", "workbook_rows",
+__all__ = ["UnreadableFile", "Limits", "Table", "Uncached", "cell_text", "check_suffix", "sheet_names", "workbook_rows",
            "read_table", "decode_text"]
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".ods"}
@@ -61,6 +63,26 @@ class Table:
     lines: list[int] = field(default_factory=list)
     #: Visible sheets of the workbook (empty for CSV), read with the table.
     sheets: list[str] = field(default_factory=list)
+    #: Line number of the header row, and (line, first cells) of the rows that could be it.
+    header_line: int = 1
+    header_choices: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Uncached(str):
+    """A formula cell the file stores without a result (tools that write formulas but never
+    calculate them): its value is unknown, so the import refuses the cell (see
+    ``engine.check_number_cell``) rather than store the "0" or "" a reader would make of it.
+    As text (previews, the error report) it is the formula as written, ``=HYPERLINK(...)``."""
+
+    __slots__ = ()
+
+    def __new__(cls, formula: str) -> Uncached:
+        return super().__new__(cls, "=" + formula)
+
+    @property
+    def text(self) -> str:
+        """The formula without its '='."""
+        return self[1:]
 
 
 def cell_text(value: Any) -> str:
@@ -75,7 +97,7 @@ def cell_text(value: Any) -> str:
         return value.isoformat(sep=" ", timespec="minutes") if (value.hour or value.minute) else value.date().isoformat()
     if isinstance(value, date):
         return value.isoformat()
-    text = str(value)
+    text = str(value)  # an Uncached formula: its text
     return (text if text.isprintable() else ILLEGAL_CHARACTERS_RE.sub("", text)).strip()
 
 
@@ -122,7 +144,10 @@ def workbook_rows(path: str | Path, sheet: str | None) -> tuple[list[list[Any]],
     return rows, sheet
 
 
-def _read_workbook(path: Path, sheet: str | None, rows: bool = True) -> tuple[list[list[Any]], str | None, list[str]]:
+def _read_workbook(path: Path, sheet: str | None, rows: bool = True,
+                   as_seen: bool = False) -> tuple[list[list[Any]], str | None, list[str]]:
+    """Rows of ``sheet``; ``as_seen`` (imports) also spreads merged values over the cells
+    they cover and marks formulas stored without a result (``Uncached``)."""
     limits = Limits.current()
     with checked_copy(path, limits) as copy:
         try:
@@ -134,12 +159,84 @@ def _read_workbook(path: Path, sheet: str | None, rows: bool = True) -> tuple[li
                     sheet = visible[0] if visible else None
                 if sheet not in workbook.sheet_names:
                     raise UnreadableFile(_l("The workbook has no sheet named %(sheet)s.", sheet=str(sheet)[:100]))
-                values = workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
+                found = workbook.get_sheet_by_name(sheet)
+                values = found.to_python(skip_empty_area=False)
+                if as_seen:
+                    _spread_merged(values, found.merged_cell_ranges or [])
+                    _mark_uncached(values, copy, sheet)
         except UnreadableFile:
             raise
         except BaseException as exc:  # noqa: BLE001 - calamine's errors, and its panics
             raise _calamine_failure(exc) from None
     return values, sheet, visible
+
+
+def _spread_merged(values: list[list[Any]], ranges: list[tuple[tuple[int, int], tuple[int, int]]]) -> None:
+    """Every cell a merged range covers gets the range's value (所属行业 merged over rows 2-4
+    is the industry of each of them), within the grid read (so bounded by its limits)."""
+    for (top, left), (bottom, right) in ranges:
+        if top >= len(values) or left >= len(values[top]):
+            continue
+        value = values[top][left]
+        for row in values[top:bottom + 1]:
+            for column in range(left, min(right + 1, len(row))):
+                row[column] = value
+
+
+_SHEET_TAG = re.compile(rb"<(?:\w+:)?sheet\b[^>]*>")
+_RELATION = re.compile(rb"<(?:\w+:)?Relationship\b[^>]*>")
+_CELL = re.compile(rb"<c\b([^>]*?)(?:/>|>(.*?)</c>)", re.S)
+_FORMULA = re.compile(rb"<f\b[^>]*?(?:/>|>(.*?)</f>)", re.S)
+_VALUE = re.compile(rb"<v>[^<]+</v>|<v></v>")
+_CELL_REF = re.compile(rb'\br="([A-Z]{1,3})([0-9]{1,7})"')
+
+
+def _attr(tag: bytes, name: bytes) -> str:
+    match = re.search(rb"(?:^|\s)" + name + rb'="([^"]*)"', tag)
+    return html.unescape(match.group(1).decode("utf-8", "replace")) if match else ""
+
+
+def _sheet_part(book: zipfile.ZipFile, sheet: str) -> str | None:
+    """The zip member holding ``sheet`` (workbook.xml names it, its relationships place it)."""
+    names = set(book.namelist())
+    if "xl/workbook.xml" not in names or "xl/_rels/workbook.xml.rels" not in names:
+        return None
+    ids = [_attr(tag, rb"r:id") for tag in _SHEET_TAG.findall(book.read("xl/workbook.xml"))
+           if _attr(tag, b"name") == sheet]
+    for tag in _RELATION.findall(book.read("xl/_rels/workbook.xml.rels")):
+        if ids and _attr(tag, b"Id") == ids[0]:
+            target = _attr(tag, b"Target")
+            return target.lstrip("/") if target.startswith("/") else "xl/" + target
+    return None
+
+
+def _mark_uncached(values: list[list[Any]], copy: Path, sheet: str) -> None:
+    """Formula cells of an xlsx sheet stored without a result become ``Uncached`` (only
+    sheets holding a formula are searched cell by cell)."""
+    with zipfile.ZipFile(copy) as book:
+        part = _sheet_part(book, sheet)
+        if part is None or part not in book.namelist():
+            return
+        xml = book.read(part)
+    if b"<f" not in xml:
+        return
+    for attrs, content in _CELL.findall(xml):
+        if not content or b"<f" not in content or _VALUE.search(content):
+            continue
+        ref, formula = _CELL_REF.search(attrs), _FORMULA.search(content)
+        if ref is None or formula is None:
+            continue
+        row, column = int(ref.group(2)) - 1, _column_index(ref.group(1))
+        if row < len(values) and column < len(values[row]):
+            text = html.unescape((formula.group(1) or b"").decode("utf-8", "replace"))
+            values[row][column] = Uncached(text or "(shared formula)")
+
+
+def _column_index(letters: bytes) -> int:
+    index = 0
+    for char in letters:
+        index = index * 26 + char - 64
+    return index - 1
 
 
 def decode_text(raw: bytes) -> str:
@@ -244,20 +341,45 @@ def _unique(headers: list[str]) -> list[str]:
     return result
 
 
-def _header_row(rows: list[list[Any]]) -> int:
-    """Index of the header row: the first row with two or more filled cells.
+#: Rows searched for the header (title lines, dates and blank rows come above it).
+HEADER_SEARCH_ROWS = 20
 
-    A title line above the table ("客户信息导入模板") is skipped.
-    """
-    for index, row in enumerate(rows[:20]):
+
+def _known_headers() -> set[str]:
+    from app.services.importing.columns import MODELS, header_key, known_headers
+
+    return {header_key(text) for model in MODELS.values() for text in known_headers(model)}
+
+
+def _header_row(rows: list[list[Any]]) -> int:
+    """Index of the header row: the row among the first ``HEADER_SEARCH_ROWS`` whose cells
+    match the most known headers (columns.py aliases; the first such row wins a tie); when
+    none matches, the first row with two or more filled cells. A title in A1 with a date in
+    D1 above the table is so skipped, whatever it holds."""
+    from app.services.importing.columns import header_key
+
+    known = _known_headers()
+    scores = [sum(isinstance(v, str) and header_key(v) in known for v in row) for row in rows[:HEADER_SEARCH_ROWS]]
+    if scores and max(scores):
+        return scores.index(max(scores))
+    for index, row in enumerate(rows[:HEADER_SEARCH_ROWS]):
         if sum(not _blank(v) for v in row) >= 2:
             return index
     return 0
 
 
-def read_table(path: str | Path, sheet: str | None = None) -> Table:
+def _choices(rows: list[list[Any]]) -> list[tuple[int, str]]:
+    """(line, its first filled cells) of the non-blank rows a user may pick as the header."""
+    return [(line, " · ".join(cell_text(v)[:20] for v in row if _filled(v))[:80])
+            for line, row in enumerate(rows[:HEADER_SEARCH_ROWS], start=1) if any(map(_filled, row))]
+
+
+def read_table(path: str | Path, sheet: str | None = None, header_line: int | None = None) -> Table:
     """Header row and data rows; fully blank rows are dropped and counted.
 
+    ``header_line`` (1-based, as the spreadsheet shows it, at most ``HEADER_SEARCH_ROWS``) is
+    the header row a user picked; None detects it (``_header_row``). Cells of an xlsx merged
+    range all hold its value; formulas stored without a result are ``Uncached``.
     Bounded by ``Limits.current()`` before anything is materialised (see the module
     docstring); ``UnreadableFile`` with a message otherwise."""
     path = Path(path)
@@ -266,10 +388,12 @@ def read_table(path: str | Path, sheet: str | None = None) -> Table:
     if suffix in CSV_SUFFIXES:
         rows, sheet = _csv_rows(path), None
     else:
-        rows, sheet, sheets = _read_workbook(path, sheet)
+        rows, sheet, sheets = _read_workbook(path, sheet, as_seen=True)
     if not rows:
         raise UnreadableFile(_l("The file is empty."))
-    start = _header_row(rows)
+    if header_line is not None and not 1 <= header_line <= min(len(rows), HEADER_SEARCH_ROWS):
+        raise UnreadableFile(_l("Row %(line)s cannot be the header row.", line=header_line))
+    start = _header_row(rows) if header_line is None else header_line - 1
     headers = [str(v).strip() if not _blank(v) else "" for v in rows[start]]
     width = _width(rows, start)
     if not any(headers):
@@ -287,4 +411,4 @@ def read_table(path: str | Path, sheet: str | None = None) -> Table:
             continue
         data.append(row)
         lines.append(line)
-    return Table(headers, data, sheet, blank, lines, sheets)
+    return Table(headers, data, sheet, blank, lines, sheets, start + 1, _choices(rows))
