@@ -5,8 +5,14 @@ rewrite, rows to append and rows to delete. The xlsx backend keeps the other she
 and formatting, writes a temp file and renames it, and refuses when the file changed
 since it was read. The Google backend spends one values read, at most one structural
 ``batchUpdate`` (delete rows bottom-up, grow the grid) and one ``values:batchUpdate``
-(RAW, so ``=...`` stays text) per run, retrying 429/5xx/timeouts a bounded number of times. The worksheet's id (for
+(``USER_ENTERED`` so dates are real dates; every text gets a leading apostrophe, so ``=...``
+and digits stay text) per run, retrying 429/5xx/timeouts a bounded number of times. The worksheet's id (for
 structural requests) is read once, on a target's first run, and cached on the target.
+
+Both backends hand number cells over as ``SheetNumber`` (text that remembers the number): the
+Google read asks for ``UNFORMATTED_VALUE`` with ``SERIAL_NUMBER`` dates, so a phone column
+formatted as ``13,812,345,678`` or a date column comes back as the number it is, and the codec
+(``sync.fields``) turns it into canonical text per field (issue 11).
 """
 
 from __future__ import annotations
@@ -62,12 +68,46 @@ class SheetWrite:
         return not (self.cells or self.append or self.delete or self.headers)
 
 
+#: Beyond 15 significant digits a spreadsheet number (an IEEE double) no longer holds what was typed.
+EXACT_DIGITS = 15
+
+
+class SheetNumber(str):
+    """A number cell as text (``13812345678``, ``12.5``, ``9.13501001200014E+17``) that keeps the
+    number in ``number``: everything that compares or strips text sees text, and the codec can
+    tell a number from typed digits. An integral number beyond ``EXACT_DIGITS`` digits is shown
+    in exponent form, so its invented low digits can never pass for a code."""
+
+    number: float | int
+
+    def __new__(cls, number: float | int) -> SheetNumber:
+        if float(number).is_integer() and abs(number) < 10 ** EXACT_DIGITS:
+            text = str(int(number))
+        else:
+            text = format(float(number), f".{EXACT_DIGITS}G")
+        cell = super().__new__(cls, text)
+        cell.number = number
+        return cell
+
+    @property
+    def exact(self) -> bool:
+        """False when the number has more digits than a double keeps (an 18-digit code)."""
+        return abs(self.number) < 10 ** EXACT_DIGITS
+
+
+def sheet_cell(value: Any) -> str:
+    """One cell as the planner sees it: numbers as ``SheetNumber``, everything else ``cell_text``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return SheetNumber(value)
+    return cell_text(value)
+
+
 def _rows_as_text(raw: list[list[Any]]) -> SheetData:
-    headers = [cell_text(v) for v in raw[0]] if raw else []
+    headers = [str(sheet_cell(v)) for v in raw[0]] if raw else []
     while headers and not headers[-1]:
         headers.pop()
     width = len(headers)
-    rows = [[cell_text(v) for v in row[:width]] + [""] * (width - len(row[:width])) for row in raw[1:]]
+    rows = [[sheet_cell(v) for v in row[:width]] + [""] * (width - len(row[:width])) for row in raw[1:]]
     return SheetData(headers, rows)
 
 
@@ -220,7 +260,8 @@ class GoogleSheetsBackend:
     def read(self) -> SheetData:
         self.resolve_sheet_id()  # first run only: the id is cached on the target afterwards
         result = self._call("read", lambda: self.client.http_client.values_get(
-            self.key, self._quoted(), params={"valueRenderOption": "FORMATTED_VALUE"}))
+            self.key, self._quoted(), params={"valueRenderOption": "UNFORMATTED_VALUE",
+                                              "dateTimeRenderOption": "SERIAL_NUMBER"}))
         grid = _GRID.search(result.get("range", ""))
         self.grid_rows = int(grid.group(4)) if grid else 0
         data = _rows_as_text(result.get("values", []))
@@ -243,18 +284,18 @@ class GoogleSheetsBackend:
         if requests_:
             self._call("structural", lambda: self.client.http_client.batch_update(self.key, {"requests": requests_}),
                        idempotent=False)
-        data = [{"range": f"{self._quoted()}!{rowcol_to_a1(1, c + 1)}", "values": [[text]]}
+        data = [{"range": f"{self._quoted()}!{rowcol_to_a1(1, c + 1)}", "values": [[_entered(text)]]}
                 for c, text in change.headers.items()]
         for (row, column), value in change.cells.items():
             if row in kept:
                 data.append({"range": f"{self._quoted()}!{rowcol_to_a1(kept[row] + 2, column + 1)}",
-                             "values": [[_raw(value)]]})
+                             "values": [[_entered(value)]]})
         if change.append:
             data.append({"range": f"{self._quoted()}!A{used + 1}",
-                         "values": [[_raw(v) for v in row] for row in change.append]})
+                         "values": [[_entered(v) for v in row] for row in change.append]})
         if data:
             self._call("values_write", lambda: self.client.http_client.values_batch_update(
-                self.key, {"valueInputOption": "RAW", "data": data}))
+                self.key, {"valueInputOption": "USER_ENTERED", "data": data}))
 
     @staticmethod
     def _surviving_rows(change: SheetWrite) -> dict[int, int]:
@@ -271,9 +312,16 @@ class GoogleSheetsBackend:
         return mapping
 
 
-def _raw(value: Any) -> Any:
-    if isinstance(value, (date, datetime)):
+def _entered(value: Any) -> Any:
+    """A value for ``USER_ENTERED``: a date as ISO text (Sheets makes it a real date with a date
+    format), any other text behind an apostrophe, the UI's "this is text" mark that is not
+    stored (so ``=...`` never becomes a formula, and ``0012`` or an 18-digit code never a number)."""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="minutes")
+    if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, str) and value:
+        return "'" + value
     return value
 
 

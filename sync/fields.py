@@ -2,16 +2,20 @@
 
 Comparison happens on canonical text, so formatting noise is not a change: a phone
 typed with spaces equals the stored number, ``汽车制造`` equals ``36``, an Excel
-date equals ``2024-05-01``. Mapping and aliases are the importer's
+date equals ``2024-05-01``. A number cell (``sync.backends.SheetNumber``) is read by its field:
+a serial in a date column is the date, an integral number in a phone column is the phone
+(``13,812,345,678`` formatted or not), and a number beyond 15 digits, whose low digits the
+spreadsheet invented, stays in its exponent form so that no rule can accept it (issue 11). Mapping and aliases are the importer's
 (``app.services.importing.columns``): one rule, one place.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from app.extensions import db
@@ -21,6 +25,10 @@ from app.services import validation
 from app.services.dictionaries import DictionaryLookup, lookups_for
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
 from app.services.importing.reading import cell_text
+from sync.backends import SheetNumber
+
+#: Serial day 0 of Google Sheets and Excel (dates after 1900-03-01 agree).
+SERIAL_EPOCH = datetime(1899, 12, 30)
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -64,6 +72,8 @@ class FieldCodec:
         spec = self.kinds[name]
         if not text:
             return ""
+        if isinstance(cell, SheetNumber) and spec.kind in (DATE, DATETIME):
+            return _serial_text(cell.number, spec.kind == DATE)
         try:
             if spec.kind == DICT:
                 return self.lookups[name].find(text).code
@@ -83,7 +93,25 @@ class FieldCodec:
             return entry.label_zh if self.chinese else entry.label_en
         if spec.kind == DATE and canonical:
             return date.fromisoformat(canonical)
+        if spec.kind == DATETIME and canonical:
+            return datetime.fromisoformat(canonical)
         return canonical
+
+    def sheet_problem(self, name: str, cell: Any) -> str | None:
+        """Why a cell cannot be read as typed (None: it can): a number of more than 15 digits in
+        any column but a date or a dictionary one lost its low digits in the spreadsheet."""
+        if not isinstance(cell, SheetNumber) or cell.exact or self.kinds[name].kind in (DATE, DATETIME, DICT):
+            return None
+        return str(_l("%(value)s is a number with more than 15 digits, so the spreadsheet already changed its "
+                      "last digits: format the column as text and type the value again.", value=cell))
+
+
+def _serial_text(serial: float, day_only: bool) -> str:
+    """A Sheets/Excel serial as canonical date text; rounded to the second (a serial is a double)."""
+    if not 1 <= serial < 2958466:  # the valid range, up to 9999-12-31: leave it for the rule to refuse
+        return cell_text(serial)
+    moment = SERIAL_EPOCH + timedelta(seconds=round(serial * 86400))
+    return moment.date().isoformat() if day_only else cell_text(moment)
 
 
 #: Phone-shaped text in free text: a mobile (optionally +86, spaces or dashes) or a landline

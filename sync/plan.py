@@ -130,6 +130,7 @@ class _Planner:
         self.direction = PUSH if read_only else target.direction
         self.policy = {PUSH: merge.APP_WINS, PULL: merge.SHEET_WINS}.get(self.direction, target.conflict_policy)
         self.seen: set[int] = set()
+        self._cell_problems: dict[str, str] = {}
         self._unlisted: dict[Any, Any] | None = None
         #: Identities of the new rows this run creates -> their row: a second row that is the same
         #: is refused like a duplicate of a stored record (one record per row; an interrupted run
@@ -152,6 +153,10 @@ class _Planner:
         self._status_cells()
 
     def _sheet_values(self, row: list[str]) -> dict[str, str]:
+        """The row's canonical text per field; cells that cannot be read as typed (a long number
+        the spreadsheet already rounded) are kept in ``_cell_problems`` for ``_check``."""
+        self._cell_problems = {name: problem for name, col in self.columns.items()
+                               if (problem := self.codec.sheet_problem(name, row[col]))}
         return {name: self.codec.sheet_text(name, row[col]) for name, col in self.columns.items()}
 
     def _keyed_row(self, index: int, row: list[str], key: str) -> None:
@@ -259,7 +264,8 @@ class _Planner:
 
     def _check(self, record: Any, changes: dict[str, str]) -> str | None:
         """The model's rules on the record as it would become; a readable reason or None."""
-        errors = self.kind.check(record, changes, self.user)
+        unreadable = {name: self._cell_problems[name] for name in changes if name in self._cell_problems}
+        errors = unreadable or self.kind.check(record, changes, self.user)
         if errors:
             return "; ".join(f"{self._header(name)}: {message}" for name, message in errors.items())
         return None

@@ -56,8 +56,11 @@ def normalize_phone(raw: str | None) -> str:
     landlines come back as ``0755-12345678`` (``-123`` for an extension).
     """
     stripped = clean_code(raw)
-    if re.fullmatch(r"\d{7,15}\.0+", stripped):  # a number that went through a float: 13812345679.0
-        stripped = stripped.split(".")[0]
+    if re.fullmatch(r"\d{7,15}\.\d+", stripped):  # a number that went through a float
+        whole, fraction = stripped.split(".")
+        if fraction.strip("0"):  # 1381234567.8 is a number, not a phone with a dot in it
+            raise ValueError(_l("A phone number cannot have a fraction (%(value)s).", value=stripped))
+        stripped = whole
     if _CANONICAL_EXTENSION.match(stripped):  # our own stored form must validate again
         return stripped
     text = _PHONE_NOISE.sub("", stripped).lower()

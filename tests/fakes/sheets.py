@@ -4,7 +4,12 @@ Mounted as a ``requests`` transport adapter on the session handed to
 ``gspread.Client(auth=None, session=...)``, so tests run the real gspread client with
 no network. Faithful where the sync depends on it: URL-decoded A1 ranges, trailing
 empty rows and cells trimmed from reads, ``gridProperties`` that limit writes (400 like
-Google) and grow on append/appendDimension, RAW versus USER_ENTERED input, Google-shaped
+Google) and grow on append/appendDimension, RAW versus USER_ENTERED input (USER_ENTERED
+parses as the UI does: ``=`` a formula, ``'`` text, ``13,812,345,678`` a number with a
+thousands format, ``2024-05-01`` a date serial with a date format; JSON numbers are numbers
+either way), ``valueRenderOption`` / ``dateTimeRenderOption`` on reads (FORMATTED_VALUE shows the
+number format; UNFORMATTED_VALUE gives numbers, and dates as serial numbers unless
+FORMATTED_STRING is asked for, as documented for spreadsheets.values.get), Google-shaped
 error JSON (404, 400, 429 RESOURCE_EXHAUSTED, 5xx), a log of every request, and fault
 injection (fail the Nth request, or the next few, with a status or a timeout).
 """
@@ -15,6 +20,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -26,6 +32,12 @@ _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 
            500: "INTERNAL", 502: "BAD_GATEWAY", 503: "UNAVAILABLE"}
 _CELL = re.compile(r"^([A-Z]*)(\d*)$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_GROUPED = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}( \d{1,2}:\d{2}(:\d{2})?)?$")
+_EPOCH = datetime(1899, 12, 30)  # serial 0, as the API documents (days since 1899-12-30)
+THOUSANDS, DAY, MINUTE = "#,##0", "yyyy-mm-dd", "yyyy-mm-dd hh:mm"
+_RENDER = ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
+_DATE_RENDER = ("SERIAL_NUMBER", "FORMATTED_STRING")
 
 
 class SheetsError(Exception):
@@ -48,6 +60,7 @@ class Worksheet:
     rows: int = 1000
     cols: int = 26
     cells: dict[tuple[int, int], Any] = field(default_factory=dict)  # (row, col), 0-based
+    formats: dict[tuple[int, int], str] = field(default_factory=dict)  # number format patterns
 
     def used(self) -> tuple[int, int]:
         if not self.cells:
@@ -77,11 +90,13 @@ class Worksheet:
             for j, value in enumerate(row):
                 if value is None:
                     continue  # null leaves the cell unchanged
-                stored = value if raw else _entered(value)
+                stored, pattern = (value, None) if raw else _entered(value)
                 if stored == "":
                     self.cells.pop((top + i, left + j), None)
                 else:
                     self.cells[(top + i, left + j)] = stored
+                if pattern:  # the UI keeps the format it inferred; RAW never changes formats
+                    self.formats[(top + i, left + j)] = pattern
                 cells += 1
         return height, width, cells
 
@@ -89,24 +104,51 @@ class Worksheet:
         if not 0 <= start < end <= self.rows:
             raise SheetsError(400, f"Invalid requests[0].deleteDimension: Cannot delete rows {start}-{end} "
                                    f"of a grid with {self.rows} rows.")
-        moved = {}
-        for (r, c), value in self.cells.items():
-            if r < start:
-                moved[(r, c)] = value
-            elif r >= end:
-                moved[(r - (end - start), c)] = value
-        self.cells = moved
+        self.cells, self.formats = _shifted(self.cells, start, end), _shifted(self.formats, start, end)
         self.rows -= end - start
 
+    def rendered(self, top: int, left: int, bottom: int, right: int, render: str,
+                 dates: str = "SERIAL_NUMBER") -> list[list[Any]]:
+        """``grid`` as a values read returns it under the given render options."""
+        return [[_render(v, render, self.formats.get((top + i, left + j)), dates) for j, v in enumerate(row)]
+                for i, row in enumerate(self.grid(top, left, bottom, right))]
 
-def _entered(value: Any) -> Any:
-    """USER_ENTERED parsing: formulas and numbers stop being text."""
-    if isinstance(value, str):
-        if value.startswith("="):
-            return Formula(value)
-        if _NUMBER.match(value):
-            return float(value) if "." in value else int(value)
-    return value
+
+def _shifted(cells: dict[tuple[int, int], Any], start: int, end: int) -> dict[tuple[int, int], Any]:
+    moved = {}
+    for (r, c), value in cells.items():
+        if r < start:
+            moved[(r, c)] = value
+        elif r >= end:
+            moved[(r - (end - start), c)] = value
+    return moved
+
+
+def _entered(value: Any) -> tuple[Any, str | None]:
+    """USER_ENTERED parsing as the UI does it: (stored value, inferred number format or None)."""
+    if not isinstance(value, str):
+        return value, None  # numbers and booleans are taken as they are
+    if value.startswith("'"):
+        return value[1:], None  # the quote prefix: text, the apostrophe itself is not stored
+    if value.startswith("="):
+        return Formula(value), None
+    if value.upper() in ("TRUE", "FALSE"):
+        return value.upper() == "TRUE", None
+    if _GROUPED.match(value):
+        return _number(value.replace(",", "")), THOUSANDS
+    if _NUMBER.match(value):
+        return _number(value), None
+    if _DAY.match(value):
+        moment = datetime.fromisoformat(value)
+        serial = (moment - _EPOCH) / timedelta(days=1)
+        return (int(serial), DAY) if serial.is_integer() and " " not in value else (serial, MINUTE)
+    return value, None
+
+
+def _number(text: str) -> int | float:
+    """A double, as Sheets keeps it (an 18-digit integer loses its low digits)."""
+    number = float(text)
+    return int(number) if number.is_integer() and "." not in text and abs(number) < 2 ** 53 else number
 
 
 def column_index(letters: str) -> int:
@@ -196,7 +238,7 @@ class FakeSheets(BaseAdapter):
     def values(self, key: str, title: str | None = None, render: str = "FORMATTED_VALUE") -> list[list[Any]]:
         """What a user sees in the sheet (formulas as their result, numbers as text)."""
         sheet = self.spreadsheets[key].sheet(title)
-        return [[_render(v, render) for v in row] for row in sheet.grid(0, 0, sheet.rows, sheet.cols)]
+        return sheet.rendered(0, 0, sheet.rows, sheet.cols, render)
 
     def fail(self, request_number: int, status: int | str = 503, message: str = "injected fault") -> None:
         """Make the Nth request from now on (1 = the next one) fail."""
@@ -292,7 +334,11 @@ class FakeSheets(BaseAdapter):
     def _get(self, book: Spreadsheet, a1_range: str, params: dict[str, list[str]]) -> dict:
         sheet, (top, left, bottom, right) = parse_range(book, a1_range)
         render = params.get("valueRenderOption", ["FORMATTED_VALUE"])[0]
-        values = [[_render(v, render) for v in row] for row in sheet.grid(top, left, bottom, right)]
+        dates = params.get("dateTimeRenderOption", ["SERIAL_NUMBER"])[0]
+        if render not in _RENDER or dates not in _DATE_RENDER:
+            raise SheetsError(400, f"Invalid value at 'value_render_option' or 'date_time_render_option': "
+                                   f"{render} / {dates}")
+        values = sheet.rendered(top, left, bottom, right, render, dates)
         bottom, right = min(bottom, sheet.rows), min(right, sheet.cols)
         result = {"range": f"'{sheet.title}'!{a1(top, left)}:{a1(bottom - 1, right - 1)}", "majorDimension": "ROWS"}
         if values:
@@ -406,16 +452,24 @@ def _input_option(option: str | None) -> bool:
     return option == "RAW"
 
 
-def _render(value: Any, option: str) -> Any:
+def _render(value: Any, option: str, pattern: str | None = None, dates: str = "SERIAL_NUMBER") -> Any:
+    """One cell as a read returns it. ``dates`` is ignored under FORMATTED_VALUE (API reference)."""
     if isinstance(value, Formula):
         return value.text if option == "FORMULA" else "#NAME?"
-    if option == "FORMATTED_VALUE" and not isinstance(value, str):
-        if isinstance(value, bool):
-            return "TRUE" if value else "FALSE"
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
-    return value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return ("TRUE" if value else "FALSE") if option == "FORMATTED_VALUE" else value
+    if pattern in (DAY, MINUTE) and (option == "FORMATTED_VALUE" or dates == "FORMATTED_STRING"):
+        moment = _EPOCH + timedelta(seconds=round(value * 86400))
+        return moment.strftime("%Y-%m-%d" if pattern == DAY else "%Y-%m-%d %H:%M")
+    if option != "FORMATTED_VALUE":
+        return int(value) if float(value).is_integer() else value  # JSON shows 13812345678, not ...0
+    if pattern == THOUSANDS:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
+    if float(value).is_integer():
+        return str(int(value)) if abs(value) < 1e15 else f"{value:.5E}"  # 9.13501E+17, as the UI shows it
+    return str(value)
 
 
 def _kind(method: str, path: str) -> str:

@@ -129,7 +129,7 @@ def test_phones_as_people_type_and_paste_them(ctx: object, typed: str, stored: s
     assert validation.normalize_phone(typed) == stored
 
 
-@pytest.mark.parametrize("typed", ["13812345679.5", "1.3812345679E10"])
+@pytest.mark.parametrize("typed", ["13812345679.5", "1.3812345679E10", "1381234567.8"])
 def test_a_phone_with_a_real_fraction_is_refused(ctx: object, typed: str) -> None:
     with pytest.raises(ValueError):
         validation.normalize_phone(typed)
