@@ -8,9 +8,13 @@ from flask_babel import lazy_gettext as _l
 
 
 def register_views(appbuilder: AppBuilder) -> None:
-    from views import fields
+    from views import display, errors, fields
 
     fields.install()
+    current_app.jinja_env.globals.update(
+        display=display.display, audit_rows=display.audit_rows,
+        audit_source=display.labelled(display.SOURCE_LABELS), audit_action=display.labelled(display.ACTION_LABELS))
+    errors.install(appbuilder)
     from views.api import DICTIONARY_APIS, CustomerApi, FollowUpApi
     from views.customers import ArchivedCustomerView, CustomerView, FollowUpView, StatusHistoryView
     from views.dictionaries import DICTIONARY_VIEWS

@@ -12,6 +12,7 @@ from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.api.convert import Model2SchemaConverter
 from flask_appbuilder.const import API_ORDER_COLUMN_RIS_KEY, FLAMSG_ERR_SEC_ACCESS_DENIED
 from flask_appbuilder.exceptions import InvalidOrderByColumnFABException
+from flask_appbuilder.fields import QuerySelectField
 from flask_appbuilder.hooks import before_request
 from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_babel import lazy_gettext as _l
@@ -21,6 +22,7 @@ from sqlalchemy import inspect
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 from wtforms import ValidationError
+from wtforms.fields.core import UnboundField
 
 from app.extensions import db
 from app.security import masking
@@ -28,6 +30,7 @@ from app.security.data_scope import ActiveEntryFilter, DataScopeFilter, has_scop
 from app.security.request_bounds import db_int
 from app.services import audit, exporting
 from app.services.errors import RuleViolation
+from views import display
 
 SCOPE_FILTER = [["id", DataScopeFilter, lambda: None]]
 ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
@@ -157,6 +160,16 @@ def related_field_filters(datamodel: Any, columns: Iterable[str], declared: dict
     return result
 
 
+def _name_blank_choices(form: Any) -> None:
+    """Give a form's related selects a translated empty choice (FAB's is "", which WTForms
+    shows as the value "__None")."""
+    for name in dir(form):
+        field = getattr(form, name, None)
+        if isinstance(field, UnboundField) and issubclass(field.field_class, QuerySelectField) \
+                and not field.kwargs.get("blank_text"):
+            field.kwargs["blank_text"] = display.BLANK_CHOICE
+
+
 class CrmModelView(ModelView):
     """A ModelView that cannot leak through its list arguments, forms or actions.
 
@@ -182,10 +195,14 @@ class CrmModelView(ModelView):
         self.search_columns = unmasked_columns(model, self.search_columns)
         self._filters = self.datamodel.get_filters(self.search_columns)
         shown = {*self.list_columns, *self.show_columns}
-        self.formatters_columns = {
+        declared = {
             **self.formatters_columns,
             **{column: masking.mask for column in shown if masking.is_masked_path(model, column)},
         }
+        #: Exports keep the declared formatters (masking) and their own cell rules.
+        self.export_formatters = declared
+        # Every shown column reads as a person expects (no "None", no microseconds ...).
+        self.formatters_columns = {**declared, **display.view_formatters(shown, declared)}
 
     def _init_forms(self) -> None:
         model = self.datamodel
@@ -196,6 +213,8 @@ class CrmModelView(ModelView):
         self.search_form_query_rel_fields = related_field_filters(
             model, self.search_columns or [], self.search_form_query_rel_fields, new_records=False)
         super()._init_forms()
+        for form in (self.add_form, self.edit_form, self.search_form):
+            _name_blank_choices(form)
 
     @before_request
     def refuse_bad_list_args(self) -> Any:
@@ -373,8 +392,9 @@ class ListExportMixin:
 
     def _export_cell(self, item: Any, column: str, unmasked: frozenset[str]) -> Any:
         value = _value(item, column)
-        if column in self.formatters_columns and column not in unmasked:
-            return self.formatters_columns[column](value)
+        formatters = getattr(self, "export_formatters", self.formatters_columns)
+        if column in formatters and column not in unmasked:
+            return formatters[column](value)
         return "" if value is None else str(value)
 
 

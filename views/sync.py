@@ -18,6 +18,7 @@ from app.services import schedules
 from app.services.errors import RuleViolation
 from app.services.importing import columns
 from sync import backends, conflicts, merge, runner, schedule, targets
+from views import display
 from views.base import CrmModelView
 
 CHOICES = {
@@ -29,6 +30,23 @@ CHOICES = {
     "deleted_rows": [(ASK, _l("Keep for review")), (RESTORE, _l("Put the row back")),
                      (ARCHIVE, _l("Archive the customer"))],
 }
+
+
+#: Outcomes of a run (``runner``: running, done, stopped, failed) and what started it.
+STATUS_LABELS = {"running": _l("Running"), "done": _l("Done"), "stopped": _l("Stopped"), "failed": _l("Failed")}
+TRIGGER_LABELS = {"manual": _l("Sync now"), "preview": _l("Preview"), "schedule": _l("Schedule")}
+#: Keys of a run's counts (``sync.plan``) and API calls (``sync.backends``).
+COUNT_LABELS = {
+    "app_created": _l("Created in the CRM"), "app_updated": _l("Updated in the CRM"),
+    "app_archived": _l("Archived in the CRM"), "app_rejected": _l("Refused by the CRM"),
+    "sheet_added": _l("Added to the sheet"), "sheet_updated": _l("Updated in the sheet"),
+    "sheet_linked": _l("Sheet rows linked"), "sheet_rekeyed": _l("Sheet rows re-keyed"),
+    "sheet_restored": _l("Put back in the sheet"), "sheet_removed": _l("Deleted in the sheet"),
+    "sheet_rejected": _l("Sheet rows refused"), "conflicts": _l("Conflicts"),
+}
+CALL_LABELS = {"read": _l("Reads"), "write": _l("Writes")}
+#: Coded columns shown by their labels (the form's own choices).
+CODE_FORMATTERS = {name: display.labelled(choices) for name, choices in CHOICES.items()}
 
 
 TARGET_LABELS = {
@@ -108,6 +126,8 @@ class SyncTargetView(CrmModelView):
     show_columns = [c for c in add_columns if c != "mapping_text"] + ["mapping", "last_run_at", "last_status",
                                                                       "last_message"]
     label_columns = TARGET_LABELS
+    formatters_columns = {**CODE_FORMATTERS, "last_status": display.labelled(STATUS_LABELS),
+                          "mapping": lambda value: mapping_text(value)}
     description_columns = {
         "location": _l("xlsx: /path/to/customers.xlsx on the server. Google: the sheet's URL, shared with the "
                        "service account in GOOGLE_SERVICE_ACCOUNT_FILE."),
@@ -178,7 +198,7 @@ class SyncTargetView(CrmModelView):
                 return refusal
         log = self._run(target, dry_run=False)
         if log is not None:
-            flash(f"{target.name}: {log.status} — {log.message}", "success" if log.status == "done" else "danger")
+            flash(f"{target.name}: {STATUS_LABELS.get(log.status, log.status)} — {log.message}", "success" if log.status == "done" else "danger")
         return redirect(url_for("SyncRunView.list"))
 
     @action("preview", _l("Preview"), None, "fa-eye", multiple=False)
@@ -187,7 +207,7 @@ class SyncTargetView(CrmModelView):
         log = self._run(target, dry_run=True)
         if log is not None:
             flash(str(_l("Preview of %(name)s (nothing written): %(status)s — %(message)s", name=target.name,
-                         status=log.status, message=log.message)), "info")
+                         status=STATUS_LABELS.get(log.status, log.status), message=log.message)), "info")
         return redirect(url_for("SyncRunView.list"))
 
 
@@ -204,6 +224,8 @@ class SyncRunView(CrmModelView):
     label_columns = {"target": _l("Target"), "started_at": _l("Started"), "finished_at": _l("Finished"),
                      "trigger": _l("Started by"), "dry_run": _l("Preview"), "status": _l("Status"),
                      "counts": _l("Counts"), "api_calls": _l("API calls"), "message": _l("Result")}
+    formatters_columns = {"trigger": display.labelled(TRIGGER_LABELS), "status": display.labelled(STATUS_LABELS),
+                          "counts": display.name_values(COUNT_LABELS), "api_calls": display.name_values(CALL_LABELS)}
 
 
 class SyncConflictView(CrmModelView):
@@ -224,6 +246,8 @@ class SyncConflictView(CrmModelView):
                      "shown_base": _l("Agreed before"), "shown_app_value": _l("In the CRM"),
                      "shown_sheet_value": _l("In the sheet"), "created_at": _l("Found"), "resolution": _l("Kept"),
                      "resolved_at": _l("Settled")}
+    formatters_columns = {"resolution": display.labelled({conflicts.KEEP_APP: _l("The CRM value"),
+                                                          conflicts.KEEP_SHEET: _l("The sheet value")})}
 
     def _settle(self, items: Any, choice: str) -> Any:
         for item in items if isinstance(items, list) else [items]:

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask import g, has_app_context, has_request_context, request
-from sqlalchemy import event, func, insert, inspect, select, update
+from sqlalchemy import DateTime, event, func, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, attributes
 
@@ -330,11 +330,65 @@ def history(object_type: str, object_id: Any, limit: int = 50) -> list[AuditLog]
     ).all()
 
 
-def change_rows(changes: str | None) -> list[tuple[str, Any, Any]]:
-    """(field, before, after) of an entry's ``changes`` column, for display."""
+def change_rows(changes: str | None, object_type: str | None = None,
+                labels: Mapping[str, Any] | None = None) -> list[tuple[str, Any, Any]]:
+    """(field, before, after) of an entry's ``changes`` column, as a person reads them.
+
+    With the audited model's name (``object_type``): a foreign key column reads as its
+    relation's label and its values as the related records' names (``str`` of the record,
+    e.g. the dictionary entry's label or the user's name; "#id" once deleted); yes/no
+    columns read Yes/No; date-times read to the minute. ``labels`` are the screen's
+    column labels (a view's ``label_columns``, by column or relation name); a column
+    without one keeps its name. Without ``object_type`` the stored values are shown.
+    """
     if not changes:
         return []
-    return [(key, before, after) for key, (before, after) in sorted(json.loads(changes).items())]
+    model = _model_named(object_type)
+    relations = _relations(model) if model is not None else {}
+    labels = labels or {}
+    rows = []
+    for key, (before, after) in sorted(json.loads(changes).items()):
+        relation = relations.get(key)
+        label = labels.get(relation.key if relation is not None else key) or labels.get(key) or key
+        rows.append((label, *(_readable(model, key, relation, value) for value in (before, after))))
+    return rows
+
+
+def _model_named(object_type: str | None) -> type | None:
+    return next((model for model in AUDITED if model.__name__ == object_type), None)
+
+
+def _relations(model: type) -> dict[str, Any]:
+    """Foreign key attribute name -> the many-to-one relationship it holds."""
+    mapper = inspect(model)
+    found = {}
+    for relation in mapper.relationships:
+        if relation.direction.name != "MANYTOONE":
+            continue
+        for column in relation.local_columns:
+            found[mapper.get_property_by_column(column).key] = relation
+    return found
+
+
+def _readable(model: type | None, key: str, relation: Any, value: Any) -> Any:
+    from flask_babel import lazy_gettext as _l
+
+    from app.extensions import db
+
+    if value is None or model is None:
+        return value
+    if relation is not None:
+        record = db.session.get(relation.mapper.class_, value)
+        return str(record) if record is not None else f"#{value}"
+    if isinstance(value, bool):
+        return _l("Yes") if value else _l("No")
+    column = inspect(model).columns.get(key)
+    if column is not None and isinstance(value, str) and isinstance(column.type, DateTime):
+        try:
+            return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
+        except ValueError:
+            return value
+    return value
 
 
 #: Entries an administrator must look at (security alerts, home-page banner).

@@ -215,10 +215,14 @@ class DuplicateFound(RuleViolation):
         #: The matches as the user may see them (codes and names in scope only).
         self.listed = ", ".join(shown)
         message = _l("This looks like an existing customer: %(list)s.", list=self.listed)
-        hint = _l("Tick 'Save anyway' (API: ?allow_duplicate=1) if it is a different customer.") if may_confirm \
+        hint = _l("Tick 'Save anyway' if it is a different customer.") if may_confirm \
             else _l("Duplicates are not allowed; open the existing customer instead.")
-        super().__init__({"duplicate": f"{message} {hint}",
-                          "duplicates": [c.code for c, _ in matches if c.id in visible]})
+        errors: dict[str, Any] = {"duplicate": f"{message} {hint}",
+                                  "duplicates": [c.code for c, _ in matches if c.id in visible]}
+        if may_confirm:  # for API clients only: screens show "duplicate" (the 'Save anyway' box)
+            errors["confirm"] = str(_l("Send the request again with ?allow_duplicate=1 if it is a different "
+                                       "customer."))
+        super().__init__(errors)
         self.matches = matches
 
 

@@ -1,0 +1,119 @@
+"""How stored values read on the screens: empty, yes/no, times, codes and counts.
+
+FAB renders a value with Jinja's ``str()``: ``None`` reads "None", a date-time carries
+its microseconds, a boolean reads "True"/"False" and a JSON column is a Python dict.
+These formatters turn such values into what a person reads; ``CrmModelView`` installs
+them for every list and show column (``view_formatters``), derived from the values, not
+declared per view. Exports keep their own cell rules (``ListExportMixin``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from markupsafe import Markup, escape
+
+#: Date-times are shown to the minute (seconds and microseconds say nothing to a person).
+DATETIME_FORMAT = "%Y-%m-%d %H:%M"
+DATE_FORMAT = "%Y-%m-%d"
+#: Text for a select's empty choice (WTForms shows the value "__None" when the text is empty).
+BLANK_CHOICE = _l("(none)")
+
+
+def shown_time(value: datetime | None) -> str:
+    """A date-time as "YYYY-MM-DD HH:MM" ("" for None)."""
+    return "" if value is None else value.strftime(DATETIME_FORMAT)
+
+
+def display(value: Any) -> Any:
+    """One stored value as read on a page: None -> "", bools -> Yes/No (translated),
+    date-times to the minute, dates as YYYY-MM-DD; anything else unchanged (Markup stays Markup)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(_l("Yes") if value else _l("No"))
+    if isinstance(value, datetime):
+        return shown_time(value)
+    if isinstance(value, date):
+        return value.strftime(DATE_FORMAT)
+    return value
+
+
+def labelled(choices: Mapping[str, Any] | list[tuple[str, Any]]) -> Callable[[Any], Any]:
+    """A formatter showing a code's label from ``choices`` (code -> label); unknown codes as stored."""
+    labels = dict(choices)
+
+    def format_code(value: Any) -> Any:
+        if value is None or value == "":
+            return ""
+        return str(labels.get(value, value))  # text, not a lazy string: exports write it too
+
+    return format_code
+
+
+def name_values(labels: Mapping[str, Any]) -> Callable[[Any], Markup]:
+    """A formatter for a JSON mapping (counts, API calls): "label: value" per line, zero
+    values left out, keys without a label shown as stored; "" when empty."""
+
+    def format_mapping(value: Any) -> Markup:
+        if not isinstance(value, Mapping):
+            return escape(display(value))
+        lines = [Markup("{}: {}").format(labels.get(key, key), number)
+                 for key, number in sorted(value.items()) if number not in (0, None, "")]
+        return Markup("<br>").join(lines)
+
+    return format_mapping
+
+
+def with_empty(formatter: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``formatter`` that shows None as "" instead of calling it."""
+
+    def format_value(value: Any) -> Any:
+        return "" if value is None else formatter(value)
+
+    return format_value
+
+
+def view_formatters(columns: set[str], declared: Mapping[str, Callable[[Any], Any]]) -> dict[str, Callable]:
+    """Formatters for every shown column: the declared ones (None shown empty around them)
+    and ``display`` for the rest."""
+    return {column: with_empty(declared[column]) if column in declared else display for column in columns}
+
+
+#: Where an audit entry came from (``audit.current_source`` and ``audit_context`` sources).
+SOURCE_LABELS = {"web": _l("Web page"), "api": _l("API"), "import": _l("Import"), "sync": _l("Sync"),
+                 "script": _l("Script")}
+#: Audit actions of row changes (other events keep their stored name).
+ACTION_LABELS = {"create": _l("Created"), "update": _l("Changed"), "delete": _l("Deleted"),
+                 "archive": _l("Archived"), "restore": _l("Restored"), "deactivate": _l("Deactivated"),
+                 "permission_change": _l("Permissions changed")}
+
+
+def field_labels(object_type: str | None) -> Mapping[str, Any]:
+    """The column labels of the first registered screen over the model named ``object_type``."""
+    from flask import current_app
+
+    for view in getattr(current_app.appbuilder, "baseviews", []):
+        datamodel = getattr(view, "datamodel", None)
+        if datamodel is not None and datamodel.obj.__name__ == object_type:
+            return view.label_columns
+    return {}
+
+
+def audit_rows(changes: str | None, object_type: str | None) -> list[tuple[Any, Any, Any]]:
+    """An audit entry's changes with the screen's field labels and related records' names
+    (``audit.change_rows``); empty values read "—"."""
+    from app.services import audit
+
+    return [(label, "—" if before is None else before, "—" if after is None else after)
+            for label, before, after in audit.change_rows(changes, object_type, field_labels(object_type))]
+
+
+def audit_changes_table(changes: str | None, object_type: str | None) -> Markup:
+    """An entry's field-level before/after as a small table (values escaped)."""
+    rows = Markup("").join(Markup("<tr><td>{}</td><td>{}</td><td>{}</td></tr>").format(*row)
+                           for row in audit_rows(changes, object_type))
+    return Markup('<table class="table table-condensed audit-changes">{}</table>').format(rows) if rows else Markup("")
