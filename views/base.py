@@ -28,7 +28,7 @@ from app.extensions import db
 from app.security import masking
 from app.security.data_scope import ActiveEntryFilter, DataScopeFilter, has_scope
 from app.security.request_bounds import db_int
-from app.services import audit, exporting
+from app.services import exporting
 from app.services.errors import RuleViolation
 from views import display
 
@@ -385,8 +385,7 @@ class ListExportMixin:
             from views.exports import start_export
 
             return start_export(self, fmt, filename, unmasked, count)
-        audit.record("export", None, {"model": self.datamodel.obj.__name__, "format": fmt, "rows": count,
-                                      "unmasked": sorted(unmasked)})
+        exporting.record(self.datamodel.obj.__name__, fmt, count, unmasked)
         db.session.commit()
         return exporting.response(header, rows, fmt, filename)
 

@@ -17,7 +17,7 @@ from app.models.base import acting_user_id, now
 from app.models.org import CrmUser
 from app.models.transfers import DONE, EXPORT, FAILED, LIST_EXPORT, QUEUED, RUNNING, TransferJob, TransferSchedule
 from app.security.rights import user_may
-from app.services import audit, background, exporting, schedules
+from app.services import background, exporting, schedules
 from app.services.background import LIVE, folder
 from views.base import ListRefused, list_arg_problems
 
@@ -64,8 +64,7 @@ def run_export(job_id: int, target: str | None = None) -> TransferJob:
             job = db.session.get(TransferJob, job_id)
             job.processed_rows = job.total_rows = written
             job.stored_path, job.status, job.finished_at = str(path), DONE, now()
-            audit.record("export", None, {"model": job.model, "format": options["fmt"], "rows": written,
-                                          "unmasked": options.get("unmasked", []), "job": job_id}, user=user)
+            exporting.record(job.model, options["fmt"], written, options.get("unmasked", []), user=user, job_id=job_id)
             db.session.commit()
     except Exception as exc:
         db.session.rollback()
