@@ -25,6 +25,7 @@ from app.services.dedup import DuplicateFound
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
 from views import forms
 from views.base import (
+    CRUD_PERMISSIONS,
     CUSTOMER_PERMISSIONS,
     READ_WRITE_PERMISSIONS,
     SCOPE_FILTER,
@@ -82,6 +83,16 @@ class QuickSearchFilter(BaseFilter):
         return query if clause is None else query.filter(clause)
 
 
+def export_list(view: ListExportMixin, fmt: str, filename: str) -> Any:
+    """The list download of a screen without unmasking (``exporting.authorise``: the user
+    needs the screen's ``can_export``); scope, filters, order and masking as the list shows."""
+    try:
+        exporting.authorise(g.user, view.class_permission_name)
+    except RuleForbidden:
+        abort(403)
+    return view.export_response(fmt, filename)
+
+
 class StatusHistoryView(ScopedModelView):
     """Read-only status history, shown on the customer's page."""
 
@@ -101,6 +112,7 @@ class StatusHistoryView(ScopedModelView):
 class FollowUpView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
     datamodel = SQLAInterface(FollowUp)
     class_permission_name = "FollowUp"
+    base_permissions = CRUD_PERMISSIONS + ["can_export"]
     list_title = _l("Follow-ups")
     show_title = _l("Follow-up")
     add_title = _l("Add follow-up")
@@ -165,6 +177,12 @@ class FollowUpView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
         if customer_id is not None and self._preset_customer_id() is not None:
             return redirect(url_for("CustomerView.show", pk=customer_id))
         return super().post_add_redirect()
+
+    @expose("/export/<string:fmt>")
+    @has_access
+    def export(self, fmt: str) -> Any:
+        """Download the current list (scope, filters and order applied)."""
+        return export_list(self, fmt, "follow-ups")
 
 
 class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
@@ -328,15 +346,15 @@ class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
         return self.export_response(fmt, "customers")
 
 
-class ArchivedCustomerView(ScopedModelView):
-    """Archived customers, with restore (managers and admins)."""
+class ArchivedCustomerView(ListExportMixin, ScopedModelView):
+    """Archived customers: list, page, download and restore (scoped like the customer list)."""
 
     datamodel = SQLAInterface(Customer)
     class_permission_name = "ArchivedCustomer"
     #: Read and restore only: adding or editing customers is the customer screen's use case.
-    include_route_methods = {"list", "show", "action", "action_post", "api_read"}
+    include_route_methods = {"list", "show", "action", "action_post", "api_read", "export"}
     method_permission_name = {**READ_WRITE_PERMISSIONS, "restore_action": "write"}
-    base_permissions = ["can_read", "can_write"]
+    base_permissions = ["can_read", "can_write", "can_export"]
     base_filters = SCOPE_FILTER + [["id", ArchivedFilter, lambda: None]]
     list_title = _l("Archived customers")
     list_columns = ["code", "name", "type", "contact_name", "contact_phone", "owner", "archived_at"]
@@ -357,4 +375,10 @@ class ArchivedCustomerView(ScopedModelView):
             db.session.commit()
             flash(str(_l("Restored: %(codes)s", codes=", ".join(i.code for i in restored))), "success")
         return redirect(url_for(f"{self.__class__.__name__}.list"))
+
+    @expose("/export/<string:fmt>")
+    @has_access
+    def export(self, fmt: str) -> Any:
+        """Download the current list (scope, filters and order applied; phones masked)."""
+        return export_list(self, fmt, "archived-customers")
 

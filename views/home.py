@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from typing import Any
 
 from flask import g
 from flask_appbuilder import IndexView, expose
+from flask_appbuilder.models.sqla.filters import FilterSmaller
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security import alerts
 from app.security.data_scope import scope_clause, user_scope
+
+#: The follow-up list that the home page's "next step due" link opens.
+FOLLOW_UP_VIEW = "FollowUpView"
+
+
+def due_before(today: date | None = None) -> date:
+    """First day that is not yet due: a follow-up is due when its next step date is before it.
+
+    "Due" means on or before ``today`` (overdue included). Said as a strict "before
+    tomorrow" because that is the comparison the follow-up list offers (FAB's "Smaller
+    than" filter on a date), so the home count and the list it links to are one rule.
+    """
+    return (today or date.today()) + timedelta(days=1)
+
+
+def due_list_args(appbuilder: Any, today: date | None = None) -> dict[str, str]:
+    """List arguments that show exactly the due follow-ups: ``{"_flt_<n>_next_step_date": ISO date}``.
+
+    ``<n>`` is the position of "Smaller than" among the list's filters for that column
+    (looked up, not assumed). Empty when the list offers no such filter.
+    """
+    view = next((v for v in appbuilder.baseviews if type(v).__name__ == FOLLOW_UP_VIEW), None)
+    choices = view._filters.get_search_filters().get("next_step_date", []) if view is not None else []
+    for index, flt in enumerate(choices):
+        if isinstance(flt, FilterSmaller):
+            return {f"_flt_{index}_next_step_date": due_before(today).isoformat()}
+    return {}
 
 
 class CrmIndexView(IndexView):
@@ -27,12 +56,14 @@ class CrmIndexView(IndexView):
                     scope_clause(user, Customer), Customer.archived_at.is_(None)
                 )
             )
+            today = date.today()
             due = db.session.scalar(
                 select(func.count(FollowUp.id)).where(
-                    scope_clause(user, FollowUp), FollowUp.next_step_date <= date.today()
+                    scope_clause(user, FollowUp), FollowUp.next_step_date < due_before(today)
                 )
             )
-            stats = {"customers": customers, "due": due, "scope": user_scope(user)}
+            stats = {"customers": customers, "due": due, "due_args": due_list_args(self.appbuilder, today),
+                     "scope": user_scope(user)}
             if self.appbuilder.sm.has_access("can_read", "SecurityAlert"):
                 stats["alerts"] = alerts.recent_count()
         return self.render_template(self.index_template, appbuilder=self.appbuilder, stats=stats)

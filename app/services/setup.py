@@ -3,7 +3,8 @@
 Idempotent: existing roles and dictionary entries are left as admins edited them;
 only what is missing is created. The Admin role requires an authenticator by default.
 Changes of this plan that existing databases need too ship as a data migration
-(e.g. ``c3a9e1f27b54``: user administration for admins only, Admin requires TOTP).
+(e.g. ``c3a9e1f27b54``: user administration for admins only, Admin requires TOTP;
+``7d4f2a9c1b36``: follow-up and archived-customer downloads, archived customers for reps).
 """
 
 from __future__ import annotations
@@ -35,14 +36,16 @@ _IMPORT = (r"can_(read|write)", r"Import|Export")
 ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "Sales Rep": (SCOPE_OWN, [
         (r"can_(read|write|delete|export|reveal_contact)", r"Customer"),
-        (r"can_(read|write|delete)", r"FollowUp"),
+        # Reps archive with Delete: they see and restore their archived customers (scoped).
+        (r"can_(read|write)", r"ArchivedCustomer"),
+        (r"can_(read|write|delete|export)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
-        _IMPORT, _MENUS_SALES, *_SELF_SERVICE,
+        _IMPORT, _MENUS_SALES, (r"menu_access", r"Archived customers"), *_SELF_SERVICE,
     ]),
     "Sales Manager": (SCOPE_DEPARTMENT, [
         (r"can_(read|write|delete|export|reveal_contact|archive_won|history)", r"Customer"),
-        (r"can_(read|write)", r"ArchivedCustomer"),
-        (r"can_(read|write|delete)", r"FollowUp"),
+        (r"can_(read|write|export)", r"ArchivedCustomer"),
+        (r"can_(read|write|delete|export)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
         _IMPORT, (r"can_(read|merge)", r"Duplicates"),
         (r"menu_access", r"(Customers|Follow-ups|Archived customers|CRM|Import|Duplicates)"), *_SELF_SERVICE,
