@@ -108,13 +108,16 @@ class ImportView(BaseView):
         if job.status in (QUEUED, RUNNING, DONE):
             return redirect(url_for("ImportView.job", job_id=job.id))
         spec = columns.MODELS[job.model]
+        form = request.form if request.method == "POST" else {}
         try:
-            if request.method == "POST" and request.form.get("sheet") and request.form["sheet"] != job.sheet:
-                return self._switch_sheet(job, request.form["sheet"])
+            if form.get("sheet") and (form["sheet"] != job.sheet or form.get("switch_sheet")):
+                return self._switch_sheet(job, form["sheet"])
             table, proposed = jobs.propose_mapping(job)
         except reading.UnreadableFile as exc:
             flash(str(exc), "danger")
             return redirect(url_for("ImportView.index"))
+        if "header_line" in form and (form["header_line"] != str(table.header_line) or form.get("switch_header")):
+            return self._switch_header(job, table, form["header_line"])
         if request.method == "POST":
             return self._start_dry_run(job, spec, table)
         return self.render_template(
@@ -126,8 +129,19 @@ class ImportView(BaseView):
         """Another sheet: map its headers first (only a sheet the workbook has)."""
         if sheet not in reading.sheet_names(job.stored_path):
             flash(str(_l("The workbook has no sheet named %(sheet)s.", sheet=sheet[:100])), "danger")
+        elif sheet != job.sheet:
+            jobs.choose_source(job, sheet=sheet)
+            db.session.commit()
+        return redirect(url_for("ImportView.mapping", job_id=job.id))
+
+    def _switch_header(self, job: TransferJob, table: reading.Table, raw: str) -> Any:
+        """Another header row (one the page offered): map its headers first."""
+        try:
+            line = jobs.parse_header_line(raw, table)
+        except ValueError as exc:
+            flash(str(exc), "danger")
         else:
-            job.sheet = sheet
+            jobs.choose_source(job, line=line)
             db.session.commit()
         return redirect(url_for("ImportView.mapping", job_id=job.id))
 

@@ -117,10 +117,10 @@ def _shrinking(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     real, calls = reading.read_table, []
 
-    def read(path: Any, sheet: Any = None) -> Any:
+    def read(path: Any, sheet: Any = None, **options: Any) -> Any:
         calls.append(path)
         if len(calls) > 1:
             monkeypatch.setitem(app.config, "CRM_IMPORT_MAX_ROWS", 5)
-        return real(path, sheet)
+        return real(path, sheet, **options)
 
     return read

@@ -71,9 +71,48 @@ def remember_mapping(user_id: int, model: str, mapping: dict[str, str]) -> None:
         saved.mapping = {**saved.mapping, **mapping}
 
 
+def read_job_table(job: TransferJob) -> reading.Table:
+    """The job's sheet read from the header row the user picked (``options["header_line"]``,
+    1-based), else the detected one; ``UnreadableFile`` as ``reading.read_table``."""
+    return reading.read_table(job.stored_path, job.sheet, header_line=header_line(job))
+
+
+def header_line(job: TransferJob) -> int | None:
+    """The header row the user picked on the mapping page (1-based), None when detected."""
+    value = (job.options or {}).get("header_line")
+    return value if isinstance(value, int) else None
+
+
+def choose_source(job: TransferJob, sheet: str | None = None, line: int | None = None) -> None:
+    """Read another sheet (its header detected again) or another header row of this one.
+
+    The headers change, so the mapping is proposed afresh and an earlier dry run no longer
+    stands: the job goes back to ``UPLOADED`` (a commit needs a dry run of what it imports).
+    """
+    options = dict(job.options or {})
+    options.pop("header_line", None)
+    if sheet is not None:
+        job.sheet = sheet
+    if line is not None:
+        options["header_line"] = line
+    job.options, job.mapping, job.preview = options, None, None
+    if job.status == PREVIEWED:
+        job.status = UPLOADED
+
+
+def parse_header_line(raw: str, table: reading.Table) -> int:
+    """The header row a form names: one of ``table.header_choices`` (a filled row among the
+    first ``reading.HEADER_SEARCH_ROWS``); ``ValueError`` with a message otherwise."""
+    text = (raw or "").strip()
+    line = int(text) if text.isascii() and text.isdigit() and len(text) < 6 else None
+    if line not in {choice for choice, _ in table.header_choices}:
+        raise ValueError(str(_l("Row %(line)s cannot be the header row.", line=text[:20])))
+    return line
+
+
 def propose_mapping(job: TransferJob) -> tuple[reading.Table, dict[str, str]]:
     """The file's headers with the user's remembered choices, else the aliases."""
-    table = reading.read_table(job.stored_path, job.sheet)
+    table = read_job_table(job)
     spec = columns.MODELS[job.model]
     return table, columns.auto_map(spec, table.headers, remembered_mapping(job.user_id, job.model))
 
@@ -126,7 +165,7 @@ def execute(job_id: int, commit: bool) -> TransferJob:
 
 
 def _run(job: TransferJob, user: Any, commit: bool) -> tuple[engine.Result, reading.Table]:
-    table = reading.read_table(job.stored_path, job.sheet)
+    table = read_job_table(job)
     job_id, total = job.id, len(table.rows)
     job.total_rows, job.sheet = total, table.sheet
     options = dict(job.options or {})
