@@ -203,9 +203,9 @@ class FollowUpRecords(Records):
     def _check_customer(code: str, user: Any) -> None:
         """The follow-up rule on the customer a row names (the message forms and imports give)."""
         pk = customer_id_for(code)
-        if pk is None or follow_ups.customer_problem(pk, user) == str(_l("Customer not found.")):
+        problem = follow_ups.customer_problem(pk, user) if pk is not None else None
+        if pk is None or problem == str(_l("Customer not found.")):
             raise ValueError(_l("No customer %(code)s in your data scope.", code=code))
-        problem = follow_ups.customer_problem(pk, user)
         if problem:
             raise ValueError(problem)
 

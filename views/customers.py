@@ -249,7 +249,6 @@ class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
         """The customer page also shows the record's audit history (managers and admins)."""
         if template == self.show_template and self.appbuilder.sm.has_access("can_history", "Customer"):
             kwargs["history"] = audit.history("Customer", kwargs.get("pk"))
-            kwargs["audit_changes"] = audit.change_rows
         return super().render_template(template, **kwargs)
 
     def prefill_form(self, form: Any, pk: Any) -> None:
