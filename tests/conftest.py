@@ -266,3 +266,16 @@ def make_follow_up(app: Any) -> Any:
             return pk
 
     return make
+
+
+def flask_cli(tmp_path: Any, url: str, *command: str) -> None:
+    """Run ``flask --app app:create_app <command>`` on another database (migration tests)."""
+    import subprocess
+    import sys
+
+    from config import BASE_DIR
+
+    env = {"DATABASE_URL": url, "CRM_INSTANCE_DIR": str(tmp_path), "CRM_SCHEDULER": "0", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app:create_app", *command], cwd=BASE_DIR,
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from sqlalchemy import create_engine, inspect, text
 
-from config import BASE_DIR
+from tests.conftest import flask_cli
 
 BEFORE = "c3a9e1f27b54"
 OLD_INDUSTRIES = [  # the demo list before GB/T: id, code, en, zh, parent id, sort order
@@ -18,13 +15,6 @@ OLD_INDUSTRIES = [  # the demo list before GB/T: id, code, en, zh, parent id, so
     (4, "IT-SW", "Software", "软件开发", 3, 201),
     (5, "SVC", "Services", "服务业", None, 400),
 ]
-
-
-def _flask(tmp_path, url, *command):
-    env = {"DATABASE_URL": url, "CRM_INSTANCE_DIR": str(tmp_path), "CRM_SCHEDULER": "0", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app:create_app", *command], cwd=BASE_DIR,
-                            env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def _old_dictionaries(conn) -> None:
@@ -46,11 +36,11 @@ def _old_dictionaries(conn) -> None:
 
 def test_upgrade_adds_aliases_and_gbt_industries_and_keeps_the_old_ones(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    _flask(tmp_path, url, "db", "upgrade", BEFORE)
+    flask_cli(tmp_path, url, "db", "upgrade", BEFORE)
     engine = create_engine(url)
     with engine.begin() as conn:
         _old_dictionaries(conn)
-    _flask(tmp_path, url, "db", "upgrade")
+    flask_cli(tmp_path, url, "db", "upgrade")
 
     for table in ("dict_customer_type", "dict_industry", "dict_customer_source", "dict_follow_up_method",
                   "dict_customer_level"):
@@ -85,11 +75,11 @@ def test_upgrade_adds_aliases_and_gbt_industries_and_keeps_the_old_ones(tmp_path
 
 def test_upgrade_of_an_empty_database_leaves_seeding_to_setup(tmp_path):
     url = f"sqlite:///{tmp_path / 'new.db'}"
-    _flask(tmp_path, url, "db", "upgrade")
+    flask_cli(tmp_path, url, "db", "upgrade")
     engine = create_engine(url)
     with engine.connect() as conn:
         assert conn.scalar(text("select count(*) from dict_industry")) == 0
-    _flask(tmp_path, url, "crm", "init")
+    flask_cli(tmp_path, url, "crm", "init")
     with engine.connect() as conn:
         codes = set(conn.scalars(text("select code from dict_industry")))
     engine.dispose()

@@ -4,12 +4,9 @@ downloads for sales roles, archived-customer downloads for managers, archived cu
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from sqlalchemy import create_engine, text
 
-from config import BASE_DIR
+from tests.conftest import flask_cli
 
 BEFORE = "5b7d2c9e4a10"
 NEW = {
@@ -20,13 +17,6 @@ NEW = {
 GRANTS = text("select r.name, p.name, v.name from ab_permission_view_role pvr"
               " join ab_role r on r.id = pvr.role_id join ab_permission_view pv on pv.id = pvr.permission_view_id"
               " join ab_permission p on p.id = pv.permission_id join ab_view_menu v on v.id = pv.view_menu_id")
-
-
-def _flask(tmp_path, url, *command):
-    env = {"DATABASE_URL": url, "CRM_INSTANCE_DIR": str(tmp_path), "CRM_SCHEDULER": "0", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app:create_app", *command], cwd=BASE_DIR,
-                            env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def _grants(conn) -> dict[str, set[tuple[str, str]]]:
@@ -56,14 +46,14 @@ def _as_before(conn) -> None:
 
 def test_upgrade_grants_the_new_plan_to_existing_roles(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    _flask(tmp_path, url, "db", "upgrade", BEFORE)
-    _flask(tmp_path, url, "crm", "init")
+    flask_cli(tmp_path, url, "db", "upgrade", BEFORE)
+    flask_cli(tmp_path, url, "crm", "init")
     engine = create_engine(url)
     with engine.begin() as conn:
         _as_before(conn)
         before = _grants(conn)
     assert not NEW["Sales Rep"] & before["Sales Rep"]
-    _flask(tmp_path, url, "db", "upgrade")
+    flask_cli(tmp_path, url, "db", "upgrade")
     with engine.connect() as conn:
         after = _grants(conn)
     engine.dispose()

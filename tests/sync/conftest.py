@@ -138,3 +138,29 @@ def sync(app: Any, side: Any) -> Any:
             return log, backend
 
     return run
+
+
+KILL_POINTS = ["before_sheet_write", "before_bases"]
+
+
+class Killed(Exception):
+    """The process died here (raised from inside a run)."""
+
+
+def run_killed_then_again(app: Any, side: Any, sync: Any, target: int, monkeypatch: Any, point: str) -> Any:
+    """One run killed at ``point`` (before the sheet write, or before the new snapshot is
+    stored), then a normal run; returns the second run's log (it must converge)."""
+    from sync import runner
+
+    backend = side.backend()
+    if point == "before_sheet_write":
+        monkeypatch.setattr(backend, "write", lambda change, token: (_ for _ in ()).throw(Killed()))
+    else:
+        monkeypatch.setattr(runner, "_store_bases", lambda target, plan: (_ for _ in ()).throw(Killed()))
+    with pytest.raises(Killed):
+        sync(target, backend=backend)
+    monkeypatch.undo()
+    with app.app_context():
+        db.session.rollback()
+    log, _ = sync(target)
+    return log

@@ -10,8 +10,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Customer
-from sync import runner
-from tests.sync.conftest import HEADERS, GoogleSide, XlsxSide
+from tests.sync.conftest import HEADERS, KILL_POINTS, GoogleSide, XlsxSide, run_killed_then_again
 
 
 def _scenario(app: Any, side: Any, make_target: Any, sync: Any, make_customer: Any) -> tuple[int, list[int]]:
@@ -87,25 +86,11 @@ def test_the_network_failing_at_any_request_converges_on_the_next_run(
     assert log.api_calls == {"read": 1}  # and then it is quiet
 
 
-class _Killed(Exception):
-    pass
-
-
-@pytest.mark.parametrize("point", ["before_sheet_write", "before_bases"])
+@pytest.mark.parametrize("point", KILL_POINTS)
 def test_a_run_killed_between_steps_converges(app: Any, side: Any, make_target: Any, sync: Any,
                                               make_customer: Any, monkeypatch: Any, point: str) -> None:
     target, pks = _scenario(app, side, make_target, sync, make_customer)
-    backend = side.backend()
-    if point == "before_sheet_write":
-        monkeypatch.setattr(backend, "write", lambda change, token: (_ for _ in ()).throw(_Killed()))
-    else:
-        monkeypatch.setattr(runner, "_store_bases", lambda target, plan: (_ for _ in ()).throw(_Killed()))
-    with pytest.raises(_Killed):
-        sync(target, backend=backend)
-    monkeypatch.undo()
-    with app.app_context():
-        db.session.rollback()
-    log, _ = sync(target)
+    log = run_killed_then_again(app, side, sync, target, monkeypatch, point)
     assert log.status == "done", log.message
     _converged(app, side, pks)
 

@@ -15,7 +15,7 @@ from app.models import Customer, FollowUp, SyncConflict
 from app.services import customers as customer_rules
 from app.services import merge as merge_service
 from sync import conflicts
-from tests.sync.conftest import HEADERS
+from tests.sync.conftest import HEADERS, KILL_POINTS, run_killed_then_again
 from tests.sync.test_follow_ups import FOLLOW_UP_HEADERS
 
 CODE, NAME, CONTACT, PHONE, NOTE = 0, 1, 2, 3, 5
@@ -314,15 +314,9 @@ def test_sheet_to_crm_target_keeps_a_crm_edit_instead_of_reverting_it_on_the_nex
     _quiet(app, side, sync, target, [a])
 
 
-class _Killed(Exception):
-    pass
-
-
-@pytest.mark.parametrize("point", ["before_sheet_write", "before_bases"])
+@pytest.mark.parametrize("point", KILL_POINTS)
 def test_a_run_killed_after_a_merge_converges_with_the_edit_kept_once(
         app: Any, side: Any, make_target: Any, sync: Any, make_customer: Any, monkeypatch: Any, point: str) -> None:
-    from sync import runner
-
     a, b = _pair(make_customer)
     side.create([HEADERS])
     target = make_target()
@@ -330,17 +324,7 @@ def test_a_run_killed_after_a_merge_converges_with_the_edit_kept_once(
     b_row = next(i for i, row in enumerate(side.values()) if row[NAME] == "Beta Trading")
     side.edit({(b_row, NOTE): "typed in the sheet"})
     _merge(app, a, [b])
-    backend = side.backend()
-    if point == "before_sheet_write":
-        monkeypatch.setattr(backend, "write", lambda change, token: (_ for _ in ()).throw(_Killed()))
-    else:
-        monkeypatch.setattr(runner, "_store_bases", lambda target, plan: (_ for _ in ()).throw(_Killed()))
-    with pytest.raises(_Killed):
-        sync(target, backend=backend)
-    monkeypatch.undo()
-    with app.app_context():
-        db.session.rollback()
-    log, _ = sync(target)
+    log = run_killed_then_again(app, side, sync, target, monkeypatch, point)
     assert log.status == "done", log.message
     assert list(_sheet(side)) == [_customer(app, a)["code"]] and _customer(app, a)["note"] == "A's note"
     assert [c[1:] for c in _open_conflicts(app)] == [("note", "B's note", "A's note", "typed in the sheet")]

@@ -3,12 +3,9 @@ Admin role requires an authenticator (migration c3a9e1f27b54)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from sqlalchemy import create_engine, text
 
-from config import BASE_DIR
+from tests.conftest import flask_cli
 
 BEFORE = "8ea551801bd1"
 USER_ADMIN = """
@@ -19,13 +16,6 @@ USER_ADMIN = """
     join ab_view_menu v on v.id = pv.view_menu_id
     where v.name = 'CrmUserDBModelView' and p.name = :perm
 """
-
-
-def _flask(tmp_path, url, *command):
-    env = {"DATABASE_URL": url, "CRM_INSTANCE_DIR": str(tmp_path), "CRM_SCHEDULER": "0", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app:create_app", *command], cwd=BASE_DIR,
-                            env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def _old_role_plan(conn) -> None:
@@ -46,14 +36,14 @@ def test_upgrade_takes_user_admin_from_other_roles_and_requires_totp_for_admin(t
     url = f"sqlite:///{tmp_path / 'old.db'}"
     # Set up with today's code on today's schema, then step back: ``crm init`` writes the
     # current models, which later migrations may have widened (dictionary aliases).
-    _flask(tmp_path, url, "db", "upgrade")
-    _flask(tmp_path, url, "crm", "init")
-    _flask(tmp_path, url, "db", "downgrade", BEFORE)
+    flask_cli(tmp_path, url, "db", "upgrade")
+    flask_cli(tmp_path, url, "crm", "init")
+    flask_cli(tmp_path, url, "db", "downgrade", BEFORE)
     engine = create_engine(url)
     with engine.begin() as conn:
         _old_role_plan(conn)
         assert set(conn.scalars(text(USER_ADMIN), {"perm": "can_list"})) == {"Admin", "Sales Rep", "Read Only"}
-    _flask(tmp_path, url, "db", "upgrade")
+    flask_cli(tmp_path, url, "db", "upgrade")
     with engine.connect() as conn:
         for perm in ("can_list", "can_show"):
             assert set(conn.scalars(text(USER_ADMIN), {"perm": perm})) == {"Admin"}

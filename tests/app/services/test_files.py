@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from app.extensions import db
-from app.models import Customer, SyncTarget, TransferJob, TransferSchedule
+from app.models import Customer, SyncTarget, TransferJob
 from app.services import files, schedules
 from app.services.importing.reading import workbook_rows
 from tests.app.services.importing.conftest import write_xlsx
+from tests.app.services.test_schedules import _schedule
 from tests.conftest import user_id
 
 
@@ -80,14 +81,6 @@ def test_several_roots_and_the_default_root(app: Any, ctx: Any, tmp_path: Path,
 
 
 # --- scheduled transfers: checked again at run time ----------------------------------------------
-
-def _schedule(**fields: Any) -> TransferSchedule:
-    values = {"name": "s", "kind": "folder_import", "model": "customer", "cron": "*/15 * * * *",
-              "mode": "upsert", "run_as_id": user_id("rep_a"), **fields}
-    schedule = TransferSchedule(**values)
-    db.session.add(schedule)
-    db.session.commit()
-    return schedule
 
 
 def test_a_stored_folder_outside_the_roots_fails_the_run_and_touches_nothing(ctx: Any, root: Path) -> None:
