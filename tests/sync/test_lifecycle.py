@@ -29,6 +29,15 @@ def _pair(make_customer: Any) -> tuple[int, int]:
     return a, b
 
 
+def _synced_pair(side: Any, make_target: Any, sync: Any, make_customer: Any) -> tuple[int, int, int]:
+    """Two customers, filled into an empty sheet by a first run: (a, b, target id)."""
+    a, b = _pair(make_customer)
+    side.create([HEADERS])
+    target = make_target()
+    sync(target)
+    return a, b, target
+
+
 def _merge(app: Any, survivor: int, others: list[int], picks: dict[str, int] | None = None) -> None:
     """The real merge service, as the dedup screen runs it (its step-up is the screen's)."""
     with app.app_context():
@@ -84,10 +93,7 @@ def _quiet(app: Any, side: Any, sync: Any, target: int, pks: list[int], runs: in
 
 def test_merge_with_both_rows_on_the_sheet_leaves_the_survivor_untouched(
         app: Any, side: Any, make_target: Any, sync: Any, make_customer: Any) -> None:
-    a, b = _pair(make_customer)
-    side.create([HEADERS])
-    target = make_target()
-    sync(target)
+    a, b, target = _synced_pair(side, make_target, sync, make_customer)
     _merge(app, a, [b], {"note": b})  # the survivor keeps its name, contact and phone, takes B's note
     survivor = _customer(app, a)
     log, _ = sync(target)
@@ -140,10 +146,7 @@ def test_merge_when_only_the_merged_away_row_is_on_the_sheet_re_keys_it(
 
 def test_merge_with_an_unsynced_edit_on_the_merged_away_row_raises_a_conflict_on_the_survivor(
         app: Any, side: Any, make_target: Any, sync: Any, make_customer: Any) -> None:
-    a, b = _pair(make_customer)
-    side.create([HEADERS])
-    target = make_target()
-    sync(target)
+    a, b, target = _synced_pair(side, make_target, sync, make_customer)
     b_row = next(i for i, row in enumerate(side.values()) if row[NAME] == "Beta Trading")
     side.edit({(b_row, NOTE): "typed in the sheet", (b_row, PHONE): "139 0000 0003"})
     _merge(app, a, [b])
@@ -191,10 +194,7 @@ def test_re_keyed_row_with_an_unsynced_edit_shows_the_survivor_and_keeps_the_edi
 
 def test_archive_then_restore_in_the_crm(app: Any, side: Any, make_target: Any, sync: Any,
                                          make_customer: Any) -> None:
-    a, b = _pair(make_customer)
-    side.create([HEADERS])
-    target = make_target()
-    sync(target)
+    a, b, target = _synced_pair(side, make_target, sync, make_customer)
     code_a = _customer(app, a)["code"]
     _archive(app, a)
     log, _ = sync(target)
@@ -228,10 +228,7 @@ def test_archived_row_with_an_unsynced_edit_stays_until_restored(app: Any, side:
 
 def test_restore_of_a_merged_away_customer_brings_its_row_back(app: Any, side: Any, make_target: Any,
                                                                sync: Any, make_customer: Any) -> None:
-    a, b = _pair(make_customer)
-    side.create([HEADERS])
-    target = make_target()
-    sync(target)
+    a, b, target = _synced_pair(side, make_target, sync, make_customer)
     _merge(app, a, [b])
     sync(target)
     _restore(app, b)  # the alias goes: B's code is B's again
@@ -245,10 +242,7 @@ def test_restore_of_a_merged_away_customer_brings_its_row_back(app: Any, side: A
 
 def test_restore_before_the_next_run_changes_nothing_on_the_sheet(app: Any, side: Any, make_target: Any,
                                                                   sync: Any, make_customer: Any) -> None:
-    a, b = _pair(make_customer)
-    side.create([HEADERS])
-    target = make_target()
-    sync(target)
+    a, b, target = _synced_pair(side, make_target, sync, make_customer)
     _merge(app, a, [b])
     _restore(app, b)
     sync(target)
@@ -317,10 +311,7 @@ def test_sheet_to_crm_target_keeps_a_crm_edit_instead_of_reverting_it_on_the_nex
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_a_run_killed_after_a_merge_converges_with_the_edit_kept_once(
         app: Any, side: Any, make_target: Any, sync: Any, make_customer: Any, monkeypatch: Any, point: str) -> None:
-    a, b = _pair(make_customer)
-    side.create([HEADERS])
-    target = make_target()
-    sync(target)
+    a, b, target = _synced_pair(side, make_target, sync, make_customer)
     b_row = next(i for i, row in enumerate(side.values()) if row[NAME] == "Beta Trading")
     side.edit({(b_row, NOTE): "typed in the sheet"})
     _merge(app, a, [b])
@@ -333,10 +324,7 @@ def test_a_run_killed_after_a_merge_converges_with_the_edit_kept_once(
 
 def test_edits_of_the_same_field_on_both_rows_are_both_kept(app: Any, side: Any, make_target: Any, sync: Any,
                                                             make_customer: Any) -> None:
-    a, b = _pair(make_customer)
-    side.create([HEADERS])
-    target = make_target()
-    sync(target)
+    a, b, target = _synced_pair(side, make_target, sync, make_customer)
     rows = {row[NAME]: i for i, row in enumerate(side.values())}
     side.edit({(rows["Alpha Trading"], NOTE): "typed on A's row", (rows["Beta Trading"], NOTE): "typed on B's row"})
     with app.app_context():
