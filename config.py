@@ -11,6 +11,7 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask_appbuilder.const import AUTH_DB
 
@@ -45,6 +46,15 @@ def _env_bool(name: str, default: bool) -> bool:
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _zone_name(name: str) -> str:
+    """``name`` if it is an IANA time zone this machine knows; ``ValueError`` naming the setting otherwise."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"CRM_TIMEZONE={name!r} is not an IANA time zone name (e.g. Asia/Shanghai)") from exc
+    return name
 
 
 class Config:
@@ -173,10 +183,12 @@ class Config:
 
     # Scheduler: jobs persist in the application database
     SCHEDULER_ENABLED = _env_bool("CRM_SCHEDULER", True)
-    SCHEDULER_TIMEZONE = os.environ.get("CRM_TIMEZONE", "Asia/Shanghai")
+    # One zone for the CRM (app/clock.py): instants are stored in UTC and shown, parsed,
+    # scheduled (the daily jobs, transfer and sync schedules) and dated (record codes,
+    # "due today", account expiry) in this zone. An unknown name stops the start.
+    CRM_TIMEZONE = _zone_name(os.environ.get("CRM_TIMEZONE", "Asia/Shanghai"))
 
     # Business settings
-    CRM_CODE_TIMEZONE = os.environ.get("CRM_TIMEZONE", "Asia/Shanghai")
     CRM_INTERN_ACCOUNT_MONTHS = 3
 
 

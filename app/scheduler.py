@@ -12,14 +12,14 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from flask import Flask, current_app
+from flask import Flask
 
+from app import clock
 from app.extensions import db
 
 log = logging.getLogger(__name__)
@@ -116,28 +116,33 @@ def start_once(app: Flask) -> BackgroundScheduler | None:
         return None
     _app = app
     with app.app_context():
-        scheduler = BackgroundScheduler(
-            jobstores={"default": _jobstore()}, timezone=app.config["SCHEDULER_TIMEZONE"]
-        )
+        scheduler = BackgroundScheduler(jobstores={"default": _jobstore()}, timezone=clock.crm_zone())
         for job in JOBS:
-            scheduler.add_job(job.func, CronTrigger(**job.cron), id=job.id, name=job.name,
+            scheduler.add_job(job.func, job_trigger(job), id=job.id, name=job.name,
                               replace_existing=True, coalesce=True, misfire_grace_time=3600)
         scheduler.start()
     log.info("Scheduler started with %d jobs", len(JOBS))
     return scheduler
 
 
+def job_trigger(job: JobDefinition) -> CronTrigger:
+    """The job's cron in the CRM's zone (``CRM_TIMEZONE``): "01:05" is 01:05 there.
+
+    A CronTrigger made without a zone takes the machine's (UTC on a server), whatever
+    zone the scheduler has, so every trigger is given the zone here."""
+    return CronTrigger(timezone=clock.crm_zone(), **job.cron)
+
+
 def list_jobs() -> list[dict[str, Any]]:
     """Defined jobs with their next run time (from the job table if the scheduler ran)."""
-    tz = current_app.config["SCHEDULER_TIMEZONE"]
     store = _jobstore()
     store.start(None, "default")
     persisted = {job.id: job for job in store.get_all_jobs()}
     rows = []
     for job in JOBS:
         stored = persisted.get(job.id)
-        trigger = CronTrigger(timezone=tz, **job.cron)
-        next_run = stored.next_run_time if stored else trigger.get_next_fire_time(None, datetime.now(trigger.timezone))
+        trigger = job_trigger(job)
+        next_run = clock.to_local(stored.next_run_time if stored else trigger.get_next_fire_time(None, clock.local_now()))
         rows.append({"id": job.id, "name": job.name, "trigger": str(trigger), "next_run_time": next_run,
                      "persisted": stored is not None})
     return rows

@@ -11,8 +11,8 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
+from app.clock import utc_now
 from app.extensions import db
-from app.models.base import now
 from app.models.sync import SyncConflict, SyncRow
 from app.security import masking
 from app.security.data_scope import can_see
@@ -47,7 +47,7 @@ def resolve(conflict: SyncConflict, choice: str, user: Any) -> None:
             db.session.delete(row)
     elif row is not None:  # keep the customer: untracked, the next run puts the row back
         db.session.delete(row)
-    conflict.resolved_at, conflict.resolved_by_id, conflict.resolution = now(), user.id, choice
+    conflict.resolved_at, conflict.resolved_by_id, conflict.resolution = utc_now(), user.id, choice
     shown = masking.mask_phone if conflict.field == "contact_phone" else (lambda v: v)
     audit.record("sync_conflict", record, {"target": conflict.target_id, "field": conflict.field, "kept": choice,
                                            "app": shown(conflict.app_value), "sheet": shown(conflict.sheet_value)})

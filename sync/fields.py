@@ -3,7 +3,8 @@
 Comparison happens on canonical text, so formatting noise is not a change: a phone
 typed with spaces equals the stored number, ``汽车制造`` equals ``36``, an Excel
 date equals ``2024-05-01``. A number cell (``sync.backends.SheetNumber``) is read by its field:
-a serial in a date column is the date, an integral number in a phone column is the phone
+a serial in a date column is the date (wall time in the CRM's zone, as every
+date-time in a sheet: instants are written and read as that zone's wall time), an integral number in a phone column is the phone
 (``13,812,345,678`` formatted or not), and a number beyond 15 digits, whose low digits the
 spreadsheet invented, stays in its exponent form so that no rule can accept it (issue 11). Mapping and aliases are the importer's
 (``app.services.importing.columns``): one rule, one place.
@@ -18,6 +19,7 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
+from app import clock
 from app.extensions import db
 from app.models.org import CrmUser
 from app.security import masking
@@ -64,6 +66,8 @@ class FieldCodec:
         value = getattr(record, name)
         if name == "contact_phone" and not self.reveal_phone:
             return masking.mask_phone(value)
+        if isinstance(value, datetime):  # an instant: the sheet holds the CRM zone's wall time
+            value = clock.local_naive(value)
         return cell_text(value)
 
     def sheet_text(self, name: str, cell: Any) -> str:
@@ -78,7 +82,8 @@ class FieldCodec:
             if spec.kind == DICT:
                 return self.lookups[name].find(text).code
             if spec.kind in (DATE, DATETIME):
-                return cell_text(validation.parse_date(cell) if spec.kind == DATE else validation.parse_datetime(cell))
+                moment = validation.parse_date(cell) if spec.kind == DATE else validation.parse_datetime(cell)
+                return cell_text(clock.local_naive(moment) if isinstance(moment, datetime) else moment)
             if name == "contact_phone" and masking.MASK not in text:  # a masked echo stays as shown
                 return validation.normalize_phone(text)
         except ValueError:
@@ -94,7 +99,7 @@ class FieldCodec:
         if spec.kind == DATE and canonical:
             return date.fromisoformat(canonical)
         if spec.kind == DATETIME and canonical:
-            return datetime.fromisoformat(canonical)
+            return datetime.fromisoformat(canonical)  # CRM-zone wall time, without a zone (cells hold none)
         return canonical
 
     def sheet_problem(self, name: str, cell: Any) -> str | None:

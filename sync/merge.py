@@ -9,7 +9,7 @@ settled by the target's policy or kept for a person.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 APP_WINS, SHEET_WINS, NEWEST, REVIEW = "app", "sheet", "newest", "review"
 POLICIES = (APP_WINS, SHEET_WINS, NEWEST, REVIEW)
@@ -61,9 +61,15 @@ def merge_row(base: dict[str, str] | None, app: dict[str, str], sheet: dict[str,
     return result
 
 
+def _instant(value: datetime | None) -> datetime | None:
+    """An aware instant; a naive one is the machine's clock (a file's modification time)."""
+    return value.astimezone(UTC) if value is not None else None
+
+
 def _settle(result: RowMerge, conflict: Conflict, policy: str, app_at: datetime | None,
             sheet_at: datetime | None) -> None:
     if policy == NEWEST:  # an unknown sheet time means "as late as the read": the sheet is newer
+        app_at, sheet_at = _instant(app_at), _instant(sheet_at)
         policy = APP_WINS if app_at is not None and sheet_at is not None and app_at > sheet_at else SHEET_WINS
     if policy == APP_WINS:
         result.to_sheet[conflict.field] = result.agreed[conflict.field] = conflict.app

@@ -19,8 +19,9 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, delete, insert, select, update
 
+from app.clock import utc_now
 from app.extensions import db
-from app.models.base import acting_user_id, now
+from app.models.base import acting_user_id
 from app.models.org import CrmUser
 from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
 from app.security.data_scope import scope_cache
@@ -40,7 +41,7 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
     log = SyncRun(target_id=target.id, trigger=trigger, dry_run=dry_run, user_id=getattr(started_by, "id", None))
     db.session.add(log)
     if not dry_run and not _claim(target.id):
-        log.status, log.finished_at = "stopped", now()
+        log.status, log.finished_at = "stopped", utc_now()
         log.message = str(_l("Another run of this target is in progress; this one did nothing."))
         db.session.commit()
         return log
@@ -85,7 +86,7 @@ def _claim(target_id: int) -> bool:
     A claim older than STALE_CLAIM (a process killed mid-run) can be taken over.
     """
     table = SyncTarget.__table__
-    stamp = now()
+    stamp = utc_now()
     taken = db.session.execute(update(table).where(
         table.c.id == target_id,
         (table.c.running_since.is_(None)) | (table.c.running_since < stamp - STALE_CLAIM),
@@ -103,11 +104,11 @@ def _finish(target_id: int, log_id: int, status: str, message: str, plan: Plan |
             dry_run: bool) -> SyncRun:
     log, target = db.session.get(SyncRun, log_id), db.session.get(SyncTarget, target_id)
     message = mask_phones_in(message)  # run logs, previews and the target's status are screens
-    log.status, log.message, log.finished_at = status, message[:4000], now()
+    log.status, log.message, log.finished_at = status, message[:4000], utc_now()
     log.counts = dict(plan.counts) if plan else None
     log.api_calls = dict(getattr(backend, "calls", {}))
     if not dry_run:
-        target.last_run_at, target.last_status, target.last_message = now(), status, message[:2000]
+        target.last_run_at, target.last_status, target.last_message = utc_now(), status, message[:2000]
         target.running_since = None
         if getattr(backend, "sheet_id", None) is not None:  # Google's first worksheet has id 0
             target.sheet_id = backend.sheet_id
@@ -159,7 +160,7 @@ def _store_conflicts(target: SyncTarget, plan: Plan) -> None:
 def _store_bases(target: SyncTarget, plan: Plan) -> None:
     """Step 4: the new agreement, only after the sheet holds it; unchanged rows are not rewritten."""
     table = SyncRow.__table__
-    existing, stamp = agreed_rows(target.id), now()
+    existing, stamp = agreed_rows(target.id), utc_now()
     inserts, updates = [], []
     for record_id, (key, agreed) in plan.bases.items():
         row = existing.get(record_id)

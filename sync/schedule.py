@@ -8,8 +8,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from app.clock import utc_now
 from app.extensions import db
-from app.models.base import now
 from app.models.sync import SyncTarget
 from app.services.schedules import is_due
 from sync import backends, runner
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def run_due_targets(at: datetime | None = None) -> list[str]:
-    at = at or now()
+    at = at or utc_now()
     ran = []
     for target in db.session.scalars(select(SyncTarget).where(SyncTarget.enabled.is_(True))).all():
         try:
@@ -30,7 +30,7 @@ def run_due_targets(at: datetime | None = None) -> list[str]:
             log.exception("Sync target %s failed", target.name)
             db.session.rollback()
             stored = db.session.get(SyncTarget, target.id)
-            stored.last_run_at, stored.last_status, stored.last_message = now(), "failed", mask_phones_in(str(exc))[:2000]
+            stored.last_run_at, stored.last_status, stored.last_message = utc_now(), "failed", mask_phones_in(str(exc))[:2000]
             db.session.commit()
         ran.append(target.name)
     return ran

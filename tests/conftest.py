@@ -30,6 +30,7 @@ from app.models import (  # noqa: E402
     CustomerStatusChange,
     CustomerType,
     Department,
+    DismissedPair,
     FollowUp,
     ImportMapping,
     RecoveryCode,
@@ -112,7 +113,7 @@ def _clean_data(app: Any) -> Any:
     with app.app_context():
         db.session.rollback()
         for model in (SyncConflict, SyncRow, SyncRun, SyncTarget,
-                      TransferJob, TransferSchedule, ImportMapping, CustomerAlias,
+                      TransferJob, TransferSchedule, ImportMapping, CustomerAlias, DismissedPair,
                       CustomerStatusChange, FollowUp, Customer, AuditLog, CodeSequence,
                       TotpCredential, RecoveryCode, StepUpGrant):
             db.session.execute(delete(model))

@@ -23,6 +23,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     from views.imports import ImportView, upload_too_large
     from views.jobs import ScheduledJobsView, TransferScheduleView
     from views.org import DepartmentView, RoleDataScopeView
+    from views.search import QuickSearchView
     from views.security import (
         AuditLogView,
         PermissionReportView,
@@ -43,6 +44,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     current_app.register_error_handler(413, upload_too_large)
     appbuilder.add_view_no_menu(ExportView)
     appbuilder.add_view(DuplicatesView, "Duplicates", label=_l("Duplicates"), icon="fa-clone", category=crm)
+    appbuilder.add_view_no_menu(QuickSearchView)  # the navbar's search box (every logged-in user)
 
     for view, label in DICTIONARY_VIEWS:
         appbuilder.add_view(view, view.__name__, label=label, icon="fa-list", category="Dictionaries",

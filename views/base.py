@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from flask import abort, current_app, flash, g, redirect, request, url_for
@@ -17,6 +18,7 @@ from flask_appbuilder.hooks import before_request
 from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError as SchemaValidationError
+from marshmallow import fields
 from marshmallow_sqlalchemy.fields import Related, RelatedList
 from sqlalchemy import inspect
 from werkzeug.datastructures import MultiDict
@@ -24,7 +26,9 @@ from werkzeug.exceptions import BadRequest
 from wtforms import ValidationError
 from wtforms.fields.core import UnboundField
 
+from app import clock
 from app.extensions import db
+from app.models.base import UtcDateTime
 from app.security import masking
 from app.security.data_scope import ActiveEntryFilter, DataScopeFilter, has_scope
 from app.security.request_bounds import db_int
@@ -394,7 +398,16 @@ class ListExportMixin:
         formatters = getattr(self, "export_formatters", self.formatters_columns)
         if column in formatters and column not in unmasked:
             return formatters[column](value)
+        if isinstance(value, datetime):
+            return export_time(value)
         return "" if value is None else str(value)
+
+
+def export_time(value: datetime) -> datetime:
+    """An instant as an export cell: wall time in the CRM's zone, to the second, without a
+    zone (a spreadsheet cell holds none; openpyxl refuses aware values). CSV writes it as
+    ``YYYY-MM-DD HH:MM:SS``, xlsx as a date-time cell."""
+    return clock.local_naive(value).replace(microsecond=0)
 
 
 def _masked_field_class(cls: type) -> type:
@@ -411,14 +424,37 @@ def _masked_field_class(cls: type) -> type:
 _MASKED_FIELDS: dict[type, type] = {}
 
 
+class InstantField(fields.DateTime):
+    """An instant in the REST API: answered as ISO 8601 in the CRM's zone with its offset
+    (``2026-11-30T21:09:00+08:00``, the wall time the screens show); sent with an offset it
+    is that instant, sent without one it is wall time in the CRM's zone (``clock.from_local``)."""
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        return super()._serialize(clock.to_local(value) if isinstance(value, datetime) else value, attr, obj, **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        try:
+            return clock.from_local(super()._deserialize(value, attr, data, **kwargs))
+        except OverflowError:  # 0001-01-01T00:00 in a zone east of UTC
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
+
+
+def _is_instant(datamodel: Any, name: str) -> bool:
+    column = datamodel.list_columns.get(name)
+    return column is not None and isinstance(getattr(column, "type", None), UtcDateTime)
+
+
 class MaskingSchemaConverter(Model2SchemaConverter):
     """FAB's model-to-schema converter, with masked columns (``masking.masked_columns``,
     nested ones too) masked whenever a schema dumps them, including the schemas FAB
-    builds per request for ``columns``/``select_columns``."""
+    builds per request for ``columns``/``select_columns``; instants in the CRM's zone
+    (``InstantField``)."""
 
     def _column2field(self, datamodel: Any, column: Any, nested: bool = True,
                       parent_schema_name: str | None = None) -> Any:
         field = super()._column2field(datamodel, column, nested, parent_schema_name)
+        if type(field) is fields.DateTime and _is_instant(datamodel, column.name):
+            field.__class__ = InstantField
         if field is not None and column.name in masking.masked_columns(datamodel.obj):
             cls = type(field)
             if cls not in _MASKED_FIELDS:

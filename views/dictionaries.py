@@ -47,7 +47,9 @@ class DictionaryView(CrmModelView):
         dictionaries.check_delete(item)
 
 
-def _dictionary_view(model: type, title: str, extra: list[str] | None = None) -> type:
+def _dictionary_view(model: type, title: str, titles: tuple[str, str, str], extra: list[str] | None = None) -> type:
+    """A screen over one dictionary; ``titles``: its show, add and edit page titles (FAB's
+    default, "Add Customer Level", is built from the class name and never translated)."""
     columns = ["code"] + (extra or []) + ["label_en", "label_zh", "aliases", "sort_order", "active"]
     return type(
         f"{model.__name__}View",
@@ -55,6 +57,9 @@ def _dictionary_view(model: type, title: str, extra: list[str] | None = None) ->
         {
             "datamodel": SQLAInterface(model),
             "list_title": title,
+            "show_title": titles[0],
+            "add_title": titles[1],
+            "edit_title": titles[2],
             "list_columns": columns,
             "add_columns": columns,
             "edit_columns": columns,
@@ -63,11 +68,16 @@ def _dictionary_view(model: type, title: str, extra: list[str] | None = None) ->
     )
 
 
-CustomerTypeView = _dictionary_view(CustomerType, _l("Customer types"))
-IndustryView = _dictionary_view(Industry, _l("Industries"), ["parent"])
-CustomerSourceView = _dictionary_view(CustomerSource, _l("Customer sources"))
-FollowUpMethodView = _dictionary_view(FollowUpMethod, _l("Follow-up methods"))
-CustomerLevelView = _dictionary_view(CustomerLevel, _l("Customer levels"))
+CustomerTypeView = _dictionary_view(CustomerType, _l("Customer types"), (
+    _l("Customer type"), _l("Add customer type"), _l("Edit customer type")))
+IndustryView = _dictionary_view(Industry, _l("Industries"), (
+    _l("Industry"), _l("Add industry"), _l("Edit industry")), ["parent"])
+CustomerSourceView = _dictionary_view(CustomerSource, _l("Customer sources"), (
+    _l("Customer source"), _l("Add customer source"), _l("Edit customer source")))
+FollowUpMethodView = _dictionary_view(FollowUpMethod, _l("Follow-up methods"), (
+    _l("Follow-up method"), _l("Add follow-up method"), _l("Edit follow-up method")))
+CustomerLevelView = _dictionary_view(CustomerLevel, _l("Customer levels"), (
+    _l("Customer level"), _l("Add customer level"), _l("Edit customer level")))
 
 DICTIONARY_VIEWS = [
     (CustomerTypeView, _l("Customer types")),

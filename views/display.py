@@ -16,16 +16,37 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 
+from app import clock
+
 #: Date-times are shown to the minute (seconds and microseconds say nothing to a person).
-DATETIME_FORMAT = "%Y-%m-%d %H:%M"
+DATETIME_FORMAT = clock.MINUTE_FORMAT
 DATE_FORMAT = "%Y-%m-%d"
 #: Text for a select's empty choice (WTForms shows the value "__None" when the text is empty).
 BLANK_CHOICE = _l("(none)")
 
 
 def shown_time(value: datetime | None) -> str:
-    """A date-time as "YYYY-MM-DD HH:MM" ("" for None)."""
-    return "" if value is None else value.strftime(DATETIME_FORMAT)
+    """An instant as "YYYY-MM-DD HH:MM" in the CRM's zone ("" for None): the one place screens
+    convert (``clock.local_text``; a naive value is taken as UTC, as stored)."""
+    return clock.local_text(value, DATETIME_FORMAT)
+
+
+class LocalRecord:
+    """A record as a template reads it: every date-time attribute as wall time in the CRM's
+    zone (aware), everything else as stored. For templates that format times themselves
+    (``.strftime``); ``display`` is the better way in a template."""
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._record, name)
+        return clock.to_local(value) if isinstance(value, datetime) else value
+
+
+def local_record(record: Any) -> Any:
+    """``record`` wrapped as a ``LocalRecord`` (None stays None)."""
+    return None if record is None else LocalRecord(record)
 
 
 def display(value: Any) -> Any:

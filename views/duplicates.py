@@ -1,5 +1,7 @@
 """The dedup tool: clusters of likely duplicates in the user's scope, a side-by-side
-review, and a merge into one survivor (a sensitive action: TOTP step-up)."""
+review, and a merge into one survivor (a sensitive action: TOTP step-up); a pair reviewed
+as a false match is dismissed ("Not duplicates") and listed under *Dismissed*, where it can
+be restored. Dismissing and restoring need the merge permission (managers, admins)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
+from app.clock import to_local
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security import masking, step_up
@@ -43,7 +47,8 @@ def shown(customer: Customer, column: str) -> str:
 class DuplicatesView(BaseView):
     route_base = "/duplicates"
     class_permission_name = "Duplicates"
-    method_permission_name = {"index": "read", "review": "read", "merge_customers": "merge"}
+    method_permission_name = {"index": "read", "review": "read", "merge_customers": "merge",
+                              "dismissed": "merge", "dismiss": "merge", "restore": "merge"}
     base_permissions = ["can_read", "can_merge"]
     default_view = "index"
 
@@ -68,6 +73,21 @@ class DuplicatesView(BaseView):
         return self.render_template(
             "crm/duplicates.html", clusters=shown_clusters, members=members, total=len(clusters), page=page,
             pages=(len(clusters) + PAGE - 1) // PAGE, labels=dedup.RULE_LABELS, mask=masking.mask_phone,
+            title=_l("Duplicate customers"), may_merge=self._may_merge(), tab="clusters",
+        )
+
+    def _may_merge(self) -> bool:
+        return self.appbuilder.sm.has_access("can_merge", "Duplicates")
+
+    @expose("/dismissed")
+    @has_access
+    def dismissed(self) -> Any:
+        """The pairs dismissed as false matches, both customers in the user's scope (restore here)."""
+        page = min(max(db_int(request.args.get("page")) or 1, 1), 1_000_000)
+        pairs, total = dedup.dismissed_in_scope(g.user, (page - 1) * PAGE, PAGE)
+        return self.render_template(
+            "crm/duplicates_dismissed.html", pairs=pairs, total=total, page=page,
+            pages=(total + PAGE - 1) // PAGE, local=to_local, may_merge=True, tab="dismissed",
             title=_l("Duplicate customers"),
         )
 
@@ -82,12 +102,72 @@ class DuplicatesView(BaseView):
             select(FollowUp.customer_id, func.count(FollowUp.id)).where(FollowUp.customer_id.in_(ids))
             .group_by(FollowUp.customer_id)).all())
         picked = merge.default_picks(customers[0], customers[1:])
+        dismissed = dedup.dismissed_among(c.id for c in customers)
+        done = {pair.pair for pair in dismissed}
+        # the first pair still to review (pre-selected in "Not duplicates"); None: all dismissed
+        open_pair = next(((a, b) for i, a in enumerate(customers) for b in customers[i + 1:]
+                          if dedup.ordered(a.id, b.id) not in done), None)
         return self.render_template(
             "crm/duplicate_review.html", customers=customers, fields=REVIEW_FIELDS, shown=shown,
             picked={column: picked.get(column, customers[0].id) for column, _ in REVIEW_FIELDS},
-            follow_ups=follow_ups, may_merge=self.appbuilder.sm.has_access("can_merge", "Duplicates"),
+            follow_ups=follow_ups, may_merge=self._may_merge(), dismissed=dismissed, open_pair=open_pair,
+            by_id={c.id: c for c in customers}, local=to_local, reason_length=dedup.REASON_LENGTH,
             title=_l("Review duplicates"),
         )
+
+    def _back(self, settled: bool = False) -> Any:
+        """Where a dismiss/restore form returns (``back``): the review it came from (``ids``),
+        unless ``settled`` left no pair of it to review, or the dismissed list; else the
+        cluster list. Built from ids, never from a posted URL."""
+        ids = [v for v in request.form.get("ids", "").split(",") if v.isdigit()]
+        back = request.form.get("back")
+        if back == "review" and len(ids) >= 2 and not (settled and len(ids) == 2):
+            return redirect(url_for("DuplicatesView.review", ids=",".join(ids)))
+        if back == "dismissed":
+            return redirect(url_for("DuplicatesView.dismissed"))
+        return redirect(url_for("DuplicatesView.index"))
+
+    @expose("/dismiss", methods=["POST"])
+    @has_access
+    def dismiss(self) -> Any:
+        """"Not duplicates": ``dedup.dismiss_pair`` on the two posted customers (``a``, ``b``)."""
+        try:
+            pair = dedup.dismiss_pair(g.user, request.form.get("a"), request.form.get("b"),
+                                      request.form.get("reason"))
+            codes = (pair.customer_low.code, pair.customer_high.code)
+            db.session.commit()
+        except NotFound:
+            db.session.rollback()
+            abort(404)
+        except RuleViolation as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+            return self._back()
+        except IntegrityError:  # the same pair dismissed at the same moment by someone else
+            db.session.rollback()
+            flash(str(_l("These customers were already marked as not duplicates.")), "info")
+            return self._back()
+        flash(str(_l("%(a)s and %(b)s are marked as not duplicates; the duplicate list no longer pairs them.",
+                     a=codes[0], b=codes[1])), "success")
+        return self._back(settled=True)
+
+    @expose("/restore", methods=["POST"])
+    @has_access
+    def restore(self) -> Any:
+        """Undo a dismissal (``dedup.restore_pair``): the pair may group again."""
+        try:
+            dedup.restore_pair(g.user, request.form.get("a"), request.form.get("b"))
+            db.session.commit()
+        except NotFound:
+            db.session.rollback()
+            abort(404)
+        except RuleViolation as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+            return self._back()
+        flash(str(_l("The pair is no longer dismissed; it shows among the duplicates again if it still matches.")),
+              "success")
+        return self._back()
 
     @expose("/merge", methods=["POST"])
     @has_access

@@ -12,8 +12,9 @@ from flask import abort, current_app, g, jsonify, redirect, request, send_file, 
 from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import lazy_gettext as _l
 
+from app.clock import utc_now
 from app.extensions import appbuilder, db
-from app.models.base import acting_user_id, now
+from app.models.base import acting_user_id
 from app.models.org import CrmUser
 from app.models.transfers import DONE, EXPORT, FAILED, LIST_EXPORT, QUEUED, RUNNING, TransferJob, TransferSchedule
 from app.security.rights import user_may
@@ -46,7 +47,7 @@ def run_export(job_id: int, target: str | None = None) -> TransferJob:
     job = db.session.get(TransferJob, job_id)
     user = db.session.get(CrmUser, job.user_id)
     options = dict(job.options or {})
-    job.status, job.started_at = RUNNING, now()
+    job.status, job.started_at = RUNNING, utc_now()
     db.session.commit()
     path = Path(target) if target else folder("exports") / f"export-{job_id}.{options['fmt']}"
     token = acting_user_id.set(user.id)
@@ -63,14 +64,14 @@ def run_export(job_id: int, target: str | None = None) -> TransferJob:
             partial.replace(path)  # readers never see a half-written file
             job = db.session.get(TransferJob, job_id)
             job.processed_rows = job.total_rows = written
-            job.stored_path, job.status, job.finished_at = str(path), DONE, now()
+            job.stored_path, job.status, job.finished_at = str(path), DONE, utc_now()
             exporting.record(job.model, options["fmt"], written, options.get("unmasked", []), user=user, job_id=job_id)
             db.session.commit()
     except Exception as exc:
         db.session.rollback()
         job = db.session.get(TransferJob, job_id)
         message = str(exc) if isinstance(exc, ListRefused) else f"{type(exc).__name__}: {exc}"
-        job.status, job.error, job.finished_at = FAILED, message[:2000], now()
+        job.status, job.error, job.finished_at = FAILED, message[:2000], utc_now()
         db.session.commit()
     finally:
         acting_user_id.reset(token)

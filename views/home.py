@@ -10,6 +10,7 @@ from flask_appbuilder import IndexView, expose
 from flask_appbuilder.models.sqla.filters import FilterSmaller
 from sqlalchemy import func, select
 
+from app.clock import local_today
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security import alerts
@@ -22,11 +23,12 @@ FOLLOW_UP_VIEW = "FollowUpView"
 def due_before(today: date | None = None) -> date:
     """First day that is not yet due: a follow-up is due when its next step date is before it.
 
-    "Due" means on or before ``today`` (overdue included). Said as a strict "before
+    "Due" means on or before ``today`` (overdue included), a day in the CRM's zone
+    (``clock.local_today``), as next-step dates are. Said as a strict "before
     tomorrow" because that is the comparison the follow-up list offers (FAB's "Smaller
     than" filter on a date), so the home count and the list it links to are one rule.
     """
-    return (today or date.today()) + timedelta(days=1)
+    return (today or local_today()) + timedelta(days=1)
 
 
 def due_list_args(appbuilder: Any, today: date | None = None) -> dict[str, str]:
@@ -56,7 +58,7 @@ class CrmIndexView(IndexView):
                     scope_clause(user, Customer), Customer.archived_at.is_(None)
                 )
             )
-            today = date.today()
+            today = local_today()  # the CRM's day: at 23:30 UTC on the 30th it is the 1st in Shanghai
             due = db.session.scalar(
                 select(func.count(FollowUp.id)).where(
                     scope_clause(user, FollowUp), FollowUp.next_step_date < due_before(today)

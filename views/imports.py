@@ -1,5 +1,6 @@
-"""Import screens: template download, upload, column mapping, dry run preview, commit,
-progress and history (the work happens in app/services/importing)."""
+"""Import screens: template download, upload, column mapping, dry run preview with the
+value-mapping step (dictionary values that name no entry), commit, progress and history
+(the work happens in app/services/importing)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,24 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from app.models.transfers import DONE, PREVIEWED, QUEUED, RUNNING, TransferJob
 from app.security.data_scope import visible_owner_ids
-from app.services import background
-from app.services.importing import columns, engine, jobs, reading
+from app.services import background, dictionaries
+from app.services.errors import RuleViolation
+from app.services.importing import columns, engine, jobs, reading, values
 from app.services.importing.template import build_template
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 #: Characters of a header or sample value shown on the mapping page (a cell may hold 32,767).
 SHOWN_CHARS = 60
 SAMPLE_ROWS = 3
+#: What the screens show for a job's stored codes (never the code itself).
+MODE_LABELS = {"create": _l("Create new records only"), "update": _l("Update existing records only"),
+               "upsert": _l("Update existing, create the rest")}
+STATUS_LABELS = {"uploaded": _l("Uploaded"), "previewed": _l("Dry run"), "queued": _l("Queued"),
+                 "running": _l("Running"), "done": _l("Done"), "failed": _l("Failed")}
+#: Headings of the sample rows per outcome: (dry run, import).
+OUTCOME_LABELS = {"create": (_l("To create"), _l("Created")), "update": (_l("To update"), _l("Updated")),
+                  "unchanged": (_l("Unchanged"), _l("Unchanged")), "error": (_l("Rejected"), _l("Rejected")),
+                  "duplicate": (_l("Duplicates"), _l("Duplicates"))}
 
 
 def _shown(value: Any) -> str:
@@ -41,7 +52,7 @@ class ImportView(BaseView):
     class_permission_name = "Import"
     method_permission_name = {
         "index": "read", "template": "read", "job": "read", "progress": "read", "report": "read",
-        "upload": "write", "mapping": "write", "commit": "write",
+        "upload": "write", "mapping": "write", "commit": "write", "map_values": "write",
     }
     base_permissions = ["can_read", "can_write"]
     default_view = "index"
@@ -70,7 +81,9 @@ class ImportView(BaseView):
     @has_access
     def index(self) -> Any:
         return self.render_template("crm/import_index.html", models=self._models(),
-                                    history=jobs.history(g.user, self._everyone()), title=_l("Import"))
+                                    history=jobs.history(g.user, self._everyone()), title=_l("Import"),
+                                    model_labels={name: spec.label for name, spec in columns.MODELS.items()},
+                                    status_labels=STATUS_LABELS)
 
     @expose("/template/<string:model>")
     @has_access
@@ -177,8 +190,13 @@ class ImportView(BaseView):
     def job(self, job_id: int) -> Any:
         job = self._job(job_id)
         spec = columns.MODELS[job.model]
+        value_groups = values.groups(job) if job.status == PREVIEWED else []
         return self.render_template("crm/import_job.html", job=job, spec=spec, progress=background.progress(job),
-                                    outcomes=engine.OUTCOMES, title=_l("Import %(file)s", file=job.filename))
+                                    outcomes=engine.OUTCOMES, title=_l("Import %(file)s", file=job.filename),
+                                    value_groups=value_groups, values_digest=values.digest(job),
+                                    may_alias=bool(value_groups) and dictionaries.may_edit(g.user),
+                                    mode_label=MODE_LABELS.get(job.mode, job.mode),
+                                    outcome_labels={k: v[0 if job.dry_run else 1] for k, v in OUTCOME_LABELS.items()})
 
     @expose("/<int:job_id>/progress")
     @has_access
@@ -191,6 +209,28 @@ class ImportView(BaseView):
         job = self._job(job_id)
         if job.status != PREVIEWED or not jobs.start(job, commit=True):
             flash(str(_l("Run the dry run first (or wait for it to finish).")), "warning")
+        return redirect(url_for("ImportView.job", job_id=job.id))
+
+    @expose("/<int:job_id>/values", methods=["POST"])
+    @has_access
+    def map_values(self, job_id: int) -> Any:
+        """The value-mapping step: remember the chosen entries, then run the dry run again."""
+        job = self._job(job_id)
+        form = request.form
+        choices = {(name, position): form.get(f"value-{name}-{position}", "") for name, position in values.listed(job)}
+        try:
+            mapped, refused = values.apply_choices(job, g.user, choices, bool(form.get("as_alias")),
+                                                   form.get("digest", ""))
+        except RuleViolation as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+            return redirect(url_for("ImportView.job", job_id=job.id))
+        for message in refused:
+            flash(message, "danger")
+        db.session.commit()
+        if mapped:
+            flash(str(_l("%(n)d values mapped; the dry run runs again with them.", n=mapped)), "info")
+            jobs.start(job, commit=False)
         return redirect(url_for("ImportView.job", job_id=job.id))
 
     @expose("/<int:job_id>/report")

@@ -16,6 +16,7 @@ from app.extensions import db
 from app.models.transfers import FOLDER_IMPORT, LIST_EXPORT, TransferJob, TransferSchedule
 from app.services import schedules
 from app.services.importing import columns, engine
+from views import display
 from views.base import CrmModelView
 
 KINDS = [(FOLDER_IMPORT, _l("Import every file dropped in a folder")),
@@ -34,8 +35,9 @@ class ScheduledJobsView(BaseView):
         transfers = db.session.scalars(select(TransferSchedule).order_by(TransferSchedule.name)).all()
         runs = db.session.scalars(select(TransferJob).where(TransferJob.schedule_id.isnot(None))
                                   .order_by(TransferJob.id.desc()).limit(30)).all()
-        return self.render_template("crm/jobs.html", jobs=scheduler.list_jobs(), transfers=transfers, runs=runs,
-                                    title=_l("Scheduled jobs"))
+        return self.render_template("crm/jobs.html", jobs=scheduler.list_jobs(),
+                                    transfers=[display.local_record(t) for t in transfers],
+                                    runs=[display.local_record(r) for r in runs], title=_l("Scheduled jobs"))
 
 
 def _check_cron(form: Any, field: Any) -> None:

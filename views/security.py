@@ -53,7 +53,8 @@ class TotpView(BaseView):
             return _login_redirect()
         user = g.user
         return self.render_template(
-            "crm/totp_index.html", credential=totp.credential(user), required=totp.enrolment_required(user),
+            "crm/totp_index.html", credential=display.local_record(totp.credential(user)),
+            required=totp.enrolment_required(user),
             codes_left=totp.recovery_codes_left(user), login_factor=totp.login_factor_required(user),
         )
 
@@ -235,4 +236,4 @@ class PermissionReportView(BaseView):
     def download(self) -> Any:
         rows = permission_report.build_report()
         header = [str(_l(column)) for column in permission_report.COLUMNS]
-        return exporting.response(header, (row.cells() for row in rows), "xlsx", "permission-report")
+        return exporting.response(header, (row.cells(sheet=True) for row in rows), "xlsx", "permission-report")

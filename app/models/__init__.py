@@ -10,6 +10,7 @@ from app.models.dictionaries import (
     FollowUpMethod,
     Industry,
 )
+from app.models.duplicates import DismissedPair
 from app.models.org import CrmUser, Department, RoleDataScope
 from app.models.security import RecoveryCode, StepUpGrant, TotpCredential
 from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
@@ -28,6 +29,7 @@ __all__ = [
     "CustomerType",
     "DICTIONARIES",
     "Department",
+    "DismissedPair",
     "FollowUp",
     "FollowUpMethod",
     "ImportMapping",

@@ -12,10 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import now
+from app.clock import utc_now
+from app.models.base import UtcDateTime
 
 
 class AuditLog(Model):
@@ -25,7 +26,7 @@ class AuditLog(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, unique=True, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now, index=True)
     #: No foreign key: a purged user's entries must stay verifiable and attributable.
     user_id: Mapped[int | None] = mapped_column(Integer, index=True)
     user_name: Mapped[str | None] = mapped_column(String(256))
@@ -53,3 +54,8 @@ class AuditChainHead(Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     last_hash: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    #: Entries up to ``legacy_seq`` were written before instants were stored in UTC, by a
+    #: server whose clock ran in ``legacy_zone``: their hashes cover that zone's wall time
+    #: (set by migration 8e1a3c5d7f92 only when that zone was not UTC).
+    legacy_seq: Mapped[int | None] = mapped_column(BigInteger)
+    legacy_zone: Mapped[str | None] = mapped_column(String(64))

@@ -1,13 +1,19 @@
-"""Shared column mixins for CRM models."""
+"""Shared column types and mixins for CRM models."""
 
 from __future__ import annotations
 
 import contextvars
+import warnings
 from datetime import datetime
+from typing import Any
 
 from flask import g, has_app_context
 from sqlalchemy import DateTime, ForeignKey, Integer
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from app.clock import UTC, utc_now
 
 #: The user a script, job or sync run acts for (web requests use ``g.user``).
 acting_user_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
@@ -25,16 +31,54 @@ def current_user_id() -> int | None:
     return acting_user_id.get()
 
 
-def now() -> datetime:
-    return datetime.now()
+#: The current instant, aware UTC (``app.clock.utc_now``): the default of every instant column.
+now = utc_now
+
+
+class NaiveInstantWarning(UserWarning):
+    """A naive ``datetime`` was written to an instant column (see ``UtcDateTime``)."""
+
+
+class UtcDateTime(TypeDecorator):
+    """An instant: ``timestamptz`` on PostgreSQL, UTC text on SQLite; always aware UTC in Python.
+
+    Binding: an aware value is converted to UTC (PostgreSQL gets it with its offset;
+    SQLite, which has no zone type, gets the UTC wall time). A **naive value is taken as
+    UTC** and warned about (``NaiveInstantWarning``): FAB writes ``datetime.now()`` into
+    ``ab_user`` and filters with naive values, which on a server (UTC) are UTC; refusing them
+    would turn those into 500s. Code of ours passes aware values only (``app.clock``):
+    what a person typed goes through ``clock.from_local`` first.
+
+    Reading: SQLite gives naive UTC back and PostgreSQL an aware value in the session's
+    zone; both come out as aware UTC, so comparisons never mix naive and aware values.
+    Values that are not datetimes (e.g. a string literal in a filter) pass unchanged.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if not isinstance(value, datetime):
+            return value
+        if value.tzinfo is None:
+            warnings.warn("naive datetime written to an instant column: taken as UTC (use app.clock)",
+                          NaiveInstantWarning, stacklevel=2)
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if not isinstance(value, datetime):
+            return value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class StampMixin:
     """Created/changed by+at. Nullable users, unlike FAB's AuditMixin, so jobs can write."""
 
-    created_on: Mapped[datetime] = mapped_column(DateTime, default=now, nullable=False)
+    created_on: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, nullable=False)
     changed_on: Mapped[datetime] = mapped_column(
-        DateTime, default=now, onupdate=now, nullable=False
+        UtcDateTime, default=utc_now, onupdate=utc_now, nullable=False
     )
 
     @declared_attr

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import StampMixin, VersionMixin, now
+from app.clock import utc_now
+from app.models.base import StampMixin, UtcDateTime, VersionMixin
 
 
 class Customer(StampMixin, VersionMixin, Model):
@@ -33,7 +34,7 @@ class Customer(StampMixin, VersionMixin, Model):
     source_id: Mapped[int | None] = mapped_column(ForeignKey("dict_customer_source.id"))
     owner_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id"), nullable=False)
     note: Mapped[str | None] = mapped_column(Text)
-    archived_at: Mapped[datetime | None] = mapped_column(DateTime)
+    archived_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     type = relationship("CustomerType")
     industry = relationship("Industry")
@@ -63,7 +64,7 @@ class FollowUp(StampMixin, VersionMixin, Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), nullable=False)
-    followed_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
+    followed_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
     method_id: Mapped[int | None] = mapped_column(ForeignKey("dict_follow_up_method.id"))
     content: Mapped[str] = mapped_column(Text, nullable=False)
     next_step: Mapped[str | None] = mapped_column(String(255))
@@ -89,7 +90,7 @@ class CustomerStatusChange(Model):
     )
     from_type_id: Mapped[int | None] = mapped_column(ForeignKey("dict_customer_type.id"))
     to_type_id: Mapped[int | None] = mapped_column(ForeignKey("dict_customer_type.id"))
-    changed_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
     changed_by_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
     reason: Mapped[str | None] = mapped_column(String(255))
 
@@ -112,7 +113,7 @@ class CustomerAlias(Model):
     code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), nullable=False, index=True)
     merged_from_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
-    merged_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
+    merged_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
     merged_by_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
 
     customer = relationship("Customer", foreign_keys=[customer_id], back_populates="aliases")

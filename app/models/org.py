@@ -6,8 +6,11 @@ from datetime import date, datetime
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import Role, User
-from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ColumnDefault, Date, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.clock import local_today, utc_now
+from app.models.base import UtcDateTime
 
 SCOPE_OWN = "own"
 SCOPE_DEPARTMENT = "department"
@@ -46,9 +49,9 @@ class CrmUser(User):
     job_title: Mapped[str | None] = mapped_column(String(64))
     expires_on: Mapped[date | None] = mapped_column(Date)
     #: Set when an account is deactivated (departure); the purge job counts from here.
-    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    deactivated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     #: Set when the purge job has re-assigned the records and removed personal data.
-    purged_at: Mapped[datetime | None] = mapped_column(DateTime)
+    purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     #: Every browser session and API token carries the value it was issued under; raising
     #: it (logout, password change, deactivation) ends them all server-side
     #: (``app.security.sessions``).
@@ -58,12 +61,30 @@ class CrmUser(User):
 
     @property
     def is_expired(self) -> bool:
-        return self.expires_on is not None and self.expires_on < date.today()
+        return self.expires_on is not None and self.expires_on < local_today()
 
     @property
     def is_active(self) -> bool:
         """FAB checks this at login, on session load and for JWTs: expiry ends access."""
         return bool(self.active) and not self.is_expired
+
+
+def _fab_user_instants() -> None:
+    """FAB's own date-times on ``ab_user`` (last login, created, changed) become instants
+    like ours: shown in the user admin and weighed by the permission report. Their defaults
+    write aware UTC; FAB's own assignments of ``datetime.now()`` are taken as UTC
+    (``UtcDateTime``: a server's clock), and the CRM's manager writes the last login itself."""
+    for name in FAB_USER_INSTANTS:
+        column = User.__table__.c[name]
+        column.type = UtcDateTime()
+        if column.default is not None:
+            column.default = ColumnDefault(utc_now)
+            column.default.column = column
+
+
+#: ab_user columns FAB declares as naive DateTime that the CRM reads and writes as instants.
+FAB_USER_INSTANTS = ("last_login", "created_on", "changed_on")
+_fab_user_instants()
 
 
 class RoleDataScope(Model):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import UtcDateTime
 
 
 class TotpCredential(Model):
@@ -16,11 +18,11 @@ class TotpCredential(Model):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id", ondelete="CASCADE"), primary_key=True)
     secret_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
-    confirmed_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    confirmed_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     #: Replay guard: the last accepted time step; a code must come from a later one.
     last_used_step: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     failed_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     user = relationship("CrmUser", backref="totp_credential", uselist=False)
 
@@ -33,7 +35,7 @@ class RecoveryCode(Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id", ondelete="CASCADE"), index=True, nullable=False)
     code_hash: Mapped[str] = mapped_column(String(64), nullable=False)
-    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class StepUpGrant(Model):
@@ -43,4 +45,4 @@ class StepUpGrant(Model):
 
     session_key: Mapped[str] = mapped_column(String(80), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False)
-    expires_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, index=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, index=True)

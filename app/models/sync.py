@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import now
+from app.clock import utc_now
+from app.models.base import UtcDateTime
 from app.security import masking
 
 XLSX, GSHEETS = "xlsx", "gsheets"
@@ -39,11 +40,11 @@ class SyncTarget(Model):
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     #: Stop when the sheet lost more than this share of its rows since the last run.
     max_shrink_percent: Mapped[int] = mapped_column(Integer, nullable=False, default=20)
-    last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_status: Mapped[str | None] = mapped_column(String(12))
     last_message: Mapped[str | None] = mapped_column(Text)
     #: Set while a run holds the target (Sync now and the schedule never run it twice at once).
-    running_since: Mapped[datetime | None] = mapped_column(DateTime)
+    running_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     run_as = relationship("CrmUser", foreign_keys=[run_as_id])
 
@@ -63,7 +64,7 @@ class SyncRow(Model):
     record_id: Mapped[int] = mapped_column(Integer, nullable=False)
     key: Mapped[str] = mapped_column(String(40), nullable=False)
     base: Mapped[dict] = mapped_column(JSON, nullable=False)
-    synced_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
+    synced_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
 
 
 class SyncRun(Model):
@@ -72,8 +73,8 @@ class SyncRun(Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("sync_target.id", ondelete="CASCADE"), nullable=False,
                                            index=True)
-    started_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     #: running / done / stopped (a guard refused before any write) / failed
     status: Mapped[str] = mapped_column(String(10), nullable=False, default="running")
     trigger: Mapped[str] = mapped_column(String(10), nullable=False, default="manual")
@@ -100,8 +101,8 @@ class SyncConflict(Model):
     base: Mapped[str | None] = mapped_column(Text)
     app_value: Mapped[str | None] = mapped_column(Text)
     sheet_value: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
     resolution: Mapped[str | None] = mapped_column(String(8))
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import now
+from app.clock import utc_now
+from app.models.base import UtcDateTime
 
 #: TransferJob.kind
 IMPORT, EXPORT = "import", "export"
@@ -55,9 +56,9 @@ class TransferJob(Model):
     duplicates: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     preview: Mapped[dict | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     user = relationship("CrmUser", foreign_keys=[user_id])
     schedule = relationship("TransferSchedule", back_populates="jobs")
@@ -74,7 +75,7 @@ class ImportMapping(Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id"), primary_key=True)
     model: Mapped[str] = mapped_column(String(40), primary_key=True)
     mapping: Mapped[dict] = mapped_column(JSON, nullable=False)
-    changed_on: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=now, onupdate=now)
+    changed_on: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now, onupdate=utc_now)
 
 
 class TransferSchedule(Model):
@@ -93,7 +94,7 @@ class TransferSchedule(Model):
     columns: Mapped[str | None] = mapped_column(String(500))
     run_as_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id"), nullable=False)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_status: Mapped[str | None] = mapped_column(String(12))
     last_message: Mapped[str | None] = mapped_column(Text)
 

@@ -11,9 +11,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from app.clock import utc_now
 from app.extensions import db
 from app.models.audit import AuditLog
-from app.models.base import now
 from app.security import login_guard
 from app.services import audit
 
@@ -25,7 +25,7 @@ def actions() -> tuple[str, ...]:
 
 def recent_count(hours: int = 24) -> int:
     """Alerts raised in the last ``hours`` hours."""
-    since = now() - timedelta(hours=hours)
+    since = utc_now() - timedelta(hours=hours)
     return db.session.scalar(select(func.count(AuditLog.id)).where(
         AuditLog.action.in_(actions()), AuditLog.created_at >= since
     )) or 0

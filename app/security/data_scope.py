@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import date
 from typing import Any
 
 from flask import g, has_request_context
@@ -19,6 +18,7 @@ from flask_appbuilder.models.filters import BaseFilter
 from sqlalchemy import false, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.clock import local_today
 from app.extensions import db
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, SCOPE_OWN, SCOPES, CrmUser, Department, RoleDataScope
@@ -181,5 +181,5 @@ class ActiveEntryFilter(BaseFilter):
         query = query.filter(self.model.active.is_(True))
         expires = getattr(self.model, "expires_on", None)
         if expires is not None:
-            query = query.filter(or_(expires.is_(None), expires >= date.today()))
+            query = query.filter(or_(expires.is_(None), expires >= local_today()))
         return query

@@ -31,9 +31,9 @@ from flask_babel import lazy_gettext as _l
 from limits import RateLimitItem, parse
 from sqlalchemy import exists, select
 
+from app.clock import utc_now
 from app.extensions import appbuilder, db
 from app.models.audit import AuditLog
-from app.models.base import now
 from app.services import audit
 
 PAIR = "login-fail-pair"
@@ -94,7 +94,7 @@ def known_address(user: Any, ip: str) -> bool:
     """Whether ``user`` logged in from ``ip`` in the last ``CRM_LOGIN_KNOWN_ADDRESS_DAYS`` days."""
     if user is None:
         return False
-    since = now() - timedelta(days=current_app.config["CRM_LOGIN_KNOWN_ADDRESS_DAYS"])
+    since = utc_now() - timedelta(days=current_app.config["CRM_LOGIN_KNOWN_ADDRESS_DAYS"])
     return bool(db.session.scalar(select(exists().where(
         AuditLog.action == "login", AuditLog.user_id == user.id, AuditLog.ip == ip, AuditLog.created_at >= since,
     ))))

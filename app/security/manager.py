@@ -22,7 +22,8 @@ from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo
 
-from app.models.org import CrmUser
+from app import clock
+from app.models.org import FAB_USER_INSTANTS, CrmUser
 from app.security import login_guard, sessions, step_up
 from app.security.step_up import SensitiveWritesMixin, StepUpRequired, declare
 from app.services import accounts
@@ -64,6 +65,8 @@ class CrmUserDBModelView(SensitiveWritesMixin, UserDBModelView):
         *_ORG_FIELDS, "password", "conf_password",
     ]
     edit_columns = ["first_name", "last_name", "username", "active", "email", "roles", *_ORG_FIELDS]
+    #: Instants shown in the CRM's zone, to the minute (as every CRM screen shows them).
+    formatters_columns = {name: clock.local_text for name in FAB_USER_INSTANTS}
     #: FAB's default roles validator also reads a "groups" field, which the CRM does not use.
     validators_columns = {"roles": [DataRequired(message=_l("Pick at least one role."))]}
     search_columns = ["first_name", "last_name", "username", "email", "active", "roles", "department", "job_title", "expires_on"]
@@ -80,6 +83,11 @@ class CrmUserDBModelView(SensitiveWritesMixin, UserDBModelView):
         "active": _l("Unticking this ends the user's sessions now; the account is purged 30 days later "
                      "and its records go to the department manager."),
     }
+
+    def pre_update(self, item: Any) -> None:
+        """FAB's stamp, as an aware instant (FAB writes the server's naive clock)."""
+        super().pre_update(item)
+        item.changed_on = clock.utc_now()
 
     def sensitive_name(self, kind: str, pk: Any = None) -> str | None:
         """Creating a user, deleting one, any change to roles, active flag or expiry date
@@ -237,6 +245,23 @@ class CrmSecurityManager(SecurityManager):
             audit.record("login_failed", target, {"username": (username or "")[:64]}, user=target)
         self.session.commit()
         return user
+
+    def update_user_auth_stat(self, user: Any, success: bool = True) -> None:
+        """FAB's login counters, with the last login as an aware instant (``clock.utc_now``;
+        FAB writes the server's naive ``datetime.now()``)."""
+        user.login_count = user.login_count or 0
+        user.fail_login_count = user.fail_login_count or 0
+        if success:
+            user.login_count += 1
+            user.last_login = clock.utc_now()
+            user.fail_login_count = 0
+        else:
+            user.fail_login_count += 1
+        self.update_user(user)
+        if success:
+            self.on_user_login(user)
+        else:
+            self.on_user_login_failed(user)
 
     def load_user(self, pk: Any) -> Any:
         """Browser sessions: FAB's check (active, not expired) plus the session epoch, so a

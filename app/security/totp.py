@@ -14,7 +14,7 @@ import hmac
 import re
 import secrets
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -51,8 +51,8 @@ def clock() -> float:
 
 
 def now() -> datetime:
-    """Local time on the same clock as the codes: lockouts and step-up grants use it."""
-    return datetime.fromtimestamp(clock())
+    """The current instant (aware UTC) on the same clock as the codes: lockouts and step-up grants use it."""
+    return datetime.fromtimestamp(clock(), UTC)
 
 
 def _fernet() -> Fernet:

@@ -30,8 +30,8 @@ from sqlalchemy import delete, event, inspect, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.clock import as_utc, local_today, utc_now
 from app.extensions import db
-from app.models.base import now
 from app.models.customers import Customer, FollowUp
 from app.models.org import CrmUser, Department, RoleDataScope
 from app.models.security import RecoveryCode, StepUpGrant, TotpCredential
@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 def deactivate_expired(today: date | None = None) -> int:
     """Mark accounts past their expiry date inactive (login already refuses them)."""
-    today = today or date.today()
+    today = today or local_today()  # expiry dates are days in the CRM's zone
     users = db.session.scalars(
         select(CrmUser).where(CrmUser.active.is_(True), CrmUser.expires_on < today)
     ).all()
@@ -82,7 +82,7 @@ def deactivate_expired(today: date | None = None) -> int:
 def _stamp_deactivation(user: CrmUser, value: Any, old: Any, initiator: Any) -> None:
     """Deactivation time starts the purge clock; re-activation stops it."""
     if value is False and old is not False:
-        user.deactivated_at = now()
+        user.deactivated_at = utc_now()
     elif value:
         user.deactivated_at = None
 
@@ -123,7 +123,7 @@ def _anonymise(user: CrmUser) -> None:
     user.password = generate_password_hash(secrets.token_urlsafe(32))
     user.phone = user.employee_no = user.job_title = None
     user.roles = []
-    user.purged_at = now()
+    user.purged_at = utc_now()
     for model in (TotpCredential, RecoveryCode, StepUpGrant):
         db.session.execute(delete(model).where(model.user_id == user.id))
 
@@ -134,7 +134,7 @@ def purge_departed(at: datetime | None = None) -> list[str]:
     The account row stays (created-by links and the audit chain point at it) but its
     personal data, password, roles and authenticator are gone. Returns the old usernames.
     """
-    cutoff = (at or now()) - timedelta(days=current_app.config["CRM_PURGE_AFTER_DAYS"])
+    cutoff = (as_utc(at) or utc_now()) - timedelta(days=current_app.config["CRM_PURGE_AFTER_DAYS"])
     users = db.session.scalars(select(CrmUser).where(
         CrmUser.active.is_(False), CrmUser.deactivated_at <= cutoff, CrmUser.purged_at.is_(None)
     )).all()
@@ -283,7 +283,7 @@ def _ends_sessions(user: CrmUser) -> bool:
         return True
     if _changed(user, "active") and not user.active:
         return True
-    return _changed(user, "expires_on") and user.expires_on is not None and user.expires_on < date.today()
+    return _changed(user, "expires_on") and user.expires_on is not None and user.expires_on < local_today()
 
 
 @event.listens_for(Session, "before_flush")

@@ -20,17 +20,19 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import g, has_app_context, has_request_context, request
-from sqlalchemy import DateTime, event, func, insert, inspect, select, update
+from sqlalchemy import event, func, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, attributes
 
+from app.clock import as_utc, local_text, utc_now
 from app.models.audit import AuditChainHead, AuditLog
-from app.models.base import acting_user_id, now
+from app.models.base import UtcDateTime, acting_user_id
 from app.security.masking import mask_phone
 from app.services.bulk import insert_rows
 
@@ -119,13 +121,26 @@ def _json(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def entry_hash(row: Mapping[str, Any]) -> str:
-    """SHA-256 over the hashed columns of one entry (as stored)."""
+def _hashed_time(value: datetime, zone: tzinfo | None = None) -> str:
+    """An instant as the chain hashes it: naive UTC wall time, to the microsecond (what the
+    entries written before instants were aware hashed on a UTC server); ``zone``: that
+    zone's wall time instead (entries from a server whose clock was not UTC)."""
+    moment = as_utc(value)
+    if zone is not None:
+        moment = moment.astimezone(zone)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def entry_hash(row: Mapping[str, Any], legacy_zone: tzinfo | None = None) -> str:
+    """SHA-256 over the hashed columns of one entry (as stored).
+
+    ``legacy_zone``: the entry predates UTC storage and was hashed with its wall time in
+    that zone (``AuditChainHead.legacy_zone``)."""
     values = []
     for name in HASHED_COLUMNS:
         value = row[name]
         if isinstance(value, datetime):
-            value = value.isoformat(timespec="microseconds")
+            value = _hashed_time(value, legacy_zone)
         values.append(value)
     payload = json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
@@ -146,7 +161,7 @@ def _append(conn: Connection, entries: list[dict[str, Any]], user: Any = None) -
     rows = []
     for offset, entry in enumerate(entries):
         row = {
-            "seq": seq_end - len(entries) + 1 + offset, "created_at": now(),
+            "seq": seq_end - len(entries) + 1 + offset, "created_at": utc_now(),
             "user_id": user_id, "user_name": user_name, **facts, "source": current_source(),
             "object_type": None, "object_id": None, "changes": None, "detail": None,
             "reason": context.reason, **entry, "prev_hash": prev,
@@ -181,7 +196,9 @@ def record(
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, (date, datetime)):
+    if isinstance(value, datetime):  # an instant, always written in UTC with its offset
+        return as_utc(value).isoformat()
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)
@@ -383,9 +400,9 @@ def _readable(model: type | None, key: str, relation: Any, value: Any) -> Any:
     if isinstance(value, bool):
         return _l("Yes") if value else _l("No")
     column = inspect(model).columns.get(key)
-    if column is not None and isinstance(value, str) and isinstance(column.type, DateTime):
-        try:
-            return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
+    if column is not None and isinstance(value, str) and isinstance(column.type, UtcDateTime):
+        try:  # stored as ISO with +00:00; entries from before that are naive UTC (a server's clock)
+            return local_text(datetime.fromisoformat(value))
         except ValueError:
             return value
     return value
@@ -398,7 +415,7 @@ ALERT_ACTIONS = ("totp_locked", "audit_chain_broken")
 def recent_alert_count(hours: int = 24) -> int:
     from app.extensions import db
 
-    since = now() - timedelta(hours=hours)
+    since = utc_now() - timedelta(hours=hours)
     return db.session.scalar(select(func.count(AuditLog.id)).where(
         AuditLog.action.in_(ALERT_ACTIONS), AuditLog.created_at >= since
     )) or 0
@@ -420,6 +437,8 @@ class ChainReport:
 
 def verify_chain(session: Session) -> ChainReport:
     """Walk the chain in order; report the first entry whose link or hash is wrong."""
+    head = session.get(AuditChainHead, 1)
+    legacy_seq, legacy_zone = _legacy(head)
     columns = [AuditLog.__table__.c[name] for name in (*HASHED_COLUMNS, "hash")]
     rows = session.execute(select(*columns).order_by(AuditLog.seq).execution_options(yield_per=5000))
     prev, expected_seq, checked = "", 1, 0
@@ -428,13 +447,19 @@ def verify_chain(session: Session) -> ChainReport:
             return ChainReport(checked, expected_seq, f"entry #{expected_seq} is missing (next is #{row['seq']})")
         if row["prev_hash"] != prev:
             return ChainReport(checked, row["seq"], f"entry #{row['seq']} does not link to the entry before it")
-        if entry_hash(row) != row["hash"]:
+        if entry_hash(row, legacy_zone if row["seq"] <= legacy_seq else None) != row["hash"]:
             return ChainReport(checked, row["seq"], f"entry #{row['seq']} was altered after it was written")
         prev, expected_seq, checked = row["hash"], expected_seq + 1, checked + 1
-    head = session.get(AuditChainHead, 1)
     if head is not None and (head.seq != checked or head.last_hash != prev):
         return ChainReport(checked, checked + 1, f"entries after #{checked} were removed (head is #{head.seq})")
     return ChainReport(checked)
+
+
+def _legacy(head: AuditChainHead | None) -> tuple[int, tzinfo | None]:
+    """(last seq hashed in a legacy zone, that zone) from the chain head; (0, None) when none."""
+    if head is None or not head.legacy_seq or not head.legacy_zone:
+        return 0, None
+    return head.legacy_seq, ZoneInfo(head.legacy_zone)
 
 
 def _register_models() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from app.clock import utc_now
 from app.extensions import db
-from app.models.base import now
 from app.models.transfers import RUNNING, TransferJob
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def progress(job: TransferJob) -> dict[str, Any]:
     done, total = LIVE.get(job.id, (job.processed_rows, job.total_rows))
     remaining = None
     if job.status == RUNNING and job.started_at and done:
-        elapsed = (now() - job.started_at).total_seconds()
+        elapsed = (utc_now() - job.started_at).total_seconds()
         remaining = round(elapsed / done * (total - done))
     return {"status": job.status, "processed": done, "total": total, "seconds_left": remaining,
             "created": job.created, "updated": job.updated, "unchanged": job.unchanged,

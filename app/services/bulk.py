@@ -3,7 +3,8 @@
 SQLAlchemy's per-row parameter processing costs more than SQLite's own work at
 100,000 rows; this sends plain tuples with ``executemany``. Only the types our bulk
 tables use are converted (datetimes, for SQLite, into SQLAlchemy's storage format, so
-the ORM reads them back exactly as if it had written them).
+the ORM reads them back exactly as if it had written them; instants in UTC, as
+``UtcDateTime`` binds them).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Date, DateTime, Table
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
+
+from app.models.base import UtcDateTime
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":{n}", "named": ":{name}"}
 
@@ -29,6 +32,14 @@ def _dates_as_text(row: tuple, dated: list[int]) -> tuple:
     return tuple(values)
 
 
+def _instants(row: tuple, instants: list[tuple[int, UtcDateTime]], dialect: Dialect) -> tuple:
+    """Instant columns as their type binds them (UTC; naive UTC text on SQLite comes next)."""
+    values = list(row)
+    for index, kind in instants:
+        values[index] = kind.process_bind_param(values[index], dialect)
+    return tuple(values)
+
+
 def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """INSERT ``rows`` (dicts with the same keys) into ``table`` in one executemany."""
     if not rows:
@@ -40,8 +51,11 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]
     quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
     statement = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({quoted}) VALUES ({marks})"
     values = [tuple(row[name] for name in names) for row in rows]
+    instants = [(i, table.c[name].type) for i, name in enumerate(names) if isinstance(table.c[name].type, UtcDateTime)]
+    if instants:
+        values = [_instants(row, instants, dialect) for row in values]
     if dialect.name == "sqlite":
-        dated = [i for i, name in enumerate(names) if isinstance(table.c[name].type, (DateTime, Date))]
+        dated = [i for i, name in enumerate(names) if isinstance(table.c[name].type, (DateTime, Date, UtcDateTime))]
         if dated:
             values = [_dates_as_text(row, dated) for row in values]
     connection.exec_driver_sql(statement, values)

@@ -17,8 +17,9 @@ from limits import parse
 from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
+from app.clock import utc_now
 from app.extensions import appbuilder, db
-from app.models.base import current_user_id, now
+from app.models.base import current_user_id
 from app.models.customers import Customer, CustomerAlias, CustomerStatusChange, FollowUp
 from app.security import masking, step_up
 from app.security.rights import user_may
@@ -117,7 +118,7 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     for row, code in zip(blank, numbering.allocate(session, numbering.CUSTOMER_PREFIX, len(blank)) if blank else [],
                          strict=True):
         row["code"] = code
-    stamp, uid = now(), current_user_id()
+    stamp, uid = utc_now(), current_user_id()
     for row in rows:
         row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
     bulk.insert_rows(session.connection(), Customer.__table__, rows)
@@ -175,7 +176,7 @@ def archive(customer: Customer, may_delete_won: bool) -> None:
     reason = can_archive(customer, may_delete_won)
     if reason:
         raise RuleForbidden(reason)
-    customer.archived_at = now()  # audited as "archive" by the flush hook
+    customer.archived_at = utc_now()  # audited as "archive" by the flush hook
 
 
 def restore(customer: Customer) -> None:
@@ -251,7 +252,7 @@ def archive_customers(pks: list[Any], user: Any) -> tuple[list[Customer], list[s
         if reason:
             refused.append(reason)
         else:
-            item.archived_at = now()
+            item.archived_at = utc_now()
             archived.append(item)
     _spend_archive_budget(user, len(archived))
     db.session.flush()

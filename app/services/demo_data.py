@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app import clock
 from app.models.customers import Customer, FollowUp
 from app.services.validation import credit_code_check_char, normalize_phone
 
@@ -280,11 +281,13 @@ def _customer(
 
 
 def _follow_up_times(rng: random.Random, n: int, now: datetime) -> list[datetime]:
-    """``n`` working-hour moments within the last 120 days, oldest first, none in the future."""
+    """``n`` working-hour moments within the last 120 days, oldest first, none in the future.
+
+    ``now`` is aware, in the CRM's zone: the working hours are that zone's (aware results)."""
     times = []
     for _ in range(n):
         day = now.date() - timedelta(days=rng.randint(0, 119))
-        moment = datetime.combine(day, time(rng.randint(9, 18), rng.randint(0, 59)))
+        moment = datetime.combine(day, time(rng.randint(9, 18), rng.randint(0, 59)), tzinfo=now.tzinfo)
         earlier = now - timedelta(minutes=rng.randint(5, 90))  # drawn always: same sequence any time of day
         times.append(min(moment, earlier))
     return sorted(times)
@@ -309,7 +312,7 @@ def _follow_ups(
     """1-4 follow-ups by the customer's owner, in the customer's language, oldest first."""
     contents, steps = (ZH_CONTENT, ZH_NEXT) if chinese else (EN_CONTENT, EN_NEXT)
     owner_id = customer.owner.id
-    now = datetime.now()
+    now = clock.local_now()  # working hours and "today" are the CRM zone's
     times = _follow_up_times(rng, rng.randint(1, 4), now)
     items = []
     for i, when in enumerate(times):

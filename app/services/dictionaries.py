@@ -4,11 +4,14 @@ Imports and the sync accept ``36``, ``Manufacture of Automobiles``, ``汽车制�
 ``制造业 > 汽车制造业``, an alias an admin gave the entry (``汽车``, ``Automotive``), for
 labels that start with their code (``A 重要``) the label alone (``重要``), and a shortened
 label that names one entry only (``转介绍`` for ``客户转介绍``). Matching ignores case,
-spaces and width.
+width, spaces and invisible characters (``lookup_key``).
 
 When a name fits several entries: a code beats any other name; a section and its own
 division with the same name (教育 / 教育) give the division; then the one active entry.
 Anything else is ambiguous and asks for the code.
+
+A value that names no entry can be remembered as meaning one (the import's value-mapping
+step): ``remember_value`` at the end of this module.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from app.extensions import db
+from app.services.validation import INVISIBLE
 
 _SPACES = re.compile(r"\s+")
 _AMBIGUOUS = object()
@@ -31,7 +35,10 @@ _CODE, _NAME, _PATH = 0, 1, 2  # how a name was given: its rank when names clash
 
 
 def lookup_key(text: object) -> str:
-    return _SPACES.sub("", unicodedata.normalize("NFKC", str(text or "")).lower())
+    """The form names are compared in: NFKC (full-width ＩＴ is IT), case-folded, without
+    spaces or invisible characters (a value pasted with bidi marks is the same value).
+    Lookups, aliases and the remembered values of the import's value-mapping step all key on it."""
+    return _SPACES.sub("", INVISIBLE.sub("", unicodedata.normalize("NFKC", str(text or ""))).casefold())
 
 
 def _names(entry: Any) -> list[tuple[str, int]]:
@@ -46,6 +53,14 @@ def _names(entry: Any) -> list[tuple[str, int]]:
     if parent is not None:
         names += [(f"{parent.label_en}>{entry.label_en}", _PATH), (f"{parent.label_zh}>{entry.label_zh}", _PATH)]
     return names
+
+
+class UnknownValue(ValueError):
+    """A value that names no entry of the dictionary (``ambiguous``: it names several)."""
+
+    def __init__(self, message: object, ambiguous: bool = False) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous
 
 
 def _pick(entries: list[Any]) -> Any:
@@ -88,18 +103,21 @@ class DictionaryLookup:
         return None
 
     def find(self, text: object) -> Any:
-        """The entry named by ``text`` (None for blank); ``ValueError`` if unknown or ambiguous.
+        """The entry named by ``text`` (None for blank); ``UnknownValue`` (a ``ValueError``)
+        naming the value if it names no entry or several.
 
-        Remembered per text: an import repeats the same few values many thousand times.
+        Remembered per text, misses too: an import repeats the same few values many thousand
+        times, and a miss costs a scan of every name (``_contained``).
         """
         try:
-            return self._memo[text]
+            found = self._memo[text]
         except (KeyError, TypeError):
-            pass
-        entry = self._find(text)
-        if isinstance(text, str):
-            self._memo[text] = entry
-        return entry
+            found = self._find(text)
+            if isinstance(text, str):
+                self._memo[text] = found
+        if isinstance(found, UnknownValue):  # a fresh exception each time: a re-raised one grows its traceback
+            raise UnknownValue(found.args[0], found.ambiguous)
+        return found
 
     def _find(self, text: object) -> Any:
         key = lookup_key(text)
@@ -109,9 +127,9 @@ class DictionaryLookup:
         if entry is None:
             entry = self._contained(key)
         if entry is _AMBIGUOUS:
-            raise ValueError(_l("%(value)s matches several entries; use the code.", value=str(text)))
+            return UnknownValue(_l("%(value)s matches several entries; use the code.", value=str(text)), True)
         if entry is None:
-            raise ValueError(_l("%(value)s is not in the list; pick one of the dropdown values.", value=str(text)))
+            return UnknownValue(_l("%(value)s is not in the list; pick one of the dropdown values.", value=str(text)))
         return entry
 
 
@@ -185,16 +203,7 @@ def check_aliases(entry: Any) -> dict[str, str]:
     own = {lookup_key(name) for name in (entry.code, entry.label_en, entry.label_zh)}
     aliases = [alias for alias in aliases if lookup_key(alias) not in own]  # already its own name
     entry.aliases = "\n".join(aliases) or None
-    others_names: dict[str, Any] = {}
-    others_aliases: dict[str, Any] = {}
-    for other in db.session.scalars(select(type(entry))):
-        if other is entry or (entry.id is not None and other.id == entry.id):
-            continue
-        for name, rank in _names(other):
-            if rank != _PATH:
-                others_names.setdefault(lookup_key(name), other)
-        for alias in other.alias_list:
-            others_aliases.setdefault(lookup_key(alias), other)
+    others_names, others_aliases = _other_names(entry)
     errors: dict[str, str] = {}
     taken = [(a, others_names[lookup_key(a)]) for a in aliases if lookup_key(a) in others_names]
     if taken:
@@ -207,6 +216,24 @@ def check_aliases(entry: Any) -> dict[str, str]:
             errors[field] = str(_l("%(value)s is an alias of %(entry)s (%(code)s); remove it there first.",
                                    value=getattr(entry, field), entry=other.label, code=other.code))
     return errors
+
+
+def _other_names(entry: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``lookup_key`` -> entry for the names (code, labels, aliases; not parent paths) and
+    for the aliases of every other entry of ``entry``'s dictionary."""
+    names: dict[str, Any] = {}
+    aliases: dict[str, Any] = {}
+    with db.session.no_autoflush:
+        others = db.session.scalars(select(type(entry))).all()
+    for other in others:
+        if other is entry or (entry.id is not None and other.id == entry.id):
+            continue
+        for name, rank in _names(other):
+            if rank != _PATH:
+                names.setdefault(lookup_key(name), other)
+        for alias in other.alias_list:
+            aliases.setdefault(lookup_key(alias), other)
+    return names, aliases
 
 
 def _parent_problem(entry: Any, parent_id: int | None) -> str | None:
@@ -233,3 +260,155 @@ def check_delete(entry: Any) -> None:
     if count:
         raise RuleViolation(str(_l("%(code)s is used by %(n)d records; untick Active instead of deleting it.",
                                    code=entry.code, n=count)))
+
+
+# --- remembered values: the import's value-mapping step (issue 11 §4) -------------------
+#
+# A value an import could not resolve (教育x) and a person mapped to an entry is remembered
+# so the next file resolves it. Users who may edit the dictionaries remember it for
+# everyone: it becomes an alias of the entry, so every later import, the sync and the
+# forms' lookups accept it. Everyone else remembers it for their own imports only (their
+# screen imports and the scheduled imports that run as them; never the sync, whose
+# targets are shared): a rep must not change what a value means for colleagues. Both go
+# through ``remember_value``; ``add_alias`` is the one door to a new alias outside the
+# dictionary screens (which save whole alias lists through ``check_entry``).
+
+#: ``ImportMapping.model`` under which a user's own remembered values are kept (not a model name).
+PERSONAL_VALUES = "dictionary-values"
+#: Values remembered per user and dictionary; past it the oldest are forgotten.
+MAX_PERSONAL_VALUES = 1000
+
+
+def may_edit(user: Any) -> bool:
+    """Whether ``user`` may edit the dictionaries (``can_write`` on ``Dictionary``, the
+    dictionary screens' own permission): only then is a mapped value remembered for everyone."""
+    from app.security.rights import user_may
+
+    return user_may(user, "can_write", "Dictionary")
+
+
+def clean_value(text: object) -> str:
+    """A value as it is remembered: NFKC, invisible characters dropped, one plain space,
+    trimmed (how ``normalise_aliases`` cleans an alias). ``ValueError`` if empty or longer
+    than an alias may be (100 characters)."""
+    from app.services import validation
+
+    value = validation.clean_line(unicodedata.normalize("NFKC", str(text or "")))
+    if not lookup_key(value):
+        raise ValueError(_l("An empty value cannot be mapped."))
+    if len(value) > _MAX_ALIAS_LENGTH:
+        raise ValueError(_l("At most %(n)d characters per alias: %(alias)s", n=_MAX_ALIAS_LENGTH,
+                            alias=value[:20] + "…"))
+    return value
+
+
+def pickable_entry(model: type, entry_id: object, text: str) -> Any:
+    """The active entry of dictionary ``model`` with id ``entry_id`` (as a form posts it),
+    for the value ``text``; ``RuleViolation`` naming the value for an id of no entry of this
+    dictionary (another dictionary's, a deleted one, not a number) or of an inactive entry
+    (new records cannot pick it, so mapping a value to it would only move the error)."""
+    from app.services.errors import RuleViolation
+
+    raw = str(entry_id or "").strip()
+    entry = db.session.get(model, int(raw)) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
+    if entry is None:
+        raise RuleViolation(str(_l("Pick an entry of the list for %(value)s.", value=text)))
+    if not entry.active:
+        raise RuleViolation(str(_l("%(entry)s (%(code)s) is inactive and cannot be picked for %(value)s.",
+                                   entry=entry.label, code=entry.code, value=text)))
+    return entry
+
+
+def add_alias(entry: Any, text: object, user: Any, reason: str | None = None) -> str:
+    """Add ``text`` as one more alias of ``entry``, for everyone; returns it as stored.
+
+    Cleaned as ``clean_value`` (so the lookups, which compare ``lookup_key``, find it in any
+    width or case); a value that is already a name of ``entry`` changes nothing. Refused
+    with ``RuleViolation`` ({"aliases": message}): a user who may not edit the dictionaries
+    (status 403), a value holding an alias separator (, ; 、 — the dictionary screens would
+    split it), and what ``check_aliases`` refuses (a name of another entry, more than 50
+    aliases). Flushes, so the dictionary's audit hook records the aliases before/after
+    (with ``reason``)."""
+    from app.services import audit
+    from app.services.errors import RuleForbidden, RuleViolation
+
+    if not may_edit(user):
+        raise RuleForbidden({"aliases": str(_l("Only users who may edit the dictionaries can add aliases."))})
+    try:
+        alias = clean_value(text)
+    except ValueError as exc:
+        raise RuleViolation({"aliases": str(exc)}) from None
+    if _ALIAS_SEPARATORS.search(alias):
+        raise RuleViolation({"aliases": str(_l(
+            "%(value)s contains a comma, semicolon or 、, which separate aliases, so it cannot be an alias.",
+            value=alias))})
+    if lookup_key(alias) in {lookup_key(name) for name, rank in _names(entry) if rank != _PATH}:
+        return alias
+    before = entry.aliases
+    with db.session.no_autoflush:
+        entry.aliases = "\n".join([*entry.alias_list, alias])
+        errors = check_aliases(entry)
+    if errors.get("aliases"):
+        entry.aliases = before
+        raise RuleViolation({"aliases": errors["aliases"]})
+    with audit.audit_context(reason=reason):
+        db.session.flush()
+    return alias
+
+
+def remember_value(user: Any, model: type, entry_id: object, text: object, everyone: bool,
+                   reason: str | None = None) -> Any:
+    """The one use case that remembers "``text`` means this entry" (see the section note);
+    returns the entry.
+
+    ``entry_id`` must be an active entry of ``model`` (``pickable_entry``). ``everyone``:
+    an alias (``add_alias``, which refuses users who may not edit the dictionaries); else
+    kept for ``user``'s own imports (``personal_values``), audited as ``value_mapping``.
+    Either way a value that already names another entry of the dictionary is refused with
+    a message naming that entry. Raises ``RuleViolation``."""
+    from app.services.errors import RuleViolation
+
+    try:
+        value = clean_value(text)
+    except ValueError as exc:
+        raise RuleViolation(str(exc)) from None
+    entry = pickable_entry(model, entry_id, value)
+    if everyone:
+        add_alias(entry, value, user, reason)
+        return entry
+    other = _other_names(entry)[0].get(lookup_key(value))
+    if other is not None:
+        raise RuleViolation(str(_l("%(alias)s already names %(entry)s (%(code)s); an alias must name one entry only.",
+                                   alias=value, entry=other.label, code=other.code)))
+    _remember_personal(user, entry, value, reason)
+    return entry
+
+
+def _remember_personal(user: Any, entry: Any, value: str, reason: str | None) -> None:
+    from app.models.transfers import ImportMapping
+    from app.services import audit
+
+    saved = db.session.get(ImportMapping, (user.id, PERSONAL_VALUES))
+    memory = {name: dict(values) for name, values in (saved.mapping if saved else {}).items()}
+    remembered = memory.setdefault(type(entry).__tablename__, {})
+    key = lookup_key(value)
+    remembered.pop(key, None)  # re-inserted last: the newest choice is the last forgotten
+    remembered[key] = entry.id
+    for old in list(remembered)[:-MAX_PERSONAL_VALUES]:
+        del remembered[old]
+    if saved is None:
+        db.session.add(ImportMapping(user_id=user.id, model=PERSONAL_VALUES, mapping=memory))
+    else:
+        saved.mapping = memory
+    audit.record("value_mapping", entry, {"value": value, "for": getattr(user, "username", None)}, reason=reason)
+
+
+def personal_values(user_id: int, model: type) -> dict[str, int]:
+    """``lookup_key(value)`` -> entry id: the values ``user_id`` remembered for their own
+    imports in dictionary ``model`` (the entries may since have been retired: the caller
+    checks)."""
+    from app.models.transfers import ImportMapping
+
+    saved = db.session.get(ImportMapping, (user_id, PERSONAL_VALUES))
+    remembered = (saved.mapping or {}).get(model.__tablename__) if saved else None
+    return {str(key): int(pk) for key, pk in (remembered or {}).items() if isinstance(pk, int)}

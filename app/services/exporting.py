@@ -12,6 +12,7 @@ import io
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from flask_babel import lazy_gettext as _l
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+from app import clock
 from app.security import step_up
 from app.security.rights import user_may
 from app.services.errors import RuleForbidden
@@ -69,7 +71,11 @@ def looks_like_formula(value: Any) -> bool:
 
 
 def neutralise(value: Any) -> Any:
-    """For downloads: prefix formula-looking text with an apostrophe, so it is shown, not run."""
+    """For downloads: prefix formula-looking text with an apostrophe, so it is shown, not run;
+    an aware date-time becomes the CRM zone's wall time (a cell holds no zone, and openpyxl
+    refuses aware values)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return clock.local_naive(value)
     value = workbook_text(value)
     return "'" + value if looks_like_formula(value) else value
 

@@ -13,8 +13,8 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
+from app.clock import utc_now
 from app.extensions import db
-from app.models.base import now
 from app.models.customers import Customer, FollowUp
 from app.security.data_scope import scope_clause
 from app.services import records, validation
@@ -88,7 +88,7 @@ def save_follow_up(values: dict[str, Any], user: Any, *, pk: Any = None, version
     with db.session.no_autoflush:
         records.assign(item, values, EDITABLE)
         if pk is None and item.followed_at is None:
-            item.followed_at = now()
+            item.followed_at = utc_now()
         clean_follow_up(item, user)
     if pk is None:
         db.session.add(item)

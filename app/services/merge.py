@@ -13,8 +13,8 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import update
 
+from app.clock import utc_now
 from app.extensions import db
-from app.models.base import now
 from app.models.customers import Customer, CustomerAlias, CustomerStatusChange, FollowUp
 from app.security import step_up
 from app.security.data_scope import can_see
@@ -85,7 +85,7 @@ def merge(survivor: Customer, others: list[Customer], picks: dict[str, int], use
         db.session.add(CustomerAlias(code=other.code, customer=survivor, merged_from=other, merged_by_id=user.id))
         for alias in list(other.aliases):  # aliases of an earlier merge follow along
             alias.customer = survivor
-        other.archived_at = now()
+        other.archived_at = utc_now()
         merged_codes.append(other.code)
     audit.record("merge", survivor, {"survivor": survivor.code, "merged": merged_codes,
                                      "picked": {k: v for k, v in picks.items() if v != survivor.id}})

@@ -7,14 +7,11 @@ transaction, so two users saving at the same moment are serialised by the databa
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
-from flask import current_app, has_app_context
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.clock import local_today
 from app.models.customers import CodeSequence
 
 #: Record codes the CRM gives: customers C..., follow-ups G... (prefix + date + sequence).
@@ -27,10 +24,9 @@ def looks_generated(code: str) -> bool:
 
 
 def today_key() -> str:
-    tz = "Asia/Shanghai"
-    if has_app_context():
-        tz = current_app.config.get("CRM_CODE_TIMEZONE", tz)
-    return datetime.now(ZoneInfo(tz)).strftime("%Y%m%d")
+    """Today in the CRM's zone as ``YYYYMMDD`` (``clock.local_today``): a customer saved at
+    00:30 in Shanghai is numbered with that day, not with the UTC day before."""
+    return local_today().strftime("%Y%m%d")
 
 
 def allocate(session: Session, prefix: str, count: int = 1, day: str | None = None) -> list[str]:

@@ -18,6 +18,7 @@ from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from app import clock
 from app.extensions import db
 from app.models.org import CrmUser
 from app.models.security import TotpCredential
@@ -34,13 +35,20 @@ class ReportRow:
     enrolled: bool
     flags: list[str] = field(default_factory=list)
 
-    def cells(self) -> list[Any]:
+    def cells(self, sheet: bool = False) -> list[Any]:
+        """The row's cells: the last login as text in the CRM's zone (page), or for a
+        spreadsheet (``sheet``) as that zone's wall time in a date-time cell."""
         user = self.user
         return [
             user.username, user.get_full_name(), user.department.name if user.department else "",
             user.job_title or "", ", ".join(self.roles), self.scope, bool(user.active),
-            self.last_login or "", gettext("yes") if self.enrolled else gettext("no"), "; ".join(self.flags),
+            self._last_login(sheet), gettext("yes") if self.enrolled else gettext("no"), "; ".join(self.flags),
         ]
+
+    def _last_login(self, sheet: bool) -> Any:
+        if self.last_login is None:
+            return ""
+        return clock.local_naive(self.last_login).replace(microsecond=0) if sheet else clock.local_text(self.last_login)
 
 
 COLUMNS = ("Username", "Name", "Department", "Job title", "Roles", "Data scope", "Active",
@@ -59,7 +67,7 @@ def _flags(user: CrmUser, roles: list[str], enrolled: bool, now: datetime) -> li
     flags = []
     if user.last_login is None:
         flags.append(gettext("never logged in"))
-    elif user.last_login < now - timedelta(days=current_app.config["CRM_INACTIVE_DAYS"]):
+    elif clock.as_utc(user.last_login) < clock.as_utc(now) - timedelta(days=current_app.config["CRM_INACTIVE_DAYS"]):
         flags.append(gettext("inactive for more than %(n)d days", n=current_app.config["CRM_INACTIVE_DAYS"]))
     excess = _excess_roles(user, roles)
     if excess:
@@ -70,8 +78,9 @@ def _flags(user: CrmUser, roles: list[str], enrolled: bool, now: datetime) -> li
 
 
 def build_report(now: datetime | None = None) -> list[ReportRow]:
-    """One row per account that has not been purged, flagged rows first."""
-    now = now or datetime.now()
+    """One row per account that has not been purged, flagged rows first (``now``: an instant,
+    default the current one; naive is taken as UTC)."""
+    now = now or clock.utc_now()
     users = db.session.scalars(
         select(CrmUser).where(CrmUser.purged_at.is_(None))
         .options(selectinload(CrmUser.roles), selectinload(CrmUser.department)).order_by(CrmUser.username)

@@ -30,8 +30,8 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
+from app.clock import as_utc, crm_zone, utc_now
 from app.extensions import db
-from app.models.base import now
 from app.models.org import CrmUser
 from app.models.transfers import DONE, FAILED, FOLDER_IMPORT, RUNNING, TransferJob, TransferSchedule
 from app.services import files
@@ -57,9 +57,9 @@ def register(kind: str, runner: Callable[[TransferSchedule], str]) -> None:
 
 
 def trigger(cron: str) -> CronTrigger:
-    """The schedule's cron expression (5 fields); ``ValueError`` with a readable message."""
+    """The schedule's cron expression (5 fields) in the CRM's zone; ``ValueError`` with a readable message."""
     try:
-        return CronTrigger.from_crontab(cron, timezone=current_app.config["SCHEDULER_TIMEZONE"])
+        return CronTrigger.from_crontab(cron, timezone=crm_zone())
     except ValueError as exc:
         raise ValueError(_l("Not a cron schedule (minute hour day month weekday): %(why)s", why=str(exc))) from None
 
@@ -67,11 +67,12 @@ def trigger(cron: str) -> CronTrigger:
 def is_due(schedule: TransferSchedule, at: datetime) -> bool:
     """Whether a cron time fell between the last run (or this minute, if never run) and ``at``.
 
-    Stored times are naive server-local; the cron is read in the scheduler's time zone.
+    The cron is read in the CRM's zone (``0 7 * * *`` is 07:00 there); ``at`` and the stored
+    last run are instants (aware; a naive ``at`` is taken as UTC), compared in that zone.
     """
     cron = trigger(schedule.cron)
-    at = at.astimezone(cron.timezone)
-    since = schedule.last_run_at.astimezone(cron.timezone) if schedule.last_run_at else \
+    at = as_utc(at).astimezone(cron.timezone)
+    since = as_utc(schedule.last_run_at).astimezone(cron.timezone) if schedule.last_run_at else \
         at.replace(second=0, microsecond=0)
     next_time = cron.get_next_fire_time(None, since)
     return next_time is not None and next_time <= at
@@ -79,7 +80,7 @@ def is_due(schedule: TransferSchedule, at: datetime) -> bool:
 
 def run_due(at: datetime | None = None) -> list[str]:
     """Run every enabled schedule whose time has come; a failure never stops the others."""
-    at = at or now()
+    at = at or utc_now()
     done = []
     for schedule in db.session.scalars(select(TransferSchedule).where(TransferSchedule.enabled.is_(True))):
         try:
@@ -98,8 +99,8 @@ def _claim(schedule_id: int) -> bool:
     taken = db.session.execute(update(table).where(
         table.c.id == schedule_id,
         (table.c.last_status.is_(None)) | (table.c.last_status != RUNNING)
-        | (table.c.last_run_at < now() - timedelta(minutes=30)),
-    ).values(last_status=RUNNING, last_run_at=now())).rowcount
+        | (table.c.last_run_at < utc_now() - timedelta(minutes=30)),
+    ).values(last_status=RUNNING, last_run_at=utc_now())).rowcount
     db.session.commit()
     return taken == 1
 
@@ -122,7 +123,7 @@ def run(schedule: TransferSchedule) -> TransferSchedule:
         plain = isinstance(exc, (ValueError, PermissionError))  # our own messages need no class name
         message, status = str(exc) if plain else f"{type(exc).__name__}: {exc}", FAILED
     schedule = db.session.get(TransferSchedule, schedule_id)
-    schedule.last_run_at, schedule.last_status, schedule.last_message = now(), status, message[:2000]
+    schedule.last_run_at, schedule.last_status, schedule.last_message = utc_now(), status, message[:2000]
     db.session.commit()
     return schedule
 
@@ -191,7 +192,7 @@ def _import_file(schedule: TransferSchedule, user: Any, path: Path) -> str:
     except Exception as exc:  # whatever happens, the file leaves the folder (never imported twice)
         db.session.rollback()
         job = db.session.get(TransferJob, job_id)
-        job.status, job.error, job.finished_at = FAILED, str(exc), now()
+        job.status, job.error, job.finished_at = FAILED, str(exc), utc_now()
         db.session.commit()
     target = _move(path, "done" if job.status == DONE else "failed")
     if job.report_path:

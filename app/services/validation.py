@@ -12,6 +12,8 @@ from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
 
+from app import clock
+
 #: Characters nobody sees: zero-width marks, bidi controls (copied from chat apps and PDFs),
 #: the byte-order mark, soft hyphens, variation selectors, Hangul fillers.
 INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
@@ -156,11 +158,30 @@ _DATE_HINT = _l("Not a date: use 2024-05-01, 2024/5/1, 2024年5月1日 or an Exc
 
 
 def parse_datetime(raw: object) -> datetime | None:
-    """Date/time from a cell: date objects, Excel serial numbers or common text forms."""
+    """The instant a cell, a sheet value or typed text means (None when empty).
+
+    Date and date-time objects, Excel serial numbers and common text forms are wall time in
+    the CRM's zone (a workbook cell, a CSV cell and sync text hold no zone); an aware value
+    or text with an offset (``2026-11-30T13:09:00+00:00``) is that instant. The result is
+    aware and expressed in the CRM's zone (``clock.from_local`` then ``clock.to_local``), so
+    ``.date()`` is the CRM's day; instant columns store it in UTC. ``ValueError`` with a
+    hint for anything else.
+    """
+    wall = _wall_time(raw)
+    if wall is None:
+        return None
+    try:
+        return clock.to_local(clock.from_local(wall))
+    except OverflowError:  # 0001-01-01 or 9999-12-31 moved across the zone's offset
+        raise ValueError(_DATE_HINT) from None
+
+
+def _wall_time(raw: object) -> datetime | None:
+    """What ``raw`` says, as written: naive wall time, or aware when it carries an offset."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     if isinstance(raw, datetime):
-        return raw.replace(tzinfo=None)
+        return raw
     if isinstance(raw, date):
         return datetime(raw.year, raw.month, raw.day)
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
@@ -169,14 +190,26 @@ def parse_datetime(raw: object) -> datetime | None:
         raise ValueError(_DATE_HINT)
     text = re.sub(r"\s+", " ", str(raw).strip())
     if re.fullmatch(r"\d{5}(\.\d+)?", text):  # a serial that arrived as text (CSV)
-        return parse_datetime(float(text))
+        return _wall_time(float(text))
     for day_format in _DATE_FORMATS:
         for time_format in _TIME_FORMATS:
             try:
                 return datetime.strptime(text, day_format + time_format)
             except ValueError:
                 continue
-    raise ValueError(_DATE_HINT)
+    return _iso_with_offset(text)
+
+
+def _iso_with_offset(text: str) -> datetime:
+    """ISO 8601 text with an offset or ``Z`` (an API answer, another system's export) as
+    that instant; ``ValueError`` for anything else (naive forms are the formats above)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValueError(_DATE_HINT)
+    return moment
 
 
 #: Dates a CRM record can carry (a typo such as 0202 or 2202 is caught, history is not).
@@ -187,7 +220,10 @@ def date_problem(value: date | datetime | None) -> str | None:
     """Why a date or time is outside ``DATE_RANGE`` (None when it is inside, or empty)."""
     if value is None:
         return None
-    day = value.date() if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        day = (clock.to_local(value) if value.tzinfo is not None else value).date()
+    else:
+        day = value
     if DATE_RANGE[0] <= day <= DATE_RANGE[1]:
         return None
     return str(_l("Give a date between %(first)s and %(last)s.", first=DATE_RANGE[0].isoformat(),
@@ -195,5 +231,7 @@ def date_problem(value: date | datetime | None) -> str | None:
 
 
 def parse_date(raw: object) -> date | None:
+    """The day a cell or text means, in the CRM's zone (a date-time with an offset is first
+    turned into the CRM's wall time). ``ValueError`` as ``parse_datetime``."""
     moment = parse_datetime(raw)
     return moment.date() if moment is not None else None

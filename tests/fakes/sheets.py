@@ -12,13 +12,24 @@ number format; UNFORMATTED_VALUE gives numbers, and dates as serial numbers unle
 FORMATTED_STRING is asked for, as documented for spreadsheets.values.get), Google-shaped
 error JSON (404, 400, 429 RESOURCE_EXHAUSTED, 5xx), a log of every request, and fault
 injection (fail the Nth request, or the next few, with a status or a timeout).
+
+Merged cells as Google keeps them (``mergeCells`` / ``unmergeCells`` requests, what gspread's
+``merge_cells`` sends): merging keeps the top-left value only; a value read returns a merge's
+value on its top-left cell and nothing on the cells it covers; a value written into a covered
+cell is kept but not shown until the range is unmerged; deleting or inserting rows moves the
+merges below (and shrinks or grows a merge they fall inside). ``spreadsheets.get`` with
+``ranges`` (and ``getByDataFilter`` with ``a1Range`` filters) answers with the grid data Google
+gives under a field mask (``effectiveValue`` per cell, ``merges``, ``gridProperties``; zero
+indexes omitted as protobuf JSON does). ``on_request`` runs a test's action just before a given
+request is answered: a colleague typing into the sheet while a sync run is between its read and
+its write.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +72,34 @@ class Worksheet:
     cols: int = 26
     cells: dict[tuple[int, int], Any] = field(default_factory=dict)  # (row, col), 0-based
     formats: dict[tuple[int, int], str] = field(default_factory=dict)  # number format patterns
+    merges: list[tuple[int, int, int, int]] = field(default_factory=list)  # (top, left, bottom, right), half-open
+
+    def covered(self, row: int, col: int) -> bool:
+        """A cell hidden under a merge (every cell of a merged range but its top-left one)."""
+        return any(t <= row < b and lt <= col < r and (row, col) != (t, lt) for t, lt, b, r in self.merges)
+
+    def merge(self, top: int, left: int, bottom: int, right: int) -> None:
+        """``mergeCells`` (MERGE_ALL): only the top-left value stays, as in the Sheets UI."""
+        if bottom > self.rows or right > self.cols or top >= bottom or left >= right:
+            raise SheetsError(400, "Invalid requests[0].mergeCells: the range is outside the grid or empty.")
+        if any(t < bottom and top < b and lt < right and left < r for t, lt, b, r in self.merges):
+            raise SheetsError(400, "Invalid requests[0].mergeCells: You can't merge cells that overlap another "
+                                   "merge.")
+        for key in [k for k in self.cells if top <= k[0] < bottom and left <= k[1] < right and k != (top, left)]:
+            del self.cells[key]
+        self.merges.append((top, left, bottom, right))
+
+    def unmerge(self, top: int, left: int, bottom: int, right: int) -> None:
+        """``unmergeCells``: every merge inside the range is undone; one only partly inside is an error."""
+        kept = []
+        for t, lt, b, r in self.merges:
+            inside = top <= t and b <= bottom and left <= lt and r <= right
+            if not inside and t < bottom and top < b and lt < right and left < r:
+                raise SheetsError(400, "Invalid requests[0].unmergeCells: You must select all cells in a merged "
+                                       "range to merge or unmerge them.")
+            if not inside:
+                kept.append((t, lt, b, r))
+        self.merges = kept
 
     def used(self) -> tuple[int, int]:
         if not self.cells:
@@ -72,6 +111,8 @@ class Worksheet:
         out = []
         for r in range(top, min(bottom, self.rows)):
             row = [self.cells.get((r, c), "") for c in range(left, min(right, self.cols))]
+            if self.merges:  # a covered cell shows nothing, whatever was written into it
+                row = ["" if self.covered(r, left + j) else value for j, value in enumerate(row)]
             while row and row[-1] == "":
                 row.pop()
             out.append(row)
@@ -106,12 +147,55 @@ class Worksheet:
                                    f"of a grid with {self.rows} rows.")
         self.cells, self.formats = _shifted(self.cells, start, end), _shifted(self.formats, start, end)
         self.rows -= end - start
+        moved = []
+        for t, lt, b, r in self.merges:  # rows deleted inside a merge shrink it, above it move it up
+            t2 = t - max(0, min(t, end) - start)
+            b2 = b - max(0, min(b, end) - start)
+            if b2 - t2 >= 1 and (b2 - t2) * (r - lt) > 1:
+                moved.append((t2, lt, b2, r))
+        self.merges = moved
+
+    def insert_rows(self, start: int, count: int) -> None:
+        """``insertDimension`` (ROWS): rows at and below ``start`` move down, merges with them
+        (a merge the new rows fall inside grows, as in the Sheets UI)."""
+        if not 0 <= start <= self.rows or count < 1:
+            raise SheetsError(400, f"Invalid requests[0].insertDimension: Cannot insert rows at {start} of a grid "
+                                   f"with {self.rows} rows.")
+
+        def moved(cells: dict[tuple[int, int], Any]) -> dict[tuple[int, int], Any]:
+            return {((r + count) if r >= start else r, c): v for (r, c), v in cells.items()}
+
+        self.cells, self.formats = moved(self.cells), moved(self.formats)
+        self.merges = [(t + count if t >= start else t, lt, b + count if b > start else b, r)
+                       for t, lt, b, r in self.merges]
+        self.rows += count
 
     def rendered(self, top: int, left: int, bottom: int, right: int, render: str,
                  dates: str = "SERIAL_NUMBER") -> list[list[Any]]:
         """``grid`` as a values read returns it under the given render options."""
         return [[_render(v, render, self.formats.get((top + i, left + j)), dates) for j, v in enumerate(row)]
                 for i, row in enumerate(self.grid(top, left, bottom, right))]
+
+    def grid_data(self, top: int, left: int, bottom: int, right: int) -> dict:
+        """A ``GridData`` as ``spreadsheets.get`` returns it for the field mask
+        ``data(startRow,startColumn,rowData(values(effectiveValue)))``: trailing empty rows and
+        cells left out, an empty cell as ``{}``, zero start indexes omitted."""
+        data: dict[str, Any] = {}
+        if top:
+            data["startRow"] = top
+        if left:
+            data["startColumn"] = left
+        rows = [{"values": [_effective(v) for v in row]} if row else {} for row in self.grid(top, left, bottom, right)]
+        if rows:
+            data["rowData"] = rows
+        return data
+
+    def grid_range(self, box: tuple[int, int, int, int]) -> dict:
+        """A merge as a ``GridRange`` (zero indexes omitted)."""
+        names = ("startRowIndex", "startColumnIndex", "endRowIndex", "endColumnIndex")
+        grid = {"sheetId": self.sheet_id} if self.sheet_id else {}
+        grid.update({name: value for name, value in zip(names, box, strict=True) if value})
+        return grid
 
 
 def _shifted(cells: dict[tuple[int, int], Any], start: int, end: int) -> dict[tuple[int, int], Any]:
@@ -216,6 +300,7 @@ class FakeSheets(BaseAdapter):
         self.spreadsheets: dict[str, Spreadsheet] = {}
         self.calls: list[Call] = []
         self.faults: dict[int, Fault] = {}  # request number (1-based) -> fault
+        self.actions: dict[int, Callable[[], Any]] = {}  # request number (1-based) -> what happens first
         self._next_id = 0
 
     # --- test helpers ---------------------------------------------------------------
@@ -244,6 +329,10 @@ class FakeSheets(BaseAdapter):
         """Make the Nth request from now on (1 = the next one) fail."""
         self.faults[len(self.calls) + request_number] = Fault(status, message)
 
+    def on_request(self, request_number: int, action: Callable[[], Any]) -> None:
+        """Run ``action()`` just before the Nth request from now on (1 = the next one) is answered."""
+        self.actions[len(self.calls) + request_number] = action
+
     def fail_next(self, count: int, status: int | str = 429) -> None:
         for n in range(1, count + 1):
             self.fail(n, status, "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per "
@@ -269,6 +358,9 @@ class FakeSheets(BaseAdapter):
         body = json.loads(request.body) if request.body else None
         call = Call(request.method, unquote(parts.path), params, body, _kind(request.method, parts.path))
         self.calls.append(call)
+        action = self.actions.pop(len(self.calls), None)
+        if action is not None:
+            action()
         fault = self.faults.pop(len(self.calls), None)
         if fault is not None and fault.status == "timeout":
             call.status = 0
@@ -294,9 +386,14 @@ class FakeSheets(BaseAdapter):
         key, _, tail = rest.partition("/")
         if key.endswith(":batchUpdate"):
             return self._batch_update(self._book(key[: -len(":batchUpdate")]), body)
+        if key.endswith(":getByDataFilter") and method == "POST":
+            ranges = [f["a1Range"] for f in (body or {}).get("dataFilters", []) if "a1Range" in f]
+            if not ranges:
+                raise SheetsError(400, "Only a1Range data filters are emulated.")
+            return self._spreadsheet(self._book(key[: -len(":getByDataFilter")]), {**params, "ranges": ranges})
         book = self._book(key)
         if not tail:
-            return self._metadata(book)
+            return self._spreadsheet(book, params)
         if tail == "values:batchGet":
             return {"spreadsheetId": book.key,
                     "valueRanges": [self._get(book, r, params) for r in params.get("ranges", [])]}
@@ -330,6 +427,32 @@ class FakeSheets(BaseAdapter):
                                        "gridProperties": {"rowCount": s.rows, "columnCount": s.cols}}}
                        for i, s in enumerate(book.sheets)],
         }
+
+    def _spreadsheet(self, book: Spreadsheet, params: dict[str, list[str]]) -> dict:
+        """``spreadsheets.get``: the properties; with ``ranges`` and a field mask naming ``data`` or
+        ``merges`` (or ``includeGridData=true``), only the sheets the ranges name, with each
+        range's grid data and the sheet's merges that meet a requested range."""
+        fields = params.get("fields", [""])[0]
+        grid = "data" in fields or "merges" in fields or params.get("includeGridData", ["false"])[0] == "true"
+        if not grid:
+            return self._metadata(book)
+        ranges = [parse_range(book, text) for text in params.get("ranges", [])] or [
+            (sheet, (0, 0, sheet.rows, sheet.cols)) for sheet in book.sheets]
+        result = self._metadata(book)
+        sheets = []
+        for index, sheet in enumerate(book.sheets):
+            boxes = [box for found, box in ranges if found is sheet]
+            if not boxes:
+                continue
+            entry = result["sheets"][index]
+            entry["data"] = [sheet.grid_data(*box) for box in boxes]
+            met = [m for m in sheet.merges if any(m[0] < b and t < m[2] and m[1] < r and lt < m[3]
+                                                  for t, lt, b, r in boxes)]
+            if met:
+                entry["merges"] = [sheet.grid_range(m) for m in met]
+            sheets.append(entry)
+        result["sheets"] = sheets
+        return result
 
     def _get(self, book: Spreadsheet, a1_range: str, params: dict[str, list[str]]) -> dict:
         sheet, (top, left, bottom, right) = parse_range(book, a1_range)
@@ -400,12 +523,26 @@ class FakeSheets(BaseAdapter):
                     raise SheetsError(400, "Only ROWS deletion is emulated.")
                 book.by_id(dim["sheetId"]).delete_rows(dim["startIndex"], dim["endIndex"])
                 replies.append({})
+            elif name == "insertDimension":
+                dim = spec["range"]
+                if dim.get("dimension") != "ROWS":
+                    raise SheetsError(400, "Only ROWS insertion is emulated.")
+                start = dim.get("startIndex", 0)
+                book.by_id(dim.get("sheetId", 0)).insert_rows(start, dim["endIndex"] - start)
+                replies.append({})
             elif name == "appendDimension":
                 sheet = book.by_id(spec["sheetId"])
                 if spec.get("dimension") == "ROWS":
                     sheet.rows += spec["length"]
                 else:
                     sheet.cols += spec["length"]
+                replies.append({})
+            elif name in ("mergeCells", "unmergeCells"):
+                box = spec["range"]
+                sheet = book.by_id(box.get("sheetId", 0))
+                corners = (box.get("startRowIndex", 0), box.get("startColumnIndex", 0),
+                           box.get("endRowIndex", sheet.rows), box.get("endColumnIndex", sheet.cols))
+                (sheet.merge if name == "mergeCells" else sheet.unmerge)(*corners)
                 replies.append({})
             elif name == "updateSheetProperties":
                 props = spec["properties"]
@@ -472,8 +609,22 @@ def _render(value: Any, option: str, pattern: str | None = None, dates: str = "S
     return str(value)
 
 
+def _effective(value: Any) -> dict:
+    """A stored value as a ``CellData`` holding its ``effectiveValue`` (an unevaluated formula is
+    the #NAME? error it shows here)."""
+    if value == "" or value is None:
+        return {}
+    if isinstance(value, Formula):
+        return {"effectiveValue": {"errorValue": {"type": "NAME", "message": "Unknown function"}}}
+    if isinstance(value, bool):
+        return {"effectiveValue": {"boolValue": value}}
+    if isinstance(value, (int, float)):
+        return {"effectiveValue": {"numberValue": value}}
+    return {"effectiveValue": {"stringValue": value}}
+
+
 def _kind(method: str, path: str) -> str:
-    if method == "GET":
+    if method == "GET" or path.endswith(":getByDataFilter"):
         return "read"
     if path.endswith("values:batchUpdate") or method == "PUT" or ":append" in path or ":clear" in path:
         return "values_write"

@@ -76,3 +76,53 @@ def test_append_grows_the_grid(fake: FakeSheets) -> None:
     sheet.append_rows([[f"C{n}", "x"] for n in range(3, 15)], value_input_option="RAW")
     assert len(fake.values("book1", "客户")) == 15  # header, 2 rows, 12 appended
     assert fake.spreadsheets["book1"].sheet("客户").rows == 15  # was 10
+
+
+def test_merged_cells_as_google_keeps_them(fake: FakeSheets) -> None:
+    book = client(fake).open_by_key("book1")
+    sheet = book.worksheet("客户")
+    sheet.update([["C3", "新"]], "A4", value_input_option="RAW")
+    sheet.merge_cells("B2:B4")  # gspread's mergeCells request; only the top-left value stays
+    assert sheet.get_values("B2:B4") == [["星河"]]  # the covered cells read as nothing
+    sheet.update([["hidden"]], "B3", value_input_option="RAW")
+    assert fake.values("book1", "客户")[2] == ["C2"]  # kept under the merge, not shown
+    sheet.insert_row(["C0", "first"], index=2)  # rows inserted above move the merge down
+    assert fake.spreadsheets["book1"].sheet("客户").merges == [(2, 1, 5, 2)]
+    sheet.delete_rows(3)  # deleting the merge's first row shrinks it (and its value goes)
+    assert fake.spreadsheets["book1"].sheet("客户").merges == [(2, 1, 4, 2)]
+    sheet.unmerge_cells("B3:B4")
+    assert [row[:2] for row in fake.values("book1", "客户")[2:4]] == [["C2", "hidden"], ["C3"]]
+
+
+def test_spreadsheets_get_gives_grid_data_and_merges_for_ranges(fake: FakeSheets) -> None:
+    book = client(fake).open_by_key("book1")
+    book.worksheet("客户").merge_cells("A2:A3")
+    fields = "sheets(properties(sheetId,title,gridProperties(rowCount)),merges,data(startRow,rowData(values(effectiveValue))))"
+    got = book.client.spreadsheets_get("book1", params={"ranges": ["'客户'!2:3", "'客户'!1:1"],
+                                                                    "fields": fields})
+    (sheet,) = got["sheets"]  # only the sheet the ranges name
+    assert sheet["properties"]["gridProperties"]["rowCount"] == 10
+    assert sheet["merges"] == [{"startRowIndex": 1, "endRowIndex": 3, "endColumnIndex": 1}]  # zeros left out
+    first, header = sheet["data"]
+    assert first["startRow"] == 1 and "startRow" not in header
+    assert first["rowData"] == [{"values": [{"effectiveValue": {"stringValue": "C1"}},
+                                            {"effectiveValue": {"stringValue": "星河"}}]},
+                                {"values": [{}, {"effectiveValue": {"stringValue": "远航"}}]}]
+
+
+def test_on_request_runs_an_edit_before_that_request_is_answered(fake: FakeSheets) -> None:
+    sheet = client(fake).open_by_key("book1").worksheet("客户")
+    fake.on_request(1, lambda: fake.spreadsheets["book1"].sheet("客户").write(1, 1, [["同事"]], raw=True))
+    assert sheet.get_values("B2") == [["同事"]]
+    assert sheet.get_values("B2") == [["同事"]] and not fake.actions
+
+
+def test_get_by_data_filter_answers_like_get_with_ranges(fake: FakeSheets) -> None:
+    http = client(fake).http_client
+    fields = "sheets(properties(title),data(startRow,rowData(values(effectiveValue))))"
+    body = {"dataFilters": [{"a1Range": "'客户'!3:3"}, {"a1Range": "'客户'!1:1"}]}
+    got = http.request("post", "https://sheets.googleapis.com/v4/spreadsheets/book1:getByDataFilter",
+                       params={"fields": fields}, json=body).json()
+    expected = http.spreadsheets_get("book1", params={"ranges": ["'客户'!3:3", "'客户'!1:1"], "fields": fields})
+    assert got == expected and got["sheets"][0]["data"][0]["startRow"] == 2
+    assert fake.calls[-2].kind == "read"  # a POST that only reads

@@ -43,12 +43,12 @@ def _converged(app: Any, side: Any, pks: list[int]) -> None:
 
 
 @pytest.mark.parametrize("side", ["gsheets"], indirect=True)
-def test_changed_run_costs_one_read_and_two_writes(app: Any, side: GoogleSide, make_target: Any, sync: Any,
+def test_changed_run_costs_one_read_one_check_and_two_writes(app: Any, side: GoogleSide, make_target: Any, sync: Any,
                                                    make_customer: Any) -> None:
     target, pks = _scenario(app, side, make_target, sync, make_customer)
     log, backend = sync(target)
     assert log.status == "done", log.message
-    assert log.api_calls == {"read": 1, "values_write": 1, "structural": 1}  # sheet id cached by the first run
+    assert log.api_calls == {"read": 1, "check": 1, "values_write": 1, "structural": 1}  # check: a colleague's edit since the read
     _converged(app, side, pks)
     log, backend = sync(target)
     assert log.api_calls == {"read": 1}

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Customer, FollowUp
 
+#: The CRM's zone (CRM_TIMEZONE): sheet times are wall time there.
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 FOLLOW_UP_HEADERS = ["记录编号", "客户编号", "跟进时间", "跟进方式", "跟进内容", "下一步日期"]
 
 
@@ -35,7 +38,7 @@ def test_follow_ups_round_trip_with_dates(app: Any, side: Any, make_target: Any,
     with app.app_context():
         assert db.session.get(FollowUp, first).next_step_date == date(2024, 6, 1)
         visit = db.session.scalar(select(FollowUp).where(FollowUp.content == "Visited the plant"))
-        assert visit.followed_at == datetime(2024, 5, 2, 10, 0) and visit.method.code == "visit"
+        assert visit.followed_at == datetime(2024, 5, 2, 10, 0, tzinfo=SHANGHAI) and visit.method.code == "visit"
         assert visit.next_step_date == date(2024, 6, 3) and visit.customer_id == customer
     rows = side.values()
     assert rows[2][0].startswith("G") and "客户编号" in rows[3][6]  # code written back; reason for the bad row

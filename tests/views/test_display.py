@@ -7,6 +7,7 @@ import re
 from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -14,6 +15,8 @@ from app.extensions import db
 from app.models import Customer, Industry, SyncRun, SyncTarget
 from tests.conftest import user_id
 
+#: The CRM's zone (CRM_TIMEZONE): pages show instants as wall time there.
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 MICROSECONDS = re.compile(r"\d{2}:\d{2}:\d{2}\.\d+")
 
 
@@ -59,7 +62,7 @@ def lang(request: Any, client: Any) -> str:
 def test_empty_fields_and_times_read_as_a_person_expects(app: Any, client: Any, auth: Any, lang: str,
                                                          make_customer: Any, make_follow_up: Any) -> None:
     pk = make_customer("rep_a", name="Acme")  # no industry, level, source, contact name
-    make_follow_up(pk, "rep_a", followed_at=datetime(2026, 5, 4, 9, 30, 12, 345678))
+    make_follow_up(pk, "rep_a", followed_at=datetime(2026, 5, 4, 9, 30, 12, 345678, tzinfo=SHANGHAI))
     auth.login("admin")
     client.get(f"/lang/{lang}")
     for page in ("/customerview/list/", f"/customerview/show/{pk}", "/followupview/list/",
@@ -86,7 +89,7 @@ def test_sync_target_and_run_show_labels_not_codes(app: Any, client: Any, auth: 
         db.session.add(target)
         db.session.flush()
         db.session.add(SyncRun(target_id=target.id, status="done", trigger="manual",
-                               started_at=datetime(2026, 5, 4, 9, 30, 1, 123456),
+                               started_at=datetime(2026, 5, 4, 9, 30, 1, 123456, tzinfo=SHANGHAI),
                                counts={"app_created": 2, "conflicts": 0}, api_calls={"read": 3}))
         db.session.commit()
         pk = target.id

@@ -9,13 +9,15 @@ import csv
 import html
 import io
 import re
-from datetime import date, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from app.extensions import db
 from app.models import Customer
 
-TODAY = date.today()
+#: Today in the CRM's zone (CRM_TIMEZONE): "due" counts days there, not on the server's clock.
+TODAY = datetime.now(ZoneInfo("Asia/Shanghai")).date()
 
 
 def _href(page: str, marker: str) -> str:

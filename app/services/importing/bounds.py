@@ -14,7 +14,8 @@ for 17 billion cells (the process aborts: Rust's allocation failure cannot be ca
   tags are held to the limits (``Limits``). xlsx parts are checked with a fast pass for the
   shape every spreadsheet program writes (``<c r="B7" s=".." t="..">``) and an exact replay of
   calamine's position rules for anything else; ODS content is replayed with expat (repeated
-  rows and columns included).
+  rows and columns included), and read again for the merged ranges calamine does not report
+  for ODS (``ods_merged_ranges``).
 
 calamine then reads a copy rebuilt from exactly the parts that were checked (stored, not
 compressed), never the original file: what it parses is what was measured, whatever the zip
@@ -524,3 +525,60 @@ def ods_cells(part: bytes, limits: Limits) -> int:
 
 def _no_doctype(*args: object) -> None:
     raise _doctype("content.xml")
+
+
+#: A merged range as calamine reports one for xlsx: ((top, left), (bottom, right)), 0-based, inclusive.
+MergedRange = tuple[tuple[int, int], tuple[int, int]]
+
+
+class _OdsMerges(_OdsGrid):
+    """The grid replay (so positions count repeated rows and cells exactly as calamine does),
+    also noting each cell of one table that spans rows or columns (``number-rows-spanned`` /
+    ``number-columns-spanned``: an ODS merge is its first cell, the rest are covered cells)."""
+
+    def __init__(self, limits: Limits, table: str) -> None:
+        super().__init__(limits)
+        self.table, self.current = table, None
+        self.ranges: list[MergedRange] = []
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        if not self.cell_depth:  # inside a cell everything is its content (no nested tables)
+            if name == "table:table":
+                self.current = attrs.get("table:name")
+            elif name == "table:table-cell" and self.current == self.table:
+                rows = _count(attrs.get("table:number-rows-spanned"))
+                columns = _count(attrs.get("table:number-columns-spanned"))
+                if rows > 1 or columns > 1:
+                    top, left = self.rows_before, self.position
+                    self.ranges.append(((top, left), (top + rows - 1, left + columns - 1)))
+        super().start(name, attrs)
+
+
+def ods_merged_ranges(part: bytes, table: str, limits: Limits) -> list[MergedRange]:
+    """Merged ranges of the table named ``table`` in an ODS content.xml, in calamine's shape
+    (python-calamine reports merges for xlsx/xls only). ``part`` is a part already checked by
+    ``checked_copy``; the replay holds to the same limits, and a file without spans is not parsed."""
+    if b"number-rows-spanned" not in part and b"number-columns-spanned" not in part:
+        return []
+    merges = _OdsMerges(limits, table)
+    parser = expat.ParserCreate()
+    parser.StartElementHandler, parser.EndElementHandler = merges.start, merges.end
+    parser.CharacterDataHandler = merges.text
+    parser.StartDoctypeDeclHandler = _no_doctype
+    parser.EntityDeclHandler = _no_doctype
+    try:
+        parser.Parse(part, True)
+    except expat.ExpatError as exc:
+        raise _unreadable(exc) from None
+    return merges.ranges
+
+
+def check_merged_cells(covered: int, limits: Limits) -> None:
+    """Refuse a sheet whose merged ranges together cover more than ``limits.cells`` cells.
+    Ranges of a real workbook never overlap, so within the grid read they cover it at most
+    once; overlapping ones (a crafted file) would multiply the work of filling them in, and
+    whole rows or columns merged make openpyxl (the xlsx sync's writer) build millions of cells."""
+    if covered > limits.cells:
+        raise UnreadableFile(_l("The sheet's merged cells cover more than %(limit)s cells (overlapping ranges, or "
+                                "whole rows or columns merged): unmerge them and save the file again.",
+                                limit=_n(limits.cells)))

@@ -25,6 +25,7 @@ from app.security.data_scope import scope_cache
 from app.services import audit, follow_ups, numbering, records, validation
 from app.services import customers as rules
 from app.services.customers import archived_message
+from app.services.dictionaries import UnknownValue, lookup_key
 from app.services.errors import RuleViolation
 from app.services.importing.columns import (
     CUSTOMER,
@@ -39,6 +40,7 @@ from app.services.importing.columns import (
 )
 from app.services.importing.lookups import Lookups
 from app.services.importing.reading import Table, Uncached, cell_text
+from app.services.importing.values import UnknownValues, resolve
 
 CREATE, UPDATE, UPSERT = "create", "update", "upsert"
 MODES = (CREATE, UPDATE, UPSERT)
@@ -54,6 +56,9 @@ class Settings:
     key: str = "code"
     all_or_nothing: bool = False
     chunk_size: int = 2000
+    #: The value-mapping step's choices (``values.chosen_for``): field -> ``lookup_key`` of a
+    #: value that names no entry -> entry id.
+    values: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +71,8 @@ class Result:
     rejected_rows: list[tuple[int, list[Any], str]] = field(default_factory=list)
     rolled_back: bool = False
     seconds: float = 0.0
+    #: Dictionary values that named no entry, with their row counts (the value-mapping step).
+    unknown: UnknownValues = field(default_factory=UnknownValues)
 
     @property
     def rejected(self) -> int:
@@ -97,6 +104,7 @@ class ImportRun:
                        for spec in self.spec.fields if spec.name in self.columns]
         self.result = Result()
         self.lookups: Lookups | None = None
+        self.chosen: dict[str, dict[str, Any]] = {}  # field -> value key -> entry (the value-mapping step)
         self.seen_codes: set[str] = set()
         self.updated_ids: set[int] = set()
         self.unnumbered: list[tuple[dict, Any]] = []  # preview samples waiting for a code
@@ -107,6 +115,7 @@ class ImportRun:
     def run(self) -> Result:
         with _no_cyclic_gc(), scope_cache(), db.session.no_autoflush:
             self.lookups = Lookups(self.spec, self.user)
+            self.chosen = resolve(self.spec, self.settings.values)
             rows, size = self.table.rows, self.settings.chunk_size
             lines = self.table.lines or list(range(2, len(rows) + 2))
             for start in range(0, len(rows), size):
@@ -241,7 +250,7 @@ class ImportRun:
             return parsed.date() if parsed is not None and spec.kind == DATE else parsed
         text = cell_text(cell)
         if spec.kind == DICT:
-            return self.lookups.dictionaries[spec.name].find(text)
+            return self._dictionary_value(spec.name, text)
         if spec.kind == USER:
             return self.lookups.find_user(text) if text else None
         if spec.kind == CUSTOMER:
@@ -249,6 +258,18 @@ class ImportRun:
         if limit and len(text) > limit:
             raise ValueError(_l("At most %(n)d characters.", n=limit))
         return text or None
+
+    def _dictionary_value(self, name: str, text: str) -> Any:
+        """The entry ``text`` names, else the one the user mapped it to; an unmapped value is
+        counted for the value-mapping step and the row refused (the message names the value)."""
+        try:
+            return self.lookups.dictionaries[name].find(text)
+        except UnknownValue as exc:
+            entry = self.chosen.get(name, {}).get(lookup_key(text))
+            if entry is not None:
+                return entry
+            self.result.unknown.add(name, text, exc.ambiguous)
+            raise
 
     def _max_length(self, name: str) -> int | None:
         column = self.spec.model.__table__.c.get(name)

@@ -34,7 +34,7 @@ from app.models.transfers import (
 from app.security.rights import user_may
 from app.services import audit, background
 from app.services.background import LIVE, folder
-from app.services.importing import columns, engine, reading
+from app.services.importing import columns, engine, reading, values
 from app.services.importing.report import write_error_report
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def _run(job: TransferJob, user: Any, commit: bool) -> tuple[engine.Result, read
     job.options = options
     db.session.commit()
     settings = engine.Settings(job.model, job.mode, job.key, job.all_or_nothing,
-                               current_app.config["CRM_IMPORT_CHUNK_ROWS"])
+                               current_app.config["CRM_IMPORT_CHUNK_ROWS"], values.chosen_for(job))
 
     def progress(result: engine.Result) -> None:
         LIVE[job_id] = (result.rows, total)
@@ -199,7 +199,7 @@ def _finish(job_id: int, result: engine.Result, table: reading.Table, commit: bo
     if result.rolled_back:
         job.created = job.updated = job.unchanged = 0
         job.rejected = result.rows
-    job.preview = result.preview
+    job.preview = {**result.preview, values.PREVIEW_KEY: result.unknown.summary()}
     job.report_path = None
     if result.rejected_rows:
         path = folder() / f"job-{job.id}-errors.xlsx"

@@ -5,7 +5,10 @@ imports and the xlsx sync backend) and is held to the same limits (``bounds.Limi
 the configuration), checked before anything is materialised:
 
 * xlsx/xlsm/ods: the zip, the XML and the grid are checked and calamine reads the checked
-  copy (``bounds.checked_copy``); python-calamine is 5x faster than openpyxl on large files;
+  copy (``bounds.checked_copy``); python-calamine is 5x faster than openpyxl on large files.
+  Read "as seen" (imports, the xlsx sync), a merged range's value is the value of every cell
+  it covers: calamine reports xlsx merges, ODS merges are read from content.xml's spans
+  (``bounds.ods_merged_ranges``; calamine reports none for ODS);
 * CSV: decoded as UTF-8 (with or without BOM), else GB18030 (a superset of GBK and GB2312,
   what Chinese Excel saves), delimiter (comma, tab, semicolon) sniffed; records are streamed
   and the read stops past the row or column limit (a line with far too many delimiters is
@@ -31,12 +34,16 @@ from flask_babel import lazy_gettext as _l
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from python_calamine import CalamineWorkbook
 
+from app.clock import local_naive
 from app.services.importing.bounds import (
     MAX_SHEETS,
     Limits,
+    MergedRange,
     UnreadableFile,
     check_grid,
+    check_merged_cells,
     checked_copy,
+    ods_merged_ranges,
     read_file,
 )
 
@@ -88,12 +95,18 @@ class Uncached(str):
 def cell_text(value: Any) -> str:
     """A cell as text, the same for imports and the sync: integral floats lose '.0' (phones
     typed as numbers), dates become ISO, None is empty, nothing is evaluated, and control
-    characters (which no workbook can hold) are dropped."""
+    characters (which no workbook can hold) are dropped.
+
+    Date-times are wall-clock text in the CRM's zone, as a sheet shows them: an aware value
+    (an instant from the database) is converted with ``app.clock.local_naive``; a naive one is
+    a cell's own wall-clock value and is kept (issue 11 §5)."""
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = local_naive(value)
         return value.isoformat(sep=" ", timespec="minutes") if (value.hour or value.minute) else value.date().isoformat()
     if isinstance(value, date):
         return value.isoformat()
@@ -134,20 +147,30 @@ def sheet_names(path: str | Path) -> list[str]:
     return _read_workbook(Path(path), None, rows=False)[2]
 
 
-def workbook_rows(path: str | Path, sheet: str | None) -> tuple[list[list[Any]], str]:
+def workbook_rows(path: str | Path, sheet: str | None, *, as_seen: bool = False) -> tuple[list[list[Any]], str]:
     """All rows of one sheet (the first visible one when ``sheet`` is None) as Python values.
 
+    ``as_seen`` (the xlsx sync, whose header is row 1) reads what a person sees below the first
+    row: a merged range's value in every cell it covers (所属行业 merged over rows 2-4 is the
+    industry of each), and a formula saved without a result as ``Uncached`` (its text), never
+    the "" calamine makes of it. Merges reaching into row 1 are left as stored (the header).
+
     Bounded: ``UnreadableFile`` when the file is above ``Limits.current()`` (size, unpacked
-    size, compression ratio, rows, columns, cells) or holds a DOCTYPE. Used by the importer and
-    by the xlsx sync backend, so both read through the same checks."""
-    rows, sheet, _names = _read_workbook(Path(path), sheet)
+    size, compression ratio, rows, columns, cells) or holds a DOCTYPE; read ``as_seen``, also
+    when its merged ranges cover more than ``Limits.cells`` cells in all (the sync then opens the
+    file with openpyxl, which makes an object of every merged cell: a merge of A2:XFD1048576
+    would be 17 billion). Used by the importer and by the xlsx sync backend, so both read
+    through the same checks."""
+    rows, sheet, _names = _read_workbook(Path(path), sheet, as_seen=as_seen, merged_from=1, whole_merges=as_seen)
     return rows, sheet
 
 
-def _read_workbook(path: Path, sheet: str | None, rows: bool = True,
-                   as_seen: bool = False) -> tuple[list[list[Any]], str | None, list[str]]:
-    """Rows of ``sheet``; ``as_seen`` (imports) also spreads merged values over the cells
-    they cover and marks formulas stored without a result (``Uncached``)."""
+def _read_workbook(path: Path, sheet: str | None, rows: bool = True, as_seen: bool = False,
+                   merged_from: int = 0, whole_merges: bool = False) -> tuple[list[list[Any]], str | None, list[str]]:
+    """Rows of ``sheet``; ``as_seen`` also spreads merged values over the cells they cover
+    (ranges starting at row index ``merged_from`` or below) and marks formulas stored without
+    a result (``Uncached``); ``whole_merges`` bounds the merges' full area, not only what the
+    grid read holds."""
     limits = Limits.current()
     with checked_copy(path, limits) as copy:
         try:
@@ -162,7 +185,11 @@ def _read_workbook(path: Path, sheet: str | None, rows: bool = True,
                 found = workbook.get_sheet_by_name(sheet)
                 values = found.to_python(skip_empty_area=False)
                 if as_seen:
-                    _spread_merged(values, found.merged_cell_ranges or [])
+                    merges = (_ods_merges(copy, sheet, limits) if copy.suffix == ".ods"
+                              else found.merged_cell_ranges or [])
+                    if whole_merges:
+                        check_merged_cells(sum((b - t + 1) * (r - lt + 1) for (t, lt), (b, r) in merges), limits)
+                    _spread_merged(values, [m for m in merges if m[0][0] >= merged_from], limits)
                     _mark_uncached(values, copy, sheet)
         except UnreadableFile:
             raise
@@ -171,15 +198,28 @@ def _read_workbook(path: Path, sheet: str | None, rows: bool = True,
     return values, sheet, visible
 
 
-def _spread_merged(values: list[list[Any]], ranges: list[tuple[tuple[int, int], tuple[int, int]]]) -> None:
+def _ods_merges(copy: Path, sheet: str, limits: Limits) -> list[MergedRange]:
+    """Merged ranges of an ODS sheet, from the checked copy's content.xml."""
+    with zipfile.ZipFile(copy) as book:
+        if "content.xml" not in book.namelist():
+            return []
+        return ods_merged_ranges(book.read("content.xml"), sheet, limits)
+
+
+def _spread_merged(values: list[list[Any]], ranges: list[MergedRange], limits: Limits) -> None:
     """Every cell a merged range covers gets the range's value (所属行业 merged over rows 2-4
-    is the industry of each of them), within the grid read (so bounded by its limits)."""
+    is the industry of each of them), within the grid read; the cells filled in are counted
+    against ``limits.cells`` (overlapping ranges are refused, see ``check_merged_cells``)."""
+    spread = 0
     for (top, left), (bottom, right) in ranges:
         if top >= len(values) or left >= len(values[top]):
             continue
         value = values[top][left]
         for row in values[top:bottom + 1]:
-            for column in range(left, min(right + 1, len(row))):
+            right_edge = min(right + 1, len(row))
+            spread += max(right_edge - left, 0)
+            check_merged_cells(spread, limits)
+            for column in range(left, right_edge):
                 row[column] = value
 
 
@@ -378,7 +418,7 @@ def read_table(path: str | Path, sheet: str | None = None, header_line: int | No
     """Header row and data rows; fully blank rows are dropped and counted.
 
     ``header_line`` (1-based, as the spreadsheet shows it, at most ``HEADER_SEARCH_ROWS``) is
-    the header row a user picked; None detects it (``_header_row``). Cells of an xlsx merged
+    the header row a user picked; None detects it (``_header_row``). Cells of an xlsx or ODS merged
     range all hold its value; formulas stored without a result are ``Uncached``.
     Bounded by ``Limits.current()`` before anything is materialised (see the module
     docstring); ``UnreadableFile`` with a message otherwise."""

@@ -9,6 +9,7 @@ from typing import Any
 from openpyxl import load_workbook
 from sqlalchemy import select
 
+from app.clock import to_local
 from app.extensions import db
 from app.models import AuditLog, Customer
 from app.services.validation import credit_code_check_char
@@ -199,7 +200,7 @@ def test_follow_ups_with_excel_serial_and_text_dates(app: Any, run_job: Any, mak
         from app.models import FollowUp
 
         times = sorted((f.followed_at, f.next_step_date) for f in db.session.scalars(select(FollowUp)))
-        assert [t[0].date().isoformat() for t in times] == ["2024-05-01", "2024-05-01"]
+        assert [to_local(t[0]).date().isoformat() for t in times] == ["2024-05-01", "2024-05-01"]  # CRM days
         assert {t[1].isoformat() for t in times} == {"2024-05-03", "2024-05-04"}
 
 

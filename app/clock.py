@@ -1,0 +1,136 @@
+"""The CRM's clock: instants are stored in UTC, shown, parsed and scheduled in the CRM's zone.
+
+One zone for the whole CRM, ``CRM_TIMEZONE`` (IANA name, default ``Asia/Shanghai``).
+Every instant the code handles is a timezone-aware ``datetime``:
+
+- ``utc_now()`` is what a model default, a job or a comparison uses;
+- ``to_local(value)`` is what a screen, an export or a spreadsheet shows;
+- ``from_local(value)`` reads what a person typed (a naive wall-clock time in the CRM's
+  zone) into an instant.
+
+A naive value handed to these functions is taken as UTC in ``to_local`` (what older
+code and the database driver give back) and as CRM-local wall time in ``from_local``
+(what a form, a CSV cell or a spreadsheet date gives). Calendar days ("today", a
+next-step date, the date in a record code) are days in the CRM's zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import current_app, has_app_context
+
+DEFAULT_ZONE = "Asia/Shanghai"
+
+
+@lru_cache(maxsize=16)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise RuntimeError(f"CRM_TIMEZONE={name!r} is not an IANA time zone name") from exc
+
+
+def zone_name() -> str:
+    """The configured zone's IANA name (``CRM_TIMEZONE``; the default outside an app)."""
+    if has_app_context():
+        return current_app.config.get("CRM_TIMEZONE") or DEFAULT_ZONE
+    return DEFAULT_ZONE
+
+
+def crm_zone() -> ZoneInfo:
+    """The CRM's time zone. Raises RuntimeError for a name the system does not know."""
+    return _zone(zone_name())
+
+
+def system_now() -> datetime:
+    """The machine's clock as an aware UTC instant."""
+    return datetime.now(UTC)
+
+
+#: Where ``utc_now`` reads the time: the machine's clock, or a fixed instant (``frozen``).
+_source: Callable[[], datetime] = system_now
+
+
+def utc_now() -> datetime:
+    """The current instant, timezone-aware, in UTC (model defaults, jobs, comparisons)."""
+    return _source()
+
+
+@contextmanager
+def frozen(at: datetime) -> Iterator[datetime]:
+    """Inside the block every ``utc_now``/``local_now``/``local_today`` reads ``at`` (aware;
+    naive is taken as UTC): tests and demos at a chosen moment. Not for concurrent use."""
+    global _source
+    instant = as_utc(at)
+    previous, _source = _source, (lambda: instant)
+    try:
+        yield instant
+    finally:
+        _source = previous
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """An instant as aware UTC; a naive value is taken as UTC already (stored values)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def to_local(value: datetime | None) -> datetime | None:
+    """An instant as aware wall-clock time in the CRM's zone (naive input is taken as UTC)."""
+    if value is None:
+        return None
+    return as_utc(value).astimezone(crm_zone())
+
+
+def local_naive(value: datetime | None) -> datetime | None:
+    """CRM-zone wall-clock time without tzinfo: for spreadsheet cells, which hold no zone."""
+    local = to_local(value)
+    return None if local is None else local.replace(tzinfo=None)
+
+
+def from_local(value: datetime | None) -> datetime | None:
+    """What a person typed as an instant in UTC.
+
+    A naive value is wall-clock time in the CRM's zone (a form, a CSV cell, a sheet's
+    date); an aware value keeps its own zone. In a DST gap or fold, ``fold=0`` decides
+    (zoneinfo's rule); Asia/Shanghai has neither.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=crm_zone())
+    return value.astimezone(UTC)
+
+
+def naive_utc(value: datetime | None) -> datetime | None:
+    """An instant as naive UTC wall time: what SQLite stores and the audit chain hashes."""
+    moment = as_utc(value)
+    return None if moment is None else moment.replace(tzinfo=None)
+
+
+#: How screens show an instant: to the minute, in the CRM's zone.
+MINUTE_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def local_text(value: datetime | None, fmt: str = MINUTE_FORMAT) -> str:
+    """An instant as text in the CRM's zone ("" for None; naive input is taken as UTC)."""
+    local = to_local(value)
+    return "" if local is None else local.strftime(fmt)
+
+
+def local_now() -> datetime:
+    """The current wall-clock time in the CRM's zone (aware): a form's default time."""
+    return utc_now().astimezone(crm_zone())
+
+
+def local_today() -> date:
+    """Today's date in the CRM's zone (due dates, record codes, reports)."""
+    return local_now().date()
