@@ -25,12 +25,17 @@ def create_app(config: type | dict | None = None) -> Flask:
     app.config["SECRET_KEY"] = resolve_secret_key(app.config.get("SECRET_KEY"))
     app.config["TOTP_ENCRYPTION_KEY"] = app.config.get("TOTP_ENCRYPTION_KEY") or instance_totp_key()
 
-    from app import models  # noqa: F401  (register every table on the metadata)
+    from app import (
+        models,  # noqa: F401  (register every table on the metadata)
+        record_types,
+    )
     from app.cli import crm_cli
     from app.extensions import appbuilder, csrf, db, migrate
     from app.security import request_bounds, session_guard
     from app.security.passwords import password_policy
-    from app.services import accounts, audit, customers  # noqa: F401  (flush hooks: audit, numbering, history)
+    from app.services import accounts, audit, customers, numbering  # noqa: F401  (flush hooks: audit, numbering, history)
+
+    record_types.load_all()  # contacts, leads, opportunities, products: each declared once
 
     app.config.setdefault("FAB_PASSWORD_COMPLEXITY_VALIDATOR", password_policy)
     request_bounds.init_app(app)  # before the views: every route sees bounded input

@@ -12,11 +12,35 @@ from app.models.dictionaries import (
 )
 from app.models.duplicates import DismissedPair
 from app.models.org import CrmUser, Department, RoleDataScope
+from app.models.sales import (
+    AssignmentRule,
+    AssignmentRuleUser,
+    Competitor,
+    Contact,
+    Lead,
+    LeadStatusChange,
+    Opportunity,
+    OpportunityLine,
+    OpportunityStageChange,
+    Product,
+    Stage,
+)
 from app.models.security import RecoveryCode, StepUpGrant, TotpCredential
 from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
 from app.models.transfers import ImportMapping, TransferJob, TransferSchedule
 
 __all__ = [
+    "AssignmentRule",
+    "AssignmentRuleUser",
+    "Competitor",
+    "Contact",
+    "Lead",
+    "LeadStatusChange",
+    "Opportunity",
+    "OpportunityLine",
+    "OpportunityStageChange",
+    "Product",
+    "Stage",
     "AuditChainHead",
     "AuditLog",
     "CodeSequence",

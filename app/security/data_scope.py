@@ -120,6 +120,21 @@ _RULES: dict[type, Callable[[set[int] | None], ColumnElement]] = {
 }
 
 
+def register(model: type, kind: str, owner_column: str = "owner_id") -> None:
+    """Declare whose rows of ``model`` a user sees (``app.record_types``): ``"owner"`` —
+    rows whose ``owner_column`` is a visible owner (a lead without an owner is visible to
+    those who see every owner); ``"customer"`` — rows of a customer in scope (contacts,
+    like follow-ups); ``"everyone"`` — reference data every user may read (products)."""
+    if kind == "owner":
+        _RULES[model] = lambda owners: _owner_in(getattr(model, owner_column), owners)
+    elif kind == "customer":
+        _RULES[model] = lambda owners: _via_customer(model, owners)
+    elif kind == "everyone":
+        _RULES[model] = lambda owners: true()
+    else:
+        raise ValueError(f"unknown data scope kind {kind!r} for {model.__name__}")
+
+
 def _rule_for(model: type) -> Callable[[set[int] | None], ColumnElement] | None:
     if model in _RULES:
         return _RULES[model]

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.clock import utc_now
 from app.extensions import appbuilder, db
 from app.models.base import current_user_id
-from app.models.customers import Customer, CustomerAlias, CustomerStatusChange, FollowUp
+from app.models.customers import Customer, CustomerAlias, CustomerStatusChange
 from app.security import masking, step_up
 from app.security.rights import user_may
 from app.security.step_up import declare
@@ -301,19 +301,6 @@ def reveal_contact(pk: Any, user: Any, via: str = "web") -> str:
     return item.contact_phone
 
 
-def _number_new_records(session: Session) -> None:
-    by_prefix: dict[str, list[Any]] = {numbering.CUSTOMER_PREFIX: [], numbering.FOLLOW_UP_PREFIX: []}
-    for obj in session.new:
-        if isinstance(obj, Customer) and not obj.code:
-            by_prefix[numbering.CUSTOMER_PREFIX].append(obj)
-        elif isinstance(obj, FollowUp) and not obj.code:
-            by_prefix[numbering.FOLLOW_UP_PREFIX].append(obj)
-    for prefix, objs in by_prefix.items():
-        if objs:
-            for obj, code in zip(objs, numbering.allocate(session, prefix, len(objs)), strict=True):
-                obj.code = code
-
-
 def _record_status_changes(session: Session) -> None:
     for obj in list(session.new) + list(session.dirty):
         if not isinstance(obj, Customer):
@@ -335,6 +322,6 @@ def _record_status_changes(session: Session) -> None:
 
 @event.listens_for(Session, "before_flush")
 def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
-    """Numbering and status history for every writer: views, API, importer, sync, scripts."""
-    _number_new_records(session)
+    """Status history for every writer: views, API, importer, sync, scripts (numbering:
+    ``app.services.numbering``)."""
     _record_status_changes(session)

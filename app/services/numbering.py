@@ -7,20 +7,33 @@ transaction, so two users saving at the same moment are serialised by the databa
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from typing import Any
+
+from sqlalchemy import event, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.clock import local_today
-from app.models.customers import CodeSequence
+from app.models.customers import CodeSequence, Customer, FollowUp
 
 #: Record codes the CRM gives: customers C..., follow-ups G... (prefix + date + sequence).
 CUSTOMER_PREFIX, FOLLOW_UP_PREFIX = "C", "G"
+#: model -> its code prefix; declared record types add theirs (``app.record_types``).
+PREFIXES: dict[type, str] = {Customer: CUSTOMER_PREFIX, FollowUp: FOLLOW_UP_PREFIX}
+
+
+def register(model: type, prefix: str) -> None:
+    """Number new ``model`` rows without a code as ``prefix`` + date + sequence.
+    Raises ValueError for a prefix another type already uses (codes must say their type)."""
+    taken = {p: m for m, p in PREFIXES.items() if m is not model}
+    if prefix in taken:
+        raise ValueError(f"code prefix {prefix!r} is taken by {taken[prefix].__name__}")
+    PREFIXES[model] = prefix
 
 
 def looks_generated(code: str) -> bool:
     """A code of our own shape: a file may name one that exists, never invent one."""
-    return code[:1] in (CUSTOMER_PREFIX, FOLLOW_UP_PREFIX) and code[1:].isdigit()
+    return code[:1] in PREFIXES.values() and code[1:].isdigit()
 
 
 def today_key() -> str:
@@ -47,3 +60,17 @@ def allocate(session: Session, prefix: str, count: int = 1, day: str | None = No
     ).scalar_one()
     first = last - count + 1
     return [f"{prefix}{day}{n:03d}" for n in range(first, last + 1)]
+
+
+@event.listens_for(Session, "before_flush")
+def _number_new_records(session: Session, flush_context: Any, instances: Any) -> None:
+    """Codes for every writer (views, API, importer, sync, scripts): new rows of a
+    numbered type that came without a code get the next ones, per prefix in one UPDATE."""
+    by_prefix: dict[str, list[Any]] = {}
+    for obj in session.new:
+        prefix = PREFIXES.get(type(obj))
+        if prefix is not None and not obj.code:
+            by_prefix.setdefault(prefix, []).append(obj)
+    for prefix, objs in by_prefix.items():
+        for obj, code in zip(objs, allocate(session, prefix, len(objs)), strict=True):
+            obj.code = code

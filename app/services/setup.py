@@ -15,6 +15,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select
 
+from app import record_types
 from app.extensions import appbuilder, db
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
 from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, SCOPE_OWN, RoleDataScope
@@ -106,7 +107,8 @@ def seed_roles(new_permission_ids: set[int] | frozenset[int] = frozenset()) -> N
     admin = sm.find_role(current_app.config["AUTH_ROLE_ADMIN"])
     _ensure_scope(admin, SCOPE_ALL, totp_required=True)
     self_service = _matching_permissions(_SELF_SERVICE)
-    for name, (scope, patterns) in ROLES.items():
+    for name, (scope, own_patterns) in ROLES.items():
+        patterns = own_patterns + record_types.role_patterns(name)
         role = sm.find_role(name)
         if role is None:
             role = sm.add_role(name, _matching_permissions(patterns))
