@@ -138,6 +138,21 @@ class Config:
         "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
     )
 
+    # Leads (app/services/assignment.py, views/leads.py)
+    #: User name that gets a new lead no assignment rule matched; empty: its creator.
+    CRM_LEAD_FALLBACK_OWNER = os.environ.get("CRM_LEAD_FALLBACK_OWNER", "")
+    #: The account the public web form (POST /webform/lead) creates leads as; empty: the
+    #: fallback owner. Neither set: the web form answers 503 (not configured).
+    CRM_WEBFORM_USER = os.environ.get("CRM_WEBFORM_USER", "")
+    #: Shared secret a website must send (field ``token`` or header X-Webform-Token); empty: none.
+    CRM_WEBFORM_TOKEN = os.environ.get("CRM_WEBFORM_TOKEN", "")
+    #: Web form posts per client address (Flask-Limiter syntax, several separated by ";").
+    CRM_WEBFORM_RATE_LIMIT = os.environ.get("CRM_WEBFORM_RATE_LIMIT", "5 per minute;50 per day")
+    #: Largest web form body, bytes (a bigger one is refused with 413).
+    CRM_WEBFORM_MAX_BYTES = int(os.environ.get("CRM_WEBFORM_MAX_BYTES", 10240))
+    #: The hidden field people leave empty and bots fill in (honeypot).
+    CRM_WEBFORM_HONEYPOT = os.environ.get("CRM_WEBFORM_HONEYPOT", "homepage")
+
     # Passwords: FAB's complexity hook with our policy (app.security.passwords)
     FAB_PASSWORD_COMPLEXITY_ENABLED = True
     CRM_PASSWORD_MIN_LENGTH = int(os.environ.get("CRM_PASSWORD_MIN_LENGTH", 10))
@@ -190,6 +205,11 @@ class Config:
 
     # Business settings
     CRM_INTERN_ACCOUNT_MONTHS = 3
+
+    # Opportunities (app/services/opportunities.py; issue 13)
+    #: Plausibility (000 §四(二)): an opportunity amount above this many times the customer's
+    #: largest won opportunity asks for a confirmation (form tick box, API ?confirm_amount=1).
+    CRM_PLAUSIBLE_AMOUNT_FACTOR = float(os.environ.get("CRM_PLAUSIBLE_AMOUNT_FACTOR", 5))
 
 
 class DevelopmentConfig(Config):

@@ -133,8 +133,21 @@ def job_trigger(job: JobDefinition) -> CronTrigger:
     return CronTrigger(timezone=clock.crm_zone(), **job.cron)
 
 
+#: The five fields of a crontab line, in order, as APScheduler names them.
+CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+
+
+def cron_text(trigger: CronTrigger) -> str:
+    """A job's schedule as the five-field cron line people know ("5 1 * * *": 01:05 every
+    day, in the CRM's zone), not APScheduler's ``cron[hour='1', minute='5']``. Fields are
+    APScheduler's own expressions (``day_of_week`` counts from Monday, as it does)."""
+    fields = {field.name: str(field) for field in trigger.fields}
+    return " ".join(fields[name] for name in CRON_FIELDS)
+
+
 def list_jobs() -> list[dict[str, Any]]:
-    """Defined jobs with their next run time (from the job table if the scheduler ran)."""
+    """Defined jobs with their schedule (``cron_text``) and next run time (from the job
+    table if the scheduler ran)."""
     store = _jobstore()
     store.start(None, "default")
     persisted = {job.id: job for job in store.get_all_jobs()}
@@ -143,6 +156,6 @@ def list_jobs() -> list[dict[str, Any]]:
         stored = persisted.get(job.id)
         trigger = job_trigger(job)
         next_run = clock.to_local(stored.next_run_time if stored else trigger.get_next_fire_time(None, clock.local_now()))
-        rows.append({"id": job.id, "name": job.name, "trigger": str(trigger), "next_run_time": next_run,
+        rows.append({"id": job.id, "name": job.name, "trigger": cron_text(trigger), "next_run_time": next_run,
                      "persisted": stored is not None})
     return rows

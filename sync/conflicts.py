@@ -29,7 +29,7 @@ def resolve(conflict: SyncConflict, choice: str, user: Any) -> None:
     kind = records.records_for(conflict.target.model)
     record = db.session.get(kind.model, conflict.record_id)
     if record is None or not can_see(user, record):
-        raise RuleForbidden(str(_l("Customer not found.")))
+        raise RuleForbidden(str(_l("Record not found.")))
     row = db.session.scalar(select(SyncRow).where(SyncRow.target_id == conflict.target_id,
                                                   SyncRow.record_id == conflict.record_id))
     if conflict.field != "_row":
@@ -41,7 +41,7 @@ def resolve(conflict: SyncConflict, choice: str, user: Any) -> None:
             row.base = base
     elif choice == KEEP_SHEET:  # the row was deleted on purpose: the record is archived
         if not kind.can_archive:
-            raise RuleViolation(str(_l("Follow-ups are never deleted by a sync: keep the CRM value.")))
+            raise RuleViolation(str(_l("This kind of record is never deleted by a sync: keep the CRM value.")))
         kind.archive(record)
         if row is not None:
             db.session.delete(row)

@@ -8,6 +8,11 @@ date-time in a sheet: instants are written and read as that zone's wall time), a
 (``13,812,345,678`` formatted or not), and a number beyond 15 digits, whose low digits the
 spreadsheet invented, stays in its exponent form so that no rule can accept it (issue 11). Mapping and aliases are the importer's
 (``app.services.importing.columns``): one rule, one place.
+
+Declared record types (``app.record_types``) add column kinds by the model's column type:
+a Numeric column compares as a plain decimal (``1200.00`` = ``1,200`` = ``￥1200``), a
+Boolean one as ``1``/``0`` (shown 是/否 or Yes/No, read from either), and the model's
+``masked_columns`` are masked like the customer's contact phone.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from app.security import masking
 from app.services import validation
 from app.services.dictionaries import DictionaryLookup, lookups_for
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
+from app.services.importing.declared import canonical_number, column_value, is_boolean_column, is_number_column
 from app.services.importing.reading import cell_text
 from sync.backends import SheetNumber
 
@@ -44,6 +50,12 @@ class FieldCodec:
         self.kinds = {f.name: f for f in spec.fields if f.name in fields}
         self.lookups = lookups if lookups is not None else lookups_for(spec.fields)
         self.usernames = dict(db.session.execute(select(CrmUser.id, CrmUser.username)).all())
+        model = spec.model
+        #: Phone columns masked in the sheet unless the run-as user may reveal them: the
+        #: customer's contact phone and a declared type's ``masked_columns`` (contacts, leads).
+        self.masked = {"contact_phone", *getattr(model, "masked_columns", ())}
+        self.numbers = {name for name in self.kinds if is_number_column(model, name)}
+        self.booleans = {name for name in self.kinds if is_boolean_column(model, name)}
 
     @staticmethod
     def for_headers(spec: ImportModel, mapping: dict[str, str], reveal_phone: bool,
@@ -64,8 +76,12 @@ class FieldCodec:
         if spec.kind == CUSTOMER:
             return record.customer.code if record.customer is not None else ""
         value = getattr(record, name)
-        if name == "contact_phone" and not self.reveal_phone:
+        if name in self.masked and not self.reveal_phone:
             return masking.mask_phone(value)
+        if name in self.numbers:
+            return canonical_number(value)
+        if name in self.booleans:
+            return "" if value is None else ("1" if value else "0")
         if isinstance(value, datetime):  # an instant: the sheet holds the CRM zone's wall time
             value = clock.local_naive(value)
         return cell_text(value)
@@ -84,9 +100,14 @@ class FieldCodec:
             if spec.kind in (DATE, DATETIME):
                 moment = validation.parse_date(cell) if spec.kind == DATE else validation.parse_datetime(cell)
                 return cell_text(clock.local_naive(moment) if isinstance(moment, datetime) else moment)
-            if name == "contact_phone" and masking.MASK not in text:  # a masked echo stays as shown
+            if name in self.masked and masking.MASK not in text:  # a masked echo stays as shown
                 return validation.normalize_phone(text)
-        except ValueError:
+            if name in self.numbers:
+                return canonical_number(text.replace(",", "").replace("，", "").lstrip("￥¥").strip())
+            if name in self.booleans:
+                flag = column_value(self.spec.model, name, text)
+                return "" if flag is None else ("1" if flag else "0")
+        except (ValueError, ArithmeticError):
             return text
         return text
 
@@ -96,6 +117,8 @@ class FieldCodec:
         if spec.kind == DICT and canonical:
             entry = self.lookups[name].find(canonical)
             return entry.label_zh if self.chinese else entry.label_en
+        if name in self.booleans and canonical in ("1", "0"):
+            return ("是" if canonical == "1" else "否") if self.chinese else ("Yes" if canonical == "1" else "No")
         if spec.kind == DATE and canonical:
             return date.fromisoformat(canonical)
         if spec.kind == DATETIME and canonical:

@@ -166,8 +166,7 @@ class _Planner:
             self._alias_row(index, row, alias)
             return
         if record is None:
-            self.plan.errors[index] = str(_l("No customer %(code)s for this sync's user; the row is left "
-                                             "alone.", code=key))
+            self.plan.errors[index] = self.kind.missing_message(key)
             self.plan.counts["sheet_rejected"] += 1
             return
         self.seen.add(record.id)

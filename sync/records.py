@@ -1,4 +1,5 @@
-"""What a target syncs: customers or follow-ups. The runner is the same for both; this
+"""What a target syncs: customers, follow-ups or any declared record type (products,
+contacts, leads, opportunities: ``DeclaredRecords``). The runner is the same for all; this
 module holds what differs (which records, their rules, how a keyless row is recognised,
 whether they can be archived)."""
 
@@ -20,6 +21,7 @@ from app.services.dictionaries import lookups_for
 from app.services.errors import RuleViolation
 from app.services.importing import columns
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
+from app.services.importing.declared import column_value, savepoint
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class Records:
     def aliases(self, by_id: dict[int, Any]) -> dict[str, Alias]:
         """Codes merged into a record of ``by_id`` (none for models that are never merged)."""
         return {}
+
+    def missing_message(self, code: str) -> str:
+        """A keyed sheet row whose code names no record of the run-as user."""
+        return str(_l("No customer %(code)s for this sync's user; the row is left alone.", code=code))
 
     def archived(self, record: Any) -> bool:
         return getattr(record, "archived_at", None) is not None
@@ -228,12 +234,114 @@ def customer_id_for(code: str) -> int | None:
     return survivor if survivor is not None else (own.id if own is not None else None)
 
 
+class DeclaredRecords(Records):
+    """Any declared record type (``app.record_types``: products, contacts, leads,
+    opportunities …): read in the run-as user's scope by code, written through the type's
+    own use case ``rt.save`` (the one forms, the API and imports use), so its rules,
+    numbering, owner checks and audit are the same from a sheet.
+
+    The plan's check runs that very save inside a SAVEPOINT and rolls it back (``trial``),
+    so nothing the plan accepts can be refused when applied. A keyless sheet row is
+    recognised as a record not on the sheet yet only when every mapped cell equals it
+    (``identities``): a run interrupted after creating records links their rows back
+    instead of creating them twice. Declared types are never archived by a sync.
+    """
+
+    def __init__(self, record_type: Any) -> None:
+        self.rt = record_type
+        self.spec, self.model = columns.MODELS[record_type.name], record_type.model
+        super().__init__()
+
+    def missing_message(self, code: str) -> str:
+        return str(_l("No record %(code)s for this sync's user; the row is left alone.", code=code))
+
+    def cell_errors(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
+        errors = {}
+        for name, text in changes.items():
+            try:
+                self._value(name, text, user)
+            except ValueError as exc:
+                errors[name] = str(exc)
+        return errors
+
+    def trial(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
+        """The type's save on ``changes`` inside a savepoint, always rolled back."""
+        point = savepoint()
+        try:
+            self.save(record, changes, user)
+        except RuleViolation as exc:
+            return {name: str(message) for name, message in exc.errors.items()}
+        except ValueError as exc:
+            return {"_": str(exc)}
+        finally:
+            point.rollback()  # the plan writes nothing: numbers, audit and all go with it
+            if record is not None and record in db.session:
+                db.session.expire(record)  # values set before a refusal were never flushed
+        return {}
+
+    def identities(self, fields: dict[str, str]) -> list[Any]:
+        filled = tuple(sorted((name, value) for name, value in fields.items() if value))
+        return [filled] if filled else []
+
+    def save(self, record: Any | None, changes: dict[str, str], user: Any) -> Any:
+        """``rt.save`` with the row's values (``ValueError`` for a cell that names nothing,
+        ``RuleViolation`` from the rules); the record's current version: the three-way merge
+        already decided what the sheet may change."""
+        values = {name: value for name, text in changes.items()
+                  if (value := self._value(name, text, user)) is not _KEEP}
+        with db.session.no_autoflush:
+            saved = self.rt.save(values, user, pk=record.id if record is not None else None,
+                                 version=record.version if record is not None else None)
+        db.session.flush()
+        return saved
+
+    def _value(self, name: str, text: str, user: Any) -> Any:
+        """Canonical cell text -> the value the save takes (entries, users and customers as
+        records, dates, yes/no); ``_KEEP`` for an empty owner (the save keeps or defaults it)."""
+        field = _field(self.spec, name)
+        if field.kind == DICT:
+            return self.lookups[name].find(text) if text else None
+        if field.kind == USER:
+            return records.owner_named(text, user, check=False) if text else _KEEP
+        if field.kind == CUSTOMER:
+            return self._customer(text, user) if text else None
+        if field.kind == DATETIME:
+            return validation.parse_datetime(text) if text else None
+        if field.kind == DATE:
+            return validation.parse_date(text) if text else None
+        return column_value(self.model, name, text or None)
+
+    @staticmethod
+    def _customer(code: str, user: Any) -> Any:
+        """The live customer a code means in the user's scope (merged-away codes: the survivor)."""
+        pk = customer_id_for(code)
+        customer = db.session.scalar(select(Customer).where(Customer.id == pk, scope_clause(user, Customer))) \
+            if pk is not None else None
+        if customer is None:
+            raise ValueError(_l("No customer %(code)s in your data scope.", code=code))
+        if customer.archived_at is not None:
+            raise ValueError(rules.archived_message(code))
+        return customer
+
+    def clean(self, record: Any, user: Any) -> None:  # pragma: no cover - the save holds the rules
+        raise NotImplementedError
+
+
+#: An empty owner cell: leave the owner to the save.
+_KEEP = object()
+
 KINDS: dict[str, type[Records]] = {"customer": CustomerRecords, "follow_up": FollowUpRecords}
 
 
 def records_for(model: str) -> Records:
-    """The records a target syncs, for one run."""
-    return KINDS[model]()
+    """The records a target syncs, for one run: customers and follow-ups by their own
+    classes (``KINDS``), any other declared type (``app.record_types.REGISTRY``) through
+    ``DeclaredRecords``. ``KeyError`` for a name that is neither."""
+    if model in KINDS:
+        return KINDS[model]()
+    from app.record_types import REGISTRY
+
+    return DeclaredRecords(REGISTRY[model])
 
 
 def _field(spec: ImportModel, name: str) -> Any:

@@ -8,6 +8,10 @@ Order (each step safe to interrupt; the next run converges):
 Interrupted after 2, the next run finds app == sheet for what came from the sheet, app
 changes still to push, and new rows matched back to the records they created by the
 duplicate rule (never created twice). Interrupted after 3, both sides already agree.
+
+The run's result (``SyncRun.message``, ``SyncTarget.last_message``) is read later by anyone,
+and a scheduled run has no reader's language: it is stored as a ``messages.Message``
+(``message_text.to_column``) and rendered in the reader's language.
 """
 
 from __future__ import annotations
@@ -25,13 +29,22 @@ from app.models.base import acting_user_id
 from app.models.org import CrmUser
 from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
 from app.security.data_scope import scope_cache
-from app.services import audit
+from app.services import audit, message_text, messages
 from app.services.errors import RuleViolation
 from sync.backends import SheetChanged, SheetUnavailable
 from sync.fields import mask_phones_in
 from sync.plan import GuardStop, Plan, agreed_rows, build_plan, describe
 
 STALE_CLAIM = timedelta(minutes=15)
+#: What a run's counts (``sync.plan``: ``Plan.counts``) say, in its result and on the screens.
+COUNT_LABELS = {
+    "app_created": _l("Created in the CRM"), "app_updated": _l("Updated in the CRM"),
+    "app_archived": _l("Archived in the CRM"), "app_rejected": _l("Refused by the CRM"),
+    "sheet_added": _l("Added to the sheet"), "sheet_updated": _l("Updated in the sheet"),
+    "sheet_linked": _l("Sheet rows linked"), "sheet_rekeyed": _l("Sheet rows re-keyed"),
+    "sheet_restored": _l("Put back in the sheet"), "sheet_removed": _l("Deleted in the sheet"),
+    "sheet_rejected": _l("Sheet rows refused"), "conflicts": _l("Conflicts"),
+}
 
 
 def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool = False,
@@ -42,15 +55,17 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
     db.session.add(log)
     if not dry_run and not _claim(target.id):
         log.status, log.finished_at = "stopped", utc_now()
-        log.message = str(_l("Another run of this target is in progress; this one did nothing."))
+        log.message = message_text.to_column(
+            messages.stored(_l("Another run of this target is in progress; this one did nothing.")), 4000)
         db.session.commit()
         return log
     db.session.commit()
     token = acting_user_id.set(user.id)
     try:
         if not user.is_active:  # deactivated, or expired before the nightly job deactivates it
-            raise GuardStop(str(_l("The run-as user is deactivated; pick another user for this target.")))
-        with scope_cache(), audit.audit_context(source="sync", reason=f"sync #{log.id} {target.name}"[:256]):
+            raise GuardStop(_l("The run-as user is deactivated; pick another user for this target."))
+        with scope_cache(), audit.audit_context(source="sync", reason=_l("sync #%(run)d %(target)s",
+                                                                      run=log.id, target=target.name)):
             plan = build_plan(target, backend, user)
             if not dry_run:
                 _apply_app(target, plan, user)
@@ -58,15 +73,15 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
                 if not target.mapping:  # freeze the matched headers: a later rename stops the run
                     target.mapping = plan.mapping
                 _store_bases(target, plan)
-        status, message = "done", _summary(plan.counts)
+        status, message = "done", summary(plan.counts)
         if dry_run:
-            message = f"{message}. {describe(plan)}"
-    except GuardStop as exc:
+            message = messages.concat([message, ". ", describe(plan)])
+    except GuardStop as exc:  # the exceptions' own messages: ids kept when raised with a lazy string
         db.session.rollback()
-        status, message, plan = "stopped", str(exc), None
+        status, message, plan = "stopped", messages.stored(exc), None
     except (SheetChanged, SheetUnavailable) as exc:
         db.session.rollback()
-        status, message, plan = "failed", str(exc), None
+        status, message, plan = "failed", messages.stored(exc), None
     except RuleViolation as exc:  # a rule the plan's check missed: nothing written, the run log says which
         db.session.rollback()
         status, message, plan = "failed", str(exc), None
@@ -100,15 +115,16 @@ def _release(target_id: int) -> None:
     db.session.commit()
 
 
-def _finish(target_id: int, log_id: int, status: str, message: str, plan: Plan | None, backend: Any,
-            dry_run: bool) -> SyncRun:
+def _finish(target_id: int, log_id: int, status: str, message: messages.Message, plan: Plan | None,
+            backend: Any, dry_run: bool) -> SyncRun:
     log, target = db.session.get(SyncRun, log_id), db.session.get(SyncTarget, target_id)
-    message = mask_phones_in(message)  # run logs, previews and the target's status are screens
-    log.status, log.message, log.finished_at = status, message[:4000], utc_now()
+    message = message_text.map_text(message, mask_phones_in)  # run logs, previews and the target's status are screens
+    log.status, log.message, log.finished_at = status, message_text.to_column(message, 4000), utc_now()
     log.counts = dict(plan.counts) if plan else None
     log.api_calls = dict(getattr(backend, "calls", {}))
     if not dry_run:
-        target.last_run_at, target.last_status, target.last_message = utc_now(), status, message[:2000]
+        target.last_run_at, target.last_status = utc_now(), status
+        target.last_message = message_text.to_column(message, 2000)
         target.running_since = None
         if getattr(backend, "sheet_id", None) is not None:  # Google's first worksheet has id 0
             target.sheet_id = backend.sheet_id
@@ -116,8 +132,16 @@ def _finish(target_id: int, log_id: int, status: str, message: str, plan: Plan |
     return log
 
 
-def _summary(counts: Counter) -> str:
-    return ", ".join(f"{name} {counts[name]}" for name in sorted(counts) if counts[name]) or str(_l("no changes"))
+def summary(counts: Counter) -> messages.Message:
+    """A run's counts as its result: "Created in the CRM: 1, Added to the sheet: 2" in the
+    reader's language (``COUNT_LABELS``; a count without a label by its key); "no changes"
+    when all are zero."""
+    parts: list[messages.Message] = []
+    for name in sorted(counts):
+        if counts[name]:
+            label = messages.stored(COUNT_LABELS[name]) if name in COUNT_LABELS else name
+            parts += [", " if parts else "", label, f": {counts[name]}"]
+    return messages.concat(parts) if parts else messages.stored(_l("no changes"))
 
 
 def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from app.extensions import appbuilder, db
 from app.models.org import CrmUser
 from app.models.sync import ARCHIVE, PULL, PUSH, SyncTarget
+from app.record_types import REGISTRY
 from app.security import step_up
 from app.services import audit
 from sync import merge
@@ -65,7 +66,8 @@ def pushes_full_phones(target: SyncTarget) -> bool:
     """A customer target whose run-as user's roles may reveal contact details (deactivated or
     not: a later reactivation must not make a saved target sensitive unasked)."""
     user = _run_as(target)
-    if target.model != "customer" or user is None:
+    masked = getattr(REGISTRY.get(target.model), "masked", ())  # contacts, leads: phones too
+    if user is None or not (target.model == "customer" or masked):
         return False
     return appbuilder.sm.exist_permission_on_roles("Customer", "can_reveal_contact", [r.id for r in user.roles])
 

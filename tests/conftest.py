@@ -21,9 +21,13 @@ os.environ.setdefault("CRM_SCHEDULER", "0")
 from app import create_app  # noqa: E402
 from app.extensions import appbuilder, db  # noqa: E402
 from app.models import (  # noqa: E402
+    AssignmentRule,
+    AssignmentRuleUser,
     AuditChainHead,
     AuditLog,
     CodeSequence,
+    Competitor,
+    Contact,
     CrmUser,
     Customer,
     CustomerAlias,
@@ -33,8 +37,15 @@ from app.models import (  # noqa: E402
     DismissedPair,
     FollowUp,
     ImportMapping,
+    Lead,
+    LeadStatusChange,
+    Opportunity,
+    OpportunityLine,
+    OpportunityStageChange,
+    Product,
     RecoveryCode,
     RoleDataScope,
+    Stage,
     StepUpGrant,
     SyncConflict,
     SyncRow,
@@ -114,9 +125,12 @@ def _clean_data(app: Any) -> Any:
         db.session.rollback()
         for model in (SyncConflict, SyncRow, SyncRun, SyncTarget,
                       TransferJob, TransferSchedule, ImportMapping, CustomerAlias, DismissedPair,
+                      LeadStatusChange, Lead, AssignmentRuleUser, AssignmentRule, OpportunityLine, Competitor,
+                      OpportunityStageChange, Opportunity, Product, Contact,
                       CustomerStatusChange, FollowUp, Customer, AuditLog, CodeSequence,
                       TotpCredential, RecoveryCode, StepUpGrant):
             db.session.execute(delete(model))
+        _reset_stages_and_departments()
         db.session.execute(update(AuditChainHead).values(seq=0, last_hash=""))
         db.session.execute(update(RoleDataScope).values(totp_required=False))
         _remove_extra_users()
@@ -128,6 +142,26 @@ def _clean_data(app: Any) -> Any:
         db.session.commit()
         db.session.remove()
         appbuilder.sm.limiter.reset()
+
+
+def _reset_stages_and_departments() -> None:
+    """Stages as seeded (edit-form walks rename them) and the org's departments as built."""
+    from app.services.setup import stage_rows
+
+    db.session.execute(delete(Stage))
+    db.session.add_all(stage_rows())
+    departments = dict(db.session.execute(select(Department.name, Department.id)).all())
+    keys = {"east": "East", "east_team": "East Team", "south": "South"}
+    for username, (_, dep) in USERS.items():  # Core updates: no ORM flush hooks (audit, accounts)
+        db.session.execute(update(CrmUser.__table__).where(CrmUser.username == username)
+                           .values(department_id=departments.get(keys.get(dep, ""))))
+    extra = [pk for name, pk in departments.items() if name not in keys.values()]
+    if extra:
+        db.session.execute(update(CrmUser.__table__).where(CrmUser.department_id.in_(extra))
+                           .values(department_id=None))
+        db.session.execute(update(Department.__table__).where(Department.id.in_(extra))
+                           .values(parent_id=None, manager_id=None))
+        db.session.execute(delete(Department.__table__).where(Department.id.in_(extra)))
 
 
 def _remove_extra_users() -> None:

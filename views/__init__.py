@@ -45,10 +45,21 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(ExportView)
     appbuilder.add_view(DuplicatesView, "Duplicates", label=_l("Duplicates"), icon="fa-clone", category=crm)
     appbuilder.add_view_no_menu(QuickSearchView)  # the navbar's search box (every logged-in user)
+    import views.leads  # noqa: F401  (OWN_VIEWS/OWN_APIS for leads)
+    from views.declared import register_declared
+    from views.leads import register as register_leads
+    from views.opportunities import StageView  # fills OWN_VIEWS / OWN_APIS for opportunities
+
+    register_declared(appbuilder)  # contacts, leads, opportunities, products (app.record_types)
+    register_leads(appbuilder)  # assignment rules + web form
+    from views.pipeline import register_pipeline
+
+    register_pipeline(appbuilder)  # /pipeline/ kanban + /pipeline/forecast (menus "Pipeline", "Forecast")
 
     for view, label in DICTIONARY_VIEWS:
         appbuilder.add_view(view, view.__name__, label=label, icon="fa-list", category="Dictionaries",
                             category_label=_l("Dictionaries"), category_icon="fa-book")
+    appbuilder.add_view(StageView, "Stages", label=_l("Stages"), icon="fa-tasks", category="Dictionaries")
 
     appbuilder.add_view(DepartmentView, "Departments", label=_l("Departments"), icon="fa-sitemap",
                         category="Organisation", category_label=_l("Organisation"), category_icon="fa-users")

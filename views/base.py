@@ -11,19 +11,20 @@ from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import ModelRestApi, ModelView, expose
 from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.api.convert import Model2SchemaConverter
-from flask_appbuilder.const import API_ORDER_COLUMN_RIS_KEY, FLAMSG_ERR_SEC_ACCESS_DENIED
+from flask_appbuilder.const import API_ORDER_COLUMN_RIS_KEY, FLAMSG_ERR_SEC_ACCESS_DENIED, PERMISSION_PREFIX
 from flask_appbuilder.exceptions import InvalidOrderByColumnFABException
 from flask_appbuilder.fields import QuerySelectField
 from flask_appbuilder.hooks import before_request
 from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from marshmallow import ValidationError as SchemaValidationError
 from marshmallow import fields
 from marshmallow_sqlalchemy.fields import Related, RelatedList
 from sqlalchemy import inspect
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
-from wtforms import ValidationError
+from wtforms import HiddenField, ValidationError
 from wtforms.fields.core import UnboundField
 
 from app import clock
@@ -164,7 +165,7 @@ def related_field_filters(datamodel: Any, columns: Iterable[str], declared: dict
     return result
 
 
-def _name_blank_choices(form: Any) -> None:
+def name_blank_choices(form: Any) -> None:
     """Give a form's related selects a translated empty choice (FAB's is "", which WTForms
     shows as the value "__None")."""
     for name in dir(form):
@@ -174,7 +175,119 @@ def _name_blank_choices(form: Any) -> None:
             field.kwargs["blank_text"] = display.BLANK_CHOICE
 
 
-class CrmModelView(ModelView):
+class UntranslatedView(TypeError):
+    """A screen that would show English on a page in another language (raised at start-up)."""
+
+
+#: The title each page route shows (FAB's default for a missing one is "List/Show/Add/Edit
+#: <Model Name>", built from the class name and never translated).
+ROUTE_TITLES = {"list": "list_title", "show": "show_title", "add": "add_title", "edit": "edit_title"}
+#: The columns each page route shows (the list page also holds the search form).
+ROUTE_COLUMNS = {"list": ("list_columns", "search_columns"), "show": ("show_columns",),
+                 "add": ("add_columns",), "edit": ("edit_columns",)}
+#: Form routes and the extra fields that replace their columns.
+ROUTE_EXTRA_FIELDS = {"add": "add_form_extra_fields", "edit": "edit_form_extra_fields"}
+
+
+def translatable(text: Any) -> bool:
+    """Whether ``text`` is rendered in the reader's language (a ``lazy_gettext`` string);
+    plain text, including FAB's generated titles and prettified column names, is not."""
+    return isinstance(text, LazyString)
+
+
+def served_routes(view: Any) -> set[str]:
+    """Which of list/show/add/edit ``view`` serves: exposed (``include``/``exclude_route_methods``)
+    and with a permission it grants (an add route of a read-only view is never shown)."""
+    include, exclude = view.include_route_methods, view.exclude_route_methods or set()
+    granted = set(view.base_permissions or [])
+    return {route for route in ROUTE_TITLES
+            if (include is None or route in include) and route not in exclude
+            and hasattr(getattr(view, route, None), "_urls")
+            and PERMISSION_PREFIX + view.get_method_permission(route) in granted}
+
+
+def _field_label(field: Any) -> Any:
+    if not isinstance(field, UnboundField):
+        return None
+    return field.args[0] if field.args else field.kwargs.get("label")
+
+
+def untranslated_parts(view: Any, labels: dict[str, Any] | None = None) -> list[str]:
+    """What of ``view`` a page in another language would show in English: the title of a
+    route it serves left to FAB's default, a column it shows or searches on such a route
+    without a ``lazy_gettext`` label (``labels``: the declared ones, default the view's),
+    a form's extra field without one. Empty when every text is translatable."""
+    labels = view.label_columns if labels is None else labels
+    problems, routes = [], served_routes(view)
+    for route in sorted(routes):
+        title = getattr(view, ROUTE_TITLES[route], None)
+        if not translatable(title):
+            problems.append(f"{ROUTE_TITLES[route]} {title!r}")
+        extra = getattr(view, ROUTE_EXTRA_FIELDS.get(route, ""), None) or {}
+        for name, field in extra.items():
+            if not issubclass(field.field_class, HiddenField) and not translatable(_field_label(field)):
+                problems.append(f"{route} field {name!r} has no lazy_gettext label")
+        for attribute in ROUTE_COLUMNS[route]:
+            for column in getattr(view, attribute, None) or []:
+                if column not in extra and not translatable(labels.get(column)):
+                    problems.append(f"{attribute} {column!r} has no label_columns entry")
+    return list(dict.fromkeys(problems))
+
+
+def refuse_untranslated(view: Any, labels: dict[str, Any] | None = None) -> None:
+    """Raise ``UntranslatedView`` naming the view and what it lacks (``untranslated_parts``),
+    so a screen cannot ship with English titles or column names on a translated page."""
+    problems = untranslated_parts(view, labels)
+    if problems:
+        raise UntranslatedView(f"{type(view).__name__} would show untranslated text: " + "; ".join(problems)
+                               + ". Declare the titles and label_columns with lazy_gettext (_l).")
+
+
+def fieldset_columns(fieldsets: Any) -> list[str]:
+    """The columns of FAB fieldsets (``[(title, {"fields": [...]}), ...]``)."""
+    return [column for _, spec in fieldsets or [] for column in spec.get("fields", [])]
+
+
+class ReadableViewMixin:
+    """A FAB model view (ours, or FAB's own security screens) as a person reads it in any
+    language: every shown column through ``display.view_formatters`` (no "None", "True",
+    microseconds), related selects with a named empty choice (never "__None"), and every
+    title and column label translatable, or the view refuses to start (``refuse_untranslated``)."""
+
+    #: Other fieldsets a page of the view shows (FAB's user info page: ``user_show_fieldsets``).
+    extra_fieldsets: tuple[str, ...] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        refuse_untranslated(self)
+
+    def shown_columns(self) -> set[str]:
+        """Every column a list or page of the view shows."""
+        shown = {*self.list_columns, *self.show_columns}
+        for name in self.extra_fieldsets:
+            shown.update(fieldset_columns(getattr(self, name, None)))
+        return shown
+
+    def declared_formatters(self, shown: set[str]) -> dict[str, Any]:
+        """The view's own formatters (exports keep them; ``display`` fills in the rest)."""
+        return dict(self.formatters_columns)
+
+    def _init_properties(self) -> None:
+        super()._init_properties()
+        shown = self.shown_columns()
+        declared = self.declared_formatters(shown)
+        #: Exports keep the declared formatters (masking) and their own cell rules.
+        self.export_formatters = declared
+        # Every shown column reads as a person expects (no "None", no microseconds ...).
+        self.formatters_columns = {**declared, **display.view_formatters(shown, declared)}
+
+    def _init_forms(self) -> None:
+        super()._init_forms()
+        for form in (self.add_form, self.edit_form, self.search_form):
+            name_blank_choices(form)
+
+
+class CrmModelView(ReadableViewMixin, ModelView):
     """A ModelView that cannot leak through its list arguments, forms or actions.
 
     Derived from the models, never declared per view: masked columns
@@ -184,6 +297,8 @@ class CrmModelView(ModelView):
     URL with arguments the view refuses (``list_arg_problems``) is answered with a
     message, never a 500 and never applied. Bulk and single actions load each record
     through the view's base filters; an unknown action or an empty selection is a message.
+    Shown values read as a person expects and every title and label is translatable
+    (``ReadableViewMixin``).
     """
 
     method_permission_name = READ_WRITE_PERMISSIONS
@@ -198,15 +313,12 @@ class CrmModelView(ModelView):
         self.order_columns = unmasked_columns(model, self.order_columns)
         self.search_columns = unmasked_columns(model, self.search_columns)
         self._filters = self.datamodel.get_filters(self.search_columns)
-        shown = {*self.list_columns, *self.show_columns}
-        declared = {
-            **self.formatters_columns,
-            **{column: masking.mask for column in shown if masking.is_masked_path(model, column)},
-        }
-        #: Exports keep the declared formatters (masking) and their own cell rules.
-        self.export_formatters = declared
-        # Every shown column reads as a person expects (no "None", no microseconds ...).
-        self.formatters_columns = {**declared, **display.view_formatters(shown, declared)}
+
+    def declared_formatters(self, shown: set[str]) -> dict[str, Any]:
+        """The view's formatters, and masking for every masked column it shows."""
+        model = self.datamodel.obj
+        return {**self.formatters_columns,
+                **{column: masking.mask for column in shown if masking.is_masked_path(model, column)}}
 
     def _init_forms(self) -> None:
         model = self.datamodel
@@ -217,8 +329,6 @@ class CrmModelView(ModelView):
         self.search_form_query_rel_fields = related_field_filters(
             model, self.search_columns or [], self.search_form_query_rel_fields, new_records=False)
         super()._init_forms()
-        for form in (self.add_form, self.edit_form, self.search_form):
-            _name_blank_choices(form)
 
     @before_request
     def refuse_bad_list_args(self) -> Any:

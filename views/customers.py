@@ -32,6 +32,8 @@ from views.base import (
     ListExportMixin,
     ScopedModelView,
 )
+from views.contacts import ContactView
+from views.opportunities import OpportunityView
 from views.writes import UseCaseFormMixin
 
 CUSTOMER_FIELDS = [
@@ -56,21 +58,21 @@ class ArchivedFilter(BaseFilter):
         return query.filter(self.model.archived_at.isnot(None))
 
 
-#: The customer list's search box argument, and the endpoints it narrows (the list as
-#: shown and its downloads; never a record's page, edit or action).
+#: The lists' search box argument, and the endpoints it narrows (the lists as shown and
+#: their downloads; never a record's page, edit or action).
 SEARCH_ARG = "q"
-_SEARCHED_ENDPOINTS = ("CustomerView.list", "CustomerView.export")
+_SEARCHED_ENDPOINTS = ("CustomerView.list", "CustomerView.export", "FollowUpView.list", "FollowUpView.export")
 
 
 def search_text() -> str:
-    """What was typed in the customer search box, on the endpoints it applies to."""
+    """What was typed in a list's search box, on the endpoints it applies to."""
     if not has_request_context() or request.endpoint not in _SEARCHED_ENDPOINTS:
         return ""
     return request.args.get(SEARCH_ARG, "")
 
 
 class QuickSearchFilter(BaseFilter):
-    """The search box (``?q=``): ``search.customer_clause``, ANDed with the scope filter."""
+    """The customer list's search box (``?q=``): ``search.customer_clause``, ANDed with the scope filter."""
 
     name = "Search"
     arg_name = "quick_search"
@@ -78,9 +80,47 @@ class QuickSearchFilter(BaseFilter):
     def apply(self, query: Any, value: Any) -> Any:
         try:
             clause = search.customer_clause(search_text(), db.session)
-        except ValueError:  # refused with a message by CustomerView.refuse_long_search
+        except ValueError:  # refused with a message by SearchBoxMixin.refuse_long_search
             return query
         return query if clause is None else query.filter(clause)
+
+
+class FollowUpSearchFilter(BaseFilter):
+    """The follow-up list's search box (``?q=``): code, content, the customer's name or code
+    (``search.follow_up_clause``, as the navbar's search finds follow-ups), ANDed with the scope."""
+
+    name = "Search"
+    arg_name = "quick_search"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        try:
+            clause = search.follow_up_clause(search.quick_text(search_text()), db.session)
+        except ValueError:  # refused with a message by SearchBoxMixin.refuse_long_search
+            return query
+        return query if clause is None else query.filter(clause)
+
+
+def _too_long(text: str) -> bool:
+    """Whether either search (``customer_clause`` folds, ``quick_text`` cleans) refuses ``text``."""
+    try:
+        search.quick_text(text)
+    except ValueError:
+        return True
+    return len(search.fold(text)) > search.MAX_QUERY_LENGTH
+
+
+class SearchBoxMixin:
+    """A list with a search box (``?q=``, ``crm/search_box.html``): a text too long to
+    search is refused with a message, never silently ignored."""
+
+    @before_request
+    def refuse_long_search(self) -> Any:
+        """A search text over ``search.MAX_QUERY_LENGTH`` characters: the list without it, and why."""
+        if not _too_long(search_text()):
+            return None
+        flash(str(_l("Search text is too long (at most %(most)d characters).", most=search.MAX_QUERY_LENGTH)),
+              "warning")
+        return redirect(url_for(f"{self.endpoint}.list"))
 
 
 def export_list(view: ListExportMixin, fmt: str, filename: str) -> Any:
@@ -100,19 +140,22 @@ class StatusHistoryView(ScopedModelView):
     class_permission_name = "CustomerStatusChange"
     base_permissions = ["can_read"]
     list_title = _l("Status history")
+    show_title = _l("Status change")
     list_columns = ["changed_at", "from_type", "to_type", "changed_by", "reason"]
     show_columns = list_columns
     base_order = ("changed_at", "desc")
     label_columns = {
         "changed_at": _l("Changed at"), "from_type": _l("From"), "to_type": _l("To"),
-        "changed_by": _l("Changed by"), "reason": _l("Reason"),
+        "changed_by": _l("Changed by"), "reason": _l("Reason"), "customer": _l("Customer"),
     }
 
 
-class FollowUpView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
+class FollowUpView(SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedModelView):
     datamodel = SQLAInterface(FollowUp)
     class_permission_name = "FollowUp"
     base_permissions = CRUD_PERMISSIONS + ["can_export"]
+    base_filters = SCOPE_FILTER + [["id", FollowUpSearchFilter, lambda: None]]
+    list_template = "crm/followup_list.html"
     list_title = _l("Follow-ups")
     show_title = _l("Follow-up")
     add_title = _l("Add follow-up")
@@ -185,7 +228,7 @@ class FollowUpView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
         return export_list(self, fmt, "follow-ups")
 
 
-class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
+class CustomerView(SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedModelView):
     datamodel = SQLAInterface(Customer)
     class_permission_name = "Customer"
     method_permission_name = {
@@ -213,7 +256,7 @@ class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
     edit_columns = CUSTOMER_FIELDS + ["status_reason", "edit_version", "allow_duplicate"]
     search_columns = ["code", "name", "credit_code", "type", "industry", "contact_name", "level", "source", "owner", "created_on"]
     base_order = ("id", "desc")
-    related_views = [FollowUpView, StatusHistoryView]
+    related_views = [FollowUpView, StatusHistoryView, ContactView, OpportunityView]
     add_form_extra_fields = {"owner": forms.owner_field(), "allow_duplicate": forms.duplicate_field()}
     edit_form_extra_fields = {
         "owner": forms.owner_field(True),
@@ -234,16 +277,6 @@ class CustomerView(UseCaseFormMixin, ListExportMixin, ScopedModelView):
         "contact_phone": _l("Mobile (13812345678) or landline with area code (010-12345678); +86 accepted."),
         "credit_code": _l("Optional; 18 characters, checked against the national checksum."),
     }
-
-    @before_request
-    def refuse_long_search(self) -> Any:
-        """A search text over ``search.MAX_QUERY_LENGTH`` characters: the list without it, and why."""
-        text = search_text()
-        if len(search.fold(text)) <= search.MAX_QUERY_LENGTH:
-            return None
-        flash(str(_l("Search text is too long (at most %(most)d characters).", most=search.MAX_QUERY_LENGTH)),
-              "warning")
-        return redirect(url_for("CustomerView.list"))
 
     def render_template(self, template: str, **kwargs: Any) -> Any:
         """The customer page also shows the record's audit history (managers and admins)."""
@@ -356,6 +389,7 @@ class ArchivedCustomerView(ListExportMixin, ScopedModelView):
     base_permissions = ["can_read", "can_write", "can_export"]
     base_filters = SCOPE_FILTER + [["id", ArchivedFilter, lambda: None]]
     list_title = _l("Archived customers")
+    show_title = _l("Archived customer")
     list_columns = ["code", "name", "type", "contact_name", "contact_phone", "owner", "archived_at"]
     show_columns = list_columns
     search_columns = ["code", "name", "owner"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, g
+from flask import abort, flash, g
 from flask_appbuilder import expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
@@ -19,11 +19,12 @@ from sqlalchemy import inspect as sa_inspect
 
 from app.extensions import db
 from app.record_types import RecordType
+from app.security import step_up
 from app.services import exporting
-from app.services.errors import RuleForbidden
+from app.services.errors import NotFound, RuleForbidden, RuleViolation
 from views import forms
 from views.base import CRUD_PERMISSIONS, SCOPE_FILTER, ListExportMixin, ScopedApi, ScopedModelView
-from views.writes import UseCaseApiMixin, UseCaseFormMixin
+from views.writes import UseCaseApiMixin, UseCaseFormMixin, step_up_abort
 
 #: Labels every type shares (stamps, owner, code).
 COMMON_LABELS = {
@@ -79,8 +80,21 @@ def declared_view(rt: RecordType, *mixins: type, **attrs: Any) -> type:
         return self.export_response(fmt, rt.name)
 
     def _delete(self: Any, pk: Any) -> None:
-        rt.delete(pk, g.user)
+        """The delete use case; its refusals are the screen's answers (404, step-up, a message)."""
+        try:
+            rt.delete(pk, g.user)
+        except step_up.StepUpRequired as exc:
+            step_up_abort(exc)
+        except NotFound:
+            db.session.rollback()
+            abort(404)
+        except RuleViolation as exc:
+            db.session.rollback()
+            for message in exc.errors.values():
+                flash(str(message), "danger")
+            return
         db.session.commit()
+        flash(str(self.delete_row_message), "success")
 
     body: dict[str, Any] = {
         "datamodel": SQLAInterface(rt.model),

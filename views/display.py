@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from markupsafe import Markup, escape
 
 from app import clock
@@ -107,21 +108,58 @@ def view_formatters(columns: set[str], declared: Mapping[str, Callable[[Any], An
 #: Where an audit entry came from (``audit.current_source`` and ``audit_context`` sources).
 SOURCE_LABELS = {"web": _l("Web page"), "api": _l("API"), "import": _l("Import"), "sync": _l("Sync"),
                  "script": _l("Script")}
-#: Audit actions of row changes (other events keep their stored name).
-ACTION_LABELS = {"create": _l("Created"), "update": _l("Changed"), "delete": _l("Deleted"),
-                 "archive": _l("Archived"), "restore": _l("Restored"), "deactivate": _l("Deactivated"),
-                 "permission_change": _l("Permissions changed")}
+#: Every audit action the code writes: row changes (``audit.collect_changes``) and the
+#: events of ``audit.record`` (tests/app/services/test_audit_actions.py finds them all).
+ACTION_LABELS = {
+    "create": _l("Created"), "update": _l("Changed"), "delete": _l("Deleted"), "archive": _l("Archived"),
+    "restore": _l("Restored"), "deactivate": _l("Deactivated"), "permission_change": _l("Permissions changed"),
+    "login": _l("Logged in"), "logout": _l("Logged out"), "login_failed": _l("Wrong password"),
+    "login_throttled": _l("Logins limited after wrong passwords"), "login_refused": _l("Login refused (limit reached)"),
+    "login_totp_success": _l("Login code accepted"), "login_totp_failure": _l("Login code refused"),
+    "step_up_success": _l("Code accepted for a sensitive action"),
+    "step_up_failure": _l("Code refused for a sensitive action"),
+    "totp_enrol": _l("Authenticator enrolled"), "totp_reenrol": _l("Authenticator replaced"),
+    "totp_enrol_failed": _l("Authenticator enrolment failed"), "totp_reset": _l("Authenticator removed"),
+    "totp_locked": _l("Authenticator locked"), "audit_chain_broken": _l("Audit chain broken"),
+    "reassign": _l("Records handed over"), "purge": _l("Account purged"), "reveal": _l("Contact revealed"),
+    "import": _l("Imported"), "export": _l("Exported"), "merge": _l("Merged"),
+    "dismiss_duplicate": _l("Marked as not a duplicate"), "restore_duplicate": _l("Duplicate check restored"),
+    "value_mapping": _l("Value mapped"), "sync_target_save": _l("Sync target saved"),
+    "sync_conflict": _l("Sync conflict settled"), "assign": _l("Assigned"),
+    "convert": _l("Converted to a customer"), "webform_honeypot": _l("Web form spam refused"),
+}
+#: What audit entries call records that no screen shows (``object_label``).
+OBJECT_LABELS = {"TransferJob": _l("Import or export")}
 
 
-def field_labels(object_type: str | None) -> Mapping[str, Any]:
-    """The column labels of the first registered screen over the model named ``object_type``."""
+def _first_view(object_type: str | None) -> Any:
+    """The first registered screen over the model named ``object_type`` (menus in order), or None."""
     from flask import current_app
 
     for view in getattr(current_app.appbuilder, "baseviews", []):
         datamodel = getattr(view, "datamodel", None)
         if datamodel is not None and datamodel.obj.__name__ == object_type:
-            return view.label_columns
-    return {}
+            return view
+    return None
+
+
+def field_labels(object_type: str | None) -> Mapping[str, Any]:
+    """The column labels of the first registered screen over the model named ``object_type``."""
+    view = _first_view(object_type)
+    return view.label_columns if view is not None else {}
+
+
+def object_label(object_type: str | None) -> str:
+    """What an audit entry's object type (a model's class name) is called on the screens:
+    its screen's ``object_label`` or record title (``show_title``), else ``OBJECT_LABELS``;
+    an unknown type as stored."""
+    if not object_type:
+        return ""
+    view = _first_view(object_type)
+    for label in (getattr(view, "object_label", None), getattr(view, "show_title", None)):
+        if isinstance(label, LazyString):  # FAB's generated "Show Customer" is plain text: not a label
+            return str(label)
+    return str(OBJECT_LABELS.get(object_type, object_type))
 
 
 def audit_rows(changes: str | None, object_type: str | None) -> list[tuple[Any, Any, Any]]:

@@ -18,9 +18,10 @@ from app.models.base import acting_user_id
 from app.models.org import CrmUser
 from app.models.transfers import DONE, EXPORT, FAILED, LIST_EXPORT, QUEUED, RUNNING, TransferJob, TransferSchedule
 from app.security.rights import user_may
-from app.services import background, exporting, schedules
+from app.services import background, exporting, messages, schedules
 from app.services.background import LIVE, folder
-from views.base import ListRefused, list_arg_problems
+from app.services.importing import jobs
+from views.base import list_arg_problems
 
 
 def start_export(view: Any, fmt: str, filename: str, unmasked: frozenset[str], count: int) -> Any:
@@ -56,7 +57,7 @@ def run_export(job_id: int, target: str | None = None) -> TransferJob:
             g.user = user
             view = _view(options["view"])
             if not user_may(user, "can_export", view.class_permission_name):  # a schedule's run-as user too
-                raise PermissionError(f"{user.username} may not export this list")
+                raise PermissionError(_l("%(user)s may not export this list.", user=user.username))
             header, count, rows = view.export_table(frozenset(options.get("unmasked", [])), options.get("columns"))
             partial = path.with_name(path.name + ".part")
             written = exporting.write_file(partial, options["fmt"], header, rows,
@@ -70,8 +71,8 @@ def run_export(job_id: int, target: str | None = None) -> TransferJob:
     except Exception as exc:
         db.session.rollback()
         job = db.session.get(TransferJob, job_id)
-        message = str(exc) if isinstance(exc, ListRefused) else f"{type(exc).__name__}: {exc}"
-        job.status, job.error, job.finished_at = FAILED, message[:2000], utc_now()
+        job.status, job.finished_at = FAILED, utc_now()
+        schedules.store_failure(job, schedules.failure_message(exc))  # ListRefused is a ValueError: no class name
         db.session.commit()
     finally:
         acting_user_id.reset(token)
@@ -112,13 +113,17 @@ def saved_list_problems(model: str, url: str | None, columns: str | None = None)
     return problems
 
 
-def export_saved_list(schedule: TransferSchedule) -> str:
+def export_saved_list(schedule: TransferSchedule) -> messages.Message:
     """Scheduled export: the saved list (filters from its URL, chosen columns) as its run-as user.
 
-    Raises ``ValueError`` with the messages of ``saved_list_problems`` (nothing is written)."""
-    problems = saved_list_problems(schedule.model, schedule.filters, schedule.columns)
+    Returns what was written; raises ``schedules.RunFailed`` with the messages of
+    ``saved_list_problems`` (nothing is written) or the export's failure."""
+    with messages.capturing() as capture:  # only the checks' messages: nothing is stored in this window
+        problems = [capture.stored(problem) for problem in
+                    saved_list_problems(schedule.model, schedule.filters, schedule.columns)]
     if problems:
-        raise ValueError(" ".join(problems))
+        raise schedules.RunFailed(messages.concat([part for index, problem in enumerate(problems)
+                                                   for part in ((" " if index else ""), problem)]))
     view_name, default_path = LIST_VIEWS[schedule.model]
     parts = urlsplit((schedule.filters or "").strip())
     target = schedules.checked_location(schedule.kind, schedule.path)  # write where the check looked
@@ -131,8 +136,8 @@ def export_saved_list(schedule: TransferSchedule) -> str:
     db.session.commit()
     job = run_export(job.id, target=str(target))
     if job.status != DONE:
-        raise RuntimeError(job.error)
-    return str(_l("%(n)d rows written to %(path)s", n=job.processed_rows, path=str(target)))
+        raise schedules.RunFailed(jobs.error_message(job))
+    return messages.stored(_l("%(n)d rows written to %(path)s", n=job.processed_rows, path=str(target)))
 
 
 schedules.register(LIST_EXPORT, export_saved_list)
@@ -154,12 +159,14 @@ class ExportView(BaseView):
     @has_access
     def job(self, job_id: int) -> Any:
         job = self._job(job_id)
-        return self.render_template("crm/export_job.html", job=job, title=_l("Export %(file)s", file=job.filename))
+        return self.render_template("crm/export_job.html", job=job, title=_l("Export %(file)s", file=job.filename),
+                                    error=messages.render(jobs.error_message(job)))
 
     @expose("/<int:job_id>/progress")
     @has_access
     def progress(self, job_id: int) -> Any:
-        return jsonify(background.progress(self._job(job_id)))
+        job = self._job(job_id)  # the failure in the reader's language, as the page shows it
+        return jsonify({**background.progress(job), "error": messages.render(jobs.error_message(job)) or None})
 
     @expose("/<int:job_id>/download")
     @has_access

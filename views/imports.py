@@ -1,6 +1,9 @@
 """Import screens: template download, upload, column mapping, dry run preview with the
 value-mapping step (dictionary values that name no entry), commit, progress and history
-(the work happens in app/services/importing)."""
+(the work happens in app/services/importing).
+
+A job's stored messages (its failure, its rows' errors, the error report) are shown in the
+reader's language, whoever ran the job (``app.services.messages``)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from app.models.transfers import DONE, PREVIEWED, QUEUED, RUNNING, TransferJob
 from app.security.data_scope import visible_owner_ids
-from app.services import background, dictionaries
+from app.services import background, dictionaries, messages
 from app.services.errors import RuleViolation
 from app.services.importing import columns, engine, jobs, reading, values
 from app.services.importing.template import build_template
@@ -32,6 +35,16 @@ STATUS_LABELS = {"uploaded": _l("Uploaded"), "previewed": _l("Dry run"), "queued
 OUTCOME_LABELS = {"create": (_l("To create"), _l("Created")), "update": (_l("To update"), _l("Updated")),
                   "unchanged": (_l("Unchanged"), _l("Unchanged")), "error": (_l("Rejected"), _l("Rejected")),
                   "duplicate": (_l("Duplicates"), _l("Duplicates"))}
+
+
+def row_problem(row: dict[str, Any]) -> str:
+    """A sample row's errors in the reader's language (text stored before messages were kept
+    as ids is shown as stored)."""
+    return messages.render(row["message"]) if "message" in row else str(row.get("errors") or "")
+
+
+def _language() -> str:
+    return str(get_locale() or messages.default_locale())
 
 
 def _shown(value: Any) -> str:
@@ -89,8 +102,7 @@ class ImportView(BaseView):
     @has_access
     def template(self, model: str) -> Any:
         spec = self._spec(model)
-        lang = str(get_locale() or "en")
-        body = build_template(spec, lang)
+        body = build_template(spec, _language())
         name = f"{spec.name}-import-template.xlsx"
         return Response(body, mimetype=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -192,6 +204,7 @@ class ImportView(BaseView):
         spec = columns.MODELS[job.model]
         value_groups = values.groups(job) if job.status == PREVIEWED else []
         return self.render_template("crm/import_job.html", job=job, spec=spec, progress=background.progress(job),
+                                    error=messages.render(jobs.error_message(job)), row_problem=row_problem,
                                     outcomes=engine.OUTCOMES, title=_l("Import %(file)s", file=job.filename),
                                     value_groups=value_groups, values_digest=values.digest(job),
                                     may_alias=bool(value_groups) and dictionaries.may_edit(g.user),
@@ -201,7 +214,8 @@ class ImportView(BaseView):
     @expose("/<int:job_id>/progress")
     @has_access
     def progress(self, job_id: int) -> Any:
-        return jsonify(background.progress(self._job(job_id)))
+        job = self._job(job_id)
+        return jsonify({**background.progress(job), "error": messages.render(jobs.error_message(job)) or None})
 
     @expose("/<int:job_id>/commit", methods=["POST"])
     @has_access
@@ -237,10 +251,11 @@ class ImportView(BaseView):
     @has_access
     def report(self, job_id: int) -> Any:
         job = self._job(job_id)
-        if not job.report_path:
+        path = jobs.report_file(job, _language())  # the rows' errors in the reader's language
+        if not path:
             abort(404)
         stem = job.filename.rsplit(".", 1)[0]
-        return send_file(job.report_path, mimetype=XLSX, as_attachment=True, download_name=f"{stem}-errors.xlsx")
+        return send_file(path, mimetype=XLSX, as_attachment=True, download_name=f"{stem}-errors.xlsx")
 
 
 def upload_too_large(error: Any) -> Any:

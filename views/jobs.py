@@ -14,13 +14,27 @@ from wtforms import SelectField, ValidationError
 from app import scheduler
 from app.extensions import db
 from app.models.transfers import FOLDER_IMPORT, LIST_EXPORT, TransferJob, TransferSchedule
-from app.services import schedules
-from app.services.importing import columns, engine
+from app.services import message_text, messages, schedules
+from app.services.importing import columns, engine, jobs
 from views import display
 from views.base import CrmModelView
+from views.imports import MODE_LABELS, STATUS_LABELS
 
 KINDS = [(FOLDER_IMPORT, _l("Import every file dropped in a folder")),
          (LIST_EXPORT, _l("Export a saved list to a file"))]
+
+
+def model_choices() -> list[tuple[str, Any]]:
+    """The records a schedule may import or export: (code, label), as the import offers them."""
+    return [(m.name, m.label) for m in columns.MODELS.values()]
+
+
+#: Coded columns shown by their labels, in lists, pages and the form's choices alike (the
+#: records at display time: record types may add import models after this module loads).
+CODE_FORMATTERS = {
+    "kind": display.labelled(KINDS), "model": lambda code: display.labelled(model_choices())(code),
+    "mode": display.labelled(MODE_LABELS), "last_status": display.labelled(STATUS_LABELS),
+}
 
 
 class ScheduledJobsView(BaseView):
@@ -32,12 +46,15 @@ class ScheduledJobsView(BaseView):
     @expose("/")
     @has_access
     def list(self):
+        """System jobs, the admins' schedules and their recent runs: statuses by their labels,
+        results and errors in the reader's language, times through ``display``."""
         transfers = db.session.scalars(select(TransferSchedule).order_by(TransferSchedule.name)).all()
         runs = db.session.scalars(select(TransferJob).where(TransferJob.schedule_id.isnot(None))
                                   .order_by(TransferJob.id.desc()).limit(30)).all()
-        return self.render_template("crm/jobs.html", jobs=scheduler.list_jobs(),
-                                    transfers=[display.local_record(t) for t in transfers],
-                                    runs=[display.local_record(r) for r in runs], title=_l("Scheduled jobs"))
+        return self.render_template("crm/jobs.html", jobs=scheduler.list_jobs(), transfers=transfers, runs=runs,
+                                    status_labels=STATUS_LABELS, result=message_text.shown,
+                                    run_error=lambda run: messages.render(jobs.error_message(run)),
+                                    title=_l("Scheduled jobs"))
 
 
 def _check_cron(form: Any, field: Any) -> None:
@@ -67,8 +84,14 @@ class TransferScheduleView(CrmModelView):
     method_permission_name: dict[str, str] = {}
     base_permissions = None
     list_title = _l("Scheduled imports and exports")
+    show_title = _l("Scheduled import or export")
+    add_title = _l("Add scheduled import or export")
+    edit_title = _l("Edit scheduled import or export")
     list_columns = ["name", "kind", "model", "cron", "path", "run_as", "enabled", "last_run_at", "last_status",
                     "last_message"]
+    #: Not ``jobs``: its filter would list every run (``TransferJob.__repr__``) in a dropdown.
+    search_columns = ["name", "kind", "model", "cron", "path", "mode", "run_as", "enabled", "last_run_at",
+                      "last_status"]
     add_columns = ["name", "kind", "model", "cron", "path", "mode", "filters", "columns", "run_as", "enabled"]
     edit_columns = add_columns
     show_columns = list_columns + ["mode", "filters", "columns"]
@@ -76,8 +99,9 @@ class TransferScheduleView(CrmModelView):
         "name": _l("Name"), "kind": _l("Kind"), "model": _l("Records"), "cron": _l("Schedule (cron)"),
         "path": _l("Folder or file"), "mode": _l("Import mode"), "filters": _l("Saved list URL"),
         "columns": _l("Columns"), "run_as": _l("Run as"), "enabled": _l("Enabled"), "last_run_at": _l("Last run"),
-        "last_status": _l("Last status"), "last_message": _l("Last result"),
+        "last_status": _l("Last status"), "last_message": _l("Last result"), "jobs": _l("Runs"),
     }
+    formatters_columns = {**CODE_FORMATTERS, "last_message": message_text.shown}
     description_columns = {
         "cron": _l("Five fields: minute hour day month weekday, e.g. */15 * * * * or 0 7 * * 1-5."),
         "path": _l("Import: a folder (processed files move to done/ or failed/ beside their error report). "
@@ -90,8 +114,9 @@ class TransferScheduleView(CrmModelView):
     }
     add_form_extra_fields = edit_form_extra_fields = {
         "kind": SelectField(_l("Kind"), choices=KINDS),
-        "model": SelectField(_l("Records"), choices=[(m.name, m.label) for m in columns.MODELS.values()]),
-        "mode": SelectField(_l("Import mode"), choices=[(m, m) for m in engine.MODES], default=engine.UPSERT),
+        "model": SelectField(_l("Records"), choices=model_choices()),
+        "mode": SelectField(_l("Import mode"), choices=[(m, MODE_LABELS.get(m, m)) for m in engine.MODES],
+                            default=engine.UPSERT),
     }
     validators_columns = {"cron": [_check_cron], "path": [_check_path]}
     base_order = ("name", "asc")
@@ -100,6 +125,7 @@ class TransferScheduleView(CrmModelView):
     def run_now(self, items: Any) -> Any:
         for item in items if isinstance(items, list) else [items]:
             done = schedules.run(item)
-            flash(f"{done.name}: {done.last_status} — {done.last_message}",
+            status = STATUS_LABELS.get(done.last_status, done.last_status)
+            flash(f"{done.name}: {status} — {message_text.shown(done.last_message)}",
                   "success" if done.last_status == "done" else "danger")
         return redirect(url_for("TransferScheduleView.list"))

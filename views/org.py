@@ -8,17 +8,11 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, SelectField
 
-from app.models.org import SCOPES, Department, RoleDataScope
+from app.models.org import SCOPE_LABELS, SCOPES, Department, RoleDataScope
 from app.security.step_up import SensitiveWritesMixin
 from app.services import records
 from app.services.accounts import SCOPE_CHANGE
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
-
-SCOPE_LABELS = {
-    "own": _l("Own records"),
-    "department": _l("Department (with sub-departments)"),
-    "all": _l("All records"),
-}
 
 
 class DepartmentView(CrmModelView):
@@ -27,14 +21,16 @@ class DepartmentView(CrmModelView):
     method_permission_name = READ_WRITE_PERMISSIONS
     base_permissions = list(CRUD_PERMISSIONS)
     list_title = _l("Departments")
+    show_title = _l("Department")
+    add_title = _l("Add department")
+    edit_title = _l("Edit department")
     list_columns = ["name", "parent", "manager"]
     add_columns = edit_columns = show_columns = list_columns
-    label_columns = {"name": _l("Name"), "parent": _l("Parent department"), "manager": _l("Manager")}
+    label_columns = {"name": _l("Name"), "parent": _l("Parent department"), "manager": _l("Manager"),
+                     "children": _l("Sub-departments"), "members": _l("Members")}
 
     def pre_delete(self, item: Any) -> None:
         records.refuse_delete_in_use(item)  # members, sub-departments: move them first
-
-
 
 
 class RoleDataScopeView(SensitiveWritesMixin, CrmModelView):
@@ -46,6 +42,9 @@ class RoleDataScopeView(SensitiveWritesMixin, CrmModelView):
     method_permission_name = READ_WRITE_PERMISSIONS
     base_permissions = list(CRUD_PERMISSIONS)
     list_title = _l("Role settings")
+    show_title = _l("Role settings")
+    add_title = _l("Add role settings")
+    edit_title = _l("Edit role settings")
     list_columns = ["role", "scope", "totp_required"]
     add_columns = edit_columns = show_columns = list_columns
     label_columns = {"role": _l("Role"), "scope": _l("Data scope"), "totp_required": _l("Authenticator required")}

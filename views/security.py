@@ -17,7 +17,7 @@ from app.security import alerts, step_up, totp
 from app.security.session_guard import PENDING
 from app.security.step_up import SENSITIVE, declare, sensitive
 from app.security.totp import Outcome
-from app.services import accounts, exporting, permission_report
+from app.services import accounts, exporting, message_text, permission_report
 from app.services.errors import RuleViolation
 from views import display
 from views.base import READ_WRITE_PERMISSIONS, CrmModelView, ListExportMixin
@@ -173,7 +173,8 @@ class AuditLogView(ListExportMixin, CrmModelView):
     base_order = ("seq", "desc")
     page_size = 50
     formatters_columns = {"source": display.labelled(display.SOURCE_LABELS),
-                          "action": display.labelled(display.ACTION_LABELS)}
+                          "action": display.labelled(display.ACTION_LABELS), "object_type": display.object_label,
+                          "reason": message_text.shown}
     label_columns = {
         "created_at": ENTRY_TIME, "user_name": _l("User"), "user_id": _l("User id"), "source": ENTRY_SOURCE,
         "action": _l("Action"), "object_type": _l("Object"), "object_id": _l("Object id"), "reason": _l("Reason"),
@@ -235,5 +236,5 @@ class PermissionReportView(BaseView):
     @has_access
     def download(self) -> Any:
         rows = permission_report.build_report()
-        header = [str(_l(column)) for column in permission_report.COLUMNS]
+        header = [str(column) for column in permission_report.COLUMNS]
         return exporting.response(header, (row.cells(sheet=True) for row in rows), "xlsx", "permission-report")

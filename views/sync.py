@@ -14,7 +14,7 @@ from app import scheduler
 from app.extensions import db
 from app.models.sync import ARCHIVE, ASK, BOTH, GSHEETS, PULL, PUSH, RESTORE, XLSX, SyncConflict, SyncRun, SyncTarget
 from app.security import step_up
-from app.services import schedules
+from app.services import message_text, schedules
 from app.services.errors import RuleViolation
 from app.services.importing import columns
 from sync import backends, conflicts, merge, runner, schedule, targets
@@ -22,7 +22,7 @@ from views import display
 from views.base import CrmModelView
 
 CHOICES = {
-    "model": [("customer", _l("Customers")), ("follow_up", _l("Follow-ups"))],
+    "model": [(name, spec.label) for name, spec in columns.MODELS.items()],  # declared types too
     "backend": [(XLSX, _l("Local .xlsx file")), (GSHEETS, _l("Google Sheet"))],
     "direction": [(BOTH, _l("Both ways")), (PUSH, _l("CRM to sheet only")), (PULL, _l("Sheet to CRM only"))],
     "conflict_policy": [(merge.REVIEW, _l("Keep for review")), (merge.APP_WINS, _l("CRM wins")),
@@ -35,16 +35,9 @@ CHOICES = {
 #: Outcomes of a run (``runner``: running, done, stopped, failed) and what started it.
 STATUS_LABELS = {"running": _l("Running"), "done": _l("Done"), "stopped": _l("Stopped"), "failed": _l("Failed")}
 TRIGGER_LABELS = {"manual": _l("Sync now"), "preview": _l("Preview"), "schedule": _l("Schedule")}
-#: Keys of a run's counts (``sync.plan``) and API calls (``sync.backends``).
-COUNT_LABELS = {
-    "app_created": _l("Created in the CRM"), "app_updated": _l("Updated in the CRM"),
-    "app_archived": _l("Archived in the CRM"), "app_rejected": _l("Refused by the CRM"),
-    "sheet_added": _l("Added to the sheet"), "sheet_updated": _l("Updated in the sheet"),
-    "sheet_linked": _l("Sheet rows linked"), "sheet_rekeyed": _l("Sheet rows re-keyed"),
-    "sheet_restored": _l("Put back in the sheet"), "sheet_removed": _l("Deleted in the sheet"),
-    "sheet_rejected": _l("Sheet rows refused"), "conflicts": _l("Conflicts"),
-}
-CALL_LABELS = {"read": _l("Reads"), "write": _l("Writes")}
+#: Keys of a run's counts (``sync.plan``, labelled by the runner) and API calls (``sync.backends``).
+COUNT_LABELS = runner.COUNT_LABELS
+CALL_LABELS = {"read": _l("Reads"), "write": _l("Writes"), "check": _l("Checks before writing")}
 #: Coded columns shown by their labels (the form's own choices).
 CODE_FORMATTERS = {name: display.labelled(choices) for name, choices in CHOICES.items()}
 
@@ -55,6 +48,7 @@ TARGET_LABELS = {
     "deleted_rows": _l("Rows deleted in the sheet"), "run_as": _l("Run as"), "cron": _l("Schedule (cron)"),
     "enabled": _l("Enabled"), "max_shrink_percent": _l("Stop if more than this percentage of the rows vanished"),
     "last_run_at": _l("Last run"), "last_status": _l("Last status"), "last_message": _l("Last result"),
+    "mapping": _l("Column mapping"), "running_since": _l("Running since"), "sheet_id": _l("Google worksheet id"),
 }
 
 
@@ -83,8 +77,20 @@ scheduler.register("run_sync_targets", "Spreadsheet sync targets that are due", 
                    {"minute": "*"})
 
 
-def parse_mapping(text: str | None, model: str) -> dict[str, str]:
-    """'header = field' lines -> mapping; ``ValueError`` naming a bad line."""
+def field_labels() -> dict[str, Any]:
+    """A synced field's label by its name (``columns.MODELS``). A name means the same field
+    in every model; where two models label it differently (``code``), the first model's."""
+    labels: dict[str, Any] = {}
+    for spec in columns.MODELS.values():
+        for field in spec.fields:
+            labels.setdefault(field.name, field.label)
+    return labels
+
+
+def parse_mapping(text: str | None, model: str | None) -> dict[str, str]:
+    """'header = field' lines -> mapping; ``ValueError`` naming a bad line, or an unknown model."""
+    if model not in columns.MODELS:
+        raise ValueError(str(_l("Pick the records this target syncs.")))
     fields = {f.name for f in columns.MODELS[model].fields}
     mapping = {}
     for number, line in enumerate((text or "").splitlines(), start=1):
@@ -105,8 +111,11 @@ def mapping_text(mapping: dict | None) -> str:
 
 
 def _check_mapping(form: Any, field: Any) -> None:
+    model = form.model.data if hasattr(form, "model") else "customer"
+    if model not in columns.MODELS:
+        return  # no records picked (an empty form): the records field says so
     try:
-        parse_mapping(field.data, form.model.data if hasattr(form, "model") else "customer")
+        parse_mapping(field.data, model)
     except ValueError as exc:
         raise ValidationError(str(exc)) from None
 
@@ -118,6 +127,9 @@ class SyncTargetView(CrmModelView):
     method_permission_name: dict[str, str] = {}
     base_permissions = None
     list_title = _l("Sync targets")
+    show_title = _l("Sync target")
+    add_title = _l("Add sync target")
+    edit_title = _l("Edit sync target")
     list_columns = ["name", "model", "backend", "location", "worksheet", "direction", "conflict_policy", "run_as",
                     "enabled", "last_run_at", "last_status", "last_message"]
     add_columns = ["name", "model", "backend", "location", "worksheet", "mapping_text", "direction",
@@ -127,7 +139,7 @@ class SyncTargetView(CrmModelView):
                                                                       "last_message"]
     label_columns = TARGET_LABELS
     formatters_columns = {**CODE_FORMATTERS, "last_status": display.labelled(STATUS_LABELS),
-                          "mapping": lambda value: mapping_text(value)}
+                          "mapping": lambda value: mapping_text(value), "last_message": message_text.shown}
     description_columns = {
         "location": _l("xlsx: /path/to/customers.xlsx on the server. Google: the sheet's URL, shared with the "
                        "service account in GOOGLE_SERVICE_ACCOUNT_FILE."),
@@ -198,7 +210,8 @@ class SyncTargetView(CrmModelView):
                 return refusal
         log = self._run(target, dry_run=False)
         if log is not None:
-            flash(f"{target.name}: {STATUS_LABELS.get(log.status, log.status)} — {log.message}", "success" if log.status == "done" else "danger")
+            flash(f"{target.name}: {STATUS_LABELS.get(log.status, log.status)} — {message_text.shown(log.message)}",
+                  "success" if log.status == "done" else "danger")
         return redirect(url_for("SyncRunView.list"))
 
     @action("preview", _l("Preview"), None, "fa-eye", multiple=False)
@@ -207,7 +220,8 @@ class SyncTargetView(CrmModelView):
         log = self._run(target, dry_run=True)
         if log is not None:
             flash(str(_l("Preview of %(name)s (nothing written): %(status)s — %(message)s", name=target.name,
-                         status=STATUS_LABELS.get(log.status, log.status), message=log.message)), "info")
+                         status=STATUS_LABELS.get(log.status, log.status),
+                         message=message_text.shown(log.message))), "info")
         return redirect(url_for("SyncRunView.list"))
 
 
@@ -217,6 +231,7 @@ class SyncRunView(CrmModelView):
     base_permissions = ["can_read"]
     method_permission_name = {"list": "read", "show": "read"}
     list_title = _l("Sync runs")
+    show_title = _l("Sync run")
     list_columns = ["target", "started_at", "finished_at", "trigger", "dry_run", "status", "counts", "api_calls",
                     "message"]
     show_columns = list_columns
@@ -225,7 +240,8 @@ class SyncRunView(CrmModelView):
                      "trigger": _l("Started by"), "dry_run": _l("Preview"), "status": _l("Status"),
                      "counts": _l("Counts"), "api_calls": _l("API calls"), "message": _l("Result")}
     formatters_columns = {"trigger": display.labelled(TRIGGER_LABELS), "status": display.labelled(STATUS_LABELS),
-                          "counts": display.name_values(COUNT_LABELS), "api_calls": display.name_values(CALL_LABELS)}
+                          "counts": display.name_values(COUNT_LABELS), "api_calls": display.name_values(CALL_LABELS),
+                          "message": message_text.shown}
 
 
 class SyncConflictView(CrmModelView):
@@ -235,6 +251,7 @@ class SyncConflictView(CrmModelView):
     method_permission_name = {"list": "read", "show": "read", "keep_app": "write", "keep_sheet": "write",
                               "action_post": "write"}
     list_title = _l("Sync conflicts")
+    show_title = _l("Sync conflict")
     # Values through the model's shown_* (phones masked); never sorted or searched by value.
     list_columns = ["target", "key", "field", "shown_base", "shown_app_value", "shown_sheet_value", "created_at",
                     "resolution"]
@@ -247,7 +264,8 @@ class SyncConflictView(CrmModelView):
                      "shown_sheet_value": _l("In the sheet"), "created_at": _l("Found"), "resolution": _l("Kept"),
                      "resolved_at": _l("Settled")}
     formatters_columns = {"resolution": display.labelled({conflicts.KEEP_APP: _l("The CRM value"),
-                                                          conflicts.KEEP_SHEET: _l("The sheet value")})}
+                                                          conflicts.KEEP_SHEET: _l("The sheet value")}),
+                          "field": lambda name: display.labelled(field_labels())(name)}
 
     def _settle(self, items: Any, choice: str) -> Any:
         for item in items if isinstance(items, list) else [items]:

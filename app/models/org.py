@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import Role, User
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Boolean, ColumnDefault, Date, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -17,6 +18,12 @@ SCOPE_DEPARTMENT = "department"
 SCOPE_ALL = "all"
 #: Narrowest first: a user's scope is the widest of their roles' scopes.
 SCOPES = (SCOPE_OWN, SCOPE_DEPARTMENT, SCOPE_ALL)
+#: What the screens call each scope (the role settings, and a role's rows wherever they are listed).
+SCOPE_LABELS = {
+    SCOPE_OWN: _l("Own records"),
+    SCOPE_DEPARTMENT: _l("Department (with sub-departments)"),
+    SCOPE_ALL: _l("All records"),
+}
 
 
 class Department(Model):
@@ -103,4 +110,5 @@ class RoleDataScope(Model):
     role = relationship(Role, backref="data_scope_rows")
 
     def __repr__(self) -> str:
-        return f"{self.role}: {self.scope}"
+        """The role and its scope's label in the reader's language ("Sales Rep: Own records")."""
+        return f"{self.role}: {SCOPE_LABELS.get(self.scope, self.scope)}"

@@ -204,7 +204,13 @@ class Opportunity(StampMixin, VersionMixin, Model):
 
     __tablename__ = "opportunity"
     __table_args__ = (
-        Index("ix_opportunity_owner_stage", "owner_id", "stage_id"),
+        # Kanban cards (newest changed first, LIMIT per column) in own/department and all scope,
+        # column totals and the forecast's month range read from covering indexes.
+        Index("ix_opportunity_owner_stage", "owner_id", "stage_id", "changed_on"),
+        Index("ix_opportunity_stage_changed", "stage_id", "changed_on"),
+        Index("ix_opportunity_stage_totals", "stage_id", "probability_override", "amount"),
+        Index("ix_opportunity_close_forecast", "expected_close", "owner_id", "stage_id", "probability_override",
+              "amount"),
         Index("ix_opportunity_stage_close", "stage_id", "expected_close"),
         Index("ix_opportunity_customer", "customer_id"),
     )

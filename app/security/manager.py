@@ -11,6 +11,7 @@ from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.sqla.models import assoc_permissionview_role
 from flask_appbuilder.security.views import (
+    PermissionViewModelView,
     ResetMyPasswordView,
     ResetPasswordView,
     RoleModelView,
@@ -28,21 +29,27 @@ from app.security import login_guard, sessions, step_up
 from app.security.step_up import SensitiveWritesMixin, StepUpRequired, declare
 from app.services import accounts
 from app.services.errors import RuleViolation
+from views.base import ReadableViewMixin
 
 TOTP_RESET = declare("totp.reset", _l("Reset another user's authenticator"), _l("Security > List Users"))
 
 _ORG_FIELDS = ["department", "employee_no", "job_title", "phone", "expires_on"]
 
 
-class CrmUserDBModelView(SensitiveWritesMixin, UserDBModelView):
+class CrmUserDBModelView(SensitiveWritesMixin, ReadableViewMixin, UserDBModelView):
     """FAB's user admin plus department, employee number, phone, job title and expiry.
 
     Admins only (``setup._SELF_SERVICE`` gives other roles their own profile page). Creating
     or deleting a user and any change to who may log in or what they may do ask for a fresh
-    code (``accounts.changes_access``; the flush hook there backs every route up).
+    code (``accounts.changes_access``; the flush hook there backs every route up). Values,
+    empty choices and labels read as on every CRM screen (``ReadableViewMixin``), the own
+    profile page (``userinfo``) too.
     """
 
     sensitive_action = accounts.USER_ACCESS
+    extra_fieldsets = ("user_show_fieldsets",)
+    #: What the audit log calls a user record (``display.object_label``).
+    object_label = _l("User")
     exclude_route_methods = {"download"}  # FAB's file-column download: no file columns, a 500 without UPLOAD_FOLDER
 
     list_columns = ["first_name", "last_name", "username", "department", "job_title", "active", "expires_on", "roles"]
@@ -137,19 +144,34 @@ class CrmUserDBModelView(SensitiveWritesMixin, UserDBModelView):
         return redirect(self.get_redirect())
 
 
-class CrmRoleModelView(SensitiveWritesMixin, RoleModelView):
+class CrmRoleModelView(SensitiveWritesMixin, ReadableViewMixin, RoleModelView):
     """FAB's role admin; every change to roles or their permissions needs a fresh code."""
 
     sensitive_action = accounts.ROLE_CHANGE
     exclude_route_methods = {"download"}  # FAB's file-column download: no file columns, a 500 without UPLOAD_FOLDER
+    object_label = _l("Role")
+    #: FAB labels the shown columns only; its search form offers every relation too.
+    label_columns = {**RoleModelView.label_columns, "user": _l("Users"), "groups": _l("Groups"),
+                     "data_scope_rows": _l("Data scope settings")}
 
 
-class CrmGroupModelView(SensitiveWritesMixin, UserGroupModelView):
+class CrmGroupModelView(SensitiveWritesMixin, ReadableViewMixin, UserGroupModelView):
     """FAB's groups: a group gives its members its roles, so every change needs a fresh code."""
 
     sensitive_action = accounts.GROUP_CHANGE
     exclude_route_methods = {"download"}  # as above
     class_permission_name = "UserGroupModelView"  # the permission names of existing databases
+    object_label = _l("Group")
+    #: FAB declares no labels for groups (its pages showed "Name", "Label" ... in every language).
+    label_columns = {"name": _l("Name"), "label": _l("Label"), "description": _l("Description"),
+                     "users": _l("Users"), "roles": _l("Roles")}
+
+
+class CrmPermissionViewModelView(ReadableViewMixin, PermissionViewModelView):
+    """FAB's list of permissions on views and menus; its search form offers the roles too."""
+
+    class_permission_name = "PermissionViewModelView"  # the permission names of existing databases
+    label_columns = {**PermissionViewModelView.label_columns, "role": _l("Roles")}
 
 
 class CrmResetPasswordView(ResetPasswordView):
@@ -206,6 +228,7 @@ class CrmSecurityManager(SecurityManager):
     userdbmodelview = CrmUserDBModelView
     rolemodelview = CrmRoleModelView
     groupmodelview = CrmGroupModelView
+    permissionviewmodelview = CrmPermissionViewModelView
     resetpasswordview = CrmResetPasswordView
     resetmypasswordview = CrmResetMyPasswordView
     #: FAB's user statistics chart loads Google Charts from the internet: not offered.

@@ -34,6 +34,7 @@ from app.clock import as_utc, local_text, utc_now
 from app.models.audit import AuditChainHead, AuditLog
 from app.models.base import UtcDateTime, acting_user_id
 from app.security.masking import mask_phone
+from app.services import message_text, messages
 from app.services.bulk import insert_rows
 
 #: Columns every entry hashes, in order (changing this list invalidates old chains).
@@ -74,10 +75,23 @@ def audited(model: type, **spec: Any) -> None:
     AUDITED[model] = AuditSpec(**spec)
 
 
+def stored_reason(reason: Any) -> str | None:
+    """An entry's reason as stored: text as given (a person's words, cut to 256 characters);
+    a lazy string or a ``messages.Message`` (the code's own words, e.g. which run wrote the
+    entry) kept for the reader's language (``message_text``: the audit log renders it)."""
+    if reason is None or reason == "":
+        return None
+    if isinstance(reason, str):
+        return reason[:256]
+    message = reason if isinstance(reason, dict) else messages.stored(reason)
+    return message_text.to_column(message, 256)
+
+
 @contextmanager
-def audit_context(source: str | None = None, reason: str | None = None) -> Iterator[None]:
-    """Label every entry written inside the block (e.g. ``source="import"``)."""
-    token = _context.set(_Context(source=source, reason=reason))
+def audit_context(source: str | None = None, reason: Any = None) -> Iterator[None]:
+    """Label every entry written inside the block (e.g. ``source="import"``; ``reason``: see
+    ``stored_reason``)."""
+    token = _context.set(_Context(source=source, reason=stored_reason(reason)))
     try:
         yield
     finally:
@@ -177,10 +191,11 @@ def record(
     obj: Any = None,
     detail: dict | None = None,
     *,
-    reason: str | None = None,
+    reason: Any = None,
     user: Any = None,
 ) -> None:
-    """Append an explicit event to the current transaction (it commits with the caller)."""
+    """Append an explicit event to the current transaction (it commits with the caller);
+    ``reason``: see ``stored_reason``."""
     from app.extensions import db
 
     entry: dict[str, Any] = {"action": action, "detail": _json(detail)}
@@ -188,7 +203,7 @@ def record(
         entry["object_type"] = type(obj).__name__
         entry["object_id"] = _object_id(obj)
     if reason:
-        entry["reason"] = reason[:256]
+        entry["reason"] = stored_reason(reason)
     _append(db.session.connection(), [entry], user=user)
 
 
@@ -356,15 +371,20 @@ def change_rows(changes: str | None, object_type: str | None = None,
     e.g. the dictionary entry's label or the user's name; "#id" once deleted); yes/no
     columns read Yes/No; date-times read to the minute. ``labels`` are the screen's
     column labels (a view's ``label_columns``, by column or relation name); a column
-    without one keeps its name. Without ``object_type`` the stored values are shown.
+    without one keeps its name. Without ``object_type`` the stored values are shown. The
+    record's own id (its primary key, in a created or deleted record's snapshot) is no
+    change a person reads: it is left out.
     """
     if not changes:
         return []
     model = _model_named(object_type)
     relations = _relations(model) if model is not None else {}
+    own_keys = {column.key for column in inspect(model).primary_key} if model is not None else {"id"}
     labels = labels or {}
     rows = []
     for key, (before, after) in sorted(json.loads(changes).items()):
+        if key in own_keys:
+            continue
         relation = relations.get(key)
         label = labels.get(relation.key if relation is not None else key) or labels.get(key) or key
         rows.append((label, *(_readable(model, key, relation, value) for value in (before, after))))

@@ -9,6 +9,7 @@ sure no caller can forget.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app, has_request_context
@@ -21,6 +22,7 @@ from app.clock import utc_now
 from app.extensions import appbuilder, db
 from app.models.base import current_user_id
 from app.models.customers import Customer, CustomerAlias, CustomerStatusChange
+from app.models.sales import Contact
 from app.security import masking, step_up
 from app.security.rights import user_may
 from app.security.step_up import declare
@@ -129,6 +131,38 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
                 "changed_by_id": uid, "changed_at": stamp} for row in rows if row.get("type_id")]
     bulk.insert_rows(session.connection(), CustomerStatusChange.__table__, history)
     audit.record_created(Customer, rows)
+    _insert_primary_contacts(rows, stamp, uid)
+
+
+def primary_name(contact_name: str | None, name: str | None) -> str:
+    """The primary contact's name for a customer: its 联系人姓名, else (no contact name
+    typed) the customer's own name, cut to the contact column (the rule of migration
+    ``a4c6e8f0b2d5``, so migrated and new customers agree)."""
+    return (contact_name or name or "")[:_CONTACT_NAME_LENGTH]
+
+
+_CONTACT_NAME_LENGTH = Contact.__table__.c.name.type.length
+#: Customers whose primary contact one flush looks up per query (bounded IN lists).
+_PRIMARY_BATCH = 500
+
+
+def _contact_prefix() -> str:
+    return numbering.PREFIXES.get(Contact, "P")
+
+
+def _insert_primary_contacts(rows: list[dict[str, Any]], stamp: Any, uid: int | None) -> None:
+    """The primary contact of each customer inserted in bulk, in one more INSERT: the
+    mirror of 联系人姓名/联系方式 that the flush hook keeps for single saves. Not audited
+    row by row: the customer's own "create" entry holds the same name and phone."""
+    if not rows:
+        return
+    session = db.session
+    codes = numbering.allocate(session, _contact_prefix(), len(rows))
+    contacts = [{"code": code, "customer_id": row["id"], "name": primary_name(row.get("contact_name"), row["name"]),
+                 "phone": row.get("contact_phone"), "is_primary": True, "is_decision_maker": False,
+                 "created_on": stamp, "changed_on": stamp, "created_by_fk": uid, "changed_by_fk": uid, "version": 1}
+                for row, code in zip(rows, codes, strict=True)]
+    bulk.insert_rows(session.connection(), Contact.__table__, contacts)
 
 
 DUPLICATE_FIELDS = ("name", "contact_name", "contact_phone", "credit_code")
@@ -292,13 +326,26 @@ REVEAL = declare("contact.reveal", _l("Reveal a full phone number"),
                  _l("Customer page, and POST /api/v1/customer/<id>/contact"))
 
 
+#: The permission (on the Customer view) that lets a user reveal any full phone number.
+REVEAL_PERMISSION = "can_reveal_contact"
+
+
 def reveal_contact(pk: Any, user: Any, via: str = "web") -> str:
     """The full phone of one customer in scope, after a step-up; the reveal is audited
     (001 使用规范: 联系方式脱敏, 查看需授权并记录)."""
-    item = records.load(Customer, pk, user)
+    return reveal_phone(records.load(Customer, pk, user), "contact_phone", user, via)
+
+
+def reveal_phone(item: Any, column: str, user: Any, via: str = "web") -> str | None:
+    """The one reveal rule for a phone of a record already loaded in ``user``'s scope
+    (customers, their contacts): the *reveal contact* permission on customers
+    (``RuleForbidden`` without it), a fresh step-up (``StepUpRequired``), then an audit
+    entry naming the record, the field and the entry point ``via`` (``web``/``api``)."""
+    if not user_may(user, REVEAL_PERMISSION, "Customer"):
+        raise RuleForbidden(str(_l("You may not reveal full phone numbers.")))
     step_up.demand(REVEAL, user)
-    audit.record("reveal", item, {"field": "contact_phone", "code": item.code, "via": via})
-    return item.contact_phone
+    audit.record("reveal", item, {"field": column, "code": item.code, "via": via})
+    return getattr(item, column)
 
 
 def _record_status_changes(session: Session) -> None:
@@ -320,8 +367,87 @@ def _record_status_changes(session: Session) -> None:
         obj.status_reason = None  # a reason belongs to one change only
 
 
+def _contact_changed(customer: Customer) -> bool:
+    state = inspect(customer)
+    if state.pending or state.transient:
+        return True
+    return any(state.attrs[name].history.has_changes() for name in ("contact_name", "contact_phone"))
+
+
+def _primaries(session: Session, customers: list[Customer]) -> dict[int, Contact]:
+    """The primary contact of each customer (keyed by ``id()`` of the customer object) as
+    the session holds it now: stored ones (a few bounded queries, no autoflush inside a
+    flush) and new or re-flagged ones still pending in this flush."""
+    wanted = {id(customer): customer for customer in customers}
+    by_pk = {customer.id: customer for customer in customers if customer.id is not None}
+    candidates: list[Contact] = [obj for obj in (*session.new, *session.dirty) if isinstance(obj, Contact)]
+    pks = sorted(by_pk)
+    for start in range(0, len(pks), _PRIMARY_BATCH):
+        candidates.extend(session.scalars(select(Contact).where(
+            Contact.customer_id.in_(pks[start:start + _PRIMARY_BATCH]), Contact.is_primary.is_(True))))
+    found: dict[int, Contact] = {}
+    for contact in candidates:
+        if not contact.is_primary or contact in session.deleted:
+            continue
+        owner = contact.customer if contact.customer is not None else by_pk.get(contact.customer_id)
+        if owner is not None and id(owner) in wanted:
+            found.setdefault(id(owner), contact)
+    return found
+
+
+def _mirror_primary_contacts(session: Session) -> None:
+    """The primary contact mirrors 联系人姓名/联系方式 (issue 13): every writer that adds a
+    customer or changes those two fields (forms, API, import updates, sync, merge, scripts)
+    updates the primary contact, or creates it. Bulk inserts: ``insert_customers``."""
+    changed = [obj for obj in (*session.new, *session.dirty) if isinstance(obj, Customer) and _contact_changed(obj)]
+    if not changed:
+        return
+    primaries = _primaries(session, changed)
+    fresh = []
+    for customer in changed:
+        contact = primaries.get(id(customer))
+        if contact is None:
+            contact = Contact(customer=customer, is_primary=True, is_decision_maker=False)
+            session.add(contact)
+            fresh.append(contact)
+        _copy_to_contact(customer, contact)
+    # numbering's own hook ran before this one: number the contacts made here
+    for contact, code in zip(fresh, numbering.allocate(session, _contact_prefix(), len(fresh)) if fresh else [],
+                             strict=True):
+        contact.code = code
+
+
+def _copy_to_contact(customer: Customer, contact: Contact) -> None:
+    name = primary_name(customer.contact_name, customer.name)
+    if contact.name != name:
+        contact.name = name
+    if contact.phone != customer.contact_phone:
+        contact.phone = customer.contact_phone
+
+
+def copy_to_customer(contact: Contact, customer: Customer, fields: Iterable[str]) -> None:
+    """The other way of the mirror: the primary contact's ``fields`` (``name``, ``phone``)
+    onto the customer's 联系人姓名/联系方式. The caller has checked the phone with the
+    customer rules (``resolve_phone``)."""
+    for field, column in (("name", "contact_name"), ("phone", "contact_phone")):
+        if field in fields and getattr(customer, column) != getattr(contact, field):
+            setattr(customer, column, getattr(contact, field))
+
+
 @event.listens_for(Session, "before_flush")
 def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
-    """Status history for every writer: views, API, importer, sync, scripts (numbering:
-    ``app.services.numbering``)."""
+    """Status history and the primary contact mirror for every writer: views, API,
+    importer, sync, scripts (numbering: ``app.services.numbering``)."""
     _record_status_changes(session)
+    _mirror_primary_contacts(session)
+    _delete_contacts_of_deleted(session)
+
+
+def _delete_contacts_of_deleted(session: Session) -> None:
+    """A customer deleted outright (scripts; screens archive) takes its contacts along, on
+    SQLite too (no enforced ON DELETE CASCADE there): the ORM would otherwise try to
+    detach them (customer_id NOT NULL)."""
+    gone = [obj.id for obj in session.deleted if isinstance(obj, Customer) and obj.id is not None]
+    for start in range(0, len(gone), _PRIMARY_BATCH):
+        for contact in session.scalars(select(Contact).where(Contact.customer_id.in_(gone[start:start + _PRIMARY_BATCH]))):
+            session.delete(contact)

@@ -1,8 +1,10 @@
 """Duplicate customers: one matching rule for entry, import, the dedup tool and merge.
 
 The manual's rule (同一客户名称+联系人+电话重复): the same normalised name + contact +
-phone, or the same unified social credit code, is the same customer. The dedup tool
-also groups customers sharing a phone number and names that are nearly the same
+phone, or the same unified social credit code, is the same customer. The contact and
+phone may be any of the customer's contacts (issue 13), not only the primary one that
+mirrors 联系人姓名/联系方式. The dedup tool also groups customers sharing a phone number
+(any contact's, looked up through ``ix_contact_phone``) and names that are nearly the same
 (a fuzzy score over the name without legal-form suffixes such as 有限公司 / Co., Ltd.).
 
 A pair a person reviewed and found to be two different customers is *dismissed*
@@ -29,6 +31,7 @@ from sqlalchemy import func, or_, select
 from app.extensions import db
 from app.models.customers import Customer
 from app.models.duplicates import DismissedPair
+from app.models.sales import Contact
 from app.security.data_scope import scope_clause
 from app.services import audit, records, validation
 from app.services.errors import RuleViolation
@@ -116,6 +119,9 @@ def matches_for_entry(name: str | None, contact: str | None, phone: str | None,
         conditions.append(Customer.contact_phone == key[2])
     if not conditions:
         return []
+    contacts = _contacts_with_phone(key[2]) if key else {}
+    if contacts:
+        conditions.append(Customer.id.in_(sorted(contacts)))
     query = select(Customer).where(Customer.archived_at.is_(None), or_(*conditions))
     if exclude_id is not None:
         query = query.where(Customer.id != exclude_id)
@@ -126,9 +132,35 @@ def matches_for_entry(name: str | None, contact: str | None, phone: str | None,
             continue
         if credit_code and customer.credit_code == credit_code:
             found.append((customer, CREDIT))
-        elif key and entry_key(customer.name, customer.contact_name, customer.contact_phone) == key:
+        elif key and any(entry_key(customer.name, contact, phone) == key for contact, phone in
+                         [(customer.contact_name, customer.contact_phone),
+                          *((name, key[2]) for name in contacts.get(customer.id, ()))]):
             found.append((customer, NAME_CONTACT))
     return found
+
+
+#: Most contacts one phone lookup reads (a phone shared by more is a switchboard, not a person).
+_PHONE_LOOKUP_LIMIT = 200
+
+
+def _contacts_with_phone(phone: str) -> dict[int, list[str]]:
+    """customer id -> names of its other (non-primary) contacts with this phone (the
+    primary one is the customer's own contact_phone); one indexed query (ix_contact_phone)."""
+    found: dict[int, list[str]] = defaultdict(list)
+    rows = db.session.execute(select(Contact.customer_id, Contact.name).where(
+        Contact.phone == phone, Contact.is_primary.is_(False)).limit(_PHONE_LOOKUP_LIMIT))
+    for customer_id, name in rows:
+        found[customer_id].append(name)
+    return found
+
+
+def _contact_phones(owner_ids: set[int] | None) -> list[tuple[str, int]]:
+    """(phone, customer id) of the non-primary contacts of live customers of these owners."""
+    query = (select(Contact.phone, Contact.customer_id).join(Customer, Customer.id == Contact.customer_id)
+             .where(Customer.archived_at.is_(None), Contact.is_primary.is_(False), Contact.phone.is_not(None)))
+    if owner_ids is not None:
+        query = query.where(Customer.owner_id.in_(sorted(owner_ids) or [-1]))
+    return [(phone, cid) for phone, cid in db.session.execute(query)]
 
 
 # --- the dedup tool --------------------------------------------------------------------
@@ -259,7 +291,9 @@ def scan(owner_ids: set[int] | None, window: int = 4, threshold: int = FUZZY_THR
     rows = db.session.execute(query).all()
     uf = _UnionFind(dismissed_pairs() if dismissed is None else dismissed)
     _group_exact(uf, ((r.credit_code, r.id) for r in rows), CREDIT)
-    _group_exact(uf, ((r.contact_phone, r.id) for r in rows), PHONE)
+    # every contact's phone, once per customer (a customer sharing a phone with itself is no edge)
+    phones = {(r.contact_phone, r.id) for r in rows} | set(_contact_phones(owner_ids))
+    _group_exact(uf, sorted(phones, key=lambda item: (item[0], item[1])), PHONE)
     _group_exact(uf, ((_name_contact(r.name, r.contact_name), r.id) for r in rows), NAME_CONTACT)
     _group_fuzzy(uf, [(core_name(r.name), r.id) for r in rows], window, threshold)
     members: dict[int, list[int]] = defaultdict(list)

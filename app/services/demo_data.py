@@ -16,12 +16,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import clock
 from app.models.customers import Customer, FollowUp
+from app.models.sales import Competitor, Contact, Lead, Opportunity, OpportunityLine, Product
 from app.services.validation import credit_code_check_char, normalize_phone
 
 Pair = tuple[str, str]  # (Chinese, English)
@@ -345,3 +348,171 @@ def build_demo_customers(
         session.add_all(_follow_ups(rng, customer, dictionaries.get("method"), chinese))
     session.flush()
     return count
+
+
+# --- the sales pipeline (issue 13): products, contacts, leads, opportunities ----------------
+
+#: (Chinese name, English name, unit, list price in yuan): what the demo companies sell.
+PRODUCTS = (
+    ("云服务器 标准版", "Cloud server, standard", "台/年", "6800.00"),
+    ("云服务器 高配版", "Cloud server, high-performance", "台/年", "15800.00"),
+    ("ERP 软件许可", "ERP licence", "用户", "2400.00"),
+    ("CRM 软件许可", "CRM licence", "用户", "1200.00"),
+    ("实施服务", "Implementation service", "人天", "3000.00"),
+    ("驻场运维", "On-site operations", "人月", "28000.00"),
+    ("工业网关", "Industrial gateway", "台", "4500.00"),
+    ("传感器套件", "Sensor kit", "套", "860.00"),
+    ("数据分析平台", "Analytics platform", "套", "98000.00"),
+    ("培训课程", "Training course", "人次", "1500.00"),
+)
+#: Province of each demo city (leads carry a province and a city, as assignment rules match them).
+PROVINCES = {
+    "深圳市": "广东省", "广州市": "广东省", "东莞市": "广东省", "上海市": "上海市", "北京市": "北京市",
+    "杭州市": "浙江省", "宁波市": "浙江省", "苏州市": "江苏省", "南京市": "江苏省", "成都市": "四川省",
+    "武汉市": "湖北省", "厦门市": "福建省", "青岛市": "山东省", "天津市": "天津市",
+}
+#: Lead statuses with their weights (app.services.leads: new → contacted → qualified | invalid).
+LEAD_STATUSES = {"new": 40, "contacted": 30, "qualified": 15, "invalid": 15}
+INVALID_REASONS = ("号码错误，无法联系", "同行咨询，非真实需求", "预算不足，暂无采购计划", "重复线索", "Wrong number")
+#: Stage code -> weight of the demo's open pipeline (seeded stages, migration a4c6e8f0b2d5).
+STAGE_WEIGHTS = {"contact": 20, "needs": 20, "proposal": 20, "negotiation": 15, "won": 15, "lost": 10}
+LOST_REASONS = ("价格高于竞品", "客户预算取消", "选择了现有供应商", "Lost to a competitor on delivery time")
+COMPETITORS = (
+    ("金蝶", "本地服务网点多，价格灵活", "定制开发能力弱"),
+    ("用友", "品牌知名度高，财务模块成熟", "实施周期长，报价偏高"),
+    ("SAP", "国际化能力强", "价格高，中小企业负担重"),
+    ("Salesforce", "Strong ecosystem", "Expensive; data stored abroad"),
+    ("华为云", "基础设施完善", "行业方案需集成商"),
+)
+TITLES = ("采购经理", "技术总监", "财务总监", "总经理", "IT 经理", "Purchasing Manager", "CTO")
+DEMANDS = ("替换现有系统，要求三个月内上线。", "新建工厂的数据采集与监控。", "销售团队 50 人的客户管理。",
+           "Replace spreadsheets with a shared system for 30 users.")
+
+
+def build_demo_products(session: Session) -> list[Any]:
+    """The ten demo products (codes S + date + sequence on flush); flush, no commit."""
+    items = [Product(name=zh if i % 3 else f"{zh} / {en}", unit=unit, list_price=Decimal(price), active=i != 9)
+             for i, (zh, en, unit, price) in enumerate(PRODUCTS)]
+    session.add_all(items)
+    session.flush()
+    return items
+
+
+def build_demo_contacts(session: Session, customers: list[Customer], seed: int = 11) -> int:
+    """1-3 contacts per customer: the primary one is the customer's own contact (code ``P`` +
+    the customer's code, as the migration makes them), the others decision makers or not.
+    Customers that already have a primary contact (a hook made it) keep it. Flush, no commit."""
+    rng = random.Random(seed)
+    have = set(session.scalars(select(Contact.customer_id).where(Contact.is_primary.is_(True))))
+    made = 0
+    for customer in customers:
+        extra = rng.choices((0, 1, 2), weights=(5, 3, 2))[0]
+        people = [] if customer.id in have else [Contact(
+            code=f"P{customer.code}", customer_id=customer.id, name=customer.contact_name or customer.name[:64],
+            phone=customer.contact_phone, email=customer.email, is_primary=True,
+            is_decision_maker=rng.random() < 0.5)]
+        for _ in range(extra):
+            city = rng.choice(CITIES)
+            (surname, _), (given, given_py) = rng.choice(SURNAMES), rng.choice(GIVEN_NAMES)
+            people.append(Contact(customer_id=customer.id, name=surname + given, title=rng.choice(TITLES),
+                                  phone=_phone(rng, city), is_decision_maker=rng.random() < 0.3,
+                                  email=f"{given_py}@example.com" if rng.random() < 0.5 else None,
+                                  birthday=date(rng.randint(1965, 1998), rng.randint(1, 12), rng.randint(1, 28))
+                                  if rng.random() < 0.4 else None))
+        for person in people:
+            person.created_by_fk = person.changed_by_fk = customer.owner_id
+        session.add_all(people)
+        made += len(people)
+    session.flush()
+    return made
+
+
+def build_demo_leads(session: Session, owners: list, dictionaries: dict[str, list], count: int = 200,
+                     seed: int = 13) -> int:
+    """``count`` leads spread over ``owners`` (about one in ten unassigned), statuses mixed as
+    ``LEAD_STATUSES`` (an invalid one with its reason), sources and industries from the
+    dictionaries; the status history comes from the leads module's flush hook. Flush, no commit."""
+    rng = random.Random(seed)
+    taken: set[str] = set()
+    statuses, weights = list(LEAD_STATUSES), list(LEAD_STATUSES.values())
+    leads = []
+    for _ in range(count):
+        city = rng.choice(CITIES)
+        industry = _maybe(rng, dictionaries.get("industry"))
+        profile = _profile(rng, city, industry, taken)
+        status = rng.choices(statuses, weights=weights)[0]
+        owner = rng.choice(owners) if rng.random() >= 0.1 else None
+        leads.append(Lead(
+            company=profile.name, contact_name=profile.contact, phone=_phone(rng, city),
+            email=profile.email if rng.random() < 0.6 else None, province=PROVINCES.get(city.zh), city=city.zh,
+            industry_id=getattr(industry, "id", None), source_id=getattr(_maybe(rng, dictionaries.get("source")), "id", None),
+            owner_id=getattr(owner, "id", None), status=status,
+            invalid_reason=rng.choice(INVALID_REASONS) if status == "invalid" else None,
+            note=rng.choice(ZH_NOTES if profile.chinese else EN_NOTES) if rng.random() < 0.3 else None,
+            created_by_fk=getattr(owner, "id", None), changed_by_fk=getattr(owner, "id", None),
+        ))
+    session.add_all(leads)
+    session.flush()
+    return count
+
+
+def build_demo_opportunities(session: Session, customers: list[Customer], products: list[Any],
+                             stages: dict[str, Any], count: int = 300, seed: int = 17) -> int:
+    """``count`` opportunities on the demo customers (their owner's), over the seeded stages
+    (``STAGE_WEIGHTS``) with what each stage requires filled in; open ones close within the
+    next six months, a few sit in 方案提交 untouched for 8-20 days (stale), won/lost ones
+    closed in the last three months (lost with a reason); about a third carry product lines
+    (amount = their sum), a quarter competitors. Flush, no commit."""
+    rng = random.Random(seed)
+    codes = [code for code in STAGE_WEIGHTS if code in stages]
+    if not codes or not customers:
+        return 0
+    weights = [STAGE_WEIGHTS[code] for code in codes]
+    today, now = clock.local_today(), clock.utc_now()
+    sellable = [p for p in products if p.active and p.list_price]
+    items = []
+    for i in range(count):
+        customer = rng.choice(customers)
+        code = rng.choices(codes, weights=weights)[0]
+        stage = stages[code]
+        closed = stage.is_won or stage.is_lost
+        quantity = Decimal(rng.choice((1, 2, 5, 10, 20, 50)))
+        unit_price = Decimal(rng.randrange(2_000, 200_000, 100))
+        item = Opportunity(
+            customer_id=customer.id, owner_id=customer.owner_id, stage_id=stage.id,
+            title=f"{customer.name[:40]} {rng.choice(('年度采购', '系统升级', '新项目', 'Expansion'))}",
+            unit_price=unit_price, quantity=quantity, amount=unit_price * quantity,
+            expected_close=today + timedelta(days=rng.randint(-90, -1) if closed else rng.randint(7, 180)),
+            demand=rng.choice(DEMANDS) if code != "contact" else None,
+            proposal_version=f"V{rng.randint(1, 3)}.{rng.randint(0, 9)}" if code not in ("contact", "needs") else None,
+            lost_reason=rng.choice(LOST_REASONS) if stage.is_lost else None,
+            probability_override=rng.choice((None, None, None, 60, 70)) if code == "negotiation" else None,
+            created_by_fk=customer.owner_id, changed_by_fk=customer.owner_id,
+        )
+        age = rng.randint(0, 20)
+        if code == "proposal" and i % 6 == 0:  # stale: 003's "方案提交 超7天未更新"
+            age = rng.randint(8, 20)
+            item.changed_on = now - timedelta(days=age)
+        item.stage_entered_at = now - timedelta(days=age)
+        if sellable and rng.random() < 0.35:
+            item.lines = _demo_lines(rng, sellable)
+            item.amount = sum((line.amount for line in item.lines), Decimal(0))
+            item.unit_price = item.quantity = None
+        if rng.random() < 0.25:
+            item.competitors = [Competitor(name=name, strengths=good, weaknesses=bad)
+                                for name, good, bad in rng.sample(COMPETITORS, rng.randint(1, 2))]
+        items.append(item)
+    session.add_all(items)
+    session.flush()
+    return count
+
+
+def _demo_lines(rng: random.Random, products: list[Any]) -> list[Any]:
+    lines = []
+    for position, product in enumerate(rng.sample(products, rng.randint(1, min(3, len(products))))):
+        quantity = Decimal(rng.choice((1, 2, 5, 10, 30)))
+        discount = Decimal(rng.choice((0, 0, 5, 10, 15)))
+        amount = (quantity * product.list_price * (100 - discount) / 100).quantize(Decimal("0.01"))
+        lines.append(OpportunityLine(position=position, product_id=product.id, quantity=quantity,
+                                     unit_price=product.list_price, discount=discount, amount=amount))
+    return lines

@@ -1,4 +1,5 @@
-"""Demo organisation for `python3 run.py --demo`: two departments, six users, ~300 customers.
+"""Demo organisation for `python3 run.py --demo`: two departments, six users, ~300 customers
+with their follow-ups, and the sales pipeline (products, contacts, ~200 leads, ~300 opportunities).
 
 Only ever run on request: without it, no account with a known password exists.
 """
@@ -69,10 +70,32 @@ def load_demo(customer_count: int = 300) -> list[tuple[str, str]]:
         created.append((username, role))
     departments["East"].manager = sm.find_user(username="manager")
     owners = [sm.find_user(username=u) for u in ("manager", "rep1", "rep2", "rep3")]
-    build_demo_customers(db.session, owners, _dictionaries(), count=customer_count)
+    dictionaries = _dictionaries()
+    build_demo_customers(db.session, owners, dictionaries, count=customer_count)
+    _demo_pipeline(owners, dictionaries)
     _demo_sync_target(owners[0])
     db.session.commit()
     return created
+
+
+def _demo_pipeline(owners: list[CrmUser], dictionaries: dict[str, list]) -> None:
+    """Products, and contacts, leads and opportunities for each of those types that is
+    declared (``app.record_types.REGISTRY``): a type still being built is left out."""
+    from app.models.customers import Customer
+    from app.models.sales import Stage
+    from app.record_types import REGISTRY
+    from app.services import demo_data
+
+    products = demo_data.build_demo_products(db.session) if "product" in REGISTRY else []
+    customers = db.session.scalars(select(Customer).order_by(Customer.id)).all()
+    if "contact" in REGISTRY:
+        demo_data.build_demo_contacts(db.session, customers)
+    if "lead" in REGISTRY:
+        reps = [owner for owner in owners if owner.username.startswith("rep")] or owners
+        demo_data.build_demo_leads(db.session, reps, dictionaries, count=min(200, 2 * len(customers) // 3))
+    if "opportunity" in REGISTRY:
+        stages = {stage.code: stage for stage in db.session.scalars(select(Stage).where(Stage.active.is_(True)))}
+        demo_data.build_demo_opportunities(db.session, customers, products, stages, count=len(customers))
 
 
 def _demo_sync_target(manager: CrmUser) -> None:

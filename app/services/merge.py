@@ -1,7 +1,8 @@
 """Merging duplicate customers into one survivor (the dedup tool's last step).
 
-The survivor takes the field values the user picked; follow-ups and status history
-move to it; each merged-away customer is archived and its code kept as an alias of
+The survivor takes the field values the user picked; follow-ups, status history and
+contacts move to it (the merged-away primary contacts as ordinary contacts: the
+survivor's primary contact mirrors its own 联系人姓名/联系方式); each merged-away customer is archived and its code kept as an alias of
 the survivor (old spreadsheets and links keep working). One transaction, audited,
 and a sensitive action (TOTP step-up) because it rewrites several owners' records.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.clock import utc_now
 from app.extensions import db
 from app.models.customers import Customer, CustomerAlias, CustomerStatusChange, FollowUp
+from app.models.sales import Contact
 from app.security import step_up
 from app.security.data_scope import can_see
 from app.security.step_up import declare
@@ -106,9 +108,13 @@ def _apply_picks(survivor: Customer, members: dict[int, Customer], picks: dict[s
 
 
 def _move_children(source: Customer, target: Customer) -> None:
-    """Children are re-pointed in bulk; each follow-up move is audited by the flush hook."""
+    """Children are re-pointed; each follow-up and contact move is audited by the flush hook.
+    A contact keeps its flags except *primary*: the survivor keeps its own primary contact."""
     for follow_up in db.session.query(FollowUp).filter(FollowUp.customer_id == source.id):
         follow_up.customer = target
+    for contact in db.session.scalars(select(Contact).where(Contact.customer_id == source.id)):
+        contact.customer = target
+        contact.is_primary = False
     db.session.execute(
         update(CustomerStatusChange).where(CustomerStatusChange.customer_id == source.id)
         .values(customer_id=target.id)

@@ -15,12 +15,13 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from app import clock
 from app.extensions import db
-from app.models.org import CrmUser
+from app.models.org import SCOPE_LABELS, CrmUser
 from app.models.security import TotpCredential
 from app.security import totp
 from app.security.data_scope import user_scope
@@ -36,12 +37,13 @@ class ReportRow:
     flags: list[str] = field(default_factory=list)
 
     def cells(self, sheet: bool = False) -> list[Any]:
-        """The row's cells: the last login as text in the CRM's zone (page), or for a
-        spreadsheet (``sheet``) as that zone's wall time in a date-time cell."""
+        """The row's cells (``COLUMNS``): the data scope by its label; the last login as text
+        in the CRM's zone (page), or for a spreadsheet (``sheet``) as that zone's wall time
+        in a date-time cell."""
         user = self.user
         return [
             user.username, user.get_full_name(), user.department.name if user.department else "",
-            user.job_title or "", ", ".join(self.roles), self.scope, bool(user.active),
+            user.job_title or "", ", ".join(self.roles), str(SCOPE_LABELS.get(self.scope, self.scope)), bool(user.active),
             self._last_login(sheet), gettext("yes") if self.enrolled else gettext("no"), "; ".join(self.flags),
         ]
 
@@ -51,8 +53,9 @@ class ReportRow:
         return clock.local_naive(self.last_login).replace(microsecond=0) if sheet else clock.local_text(self.last_login)
 
 
-COLUMNS = ("Username", "Name", "Department", "Job title", "Roles", "Data scope", "Active",
-           "Last login", "Authenticator", "Flags")
+#: The report's headings, in the reader's language (page and download).
+COLUMNS = (_l("Username"), _l("Name"), _l("Department"), _l("Job title"), _l("Roles"), _l("Data scope"),
+           _l("Active"), _l("Last login"), _l("Authenticator"), _l("Flags"))
 
 
 def _excess_roles(user: CrmUser, roles: list[str]) -> list[str]:

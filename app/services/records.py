@@ -202,3 +202,19 @@ def refuse_delete_in_use(item: Any) -> None:
     if count:
         raise RuleViolation(str(_l("%(name)s is still used by %(n)d records and cannot be deleted.",
                                    name=str(item), n=count)))
+
+
+def record_status_changes(session: Any, model: type, column: str, make_change: Any) -> None:
+    """Status history for one model, from a ``before_flush`` listener (every writer: forms,
+    API, importer, sync, scripts). For each new or changed ``model`` row whose ``column``
+    differs from its stored value, ``make_change(obj, before, after, reason)`` builds the
+    history row added to the session; ``reason`` is the object's transient ``status_reason``
+    (cleared: a reason belongs to one change only)."""
+    for obj in [*session.new, *session.dirty]:
+        if not isinstance(obj, model):
+            continue
+        before, after = previous(obj, column), getattr(obj, column)
+        if before == after:
+            continue
+        session.add(make_change(obj, before, after, getattr(obj, "status_reason", None) or None))
+        obj.status_reason = None

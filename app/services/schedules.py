@@ -11,6 +11,10 @@ checked when the schedule is saved and again before every run, so a path stored 
 that rule (or a link changed since) fails the run with a message. Folder imports read and
 move regular files only: never a symlink, a hard-linked file or anything that became one
 after the listing (the file is opened without following links).
+
+A run's result (``last_message``) is read later by anyone, and the scheduler has no reader's
+language: runners return a ``messages.Message``, stored with ``message_text.to_column`` and
+rendered in the reader's language.
 """
 
 from __future__ import annotations
@@ -34,12 +38,12 @@ from app.clock import as_utc, crm_zone, utc_now
 from app.extensions import db
 from app.models.org import CrmUser
 from app.models.transfers import DONE, FAILED, FOLDER_IMPORT, RUNNING, TransferJob, TransferSchedule
-from app.services import files
+from app.services import files, message_text, messages
 from app.services.importing import columns, jobs, reading
 from app.services.importing.bounds import read_at_most
 
 log = logging.getLogger(__name__)
-RUNNERS: dict[str, Callable[[TransferSchedule], str]] = {}
+RUNNERS: dict[str, Callable[[TransferSchedule], messages.Message]] = {}
 #: What a scheduled export may write.
 EXPORT_SUFFIXES = (".xlsx", ".csv")
 
@@ -52,7 +56,17 @@ def checked_location(kind: str, raw: str | None) -> Path:
     return files.checked_path(raw or "", kind=files.FILE, suffixes=EXPORT_SUFFIXES)
 
 
-def register(kind: str, runner: Callable[[TransferSchedule], str]) -> None:
+class RunFailed(Exception):
+    """A run that cannot go on; ``message`` (a ``messages.Message``) says why, in any language."""
+
+    def __init__(self, message: messages.Message) -> None:
+        super().__init__(messages.render(message))
+        self.message = message
+
+
+def register(kind: str, runner: Callable[[TransferSchedule], messages.Message]) -> None:
+    """``runner(schedule)`` runs a schedule of ``kind`` and returns its result; it raises
+    ``RunFailed`` (or ``ValueError``/``PermissionError`` with our message) when it fails."""
     RUNNERS[kind] = runner
 
 
@@ -113,22 +127,32 @@ def run(schedule: TransferSchedule) -> TransferSchedule:
     try:
         run_as = db.session.get(CrmUser, schedule.run_as_id)
         if run_as is None or not run_as.is_active:  # expired counts as deactivated
-            raise PermissionError(str(_l("The run-as user is deactivated; pick another user.")))
+            raise PermissionError(_l("The run-as user is deactivated; pick another user."))
         checked_location(schedule.kind, schedule.path)  # again at run time: stored values predate the rule
         message = RUNNERS[schedule.kind](schedule)
         status = DONE
     except Exception as exc:  # shown on the jobs page; the scheduler goes on
         log.exception("Scheduled transfer %s failed", schedule.name)
         db.session.rollback()
-        plain = isinstance(exc, (ValueError, PermissionError))  # our own messages need no class name
-        message, status = str(exc) if plain else f"{type(exc).__name__}: {exc}", FAILED
+        message, status = failure_message(exc), FAILED
     schedule = db.session.get(TransferSchedule, schedule_id)
-    schedule.last_run_at, schedule.last_status, schedule.last_message = utc_now(), status, message[:2000]
+    schedule.last_run_at, schedule.last_status = utc_now(), status
+    schedule.last_message = message_text.to_column(message, 2000)
     db.session.commit()
     return schedule
 
 
-def import_folder(schedule: TransferSchedule) -> str:
+def failure_message(exc: BaseException) -> messages.Message:
+    """Why a run failed: our own messages as they are (ids kept when raised with a lazy
+    string or as ``RunFailed``), anything else with its class name (a crash)."""
+    if isinstance(exc, RunFailed):
+        return exc.message
+    if isinstance(exc, (ValueError, PermissionError)):
+        return messages.stored(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def import_folder(schedule: TransferSchedule) -> messages.Message:
     """Import every file in the folder; each ends in done/ or failed/ with its report.
 
     Links are listed as skipped, never read or moved (a link could point anywhere)."""
@@ -140,12 +164,14 @@ def import_folder(schedule: TransferSchedule) -> str:
             continue
         if not _plain_file(path):
             if path.is_symlink() or path.is_file():
-                outcomes.append(str(_l("%(file)s: skipped (a link is never read or moved).", file=path.name)))
+                outcomes.append(messages.stored(_l("%(file)s: skipped (a link is never read or moved).",
+                                                   file=path.name)))
             continue
         outcomes.append(_import_file(schedule, user, path))
     if not outcomes:
-        return str(_l("No files to import."))
-    return "; ".join(outcomes)
+        return messages.stored(_l("No files to import."))
+    return messages.concat([part for index, outcome in enumerate(outcomes)
+                            for part in (("; " if index else ""), outcome)])
 
 
 def _plain_file(path: Path) -> bool:
@@ -165,11 +191,12 @@ def _read_plain(path: Path, limit: int) -> bytes:
     with os.fdopen(handle, "rb") as stream:
         info = os.fstat(stream.fileno())
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            raise OSError(str(_l("not a regular file")))
+            raise OSError(_l("not a regular file"))
         return read_at_most(stream, limit)
 
 
-def _import_file(schedule: TransferSchedule, user: Any, path: Path) -> str:
+def _import_file(schedule: TransferSchedule, user: Any, path: Path) -> messages.Message:
+    """Import one file of the folder; its outcome ("file: 1 created, ...", or why it failed)."""
     try:
         data = _read_plain(path, current_app.config["CRM_IMPORT_MAX_BYTES"])
         job = jobs.create_job(user, schedule.model, path.name, data, mode=schedule.mode,
@@ -178,29 +205,38 @@ def _import_file(schedule: TransferSchedule, user: Any, path: Path) -> str:
         db.session.rollback()
         if not path.is_symlink():  # swapped for a link since the listing: left alone
             _move(path, "failed")
-        return f"{path.name}: {exc}"
+        return messages.concat([f"{path.name}: ", messages.stored(exc)])
     db.session.commit()
     job_id = job.id
     try:
         table, mapping = jobs.propose_mapping(job)
         missing = columns.missing_required(columns.MODELS[schedule.model], mapping)
         if missing:
-            raise ValueError(str(_l("No column for %(fields)s.", fields=", ".join(str(f.label) for f in missing))))
+            raise ValueError(_l("No column for %(fields)s.", fields=", ".join(str(f.label) for f in missing)))
         job.mapping = mapping
         db.session.commit()
         job = jobs.execute(job.id, commit=True)
     except Exception as exc:  # whatever happens, the file leaves the folder (never imported twice)
         db.session.rollback()
         job = db.session.get(TransferJob, job_id)
-        job.status, job.error, job.finished_at = FAILED, str(exc), utc_now()
+        job.status, job.finished_at = FAILED, utc_now()
+        store_failure(job, failure_message(exc))
         db.session.commit()
     target = _move(path, "done" if job.status == DONE else "failed")
     if job.report_path:
         _copy_into(Path(job.report_path), target, f"{path.stem}-errors.xlsx")
     if job.status != DONE:
-        return f"{path.name}: {job.error}"
-    return f"{path.name}: {job.created} created, {job.updated} updated, {job.unchanged} unchanged, " \
-           f"{job.rejected} rejected"
+        return messages.concat([f"{path.name}: ", jobs.error_message(job)])
+    return messages.stored(_l("%(file)s: %(created)d created, %(updated)d updated, %(unchanged)d unchanged, "
+                              "%(rejected)d rejected", file=path.name, created=job.created, updated=job.updated,
+                              unchanged=job.unchanged, rejected=job.rejected))
+
+
+def store_failure(job: TransferJob, message: messages.Message) -> None:
+    """A job's failure as the import keeps it (``jobs.error_message`` reads the pair back):
+    the message for readers in any language, ``job.error`` in the default language."""
+    job.error = messages.render(message, messages.default_locale())[:2000]
+    job.options = {**(job.options or {}), jobs.ERROR_KEY: {"text": job.error, "message": message}}
 
 
 def _move(path: Path, outcome: str) -> Path:

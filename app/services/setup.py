@@ -14,11 +14,13 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy import inspect as sa_inspect
 
 from app import record_types
 from app.extensions import appbuilder, db
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
 from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, SCOPE_OWN, RoleDataScope
+from app.models.sales import Stage
 from app.services.industries_gbt4754 import INDUSTRY_ALIASES, OTHER_ALIASES, SECTIONS, alias_text
 
 #: Every role's own profile and password, the menu and the API docs. Nothing that lists or
@@ -36,6 +38,7 @@ _IMPORT = (r"can_(read|write)", r"Import|Export")
 #: role -> (data scope, [(permission regex, view regex)])
 ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "Sales Rep": (SCOPE_OWN, [
+        (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_(read|write|delete|export|reveal_contact)", r"Customer"),
         # Reps archive with Delete: they see and restore their archived customers (scoped).
         (r"can_(read|write)", r"ArchivedCustomer"),
@@ -44,6 +47,7 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         _IMPORT, _MENUS_SALES, (r"menu_access", r"Archived customers"), *_SELF_SERVICE,
     ]),
     "Sales Manager": (SCOPE_DEPARTMENT, [
+        (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_(read|write|delete|export|reveal_contact|archive_won|history)", r"Customer"),
         (r"can_(read|write|export)", r"ArchivedCustomer"),
         (r"can_(read|write|delete|export)", r"FollowUp"),
@@ -52,12 +56,14 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         (r"menu_access", r"(Customers|Follow-ups|Archived customers|CRM|Import|Duplicates)"), *_SELF_SERVICE,
     ]),
     "Customer Service": (SCOPE_ALL, [
+        (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_(read|reveal_contact)", r"Customer"),
         (r"can_(read|write)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
         _IMPORT, _MENUS_SALES, *_SELF_SERVICE,
     ]),
     "Read Only": (SCOPE_ALL, [
+        (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_read", r"(Customer|FollowUp|Dictionary|CustomerStatusChange)"),
         _MENUS_SALES, *_SELF_SERVICE,
     ]),
@@ -74,6 +80,17 @@ DICTIONARY_SEED: dict[type, list[tuple[str, str, str]]] = {
     FollowUpMethod: [("phone", "Phone", "电话"), ("visit", "Visit", "拜访"), ("email", "E-mail", "邮件"),
                      ("meeting", "Meeting", "会议")],
 }
+#: Opportunity stages (000 §二(二), 003 第二步): code, English, Chinese, weight %, won, lost,
+#: fields required to enter, stale days (003 第三步 2: 方案提交 超7天未更新). The migration
+#: a4c6e8f0b2d5 seeded the same rows; ``seed_dictionaries`` fills an empty stage table.
+STAGE_SEED = [
+    ("contact", "Contact", "接触", 10, False, False, "", None),
+    ("needs", "Needs analysis", "需求分析", 30, False, False, "demand", None),
+    ("proposal", "Proposal", "方案提交", 50, False, False, "proposal_version", 7),
+    ("negotiation", "Negotiation", "商务谈判", 80, False, False, "expected_close", None),
+    ("won", "Won", "成交", 100, True, False, "amount", None),
+    ("lost", "Lost", "输单", 0, False, True, "lost_reason", None),
+]
 #: GB/T 4754-2017: 20 sections with their 97 divisions (``app.services.industries_gbt4754``).
 INDUSTRY_SEED = SECTIONS
 
@@ -140,6 +157,9 @@ def seed_dictionaries() -> None:
         for order, (code, en, zh) in enumerate(rows, start=1):
             db.session.add(model(code=code, label_en=en, label_zh=zh, sort_order=order * 10, active=True,
                                  aliases=alias_text(aliases.get(code, ()))))
+    # ``crm init`` also runs on databases migrated part way (tests of old revisions): no table, no seed.
+    if sa_inspect(db.engine).has_table(Stage.__tablename__) and not db.session.scalar(select(func.count(Stage.id))):
+        db.session.add_all(stage_rows())
     if not db.session.scalar(select(func.count(Industry.id))):
         for order, (code, zh, en, children) in enumerate(INDUSTRY_SEED, start=1):
             parent = _industry(code, en, zh, order * 100)
@@ -147,6 +167,13 @@ def seed_dictionaries() -> None:
             for sub_order, (c_code, c_zh, c_en) in enumerate(children, start=1):
                 db.session.add(_industry(c_code, c_en, c_zh, order * 100 + sub_order, parent))
     db.session.commit()
+
+
+def stage_rows() -> list[Stage]:
+    """New ``Stage`` rows of ``STAGE_SEED`` (order 10, 20 …)."""
+    return [Stage(code=code, label_en=en, label_zh=zh, weight=weight, is_won=won, is_lost=lost,
+                  required_fields=required or None, stale_days=stale, sort_order=(i + 1) * 10, active=True)
+            for i, (code, en, zh, weight, won, lost, required, stale) in enumerate(STAGE_SEED)]
 
 
 def _industry(code: str, en: str, zh: str, sort_order: int, parent: Industry | None = None) -> Industry:

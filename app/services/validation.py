@@ -146,7 +146,7 @@ def check_choice(entry, previous_id: int | None) -> None:
     """Inactive dictionary entries stay on old records but cannot be newly picked."""
     if entry is not None and not entry.active and entry.id != previous_id:
         raise ValueError(
-            _l("%(label)s is no longer in use; pick another value.", label=entry.label)
+            _l("%(label)s is no longer in use; pick another value.", label=entry)
         )
 
 

@@ -153,7 +153,13 @@ def upgrade():
     )
     with op.batch_alter_table('opportunity', schema=None) as batch_op:
         batch_op.create_index('ix_opportunity_customer', ['customer_id'], unique=False)
-        batch_op.create_index('ix_opportunity_owner_stage', ['owner_id', 'stage_id'], unique=False)
+        batch_op.create_index('ix_opportunity_owner_stage', ['owner_id', 'stage_id', 'changed_on'], unique=False)
+        batch_op.create_index('ix_opportunity_stage_changed', ['stage_id', 'changed_on'], unique=False)
+        batch_op.create_index('ix_opportunity_stage_totals', ['stage_id', 'probability_override', 'amount'],
+                              unique=False)
+        batch_op.create_index('ix_opportunity_close_forecast',
+                              ['expected_close', 'owner_id', 'stage_id', 'probability_override', 'amount'],
+                              unique=False)
         batch_op.create_index('ix_opportunity_stage_close', ['stage_id', 'expected_close'], unique=False)
 
     op.create_table('competitor',
@@ -302,6 +308,9 @@ def downgrade():
 
     op.drop_table('competitor')
     with op.batch_alter_table('opportunity', schema=None) as batch_op:
+        batch_op.drop_index('ix_opportunity_close_forecast')
+        batch_op.drop_index('ix_opportunity_stage_totals')
+        batch_op.drop_index('ix_opportunity_stage_changed')
         batch_op.drop_index('ix_opportunity_stage_close')
         batch_op.drop_index('ix_opportunity_owner_stage')
         batch_op.drop_index('ix_opportunity_customer')

@@ -42,6 +42,8 @@ def _alerts(driver: Any) -> str:
 
 def _log_in(driver: Any, base: str, username: str) -> None:
     _open(driver, f"{base}/login/")
+    driver.delete_all_cookies()  # the browser is shared by the tests: start logged out
+    _open(driver, f"{base}/login/")
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     _submit(driver, driver.find_element(By.TAG_NAME, "form"))

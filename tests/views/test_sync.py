@@ -65,8 +65,8 @@ def test_admin_adds_a_target_and_syncs_now(app: Any, client: Any, auth: Any, mak
     preview = client.post(f"/synctargetview/action/preview/{pk}", follow_redirects=True).get_data(as_text=True)
     assert "nothing written" in preview and len(_rows(path)) == 1
     page = client.post(f"/synctargetview/action/sync_now/{pk}", follow_redirects=True).get_data(as_text=True)
-    assert "sheet_added 1" in page and _rows(path)[1][1] == "星河科技"
-    assert "sheet_added" in client.get("/syncrunview/list/").get_data(as_text=True)
+    assert "Added to the sheet: 1" in page and _rows(path)[1][1] == "星河科技"
+    assert "Added to the sheet" in client.get("/syncrunview/list/").get_data(as_text=True)
     edit = client.get(f"/synctargetview/edit/{pk}").get_data(as_text=True)
     assert "客户名称 = name" in edit  # the mapping the first run kept, editable
 

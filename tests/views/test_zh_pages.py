@@ -59,12 +59,14 @@ from app.models import (
     Department,
     FollowUpMethod,
     Industry,
+    Stage,
     SyncConflict,
     SyncTarget,
     TransferJob,
     TransferSchedule,
 )
 from app.services.importing import columns as import_columns
+from app.services.opportunities import REQUIRABLE
 from config import BASE_DIR
 from tests.conftest import PASSWORD, user_id
 
@@ -87,6 +89,7 @@ ALLOWED = {
     "CST": "time zone abbreviation of Asia/Shanghai (China Standard Time), shown with schedule times",
     "ID": "technical term, used as is in Chinese software",
     "IP": "technical term (IP address)",
+    "YYYY-MM": "the month field's format, as typed (a placeholder)",
 }
 #: Texts that are data wherever they appear: e-mails, codes, hashes, browsers' user agents.
 DATA_PATTERNS = [
@@ -109,6 +112,7 @@ LITERAL_TAGS = {"code", "kbd", "samp", "pre"}
 JS_LITERAL = re.compile(r"""'((?:[^'\\\n]|\\.)*)'|"((?:[^"\\\n]|\\.)*)\"""")
 #: A string literal that is an object key (``{"department": ...}``): an identifier, not text.
 JS_KEY = re.compile(r"\s*:")
+IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 #: GET routes that are not pages: they end the session, change the language, download
 #: files, answer JSON or change data (FAB's GET delete and actions).
 SKIP_ENDPOINTS = {"logout", "login", "back", "download", "export", "report", "template", "progress",
@@ -213,7 +217,9 @@ def js_texts(scripts: Iterable[str]) -> Iterator[str]:
     """The string literals of ``scripts`` that are values (not object keys), unescaped."""
     for code in scripts:
         for match in JS_LITERAL.finditer(code):
-            if not JS_KEY.match(code, match.end()):
+            # a lower-case identifier ("queued", "disabled") is a value the code compares or an
+            # option name, never text a person reads
+            if not JS_KEY.match(code, match.end()) and not IDENTIFIER.fullmatch(match[1] or match[2] or ""):
                 text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), match[1] or match[2] or "")
                 yield re.sub(r"\\(.)", lambda m: " " if m[1] in "nrt" else m[1], text)
 
@@ -453,9 +459,13 @@ def data_values(app: Any, extra: Iterable[str] = ()) -> dict[str, set[str]]:
         data["/synctargetview/"] = {f.name for spec in import_columns.MODELS.values() for f in spec.fields}
         for view in appbuilder.baseviews:
             model = getattr(getattr(view, "datamodel", None), "obj", None)
-            if model in DICTIONARIES:
+            if model in (*DICTIONARIES, Stage):
                 data[view.route_base + "/"] = {v for e in db.session.scalars(select(model))
-                                               for v in (e.code, e.label_en, *e.alias_list)}
+                                               for v in (e.code, e.label_en, *e.alias_list,
+                                                         *getattr(e, "required_list", ()))}
+        # The stage screen lists the opportunity field names an admin types as required fields.
+        for prefix in ("/stageview/", "POST /stageview/"):
+            data[prefix] = data.get(prefix, set()) | set(REQUIRABLE)
         db.session.remove()
     return {prefix: {v.strip() for v in values if v and v.strip()} for prefix, values in data.items()}
 

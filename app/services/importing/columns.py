@@ -2,7 +2,8 @@
 
 The aliases make the manual's own template (附录1: 客户编号, 客户名称, 所属行业 ...) and
 our exports/templates map without editing. Matching ignores case, spaces, brackets,
-``*`` required marks and full-width forms.
+``*`` required marks and full-width forms, and does not depend on the language of whoever
+runs the import (a field's label counts in every language the app offers).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from flask import current_app, has_app_context
+from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 
 from app.models.customers import Customer, FollowUp
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
+from app.services import messages
 
 #: Field kinds the cell parser knows.
 TEXT, DICT, DATE, DATETIME, USER, CUSTOMER = "text", "dict", "date", "datetime", "user", "customer"
@@ -113,7 +117,28 @@ def header_key(text: object) -> str:
 
 
 def _candidates(spec: ImportField) -> list[str]:
-    return [spec.name, str(spec.label), spec.label_zh, *spec.aliases]
+    return [spec.name, *_labels(spec.label), spec.label_zh, *spec.aliases]
+
+
+def _labels(label: object) -> list[str]:
+    """``label`` in every language the app offers: a file's headers, or a scheduled run (no
+    request language), must map the same whoever runs it. Real text even while an import
+    keeps its messages' ids (``messages.capturing``): these are matched, not shown."""
+    codes = list(current_app.config.get("LANGUAGES") or {}) if has_app_context() else []
+    with messages.uncaptured():
+        if not codes:
+            return [str(label)]
+        found = []
+        for code in codes:
+            with force_locale(code):
+                found.append(str(label))
+        return found
+
+
+def known_header(spec: ImportField, header: str) -> bool:
+    """``header`` is one of the field's own names (identifier, label in any language, template
+    header, alias), so a message may name the column by the field's label alone."""
+    return header_key(header) in {header_key(text) for text in _candidates(spec)}
 
 
 def known_headers(model: ImportModel) -> list[str]:

@@ -4,6 +4,11 @@ One code path serves the dry run and the commit, so the preview cannot promise w
 the commit will not do. Rows are processed in chunks; with ``all_or_nothing`` off
 every chunk commits on its own (bad rows never block good ones) together with the
 job's counters, so progress and an interrupted job both say exactly how far it got.
+
+A row's errors are read later, by anyone, in their own language: they are kept as
+``messages.Message`` (message ids + parameters), never as text. The rows of a chunk are
+checked inside ``messages.capturing()``, so the rules' messages (made anywhere in the
+services) keep their ids; the chunk's writes and audit happen outside it.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models.customers import Customer
 from app.security.data_scope import scope_cache
-from app.services import audit, follow_ups, numbering, records, validation
+from app.services import audit, follow_ups, messages, numbering, records, validation
 from app.services import customers as rules
 from app.services.customers import archived_message
 from app.services.dictionaries import UnknownValue, lookup_key
 from app.services.errors import RuleViolation
+from app.services.importing import columns
 from app.services.importing.columns import (
     CUSTOMER,
     DATE,
@@ -67,8 +73,11 @@ class Result:
 
     rows: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    #: outcome -> first rows: {"line", "code", "values", "message"}; "message" is the row's
+    #: errors as a ``messages.Message`` ("" for rows that were not rejected).
     preview: dict[str, list[dict]] = field(default_factory=dict)
-    rejected_rows: list[tuple[int, list[Any], str]] = field(default_factory=list)
+    #: (line, cells as read, errors as a ``messages.Message``) of every rejected row.
+    rejected_rows: list[tuple[int, list[Any], messages.Message]] = field(default_factory=list)
     rolled_back: bool = False
     seconds: float = 0.0
     #: Dictionary values that named no entry, with their row counts (the value-mapping step).
@@ -85,9 +94,18 @@ class Result:
 
 
 class RowRejected(Exception):
+    """A row refused: ``errors`` lists (column header, message) as rendered inside the
+    chunk's capture window (``stored`` reads them back as one message)."""
+
     def __init__(self, errors: list[tuple[str, str]], outcome: str = ERROR) -> None:
         super().__init__("; ".join(f"{c}: {m}" for c, m in errors))
         self.errors, self.outcome = errors, outcome
+
+    def stored(self, capture: messages.Capture) -> messages.Message:
+        parts: list[messages.Message] = []
+        for column, problem in self.errors:
+            parts += ["; " if parts else "", capture.stored(column), ": ", capture.stored(problem)]
+        return messages.concat(parts)
 
 
 class ImportRun:
@@ -98,6 +116,9 @@ class ImportRun:
         self.columns = {fieldname: table.headers.index(header) for header, fieldname in mapping.items()
                         if header in table.headers}
         self.headers = {fieldname: header for header, fieldname in mapping.items()}
+        #: field -> the file's header is one of the field's own names (``_header``)
+        self.known_headers = {spec.name: columns.known_header(spec, self.headers[spec.name])
+                              for spec in self.spec.fields if spec.name in self.headers}
         self.progress = progress
         #: (field, column index, max length) of every mapped field, in field order.
         self.mapped = [(spec, self.columns[spec.name], self._max_length(spec.name))
@@ -126,15 +147,16 @@ class ImportRun:
     def _chunk(self, rows: list[list[Any]], lines: list[int]) -> None:
         existing = self._load_existing(rows)
         touched = []
-        for line, raw in zip(lines, rows, strict=True):
-            try:
-                outcome, item = self._row(raw, existing, line)
-            except RowRejected as exc:
-                self._count(line, raw, exc.outcome, None, str(exc))
-                continue
-            if not isinstance(item, dict):
-                touched.append(item)
-            self._count(line, raw, outcome, item, "")
+        with messages.capturing() as capture:  # the rows only: the writes below store no markers
+            for line, raw in zip(lines, rows, strict=True):
+                try:
+                    outcome, item = self._row(raw, existing, line)
+                except RowRejected as exc:
+                    self._count(line, raw, exc.outcome, None, exc.stored(capture))
+                    continue
+                if not isinstance(item, dict):
+                    touched.append(item)
+                self._count(line, raw, outcome, item, "")
         self._save_chunk(touched)
 
     def _save_chunk(self, touched: list[Any]) -> None:
@@ -170,7 +192,7 @@ class ImportRun:
         else:
             db.session.commit()
 
-    def _count(self, line: int, raw: list[Any], outcome: str, item: Any, errors: str) -> None:
+    def _count(self, line: int, raw: list[Any], outcome: str, item: Any, errors: messages.Message) -> None:
         result = self.result
         result.counts[outcome] += 1
         if outcome in (ERROR, DUPLICATE):
@@ -178,7 +200,7 @@ class ImportRun:
         samples = result.preview.setdefault(outcome, [])
         if len(samples) < PREVIEW_ROWS:
             code = _get(item, "code") if item is not None else None
-            sample = {"line": line, "code": code, "values": [cell_text(v) for v in raw], "errors": errors}
+            sample = {"line": line, "code": code, "values": [cell_text(v) for v in raw], "message": errors}
             samples.append(sample)
             if item is not None and code is None and self.commit:
                 self.unnumbered.append((sample, item))
@@ -190,7 +212,12 @@ class ImportRun:
         return None if index is None else raw[index]
 
     def _header(self, fieldname: str) -> str:
-        return self.headers.get(fieldname) or str(self.spec.field(fieldname).label)
+        """The column as a row's message names it (``messages.column``): the field's label,
+        read in the reader's language, with the file's header where it helps find the column."""
+        spec = next((f for f in self.spec.fields if f.name == fieldname), None)
+        if spec is None:  # a rule's error about no import field (e.g. "_"): named as it came
+            return self.headers.get(fieldname) or fieldname
+        return messages.column(spec.label, self.headers.get(fieldname), self.known_headers.get(fieldname, False))
 
     def _row(self, raw: list[Any], existing: dict[int, Any], line: int) -> tuple[str, Any]:
         values, errors = self._parse(raw)
@@ -499,8 +526,12 @@ def dedup_label(rule: str) -> str:
 def run_import(table: Table, mapping: dict[str, str], settings: Settings, user: Any, commit: bool,
                progress: Callable[[Result], None] | None = None, label: str = "") -> Result:
     """Dry run (``commit=False``) or commit; writes are audited with source ``import``."""
+    if settings.model not in ("customer", "follow_up"):  # declared record types (app.record_types)
+        from app.services.importing import declared
+
+        return declared.run_import(table, mapping, settings, user, commit, progress, label)
     started = time.perf_counter()
-    with audit.audit_context(source="import", reason=label[:256] or None):
+    with audit.audit_context(source="import", reason=label or None):
         result = ImportRun(table, mapping, settings, user, commit, progress).run()
     result.seconds = time.perf_counter() - started
     return result

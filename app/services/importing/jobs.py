@@ -4,6 +4,15 @@ A job runs on the background pool (app.services.background), so the request that
 starts it returns at once; progress lives in the job row (committed with every chunk)
 and, for runs that cannot commit mid-way (dry run, all-or-nothing), in ``LIVE`` for
 this process.
+
+Its messages are read later by anyone, in their language (a scheduled job has no request
+language at all), so they are stored as ``messages.Message`` (ids + parameters) and
+rendered when shown: the failure in ``options["error"]`` (``error_message``), each
+sample row's errors in ``preview[outcome][i]["message"]``, and the error report is
+written once per language (``report_file``). The text columns keep the same messages
+rendered in the default language (``job.error``, ``preview[...]["errors"]``, the
+``report_path`` workbook) for readers that do not render them (the scheduled jobs page,
+a schedule's last result, the report copied next to a scheduled file).
 """
 
 from __future__ import annotations
@@ -11,9 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from flask import current_app
+from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
@@ -32,12 +44,22 @@ from app.models.transfers import (
     TransferJob,
 )
 from app.security.rights import user_may
-from app.services import audit, background
+from app.services import audit, background, messages
 from app.services.background import LIVE, folder
 from app.services.importing import columns, engine, reading, values
 from app.services.importing.report import write_error_report
 
 log = logging.getLogger(__name__)
+#: ``TransferJob.options`` keys: the failure as a message, the error report per language.
+ERROR_KEY, REPORTS_KEY = "error", "reports"
+
+
+class JobFailed(Exception):
+    """The job cannot run; ``message`` (a ``messages.Message``) says why."""
+
+    def __init__(self, message: messages.Message) -> None:
+        super().__init__(messages.render(message))
+        self.message = message
 
 
 def create_job(user: Any, model: str, filename: str, data: bytes, **fields: Any) -> TransferJob:
@@ -143,16 +165,18 @@ def execute(job_id: int, commit: bool) -> TransferJob:
     job.status, job.started_at = RUNNING, now()
     db.session.commit()
     if not user_may(user, "can_write", columns.MODELS[job.model].view):  # schedules run as someone
-        return _fail(job_id, str(_l("%(user)s may not change these records.", user=user.username)))
+        return _fail(job_id, messages.stored(_l("%(user)s may not change these records.", user=user.username)))
     token = acting_user_id.set(user.id)
     try:
         result, table = _run(job, user, commit)
-    except (reading.UnreadableFile, ValueError) as exc:
-        return _fail(job_id, str(exc))
+    except JobFailed as exc:
+        return _fail(job_id, exc.message)
+    except ValueError as exc:
+        return _fail(job_id, messages.stored(exc))
     except Exception as exc:
         log.exception("Import job %s crashed", job_id)
-        return _fail(job_id, str(_l("The import stopped unexpectedly (%(error)s); nothing after the last "
-                                    "committed chunk was saved.", error=type(exc).__name__)))
+        return _fail(job_id, messages.stored(_l("The import stopped unexpectedly (%(error)s); nothing after the "
+                                                "last committed chunk was saved.", error=type(exc).__name__)))
     finally:
         acting_user_id.reset(token)
         LIVE.pop(job_id, None)
@@ -160,12 +184,21 @@ def execute(job_id: int, commit: bool) -> TransferJob:
         return _finish(job_id, result, table, commit)
     except Exception as exc:  # e.g. the report cannot be written: the job must not stay "running"
         log.exception("Import job %s could not be finished", job_id)
-        return _fail(job_id, str(_l("The import finished but its report could not be stored (%(error)s).",
-                                    error=type(exc).__name__)))
+        return _fail(job_id, messages.stored(_l("The import finished but its report could not be stored "
+                                                "(%(error)s).", error=type(exc).__name__)))
+
+
+def _read(job: TransferJob) -> reading.Table:
+    """The job's table; ``JobFailed`` with the reader's message (ids kept, the reason too)."""
+    with messages.capturing() as capture:
+        try:
+            return read_job_table(job)
+        except reading.UnreadableFile as exc:
+            raise JobFailed(capture.stored(exc)) from None
 
 
 def _run(job: TransferJob, user: Any, commit: bool) -> tuple[engine.Result, reading.Table]:
-    table = read_job_table(job)
+    table = _read(job)
     job_id, total = job.id, len(table.rows)
     job.total_rows, job.sheet = total, table.sheet
     options = dict(job.options or {})
@@ -181,7 +214,7 @@ def _run(job: TransferJob, user: Any, commit: bool) -> tuple[engine.Result, read
         stored.processed_rows = result.rows
         _store_counts(stored, result)
 
-    label = f"import #{job_id} {job.filename}"
+    label = _l("import #%(job)d %(file)s", job=job_id, file=job.filename)  # the reader's language (audit)
     result = engine.run_import(table, dict(job.mapping or {}), settings, user, commit, progress, label)
     return result, table
 
@@ -199,12 +232,13 @@ def _finish(job_id: int, result: engine.Result, table: reading.Table, commit: bo
     if result.rolled_back:
         job.created = job.updated = job.unchanged = 0
         job.rejected = result.rows
-    job.preview = {**result.preview, values.PREVIEW_KEY: result.unknown.summary()}
+    job.preview = {**_with_text(result.preview), values.PREVIEW_KEY: result.unknown.summary()}
     job.report_path = None
+    options = {key: value for key, value in (job.options or {}).items() if key != REPORTS_KEY}
     if result.rejected_rows:
-        path = folder() / f"job-{job.id}-errors.xlsx"
-        write_error_report(path, table, result, every_row=result.rolled_back)
-        job.report_path = str(path)
+        options[REPORTS_KEY] = _write_reports(job.id, table, result)
+        job.report_path = options[REPORTS_KEY][messages.default_locale()]
+    job.options = options
     job.status, job.finished_at = (DONE if commit else PREVIEWED), now()
     if commit:
         audit.record("import", job, {"file": job.filename, "model": job.model, "mode": job.mode,
@@ -214,12 +248,71 @@ def _finish(job_id: int, result: engine.Result, table: reading.Table, commit: bo
     return job
 
 
-def _fail(job_id: int, message: str) -> TransferJob:
+def _with_text(preview: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The samples with their errors also as text in the default language (``"errors"``;
+    columns named with the file's headers too, as that text always did)."""
+    with force_locale(messages.default_locale()):
+        return {outcome: [{**row, "errors": messages.render(row.get("message"), file_headers=True)} for row in rows]
+                for outcome, rows in preview.items()}
+
+
+def _write_reports(job_id: int, table: reading.Table, result: engine.Result) -> dict[str, str]:
+    """The error report in every language (language -> path), each row's errors rendered
+    in it: the one downloaded is the reader's (``report_file``)."""
+    paths = {}
+    for language in messages.languages():
+        with force_locale(language):
+            rendered = [(line, raw, messages.render(message, file_headers=True))
+                        for line, raw, message in result.rejected_rows]
+        suffix = "" if language == messages.default_locale() else f".{language}"
+        path = folder() / f"job-{job_id}-errors{suffix}.xlsx"
+        write_error_report(path, table, replace(result, rejected_rows=rendered), every_row=result.rolled_back)
+        paths[language] = str(path)
+    return paths
+
+
+def report_file(job: TransferJob, language: str) -> str | None:
+    """The job's error report in ``language`` (e.g. "zh"), else the default-language one
+    (reports written before they were kept per language); None without a report."""
+    if not job.report_path:
+        return None
+    reports = (job.options or {}).get(REPORTS_KEY) or {}
+    for code in (language, language.split("_")[0]):
+        path = reports.get(code)
+        if isinstance(path, str) and Path(path).parent == folder() and Path(path).is_file():
+            return path
+    return job.report_path
+
+
+def error_message(job: TransferJob) -> messages.Message:
+    """Why the job failed, as a message to render for the reader; the stored text for jobs
+    whose failure was stored as text only (before messages were kept, or by another writer);
+    None when it did not fail."""
+    if not job.error:
+        return None
+    kept = (job.options or {}).get(ERROR_KEY)
+    if isinstance(kept, dict) and kept.get("text") == job.error:
+        return kept.get("message")
+    return job.error
+
+
+def _fail(job_id: int, message: messages.Message) -> TransferJob:
     db.session.rollback()
     job = db.session.get(TransferJob, job_id)
-    job.status, job.error, job.finished_at = FAILED, message[:2000], now()
+    job.status, job.finished_at = FAILED, now()
+    store_error(job, message)
     db.session.commit()
     return job
+
+
+def store_error(job: TransferJob, message: messages.Message) -> None:
+    """Store ``job``'s failure: the message (``options["error"]``, with the text it pairs
+    with) and, for readers that do not render it, that text in the default language
+    (``job.error``, at most 2,000 characters); ``error_message`` reads it back. The caller
+    sets the status and commits."""
+    text = messages.render(message, messages.default_locale())[:2000]
+    job.error = text
+    job.options = {**(job.options or {}), ERROR_KEY: {"text": text, "message": message}}
 
 
 def history(user: Any, everyone: bool, limit: int = 50) -> list[TransferJob]:
@@ -234,8 +327,8 @@ def mark_interrupted() -> int:
     stuck = db.session.scalars(select(TransferJob).where(TransferJob.status.in_([QUEUED, RUNNING]))).all()
     for job in stuck:
         job.status, job.finished_at = FAILED, now()
-        job.error = str(_l("Interrupted by a restart after %(n)d rows; committed rows are kept. "
-                           "Upload the error report or the file again in update/upsert mode.",
-                           n=job.processed_rows))
+        store_error(job, messages.stored(_l("Interrupted by a restart after %(n)d rows; committed rows are kept. "
+                                             "Upload the error report or the file again in update/upsert mode.",
+                                             n=job.processed_rows)))
     db.session.commit()
     return len(stuck)

@@ -44,7 +44,7 @@ class Existing:
                 own = self.by_code.get(code)
                 if target in live and (own is None or own[2]):  # a live customer keeps its own code
                     self.by_code[code] = live[target]
-        else:
+        elif spec.model is FollowUp:
             rows = db.session.execute(
                 select(FollowUp.id, Customer.owner_id, Customer.archived_at.isnot(None), FollowUp.code)
                 .join(Customer, FollowUp.customer_id == Customer.id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font, PatternFill
@@ -17,7 +18,7 @@ from app.services.exporting import looks_like_formula, workbook_text
 from app.services.importing.engine import Result
 from app.services.importing.reading import Table
 
-ERROR_HEADER = "Import errors / 导入错误"
+ERROR_HEADER = _l("Import errors")
 
 
 def _cell(sheet: Any, value: Any) -> WriteOnlyCell:
@@ -34,7 +35,7 @@ def write_error_report(path: str | Path, table: Table, result: Result, every_row
     sheet = workbook.create_sheet("errors")
     bold = Font(bold=True)
     header_cells = []
-    for text in [*table.headers, ERROR_HEADER]:
+    for text in [*table.headers, str(ERROR_HEADER)]:
         cell = _cell(sheet, text)  # headers come from the file too: text, never a formula
         cell.font = bold
         header_cells.append(cell)
@@ -45,7 +46,7 @@ def write_error_report(path: str | Path, table: Table, result: Result, every_row
         [(line, raw) for line, raw, _ in result.rejected_rows]
     for line, raw in rows:
         message = errors.get(line, "")
-        note = WriteOnlyCell(sheet, value=f"[row {line}] {message}" if message else "")
+        note = WriteOnlyCell(sheet, value=str(_l("[row %(line)s] %(message)s", line=line, message=message)) if message else "")
         if message:
             note.fill = red
         sheet.append([_cell(sheet, value) for value in raw] + [note])

@@ -86,7 +86,7 @@ def test_spread_attack_raises_an_alert_and_only_known_addresses_may_try(app, mon
     # Administrators see it on their home page and in Security alerts.
     admin, _response = _form_login(app, "admin", PASSWORD, OFFICE)
     assert "security alert" in admin.get("/").get_data(as_text=True)
-    assert "login_throttled" in admin.get("/securityalertview/list/").get_data(as_text=True)
+    assert "Logins limited after wrong passwords" in admin.get("/securityalertview/list/").get_data(as_text=True)
 
 
 def test_refused_attempts_are_audited(app):

@@ -102,7 +102,7 @@ def test_lockout_after_five_failures(app, client, auth, make_customer, totp):
     auth.logout()
     auth.login("admin")
     assert "security alert" in client.get("/").get_data(as_text=True)
-    assert "totp_locked" in client.get("/securityalertview/list/").get_data(as_text=True)
+    assert "Authenticator locked" in client.get("/securityalertview/list/").get_data(as_text=True)
     # After the lockout period the right code works again.
     totp.advance(15 * 60)
     auth.logout()

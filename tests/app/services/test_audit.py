@@ -30,7 +30,7 @@ def test_view_edit_is_audited_field_by_field(app, client, auth, make_customer):
     auth.login("rep_a")
     client.post(f"/customerview/edit/{pk}", data={"name": "After Ltd", "contact_phone": "13987654321",
                                                   "edit_version": "1"})
-    entry = _entries(app, action="update", object_id=str(pk))[-1]
+    entry = _entries(app, action="update", object_id=str(pk), object_type="Customer")[-1]
     changes = json.loads(entry.changes)
     assert entry.source == "web" and entry.user_name == "rep_a" and entry.object_type == "Customer"
     assert changes["name"] == ["Before Ltd", "After Ltd"]
@@ -74,7 +74,7 @@ def test_chain_verifies_and_catches_tampering(app, make_customer):
         make_customer("rep_a", name=f"Chain {i}")
     with app.app_context():
         report = verify_chain(db.session)
-        assert report.ok and report.checked == 3
+        assert report.ok and report.checked == 6  # 3 customers + their 3 primary contacts
         second = db.session.scalars(select(AuditLog).order_by(AuditLog.seq)).all()[1]
         # Someone with database access rewrites history...
         db.session.execute(text("UPDATE audit_log SET user_name = 'nobody' WHERE id = :id"), {"id": second.id})
@@ -97,7 +97,7 @@ def test_audit_verify_command(app, make_customer, tmp_path):
     make_customer("rep_a")
     runner = app.test_cli_runner()
     ok = runner.invoke(args=["crm", "audit-verify"])
-    assert ok.exit_code == 0 and "1 entries verified" in ok.output
+    assert ok.exit_code == 0 and "2 entries verified" in ok.output
     with app.app_context():
         db.session.execute(text("UPDATE audit_log SET action = 'export'"))
         db.session.commit()

@@ -105,7 +105,8 @@ def test_archiving_stamps_the_time_and_writes_an_audit_entry(ctx, make_customer)
     db.session.commit()
     db.session.remove()
     assert db.session.get(Customer, pk).archived_at is not None
-    actions = db.session.scalars(select(AuditLog.action).where(AuditLog.object_id == str(pk))).all()
+    actions = db.session.scalars(select(AuditLog.action).where(AuditLog.object_type == "Customer",
+                                                               AuditLog.object_id == str(pk))).all()
     assert actions == ["create", "archive"]
 
 

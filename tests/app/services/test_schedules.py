@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Customer, TransferJob, TransferSchedule
-from app.services import schedules
+from app.services import message_text, schedules
 from tests.app.services.importing.conftest import write_xlsx
 from tests.conftest import user_id
 
@@ -41,7 +41,8 @@ def test_folder_import_moves_files_to_done_or_failed_with_reports(app: Any, ctx:
     assert customer.owner_id == user_id("rep_a")  # run as the schedule's user
     runs = db.session.scalars(select(TransferJob).where(TransferJob.schedule_id == schedule.id)).all()
     assert sorted(r.status for r in runs) == ["done", "failed"]
-    assert schedules.run(db.session.get(TransferSchedule, schedule.id)).last_message == "No files to import."
+    assert message_text.text(schedules.run(db.session.get(TransferSchedule, schedule.id)).last_message) == \
+        "No files to import."
 
 
 def test_saved_list_export_keeps_scope_filters_columns_and_masking(app: Any, ctx: Any, make_customer: Any,
