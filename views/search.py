@@ -72,6 +72,22 @@ def _snippet(text: str | None) -> str:
     return plain if len(plain) <= SNIPPET else plain[:SNIPPET - 1] + "…"
 
 
+def declared_entries() -> list[SearchEntry]:
+    """One entry per declared record type (contacts, leads, opportunities, products)."""
+    from app.record_types import REGISTRY
+
+    entries = []
+    for rt in REGISTRY.values():
+        view = f"{rt.model.__name__}View"
+        shown = [c for c in rt.list_columns if c not in rt.masked][:4]
+        entries.append(SearchEntry(
+            key=rt.name, title=rt.plural, permission=("can_read", rt.permission), finder=search.declared_finder(rt),
+            show_endpoint=f"{view}.show", see_all=lambda typed, view=view: list_url(view, typed, "code"),
+            describe=lambda item, shown=shown: _parts(*(display.display(getattr(item, c)) for c in shown)),
+        ))
+    return entries
+
+
 def _parts(*values: Any) -> list[str]:
     return [str(value) for value in values if value not in (None, "")]
 
@@ -109,7 +125,7 @@ class QuickSearchView(BaseView):
         if not current_user.is_authenticated:
             return redirect(url_for("AuthDBView.login", next=request.full_path))
         raw = request.args.get("q", "")
-        entries = [e for e in SEARCHABLE if self.appbuilder.sm.has_access(*e.permission)]
+        entries = [e for e in (*SEARCHABLE, *declared_entries()) if self.appbuilder.sm.has_access(*e.permission)]
         try:
             typed = search.quick_text(raw)
         except ValueError:

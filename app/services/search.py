@@ -317,3 +317,27 @@ def user_clause(typed: str, session: Any) -> ColumnElement | None:
 
 
 USERS = Finder(model=CrmUser, exact=user_exact, broad=user_clause, newest=lambda: [CrmUser.username])
+
+
+def declared_finder(rt: Any) -> Finder:
+    """A declared record type's search (``app.record_types``): its code exactly (and a masked
+    phone column by the canonical number, both indexed), then its unmasked text columns of the
+    list, newest first."""
+    from sqlalchemy import String, Text
+
+    model = rt.model
+    phones = [getattr(model, name) for name in rt.masked if name.endswith("phone")]
+    texts = [getattr(model, name) for name in rt.list_columns
+             if name in model.__table__.columns and name not in rt.masked
+             and isinstance(model.__table__.columns[name].type, String | Text)]
+
+    def exact(typed: str, session: Any) -> list[ColumnElement]:
+        conditions = [model.code == _code(typed)]
+        phone = query_phone(typed)
+        conditions += [column == phone for column in phones] if phone else []
+        return conditions
+
+    def broad(typed: str, session: Any) -> ColumnElement | None:
+        return contains_folded(texts, typed, session) if fold(typed) and texts else None
+
+    return Finder(model=model, exact=exact, broad=broad, newest=lambda: [model.id.desc()])
