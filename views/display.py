@@ -176,3 +176,52 @@ def audit_changes_table(changes: str | None, object_type: str | None) -> Markup:
     rows = Markup("").join(Markup("<tr><td>{}</td><td>{}</td><td>{}</td></tr>").format(*row)
                            for row in audit_rows(changes, object_type))
     return Markup('<table class="table table-condensed audit-changes">{}</table>').format(rows) if rows else Markup("")
+
+
+#: Keys of an audit entry's detail (``audit.record(..., detail)``), as a person reads them.
+DETAIL_LABELS = {
+    "created": _l("Created"), "updated": _l("Updated"), "unchanged": _l("Unchanged"), "rejected": _l("Rejected"),
+    "duplicates": _l("Duplicates"), "rows": _l("Rows"), "file": _l("File"), "mode": _l("Mode"),
+    "model": _l("Record type"), "rolled_back": _l("Rolled back"), "seconds": _l("Seconds"),
+    "format": _l("Format"), "unmasked": _l("Full values"), "ip": _l("IP address"), "purpose": _l("Purpose"),
+    "action": _l("Action"), "outcome": _l("Outcome"), "until": _l("Until"), "username": _l("User name"),
+    "from": _l("From"), "to": _l("To"), "other": _l("Other customer"), "pair": _l("Pair"), "value": _l("Value"),
+    "for": _l("For"), "lead": _l("Lead"), "customer": _l("Customer"), "survivor": _l("Kept"),
+    "merged": _l("Merged"), "field": _l("Field"), "code": _l("Code"), "via": _l("Via"), "seq": _l("Sequence"),
+    "problem": _l("Problem"), "limit": _l("Limit"), "last_address": _l("Last address"), "scope": _l("Scope"),
+    "target": _l("Sync target"), "kept": _l("Kept"), "changes": _l("Changes"), "opportunity": _l("Opportunity"),
+    "rule": _l("Rule"), "owner": _l("Owner"), "reason": _l("Reason"),
+}
+
+
+def _detail_value(key: str, value: Any) -> Any:
+    """A detail value as read: import modes and record types by their labels, yes/no, lists joined."""
+    if key == "mode":
+        from views.imports import MODE_LABELS
+
+        return MODE_LABELS.get(value, value)
+    if key == "model":
+        from app.services.importing.columns import MODELS
+
+        return MODELS[value].label if value in MODELS else value
+    if isinstance(value, list):
+        return ", ".join(str(display(v)) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {display(v)}" for k, v in value.items())
+    return display(value)
+
+
+def audit_detail(value: Any) -> Markup:
+    """An audit entry's detail (JSON text) as "label: value" lines; text that is not a JSON
+    object as stored."""
+    import json
+
+    try:
+        data = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        data = value
+    if not isinstance(data, dict):
+        return escape(display(data))
+    lines = [Markup("{}: {}").format(DETAIL_LABELS.get(key, key), _detail_value(key, item))
+             for key, item in data.items() if item not in (None, "", [])]
+    return Markup("<br>").join(lines)

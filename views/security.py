@@ -174,7 +174,7 @@ class AuditLogView(ListExportMixin, CrmModelView):
     page_size = 50
     formatters_columns = {"source": display.labelled(display.SOURCE_LABELS),
                           "action": display.labelled(display.ACTION_LABELS), "object_type": display.object_label,
-                          "reason": message_text.shown}
+                          "reason": message_text.shown, "detail": display.audit_detail}
     label_columns = {
         "created_at": ENTRY_TIME, "user_name": _l("User"), "user_id": _l("User id"), "source": ENTRY_SOURCE,
         "action": _l("Action"), "object_type": _l("Object"), "object_id": _l("Object id"), "reason": _l("Reason"),
