@@ -32,7 +32,14 @@ def _old_customers(url: str) -> None:
     engine.dispose()
 
 
-def _scenario(tmp_path: Any, url: str) -> None:
+EXPECTED = [
+    (1, "PC20261130001", "Zhou", "13800000001", True, 1),
+    (2, "PC20261130002", "Nameless Ltd", "13800000002", True, 1),
+]
+
+
+def _scenario(tmp_path: Any, url: str) -> list[tuple]:
+    """Customers written at 9f2b4d6e8a13, upgraded to a4c6e8f0b2d5: the contact rows."""
     flask_cli(tmp_path, url, "db", "upgrade", BEFORE)
     _old_customers(url)
     flask_cli(tmp_path, url, "db", "upgrade", CONTACTS)
@@ -41,14 +48,11 @@ def _scenario(tmp_path: Any, url: str) -> None:
         rows = conn.execute(text(
             "select customer_id, code, name, phone, is_primary, version from contact order by customer_id")).all()
     engine.dispose()
-    assert [(r.customer_id, r.code, r.name, r.phone, bool(r.is_primary), r.version) for r in rows] == [
-        (1, "PC20261130001", "Zhou", "13800000001", True, 1),
-        (2, "PC20261130002", "Nameless Ltd", "13800000002", True, 1),
-    ]
+    return [(r.customer_id, r.code, r.name, r.phone, bool(r.is_primary), r.version) for r in rows]
 
 
 def test_sqlite_customers_get_exactly_one_primary_contact(tmp_path: Any) -> None:
-    _scenario(tmp_path, f"sqlite:///{tmp_path / 'old.db'}")
+    assert _scenario(tmp_path, f"sqlite:///{tmp_path / 'old.db'}") == EXPECTED
 
 
 @pytest.fixture
@@ -70,4 +74,4 @@ def postgres_database() -> Any:
 
 
 def test_postgresql_customers_get_exactly_one_primary_contact(tmp_path: Any, postgres_database: str) -> None:
-    _scenario(tmp_path, postgres_database)
+    assert _scenario(tmp_path, postgres_database) == EXPECTED
