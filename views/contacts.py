@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, g, request
+from flask import g, url_for
 from flask_appbuilder import expose, has_access
 from flask_appbuilder.api import protect, safe
+from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
-from app.security import masking, step_up
 from app.services import contacts
-from app.services.errors import NotFound, RuleForbidden
 from views.base import READ_WRITE_PERMISSIONS
 from views.declared import OWN_APIS, OWN_VIEWS, declared_api, declared_view
+from views.writes import reveal_page
 
 
 class ContactRevealMixin:
@@ -29,25 +29,10 @@ class ContactRevealMixin:
     @expose("/reveal/<int:pk>", methods=["GET", "POST"])
     @has_access
     def reveal(self, pk: int) -> Any:
-        item = self.scoped_get(pk)
-        if item is None:
-            abort(404)
-        phone = None
-        if request.method == "POST":
-            try:
-                phone = contacts.reveal_contact_phone(pk, g.user)
-            except step_up.StepUpRequired as exc:
-                db.session.rollback()
-                return step_up.refusal(exc)
-            except RuleForbidden:
-                db.session.rollback()
-                abort(403)
-            except NotFound:
-                db.session.rollback()
-                abort(404)
-            db.session.commit()
-        return self.render_template("crm/contact_reveal.html", item=item, phone=phone,
-                                    masked=masking.mask_phone(item.phone))
+        return reveal_page(self, pk, lambda key: contacts.reveal_contact_phone(key, g.user), lambda c: c.phone,
+                           context=lambda contact: contact.customer,
+                           phone_label=_l("Phone"), back_url=url_for("ContactView.show", pk=pk),
+                           back_label=_l("Back to the contact"))
 
 
 class ContactApiRevealMixin:

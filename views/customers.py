@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
-from app.security import masking, step_up
+from app.security import step_up
 from app.security.data_scope import scope_clause
 from app.security.request_bounds import db_int
 from app.services import audit, customers, exporting, follow_ups, search
@@ -34,7 +34,7 @@ from views.base import (
 )
 from views.contacts import ContactView
 from views.opportunities import OpportunityView
-from views.writes import UseCaseFormMixin
+from views.writes import UseCaseFormMixin, reveal_page
 
 CUSTOMER_FIELDS = [
     "name", "credit_code", "type", "industry", "contact_name", "contact_phone",
@@ -344,20 +344,9 @@ class CustomerView(SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedMode
     @has_access
     def reveal(self, pk: int) -> Any:
         """Explicit, recorded reveal of a full phone number (GET asks, POST reveals)."""
-        item = self.scoped_get(pk)
-        if item is None:
-            abort(404)
-        phone = None
-        if request.method == "POST":
-            try:
-                phone = customers.reveal_contact(pk, g.user)
-            except step_up.StepUpRequired as exc:
-                db.session.rollback()
-                return step_up.refusal(exc)
-            db.session.commit()
-        return self.render_template(
-            "crm/reveal.html", item=item, phone=phone, masked=masking.mask_phone(item.contact_phone)
-        )
+        return reveal_page(self, pk, lambda key: customers.reveal_contact(key, g.user), lambda c: c.contact_phone,
+                           phone_label=_l("Contact phone"), back_url=url_for("CustomerView.show", pk=pk),
+                           back_label=_l("Back to the customer"))
 
     @expose("/export/<string:fmt>")
     @has_access

@@ -18,8 +18,8 @@ from flask_appbuilder.urltools import get_filter_args, get_order_args, get_page_
 from marshmallow import ValidationError
 
 from app.extensions import db
-from app.security import step_up
-from app.services.errors import RuleViolation
+from app.security import masking, step_up
+from app.services.errors import NotFound, RuleForbidden, RuleViolation
 
 #: JSON keys that are not record fields: the version guard and the step-up code.
 API_CONTROL_KEYS = ("version", "totp_code")
@@ -172,3 +172,34 @@ class UseCaseApiMixin:
         payload = request.get_json(silent=True)
         version = payload.get("version") if isinstance(payload, dict) else None
         return self._write(self.edit_model_schema, pk, version, 200)
+
+
+def reveal_page(view: Any, pk: Any, reveal: Callable[[Any], str], masked: Callable[[Any], str | None],
+                **labels: Any) -> Any:
+    """The explicit, recorded reveal of one record's phone: GET asks, POST reveals.
+
+    ``reveal(pk)`` is the use case (permission, step-up, audit); its refusals are the
+    page's answers (step-up page, 403, 404). ``labels``: ``phone_label``, ``back_url``,
+    ``back_label`` and an optional ``context`` (record -> a line under the title) for
+    ``crm/reveal.html``.
+    """
+    item = view.scoped_get(pk)
+    if item is None:
+        abort(404)
+    phone = None
+    if request.method == "POST":
+        try:
+            phone = reveal(pk)
+        except step_up.StepUpRequired as exc:
+            db.session.rollback()
+            return step_up.refusal(exc)
+        except RuleForbidden:
+            db.session.rollback()
+            abort(403)
+        except NotFound:
+            db.session.rollback()
+            abort(404)
+        db.session.commit()
+    context = labels.pop("context", None)
+    return view.render_template("crm/reveal.html", item=item, phone=phone, masked=masking.mask_phone(masked(item)),
+                                context=context(item) if context else None, **labels)
