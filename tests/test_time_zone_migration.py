@@ -82,30 +82,38 @@ def _as_instant(value: Any) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _scenario(tmp_path: Any, url: str) -> None:
+def _scenario(tmp_path: Any, url: str) -> tuple:
+    """Rows written on a Shanghai server, migrated, then ``crm init``: (the stored instant, the
+    legacy marks, audit-verify after the migration, after init, the newest entry's age in s)."""
     _cli(tmp_path, url, "db", "upgrade", BEFORE)
     _old_rows(url)
     _cli(tmp_path, url, "db", "upgrade", TZ_REVISION, zone="Asia/Shanghai")
-
     created, legacy_seq, legacy_zone = _stored(url)
-    assert _as_instant(created) == INSTANT  # 21:09 in Shanghai is 13:09 UTC
-    assert (legacy_seq, legacy_zone) == (2, "Asia/Shanghai")
-    assert "Audit log intact: 2 entries verified." in _cli(tmp_path, url, "crm", "audit-verify")
-
+    migrated = _cli(tmp_path, url, "crm", "audit-verify")
     _cli(tmp_path, url, "db", "upgrade")
     _cli(tmp_path, url, "crm", "init")  # writes new entries (roles, permissions), hashed in UTC
     report = _cli(tmp_path, url, "crm", "audit-verify")
-    assert "Audit log intact" in report and "2 entries" not in report
-
     engine = create_engine(url)
     with engine.connect() as conn:
         latest = conn.scalar(text("select created_at from audit_log order by seq desc limit 1"))
     engine.dispose()
-    assert abs((datetime.now(UTC) - _as_instant(latest)).total_seconds()) < 600  # a new entry: now, in UTC
+    age = abs((datetime.now(UTC) - _as_instant(latest)).total_seconds())
+    return _as_instant(created), (legacy_seq, legacy_zone), migrated, report, age
+
+
+def _check(observed: tuple) -> None:
+    created, legacy, migrated, report, age = observed
+    assert created == INSTANT  # 21:09 in Shanghai is 13:09 UTC
+    assert legacy == (2, "Asia/Shanghai")
+    assert "Audit log intact: 2 entries verified." in migrated
+    assert "Audit log intact" in report and "2 entries" not in report
+    assert age < 600  # a new entry: now, in UTC
 
 
 def test_sqlite_rows_written_in_shanghai_become_utc_instants_and_the_chain_verifies(tmp_path: Any) -> None:
-    _scenario(tmp_path, f"sqlite:///{tmp_path / 'old.db'}")
+    created, legacy, migrated, report, age = _scenario(tmp_path, f"sqlite:///{tmp_path / 'old.db'}")
+    assert created == INSTANT and legacy == (2, "Asia/Shanghai")  # 21:09 in Shanghai is 13:09 UTC
+    _check((created, legacy, migrated, report, age))
 
 
 def test_sqlite_rows_from_a_utc_server_are_kept_as_they_are(tmp_path: Any) -> None:
@@ -165,7 +173,9 @@ def postgres_database() -> Any:
 
 
 def test_postgresql_rows_written_in_shanghai_become_timestamptz(tmp_path: Any, postgres_database: str) -> None:
-    _scenario(tmp_path, postgres_database)
+    created, legacy, migrated, report, age = _scenario(tmp_path, postgres_database)
+    assert created == INSTANT and legacy == (2, "Asia/Shanghai")
+    _check((created, legacy, migrated, report, age))
     engine = create_engine(postgres_database)
     with engine.connect() as conn:
         kind = conn.scalar(text("select data_type from information_schema.columns"
