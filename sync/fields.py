@@ -29,7 +29,7 @@ from app.extensions import db
 from app.models.org import CrmUser
 from app.security import masking
 from app.services import validation
-from app.services.dictionaries import DictionaryLookup, lookups_for
+from app.services.dictionaries import DictionaryLookup, lookup_key, lookups_for
 from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
 from app.services.importing.declared import canonical_number, column_value, is_boolean_column, is_number_column
 from app.services.importing.reading import cell_text
@@ -45,11 +45,13 @@ class FieldCodec:
     """Canonical text of app values and sheet cells for one target's mapped fields."""
 
     def __init__(self, spec: ImportModel, fields: list[str], chinese: bool, reveal_phone: bool,
-                 lookups: dict[str, DictionaryLookup] | None = None) -> None:
+                 lookups: dict[str, DictionaryLookup] | None = None, user: Any = None) -> None:
         self.spec, self.fields, self.chinese, self.reveal_phone = spec, fields, chinese, reveal_phone
         self.kinds = {f.name: f for f in spec.fields if f.name in fields}
         self.lookups = lookups if lookups is not None else lookups_for(spec.fields)
         self.usernames = dict(db.session.execute(select(CrmUser.id, CrmUser.username)).all())
+        self._people: dict[str, str] | None = None
+        self.user = user
         model = spec.model
         #: Phone columns masked in the sheet unless the run-as user may reveal them: the
         #: customer's contact phone and a declared type's ``masked_columns`` (contacts, leads).
@@ -59,9 +61,32 @@ class FieldCodec:
 
     @staticmethod
     def for_headers(spec: ImportModel, mapping: dict[str, str], reveal_phone: bool,
-                    lookups: dict[str, DictionaryLookup] | None = None) -> FieldCodec:
+                    lookups: dict[str, DictionaryLookup] | None = None, user: Any = None) -> FieldCodec:
+        """The codec of a sheet's mapped headers (``user``: the run-as user, whose scope decides
+        which people an owner cell may name by full name or e-mail, as in the importer)."""
         chinese = any(_CJK.search(header) for header in mapping)
-        return FieldCodec(spec, list(dict.fromkeys(mapping.values())), chinese, reveal_phone, lookups)
+        return FieldCodec(spec, list(dict.fromkeys(mapping.values())), chinese, reveal_phone, lookups, user)
+
+    def username(self, text: str) -> str:
+        """The user name an owner cell means, read as the importer reads it (``importing.lookups``):
+        any user's name in any case or width, else an active user in scope by full name or e-mail;
+        text that names nobody stays as typed (the owner rule refuses it with its message)."""
+        if self._people is None:
+            from app.security.data_scope import scope_clause
+
+            people: dict[str, str] = {}
+            query = select(CrmUser)
+            for person in db.session.scalars(query):
+                people.setdefault(lookup_key(person.username), person.username)
+            if self.user is not None:
+                for person in db.session.scalars(query.where(CrmUser.active.is_(True),
+                                                             scope_clause(self.user, CrmUser))):
+                    full = f"{person.first_name or ''}{person.last_name or ''}"
+                    for name in (full, f"{person.first_name} {person.last_name}", person.email):
+                        if name:
+                            people.setdefault(lookup_key(name), person.username)
+            self._people = people
+        return self._people.get(lookup_key(text), text)
 
     def app_values(self, record: Any) -> dict[str, str]:
         return {name: self.app_text(record, name) for name in self.fields}
@@ -97,6 +122,8 @@ class FieldCodec:
         try:
             if spec.kind == DICT:
                 return self.lookups[name].find(text).code
+            if spec.kind == USER:
+                return self.username(text)
             if spec.kind in (DATE, DATETIME):
                 moment = validation.parse_date(cell) if spec.kind == DATE else validation.parse_datetime(cell)
                 return cell_text(clock.local_naive(moment) if isinstance(moment, datetime) else moment)
@@ -107,6 +134,11 @@ class FieldCodec:
             if name in self.booleans:
                 flag = column_value(self.spec.model, name, text)
                 return "" if flag is None else ("1" if flag else "0")
+            if isinstance(cell, SheetNumber) and cell.shown:
+                text = cell.shown  # a text field holds what the sheet shows (a date typed into 备注)
+            normalise = NORMALISED.get(name)
+            if normalise is not None:  # as the save stores it: a formula's LI@EXAMPLE.COM is no change
+                return normalise(text) or ""
         except (ValueError, ArithmeticError):
             return text
         return text
@@ -132,6 +164,12 @@ class FieldCodec:
             return None
         return str(_l("%(value)s is a number with more than 15 digits, so the spreadsheet already changed its "
                       "last digits: format the column as text and type the value again.", value=cell))
+
+
+#: Text fields the saves store normalised (``app.services.validation``): a sheet cell is read
+#: the same way, so a cell differing from the CRM only in what the save normalises (case) is
+#: not a change, and a formula showing it is never overwritten with the stored form.
+NORMALISED = {"email": validation.normalize_email, "credit_code": validation.normalize_credit_code}
 
 
 def _serial_text(serial: float, day_only: bool) -> str:

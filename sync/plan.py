@@ -4,6 +4,7 @@ Nothing is written here; ``sync.runner`` applies the plan in a fixed order."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models.sync import ARCHIVE, PULL, PUSH, RESTORE, SyncRow, SyncTarget
+from app.models.sync import ARCHIVE, PULL, PUSH, RESTORE, SyncConflict, SyncRow, SyncTarget
 from app.security.rights import user_may
 from app.services.importing import columns
 from sync import merge
@@ -21,6 +22,9 @@ from sync.fields import FieldCodec, mask_phones_in
 from sync.records import Alias, Records, records_for
 
 STATUS_HEADER = "同步状态 / Sync status"
+#: The key of an agreed row whose record was created from a sheet row that has not received its
+#: code yet (the run stopped after the CRM commit): the next run finds the row by its content.
+PENDING = ""
 
 
 class GuardStop(Exception):
@@ -45,6 +49,19 @@ class Plan:
     errors: dict[int, str] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
     kind: Records | None = None
+    codec: FieldCodec | None = None
+    #: Mapped field -> its sheet column (the code column excluded).
+    columns: dict[str, int] = field(default_factory=dict)
+    #: Record -> its sheet row, for the records ``updates`` changes (the CRM's stored value goes back there).
+    update_rows: dict[int, int] = field(default_factory=dict)
+    #: The agreement to store with the CRM changes, before the sheet is written: the sheet's values that
+    #: go to the CRM, the old agreement for cells still to write (``sync.runner``; issue 21 fault 4).
+    interim: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    #: New rows the plan refused only as duplicates of stored records: the apply step checks them again
+    #: against the CRM as this run leaves it (a duplicate of a customer whose phone the run changes is not one).
+    maybe_duplicates: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    #: Open conflicts this run finds settled (both sides agree now, or the deleted row is back).
+    settled: list[int] = field(default_factory=list)
 
 
 def describe(plan: Plan, limit: int = 8) -> str:
@@ -71,12 +88,24 @@ def describe(plan: Plan, limit: int = 8) -> str:
 
 
 def _mapping(target: SyncTarget, headers: list[str], spec: Any) -> dict[str, str]:
+    """The sheet's header -> field. A frozen mapping (``target.mapping``) finds each header as
+    typed, else as the importer compares headers (``columns.header_key``: case, width, spaces),
+    when exactly one header of the sheet matches; ``GuardStop`` names the ones not found."""
     if target.mapping:
-        missing = [header for header in target.mapping if header not in headers]
+        by_key: dict[str, list[str]] = {}
+        for header in headers:
+            by_key.setdefault(columns.header_key(header), []).append(header)
+        found, missing = {}, []
+        for header, name in target.mapping.items():
+            same = [header] if header in headers else by_key.get(columns.header_key(header), [])
+            if len(same) == 1:
+                found[same[0]] = name
+            else:
+                missing.append(header)
         if missing:
             raise GuardStop(str(_l("Columns missing or renamed in the sheet: %(cols)s. Rename them back or "
                                    "change the target's mapping.", cols=", ".join(missing))))
-        return dict(target.mapping)
+        return found
     return columns.auto_map(spec, headers)
 
 
@@ -87,7 +116,7 @@ def _guard(target: SyncTarget, data: SheetData, mapping: dict[str, str], key_col
     if doubled:
         raise GuardStop(str(_l("The same code appears on several rows: %(codes)s. Keep one row per code.",
                                codes=", ".join(doubled[:10]))))
-    known = {row.key for row in bases.values()}
+    known = {row.key for row in bases.values() if row.key != PENDING}
     if len(known) >= 10:
         lost = len(known - set(keys))
         if lost * 100 > target.max_shrink_percent * len(known):
@@ -111,7 +140,8 @@ def build_plan(target: SyncTarget, backend: Any, user: Any) -> Plan:
     if status_col == len(data.headers):
         plan.write.headers[status_col] = STATUS_HEADER
     codec = FieldCodec.for_headers(kind.spec, {h: f for h, f in mapping.items() if f != "code"},
-                                   user_may(user, "can_reveal_contact", "Customer"), kind.lookups)
+                                   user_may(user, "can_reveal_contact", "Customer"), kind.lookups, user)
+    plan.codec = codec
     read_only = not user_may(user, "can_write", kind.spec.view)
     _Planner(target, plan, codec, user, bases, kind, read_only=read_only).walk()
     return plan
@@ -132,10 +162,18 @@ class _Planner:
         self.seen: set[int] = set()
         self._cell_problems: dict[str, str] = {}
         self._unlisted: dict[Any, Any] | None = None
-        #: Identities of the new rows this run creates -> their row: a second row that is the same
-        #: is refused like a duplicate of a stored record (one record per row; an interrupted run
-        #: could not match two records back either).
+        self._archived: dict[Any, Any] | None = None
+        #: Identities (the duplicate rule's, on the values as stored) of the keyed rows and of the new
+        #: rows this run creates -> their row: a keyless row that is the same is refused like a
+        #: duplicate of a stored record (one record per row; an interrupted run could not match two
+        #: records back either), even when the CRM's copy of that record has changed since.
         self.created: dict[Any, int] = {}
+        plan.columns = self.columns
+        #: Records created from rows that never received their code: row content -> record id.
+        self.pending = {row.base.get("_row"): record_id for record_id, row in bases.items()
+                        if row.key == PENDING and row.base.get("_row")}
+        #: Records merged on a row of their own this run (their conflicts were looked at again).
+        self.merged: set[int] = set()
 
     def walk(self) -> None:
         self.keyed = keyed = {row[self.plan.key_col].strip() for row in self.plan.data.rows}
@@ -146,11 +184,20 @@ class _Planner:
                 if any(cell.strip() for cell in row):
                     unkeyed.append(index)
                 continue
-            self._keyed_row(index, row, key)
+            self._guarded(index, self._keyed_row, index, row, key)
         for index in unkeyed:
-            self._new_row(index, self.plan.data.rows[index], keyed)
+            self._guarded(index, self._new_row, index, self.plan.data.rows[index], keyed)
         self._rows_missing_from_sheet()
+        self._settle_conflicts()
         self._status_cells()
+
+    def _guarded(self, index: int, step: Any, *args: Any) -> None:
+        """One row's planning; a cell value the rules cannot even read refuses that row, never the run."""
+        try:
+            step(*args)
+        except (ValueError, LookupError, ArithmeticError, TypeError) as exc:
+            self.plan.errors[index] = str(_l("This row could not be read: %(problem)s", problem=str(exc)))
+            self.plan.counts["sheet_rejected"] += 1
 
     def _sheet_values(self, row: list[str]) -> dict[str, str]:
         """The row's canonical text per field; cells that cannot be read as typed (a long number
@@ -173,8 +220,12 @@ class _Planner:
         if self.kind.archived(record):
             self._archived_row(index, row, record, key)
             return
-        base = self.bases.get(record.id)
-        self._merge(index, record, base.base if base else None, self._sheet_values(row), record.code)
+        base, sheet = self.bases.get(record.id), self._sheet_values(row)
+        self.merged.add(record.id)
+        shown = self._merge(index, record, base.base if base else None, sheet, record.code)
+        if self.kind.has_duplicate_rule:  # a keyless copy of this row, as the run leaves it, is the same record
+            for identity in self.kind.identities(shown):
+                self.created.setdefault(identity, index)
 
     def _archived_row(self, index: int, row: list[str], record: Any, key: str) -> None:
         """Archived in the app: the row leaves the sheet, unless it holds an edit never synced
@@ -200,6 +251,9 @@ class _Planner:
         row (re-keyed, showing the survivor's values). The old record's base is dropped.
         """
         survivor, sheet = alias.survivor, self._sheet_values(row)
+        if self.kind.archived(survivor):
+            self._archived_alias_row(index, sheet, alias)
+            return
         app = self.codec.app_values(survivor)
         shown_key = f"{survivor.code} ({alias.code})"[:40]  # the conflict says which row it came from
         if self.direction != PUSH:  # a push-only sheet is a copy: its edits are put back, as on any row
@@ -218,6 +272,20 @@ class _Planner:
         self.plan.counts["sheet_rekeyed"] += 1
         self._merge(index, survivor, sheet, sheet, survivor.code)  # the row as base: the survivor's values win
 
+    def _archived_alias_row(self, index: int, sheet: dict[str, str], alias: Alias) -> None:
+        """A merged-away code whose survivor was archived since: never the survivor's row (an
+        archived record has none). It leaves the sheet, unless it holds an edit never synced:
+        then it stays with the reason, and its base with it (a restore of the survivor re-keys it)."""
+        if self.direction != PUSH and _unsynced(sheet, self._agreed_or_current(alias.merged_from_id)):
+            self.plan.errors[index] = str(_l("%(code)s was merged into %(survivor)s, which is archived in the CRM; "
+                                             "this row's changes were not applied.", code=alias.code,
+                                             survivor=alias.survivor.code))
+            return
+        if alias.merged_from_id is not None:
+            self.plan.drop_bases.append(alias.merged_from_id)
+        self.plan.write.delete.append(index)
+        self.plan.counts["sheet_removed"] += 1
+
     def _agreed_or_current(self, record_id: int | None) -> dict[str, str]:
         """What a merged-away record's row held when last synced (its base), else the record's
         values; nothing for a record outside the run's scope (every differing cell then counts)."""
@@ -227,7 +295,11 @@ class _Planner:
         record = self.records.get(record_id)
         return self.codec.app_values(record) if record is not None else {}
 
-    def _merge(self, index: int, record: Any, base: dict | None, sheet: dict[str, str], key: str) -> None:
+    def _merge(self, index: int, record: Any, base: dict | None, sheet: dict[str, str], key: str,
+               on_sheet: bool = True) -> dict[str, str]:
+        """Merge one row with its record; ``on_sheet``: the row's code cell already holds ``key``.
+        Returns the row's values as this run leaves them."""
+        base = {name: value for name, value in base.items() if name != "_row"} if base else base
         app = self.codec.app_values(record)
         result = merge.merge_row(base, app, sheet, self.policy, record.changed_on, self.plan.data.modified_at)
         if self.direction == PULL:  # the CRM's own change stays in the CRM; the row as it is stays agreed
@@ -251,7 +323,9 @@ class _Planner:
                 result.to_app = {}
             else:
                 self.plan.updates[record.id] = result.to_app
+                self.plan.update_rows[record.id] = index
                 self.plan.counts["app_updated"] += 1
+                self.plan.interim[record.id] = _interim(result, base, sheet, key if on_sheet else None)
         for name, value in result.to_sheet.items():
             self.plan.write.cells[(index, self.columns[name])] = self.codec.display(name, value)
         if result.to_sheet:
@@ -260,6 +334,7 @@ class _Planner:
             self.plan.conflicts.append((record.id, key, conflict))
         self.plan.counts["conflicts"] += len(result.conflicts)
         self.plan.bases[record.id] = (key, result.agreed)
+        return {**sheet, **result.to_sheet}
 
     def _check(self, record: Any, changes: dict[str, str]) -> str | None:
         """The model's rules on the record as it would become; a readable reason or None."""
@@ -277,28 +352,63 @@ class _Planner:
             self.plan.errors[index] = str(_l("This sync only sends CRM data to the sheet; add customers in the CRM."))
             return
         sheet = self._sheet_values(row)
-        match = self._match(sheet, keyed)
+        match = self._pending_match(sheet) or self._match(sheet, keyed)
         if match is not None:  # first sync or an interrupted run: link, never duplicate
             self.seen.add(match.id)
+            self.merged.add(match.id)
             self.plan.write.cells[(index, self.plan.key_col)] = match.code
-            self._merge(index, match, None, sheet, match.code)
+            base = self.bases.get(match.id)  # a row typed again, or its code cleared: the agreement stands
+            self._merge(index, match, base.base if base else None, sheet, match.code, on_sheet=False)
             self.plan.counts["sheet_linked"] += 1
+            return
+        archived = self._archived_match(sheet)
+        if archived is not None:  # its code cleared as it was archived: still its row, never a new record
+            self.seen.add(archived.id)
+            self._archived_row(index, row, archived, archived.code)
             return
         identities = self.kind.identities(sheet) if self.kind.has_duplicate_rule else []
         first = next((self.created[key] for key in identities if key in self.created), None)
         if first is not None:  # the runner names the record once it exists (as the next run will)
             self.plan.twins.append((index, sheet))
         problem = (str(_l("Same as row %(row)d of this sheet: keep one of the two rows.", row=first + 2))
-                   if first is not None else None) \
-            or self._check(None, sheet) or self.kind.duplicate_problem(sheet, self.user)
-        if problem:
-            self.plan.errors[index] = problem
+                   if first is not None else None) or self._check(None, sheet)
+        duplicate = None if problem else self.kind.duplicate_problem(sheet, self.user)
+        if problem or duplicate:
+            self.plan.errors[index] = problem or duplicate
             self.plan.counts["app_rejected"] += 1
+            if duplicate:  # the apply step asks again once this run's own changes are in the CRM
+                self.plan.maybe_duplicates.append((index, sheet))
             return
         for key in identities:
             self.created.setdefault(key, index)
         self.plan.creates.append((index, sheet))
         self.plan.counts["app_created"] += 1
+
+    def _pending_match(self, sheet: dict[str, str]) -> Any:
+        """The record an earlier run created from this very row (same content) before the run
+        stopped short of writing its code: any record type, with or without a duplicate rule."""
+        record_id = self.pending.get(fingerprint(sheet))
+        record = self.records.get(record_id) if record_id is not None else None
+        if record is None or record.id in self.seen or record.code in self.keyed or self.kind.archived(record):
+            return None
+        return record
+
+    def _archived_match(self, sheet: dict[str, str]) -> Any:
+        """An archived record with an agreed row (it was on this sheet) that this keyless row is,
+        by its content or by the duplicate rule's identities."""
+        if self._archived is None:  # built once: archived records still holding an agreed row are few
+            self._archived = {}
+            for record_id, row in self.bases.items():
+                record = self.records.get(record_id)
+                if record is not None and self.kind.archived(record):
+                    for identity in [row.base.get("_row"), *self.kind.record_identities(record, self.codec)]:
+                        if identity:
+                            self._archived.setdefault(identity, record)
+        for identity in [fingerprint(sheet), *self.kind.identities(sheet)]:
+            record = self._archived.get(identity)
+            if record is not None:  # its keyed row may be on the sheet too (a copy whose code was cleared)
+                return record
+        return None
 
     def _match(self, sheet: dict[str, str], keyed: set[str]) -> Any:
         """A live record not on the sheet yet that this keyless row is (customers: the duplicate rule)."""
@@ -321,7 +431,12 @@ class _Planner:
                 if archived and record.id in self.bases and record.id not in self.seen:
                     self.plan.drop_bases.append(record.id)
                 continue
-            if record.id in self.bases:
+            if record.id in self.bases and self.bases[record.id].key == PENDING:
+                # its row never showed its code and is not there as it was: show the record anew
+                self.plan.drop_bases.append(record.id)
+                if self.direction != PULL:
+                    self._append(record)
+            elif record.id in self.bases:
                 self._deleted_in_sheet(record)
             elif self.direction != PULL:
                 self._append(record)
@@ -353,6 +468,29 @@ class _Planner:
         self.plan.bases[record.id] = (record.code, app)
         self.plan.counts["sheet_added"] += 1
 
+    def _settle_conflicts(self) -> None:
+        """Every open conflict of the target looked at again: settled when this run did not raise it
+        again and both sides agree now (the row merged without it, or its value is the CRM's), or
+        the deleted row is back. Out-of-scope records' conflicts stay as they are."""
+        raised = {(record_id, c.field, key) for record_id, key, c in self.plan.conflicts}
+        rows = db.session.execute(select(SyncConflict.id, SyncConflict.record_id, SyncConflict.key,
+                                         SyncConflict.field, SyncConflict.sheet_value)
+                                  .where(SyncConflict.target_id == self.target.id,
+                                         SyncConflict.resolved_at.is_(None)))
+        for row in rows:
+            record = self.records.get(row.record_id)
+            if record is None or (row.record_id, row.field, row.key) in raised:
+                continue
+            if row.field == "_row":
+                settled = record.id in self.seen
+            elif row.key == record.code:
+                settled = record.id in self.merged
+            else:  # a merged-away row's edit: settled once the survivor holds it
+                settled = row.field in self.codec.fields and \
+                    self.codec.app_text(record, row.field) == (row.sheet_value or "")
+            if settled:
+                self.plan.settled.append(row.id)
+
     def _status_cells(self) -> None:
         col = self.plan.status_col
         for index, row in enumerate(self.plan.data.rows):
@@ -360,6 +498,29 @@ class _Planner:
             current = row[col] if col < len(row) else ""
             if message != current:
                 self.plan.write.cells[(index, col)] = message
+
+
+def fingerprint(values: dict[str, str]) -> str:
+    """A row's content as one text (canonical values by field): how a record created from a row
+    is recognised on the next run when the row never received its code."""
+    return json.dumps(sorted(values.items()), ensure_ascii=False)
+
+
+def _interim(result: merge.RowMerge, base: dict | None, sheet: dict[str, str],
+             key: str | None) -> tuple[str, dict[str, str]]:
+    """The agreement to store with the CRM commit, before the sheet is written: what the sheet
+    holds now for the fields going to the CRM, the old agreement for cells still to write
+    (a run failing after the commit then neither reverts the CRM nor takes the sheet's value as
+    a CRM change). ``key`` None: the row has no code yet, so it is pending, found by its content."""
+    interim = dict(result.agreed)
+    for name in result.to_sheet:
+        if base and name in base:
+            interim[name] = base[name]
+        else:
+            interim.pop(name, None)
+    if key is None:
+        return PENDING, {**interim, "_row": fingerprint(sheet)}
+    return key, interim
 
 
 def _unsynced(sheet: dict[str, str], agreed: dict[str, str]) -> dict[str, tuple[str | None, str]]:

@@ -146,15 +146,13 @@ class CustomerRecords(Records):
         # what the record holds now stays valid (a retired dictionary entry), as in the form
         before = {name: getattr(record, name) for name in ("contact_phone", *rules.CHOICE_IDS)} if record else {}
         errors = rules.check_customer(values, before)
-        if changes.get("owner"):
-            try:
-                records.owner_named(changes["owner"], user)
-            except ValueError as exc:
-                errors["owner"] = str(exc)
+        errors.update(_owner_errors(changes, user))
         return errors
 
     def identities(self, fields: dict[str, str]) -> list[Any]:
-        """The duplicate rule's two keys: credit code, and name + contact + phone."""
+        """The duplicate rule's two keys on the values as the save stores them (``_as_stored``):
+        credit code, and name + contact + phone."""
+        fields = _as_stored(fields)
         entry = dedup.entry_key(fields.get("name"), fields.get("contact_name"), fields.get("contact_phone"))
         credit = ("credit", fields["credit_code"]) if fields.get("credit_code") else None
         return [key for key in (credit, entry) if key]
@@ -166,6 +164,7 @@ class CustomerRecords(Records):
     def duplicate_problem(self, fields: dict[str, str], user: Any) -> str | None:
         """A new sheet row that duplicates a customer already on the sheet or outside the run's
         scope is not created (the same rule as forms, the API and imports)."""
+        fields = _as_stored(fields)
         try:
             dedup.refuse_duplicates(fields.get("name"), fields.get("contact_name"), fields.get("contact_phone"),
                                     fields.get("credit_code"), user)
@@ -181,6 +180,35 @@ class CustomerRecords(Records):
 
     def archive(self, record: Any) -> None:
         rules.archive(record, may_delete_won=True)
+
+
+def _owner_errors(changes: dict[str, str], user: Any) -> dict[str, str]:
+    """The owner rule on an owner cell (``records.owner_named``: a name nobody in scope has, a
+    deactivated or unassignable user): every refused cell says why on its row, never ignored."""
+    if not changes.get("owner"):
+        return {}
+    try:
+        records.owner_named(changes["owner"], user)
+    except ValueError as exc:
+        return {"owner": str(exc)}
+    return {}
+
+
+def _as_stored(fields: dict[str, str]) -> dict[str, str]:
+    """A row's duplicate-rule fields as the customer rules store them (credit code upper case, phone
+    and contact cleaned), so that the sync's duplicate rule, in the run and against the database,
+    compares what a form would (issue 21: 91…y43 and 91…Y43 are one customer). A value the rules
+    refuse stays as typed (the row is refused for it anyway)."""
+    steps = {"credit_code": validation.normalize_credit_code, "contact_phone": validation.normalize_phone,
+             "contact_name": validation.clean_line, "name": validation.clean_line}
+    stored = dict(fields)
+    for name, step in steps.items():
+        if stored.get(name):
+            try:
+                stored[name] = step(stored[name]) or ""
+            except ValueError:
+                pass
+    return stored
 
 
 class FollowUpRecords(Records):
@@ -201,6 +229,7 @@ class FollowUpRecords(Records):
                     self._check_customer(text, user)
             except ValueError as exc:
                 errors[name] = str(exc)
+        errors.update(_owner_errors(changes, user))
         if record is None and not changes.get("customer"):
             errors["customer"] = str(_l("A customer is required."))
         return errors
@@ -355,8 +384,11 @@ def set_fields(record: Any, changes: dict[str, str], spec: ImportModel, lookups:
         if field.kind == DICT:
             setattr(record, name, lookups[name].find(text) if text else None)
         elif field.kind == USER:
-            if text:
-                record.owner = db.session.scalar(select(CrmUser).where(CrmUser.username == text))
+            if text:  # the plan's check refused a name that means nobody; never set an owner to None
+                person = db.session.scalar(select(CrmUser).where(CrmUser.username == text))
+                if person is None:
+                    raise ValueError(_l("No active user %(name)s in your data scope.", name=text))
+                record.owner = person
         elif field.kind == CUSTOMER:
             record.customer_id = customer_id_for(text) if text else None
         elif field.kind == DATETIME:

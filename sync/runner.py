@@ -32,8 +32,9 @@ from app.security.data_scope import scope_cache
 from app.services import audit, message_text, messages
 from app.services.errors import RuleViolation
 from sync.backends import SheetChanged, SheetUnavailable
+from sync.conflicts import SETTLED
 from sync.fields import mask_phones_in
-from sync.plan import GuardStop, Plan, agreed_rows, build_plan, describe
+from sync.plan import PENDING, GuardStop, Plan, agreed_rows, build_plan, describe, fingerprint
 
 STALE_CLAIM = timedelta(minutes=15)
 #: What a run's counts (``sync.plan``: ``Plan.counts``) say, in its result and on the screens.
@@ -85,10 +86,9 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
     except RuleViolation as exc:  # a rule the plan's check missed: nothing written, the run log says which
         db.session.rollback()
         status, message, plan = "failed", str(exc), None
-    except BaseException:  # a crash: let the next run (which converges) take the target at once
+    except BaseException as exc:  # a crash: the log says so, and the next run (which converges) may start at once
         db.session.rollback()
-        if not dry_run:
-            _release(target.id)
+        _record_crash(target.id, log.id, exc, backend, dry_run)
         raise
     finally:
         acting_user_id.reset(token)
@@ -109,10 +109,15 @@ def _claim(target_id: int) -> bool:
     return taken == 1
 
 
-def _release(target_id: int) -> None:
-    table = SyncTarget.__table__
-    db.session.execute(update(table).where(table.c.id == target_id).values(running_since=None))
-    db.session.commit()
+def _record_crash(target_id: int, log_id: int, exc: BaseException, backend: Any, dry_run: bool) -> None:
+    """An exception nobody foresaw: the run is "failed" with the error's kind (never left "running",
+    which would hide it), and the target is free again. Recording it must not hide the error itself."""
+    message = messages.stored(_l("The run stopped on an unexpected error (%(error)s); the next run "
+                                 "continues from where it stopped.", error=type(exc).__name__))
+    try:
+        _finish(target_id, log_id, "failed", message, None, backend, dry_run)
+    except Exception:  # the database itself is gone: the stale claim expires (STALE_CLAIM)
+        db.session.rollback()
 
 
 def _finish(target_id: int, log_id: int, status: str, message: messages.Message, plan: Plan | None,
@@ -145,29 +150,92 @@ def summary(counts: Counter) -> messages.Message:
 
 
 def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
-    """Step 2: every app change in one transaction (audited with the sync as source)."""
+    """Step 2: every app change in one transaction (audited with the sync as source), with the
+    agreement those changes make (``Plan.interim``): a run that fails after this commit neither
+    loses the sheet's values that reached the CRM nor creates a row's record twice (issue 21)."""
     kind = plan.kind
-    for record_id, changes in plan.updates.items():
-        kind.save(db.session.get(kind.model, record_id), changes, user)
-    created = [(index, kind.save(None, values, user), values) for index, values in plan.creates]
+    updated = [(plan.update_rows[pk], kind.save(db.session.get(kind.model, pk), changes, user), changes)
+               for pk, changes in plan.updates.items()]
     for record_id in plan.archives:
         try:
             kind.archive(db.session.get(kind.model, record_id))
         except RuleViolation:
             continue
+    db.session.flush()
+    created = _create(plan, user)
     _store_conflicts(target, plan)
     db.session.flush()
     for index, record, values in created:
         plan.write.cells[(index, plan.key_col)] = record.code
-        plan.bases[record.id] = (record.code, values)
+        plan.bases[record.id] = (record.code, dict(values))
+        plan.interim[record.id] = (PENDING, {**values, "_row": fingerprint(values)})
+    for index, record, values in updated + created:
+        _as_stored(plan, index, record, values)
     for index, values in plan.twins:  # the record the row repeats exists now: say which, as later runs will
         problem = kind.duplicate_problem(values, user)
         if problem:
-            plan.write.cells[(index, plan.status_col)] = mask_phones_in(problem)
+            _status(plan, index, problem)
+    _upsert_bases(target.id, plan.interim)
     db.session.commit()
 
 
+def _create(plan: Plan, user: Any) -> list[tuple[int, Any, dict[str, str]]]:
+    """The new rows' records, in sheet order, each checked by the duplicate rule against the CRM as
+    this run leaves it (its updates, archives and earlier creations): a row like a customer whose
+    phone the run changes is not a duplicate of it, one like the changed customer is (issue 21)."""
+    kind, created = plan.kind, []
+    rows = sorted([(index, values, True) for index, values in plan.creates]
+                  + [(index, values, False) for index, values in plan.maybe_duplicates], key=lambda item: item[0])
+    for index, values, planned in rows:
+        problem = kind.duplicate_problem(values, user)
+        if problem:
+            _status(plan, index, problem)
+            if planned:
+                plan.counts["app_created"] -= 1
+                plan.counts["app_rejected"] += 1
+            continue
+        if not planned:
+            _status(plan, index, "")
+            plan.errors.pop(index, None)
+            plan.counts["app_rejected"] -= 1
+            plan.counts["app_created"] += 1
+        created.append((index, kind.save(None, values, user), values))
+        db.session.flush()  # the next row's duplicate check sees it
+    return created
+
+
+def _status(plan: Plan, index: int, message: str) -> None:
+    """A row's status cell, written only when it changes (a quiet run writes nothing)."""
+    message, row = mask_phones_in(message), plan.data.rows[index]
+    current = row[plan.status_col] if plan.status_col < len(row) else ""
+    if message != current:
+        plan.write.cells[(index, plan.status_col)] = message
+    else:
+        plan.write.cells.pop((index, plan.status_col), None)
+
+
+def _as_stored(plan: Plan, index: int, record: Any, applied: dict[str, str]) -> None:
+    """The CRM's stored value of each cell the sheet gave it goes back to the row in this run, and
+    is the agreement (an e-mail lower-cased, a credit code upper-cased, an owner defaulted)."""
+    stored = plan.codec.app_values(record)
+    _, agreed = plan.bases[record.id]
+    for name, value in applied.items():
+        if name in plan.columns and name in stored and stored[name] != value:
+            plan.write.cells[(index, plan.columns[name])] = plan.codec.display(name, stored[name])
+            agreed[name] = stored[name]
+
+
 def _store_conflicts(target: SyncTarget, plan: Plan) -> None:
+    """The plan's conflicts (new ones added, open ones brought up to date) and the open ones this
+    run found settled closed as such (``SETTLED``)."""
+    if plan.settled:
+        table = SyncConflict.__table__
+        db.session.execute(update(table).where(table.c.id.in_(plan.settled), table.c.resolved_at.is_(None))
+                           .values(resolved_at=utc_now(), resolution=SETTLED))
+    _add_conflicts(target, plan)
+
+
+def _add_conflicts(target: SyncTarget, plan: Plan) -> None:
     # Keyed by the row too: a merged-away record's row and the survivor's own row may both
     # hold an edit of the same field, and neither may overwrite the other's.
     open_ = {(c.record_id, c.field, c.key): c for c in db.session.scalars(
@@ -183,13 +251,19 @@ def _store_conflicts(target: SyncTarget, plan: Plan) -> None:
 
 def _store_bases(target: SyncTarget, plan: Plan) -> None:
     """Step 4: the new agreement, only after the sheet holds it; unchanged rows are not rewritten."""
+    _upsert_bases(target.id, plan.bases, plan.drop_bases)
+    db.session.commit()
+
+
+def _upsert_bases(target_id: int, bases: dict[int, tuple[str, dict[str, str]]], drop: list[int] = ()) -> None:
+    """Store ``bases`` (record id -> (key, agreed values)) and delete the agreed rows of ``drop``."""
     table = SyncRow.__table__
-    existing, stamp = agreed_rows(target.id), utc_now()
+    existing, stamp = agreed_rows(target_id), utc_now()
     inserts, updates = [], []
-    for record_id, (key, agreed) in plan.bases.items():
+    for record_id, (key, agreed) in bases.items():
         row = existing.get(record_id)
         if row is None:
-            inserts.append({"target_id": target.id, "record_id": record_id, "key": key, "base": agreed,
+            inserts.append({"target_id": target_id, "record_id": record_id, "key": key, "base": agreed,
                             "synced_at": stamp})
         elif row.key != key or row.base != agreed:
             updates.append({"row_id": row.id, "new_key": key, "new_base": agreed, "stamp": stamp})
@@ -198,7 +272,6 @@ def _store_bases(target: SyncTarget, plan: Plan) -> None:
     if updates:
         db.session.execute(update(table).where(table.c.id == bindparam("row_id")).values(
             key=bindparam("new_key"), base=bindparam("new_base"), synced_at=bindparam("stamp")), updates)
-    gone = [record_id for record_id in plan.drop_bases if record_id in existing]
+    gone = [record_id for record_id in drop if record_id in existing]
     if gone:
-        db.session.execute(delete(table).where(table.c.target_id == target.id, table.c.record_id.in_(gone)))
-    db.session.commit()
+        db.session.execute(delete(table).where(table.c.target_id == target_id, table.c.record_id.in_(gone)))

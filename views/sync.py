@@ -264,7 +264,8 @@ class SyncConflictView(CrmModelView):
                      "shown_sheet_value": _l("In the sheet"), "created_at": _l("Found"), "resolution": _l("Kept"),
                      "resolved_at": _l("Settled")}
     formatters_columns = {"resolution": display.labelled({conflicts.KEEP_APP: _l("The CRM value"),
-                                                          conflicts.KEEP_SHEET: _l("The sheet value")}),
+                                                          conflicts.KEEP_SHEET: _l("The sheet value"),
+                                                          conflicts.SETTLED: _l("Both sides agree")}),
                           "field": lambda name: display.labelled(field_labels())(name)}
 
     def _settle(self, items: Any, choice: str) -> Any:

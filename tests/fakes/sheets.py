@@ -19,14 +19,25 @@ value on its top-left cell and nothing on the cells it covers; a value written i
 cell is kept but not shown until the range is unmerged; deleting or inserting rows moves the
 merges below (and shrinks or grows a merge they fall inside). ``spreadsheets.get`` with
 ``ranges`` (and ``getByDataFilter`` with ``a1Range`` filters) answers with the grid data Google
-gives under a field mask (``effectiveValue`` per cell, ``merges``, ``gridProperties``; zero
-indexes omitted as protobuf JSON does). ``on_request`` runs a test's action just before a given
+gives under a field mask (``effectiveValue`` per cell, ``merges``, ``gridProperties``; a zero
+``startRow`` omitted; a merge's ``GridRange`` with all four indexes and no ``sheetId`` 0, as the
+cassettes show). ``on_request`` runs a test's action just before a given
 request is answered: a colleague typing into the sheet while a sync run is between its read and
 its write.
+
+Issue 21 (the gspread cassettes replayed in ``tests/fakes/test_recorded.py``): formulas typed
+with ``USER_ENTERED`` are evaluated (``tests/fakes/formulas.py``: arithmetic, same-sheet
+references, simple functions; reads answer the result, ``FORMULA`` the text, the grid data
+``userEnteredValue.formulaValue``, ``effectiveValue`` and ``formattedValue``); a book marked
+``unshare()`` answers 403 PERMISSION_DENIED; ``spreadsheets:batchUpdate`` is all-or-nothing and
+names the failing ``requests[i]``; returned ranges quote a sheet name only when Google does;
+``values.append`` finds the table; bodies of the wrong type are refused with ``fieldViolations``;
+``fields`` masks are applied to ``spreadsheets.get`` answers.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -37,6 +48,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
 from requests.adapters import BaseAdapter
+
+from tests.fakes.formulas import DateSerial, ErrorValue, evaluate, number_text, shift_rows
 
 BASE = "https://sheets.googleapis.com/v4/spreadsheets"
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
@@ -49,19 +62,45 @@ _EPOCH = datetime(1899, 12, 30)  # serial 0, as the API documents (days since 18
 THOUSANDS, DAY, MINUTE = "#,##0", "yyyy-mm-dd", "yyyy-mm-dd hh:mm"
 _RENDER = ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
 _DATE_RENDER = ("SERIAL_NUMBER", "FORMATTED_STRING")
+_PLAIN_TITLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CELL_LIKE = re.compile(r"^(?:[A-Za-z]{1,3}\d+|[Rr]\d*[Cc]\d*)$")
+NOT_SHARED = "The caller does not have permission"
+CELL_FIELDS = frozenset({"userEnteredValue", "effectiveValue", "formattedValue"})  # what a CellData here holds
 
 
 class SheetsError(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, details: list[dict] | None = None) -> None:
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.details = code, message, details
+
+
+def _bad_field(name: str, value: Any, kind: str = "ListValue") -> SheetsError:
+    """Google's answer to a body field of the wrong JSON type (``"values": "X"``)."""
+    text = f"Invalid value at '{name}' (type.googleapis.com/google.protobuf.{kind}), {json.dumps(value)}"
+    return SheetsError(400, text, [{"@type": "type.googleapis.com/google.rpc.BadRequest",
+                                    "fieldViolations": [{"field": name, "description": text}]}])
 
 
 @dataclass
 class Formula:
-    """A cell entered with USER_ENTERED that starts with '=' (never evaluated here)."""
+    """A cell entered with USER_ENTERED that starts with '=' (evaluated on every read)."""
 
     text: str
+
+
+def quoted_title(title: str) -> str:
+    """A sheet name as Google writes it in a returned range: bare when it is ASCII letters,
+    digits and _ and cannot be read as a cell (``Sheet1``), quoted otherwise (``'D3'``,
+    ``'My Sheet'``, ``'客户'``; cassettes and a recorded ``'Лист2'!A1``)."""
+    if _PLAIN_TITLE.match(title) and not _CELL_LIKE.match(title):
+        return title
+    return "'" + title.replace("'", "''") + "'"
+
+
+def box_a1(top: int, left: int, bottom: int, right: int) -> str:
+    """A half-open box as A1 text: ``A1`` for one cell, ``A1:D2`` otherwise."""
+    first, last = a1(top, left), a1(bottom - 1, right - 1)
+    return first if first == last else f"{first}:{last}"
 
 
 @dataclass
@@ -79,12 +118,15 @@ class Worksheet:
         return any(t <= row < b and lt <= col < r and (row, col) != (t, lt) for t, lt, b, r in self.merges)
 
     def merge(self, top: int, left: int, bottom: int, right: int) -> None:
-        """``mergeCells`` (MERGE_ALL): only the top-left value stays, as in the Sheets UI."""
+        """``mergeCells`` (MERGE_ALL): only the top-left value stays, as in the Sheets UI; merges
+        wholly inside the range are replaced (cassette ``CellTest.test_merge_cells``)."""
         if bottom > self.rows or right > self.cols or top >= bottom or left >= right:
-            raise SheetsError(400, "Invalid requests[0].mergeCells: the range is outside the grid or empty.")
-        if any(t < bottom and top < b and lt < right and left < r for t, lt, b, r in self.merges):
-            raise SheetsError(400, "Invalid requests[0].mergeCells: You can't merge cells that overlap another "
-                                   "merge.")
+            raise SheetsError(400, "the range is outside the grid or empty.")
+        inside = [m for m in self.merges if top <= m[0] and m[2] <= bottom and left <= m[1] and m[3] <= right]
+        if any(t < bottom and top < b and lt < right and left < r
+               for t, lt, b, r in self.merges if (t, lt, b, r) not in inside):
+            raise SheetsError(400, "You can't merge cells that overlap another merge.")
+        self.merges = [m for m in self.merges if m not in inside]
         for key in [k for k in self.cells if top <= k[0] < bottom and left <= k[1] < right and k != (top, left)]:
             del self.cells[key]
         self.merges.append((top, left, bottom, right))
@@ -95,8 +137,7 @@ class Worksheet:
         for t, lt, b, r in self.merges:
             inside = top <= t and b <= bottom and left <= lt and r <= right
             if not inside and t < bottom and top < b and lt < right and left < r:
-                raise SheetsError(400, "Invalid requests[0].unmergeCells: You must select all cells in a merged "
-                                       "range to merge or unmerge them.")
+                raise SheetsError(400, "You must select all cells in a merged range to merge or unmerge them.")
             if not inside:
                 kept.append((t, lt, b, r))
         self.merges = kept
@@ -121,12 +162,15 @@ class Worksheet:
         return out
 
     def write(self, top: int, left: int, values: list[list[Any]], raw: bool) -> tuple[int, int, int]:
+        """Write ``values`` from (top, left); null leaves a cell as it is. Returns (rows, columns,
+        cells) actually written: a row or column of nulls only is not counted (the API's
+        "rows where at least one cell was updated")."""
         height = len(values)
         width = max((len(row) for row in values), default=0)
         if top + height > self.rows or left + width > self.cols:
-            raise SheetsError(400, f"Range ('{self.title}'!{a1(top + height - 1, left + width - 1)}) exceeds grid "
-                                   f"limits. Max rows: {self.rows}, max columns: {self.cols}")
-        cells = 0
+            raise SheetsError(400, f"Range ({quoted_title(self.title)}!{a1(top + height - 1, left + width - 1)}) "
+                                   f"exceeds grid limits. Max rows: {self.rows}, max columns: {self.cols}")
+        rows, cols, cells = set(), set(), 0
         for i, row in enumerate(values):
             for j, value in enumerate(row):
                 if value is None:
@@ -138,14 +182,65 @@ class Worksheet:
                     self.cells[(top + i, left + j)] = stored
                 if pattern:  # the UI keeps the format it inferred; RAW never changes formats
                     self.formats[(top + i, left + j)] = pattern
+                rows.add(i)
+                cols.add(j)
                 cells += 1
-        return height, width, cells
+        return len(rows), len(cols), cells
+
+    def _shift_formulas(self, start: int, delta: int) -> None:
+        for key, value in self.cells.items():
+            if isinstance(value, Formula):
+                self.cells[key] = Formula(shift_rows(value.text, start, delta))
+
+    def computed(self, row: int, col: int, _seen: frozenset = frozenset()) -> Any:
+        """A cell's value as Google shows it: a formula's result (``formulas.evaluate``), else
+        what is stored ("" when empty). A formula that reaches itself is ``#REF!``."""
+        value = self.cells.get((row, col), "")
+        if not isinstance(value, Formula):
+            return value
+        if (row, col) in _seen:
+            raise RecursionError
+        seen = _seen | {(row, col)}
+        return evaluate(value.text, lambda r, c: self.computed(r, c, seen))
+
+    def pattern(self, row: int, col: int, value: Any) -> str | None:
+        """The number format a value shows with: the cell's own, or a date's for a date result."""
+        return self.formats.get((row, col)) or (DAY if isinstance(value, DateSerial) else None)
+
+    def table(self, top: int, left: int, bottom: int, right: int) -> tuple[int, int, int, int] | None:
+        """The table ``values.append`` finds from a range: the block of touching filled cells
+        (side by side or one above the other) that meets the range and ends lowest, then
+        furthest right; None when every cell of the range is empty. (gspread cassettes
+        ``test_append_row*``: row 1 ``x, "", z`` appended to ``Sheet1`` finds ``C1``, to
+        ``Sheet1!A1`` finds ``A1``; an empty range is written where it starts.)"""
+        filled = set(self.cells)
+        start = [cell for cell in filled if top <= cell[0] < bottom and left <= cell[1] < right]
+        best, seen = None, set()
+        for cell in start:
+            if cell in seen:
+                continue
+            block, todo = [], [cell]
+            seen.add(cell)
+            while todo:
+                r, c = todo.pop()
+                block.append((r, c))
+                for near in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+                    if near in filled and near not in seen:
+                        seen.add(near)
+                        todo.append(near)
+            box = (min(r for r, _ in block), min(c for _, c in block),
+                   max(r for r, _ in block) + 1, max(c for _, c in block) + 1)
+            if best is None or (box[2], box[3]) > (best[2], best[3]):
+                best = box
+        return best
 
     def delete_rows(self, start: int, end: int) -> None:
         if not 0 <= start < end <= self.rows:
-            raise SheetsError(400, f"Invalid requests[0].deleteDimension: Cannot delete rows {start}-{end} "
-                                   f"of a grid with {self.rows} rows.")
+            raise SheetsError(400, f"Cannot delete rows {start}-{end} of a grid with {self.rows} rows.")
+        if end - start >= self.rows:
+            raise SheetsError(400, "You can't delete all the rows on the sheet.")
         self.cells, self.formats = _shifted(self.cells, start, end), _shifted(self.formats, start, end)
+        self._shift_formulas(start, start - end)
         self.rows -= end - start
         moved = []
         for t, lt, b, r in self.merges:  # rows deleted inside a merge shrink it, above it move it up
@@ -159,42 +254,70 @@ class Worksheet:
         """``insertDimension`` (ROWS): rows at and below ``start`` move down, merges with them
         (a merge the new rows fall inside grows, as in the Sheets UI)."""
         if not 0 <= start <= self.rows or count < 1:
-            raise SheetsError(400, f"Invalid requests[0].insertDimension: Cannot insert rows at {start} of a grid "
-                                   f"with {self.rows} rows.")
+            raise SheetsError(400, f"Cannot insert rows at {start} of a grid with {self.rows} rows.")
 
         def moved(cells: dict[tuple[int, int], Any]) -> dict[tuple[int, int], Any]:
             return {((r + count) if r >= start else r, c): v for (r, c), v in cells.items()}
 
         self.cells, self.formats = moved(self.cells), moved(self.formats)
+        self._shift_formulas(start, count)
         self.merges = [(t + count if t >= start else t, lt, b + count if b > start else b, r)
                        for t, lt, b, r in self.merges]
         self.rows += count
 
     def rendered(self, top: int, left: int, bottom: int, right: int, render: str,
                  dates: str = "SERIAL_NUMBER") -> list[list[Any]]:
-        """``grid`` as a values read returns it under the given render options."""
-        return [[_render(v, render, self.formats.get((top + i, left + j)), dates) for j, v in enumerate(row)]
-                for i, row in enumerate(self.grid(top, left, bottom, right))]
+        """``grid`` as a values read returns it under the given render options: a formula as
+        its text under ``FORMULA``, as its result otherwise."""
+        out = []
+        for i, row in enumerate(self.grid(top, left, bottom, right)):
+            cells = []
+            for j, value in enumerate(row):
+                if isinstance(value, Formula):
+                    if render == "FORMULA":
+                        cells.append(value.text)
+                        continue
+                    value = self.computed(top + i, left + j)
+                cells.append(_render(value, render, self.pattern(top + i, left + j, value), dates))
+            out.append(cells)
+        return out
 
-    def grid_data(self, top: int, left: int, bottom: int, right: int) -> dict:
-        """A ``GridData`` as ``spreadsheets.get`` returns it for the field mask
-        ``data(startRow,startColumn,rowData(values(effectiveValue)))``: trailing empty rows and
-        cells left out, an empty cell as ``{}``, zero start indexes omitted."""
+    def cell_data(self, row: int, col: int, stored: Any, wanted: frozenset = CELL_FIELDS) -> dict:
+        """One ``CellData`` with those of ``userEnteredValue``, ``effectiveValue`` and
+        ``formattedValue`` that are ``wanted`` (the field mask; "" -> ``{}``)."""
+        if stored == "" or stored is None:
+            return {}
+        value = self.computed(row, col) if isinstance(stored, Formula) else stored
+        data = {}
+        if "userEnteredValue" in wanted:
+            data["userEnteredValue"] = ({"formulaValue": stored.text} if isinstance(stored, Formula)
+                                        else _extended(stored))
+        if value != "" and "effectiveValue" in wanted:
+            data["effectiveValue"] = _extended(value)
+        if value != "" and "formattedValue" in wanted:
+            data["formattedValue"] = _render(value, "FORMATTED_VALUE", self.pattern(row, col, value))
+        return data
+
+    def grid_data(self, top: int, left: int, bottom: int, right: int, wanted: frozenset = CELL_FIELDS) -> dict:
+        """A ``GridData`` as ``spreadsheets.get`` returns it (before the field mask): trailing
+        empty rows and cells left out, an empty cell as ``{}``, zero start indexes omitted."""
         data: dict[str, Any] = {}
         if top:
             data["startRow"] = top
         if left:
             data["startColumn"] = left
-        rows = [{"values": [_effective(v) for v in row]} if row else {} for row in self.grid(top, left, bottom, right)]
+        rows = [{"values": [self.cell_data(top + i, left + j, v, wanted) for j, v in enumerate(row)]} if row else {}
+                for i, row in enumerate(self.grid(top, left, bottom, right))]
         if rows:
             data["rowData"] = rows
         return data
 
     def grid_range(self, box: tuple[int, int, int, int]) -> dict:
-        """A merge as a ``GridRange`` (zero indexes omitted)."""
-        names = ("startRowIndex", "startColumnIndex", "endRowIndex", "endColumnIndex")
+        """A merge as a ``GridRange``, as the cassettes show it: the four indexes always (a 0
+        included), ``sheetId`` only when it is not 0."""
+        top, left, bottom, right = box
         grid = {"sheetId": self.sheet_id} if self.sheet_id else {}
-        grid.update({name: value for name, value in zip(names, box, strict=True) if value})
+        grid.update({"startRowIndex": top, "endRowIndex": bottom, "startColumnIndex": left, "endColumnIndex": right})
         return grid
 
 
@@ -260,6 +383,8 @@ class Spreadsheet:
     key: str
     title: str
     sheets: list[Worksheet] = field(default_factory=list)
+    locale: str = "zh_CN"
+    time_zone: str = "Asia/Shanghai"
 
     def sheet(self, title: str | None) -> Worksheet:
         if title is None:
@@ -302,6 +427,7 @@ class FakeSheets(BaseAdapter):
         self.faults: dict[int, Fault] = {}  # request number (1-based) -> fault
         self.actions: dict[int, Callable[[], Any]] = {}  # request number (1-based) -> what happens first
         self._next_id = 0
+        self.not_shared: set[str] = set()  # keys that answer 403 (the book exists, we may not see it)
 
     # --- test helpers ---------------------------------------------------------------
 
@@ -312,18 +438,27 @@ class FakeSheets(BaseAdapter):
         return session
 
     def create(self, key: str, title: str = "CRM", sheets: dict[str, list[list[Any]]] | None = None,
-               rows: int = 1000, cols: int = 26) -> Spreadsheet:
-        spreadsheet = Spreadsheet(key, title)
-        for name, values in (sheets or {"Sheet1": []}).items():
-            sheet = self._add_sheet(spreadsheet, name, rows, cols)
+               rows: int = 1000, cols: int = 26, locale: str = "zh_CN", time_zone: str = "Asia/Shanghai",
+               ids: list[int] | None = None) -> Spreadsheet:
+        """A book with ``sheets`` ({title: rows written RAW}); ``ids`` gives the sheets' ids."""
+        spreadsheet = Spreadsheet(key, title, locale=locale, time_zone=time_zone)
+        for n, (name, values) in enumerate((sheets or {"Sheet1": []}).items()):
+            sheet = self._add_sheet(spreadsheet, name, rows, cols, sheet_id=ids[n] if ids else None)
             sheet.write(0, 0, values, raw=True)
         self.spreadsheets[key] = spreadsheet
         return spreadsheet
 
-    def values(self, key: str, title: str | None = None, render: str = "FORMATTED_VALUE") -> list[list[Any]]:
+    def unshare(self, key: str) -> None:
+        """The book is not shared with the service account: every call on it answers what Google
+        does, 403 PERMISSION_DENIED "The caller does not have permission" (gspread cassette
+        ``test_access_private_spreadsheet``), and nothing in it changes."""
+        self.not_shared.add(key)
+
+    def values(self, key: str, title: str | None = None, render: str = "FORMATTED_VALUE",
+               dates: str = "SERIAL_NUMBER") -> list[list[Any]]:
         """What a user sees in the sheet (formulas as their result, numbers as text)."""
         sheet = self.spreadsheets[key].sheet(title)
-        return sheet.rendered(0, 0, sheet.rows, sheet.cols, render)
+        return sheet.rendered(0, 0, sheet.rows, sheet.cols, render, dates)
 
     def fail(self, request_number: int, status: int | str = 503, message: str = "injected fault") -> None:
         """Make the Nth request from now on (1 = the next one) fail."""
@@ -341,13 +476,19 @@ class FakeSheets(BaseAdapter):
     def count(self, kind: str | None = None) -> int:
         return sum(1 for call in self.calls if kind is None or call.kind == kind)
 
-    def _add_sheet(self, spreadsheet: Spreadsheet, title: str, rows: int = 1000, cols: int = 26) -> Worksheet:
+    def _add_sheet(self, spreadsheet: Spreadsheet, title: str, rows: int = 1000, cols: int = 26,
+                   index: int | None = None, sheet_id: int | None = None) -> Worksheet:
         if any(s.title == title for s in spreadsheet.sheets):
-            raise SheetsError(400, f'Invalid requests[0].addSheet: A sheet with the name "{title}" already exists. '
-                                   "Please enter another name.")
-        sheet = Worksheet(self._next_id, title, rows, cols)
-        self._next_id += 1
-        spreadsheet.sheets.append(sheet)
+            raise SheetsError(400, f'A sheet with the name "{title}" already exists. Please enter another name.')
+        if sheet_id is None:
+            while any(s.sheet_id == self._next_id for s in spreadsheet.sheets):
+                self._next_id += 1
+            sheet_id = self._next_id
+            self._next_id += 1
+        elif any(s.sheet_id == sheet_id for s in spreadsheet.sheets):
+            raise SheetsError(400, f"A sheet with the id {sheet_id} already exists.")
+        sheet = Worksheet(sheet_id, title, rows, cols)
+        spreadsheet.sheets.insert(len(spreadsheet.sheets) if index is None else index, sheet)
         return sheet
 
     # --- transport ------------------------------------------------------------------
@@ -372,6 +513,8 @@ class FakeSheets(BaseAdapter):
         except SheetsError as exc:
             status = exc.code
             payload = {"error": {"code": exc.code, "message": exc.message, "status": _STATUS.get(exc.code, "UNKNOWN")}}
+            if exc.details:
+                payload["error"]["details"] = exc.details
         call.status = status
         return _response(request, status, payload)
 
@@ -412,6 +555,8 @@ class FakeSheets(BaseAdapter):
         raise SheetsError(404, "Requested entity was not found.")
 
     def _book(self, key: str) -> Spreadsheet:
+        if key in self.not_shared:
+            raise SheetsError(403, NOT_SHARED)
         if key not in self.spreadsheets:
             raise SheetsError(404, "Requested entity was not found.")
         return self.spreadsheets[key]
@@ -419,40 +564,59 @@ class FakeSheets(BaseAdapter):
     # --- endpoints --------------------------------------------------------------------
 
     @staticmethod
-    def _metadata(book: Spreadsheet) -> dict:
-        return {
-            "spreadsheetId": book.key,
-            "properties": {"title": book.title, "locale": "zh_CN", "timeZone": "Asia/Shanghai"},
-            "sheets": [{"properties": {"sheetId": s.sheet_id, "title": s.title, "index": i, "sheetType": "GRID",
-                                       "gridProperties": {"rowCount": s.rows, "columnCount": s.cols}}}
-                       for i, s in enumerate(book.sheets)],
-        }
+    def _sheet_properties(sheet: Worksheet, index: int) -> dict:
+        props: dict[str, Any] = {"sheetId": sheet.sheet_id, "title": sheet.title, "index": index,
+                                 "sheetType": "GRID",
+                                 "gridProperties": {"rowCount": sheet.rows, "columnCount": sheet.cols}}
+        return props  # sheetId 0 and index 0 are given here (cassettes), unlike in a GridRange
+
+    def _metadata(self, book: Spreadsheet) -> dict:
+        """The spreadsheet's properties and every sheet's (with its merges, as Google answers
+        ``includeGridData=false``)."""
+        sheets = []
+        for i, sheet in enumerate(book.sheets):
+            entry: dict[str, Any] = {"properties": self._sheet_properties(sheet, i)}
+            if sheet.merges:
+                entry["merges"] = [sheet.grid_range(m) for m in sheet.merges]
+            sheets.append(entry)
+        return {"spreadsheetId": book.key,
+                "properties": {"title": book.title, "locale": book.locale, "timeZone": book.time_zone},
+                "sheets": sheets,
+                "spreadsheetUrl": f"https://docs.google.com/spreadsheets/d/{book.key}/edit"}
 
     def _spreadsheet(self, book: Spreadsheet, params: dict[str, list[str]]) -> dict:
-        """``spreadsheets.get``: the properties; with ``ranges`` and a field mask naming ``data`` or
-        ``merges`` (or ``includeGridData=true``), only the sheets the ranges name, with each
-        range's grid data and the sheet's merges that meet a requested range."""
+        """``spreadsheets.get``: the properties (and merges) of every sheet; with ``ranges`` and a
+        field mask naming ``data`` (or ``includeGridData=true``), only the sheets the ranges
+        name, with each range's grid data and the sheet's merges that meet a requested range.
+        A ``fields`` mask is applied to the answer, as Google does."""
         fields = params.get("fields", [""])[0]
-        grid = "data" in fields or "merges" in fields or params.get("includeGridData", ["false"])[0] == "true"
-        if not grid:
-            return self._metadata(book)
-        ranges = [parse_range(book, text) for text in params.get("ranges", [])] or [
-            (sheet, (0, 0, sheet.rows, sheet.cols)) for sheet in book.sheets]
+        grid = "data" in fields or params.get("includeGridData", ["false"])[0] == "true"
         result = self._metadata(book)
-        sheets = []
-        for index, sheet in enumerate(book.sheets):
-            boxes = [box for found, box in ranges if found is sheet]
-            if not boxes:
-                continue
-            entry = result["sheets"][index]
-            entry["data"] = [sheet.grid_data(*box) for box in boxes]
-            met = [m for m in sheet.merges if any(m[0] < b and t < m[2] and m[1] < r and lt < m[3]
-                                                  for t, lt, b, r in boxes)]
-            if met:
-                entry["merges"] = [sheet.grid_range(m) for m in met]
-            sheets.append(entry)
-        result["sheets"] = sheets
-        return result
+        mask = field_mask(fields) if fields else None
+        cells = mask.get("sheets", {}) if mask else None  # which CellData fields to build (speed)
+        for name in ("data", "rowData", "values"):
+            cells = cells.get(name, {}) if isinstance(cells, dict) else cells
+        wanted = CELL_FIELDS if cells is None else frozenset(cells)
+        if isinstance(cells, dict) and cells and all(sub is None for sub in cells.values()):
+            mask["sheets"]["data"]["rowData"]["values"] = None  # the cells hold just those: no need to cut
+        if grid:
+            ranges = [parse_range(book, text) for text in params.get("ranges", [])] or [
+                (sheet, (0, 0, sheet.rows, sheet.cols)) for sheet in book.sheets]
+            sheets = []
+            for index, sheet in enumerate(book.sheets):
+                boxes = [box for found, box in ranges if found is sheet]
+                if not boxes:
+                    continue
+                entry = result["sheets"][index]
+                entry["data"] = [sheet.grid_data(*box, wanted=wanted) for box in boxes]
+                met = [m for m in sheet.merges if any(m[0] < b and t < m[2] and m[1] < r and lt < m[3]
+                                                      for t, lt, b, r in boxes)]
+                entry.pop("merges", None)
+                if met:
+                    entry["merges"] = [sheet.grid_range(m) for m in met]
+                sheets.append(entry)
+            result["sheets"] = sheets
+        return project(result, mask) if mask else result
 
     def _get(self, book: Spreadsheet, a1_range: str, params: dict[str, list[str]]) -> dict:
         sheet, (top, left, bottom, right) = parse_range(book, a1_range)
@@ -461,99 +625,257 @@ class FakeSheets(BaseAdapter):
         if render not in _RENDER or dates not in _DATE_RENDER:
             raise SheetsError(400, f"Invalid value at 'value_render_option' or 'date_time_render_option': "
                                    f"{render} / {dates}")
-        values = sheet.rendered(top, left, bottom, right, render, dates)
         bottom, right = min(bottom, sheet.rows), min(right, sheet.cols)
-        result = {"range": f"'{sheet.title}'!{a1(top, left)}:{a1(bottom - 1, right - 1)}", "majorDimension": "ROWS"}
+        values = sheet.rendered(top, left, bottom, right, render, dates)
+        major = params.get("majorDimension", ["ROWS"])[0]
+        result = {"range": f"{quoted_title(sheet.title)}!{box_a1(top, left, bottom, right)}", "majorDimension": major}
+        if values and major == "COLUMNS":
+            values = [[row[c] if c < len(row) else "" for row in values] for c in range(max(map(len, values)))]
+            values = [_trimmed(column) for column in values]
         if values:
             result["values"] = values
         return result
 
-    def _update(self, book: Spreadsheet, a1_range: str, params: dict[str, list[str]], body: dict) -> dict:
-        raw = _input_option(params.get("valueInputOption", [None])[0])
+    def _written(self, book: Spreadsheet, a1_range: str, body: Any, raw: bool, where: str = "data",
+                 at: tuple[int, int] | None = None) -> dict:
+        """Write one ``ValueRange`` body (checked first: ``values`` a list of lists of
+        scalars) at the range's top-left (or ``at``); the ``UpdateValuesResponse``. The range
+        is the area the values span; rows, columns and cells count only what was written
+        (not nulls)."""
+        values = _checked_values(body, where)
         sheet, (top, left, _, _) = parse_range(book, a1_range)
-        rows, cols, cells = sheet.write(top, left, body.get("values", []), raw)
-        return {"spreadsheetId": book.key, "updatedRange": f"'{sheet.title}'!{a1(top, left)}",
+        if at is not None:
+            top, left = at
+        rows, cols, cells = sheet.write(top, left, values, raw)
+        height, width = len(values), max((len(r) for r in values), default=0)
+        area = box_a1(top, left, top + max(height, 1), left + max(width, 1))
+        return {"spreadsheetId": book.key, "updatedRange": f"{quoted_title(sheet.title)}!{area}",
                 "updatedRows": rows, "updatedColumns": cols, "updatedCells": cells}
 
+    def _update(self, book: Spreadsheet, a1_range: str, params: dict[str, list[str]], body: dict) -> dict:
+        raw = _input_option(params.get("valueInputOption", [None])[0])
+        return self._written(book, a1_range, body, raw)
+
     def _values_batch_update(self, book: Spreadsheet, body: dict) -> dict:
-        raw = _input_option(body.get("valueInputOption"))
-        parsed = [(parse_range(book, item["range"]), item.get("values", [])) for item in body.get("data", [])]
-        for (sheet, (top, left, _, _)), values in parsed:  # validate every range before writing any
+        """``values:batchUpdate``: every range and body checked before anything is written; the
+        totals count distinct rows and columns per sheet (``totalUpdatedRows`` of a 2x4 and a
+        1x4 write on the same rows is 2)."""
+        raw = _input_option((body or {}).get("valueInputOption"))
+        data = (body or {}).get("data", [])
+        if not isinstance(data, list):
+            raise _bad_field("data", data)
+        parsed = []
+        for n, item in enumerate(data):
+            values = _checked_values(item, f"data[{n}]")
+            try:
+                sheet, (top, left, _, _) = parse_range(book, item.get("range", ""))
+            except SheetsError as exc:
+                raise SheetsError(exc.code, f"Invalid data[{n}]: {exc.message}") from None
             height, width = len(values), max((len(r) for r in values), default=0)
             if top + height > sheet.rows or left + width > sheet.cols:
-                sheet.write(top, left, values, raw)  # raises the grid-limit error
-        responses, total = [], 0
-        for (sheet, (top, left, _, _)), values in parsed:
-            rows, cols, cells = sheet.write(top, left, values, raw)
-            total += cells
-            responses.append({"spreadsheetId": book.key, "updatedRange": f"'{sheet.title}'!{a1(top, left)}",
-                              "updatedRows": rows, "updatedColumns": cols, "updatedCells": cells})
-        return {"spreadsheetId": book.key, "totalUpdatedCells": total, "totalUpdatedSheets": len(parsed),
-                "responses": responses}
+                raise SheetsError(400, f"Invalid data[{n}]: Range ({quoted_title(sheet.title)}!"
+                                       f"{a1(top + height - 1, left + width - 1)}) exceeds grid limits. "
+                                       f"Max rows: {sheet.rows}, max columns: {sheet.cols}")
+            parsed.append((sheet, top, left, values, item.get("range", "")))
+        responses, rows, cols, total = [], set(), set(), 0
+        for sheet, top, left, values, text in parsed:
+            responses.append(self._written(book, text, {"values": values}, raw))
+            for i, row in enumerate(values):
+                for j, value in enumerate(row):
+                    if value is not None:
+                        rows.add((sheet.sheet_id, top + i))
+                        cols.add((sheet.sheet_id, left + j))
+                        total += 1
+        result = {"spreadsheetId": book.key, "totalUpdatedRows": len(rows), "totalUpdatedColumns": len(cols),
+                  "totalUpdatedCells": total, "totalUpdatedSheets": len({p[0].sheet_id for p in parsed}),
+                  "responses": responses}
+        return result if parsed else {"spreadsheetId": book.key}
 
     def _append(self, book: Spreadsheet, a1_range: str, params: dict[str, list[str]], body: dict) -> dict:
+        """``values.append``: the values go under the table the range finds (``Worksheet.table``),
+        from its first column; with no table, where the range starts. The grid grows."""
         raw = _input_option(params.get("valueInputOption", [None])[0])
-        sheet, (_, left, _, _) = parse_range(book, a1_range)
-        values = body.get("values", [])
-        start = sheet.used()[0]
-        sheet.rows = max(sheet.rows, start + len(values))  # append grows the grid
+        values = _checked_values(body, "data")
+        if (body or {}).get("majorDimension") == "COLUMNS":
+            values = [[col[r] if r < len(col) else None for col in values] for r in range(max(map(len, values)))]
+        sheet, box = parse_range(book, a1_range)
+        table = sheet.table(*box)
+        top, left = (table[2], table[1]) if table else box[:2]
+        sheet.rows = max(sheet.rows, top + len(values))  # append grows the grid
         sheet.cols = max(sheet.cols, left + max((len(r) for r in values), default=0))
-        rows, cols, cells = sheet.write(start, left, values, raw)
-        return {"spreadsheetId": book.key, "updates": {"updatedRange": f"'{sheet.title}'!{a1(start, left)}",
-                                                       "updatedRows": rows, "updatedCells": cells}}
+        updates = self._written(book, a1_range, {"values": values}, raw, at=(top, left))
+        result: dict[str, Any] = {"spreadsheetId": book.key}
+        if table:
+            result["tableRange"] = f"{quoted_title(sheet.title)}!{box_a1(*table)}"
+        result["updates"] = updates
+        return result
 
     def _clear(self, book: Spreadsheet, a1_range: str) -> dict:
         sheet, (top, left, bottom, right) = parse_range(book, a1_range)
         for key in [k for k in sheet.cells if top <= k[0] < bottom and left <= k[1] < right]:
             del sheet.cells[key]
-        return {"spreadsheetId": book.key, "clearedRange": a1_range}
+        bottom, right = min(bottom, sheet.rows), min(right, sheet.cols)
+        return {"spreadsheetId": book.key,
+                "clearedRange": f"{quoted_title(sheet.title)}!{box_a1(top, left, bottom, right)}"}
 
     def _batch_update(self, book: Spreadsheet, body: dict) -> dict:
+        """``spreadsheets:batchUpdate`` as Google documents it: "if any request is not valid then
+        the entire request will fail and nothing will be applied". Requests are applied in order
+        to the book; on the first error every sheet is put back as it was and the error names
+        that request (``Invalid requests[1].deleteDimension: ...``)."""
+        requests_ = (body or {}).get("requests", [])
+        if not isinstance(requests_, list):
+            raise _bad_field("requests", requests_)
+        saved = (list(book.sheets), [(sheet, copy.deepcopy(sheet.__dict__)) for sheet in book.sheets],
+                 book.title, self._next_id)
         replies = []
-        for request in body.get("requests", []):
-            (name, spec), = request.items()
-            if name == "addSheet":
-                props = spec.get("properties", {})
-                grid = props.get("gridProperties", {})
-                sheet = self._add_sheet(book, props["title"], grid.get("rowCount", 1000), grid.get("columnCount", 26))
-                replies.append({"addSheet": self._metadata(Spreadsheet(book.key, book.title, [sheet]))["sheets"][0]})
-            elif name == "deleteDimension":
-                dim = spec["range"]
-                if dim.get("dimension") != "ROWS":
-                    raise SheetsError(400, "Only ROWS deletion is emulated.")
-                book.by_id(dim["sheetId"]).delete_rows(dim["startIndex"], dim["endIndex"])
-                replies.append({})
-            elif name == "insertDimension":
-                dim = spec["range"]
-                if dim.get("dimension") != "ROWS":
-                    raise SheetsError(400, "Only ROWS insertion is emulated.")
-                start = dim.get("startIndex", 0)
-                book.by_id(dim.get("sheetId", 0)).insert_rows(start, dim["endIndex"] - start)
-                replies.append({})
-            elif name == "appendDimension":
-                sheet = book.by_id(spec["sheetId"])
-                if spec.get("dimension") == "ROWS":
-                    sheet.rows += spec["length"]
-                else:
-                    sheet.cols += spec["length"]
-                replies.append({})
-            elif name in ("mergeCells", "unmergeCells"):
-                box = spec["range"]
-                sheet = book.by_id(box.get("sheetId", 0))
-                corners = (box.get("startRowIndex", 0), box.get("startColumnIndex", 0),
-                           box.get("endRowIndex", sheet.rows), box.get("endColumnIndex", sheet.cols))
-                (sheet.merge if name == "mergeCells" else sheet.unmerge)(*corners)
-                replies.append({})
-            elif name == "updateSheetProperties":
-                props = spec["properties"]
-                sheet = book.by_id(props["sheetId"])
-                grid = props.get("gridProperties", {})
-                sheet.rows, sheet.cols = grid.get("rowCount", sheet.rows), grid.get("columnCount", sheet.cols)
-                sheet.title = props.get("title", sheet.title)
-                replies.append({})
-            else:
-                raise SheetsError(400, f"Invalid JSON payload received. Unknown name \"{name}\"")
+        for n, request in enumerate(requests_):
+            name = next(iter(request), "") if isinstance(request, dict) and len(request) == 1 else ""
+            try:
+                if not name:
+                    raise SheetsError(400, "exactly one kind of request must be set.")
+                replies.append(self._apply(book, name, request[name]))
+            except (SheetsError, KeyError, TypeError) as exc:
+                book.sheets[:], states, book.title, self._next_id = saved[0], saved[1], saved[2], saved[3]
+                for sheet, state in states:
+                    sheet.__dict__.update(state)
+                message = exc.message if isinstance(exc, SheetsError) else f"missing or invalid field {exc}"
+                raise SheetsError(400, f"Invalid requests[{n}].{name}: {message}") from None
         return {"spreadsheetId": book.key, "replies": replies}
+
+    def _apply(self, book: Spreadsheet, name: str, spec: dict) -> dict:
+        """One structural request; its reply (``{}`` for most)."""
+        if name == "addSheet":
+            props = spec.get("properties", {})
+            grid = props.get("gridProperties", {})
+            sheet = self._add_sheet(book, props["title"], grid.get("rowCount", 1000), grid.get("columnCount", 26),
+                                    props.get("index"), props.get("sheetId"))
+            return {"addSheet": {"properties": self._sheet_properties(sheet, book.sheets.index(sheet))}}
+        if name == "deleteSheet":
+            sheet = book.by_id(spec.get("sheetId", 0))
+            if len(book.sheets) == 1:
+                raise SheetsError(400, "You can't remove all the sheets in a document.")
+            book.sheets.remove(sheet)
+        elif name == "deleteDimension":
+            dim = spec["range"]
+            if dim.get("dimension") != "ROWS":
+                raise SheetsError(400, "Only ROWS deletion is emulated.")
+            book.by_id(dim.get("sheetId", 0)).delete_rows(dim.get("startIndex", 0), dim["endIndex"])
+        elif name == "insertDimension":
+            dim = spec["range"]
+            if dim.get("dimension") != "ROWS":
+                raise SheetsError(400, "Only ROWS insertion is emulated.")
+            start = dim.get("startIndex", 0)
+            book.by_id(dim.get("sheetId", 0)).insert_rows(start, dim["endIndex"] - start)
+        elif name == "appendDimension":
+            sheet = book.by_id(spec.get("sheetId", 0))
+            if spec.get("length", 0) < 1:
+                raise SheetsError(400, "length must be at least 1.")
+            if spec.get("dimension") == "ROWS":
+                sheet.rows += spec["length"]
+            else:
+                sheet.cols += spec["length"]
+        elif name in ("mergeCells", "unmergeCells"):
+            box = spec["range"]
+            sheet = book.by_id(box.get("sheetId", 0))
+            corners = (box.get("startRowIndex", 0), box.get("startColumnIndex", 0),
+                       box.get("endRowIndex", sheet.rows), box.get("endColumnIndex", sheet.cols))
+            kind = spec.get("mergeType", "MERGE_ALL") if name == "mergeCells" else "unmerge"
+            top, left, bottom, right = corners
+            if kind == "MERGE_COLUMNS":  # one merge per column
+                for col in range(left, right):
+                    sheet.merge(top, col, bottom, col + 1)
+            elif kind == "MERGE_ROWS":  # one merge per row
+                for row in range(top, bottom):
+                    sheet.merge(row, left, row + 1, right)
+            else:
+                (sheet.merge if name == "mergeCells" else sheet.unmerge)(*corners)
+        elif name == "updateSheetProperties":
+            props = spec["properties"]
+            sheet = book.by_id(props.get("sheetId", 0))
+            grid = props.get("gridProperties", {})
+            sheet.rows, sheet.cols = grid.get("rowCount", sheet.rows), grid.get("columnCount", sheet.cols)
+            sheet.cells = {k: v for k, v in sheet.cells.items() if k[0] < sheet.rows and k[1] < sheet.cols}
+            sheet.title = props.get("title", sheet.title)
+            if "index" in props:
+                book.sheets.remove(sheet)
+                book.sheets.insert(props["index"], sheet)
+        elif name == "updateSpreadsheetProperties":
+            props = spec["properties"]
+            book.title = props.get("title", book.title)
+            book.locale, book.time_zone = props.get("locale", book.locale), props.get("timeZone", book.time_zone)
+        else:
+            raise SheetsError(400, f"Invalid JSON payload received. Unknown name \"{name}\"")
+        return {}
+
+
+def _checked_values(body: Any, where: str) -> list[list[Any]]:
+    """``values`` of a ValueRange body, refused as Google refuses it when it is not a list of
+    lists of strings, numbers, booleans or nulls (``"values": "X"`` -> 400 with a
+    ``fieldViolations`` entry for ``data.values``; gspread cassette ``test_add_validation``)."""
+    if not isinstance(body, dict):
+        raise _bad_field(where, body, "Struct")
+    values = body.get("values", [])
+    if not isinstance(values, list):
+        raise _bad_field(f"{where}.values", values)
+    for i, row in enumerate(values):
+        if not isinstance(row, list):
+            raise _bad_field(f"{where}.values[{i}]", row)
+        for j, value in enumerate(row):
+            if isinstance(value, (dict, list)):
+                kind = "struct_value" if isinstance(value, dict) else "list_value"
+                raise SheetsError(400, f"Invalid values[{i}][{j}]: {kind}")
+    return values
+
+
+def _trimmed(values: list[Any]) -> list[Any]:
+    while values and values[-1] == "":
+        values.pop()
+    return values
+
+
+def field_mask(fields: str) -> dict:
+    """A ``fields`` parameter as a tree ({name: subtree, or None for everything below}):
+    ``sheets(properties(title),data)`` and ``sheets.data.rowData.values.note`` both work."""
+    tree: dict = {}
+    depth, start = 0, 0
+    parts = []
+    for i, char in enumerate(fields + ","):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(fields[start:i].strip())
+            start = i + 1
+    for part in filter(None, parts):
+        path, _, inner = part.partition("(")
+        node = tree
+        names = path.strip().replace("/", ".").split(".")  # a/b and a.b select the same
+        for name in names[:-1]:
+            node = node.setdefault(name, {}) if node.get(name, {}) is not None else node[name]
+            if node is None:
+                break
+        if node is None:
+            continue
+        sub = field_mask(inner[:-1]) if inner else None
+        leaf = names[-1]
+        if leaf in node and isinstance(node[leaf], dict) and isinstance(sub, dict):
+            node[leaf].update(sub)
+        else:
+            node[leaf] = sub
+    return tree
+
+
+def project(value: Any, tree: dict | None) -> Any:
+    """``value`` cut down to the fields ``tree`` names (lists keep every element)."""
+    if tree is None:
+        return value
+    if isinstance(value, list):
+        return [project(item, tree) for item in value]
+    if isinstance(value, dict):
+        return {name: project(value[name], sub) for name, sub in tree.items() if name in value}
+    return value
 
 
 def parse_range(book: Spreadsheet, text: str) -> tuple[Worksheet, tuple[int, int, int, int]]:
@@ -569,8 +891,10 @@ def parse_range(book: Spreadsheet, text: str) -> tuple[Worksheet, tuple[int, int
     if not last:
         return sheet, (top, left, top + 1, left + 1)
     bottom, right = _corner(last, sheet.rows - 1, sheet.cols - 1)
+    top, bottom = min(top, bottom), max(top, bottom)  # D4:A1 is A1:D4
+    left, right = min(left, right), max(left, right)
     if top >= sheet.rows or left >= sheet.cols:
-        raise SheetsError(400, f"Range ('{sheet.title}'!{cells}) exceeds grid limits. Max rows: {sheet.rows}, "
+        raise SheetsError(400, f"Range ({quoted_title(sheet.title)}!{cells}) exceeds grid limits. Max rows: {sheet.rows}, "
                                f"max columns: {sheet.cols}")
     return sheet, (top, left, bottom + 1, right + 1)
 
@@ -590,9 +914,14 @@ def _input_option(option: str | None) -> bool:
 
 
 def _render(value: Any, option: str, pattern: str | None = None, dates: str = "SERIAL_NUMBER") -> Any:
-    """One cell as a read returns it. ``dates`` is ignored under FORMATTED_VALUE (API reference)."""
-    if isinstance(value, Formula):
-        return value.text if option == "FORMULA" else "#NAME?"
+    """One computed cell as a values read returns it (gspread cassettes
+    ``test_get_all_values_date_time_render_options``, ``test_get_all_records_value_render_options``):
+    FORMATTED_VALUE gives text (``2``, ``1.5``, ``TRUE``, a date as its format shows it);
+    UNFORMATTED_VALUE and FORMULA give numbers and booleans as JSON, and dates as serial
+    numbers (``43831`` for 2020-01-01) unless ``dateTimeRenderOption=FORMATTED_STRING``
+    (ignored under FORMATTED_VALUE, API reference); an error is its text (``#DIV/0!``)."""
+    if isinstance(value, ErrorValue):
+        return value.text
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -601,26 +930,24 @@ def _render(value: Any, option: str, pattern: str | None = None, dates: str = "S
         moment = _EPOCH + timedelta(seconds=round(value * 86400))
         return moment.strftime("%Y-%m-%d" if pattern == DAY else "%Y-%m-%d %H:%M")
     if option != "FORMATTED_VALUE":
-        return int(value) if float(value).is_integer() else value  # JSON shows 13812345678, not ...0
+        return int(value) if float(value).is_integer() else float(value)  # JSON shows 13812345678, not ...0
     if pattern == THOUSANDS:
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
-    if float(value).is_integer():
-        return str(int(value)) if abs(value) < 1e15 else f"{value:.5E}"  # 9.13501E+17, as the UI shows it
-    return str(value)
+    if float(value).is_integer() and abs(value) >= 1e15:
+        return f"{value:.5E}"  # 9.13501E+17, as the UI shows it
+    return number_text(value)
 
 
-def _effective(value: Any) -> dict:
-    """A stored value as a ``CellData`` holding its ``effectiveValue`` (an unevaluated formula is
-    the #NAME? error it shows here)."""
-    if value == "" or value is None:
-        return {}
-    if isinstance(value, Formula):
-        return {"effectiveValue": {"errorValue": {"type": "NAME", "message": "Unknown function"}}}
+def _extended(value: Any) -> dict:
+    """A value as an ``ExtendedValue`` (one key: numberValue, stringValue, boolValue or
+    errorValue; a date is its serial number)."""
+    if isinstance(value, ErrorValue):
+        return {"errorValue": {"type": value.type, "message": value.message}}
     if isinstance(value, bool):
-        return {"effectiveValue": {"boolValue": value}}
+        return {"boolValue": value}
     if isinstance(value, (int, float)):
-        return {"effectiveValue": {"numberValue": value}}
-    return {"effectiveValue": {"stringValue": value}}
+        return {"numberValue": int(value) if float(value).is_integer() and abs(value) < 2 ** 53 else float(value)}
+    return {"stringValue": value}
 
 
 def _kind(method: str, path: str) -> str:

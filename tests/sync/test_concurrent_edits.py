@@ -141,14 +141,13 @@ def test_xlsx_saved_while_the_new_file_is_built_is_not_overwritten(app: Any, sid
     from sync import backends
 
     target, _ = _synced(app, side, make_target, sync, make_customer)
-    real_load = backends.load_workbook
+    real_build = backends.XlsxBackend._build
 
-    def load_then_colleague_saves(path: Any) -> Any:
-        book = real_load(path)
+    def build_then_colleague_saves(self: Any, change: Any, temp: Any) -> None:
+        real_build(self, change, temp)
         side.edit({(3, NAME): "同事改名"})
-        return book
 
-    monkeypatch.setattr(backends, "load_workbook", load_then_colleague_saves)
+    monkeypatch.setattr(backends.XlsxBackend, "_build", build_then_colleague_saves)
     log, _ = sync(target)
     assert log.status == "failed" and "changed while the sync ran" in log.message
     assert _names(side)[2] == "同事改名"

@@ -281,3 +281,19 @@ def test_new_sheet_rows_follow_the_duplicate_rule(app: Any, side: Any, make_targ
     assert "outside your data scope" in rows[3][6] and "Southern" not in rows[3][6]
     with app.app_context():
         assert db.session.query(Customer).count() == 2
+
+
+def test_a_header_retyped_in_another_case_or_width_keeps_the_frozen_mapping(app: Any, side: Any, make_target: Any,
+                                                                          sync: Any, make_customer: Any) -> None:
+    """The importer matches ``customer name`` with ``Customer Name``; so does a target's frozen
+    mapping (it stopped every run with "Columns missing or renamed" before)."""
+    pk = make_customer("rep_a", name="Acme", contact_phone="13800001111")
+    headers = ["Customer code", "Customer Name", "Contact", "Phone", "Industry", "Note"]
+    side.create([headers])
+    target = make_target()
+    sync(target)
+    side.edit({(0, 1): "customer  name", (0, 5): "ＮＯＴＥ", (1, 5): "retyped headers"})
+    log, _ = sync(target)
+    assert log.status == "done", log.message
+    assert _customer(app, pk).note == "retyped headers"
+    assert side.values()[0][1] == "customer  name"  # the sheet's own header stays as typed
