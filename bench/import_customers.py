@@ -1,11 +1,16 @@
 """Import of a 100,000-row customer workbook in the manual's template shape (附录1).
 
-    .venv/bin/python -m bench.import_customers [--rows 100000] [--existing 10000]
+    .venv/bin/python -m bench.import_customers [--rows 100000] [--existing 10000] [--runs 3] [--profile FILE]
+    DATABASE_URL=postgresql+psycopg://... .venv/bin/python -m bench.import_customers
+
 
 Builds the workbook (~2 % bad rows: bad phones, unknown industries, blank names, and
 in-file duplicates) and a database already holding ``--existing`` customers, then runs
 the import in a fresh process: read + validate + dedup-check + commit (audited), as a
-manager with department scope. Prints wall time, rows/s and the child's peak memory.
+manager with department scope. Prints wall time, CPU time, rows/s and the child's peak
+memory per run, then the medians. The workbook is built once per row count
+(``bench/out/customers-<rows>.xlsx``); every run starts from a fresh database (on
+PostgreSQL the database of ``DATABASE_URL`` is emptied first), with the load average.
 """
 
 from __future__ import annotations
@@ -15,12 +20,18 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from bench.scratch import PASSWORD, migrated_app, scratch_env
+from bench.scratch import PASSWORD, migrated_app
+
+OUT = Path(__file__).parent / "out"
 
 HEADERS = ["客户编号", "客户名称", "所属行业", "联系人姓名", "联系方式", "客户地址", "客户等级", "信息来源", "备注"]
 INDUSTRIES = ["汽车制造", "电子制造", "软件开发", "64", "批发业", "物流", "金融"]
@@ -51,12 +62,28 @@ def make_workbook(path: Path, rows: int) -> None:
     workbook.save(path)
 
 
-def build_database(existing: int) -> None:
+def reset_database() -> None:
+    """A PostgreSQL ``DATABASE_URL`` starts empty for every run (SQLite: a new file per run)."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def build_database(existing: int, then: Callable[[], None] | None = None) -> None:
+    """A migrated database with a manager (department scope) owning ``existing`` customers
+    coded ``C20240101000000``...; ``then`` runs inside its app context before it closes."""
     from sqlalchemy import insert
 
     from app.extensions import appbuilder, db
     from app.models import Customer, Department
 
+    reset_database()
     app = migrated_app()
     with app.app_context():
         sm = appbuilder.sm
@@ -71,9 +98,11 @@ def build_database(existing: int) -> None:
         if rows:
             db.session.execute(insert(Customer), rows)
         db.session.commit()
+        if then is not None:
+            then()
 
 
-def run_import(workbook: Path) -> dict:
+def run_import(workbook: Path, profile: str | None = None) -> dict:
     """In the child process: the measured part."""
     from app import create_app
     from app.extensions import appbuilder, db
@@ -85,12 +114,16 @@ def run_import(workbook: Path) -> dict:
     app = create_app(Config)
     with app.app_context():
         user = appbuilder.sm.find_user("manager")
-        started = time.perf_counter()
+        profiler = _profiler(profile)
+        started, cpu = time.perf_counter(), time.process_time()
         table = read_table(workbook)
         read_seconds = time.perf_counter() - started
         mapping = columns.auto_map(columns.CUSTOMER, table.headers)
         result = run_import(table, mapping, Settings("customer", mode="upsert"), user, commit=True)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
         from sqlalchemy import func, select
 
         from app.models import AuditLog, Customer
@@ -98,32 +131,74 @@ def run_import(workbook: Path) -> dict:
         stored = db.session.scalar(select(func.count(Customer.id)))
         audited = db.session.scalar(select(func.count(AuditLog.id)).where(AuditLog.source == "import"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"read_s": read_seconds, "total_s": seconds, "peak_mib": peak, "stored": stored,
+    return {"read_s": read_seconds, "total_s": seconds, "cpu_s": cpu, "peak_mib": peak, "stored": stored,
             "audited": audited, **result.summary()}
+
+
+def _profiler(path: str | None) -> Any:
+    if not path:
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
+
+
+def workbook_for(rows: int) -> Path:
+    """The bench workbook for ``rows`` rows, built once and kept in ``bench/out``."""
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"customers-{rows}.xlsx"
+    if not path.exists():
+        make_workbook(path, rows)
+    return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--existing", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", help="write a cProfile of the measured part to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--build", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(run_import(Path(args.child))))
+    if args.build is not None:
+        build_database(args.build)
         return
-    tmp = scratch_env("crm-bench-import-")
-    workbook = tmp / "customers.xlsx"
-    make_workbook(workbook, args.rows)
-    build_database(args.existing)
-    output = subprocess.run([sys.executable, "-m", "bench.import_customers", "--child", str(workbook)],
-                            check=True, capture_output=True, text=True, env=os.environ).stdout
+    if args.child:
+        print(json.dumps(run_import(Path(args.child), args.profile)))
+        return
+    workbook = workbook_for(args.rows)
+    runs = []
+    for _ in range(args.runs):
+        runs.append(_one_run(workbook, args))
+    print(f"median of {len(runs)}: {statistics.median(r['total_s'] for r in runs):.2f} s wall, "
+          f"{statistics.median(r['cpu_s'] for r in runs):.2f} s CPU, "
+          f"{statistics.median(r['rows'] / r['total_s'] for r in runs):,.0f} rows/s, "
+          f"peak {max(r['peak_mib'] for r in runs):.0f} MiB")
+
+
+def _one_run(workbook: Path, args: argparse.Namespace) -> dict:
+    """A fresh database (built in one child) and one import (in another); prints and returns its figures."""
+    load = os.getloadavg()[0]
+    env = dict(os.environ)
+    tmp = Path(tempfile.mkdtemp(prefix="crm-bench-import-"))
+    env.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'bench.db'}")
+    env.update(CRM_INSTANCE_DIR=str(tmp), CRM_SCHEDULER="0")
+    module = [sys.executable, "-m", "bench.import_customers"]
+    subprocess.run([*module, "--build", str(args.existing)], check=True, capture_output=True, env=env)
+    command = [*module, "--child", str(workbook)] + (["--profile", args.profile] if args.profile else [])
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     figures = json.loads(output.strip().splitlines()[-1])
     print(f"rows {figures['rows']:,}: created {figures['created']:,}, updated {figures['updated']:,}, "
           f"unchanged {figures['unchanged']:,}, rejected {figures['rejected']:,} "
           f"(duplicates {figures['duplicates']:,}); customers stored {figures['stored']:,}, "
           f"audit entries {figures['audited']:,}")
     print(f"read {figures['read_s']:.2f} s; read + validate + dedup + commit {figures['total_s']:.2f} s "
-          f"({figures['rows'] / figures['total_s']:,.0f} rows/s); peak memory {figures['peak_mib']:.0f} MiB")
+          f"({figures['rows'] / figures['total_s']:,.0f} rows/s, CPU {figures['cpu_s']:.2f} s); "
+          f"peak memory {figures['peak_mib']:.0f} MiB; load average {load:.2f}", flush=True)
+    return figures
 
 
 if __name__ == "__main__":

@@ -55,6 +55,14 @@ from app.models import (  # noqa: E402
     TransferJob,
     TransferSchedule,
 )
+from app.models.duplicates import (  # noqa: E402
+    DuplicateCluster,
+    DuplicateDirty,
+    DuplicateKey,
+    DuplicateMember,
+    DuplicateScan,
+    DuplicateState,
+)
 from app.security import totp as totp_service  # noqa: E402
 from config import TestConfig  # noqa: E402
 
@@ -124,7 +132,8 @@ def _clean_data(app: Any) -> Any:
     with app.app_context():
         db.session.rollback()
         for model in (SyncConflict, SyncRow, SyncRun, SyncTarget,
-                      TransferJob, TransferSchedule, ImportMapping, CustomerAlias, DismissedPair,
+                      TransferJob, TransferSchedule, ImportMapping, DuplicateMember, DuplicateCluster,
+                      DuplicateKey, DuplicateDirty, DuplicateScan, DuplicateState, CustomerAlias, DismissedPair,
                       LeadStatusChange, Lead, AssignmentRuleUser, AssignmentRule, OpportunityLine, Competitor,
                       OpportunityStageChange, Opportunity, Product, Contact,
                       CustomerStatusChange, FollowUp, Customer, AuditLog, CodeSequence,

@@ -7,17 +7,21 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from flask import abort, current_app, flash, g, redirect, request, url_for
+from flask import abort, current_app, flash, g, jsonify, redirect, request, url_for
 from flask_appbuilder import ModelRestApi, ModelView, expose
 from flask_appbuilder._compat import as_unicode
+from flask_appbuilder.api import expose as api_expose
+from flask_appbuilder.api import rison, safe
 from flask_appbuilder.api.convert import Model2SchemaConverter
 from flask_appbuilder.const import API_ORDER_COLUMN_RIS_KEY, FLAMSG_ERR_SEC_ACCESS_DENIED, PERMISSION_PREFIX
 from flask_appbuilder.exceptions import InvalidOrderByColumnFABException
 from flask_appbuilder.fields import QuerySelectField
 from flask_appbuilder.hooks import before_request
+from flask_appbuilder.security.decorators import protect
 from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
+from flask_login import current_user
 from marshmallow import ValidationError as SchemaValidationError
 from marshmallow import fields
 from marshmallow_sqlalchemy.fields import Related, RelatedList
@@ -34,8 +38,10 @@ from app.security import masking
 from app.security.data_scope import ActiveEntryFilter, DataScopeFilter, has_scope
 from app.security.request_bounds import db_int
 from app.services import exporting
+from app.services import related as related_choices
 from app.services.errors import RuleViolation
 from views import display
+from views import related as related_fields
 
 SCOPE_FILTER = [["id", DataScopeFilter, lambda: None]]
 ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
@@ -44,7 +50,7 @@ ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
 CRUD_PERMISSIONS = ["can_read", "can_write", "can_delete"]
 CUSTOMER_PERMISSIONS = CRUD_PERMISSIONS + ["can_export", "can_reveal_contact", "can_archive_won", "can_history"]
 READ_WRITE_PERMISSIONS = {
-    "list": "read", "show": "read", "get": "read", "get_list": "read", "info": "read",
+    "list": "read", "show": "read", "get": "read", "get_list": "read", "info": "read", "related": "read",
     "add": "write", "edit": "write", "post": "write", "put": "write",
     "delete": "delete", "download": "export", "export": "export",
 }
@@ -52,6 +58,9 @@ READ_WRITE_PERMISSIONS = {
 
 #: Largest page a list serves (FAB's page-size menu offers 25 to 100).
 MAX_PAGE_SIZE = 100
+#: Arguments of an API's ``/related/<column>`` (rison ``q``).
+RELATED_SCHEMA = {"type": "object", "properties": {
+    "filter": {"type": "string"}, "page": {"type": "integer", "minimum": 0}, "page_size": {"type": "integer"}}}
 _MAX_PAGE = 1_000_000
 _MAX_MESSAGES = 5
 # FAB's urltools patterns, matched the same way (``re.findall``), so this check sees
@@ -258,6 +267,8 @@ class ReadableViewMixin:
     extra_fieldsets: tuple[str, ...] = ()
 
     def __init__(self, **kwargs: Any) -> None:
+        if self.include_route_methods is not None:  # its forms' related fields look up through it
+            self.include_route_methods = {*self.include_route_methods, "related"}
         super().__init__(**kwargs)
         refuse_untranslated(self)
 
@@ -283,8 +294,17 @@ class ReadableViewMixin:
 
     def _init_forms(self) -> None:
         super()._init_forms()
-        for form in (self.add_form, self.edit_form, self.search_form):
+        for kind, form in (("add", self.add_form), ("edit", self.edit_form), ("search", self.search_form)):
+            related_fields.ajax_fields(self, form, kind)
             name_blank_choices(form)
+
+    @expose("/related/<string:kind>/<string:column>")
+    def related(self, kind: str, column: str) -> Any:
+        """One page of choices for the AJAX related field ``column`` of the ``kind``
+        (add/edit/search) form, for whoever may use that form (``views.related.related_answer``)."""
+        if not current_user.is_authenticated:
+            return jsonify(message=str(_l("Log in first."))), 401
+        return related_fields.related_answer(self, kind, column)
 
 
 class CrmModelView(ReadableViewMixin, ModelView):
@@ -668,6 +688,58 @@ class ScopedApi(ModelRestApi):
     def _rule_response(self, exc: RuleViolation) -> Any:
         db.session.rollback()
         return self.response(exc.status, message=exc.errors)
+
+    @api_expose("/related/<column_name>", methods=["GET"])
+    @protect()
+    @safe
+    @rison(RELATED_SCHEMA)
+    def related(self, column_name: str, **kwargs: Any) -> Any:
+        """One page of the choices of a related field, searched by code / name.
+        ---
+        get:
+          description: >-
+            The records a related field of add (else edit) may be set to: in the caller's
+            data scope, active ones for new records; matched by code, name or user name.
+          parameters:
+          - in: path
+            name: column_name
+            schema:
+              type: string
+          - in: query
+            name: q
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    filter: {type: string}
+                    page: {type: integer}
+                    page_size: {type: integer}
+          responses:
+            200:
+              description: "{result: [{value: id, text: label}], page, page_size, more}"
+            400:
+              $ref: '#/components/responses/400'
+            404:
+              $ref: '#/components/responses/404'
+        """
+        args = kwargs.get("rison", {})
+        adding = column_name in self.add_columns
+        if not (adding or column_name in self.edit_columns) or not self.datamodel.is_relation(column_name):
+            return self.response_404()
+        page, size = args.get("page", 0), args.get("page_size", related_choices.PER_PAGE)
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            return self.response_400(message=f"Pages hold 1 to {MAX_PAGE_SIZE} choices.")
+        rules = (self.add_query_rel_fields if adding else self.edit_query_rel_fields).get(column_name, [])
+        try:
+            found = related_choices.lookup(
+                g.user, self.datamodel.get_related_model(column_name), args.get("filter", ""), db.session,
+                narrow=related_fields.filter_narrow(self, column_name, rules), live=adding, page=page, per_page=size)
+        except ValueError as exc:
+            return self.response_400(message=str(exc))
+        result = [{"value": item.id, "text": related_fields.choice_label(item)} for item in found.items]
+        return self.response(200, result=result, page=page, page_size=size, more=found.more,
+                             cut_short=found.cut_short)
 
     def post_headless(self) -> Any:
         try:

@@ -1,4 +1,6 @@
-"""The dedup tool: clusters of likely duplicates in the user's scope, a side-by-side
+"""The dedup tool: clusters of likely duplicates in the user's scope (stored by a
+background scan and kept current on every save: ``app.services.dedup_clusters``; admins
+may rescan), a side-by-side
 review, and a merge into one survivor (a sensitive action: TOTP step-up); a pair reviewed
 as a false match is dismissed ("Not duplicates") and listed under *Dismissed*, where it can
 be restored. Dismissing and restoring need the merge permission (managers, admins)."""
@@ -12,14 +14,15 @@ from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from app.clock import to_local
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security import masking, step_up
-from app.security.data_scope import scope_clause, visible_owner_ids
+from app.security.data_scope import scope_clause
 from app.security.request_bounds import db_int
-from app.services import dedup, merge
+from app.services import dedup, dedup_clusters, merge
 from app.services.errors import NotFound, RuleViolation
 
 #: (column, label) rows of the review table, in the order of the customer form.
@@ -30,7 +33,8 @@ REVIEW_FIELDS = [
     ("level_id", _l("Customer level")), ("source_id", _l("Source")), ("owner_id", _l("Owner")),
     ("note", _l("Note")),
 ]
-PAGE = 100
+#: Clusters per page (the rendering, not the query, is what a page costs).
+PAGE = 50
 
 
 def shown(customer: Customer, column: str) -> str:
@@ -48,8 +52,8 @@ class DuplicatesView(BaseView):
     route_base = "/duplicates"
     class_permission_name = "Duplicates"
     method_permission_name = {"index": "read", "review": "read", "merge_customers": "merge",
-                              "dismissed": "merge", "dismiss": "merge", "restore": "merge"}
-    base_permissions = ["can_read", "can_merge"]
+                              "dismissed": "merge", "dismiss": "merge", "restore": "merge", "rescan": "rescan"}
+    base_permissions = ["can_read", "can_merge", "can_rescan"]
     default_view = "index"
 
     def _scoped(self, ids: list[int]) -> list[Customer]:
@@ -65,16 +69,34 @@ class DuplicatesView(BaseView):
     @expose("/")
     @has_access
     def index(self) -> Any:
-        clusters = dedup.scan(visible_owner_ids(g.user))
+        """The stored clusters in the user's scope, one SQL page at a time; the first visit
+        after the upgrade starts the first scan (``dedup_clusters.refresh``)."""
+        state = dedup_clusters.refresh(g.user)
         page = min(max(db_int(request.args.get("page")) or 1, 1), 1_000_000)
-        shown_clusters = clusters[(page - 1) * PAGE:page * PAGE]
-        ids = {cid for cluster in shown_clusters for cid in cluster.ids}
-        members = {c.id: c for c in db.session.scalars(select(Customer).where(Customer.id.in_(ids)))} if ids else {}
+        clusters, total = dedup_clusters.clusters_in_scope(g.user, (page - 1) * PAGE, PAGE)
+        ids = {cid for cluster in clusters for cid in cluster.ids}
+        members = {c.id: c for c in db.session.scalars(select(Customer).options(selectinload(Customer.owner))
+                                                       .where(Customer.id.in_(ids)))} if ids else {}
         return self.render_template(
-            "crm/duplicates.html", clusters=shown_clusters, members=members, total=len(clusters), page=page,
-            pages=(len(clusters) + PAGE - 1) // PAGE, labels=dedup.RULE_LABELS, mask=masking.mask_phone,
-            title=_l("Duplicate customers"), may_merge=self._may_merge(), tab="clusters",
+            "crm/duplicates.html", clusters=clusters, members=members, total=total, page=page,
+            pages=(total + PAGE - 1) // PAGE, labels={k: str(v) for k, v in dedup.RULE_LABELS.items()},
+            mask=masking.mask_phone, title=_l("Duplicate customers"), may_merge=self._may_merge(), tab="clusters",
+            state=state, score_label=str(_l("score")),
+            may_rescan=self.appbuilder.sm.has_access("can_rescan", "Duplicates"), local=to_local,
         )
+
+    @expose("/rescan", methods=["POST"])
+    @has_access
+    def rescan(self) -> Any:
+        """"Rescan": a full scan in the background; refused while one runs."""
+        try:
+            dedup_clusters.start_scan(g.user)
+        except dedup_clusters.ScanRunning as exc:
+            flash(str(_l("A scan is already running (%(n)d %% done); this one was not started.",
+                         n=exc.scan.processed)), "warning")
+        else:
+            flash(str(_l("The scan started; the list updates when it is done.")), "info")
+        return redirect(url_for("DuplicatesView.index"))
 
     def _may_merge(self) -> bool:
         return self.appbuilder.sm.has_access("can_merge", "Duplicates")

@@ -4,18 +4,13 @@ case's (``app/services``), whose errors the screen shows under these fields."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import g
-from flask_appbuilder.fields import QuerySelectField
-from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.sql import Select
 from wtforms import BooleanField, HiddenField, StringField
+from wtforms.fields.core import UnboundField
 
-from app.extensions import db
 from app.models.org import CrmUser
-from app.security.data_scope import scope_clause
-from app.security.request_bounds import db_int
+from views.related import RelatedSelectField
 
 
 def version_field() -> HiddenField:
@@ -23,44 +18,22 @@ def version_field() -> HiddenField:
     return HiddenField()
 
 
-def scoped_users() -> Any:
-    """Users the current user may hand records to: active and in their data scope."""
-    return (
-        db.session.query(CrmUser)
-        .filter(CrmUser.active.is_(True), scope_clause(g.user, CrmUser))
-        .order_by(CrmUser.first_name, CrmUser.last_name)
-    )
+def active_users(statement: Select) -> Select:
+    """Owners offered: active users (the data scope is added by every lookup)."""
+    return statement.where(CrmUser.active.is_(True))
 
 
-class OwnerField(QuerySelectField):
-    """Offers the scoped users, but parses any user id it is sent: whether that owner is
-    allowed (active, in scope) is the use case's answer, the same for every entry point."""
-
-    def _get_data(self) -> Any:
-        if self._formdata is not None:
-            found = super()._get_data()
-            pk = db_int(self._formdata) if str(self._formdata).isdigit() else None
-            if found is None and pk is not None:
-                user = db.session.get(CrmUser, pk)
-                if user is not None:
-                    self._set_data(user)
-        return self._data
-
-    data = property(_get_data, QuerySelectField._set_data)
-
-    def pre_validate(self, form: Any) -> None:
-        if self._formdata not in (None, "", "__None") and self.data is None:
-            super().pre_validate(form)  # an id that is no user: "Not a valid choice"
-
-
-def owner_field(editing: bool = False) -> QuerySelectField:
-    """Owners the user may assign (their data scope); blank = me (add) or unchanged (edit)."""
-    return OwnerField(
+def owner_field(editing: bool = False) -> UnboundField:
+    """Owners the user may assign, looked up as typed (``views.related``): active users in
+    their data scope; blank = me (add) or unchanged (edit). Any user id sent is parsed: whether
+    that owner is allowed (active, in scope) is the use case's answer, the same for every
+    entry point."""
+    return RelatedSelectField(
         _l("Owner"),
-        query_func=scoped_users,
-        get_pk_func=lambda user: user.id,
+        model=CrmUser,
+        narrow=active_users,
         allow_blank=True,
-        widget=Select2Widget(),
+        accept_any=True,
         description=_l("Leave empty to keep the current owner.")
         if editing
         else _l("Leave empty to own the record yourself."),

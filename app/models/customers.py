@@ -59,7 +59,11 @@ class Customer(StampMixin, VersionMixin, Model):
 
 class FollowUp(StampMixin, VersionMixin, Model):
     __tablename__ = "follow_up"
-    __table_args__ = (Index("ix_follow_up_customer", "customer_id", "followed_at"),)
+    __table_args__ = (
+        Index("ix_follow_up_customer", "customer_id", "followed_at"),
+        # the follow-up list's default order (newest first), a page without sorting them all
+        Index("ix_follow_up_followed_at", "followed_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)

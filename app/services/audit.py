@@ -10,6 +10,14 @@ Two ways in, one chain:
 
 Entries go into the current transaction (they commit or roll back with the change) and
 are hash-chained by ``_append``, which locks the chain head row first.
+
+Inside ``audit_context(steps=True)`` (imports) the entries appended together (a chunk's
+flush, a bulk insert's ``record_created``) form one **chain step**: each keeps its own row
+(the record's history shows it), all carry the hash of the entry before the step as
+``prev_hash`` and, as ``hash``, one SHA-256 over the step (``step_hash``: the columns the
+members share once, then each member's own columns). One JSON document and one hash per
+chunk instead of one per record; ``verify_chain`` recomputes the step, so editing,
+removing or reordering a member still breaks the chain.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -57,10 +66,17 @@ class AuditSpec:
     permission_model: bool = False
 
 
+#: Hashed columns every member of a chain step has in common (hashed once per step) ...
+STEP_SHARED = ("created_at", "user_id", "user_name", "ip", "user_agent", "source", "prev_hash")
+#: ... and each member's own (hashed per member, in seq order).
+STEP_OWN = ("seq", "action", "object_type", "object_id", "changes", "reason", "detail")
+
+
 @dataclass(frozen=True)
 class _Context:
     source: str | None = None
     reason: str | None = None
+    steps: bool = False
 
 
 _NO_CONTEXT = _Context()
@@ -88,10 +104,11 @@ def stored_reason(reason: Any) -> str | None:
 
 
 @contextmanager
-def audit_context(source: str | None = None, reason: Any = None) -> Iterator[None]:
+def audit_context(source: str | None = None, reason: Any = None, steps: bool = False) -> Iterator[None]:
     """Label every entry written inside the block (e.g. ``source="import"``; ``reason``: see
-    ``stored_reason``)."""
-    token = _context.set(_Context(source=source, reason=stored_reason(reason)))
+    ``stored_reason``); ``steps``: entries appended together form one chain step (see the
+    module doc; bulk writers such as the importer)."""
+    token = _context.set(_Context(source=source, reason=stored_reason(reason), steps=steps))
     try:
         yield
     finally:
@@ -160,8 +177,25 @@ def entry_hash(row: Mapping[str, Any], legacy_zone: tzinfo | None = None) -> str
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def step_hash(rows: list[Mapping[str, Any]]) -> str:
+    """SHA-256 of one chain step (two or more entries appended together, in seq order):
+    ``STEP_SHARED`` of the first member, then ``STEP_OWN`` of every member, as one compact
+    JSON document. ``verify_chain`` checks that the members really share ``STEP_SHARED``."""
+    shared = [rows[0][name] for name in STEP_SHARED]
+    shared[0] = _hashed_time(shared[0])
+    own = [[row[name] for name in STEP_OWN] for row in rows]
+    payload = _STEP_JSON([shared, own])
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+_STEP_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
 def _append(conn: Connection, entries: list[dict[str, Any]], user: Any = None) -> None:
-    """Chain and insert entries; the head row update serialises concurrent writers."""
+    """Chain and insert entries; the head row update serialises concurrent writers.
+
+    Every entry of one call gets the same ``created_at`` (one transaction, one moment);
+    inside ``audit_context(steps=True)`` two or more entries form one chain step."""
     if not entries:
         return
     head = AuditChainHead.__table__
@@ -171,19 +205,55 @@ def _append(conn: Connection, entries: list[dict[str, Any]], user: Any = None) -
     seq_end, prev = conn.execute(select(head.c.seq, head.c.last_hash).where(head.c.id == 1)).one()
     user_id, user_name = _actor(conn, user)
     context = _context.get() or _NO_CONTEXT
-    facts = _request_facts()
-    rows = []
-    for offset, entry in enumerate(entries):
-        row = {
-            "seq": seq_end - len(entries) + 1 + offset, "created_at": utc_now(),
-            "user_id": user_id, "user_name": user_name, **facts, "source": current_source(),
-            "object_type": None, "object_id": None, "changes": None, "detail": None,
-            "reason": context.reason, **entry, "prev_hash": prev,
-        }
-        row["hash"] = prev = entry_hash(row)
-        rows.append(row)
-    insert_rows(conn, AuditLog.__table__, rows)  # straight through the driver: imports write 100k
+    base = {"created_at": utc_now(), "user_id": user_id, "user_name": user_name, **_request_facts(),
+            "source": current_source(), "object_type": None, "object_id": None, "changes": None, "detail": None,
+            "reason": context.reason, "prev_hash": prev}
+    first = seq_end - len(entries) + 1
+    rows = [{**base, **entry, "seq": first + offset, "prev_hash": prev} for offset, entry in enumerate(entries)]
+    if context.steps and len(rows) > 1:
+        prev = step_hash(rows)
+        for row in rows:
+            row["hash"] = prev
+    else:
+        for row in rows:
+            row["prev_hash"] = prev
+            row["hash"] = prev = entry_hash(row)
+    _insert_entries(conn, rows)
     conn.execute(update(head).where(head.c.id == 1).values(last_hash=prev))
+
+
+#: The columns an entry is inserted with, in order.
+_INSERTED = (*HASHED_COLUMNS, "hash")
+
+
+def _insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """INSERT entries straight through the driver (imports write 100k): ``COPY`` on
+    PostgreSQL (psycopg 3), one ``executemany`` elsewhere. The entries of one call share
+    their ``created_at`` (``_append``), so it is converted for the column once."""
+    if len(rows) == 1:
+        insert_rows(conn, AuditLog.__table__, [{name: rows[0][name] for name in _INSERTED}])
+        return
+    stamp = AuditLog.__table__.c.created_at.type.process_bind_param(rows[0]["created_at"], conn.dialect)
+    if conn.dialect.name == "postgresql":
+        columns = ", ".join(_INSERTED)
+        with conn.connection.dbapi_connection.cursor() as cursor, \
+                cursor.copy(f"COPY audit_log ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                row["created_at"] = stamp
+                copy.write_row(_VALUES(row))
+        return
+    if conn.dialect.paramstyle != "qmark":
+        insert_rows(conn, AuditLog.__table__, [{name: row[name] for name in _INSERTED} for row in rows])
+        return
+    if isinstance(stamp, datetime):  # SQLite keeps instants as text, the way SQLAlchemy writes them
+        stamp = stamp.strftime("%Y-%m-%d %H:%M:%S.%f")
+    for row in rows:
+        row["created_at"] = stamp
+    marks = ", ".join("?" for _ in _INSERTED)
+    conn.exec_driver_sql(f"INSERT INTO audit_log ({', '.join(_INSERTED)}) VALUES ({marks})", list(map(_VALUES, rows)))
+
+
+_VALUES = itemgetter(*_INSERTED)
 
 
 def record(
@@ -327,20 +397,34 @@ def collect_changes(session: Session) -> list[dict[str, Any]]:
 
 
 def record_created(model: type, rows: list[dict[str, Any]]) -> None:
-    """Create entries for rows inserted in bulk (imports, sync), shaped like the hook's."""
+    """Create entries for rows inserted in bulk (imports, sync), shaped like the hook's
+    (``_snapshot``: every audited column with a value, masked as the spec says, keys sorted)."""
     from app.extensions import db
 
     spec = _spec_of(model)
     if spec is None or not rows:
         return
     skip = IGNORED_COLUMNS | spec.exclude
-    keys = [attr.key for attr in inspect(model).column_attrs if attr.key not in skip]
+    keys = sorted(attr.key for attr in inspect(model).column_attrs if attr.key not in skip)
+    # plain columns need no conversion per value; the rest go through _shown as in the hook
+    as_is = {key for key in keys if key not in spec.secret | spec.masked}
+    name = model.__name__
     entries = []
     for row in rows:
-        changes = {key: [None, _shown(spec, key, row[key])] for key in keys if row.get(key) is not None}
-        entries.append({"action": "create", "object_type": model.__name__, "object_id": str(row["id"]),
-                        "changes": _json(changes)})
+        changes = {}
+        for key in keys:  # sorted: the same JSON as the hook's sort_keys
+            value = row.get(key)
+            if value is not None:
+                plain = value if key in as_is and type(value) in _AS_IS else _shown(spec, key, value)
+                changes[key] = [None, plain]
+        entries.append({"action": "create", "object_type": name, "object_id": str(row["id"]),
+                        "changes": _CHANGES_JSON(changes) if changes else None})
     _append(db.session.connection(), entries)
+
+
+#: Value types ``_plain`` returns unchanged (bool is an int).
+_AS_IS = frozenset({str, int, float, bool})
+_CHANGES_JSON = json.JSONEncoder(ensure_ascii=False, default=str).encode  # keys already sorted
 
 
 @event.listens_for(Session, "after_flush")
@@ -456,23 +540,59 @@ class ChainReport:
 
 
 def verify_chain(session: Session) -> ChainReport:
-    """Walk the chain in order; report the first entry whose link or hash is wrong."""
+    """Walk the chain in order; report the first entry whose link or hash is wrong.
+
+    Consecutive entries with the same ``prev_hash`` and ``hash`` are one chain step
+    (``step_hash``): checked together, and reported at the first member that differs from
+    the others in a shared column, else at the step's first entry."""
     head = session.get(AuditChainHead, 1)
     legacy_seq, legacy_zone = _legacy(head)
     columns = [AuditLog.__table__.c[name] for name in (*HASHED_COLUMNS, "hash")]
     rows = session.execute(select(*columns).order_by(AuditLog.seq).execution_options(yield_per=5000))
     prev, expected_seq, checked = "", 1, 0
+    step: list[Mapping[str, Any]] = []
     for row in rows.mappings():
+        if step and (row["prev_hash"], row["hash"]) == (step[0]["prev_hash"], step[0]["hash"]):
+            if row["seq"] != expected_seq:
+                return ChainReport(checked, expected_seq, f"entry #{expected_seq} is missing (next is #{row['seq']})")
+            step.append(row)
+            expected_seq += 1
+            continue
+        if step:
+            problem = _step_problem(step, legacy_zone if step[0]["seq"] <= legacy_seq else None)
+            if problem:
+                return ChainReport(checked, *problem)
+            prev, checked = step[0]["hash"], checked + len(step)
         if row["seq"] != expected_seq:
             return ChainReport(checked, expected_seq, f"entry #{expected_seq} is missing (next is #{row['seq']})")
         if row["prev_hash"] != prev:
             return ChainReport(checked, row["seq"], f"entry #{row['seq']} does not link to the entry before it")
-        if entry_hash(row, legacy_zone if row["seq"] <= legacy_seq else None) != row["hash"]:
-            return ChainReport(checked, row["seq"], f"entry #{row['seq']} was altered after it was written")
-        prev, expected_seq, checked = row["hash"], expected_seq + 1, checked + 1
+        step = [row]
+        expected_seq += 1
+    if step:
+        problem = _step_problem(step, legacy_zone if step[0]["seq"] <= legacy_seq else None)
+        if problem:
+            return ChainReport(checked, *problem)
+        prev, checked = step[0]["hash"], checked + len(step)
     if head is not None and (head.seq != checked or head.last_hash != prev):
         return ChainReport(checked, checked + 1, f"entries after #{checked} were removed (head is #{head.seq})")
     return ChainReport(checked)
+
+
+def _step_problem(step: list[Mapping[str, Any]], legacy_zone: tzinfo | None) -> tuple[int, str] | None:
+    """(seq, problem) of a single entry or chain step whose hash does not match; None when it does."""
+    first = step[0]
+    if len(step) == 1:
+        if entry_hash(first, legacy_zone) != first["hash"]:
+            return first["seq"], f"entry #{first['seq']} was altered after it was written"
+        return None
+    for member in step[1:]:
+        if any(member[name] != first[name] for name in STEP_SHARED):
+            return member["seq"], f"entry #{member['seq']} was altered after it was written"
+    if step_hash(step) != first["hash"]:
+        return first["seq"], (f"an entry among #{first['seq']}-#{step[-1]['seq']} (one chain step) "
+                              "was altered after it was written")
+    return None
 
 
 def _legacy(head: AuditChainHead | None) -> tuple[int, tzinfo | None]:

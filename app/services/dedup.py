@@ -17,15 +17,18 @@ removes it (the model's flush hook), and ``restore_pair`` undoes it.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 from sqlalchemy import func, or_, select
 
 from app.extensions import db
@@ -154,18 +157,15 @@ def _contacts_with_phone(phone: str) -> dict[int, list[str]]:
     return found
 
 
-def _contact_phones(owner_ids: set[int] | None) -> list[tuple[str, int]]:
-    """(phone, customer id) of the non-primary contacts of live customers of these owners."""
-    query = (select(Contact.phone, Contact.customer_id).join(Customer, Customer.id == Contact.customer_id)
-             .where(Customer.archived_at.is_(None), Contact.is_primary.is_(False), Contact.phone.is_not(None)))
-    if owner_ids is not None:
-        query = query.where(Customer.owner_id.in_(sorted(owner_ids) or [-1]))
-    return [(phone, cid) for phone, cid in db.session.execute(query)]
-
-
-# --- the dedup tool --------------------------------------------------------------------
+# --- the dedup tool: one pairwise rule, computed in full or for the customers touched -------
 
 Pair = tuple[int, int]
+EXACT = frozenset({CREDIT, PHONE, NAME_CONTACT})
+#: Names are cut into this many segments; two names are fuzzy candidates when they agree on
+#: all but one segment (a typo, an inserted or a replaced word sits inside one segment).
+FUZZY_SEGMENTS = 3
+#: Shorter core names only match when identical (at 90, one added character is 4.5+ long).
+FUZZY_MIN_LENGTH = 5
 
 
 def ordered(a: int, b: int) -> Pair:
@@ -180,12 +180,187 @@ class Cluster:
     score: int  # 100 for exact rules, the best fuzzy score otherwise
     #: Pairs inside the cluster a person dismissed (the cluster holds through other pairs).
     dismissed: list[Pair] = field(default_factory=list)
+    #: customer id -> the rules of its own (not dismissed) edges
+    member_rules: dict[int, set[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Facts:
+    """What the rules read of one live customer."""
+
+    id: int
+    name: str
+    contact_name: str | None
+    credit_code: str | None
+    phones: set[str]
+    owner_id: int = 0
+
+    @cached_property
+    def core(self) -> str:
+        return core_name(self.name)
+
+    @cached_property
+    def name_contact(self) -> tuple[str, str] | None:
+        return _name_contact(self.name, self.contact_name)
+
+    @cached_property
+    def fuzzy(self) -> set[str]:
+        return fuzzy_keys(self.core)
+
+
+def fuzzy_keys(core: str, threshold: int = FUZZY_THRESHOLD) -> set[str]:
+    """Blocking keys of a core name: for every length ``m`` a partner could have (from the
+    shortest that can still score ``threshold`` up to its own), the name without one of
+    ``FUZZY_SEGMENTS`` segments of an ``m``-long name (prefix before it + suffix after it).
+    Two names whose difference (an inserted, removed or replaced run of characters) lies in
+    one segment of the shorter share a key; the score then decides. Pairwise by design, so
+    a full scan and an incremental update agree."""
+    length = len(core)
+    if length < 2:
+        return set()
+    if length < FUZZY_MIN_LENGTH:
+        return {"=" + core}
+    ratio = threshold / 100
+    shortest = max(FUZZY_MIN_LENGTH, math.floor(ratio * length / (2 - ratio)))
+    keys = set()
+    for m in range(shortest, length + 1):
+        bounds = [round(i * m / FUZZY_SEGMENTS) for i in range(FUZZY_SEGMENTS + 1)]
+        for k in range(FUZZY_SEGMENTS):
+            keys.add(f"{m}|{k}|{core[:bounds[k]]}|{core[length - (m - bounds[k + 1]):]}")
+    return keys
+
+
+def _hash(key: str) -> int:
+    """A blocking key as a signed 64-bit integer (the ``duplicate_key.key`` column)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def blocking_keys(facts: Facts) -> set[int]:
+    """Hashed keys stored for a customer: name + contact, and its fuzzy-name keys (credit
+    codes and phones are looked up on their own indexed columns)."""
+    keys = {_hash("f" + key) for key in facts.fuzzy}
+    if facts.name_contact:
+        keys.add(_hash("n{}\x00{}".format(*facts.name_contact)))
+    return keys
+
+
+def _load_facts(session: Any, ids: Iterable[int] | None, owner_ids: set[int] | None = None) -> dict[int, Facts]:
+    """Facts of the live customers among ``ids`` (None: all, or those of ``owner_ids``)."""
+    found: dict[int, Facts] = {}
+    chunks = [None] if ids is None else [sorted(ids)[i:i + _CHUNK] for i in range(0, len(set(ids)), _CHUNK)]
+    for chunk in chunks:
+        query = select(Customer.id, Customer.name, Customer.contact_name, Customer.contact_phone,
+                       Customer.credit_code, Customer.owner_id).where(Customer.archived_at.is_(None))
+        phones = (select(Contact.customer_id, Contact.phone).join(Customer, Customer.id == Contact.customer_id)
+                  .where(Customer.archived_at.is_(None), Contact.is_primary.is_(False), Contact.phone.is_not(None)))
+        if chunk is not None:
+            query, phones = query.where(Customer.id.in_(chunk)), phones.where(Contact.customer_id.in_(chunk))
+        if owner_ids is not None:
+            owners = sorted(owner_ids) or [-1]
+            query, phones = query.where(Customer.owner_id.in_(owners)), phones.where(Customer.owner_id.in_(owners))
+        for cid, name, contact, phone, credit, owner in session.execute(query):
+            found[cid] = Facts(cid, name, contact, credit or None, {phone.strip()} if phone and phone.strip() else set(),
+                               owner)
+        for cid, phone in session.execute(phones):
+            if cid in found and phone.strip():
+                found[cid].phones.add(phone.strip())
+    return found
+
+
+#: Ids per IN list (bounded statements on every database).
+_CHUNK = 500
+
+
+def _exact_groups(facts: dict[int, Facts]) -> list[tuple[str, list[int]]]:
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for f in facts.values():
+        if f.credit_code:
+            groups[(CREDIT, f.credit_code)].append(f.id)
+        for phone in f.phones:
+            groups[(PHONE, phone)].append(f.id)
+        if f.name_contact:
+            groups[(NAME_CONTACT, f.name_contact)].append(f.id)
+    return [(key[0], sorted(ids)) for key, ids in groups.items() if len(ids) > 1]
+
+
+def _fuzzy_edges(facts: dict[int, Facts], threshold: int) -> dict[Pair, int]:
+    """(low, high) -> score of every pair sharing a fuzzy key and scoring ``threshold``+."""
+    blocks: dict[str, list[int]] = defaultdict(list)
+    for f in facts.values():
+        for key in (f.fuzzy if threshold == FUZZY_THRESHOLD else fuzzy_keys(f.core, threshold)):
+            blocks[key].append(f.id)
+    edges: dict[Pair, int] = {}
+    for key, ids in blocks.items():
+        if len(ids) < 2:
+            continue
+        # a pair is keyed at the shorter one's length: one member must be exactly that long
+        length = None if key.startswith("=") else int(key.split("|", 1)[0])
+        exact = [cid for cid in ids if length is None or len(facts[cid].core) == length]
+        if not exact:
+            continue
+        longer = [cid for cid in ids if length is not None and len(facts[cid].core) != length]
+        others = exact + longer
+        names = [facts[cid].core for cid in others]
+        for i, cid in enumerate(exact):
+            if len(others) - i > _BIG_BLOCK:  # one C loop over the rest (costly to start, fast to run)
+                found = [(score, j) for _, score, j in process.extract(
+                    names[i], names[i + 1:], scorer=fuzz.ratio, score_cutoff=threshold, limit=None)]
+            else:
+                found = [(score, j) for j, other in enumerate(names[i + 1:])
+                         if (score := fuzz.ratio(names[i], other, score_cutoff=threshold))]
+            for score, j in found:
+                edges[ordered(cid, others[i + 1 + j])] = int(score)
+    return edges
+
+
+#: Block members past which one ``process.extract`` call beats a loop of ``fuzz.ratio``.
+_BIG_BLOCK = 200
+
+
+def _components(facts: dict[int, Facts], dismissed: set[Pair], threshold: int = FUZZY_THRESHOLD) -> list[Cluster]:
+    """Clusters of ``facts``: connected groups over the edges (same credit code, a shared
+    phone, same name + contact, fuzzy name), a dismissed pair being no edge."""
+    uf = _UnionFind(dismissed)
+    constrained = {cid for pair in dismissed for cid in pair}
+    member_rules: dict[int, set[str]] = defaultdict(set)
+    for rule, ids in _exact_groups(facts):
+        _join_group(uf, ids, rule, constrained)
+        free = sum(1 for cid in ids if cid not in constrained)
+        tied = [cid for cid in ids if cid in constrained]
+        for cid in ids:  # a member counts the rule when it pairs with one it was not dismissed from
+            if free - (cid not in constrained) > 0 or any(o != cid and ordered(cid, o) not in dismissed for o in tied):
+                member_rules[cid].add(rule)
+    for (a, b), score in _fuzzy_edges(facts, threshold).items():
+        if (a, b) not in dismissed:
+            uf.union(a, b, FUZZY, score)
+            member_rules[a].add(FUZZY)
+            member_rules[b].add(FUZZY)
+    members: dict[int, list[int]] = defaultdict(list)
+    for cid in list(uf.parent):
+        members[uf.find(cid)].append(cid)
+    inside: dict[int, list[Pair]] = defaultdict(list)
+    for low, high in sorted(dismissed):
+        if low in uf.parent and high in uf.parent and uf.find(low) == uf.find(high):
+            inside[uf.find(low)].append((low, high))
+    clusters = []
+    for root, ids in members.items():
+        if len(ids) > 1:
+            rules = {cid: member_rules[cid] for cid in sorted(ids)}
+            clusters.append(Cluster(sorted(ids), set().union(*rules.values()), uf.score[root], inside.get(root, []),
+                                    rules))
+    clusters.sort(key=_order)
+    return clusters
+
+
+def _order(cluster: Cluster) -> tuple[int, int, int]:
+    """The list's order: more exact rules first, then the best score, then the lowest id."""
+    return -len(cluster.rules & EXACT), -cluster.score, cluster.ids[0]
 
 
 class _UnionFind:
     def __init__(self, blocked: set[Pair] | None = None) -> None:
         self.parent: dict[int, int] = {}
-        self.rules: dict[int, set[str]] = defaultdict(set)
         self.score: dict[int, int] = defaultdict(int)
         self.blocked = blocked or set()
 
@@ -202,21 +377,8 @@ class _UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[rb] = ra
-            self.rules[ra] |= self.rules.pop(rb, set())
             self.score[ra] = max(self.score[ra], self.score.pop(rb, 0))
-        self.rules[ra].add(rule)
         self.score[ra] = max(self.score[ra], score)
-
-
-def _group_exact(uf: _UnionFind, keyed: Iterable[tuple[Any, int]], rule: str) -> None:
-    groups: dict[Any, list[int]] = defaultdict(list)
-    for key, cid in keyed:
-        if key:
-            groups[key].append(cid)
-    constrained = {cid for pair in uf.blocked for cid in pair}
-    for ids in groups.values():
-        if len(ids) > 1:
-            _join_group(uf, ids, rule, constrained)
 
 
 def _join_group(uf: _UnionFind, ids: list[int], rule: str, constrained: set[int]) -> None:
@@ -238,25 +400,6 @@ def _join_group(uf: _UnionFind, ids: list[int], rule: str, constrained: set[int]
             uf.union(cid, other, rule, 100)
 
 
-def _group_fuzzy(uf: _UnionFind, names: list[tuple[str, int]], window: int, threshold: int) -> None:
-    """Sorted-neighbourhood: compare each core name with the next few in sort order.
-
-    Sorting twice (as written and reversed) catches differences at either end, with
-    O(n * window) comparisons instead of O(n^2).
-    """
-    for ordered_names in (sorted(names), sorted(names, key=lambda item: item[0][::-1])):
-        for i, (name, cid) in enumerate(ordered_names):
-            if len(name) < 2:
-                continue
-            for other, other_id in ordered_names[i + 1:i + 1 + window]:
-                if other == name:
-                    uf.union(cid, other_id, FUZZY, 100)
-                    continue
-                score = fuzz.ratio(name, other, score_cutoff=threshold)
-                if score:
-                    uf.union(cid, other_id, FUZZY, int(score))
-
-
 def _name_contact(name: str | None, contact: str | None) -> tuple[str, str] | None:
     key = (name_key(name), name_key(contact))
     return key if all(key) else None
@@ -276,37 +419,17 @@ def dismissed_partners(customer_id: int) -> set[int]:
     return {low if high == customer_id else high for low, high in rows}
 
 
-def scan(owner_ids: set[int] | None, window: int = 4, threshold: int = FUZZY_THRESHOLD,
+def scan(owner_ids: set[int] | None, threshold: int = FUZZY_THRESHOLD,
          dismissed: set[Pair] | None = None) -> list[Cluster]:
-    """Clusters of likely duplicates among live customers of the given owners (None = all).
+    """Clusters of likely duplicates among live customers of the given owners (None = all),
+    computed now in memory (the stored clusters come from ``run_scan`` over all customers).
 
     ``dismissed`` (default: ``dismissed_pairs()``) are pairs that never join by themselves:
     a cluster of two whose pair is dismissed disappears, a larger one holds as long as
     other pairs link its members (``Cluster.dismissed`` names the dismissed ones inside).
     """
-    query = select(Customer.id, Customer.name, Customer.contact_name, Customer.contact_phone,
-                   Customer.credit_code).where(Customer.archived_at.is_(None))
-    if owner_ids is not None:
-        query = query.where(Customer.owner_id.in_(sorted(owner_ids) or [-1]))
-    rows = db.session.execute(query).all()
-    uf = _UnionFind(dismissed_pairs() if dismissed is None else dismissed)
-    _group_exact(uf, ((r.credit_code, r.id) for r in rows), CREDIT)
-    # every contact's phone, once per customer (a customer sharing a phone with itself is no edge)
-    phones = {(r.contact_phone, r.id) for r in rows} | set(_contact_phones(owner_ids))
-    _group_exact(uf, sorted(phones, key=lambda item: (item[0], item[1])), PHONE)
-    _group_exact(uf, ((_name_contact(r.name, r.contact_name), r.id) for r in rows), NAME_CONTACT)
-    _group_fuzzy(uf, [(core_name(r.name), r.id) for r in rows], window, threshold)
-    members: dict[int, list[int]] = defaultdict(list)
-    for cid in list(uf.parent):
-        members[uf.find(cid)].append(cid)
-    inside: dict[int, list[Pair]] = defaultdict(list)
-    for low, high in sorted(uf.blocked):
-        if low in uf.parent and high in uf.parent and uf.find(low) == uf.find(high):
-            inside[uf.find(low)].append((low, high))
-    clusters = [Cluster(sorted(ids), uf.rules[root], uf.score[root], inside.get(root, []))
-                for root, ids in members.items() if len(ids) > 1]
-    clusters.sort(key=lambda c: (-len(c.rules & {CREDIT, PHONE, NAME_CONTACT}), -c.score, c.ids[0]))
-    return clusters
+    facts = _load_facts(db.session, None, owner_ids)
+    return _components(facts, dismissed_pairs() if dismissed is None else dismissed, threshold)
 
 
 # --- dismissing a reviewed false match -----------------------------------------------------

@@ -8,6 +8,7 @@ they load in bulk, so all entry points give the same answers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -15,9 +16,10 @@ from sqlalchemy import select
 
 from app.clock import utc_now
 from app.extensions import db
+from app.models.base import current_user_id
 from app.models.customers import Customer, FollowUp
 from app.security.data_scope import scope_clause
-from app.services import records, validation
+from app.services import audit, bulk, numbering, records, validation
 from app.services.customers import archived_message
 from app.services.errors import RuleViolation
 
@@ -25,53 +27,131 @@ from app.services.errors import RuleViolation
 EDITABLE = ("customer", "followed_at", "method", "content", "next_step", "next_step_date", "owner")
 
 
-def clean_follow_up(item: FollowUp, user: Any) -> None:
-    """Normalise and validate a follow-up in place; ``RuleViolation`` lists every error."""
+def clean_follow_up(item: FollowUp, user: Any, customers: CustomerFacts | None = None) -> None:
+    """Normalise and validate a follow-up in place; ``RuleViolation`` lists every error.
+
+    ``customers``: the facts of the customers in question loaded in one go by
+    ``customer_facts`` (the importer, per chunk); None asks the database for this one."""
     with db.session.no_autoflush:
-        _clean_follow_up(item, user)
+        _clean_follow_up(item, user, customers)
 
 
-def _clean_follow_up(item: FollowUp, user: Any) -> None:
-    errors: dict[str, str] = {}
-    try:
-        item.content = validation.require_text(item.content, 10000, block=True)
-    except ValueError as exc:
-        errors["content"] = str(exc)
-    item.next_step = validation.clean_line(item.next_step) or None
-    if item.followed_at is None:
-        errors["followed_at"] = str(_l("A time is required."))
-    for name in ("followed_at", "next_step_date"):
-        problem = validation.date_problem(getattr(item, name))
-        if problem and name not in errors:
-            errors[name] = problem
-    problem = customer_problem(records.related_id(item, "customer"), user)
-    if problem:
-        errors["customer"] = problem
-    try:
-        validation.check_choice(item.method, records.previous(item, "method_id"))
-    except ValueError as exc:
-        errors["method"] = str(exc)
+def _clean_follow_up(item: FollowUp, user: Any, customers: CustomerFacts | None) -> None:
+    values = {name: getattr(item, name) for name in CHECKED if name != "customer_id"}
+    values["customer_id"] = records.related_id(item, "customer")
+    errors = check_follow_up(values, user, {"method_id": records.previous(item, "method_id")}, customers)
+    if "content" not in errors:
+        item.content = values["content"]
+    item.next_step = values["next_step"]
     if errors:
         raise RuleViolation(errors)
     records.settle_owner(item, user)
 
 
-def customer_problem(customer_id: int | None, user: Any) -> str | None:
+#: The values ``check_follow_up`` reads (``method`` an entry object, the rest plain).
+CHECKED = ("content", "next_step", "followed_at", "next_step_date", "customer_id", "method")
+
+
+def check_follow_up(values: dict[str, Any], user: Any, previous: dict[str, Any] | None = None,
+                    customers: CustomerFacts | None = None) -> dict[str, str]:
+    """The follow-up field rules on plain values (``CHECKED``): normalise ``content`` and
+    ``next_step`` in place, return field -> message for every error (empty: valid).
+
+    ``previous``: the stored ``method_id`` of the follow-up being edited (None: new);
+    ``customers``: see ``clean_follow_up``. Forms and the API reach this through
+    ``clean_follow_up``; the importer calls it on the rows of a chunk directly, so all
+    entry points give the same answers. The owner rule is ``records.check_owner``.
+    """
+    errors: dict[str, str] = {}
+    try:
+        values["content"] = validation.require_text(values.get("content"), 10000, block=True)
+    except ValueError as exc:
+        errors["content"] = str(exc)
+    values["next_step"] = validation.clean_line(values.get("next_step")) or None
+    if values.get("followed_at") is None:
+        errors["followed_at"] = str(_l("A time is required."))
+    for name in ("followed_at", "next_step_date"):
+        problem = validation.date_problem(values.get(name))
+        if problem and name not in errors:
+            errors[name] = problem
+    problem = customer_problem(values.get("customer_id"), user, customers)
+    if problem:
+        errors["customer"] = problem
+    try:
+        validation.check_choice(values.get("method"), (previous or {}).get("method_id"))
+    except ValueError as exc:
+        errors["method"] = str(exc)
+    return errors
+
+
+#: customer id -> (code, archived) of the customers in the writer's scope among those asked.
+CustomerFacts = dict[int, tuple[str, bool]]
+#: Customer ids per query (bounded IN lists on every database).
+_FACTS_BATCH = 1000
+
+
+def customer_facts(customer_ids: Iterable[int | None], user: Any) -> CustomerFacts:
+    """What ``customer_problem`` needs of each customer, in one query per 1,000 ids: the
+    ones in ``user``'s scope with their code and whether they are archived (a customer
+    not in the answer is "not found" to this writer, whether or not it exists)."""
+    wanted = sorted({pk for pk in customer_ids if pk is not None})
+    facts: CustomerFacts = {}
+    for start in range(0, len(wanted), _FACTS_BATCH):
+        rows = db.session.execute(select(Customer.id, Customer.code, Customer.archived_at).where(
+            Customer.id.in_(wanted[start:start + _FACTS_BATCH]), scope_clause(user, Customer)))
+        facts.update((pk, (code, archived_at is not None)) for pk, code, archived_at in rows)
+    return facts
+
+
+def customer_problem(customer_id: int | None, user: Any, customers: CustomerFacts | None = None) -> str | None:
     """Why a follow-up cannot be written for this customer (None: it can).
 
     The customer must exist in the writer's scope (else "not found", whether or not it
     exists) and must not be archived (a change to an archived customer's history is a
-    restore first; the importer and the sync give the same message).
+    restore first; the importer and the sync give the same message). ``customers``: the
+    facts already loaded by ``customer_facts`` for this writer (else one query).
     """
     if customer_id is None:
         return str(_l("A customer is required."))
-    row = db.session.execute(select(Customer.code, Customer.archived_at).where(
-        Customer.id == customer_id, scope_clause(user, Customer))).first()
-    if row is None:
+    if customers is None:
+        customers = customer_facts([customer_id], user)
+    fact = customers.get(customer_id)
+    if fact is None:
         return str(_l("Customer not found."))
-    if row.archived_at is not None:
-        return archived_message(row.code)
+    code, archived = fact
+    if archived:
+        return archived_message(code)
     return None
+
+
+def insert_follow_ups(rows: list[dict[str, Any]]) -> None:
+    """Insert many checked new follow-ups in one statement (imports); ids land in ``rows``.
+
+    ``rows``: ``FollowUp`` columns (``customer_id``, ``followed_at``, ``method_id``,
+    ``content``, ``next_step``, ``next_step_date``, ``owner_id``; ``code`` None for the
+    CRM to number). The bulk path skips the ORM flush, so it does here what the flush
+    hooks do for a single save: number (G + date + sequence), stamp and audit each one
+    (``audit.record_created``: the same "create" entry the flush writes).
+    """
+    if not rows:
+        return
+    session = db.session
+    blank = [row for row in rows if not row.get("code")]
+    codes = numbering.allocate(session, numbering.FOLLOW_UP_PREFIX, len(blank)) if blank else []
+    for row, code in zip(blank, codes, strict=True):
+        row["code"] = code
+    stamp, uid = utc_now(), current_user_id()
+    for row in rows:
+        row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
+    bulk.insert_rows(session.connection(), FollowUp.__table__, rows)
+    wanted = [row["code"] for row in rows]
+    ids: dict[str, int] = {}
+    for start in range(0, len(wanted), _FACTS_BATCH):
+        ids.update(session.execute(select(FollowUp.code, FollowUp.id).where(
+            FollowUp.code.in_(wanted[start:start + _FACTS_BATCH]))).all())
+    for row in rows:
+        row["id"] = ids[row["code"]]
+    audit.record_created(FollowUp, rows)
 
 
 def save_follow_up(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any = None) -> FollowUp:

@@ -165,7 +165,9 @@ def test_related_field_choices(client, auth, api, target, actor, owner, visible)
     """A rep must not learn other reps' customer names through a dropdown."""
     target(owner)
     auth.login(actor)
-    assert (SECRET in client.get("/followupview/add").get_data(as_text=True)) is visible
+    found = client.get("/followupview/related/add/customer", query_string={"q": SECRET}).get_data(as_text=True)
+    assert (SECRET in found) is visible
+    assert SECRET not in client.get("/followupview/add").get_data(as_text=True)  # the form lists no customer
     if not visible:  # nor through the follow-up list's search filters
         assert SECRET not in client.get("/followupview/list/").get_data(as_text=True)
     info = client.get("/api/v1/follow_up/_info?q=(keys:!(add_columns))", headers=api(actor))

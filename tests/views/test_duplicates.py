@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditLog, Customer, CustomerAlias, FollowUp
 from tests.app.services.importing.conftest import write_xlsx
+from tests.app.services.test_dedup_clusters import fresh_clusters  # noqa: F401 (autouse fixture)
 
 
 def test_form_warns_about_a_duplicate_and_saves_when_confirmed(app: Any, client: Any, auth: Any,

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Customer, DismissedPair
+from tests.app.services.test_dedup_clusters import fresh_clusters  # noqa: F401 (autouse fixture)
 from tests.app.services.test_dedup_dismiss import forget_dismissals  # noqa: F401 (autouse fixture)
 
 

@@ -8,6 +8,7 @@ is tried without a new test.
 
 from __future__ import annotations
 
+import html
 import re
 import tempfile
 from datetime import datetime
@@ -43,6 +44,8 @@ class FormParser(HTMLParser):
         self.fields = MultiDict()
         #: First real option of each select (a choice to make when the form requires one).
         self.options: dict[str, str] = {}
+        #: Lookup URL of each AJAX related select (views/related.py): its choices come from there.
+        self.lookups: dict[str, str] = {}
         self.in_form = False
         self._select: str | None = None
         self._multiple, self._picked, self._first = False, False, None
@@ -64,6 +67,8 @@ class FormParser(HTMLParser):
                 self.fields.add(name, a.get("value") or "")
         elif tag == "select" and name:
             self._select, self._multiple, self._first, self._picked = name, "multiple" in a, None, False
+            if a.get("data-related-url") and "multiple" not in a:  # never grant roles or members by guess
+                self.lookups[name] = a["data-related-url"]
         elif tag == "option" and self._select:
             if self._first is None:
                 self._first = a.get("value") or ""
@@ -101,6 +106,10 @@ def served_form(client: Any, url: str, choose: bool = False) -> MultiDict:
     parser.feed(page.get_data(as_text=True))
     assert parser.fields, f"no model form on {url}"
     if choose:
+        for name, lookup in parser.lookups.items():  # what a person picks after typing nothing
+            results = client.get(html.unescape(lookup)).get_json()["results"]
+            if results and name not in parser.options:
+                parser.options[name] = results[0]["id"]
         for name, value in parser.options.items():
             if parser.fields.get(name) in (None, "", "__None"):
                 parser.fields.setlist(name, [value])
@@ -116,9 +125,9 @@ def _has_form(view: Any, kind: str) -> bool:
 
 
 def _errors(response: Any) -> list[str]:
-    html = response.get_data(as_text=True)
-    return re.findall(r'<span class="help-block">([^<]+)</span>', html) + re.findall(
-        r'alert-danger">(?:<button[^>]*>[^<]*</button>)?\s*([^<]+)<', html)
+    page = response.get_data(as_text=True)
+    return re.findall(r'<span class="help-block">([^<]+)</span>', page) + re.findall(
+        r'alert-danger">(?:<button[^>]*>[^<]*</button>)?\s*([^<]+)<', page)
 
 
 def _saved(response: Any) -> bool:

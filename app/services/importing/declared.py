@@ -144,6 +144,7 @@ class DeclaredLookups(Lookups):
         self.owner_ids = visible_owner_ids(user)
         self.dictionaries = lookups_for(spec.fields)
         self.users = self._users(user)
+        self.named = {}
         self.existing = KeyIndex(spec, key, user)
         refers = any(f.kind == CUSTOMER for f in spec.fields)
         self.customers = Existing(CUSTOMER_REF) if refers else None
@@ -295,7 +296,7 @@ def run_import(table: Table, mapping: dict[str, str], settings: Settings, user: 
     through the type's ``save`` and is audited with source ``import``. Raises ``ValueError``
     for a key that cannot identify the type's records (the job fails with it)."""
     started = time.perf_counter()
-    with audit.audit_context(source="import", reason=label or None):
+    with audit.audit_context(source="import", reason=label or None, steps=True):
         result = DeclaredRun(table, mapping, settings, user, commit, progress).run()
     result.seconds = time.perf_counter() - started
     return result

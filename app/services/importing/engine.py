@@ -25,7 +25,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models.customers import Customer
+from app.models.customers import Customer, FollowUp
 from app.security.data_scope import scope_cache
 from app.services import audit, follow_ups, messages, numbering, records, validation
 from app.services import customers as rules
@@ -129,7 +129,11 @@ class ImportRun:
         self.seen_codes: set[str] = set()
         self.updated_ids: set[int] = set()
         self.unnumbered: list[tuple[dict, Any]] = []  # preview samples waiting for a code
-        self.pending: list[dict[str, Any]] = []  # new customers, inserted in bulk per chunk
+        self.pending: list[dict[str, Any]] = []  # new customers / follow-ups, inserted in bulk per chunk
+        #: The chunk's customers as ``follow_ups.customer_problem`` reads them (one query per chunk).
+        self.customer_facts: follow_ups.CustomerFacts = {}
+        #: owner id -> the owner rule's refusal (None: allowed), for this chunk's rows.
+        self.owner_checks: dict[int, RuleViolation | None] = {}
 
     # --- driving --------------------------------------------------------------------
 
@@ -146,6 +150,9 @@ class ImportRun:
 
     def _chunk(self, rows: list[list[Any]], lines: list[int]) -> None:
         existing = self._load_existing(rows)
+        self.owner_checks = {}
+        if self.spec.model is FollowUp:
+            self.customer_facts = self._load_customer_facts(rows, existing)
         touched = []
         with messages.capturing() as capture:  # the rows only: the writes below store no markers
             for line, raw in zip(lines, rows, strict=True):
@@ -168,7 +175,8 @@ class ImportRun:
                     db.session.expire(item)  # the dry run leaves stored records untouched
         else:
             if pending:
-                rules.insert_customers(pending)
+                insert = rules.insert_customers if self.spec.model is Customer else follow_ups.insert_follow_ups
+                insert(pending)
             db.session.flush()
             for sample, item in self.unnumbered:
                 sample["code"] = _get(item, "code")
@@ -224,23 +232,16 @@ class ImportRun:
         target = self._target(values)
         if errors:
             raise RowRejected(errors)
-        if target is None and self.spec.model is Customer:
-            row = self._new_customer(values)
+        if target is None:
+            row = self._new_customer(values) if self.spec.model is Customer else self._new_follow_up(values)
             self._check_duplicate(row)
             self.pending.append(row)
             self._remember(row, line)
             return CREATED, row
-        item = existing.get(target) if target else self.spec.model()
-        if target:
-            self._check_loaded(item, target)
-        self._apply(item, values, is_new=target is None)
+        item = existing.get(target)
+        self._check_loaded(item, target)
+        self._apply(item, values, is_new=False)
         self._validate(item)
-        if target is None:
-            self._check_duplicate(item)
-            if self.commit:
-                db.session.add(item)
-            self._remember(item, line)
-            return CREATED, item
         if not db.session.is_modified(item):
             return UNCHANGED, item
         self._remember(item, line)
@@ -270,7 +271,7 @@ class ImportRun:
         return values, errors
 
     def _parse_cell(self, spec: Any, cell: Any, limit: int | None) -> Any:
-        if isinstance(cell, (float, int, Uncached)) and not isinstance(cell, bool):
+        if type(cell) is not str and isinstance(cell, (float, int, Uncached)) and not isinstance(cell, bool):
             check_number_cell(spec, cell)
         if spec.kind in (DATE, DATETIME):
             parsed = validation.parse_datetime(cell)
@@ -410,9 +411,11 @@ class ImportRun:
             setattr(item, name, value)
 
     def _validate(self, item: Any) -> None:
-        clean = rules.clean_customer if isinstance(item, Customer) else follow_ups.clean_follow_up
         try:
-            clean(item, self.user)
+            if isinstance(item, Customer):
+                rules.clean_customer(item, self.user)
+            else:
+                follow_ups.clean_follow_up(item, self.user, self.customer_facts)
         except RuleViolation as exc:
             if item in db.session:
                 db.session.expire(item)
@@ -425,16 +428,50 @@ class ImportRun:
         errors = rules.check_customer(checked)
         owner = values.get("owner") or self.user
         if not errors:
-            try:
-                records.check_owner(self.user, owner.id)
-            except RuleViolation as exc:
-                errors.update(exc.errors)
+            errors.update(self._owner_problem(owner.id))
         if errors:
             raise RowRejected([(self._header(name), str(message)) for name, message in errors.items()])
         row = {name: checked[name] for name in _CUSTOMER_TEXT}
         row.update({f"{name}_id": getattr(checked[name], "id", None) for name in rules.CHOICES})
         row.update(code=values.get("code"), owner_id=owner.id, archived_at=None)
         return row
+
+    def _new_follow_up(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A checked row for the bulk insert: the follow-up rules on plain values (a new
+        follow-up without an owner belongs to the importer, as ``records.default_owner``)."""
+        checked = {name: values.get(name) for name in follow_ups.CHECKED if name != "customer_id"}
+        checked["customer_id"] = values.get("customer")
+        errors = follow_ups.check_follow_up(checked, self.user, None, self.customer_facts)
+        owner = values.get("owner") or self.user
+        if not errors:
+            errors.update(self._owner_problem(owner.id))
+        if errors:
+            raise RowRejected([(self._header(name), str(message)) for name, message in errors.items()])
+        method = checked.pop("method")
+        return {"code": values.get("code"), **checked, "method_id": getattr(method, "id", None), "owner_id": owner.id}
+
+    def _owner_problem(self, owner_id: int) -> dict[str, str]:
+        """The owner rule (``records.check_owner``) for a new record's owner, once per owner
+        and chunk: its errors ({} when allowed)."""
+        if owner_id not in self.owner_checks:
+            try:
+                records.check_owner(self.user, owner_id)
+                self.owner_checks[owner_id] = None
+            except RuleViolation as exc:
+                self.owner_checks[owner_id] = exc
+        refused = self.owner_checks[owner_id]
+        return dict(refused.errors) if refused is not None else {}
+
+    def _load_customer_facts(self, rows: list[list[Any]], existing: dict[int, Any]) -> follow_ups.CustomerFacts:
+        """The customers this chunk's follow-ups name or belong to, as ``follow_ups.customer_facts``
+        reads them now (one query per chunk, not one per row)."""
+        ids = {item.customer_id for item in existing.values()}
+        by_code = self.lookups.customers.by_code
+        for raw in rows:
+            found = by_code.get(cell_text(self._cell(raw, "customer")))
+            if found is not None:
+                ids.add(found[0])
+        return follow_ups.customer_facts(ids, self.user)
 
     def _check_duplicate(self, item: Any) -> None:
         index = self.lookups.duplicates
@@ -514,7 +551,9 @@ def _get(item: Any, name: str) -> Any:
 
 
 def _dedup_fields(item: Any) -> tuple[Any, Any, Any, Any]:
-    return tuple(_get(item, name) for name in ("name", "contact_name", "contact_phone", "credit_code"))
+    if isinstance(item, dict):
+        return item.get("name"), item.get("contact_name"), item.get("contact_phone"), item.get("credit_code")
+    return item.name, item.contact_name, item.contact_phone, item.credit_code
 
 
 def dedup_label(rule: str) -> str:
@@ -531,7 +570,7 @@ def run_import(table: Table, mapping: dict[str, str], settings: Settings, user: 
 
         return declared.run_import(table, mapping, settings, user, commit, progress, label)
     started = time.perf_counter()
-    with audit.audit_context(source="import", reason=label or None):
+    with audit.audit_context(source="import", reason=label or None, steps=True):
         result = ImportRun(table, mapping, settings, user, commit, progress).run()
     result.seconds = time.perf_counter() - started
     return result

@@ -62,6 +62,8 @@ class Lookups:
         self.owner_ids = visible_owner_ids(user)
         self.dictionaries = lookups_for(spec.fields)
         self.users = self._users(user)
+        #: name as typed -> the user ``records.owner_named`` found, or its refusal's message (once per name)
+        self.named: dict[str, Any] = {}
         self.existing = Existing(spec)
         self.customers = Existing(CUSTOMER_REF) if spec.model is FollowUp else self.existing
         self.duplicates = self.existing.duplicates if spec.model is Customer else None
@@ -83,10 +85,28 @@ class Lookups:
         message, and lets a record keep them, as forms, the API and the sync do); anyone
         else is unknown."""
         person = self.users.get(lookup_key(text))
-        return person if person is not None else records.owner_named(text, self.user, check=False)
+        if person is not None:
+            return person
+        key = text.strip()  # owner_named matches the user name as typed
+        if key not in self.named:  # one query per name, not per row that names it
+            try:
+                self.named[key] = records.owner_named(text, self.user, check=False)
+            except ValueError as exc:
+                self.named[key] = _Refused(exc.args[0])
+        found = self.named[key]
+        if isinstance(found, _Refused):
+            raise ValueError(found.message)
+        return found
 
     def in_scope(self, owner_id: int) -> bool:
         return self.owner_ids is None or owner_id in self.owner_ids
+
+
+class _Refused:
+    """``records.owner_named``'s refusal of a name, kept for the run (its lazy message)."""
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
 
 
 # Customer references from follow-up rows use the customer key table.

@@ -100,6 +100,8 @@ def cell_text(value: Any) -> str:
     Date-times are wall-clock text in the CRM's zone, as a sheet shows them: an aware value
     (an instant from the database) is converted with ``app.clock.local_naive``; a naive one is
     a cell's own wall-clock value and is kept (issue 11 §5)."""
+    if type(value) is str:  # most cells: straight to the text rule below
+        return (value if value.isprintable() else ILLEGAL_CHARACTERS_RE.sub("", value)).strip()
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():

@@ -7,6 +7,7 @@ from typing import Any
 from app.security.data_scope import visible_owner_ids
 from app.services import dedup
 from app.services.validation import credit_code_check_char
+from tests.app.services.test_dedup_clusters import fresh_clusters  # noqa: F401 (autouse fixture)
 from tests.conftest import user_id
 
 CREDIT = "91350100M000100Y4" + credit_code_check_char("91350100M000100Y4")

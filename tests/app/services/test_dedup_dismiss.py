@@ -16,6 +16,7 @@ from app.services import customers, dedup, merge
 from app.services.errors import NotFound, RuleViolation
 from app.services.validation import credit_code_check_char
 from tests.app.services.importing.conftest import run_job, write_xlsx  # noqa: F401 (fixture)
+from tests.app.services.test_dedup_clusters import fresh_clusters  # noqa: F401 (autouse fixture)
 
 CREDIT = "91350100M000100Y4" + credit_code_check_char("91350100M000100Y4")
 

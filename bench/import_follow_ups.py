@@ -1,0 +1,159 @@
+"""Import of a 100,000-row follow-up workbook (issue 12: follow-up import >= 10,000 rows/s).
+
+    .venv/bin/python -m bench.import_follow_ups [--rows 100000] [--existing 10000] [--runs 3] [--profile FILE]
+    DATABASE_URL=postgresql+psycopg://... .venv/bin/python -m bench.import_follow_ups
+
+The database holds ``--existing`` customers of a manager with department scope (the same
+fixture as ``bench.import_customers``; one in 500 archived); the workbook has one
+follow-up per row for those customers by code, in the template's headers, with ~2 % bad
+rows (an unknown customer code, an archived customer, empty content, an unknown method).
+Each run starts from a fresh database and imports in a fresh child process: read +
+validate + commit (numbered, audited), as the manager. Prints wall time, CPU time,
+rows/s and peak memory per run, then the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.import_customers import OUT, _profiler
+from bench.import_customers import build_database as build_customers
+
+HEADERS = ["客户编号", "跟进时间", "跟进方式", "跟进内容", "下一步计划", "下一步日期", "跟进人"]
+METHODS = ["电话", "拜访", "email", "会议", ""]
+
+
+def make_workbook(path: Path, rows: int, existing: int) -> None:
+    from datetime import datetime, timedelta
+
+    from openpyxl import Workbook
+
+    rng = random.Random(11)
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("跟进记录")
+    sheet.append(HEADERS)
+    start = datetime(2026, 3, 1, 9, 0)
+    for n in range(rows):
+        customer = f"C20240101{n % existing:06d}"
+        row = [customer, start + timedelta(minutes=n), rng.choice(METHODS), f"第{n}次电话沟通，客户对报价有兴趣",
+               "发送报价单", (start + timedelta(days=7 + n % 30)).date(), ""]
+        bad = n % 200  # ~2 % bad rows: four kinds
+        if bad == 11:
+            row[0] = f"C20990101{n:06d}"  # no such customer
+        elif bad == 23:
+            row[3] = ""
+        elif bad == 37:
+            row[2] = "飞鸽传书"
+        elif bad == 41:
+            row[0] = f"C20240101{(n // 500 * 500) % existing:06d}"  # archived (see build_database)
+        sheet.append(row)
+    workbook.save(path)
+
+
+def build_database(existing: int) -> None:
+    """The customer bench's database, with every 500th customer archived."""
+
+    def archive() -> None:
+        from sqlalchemy import update
+
+        from app.clock import utc_now
+        from app.extensions import db
+        from app.models import Customer
+
+        codes = [f"C20240101{n:06d}" for n in range(0, existing, 500)]
+        db.session.execute(update(Customer).where(Customer.code.in_(codes)).values(archived_at=utc_now()))
+        db.session.commit()
+
+    build_customers(existing, then=archive)
+
+
+def run_import(workbook: Path, profile: str | None = None) -> dict:
+    """In the child process: the measured part."""
+    from sqlalchemy import func, select
+
+    from app import create_app
+    from app.extensions import appbuilder, db
+    from app.models import AuditLog, FollowUp
+    from app.services.importing import columns
+    from app.services.importing.engine import Settings, run_import
+    from app.services.importing.reading import read_table
+    from config import Config
+
+    app = create_app(Config)
+    with app.app_context():
+        user = appbuilder.sm.find_user("manager")
+        profiler = _profiler(profile)
+        started, cpu = time.perf_counter(), time.process_time()
+        table = read_table(workbook)
+        read_seconds = time.perf_counter() - started
+        mapping = columns.auto_map(columns.FOLLOW_UP, table.headers)
+        result = run_import(table, mapping, Settings("follow_up", mode="create"), user, commit=True)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        stored = db.session.scalar(select(func.count(FollowUp.id)))
+        audited = db.session.scalar(select(func.count(AuditLog.id)).where(AuditLog.source == "import"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"read_s": read_seconds, "total_s": seconds, "cpu_s": cpu, "peak_mib": peak, "stored": stored,
+            "audited": audited, **result.summary()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--existing", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", help="write a cProfile of the measured part to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--build", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.build is not None:
+        build_database(args.build)
+        return
+    if args.child:
+        print(json.dumps(run_import(Path(args.child), args.profile)))
+        return
+    OUT.mkdir(exist_ok=True)
+    workbook = OUT / f"follow-ups-{args.rows}-{args.existing}.xlsx"
+    if not workbook.exists():
+        make_workbook(workbook, args.rows, args.existing)
+    runs = [_one_run(workbook, args) for _ in range(args.runs)]
+    print(f"median of {len(runs)}: {statistics.median(r['total_s'] for r in runs):.2f} s wall, "
+          f"{statistics.median(r['cpu_s'] for r in runs):.2f} s CPU, "
+          f"{statistics.median(r['rows'] / r['total_s'] for r in runs):,.0f} rows/s, "
+          f"peak {max(r['peak_mib'] for r in runs):.0f} MiB")
+
+
+def _one_run(workbook: Path, args: argparse.Namespace) -> dict:
+    """A fresh database (built in one child) and one import (in another); prints and returns its figures."""
+    load = os.getloadavg()[0]
+    env = dict(os.environ)
+    tmp = Path(tempfile.mkdtemp(prefix="crm-bench-follow-ups-"))
+    env.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'bench.db'}")
+    env.update(CRM_INSTANCE_DIR=str(tmp), CRM_SCHEDULER="0")
+    module = [sys.executable, "-m", "bench.import_follow_ups"]
+    subprocess.run([*module, "--build", str(args.existing)], check=True, capture_output=True, env=env)
+    command = [*module, "--child", str(workbook)] + (["--profile", args.profile] if args.profile else [])
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    figures = json.loads(output.strip().splitlines()[-1])
+    print(f"rows {figures['rows']:,}: created {figures['created']:,}, rejected {figures['rejected']:,}; "
+          f"follow-ups stored {figures['stored']:,}, audit entries {figures['audited']:,}")
+    print(f"read {figures['read_s']:.2f} s; read + validate + commit {figures['total_s']:.2f} s "
+          f"({figures['rows'] / figures['total_s']:,.0f} rows/s, CPU {figures['cpu_s']:.2f} s); "
+          f"peak memory {figures['peak_mib']:.0f} MiB; load average {load:.2f}", flush=True)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
