@@ -104,8 +104,17 @@ def build_database(existing: int, then: Callable[[], None] | None = None) -> Non
 
 def run_import(workbook: Path, profile: str | None = None) -> dict:
     """In the child process: the measured part."""
+    return measure(workbook, profile, "customer", "upsert")
+
+
+def measure(workbook: Path, profile: str | None, kind: str, mode: str) -> dict:
+    """Read + validate + commit ``workbook`` as the manager (``kind``: an importer model name);
+    the figures as a dict (times in s, peak memory in MiB, the import's summary)."""
+    from sqlalchemy import func, select
+
     from app import create_app
     from app.extensions import appbuilder, db
+    from app.models import AuditLog
     from app.services.importing import columns
     from app.services.importing.engine import Settings, run_import
     from app.services.importing.reading import read_table
@@ -118,17 +127,14 @@ def run_import(workbook: Path, profile: str | None = None) -> dict:
         started, cpu = time.perf_counter(), time.process_time()
         table = read_table(workbook)
         read_seconds = time.perf_counter() - started
-        mapping = columns.auto_map(columns.CUSTOMER, table.headers)
-        result = run_import(table, mapping, Settings("customer", mode="upsert"), user, commit=True)
+        spec = columns.MODELS[kind]
+        mapping = columns.auto_map(spec, table.headers)
+        result = run_import(table, mapping, Settings(kind, mode=mode), user, commit=True)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile)
-        from sqlalchemy import func, select
-
-        from app.models import AuditLog, Customer
-
-        stored = db.session.scalar(select(func.count(Customer.id)))
+        stored = db.session.scalar(select(func.count()).select_from(spec.model))
         audited = db.session.scalar(select(func.count(AuditLog.id)).where(AuditLog.source == "import"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"read_s": read_seconds, "total_s": seconds, "cpu_s": cpu, "peak_mib": peak, "stored": stored,
@@ -170,27 +176,34 @@ def main() -> None:
         print(json.dumps(run_import(Path(args.child), args.profile)))
         return
     workbook = workbook_for(args.rows)
-    runs = []
-    for _ in range(args.runs):
-        runs.append(_one_run(workbook, args))
+    print_medians([_one_run(workbook, args) for _ in range(args.runs)])
+
+
+def print_medians(runs: list[dict]) -> None:
     print(f"median of {len(runs)}: {statistics.median(r['total_s'] for r in runs):.2f} s wall, "
           f"{statistics.median(r['cpu_s'] for r in runs):.2f} s CPU, "
           f"{statistics.median(r['rows'] / r['total_s'] for r in runs):,.0f} rows/s, "
           f"peak {max(r['peak_mib'] for r in runs):.0f} MiB")
 
 
-def _one_run(workbook: Path, args: argparse.Namespace) -> dict:
-    """A fresh database (built in one child) and one import (in another); prints and returns its figures."""
+def fresh_run(workbook: Path, args: argparse.Namespace, module: str) -> tuple[dict, float]:
+    """A fresh database (built by ``module --build`` in one child) and one import (``module
+    --child`` in another); (its figures, the load average at the start)."""
     load = os.getloadavg()[0]
     env = dict(os.environ)
     tmp = Path(tempfile.mkdtemp(prefix="crm-bench-import-"))
     env.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'bench.db'}")
     env.update(CRM_INSTANCE_DIR=str(tmp), CRM_SCHEDULER="0")
-    module = [sys.executable, "-m", "bench.import_customers"]
-    subprocess.run([*module, "--build", str(args.existing)], check=True, capture_output=True, env=env)
-    command = [*module, "--child", str(workbook)] + (["--profile", args.profile] if args.profile else [])
-    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
-    figures = json.loads(output.strip().splitlines()[-1])
+    command = [sys.executable, "-m", module]
+    subprocess.run([*command, "--build", str(args.existing)], check=True, capture_output=True, env=env)
+    child = [*command, "--child", str(workbook)] + (["--profile", args.profile] if args.profile else [])
+    output = subprocess.run(child, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(output.strip().splitlines()[-1]), load
+
+
+def _one_run(workbook: Path, args: argparse.Namespace) -> dict:
+    """A fresh database (built in one child) and one import (in another); prints and returns its figures."""
+    figures, load = fresh_run(workbook, args, "bench.import_customers")
     print(f"rows {figures['rows']:,}: created {figures['created']:,}, updated {figures['updated']:,}, "
           f"unchanged {figures['unchanged']:,}, rejected {figures['rejected']:,} "
           f"(duplicates {figures['duplicates']:,}); customers stored {figures['stored']:,}, "

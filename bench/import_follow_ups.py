@@ -16,17 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import resource
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
-from bench.import_customers import OUT, _profiler
+from bench.import_customers import OUT, fresh_run, measure, print_medians
 from bench.import_customers import build_database as build_customers
 
 HEADERS = ["客户编号", "跟进时间", "跟进方式", "跟进内容", "下一步计划", "下一步日期", "跟进人"]
@@ -79,34 +72,7 @@ def build_database(existing: int) -> None:
 
 def run_import(workbook: Path, profile: str | None = None) -> dict:
     """In the child process: the measured part."""
-    from sqlalchemy import func, select
-
-    from app import create_app
-    from app.extensions import appbuilder, db
-    from app.models import AuditLog, FollowUp
-    from app.services.importing import columns
-    from app.services.importing.engine import Settings, run_import
-    from app.services.importing.reading import read_table
-    from config import Config
-
-    app = create_app(Config)
-    with app.app_context():
-        user = appbuilder.sm.find_user("manager")
-        profiler = _profiler(profile)
-        started, cpu = time.perf_counter(), time.process_time()
-        table = read_table(workbook)
-        read_seconds = time.perf_counter() - started
-        mapping = columns.auto_map(columns.FOLLOW_UP, table.headers)
-        result = run_import(table, mapping, Settings("follow_up", mode="create"), user, commit=True)
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(profile)
-        stored = db.session.scalar(select(func.count(FollowUp.id)))
-        audited = db.session.scalar(select(func.count(AuditLog.id)).where(AuditLog.source == "import"))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"read_s": read_seconds, "total_s": seconds, "cpu_s": cpu, "peak_mib": peak, "stored": stored,
-            "audited": audited, **result.summary()}
+    return measure(workbook, profile, "follow_up", "create")
 
 
 def main() -> None:
@@ -128,25 +94,12 @@ def main() -> None:
     workbook = OUT / f"follow-ups-{args.rows}-{args.existing}.xlsx"
     if not workbook.exists():
         make_workbook(workbook, args.rows, args.existing)
-    runs = [_one_run(workbook, args) for _ in range(args.runs)]
-    print(f"median of {len(runs)}: {statistics.median(r['total_s'] for r in runs):.2f} s wall, "
-          f"{statistics.median(r['cpu_s'] for r in runs):.2f} s CPU, "
-          f"{statistics.median(r['rows'] / r['total_s'] for r in runs):,.0f} rows/s, "
-          f"peak {max(r['peak_mib'] for r in runs):.0f} MiB")
+    print_medians([_one_run(workbook, args) for _ in range(args.runs)])
 
 
 def _one_run(workbook: Path, args: argparse.Namespace) -> dict:
     """A fresh database (built in one child) and one import (in another); prints and returns its figures."""
-    load = os.getloadavg()[0]
-    env = dict(os.environ)
-    tmp = Path(tempfile.mkdtemp(prefix="crm-bench-follow-ups-"))
-    env.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'bench.db'}")
-    env.update(CRM_INSTANCE_DIR=str(tmp), CRM_SCHEDULER="0")
-    module = [sys.executable, "-m", "bench.import_follow_ups"]
-    subprocess.run([*module, "--build", str(args.existing)], check=True, capture_output=True, env=env)
-    command = [*module, "--child", str(workbook)] + (["--profile", args.profile] if args.profile else [])
-    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
-    figures = json.loads(output.strip().splitlines()[-1])
+    figures, load = fresh_run(workbook, args, "bench.import_follow_ups")
     print(f"rows {figures['rows']:,}: created {figures['created']:,}, rejected {figures['rejected']:,}; "
           f"follow-ups stored {figures['stored']:,}, audit entries {figures['audited']:,}")
     print(f"read {figures['read_s']:.2f} s; read + validate + commit {figures['total_s']:.2f} s "
