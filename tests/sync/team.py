@@ -66,7 +66,7 @@ from app.services import merge as merge_service
 from app.services import validation
 from app.services.dictionaries import lookups_for
 from app.services.errors import RuleViolation
-from app.services.importing.columns import CUSTOMER
+from app.services.importing.columns import CUSTOMER, header_key
 from sync.backends import sheet_cell
 from sync.fields import FieldCodec
 
@@ -879,7 +879,8 @@ class Team:
             target, codec = self.target(), self.codec()
             data = self.side.backend().read()
             head = data.headers
-            cols = {name: head.index(self.header_of[name]) for name in FIELDS}
+            keyed = {header_key(text): index for index, text in enumerate(head)}  # as the sync finds them
+            cols = {name: keyed[header_key(self.header_of[name])] for name in FIELDS}
             status_col = head.index(STATUS) if STATUS in head else None
             rows = {}
             for row in data.rows:
