@@ -161,6 +161,15 @@ def workbook_for(rows: int) -> Path:
 
 
 def main() -> None:
+    bench(build_database, run_import, lambda args: workbook_for(args.rows), lambda book, args: _one_run(book, args))
+
+
+def bench(build: Callable[[int], None], child: Callable[[Path, str | None], dict],
+          workbook: Callable[[argparse.Namespace], Path],
+          one_run: Callable[[Path, argparse.Namespace], dict]) -> None:
+    """An import bench's command line: ``--build N`` and ``--child FILE`` are its two child
+    processes (the database with N existing customers; the measured import, figures as JSON);
+    without them, ``--runs`` fresh runs of the workbook and their medians."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--existing", type=int, default=10_000)
@@ -170,13 +179,13 @@ def main() -> None:
     parser.add_argument("--build", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build is not None:
-        build_database(args.build)
+        build(args.build)
         return
     if args.child:
-        print(json.dumps(run_import(Path(args.child), args.profile)))
+        print(json.dumps(child(Path(args.child), args.profile)))
         return
-    workbook = workbook_for(args.rows)
-    print_medians([_one_run(workbook, args) for _ in range(args.runs)])
+    book = workbook(args)
+    print_medians([one_run(book, args) for _ in range(args.runs)])
 
 
 def print_medians(runs: list[dict]) -> None:

@@ -15,11 +15,10 @@ rows/s and peak memory per run, then the medians.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
 
-from bench.import_customers import OUT, fresh_run, measure, print_medians
+from bench.import_customers import OUT, bench, fresh_run, measure
 from bench.import_customers import build_database as build_customers
 
 HEADERS = ["客户编号", "跟进时间", "跟进方式", "跟进内容", "下一步计划", "下一步日期", "跟进人"]
@@ -76,25 +75,16 @@ def run_import(workbook: Path, profile: str | None = None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--existing", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--profile", help="write a cProfile of the measured part to this file")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--build", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.build is not None:
-        build_database(args.build)
-        return
-    if args.child:
-        print(json.dumps(run_import(Path(args.child), args.profile)))
-        return
+    bench(build_database, run_import, _workbook, _one_run)
+
+
+def _workbook(args: argparse.Namespace) -> Path:
+    """The bench workbook, built once and kept in ``bench/out``."""
     OUT.mkdir(exist_ok=True)
-    workbook = OUT / f"follow-ups-{args.rows}-{args.existing}.xlsx"
-    if not workbook.exists():
-        make_workbook(workbook, args.rows, args.existing)
-    print_medians([_one_run(workbook, args) for _ in range(args.runs)])
+    path = OUT / f"follow-ups-{args.rows}-{args.existing}.xlsx"
+    if not path.exists():
+        make_workbook(path, args.rows, args.existing)
+    return path
 
 
 def _one_run(workbook: Path, args: argparse.Namespace) -> dict:
