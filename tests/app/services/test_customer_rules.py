@@ -106,7 +106,8 @@ def test_archiving_stamps_the_time_and_writes_an_audit_entry(ctx, make_customer)
     db.session.remove()
     assert db.session.get(Customer, pk).archived_at is not None
     actions = db.session.scalars(select(AuditLog.action).where(AuditLog.object_type == "Customer",
-                                                               AuditLog.object_id == str(pk))).all()
+                                                               AuditLog.object_id == str(pk))
+                                 .order_by(AuditLog.seq)).all()
     assert actions == ["create", "archive"]
 
 
