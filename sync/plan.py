@@ -4,10 +4,11 @@ Nothing is written here; ``sync.runner`` applies the plan in a fixed order."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -44,8 +45,8 @@ class Plan:
     bases: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)
     drop_bases: list[int] = field(default_factory=list)
     conflicts: list[tuple[int, str, merge.Conflict]] = field(default_factory=list)
-    #: New rows refused as the same as another new row of this run: (row, values).
-    twins: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    #: New rows refused as the same as another new row of this run: (row, values, that row).
+    twins: list[tuple[int, dict[str, str], int]] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
     kind: Records | None = None
@@ -62,6 +63,14 @@ class Plan:
     maybe_duplicates: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     #: Open conflicts this run finds settled (both sides agree now, or the deleted row is back).
     settled: list[int] = field(default_factory=list)
+    #: The agreed rows as the run found them (``agreed_rows``): read once per run, kept up to date by
+    #: ``sync.runner`` as it stores them.
+    agreed: dict[int, Any] = field(default_factory=dict)
+    #: Record -> the digest of its keyed row (``row_digest``) when sheet and CRM showed the same values:
+    #: stored with the agreement, so that the next run skips the row while nothing it was read from changed.
+    checked: dict[int, str] = field(default_factory=dict)
+    #: Records whose row was skipped that way: their agreement is stored as it is (nothing to compare).
+    unchanged: set[int] = field(default_factory=set)
 
 
 def describe(plan: Plan, limit: int = 8) -> str:
@@ -136,7 +145,7 @@ def build_plan(target: SyncTarget, backend: Any, user: Any) -> Plan:
     key_col = data.headers.index(key_header)
     _guard(target, data, mapping, key_col, bases)
     status_col = data.headers.index(STATUS_HEADER) if STATUS_HEADER in data.headers else len(data.headers)
-    plan = Plan(data, mapping, key_col, status_col, kind=kind)
+    plan = Plan(data, mapping, key_col, status_col, kind=kind, agreed=bases)
     if status_col == len(data.headers):
         plan.write.headers[status_col] = STATUS_HEADER
     codec = FieldCodec.for_headers(kind.spec, {h: f for h, f in mapping.items() if f != "code"},
@@ -161,6 +170,8 @@ class _Planner:
         self.policy = {PUSH: merge.APP_WINS, PULL: merge.SHEET_WINS}.get(self.direction, target.conflict_policy)
         self.seen: set[int] = set()
         self._cell_problems: dict[str, str] = {}
+        #: The CRM's values of the record ``_merge`` merged last.
+        self._app: dict[str, str] = {}
         self._unlisted: dict[Any, Any] | None = None
         self._archived: dict[Any, Any] | None = None
         #: Identities (the duplicate rule's, on the values as stored) of the keyed rows and of the new
@@ -174,6 +185,19 @@ class _Planner:
                         if row.key == PENDING and row.base.get("_row")}
         #: Records merged on a row of their own this run (their conflicts were looked at again).
         self.merged: set[int] = set()
+        #: Rows with a code, by their content as the run leaves them (``Records.copy_key``) -> that
+        #: code: a keyless row with the same content repeats that row, duplicate rule or not.
+        self.copies: dict[str, str] = {}
+        #: The keyed rows as the run leaves them: (row, code, values); ``created`` and ``copies`` are
+        #: filled from them at the first keyless row (most runs have none: 50k rows cost seconds).
+        self.shown: list[tuple[int, str, dict[str, str]]] = []
+        #: Archived records with a row still waiting (edits not applied): their agreed row is kept.
+        self.kept_archived: set[int] = set()
+        #: What every row digest shares (``FieldCodec.context``); records with an open conflict, whose
+        #: rows always take the whole merge (it decides whether the conflict is settled).
+        self.context = codec.context()
+        self.disputed = set(db.session.scalars(select(SyncConflict.record_id).where(
+            SyncConflict.target_id == target.id, SyncConflict.resolved_at.is_(None))))
 
     def walk(self) -> None:
         self.keyed = keyed = {row[self.plan.key_col].strip() for row in self.plan.data.rows}
@@ -188,6 +212,10 @@ class _Planner:
         for index in unkeyed:
             self._guarded(index, self._new_row, index, self.plan.data.rows[index], keyed)
         self._rows_missing_from_sheet()
+        # An archived record's agreed row stays while any of its rows waits, whichever of its rows
+        # came first: a copy (or its merged-away keyed row) that left the sheet must not take the
+        # agreement the waiting row is judged by, or that row's status would change on the next run.
+        self.plan.drop_bases = [pk for pk in self.plan.drop_bases if pk not in self.kept_archived]
         self._settle_conflicts()
         self._status_cells()
 
@@ -220,12 +248,24 @@ class _Planner:
         if self.kind.archived(record):
             self._archived_row(index, row, record, key)
             return
-        base, sheet = self.bases.get(record.id), self._sheet_values(row)
         self.merged.add(record.id)
+        base = self.bases.get(record.id)
+        digest = row_digest(self.context, {name: row[col] for name, col in self.columns.items()},
+                            self.codec.app_raw(record))
+        if base is not None and base.checked == digest and base.key == record.code and record.id not in self.disputed:
+            # cells and record as they were when both sides last showed the same values: the merge
+            # would find them equal again (issue 12: a 50k-row sheet's unchanged rows cost no per-field work)
+            shown = {name: base.base[name] for name in self.columns}
+            self.plan.bases[record.id] = (record.code, dict(base.base))
+            self.plan.checked[record.id] = digest
+            self.plan.unchanged.add(record.id)
+            self.shown.append((index, record.code, shown))
+            return
+        sheet = self._sheet_values(row)
         shown = self._merge(index, record, base.base if base else None, sheet, record.code)
-        if self.kind.has_duplicate_rule:  # a keyless copy of this row, as the run leaves it, is the same record
-            for identity in self.kind.identities(shown):
-                self.created.setdefault(identity, index)
+        if self._app == sheet:
+            self.plan.checked[record.id] = digest
+        self.shown.append((index, record.code, shown))
 
     def _archived_row(self, index: int, row: list[str], record: Any, key: str) -> None:
         """Archived in the app: the row leaves the sheet, unless it holds an edit never synced
@@ -237,6 +277,7 @@ class _Planner:
             self.plan.errors[index] = str(_l("%(code)s is archived in the CRM; this row's changes were not "
                                              "applied. Restore the customer to apply them, or delete the row.",
                                              code=key))
+            self.kept_archived.add(record.id)
         else:
             self.plan.write.delete.append(index)
             self.plan.drop_bases.append(record.id)
@@ -300,7 +341,7 @@ class _Planner:
         """Merge one row with its record; ``on_sheet``: the row's code cell already holds ``key``.
         Returns the row's values as this run leaves them."""
         base = {name: value for name, value in base.items() if name != "_row"} if base else base
-        app = self.codec.app_values(record)
+        app = self._app = self.codec.app_values(record)
         result = merge.merge_row(base, app, sheet, self.policy, record.changed_on, self.plan.data.modified_at)
         if self.direction == PULL:  # the CRM's own change stays in the CRM; the row as it is stays agreed
             for name in result.to_sheet:
@@ -347,7 +388,18 @@ class _Planner:
     def _header(self, name: str) -> str:
         return next((h for h, f in self.plan.mapping.items() if f == name), name)
 
+    def _known_rows(self) -> None:
+        """A keyless copy of a keyed row, as the run leaves it, is that row's record: by the duplicate
+        rule's identities (``created``) and by its whole content (``copies``)."""
+        for index, code, shown in self.shown:
+            copy, identities = self.kind.known_keys(shown)
+            self.copies.setdefault(copy, code)
+            for identity in identities:
+                self.created.setdefault(identity, index)
+        self.shown.clear()
+
     def _new_row(self, index: int, row: list[str], keyed: set[str]) -> None:
+        self._known_rows()
         if self.direction == PUSH:
             self.plan.errors[index] = str(_l("This sync only sends CRM data to the sheet; add customers in the CRM."))
             return
@@ -358,7 +410,8 @@ class _Planner:
             self.merged.add(match.id)
             self.plan.write.cells[(index, self.plan.key_col)] = match.code
             base = self.bases.get(match.id)  # a row typed again, or its code cleared: the agreement stands
-            self._merge(index, match, base.base if base else None, sheet, match.code, on_sheet=False)
+            shown = self._merge(index, match, base.base if base else None, sheet, match.code, on_sheet=False)
+            self.copies.setdefault(self.kind.copy_key(shown), match.code)
             self.plan.counts["sheet_linked"] += 1
             return
         archived = self._archived_match(sheet)
@@ -366,15 +419,17 @@ class _Planner:
             self.seen.add(archived.id)
             self._archived_row(index, row, archived, archived.code)
             return
-        identities = self.kind.identities(sheet) if self.kind.has_duplicate_rule else []
+        copy = self.kind.copy_key(sheet)
+        identities = [*(self.kind.identities(sheet) if self.kind.has_duplicate_rule else []), ("row", copy)]
         first = next((self.created[key] for key in identities if key in self.created), None)
         if first is not None:  # the runner names the record once it exists (as the next run will)
-            self.plan.twins.append((index, sheet))
+            self.plan.twins.append((index, sheet, first))
         problem = (str(_l("Same as row %(row)d of this sheet: keep one of the two rows.", row=first + 2))
                    if first is not None else None) or self._check(None, sheet)
         duplicate = None if problem else self.kind.duplicate_problem(sheet, self.user)
-        if problem or duplicate:
-            self.plan.errors[index] = problem or duplicate
+        repeated = None if problem or duplicate or copy not in self.copies else copy_message(self.copies[copy])
+        if problem or duplicate or repeated:
+            self.plan.errors[index] = problem or duplicate or repeated
             self.plan.counts["app_rejected"] += 1
             if duplicate:  # the apply step asks again once this run's own changes are in the CRM
                 self.plan.maybe_duplicates.append((index, sheet))
@@ -500,6 +555,12 @@ class _Planner:
                 self.plan.write.cells[(index, col)] = message
 
 
+def copy_message(code: str) -> str:
+    """A keyless row that repeats the row of ``code`` on the same sheet (typed twice, or copied with
+    its code cleared): refused, never a second record, whether or not the duplicate rule can tell."""
+    return str(_l("Same as %(code)s on this sheet: keep one of the two rows.", code=code))
+
+
 def fingerprint(values: dict[str, str]) -> str:
     """A row's content as one text (canonical values by field): how a record created from a row
     is recognised on the next run when the row never received its code."""
@@ -528,9 +589,35 @@ def _unsynced(sheet: dict[str, str], agreed: dict[str, str]) -> dict[str, tuple[
     return {name: (agreed.get(name), value) for name, value in sheet.items() if value != (agreed.get(name) or "")}
 
 
-def agreed_rows(target_id: int) -> dict[int, Any]:
-    """record id -> (id, record_id, key, base) of the agreed rows (plain rows: thousands of them)."""
+def row_digest(context: str, cells: dict[str, Any], raw: tuple) -> str:
+    """One keyed row's inputs as a digest (32 hex digits): ``context`` (``FieldCodec.context``), the row's
+    mapped cells with their kind (a number cell, a formula without a result) and the record's stored
+    values (``FieldCodec.app_raw``). Equal digests mean ``sheet_text`` and ``app_text`` read equal values."""
+    typed = [(name, type(cell).__name__, str(cell), getattr(cell, "number", None), getattr(cell, "shown", None))
+             for name, cell in cells.items()]
+    return hashlib.blake2b(repr((context, typed, raw)).encode(), digest_size=16).hexdigest()
+
+
+def agreed_rows(target_id: int, record_ids: list[int] | None = None) -> dict[int, Any]:
+    """record id -> (id, record_id, key, base, checked) of the agreed rows (plain rows: thousands of
+    them); ``record_ids``: only those records' rows."""
     table = SyncRow.__table__
-    rows = db.session.execute(select(table.c.id, table.c.record_id, table.c.key, table.c.base)
-                              .where(table.c.target_id == target_id))
-    return {row.record_id: row for row in rows}
+    query = select(table.c.id, table.c.record_id, table.c.key, table.c.base, table.c.checked) \
+        .where(table.c.target_id == target_id)
+    if record_ids is None:
+        return {row.record_id: Agreed(*row) for row in db.session.execute(query)}
+    found = {}
+    for start in range(0, len(record_ids), 5000):  # bounded parameter lists (SQLite, psycopg)
+        rows = db.session.execute(query.where(table.c.record_id.in_(record_ids[start:start + 5000])))
+        found.update((row.record_id, Agreed(*row)) for row in rows)
+    return found
+
+
+class Agreed(NamedTuple):
+    """One stored agreed row (``SyncRow`` as plain values)."""
+
+    id: int
+    record_id: int
+    key: str
+    base: dict[str, str]
+    checked: str | None

@@ -5,6 +5,7 @@ whether they can be archived)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,32 @@ class Records:
     def record_identities(self, record: Any, codec: Any) -> list[Any]:
         return self.identities(codec.app_values(record))
 
+    def copy_key(self, fields: dict[str, str]) -> str:
+        """A row's content as one text, for telling that a keyless row repeats another row of the
+        sheet (issue 21: a row typed twice, or copied with its code cleared, is one record even
+        when the duplicate rule cannot tell, e.g. a customer without a contact). People fields are
+        left out: the save fills an empty owner in, so the first row shows one and its copy not."""
+        return self._copy_key(self.stored(fields))
+
+    def known_keys(self, fields: dict[str, str]) -> tuple[str, list[Any]]:
+        """``copy_key`` and, with a duplicate rule, ``identities`` of one row, the values cleaned once
+        (issue 12: every keyed row of a 50k-row sheet gets both when the sheet has a keyless row)."""
+        stored = self.stored(fields)
+        return self._copy_key(stored), (self._stored_identities(stored) if self.has_duplicate_rule else [])
+
+    def _copy_key(self, stored: dict[str, str]) -> str:
+        people = {spec.name for spec in self.spec.fields if spec.kind == USER}
+        return json.dumps(sorted((name, value) for name, value in stored.items()
+                                 if name not in people and not name.startswith("_")), ensure_ascii=False)
+
+    def _stored_identities(self, stored: dict[str, str]) -> list[Any]:
+        """``identities`` of values already as ``stored`` makes them."""
+        return self.identities(stored)
+
+    def stored(self, fields: dict[str, str]) -> dict[str, str]:
+        """``fields`` as the save would store them, where the rules clean a value (none by default)."""
+        return dict(fields)
+
     def duplicate_problem(self, fields: dict[str, str], user: Any) -> str | None:
         """Why a new row must not become a record although it passed the rules (None: it may)."""
         return None
@@ -152,10 +179,15 @@ class CustomerRecords(Records):
     def identities(self, fields: dict[str, str]) -> list[Any]:
         """The duplicate rule's two keys on the values as the save stores them (``_as_stored``):
         credit code, and name + contact + phone."""
-        fields = _as_stored(fields)
+        return self._stored_identities(_as_stored(fields))
+
+    def _stored_identities(self, fields: dict[str, str]) -> list[Any]:
         entry = dedup.entry_key(fields.get("name"), fields.get("contact_name"), fields.get("contact_phone"))
         credit = ("credit", fields["credit_code"]) if fields.get("credit_code") else None
         return [key for key in (credit, entry) if key]
+
+    def stored(self, fields: dict[str, str]) -> dict[str, str]:
+        return _as_stored(fields)
 
     def record_identities(self, record: Any, codec: Any) -> list[Any]:
         return self.identities({"name": record.name, "contact_name": record.contact_name,

@@ -34,7 +34,7 @@ from app.services.errors import RuleViolation
 from sync.backends import SheetChanged, SheetUnavailable
 from sync.conflicts import SETTLED
 from sync.fields import mask_phones_in
-from sync.plan import PENDING, GuardStop, Plan, agreed_rows, build_plan, describe, fingerprint
+from sync.plan import PENDING, GuardStop, Plan, agreed_rows, build_plan, copy_message, describe, fingerprint
 
 STALE_CLAIM = timedelta(minutes=15)
 #: What a run's counts (``sync.plan``: ``Plan.counts``) say, in its result and on the screens.
@@ -154,6 +154,7 @@ def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
     agreement those changes make (``Plan.interim``): a run that fails after this commit neither
     loses the sheet's values that reached the CRM nor creates a row's record twice (issue 21)."""
     kind = plan.kind
+    _load_records(kind.model, [*plan.updates, *plan.archives])
     updated = [(plan.update_rows[pk], kind.save(db.session.get(kind.model, pk), changes, user), changes)
                for pk, changes in plan.updates.items()]
     for record_id in plan.archives:
@@ -171,12 +172,20 @@ def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
         plan.interim[record.id] = (PENDING, {**values, "_row": fingerprint(values)})
     for index, record, values in updated + created:
         _as_stored(plan, index, record, values)
-    for index, values in plan.twins:  # the record the row repeats exists now: say which, as later runs will
-        problem = kind.duplicate_problem(values, user)
+    codes = {index: record.code for index, record, _ in created}
+    for index, values, first in plan.twins:  # the record the row repeats exists now: say which, as later runs will
+        problem = kind.duplicate_problem(values, user) or (copy_message(codes[first]) if first in codes else None)
         if problem:
             _status(plan, index, problem)
-    _upsert_bases(target.id, plan.interim)
+    _upsert_bases(target.id, plan.interim, existing=plan.agreed)
     db.session.commit()
+
+
+def _load_records(model: type, ids: list[int]) -> None:
+    """The records the apply step changes, read in a few IN queries (the plan's trial left them
+    expired): ``db.session.get`` then finds each loaded, instead of one SELECT per record (issue 12)."""
+    for start in range(0, len(ids), 1000):
+        db.session.scalars(select(model).where(model.id.in_(ids[start:start + 1000]))).all()
 
 
 def _create(plan: Plan, user: Any) -> list[tuple[int, Any, dict[str, str]]]:
@@ -251,27 +260,43 @@ def _add_conflicts(target: SyncTarget, plan: Plan) -> None:
 
 def _store_bases(target: SyncTarget, plan: Plan) -> None:
     """Step 4: the new agreement, only after the sheet holds it; unchanged rows are not rewritten."""
-    _upsert_bases(target.id, plan.bases, plan.drop_bases)
+    _upsert_bases(target.id, plan.bases, plan.drop_bases, existing=plan.agreed, checked=plan.checked,
+                  unchanged=plan.unchanged)
     db.session.commit()
 
 
-def _upsert_bases(target_id: int, bases: dict[int, tuple[str, dict[str, str]]], drop: list[int] = ()) -> None:
-    """Store ``bases`` (record id -> (key, agreed values)) and delete the agreed rows of ``drop``."""
+def _upsert_bases(target_id: int, bases: dict[int, tuple[str, dict[str, str]]], drop: list[int] = (), *,
+                  existing: dict[int, Any], checked: dict[int, str] | None = None,
+                  unchanged: set[int] = frozenset()) -> None:
+    """Store ``bases`` (record id -> (key, agreed values)) with each row's digest (``checked``: record id ->
+    ``sync.plan.row_digest``, None for a row without one) and delete the agreed rows of ``drop``.
+
+    ``existing`` is the agreed rows as stored (``agreed_rows``, read once per run): rows that would not
+    change are not written, the records of ``unchanged`` not even compared, and ``existing`` is brought
+    up to date with what this call stores (a later call of the run compares with it)."""
     table = SyncRow.__table__
-    existing, stamp = agreed_rows(target_id), utc_now()
+    checked, stamp = checked or {}, utc_now()
     inserts, updates = [], []
     for record_id, (key, agreed) in bases.items():
-        row = existing.get(record_id)
+        if record_id in unchanged:
+            continue
+        row, digest = existing.get(record_id), checked.get(record_id)
         if row is None:
             inserts.append({"target_id": target_id, "record_id": record_id, "key": key, "base": agreed,
-                            "synced_at": stamp})
-        elif row.key != key or row.base != agreed:
-            updates.append({"row_id": row.id, "new_key": key, "new_base": agreed, "stamp": stamp})
+                            "checked": digest, "synced_at": stamp})
+        elif row.key != key or row.base != agreed or row.checked != digest:
+            updates.append({"row_id": row.id, "new_key": key, "new_base": agreed, "new_checked": digest,
+                            "stamp": stamp})
+            existing[record_id] = row._replace(key=key, base=agreed, checked=digest)
     if inserts:
         db.session.execute(insert(table), inserts)
+        existing.update(agreed_rows(target_id, [row["record_id"] for row in inserts]))
     if updates:
         db.session.execute(update(table).where(table.c.id == bindparam("row_id")).values(
-            key=bindparam("new_key"), base=bindparam("new_base"), synced_at=bindparam("stamp")), updates)
+            key=bindparam("new_key"), base=bindparam("new_base"), checked=bindparam("new_checked"),
+            synced_at=bindparam("stamp")), updates)
     gone = [record_id for record_id in drop if record_id in existing]
     if gone:
         db.session.execute(delete(table).where(table.c.target_id == target_id, table.c.record_id.in_(gone)))
+        for record_id in gone:
+            existing.pop(record_id, None)  # ``drop`` may name a record twice

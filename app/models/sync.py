@@ -64,6 +64,10 @@ class SyncRow(Model):
     record_id: Mapped[int] = mapped_column(Integer, nullable=False)
     key: Mapped[str] = mapped_column(String(40), nullable=False)
     base: Mapped[dict] = mapped_column(JSON, nullable=False)
+    #: The digest of the keyed row's cells and the record's stored values when both sides last showed
+    #: the same values (``sync.plan.row_digest``); the same digest next run: the row needs no merge.
+    #: None: compare it field by field (rows that changed, rows stored before issue 12).
+    checked: Mapped[str | None] = mapped_column(String(32))
     synced_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
 
 

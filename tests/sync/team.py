@@ -904,12 +904,15 @@ class Team:
             self._check_crm_edits(rows, customers, conflicts, codec, target, in_scope)
 
     def _check_names(self, customers: dict[int, Customer], aliases: dict[int, int]) -> None:
-        """One customer per identity (name, contact, phone: the duplicate rule's key): two live
+        """One customer per identity (name, contact, phone: the duplicate rule's key; with a part
+        blank, which the rule never matches, the whole row as typed): two live
         ones = a row created twice; a live one like an archived one that was not merged away =
         a row of an archived customer made into a new customer (kind "archived_twin")."""
         seen: dict[tuple, Customer] = {}
         for c in sorted(customers.values(), key=lambda c: (c.archived_at is not None, c.id)):
             key = (c.name, c.contact_name, c.contact_phone)
+            if not all(key):  # the rule matches no blanks (as forms and imports): same only if typed the same
+                key += (c.email, c.note, c.credit_code, c.industry_id)
             first = seen.setdefault(key, c)
             if first is c:
                 continue

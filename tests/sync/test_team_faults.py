@@ -574,3 +574,60 @@ def test_a_keyless_copy_of_an_archived_customers_row_is_not_created_again(
     assert len(_customers(app)) == 1 and _customer(app, a)["archived"]
     assert side.values()[1:] == []  # both rows of the archived customer left the sheet
     _quiet(app, side, sync, target)
+
+
+# A row's content is its identity when the duplicate rule has none (found by the 10x run) ---------------
+
+@pytest.mark.parametrize("how", ["typed_twice", "copied_with_code_cleared"])
+def test_a_customer_without_a_contact_repeated_on_the_sheet_is_one_customer(
+        app: Any, side: Any, make_target: Any, sync: Any, how: str) -> None:
+    row = ["", "无联系人客户", "", "13922223333", "", "备注"]  # no contact: the duplicate rule cannot tell
+    side.create([HEADERS, row] + ([list(row)] if how == "typed_twice" else []))
+    target = make_target()
+    sync(target)
+    made = _customers(app, name="无联系人客户")
+    assert len(made) == 1, made
+    if how == "copied_with_code_cleared":
+        side.edit(append=[["", *side.values()[_row_of(side, made[0]["code"])][1:6]]])
+    log, _ = sync(target)
+    assert log.status == "done", log.message
+    assert len(_customers(app, name="无联系人客户")) == 1
+    keyless = [r for r in side.values()[1:] if not r[CODE]]
+    assert len(keyless) == 1 and made[0]["code"] in keyless[0][6]  # "Same as C…: keep one of the two rows"
+    _quiet(app, side, sync, target)
+
+
+def test_a_customer_without_a_contact_typed_with_other_details_is_a_new_customer(
+        app: Any, side: Any, make_target: Any, sync: Any) -> None:
+    """The manual's key (name + contact + phone) never matches a blank part: as in a form or an import."""
+    side.create([HEADERS, ["", "无联系人客户", "", "13922223333", "", "备注一"],
+                 ["", "无联系人客户", "", "13922223333", "", "备注二"]])
+    target = make_target()
+    log, _ = sync(target)
+    assert log.status == "done", log.message
+    assert len(_customers(app, name="无联系人客户")) == 2
+    _quiet(app, side, sync, target)
+
+
+def test_two_keyless_rows_of_an_archived_customer_keep_their_status_when_one_leaves(
+        app: Any, side: Any, make_target: Any, sync: Any, make_customer: Any) -> None:
+    """One copy as synced leaves the sheet, the other holds an edit: the edited one keeps the archived
+    message run after run (the agreement it is judged by stays while it waits)."""
+    a = make_customer("rep_a", name="Alpha", contact_name="Li Na", contact_phone="13800000001")
+    side.create([HEADERS])
+    target = make_target()
+    sync(target)
+    code = _customer(app, a)["code"]
+    synced = (side.values()[_row_of(side, code)][1:6] + [""] * 5)[:5]  # trailing blanks are not read back
+    edited = [*synced[:4], "a note typed later"]
+    side.edit({(_row_of(side, code), CODE): ""}, append=[["", *edited]])
+    _archive(app, a)
+    log, _ = sync(target)
+    assert log.status == "done", log.message
+    rows = side.values()[1:]
+    assert [(r + [""] * 7)[1:6] for r in rows] == [edited] and "archived" in rows[0][6]
+    status = rows[0][6]
+    sync(target)
+    assert side.values()[1:][0][6] == status
+    assert len(_customers(app, name="Alpha")) == 1
+    _quiet(app, side, sync, target)
