@@ -157,10 +157,20 @@ class Config:
     FAB_PASSWORD_COMPLEXITY_ENABLED = True
     CRM_PASSWORD_MIN_LENGTH = int(os.environ.get("CRM_PASSWORD_MIN_LENGTH", 10))
 
-    # Rate limits (Flask-Limiter through FAB's limiter). memory:// is per process: use
-    # RATELIMIT_STORAGE_URI=redis://host:6379/0 when running several workers.
+    # Background work (app/services/tasks.py). "threads": a thread pool inside each web
+    # process (the embedded default: no Redis); "celery": a Celery task on the broker,
+    # run by `flask crm worker` processes on any machine.
+    #: Redis for production: the broker's default and the rate-limit counters (none: embedded).
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    CRM_TASK_QUEUE = os.environ.get("CRM_TASK_QUEUE", "threads")
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
+    #: Seconds a job's claim lasts without a heartbeat; after that the minute sweep queues it again.
+    CRM_JOB_LEASE_SECONDS = int(os.environ.get("CRM_JOB_LEASE_SECONDS", 60))
+
+    # Rate limits (Flask-Limiter through FAB's limiter). memory:// is per process, so with
+    # REDIS_URL set the counters live in Redis and hold across workers.
     RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
-    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI") or REDIS_URL or "memory://"
     RATELIMIT_HEADERS_ENABLED = True
     AUTH_RATE_LIMITED = True
     AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per 20 second")  # login POSTs per IP
@@ -198,6 +208,8 @@ class Config:
 
     # Scheduler: jobs persist in the application database
     SCHEDULER_ENABLED = _env_bool("CRM_SCHEDULER", True)
+    #: How often a standby scheduler tries to become the active one (seconds; issue 20).
+    CRM_SCHEDULER_STANDBY_SECONDS = float(os.environ.get("CRM_SCHEDULER_STANDBY_SECONDS", 15))
     # One zone for the CRM (app/clock.py): instants are stored in UTC and shown, parsed,
     # scheduled (the daily jobs, transfer and sync schedules) and dated (record codes,
     # "due today", account expiry) in this zone. An unknown name stops the start.
@@ -231,6 +243,11 @@ class TestConfig(Config):
     AUTH_RATE_LIMIT = "10000 per minute"
     CRM_LOGIN_LIMIT_PER_USERNAME = "10000 per minute"
     CRM_IMPORT_INLINE = True
+    #: Hermetic whatever the environment (CI exports REDIS_URL for tests/deploy): counters in
+    #: memory, jobs on threads; tests that need Redis start one and set these themselves.
+    REDIS_URL = CELERY_BROKER_URL = None
+    RATELIMIT_STORAGE_URI = "memory://"
+    CRM_TASK_QUEUE = "threads"
     #: Tests keep their workbooks and folders in pytest's tmp_path, under the system temp folder.
     CRM_FILES_ROOT = tempfile.gettempdir()
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or os.environ.get(

@@ -1,8 +1,10 @@
-"""`flask crm ...` commands: initialise a migrated database, load demo data, expire accounts."""
+"""`flask crm ...` commands: initialise a migrated database, load demo data, expire accounts,
+run a task worker or the scheduler."""
 
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 crm_cli = AppGroup("crm", help="CRM setup and maintenance.")
@@ -75,3 +77,40 @@ def totp_reset_command(username: str) -> None:
         raise click.ClickException(f"No user {username!r}.")
     reset(user, reason="reset from the command line")
     click.echo(f"Authenticator removed for {username}; they enrol again at next login if their role requires it.")
+
+
+@crm_cli.command("worker")
+@click.option("--concurrency", type=int, default=None, help="Jobs run at once (default: the CPU count).")
+@click.option("--hostname", default=None, help="Worker name, e.g. crm1@%h (default: celery@<host>).")
+@click.option("--pool", default=None, help="prefork (default), threads or solo.")
+@click.option("--loglevel", default="INFO")
+def worker_command(concurrency: int | None, hostname: str | None, pool: str | None, loglevel: str) -> None:
+    """Run background jobs from the queue (CRM_TASK_QUEUE=celery, broker at CELERY_BROKER_URL
+    or REDIS_URL); start as many as needed, on any machine sharing the database."""
+    from app.celery_app import worker
+
+    app = current_app._get_current_object()
+    if app.config.get("CRM_TASK_QUEUE") != "celery":
+        raise click.ClickException("Set CRM_TASK_QUEUE=celery (and REDIS_URL) to run task workers; "
+                                   "the embedded mode runs jobs in the web process.")
+    try:
+        celery = worker(app)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    argv = ["worker", f"--loglevel={loglevel}"]
+    argv += [f"--concurrency={concurrency}"] if concurrency else []
+    argv += [f"--hostname={hostname}"] if hostname else []
+    argv += [f"--pool={pool}"] if pool else []
+    celery.worker_main(argv)
+
+
+@crm_cli.command("scheduler")
+def scheduler_command() -> None:
+    """Run the scheduler in this process (blocks): one active per deployment, others wait as
+    standbys and take over when it stops."""
+    from app import scheduler
+
+    run_forever = getattr(scheduler, "run_forever", None)
+    if run_forever is None:
+        raise click.ClickException("This version has no standalone scheduler; run.py starts it.")
+    run_forever(current_app._get_current_object())

@@ -89,3 +89,6 @@ def register_views(appbuilder: AppBuilder) -> None:
 
     for api in (CustomerApi, FollowUpApi, *DICTIONARY_APIS):
         appbuilder.add_api(api)
+    from views.health import register_health
+
+    register_health(current_app, appbuilder)  # /health/live, /health/ready: no login, no limits

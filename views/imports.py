@@ -17,7 +17,7 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from app.models.transfers import DONE, PREVIEWED, QUEUED, RUNNING, TransferJob
 from app.security.data_scope import visible_owner_ids
-from app.services import background, dictionaries, messages
+from app.services import background, dictionaries, messages, tasks
 from app.services.errors import RuleViolation
 from app.services.importing import columns, engine, jobs, reading, values
 from app.services.importing.template import build_template
@@ -30,7 +30,8 @@ SAMPLE_ROWS = 3
 MODE_LABELS = {"create": _l("Create new records only"), "update": _l("Update existing records only"),
                "upsert": _l("Update existing, create the rest")}
 STATUS_LABELS = {"uploaded": _l("Uploaded"), "previewed": _l("Dry run"), "queued": _l("Queued"),
-                 "running": _l("Running"), "done": _l("Done"), "failed": _l("Failed")}
+                 "running": _l("Running"), "done": _l("Done"), "failed": _l("Failed"),
+                 "cancelled": _l("Cancelled")}
 #: Headings of the sample rows per outcome: (dry run, import).
 OUTCOME_LABELS = {"create": (_l("To create"), _l("Created")), "update": (_l("To update"), _l("Updated")),
                   "unchanged": (_l("Unchanged"), _l("Unchanged")), "error": (_l("Rejected"), _l("Rejected")),
@@ -65,7 +66,7 @@ class ImportView(BaseView):
     class_permission_name = "Import"
     method_permission_name = {
         "index": "read", "template": "read", "job": "read", "progress": "read", "report": "read",
-        "upload": "write", "mapping": "write", "commit": "write", "map_values": "write",
+        "upload": "write", "mapping": "write", "commit": "write", "map_values": "write", "cancel": "write",
     }
     base_permissions = ["can_read", "can_write"]
     default_view = "index"
@@ -223,6 +224,23 @@ class ImportView(BaseView):
         job = self._job(job_id)
         if job.status != PREVIEWED or not jobs.start(job, commit=True):
             flash(str(_l("Run the dry run first (or wait for it to finish).")), "warning")
+        return redirect(url_for("ImportView.job", job_id=job.id))
+
+    @expose("/<int:job_id>/cancel", methods=["POST"])
+    @has_access
+    def cancel(self, job_id: int) -> Any:
+        """Stop the dry run or import from any web worker; it keeps what it had committed."""
+        job = self._job(job_id)
+        try:
+            asked = tasks.request_cancel(job.id, g.user)
+        except PermissionError as exc:
+            flash(str(exc), "danger")
+            return redirect(url_for("ImportView.job", job_id=job.id))
+        if asked:
+            flash(str(_l("Cancel requested: the import stops after the chunk in progress; "
+                         "rows already imported are kept.")), "info")
+        else:
+            flash(str(_l("The import has already ended.")), "warning")
         return redirect(url_for("ImportView.job", job_id=job.id))
 
     @expose("/<int:job_id>/values", methods=["POST"])

@@ -52,6 +52,7 @@ class ScheduledJobsView(BaseView):
         runs = db.session.scalars(select(TransferJob).where(TransferJob.schedule_id.isnot(None))
                                   .order_by(TransferJob.id.desc()).limit(30)).all()
         return self.render_template("crm/jobs.html", jobs=scheduler.list_jobs(), transfers=transfers, runs=runs,
+                                    scheduler_status=scheduler.status(),
                                     status_labels=STATUS_LABELS, result=message_text.shown,
                                     run_error=lambda run: messages.render(jobs.error_message(run)),
                                     title=_l("Scheduled jobs"))

@@ -8,13 +8,14 @@ from flask import flash, g, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
 from wtforms import SelectField, TextAreaField, ValidationError
 
 from app import scheduler
 from app.extensions import db
 from app.models.sync import ARCHIVE, ASK, BOTH, GSHEETS, PULL, PUSH, RESTORE, XLSX, SyncConflict, SyncRun, SyncTarget
 from app.security import step_up
-from app.services import message_text, schedules
+from app.services import background, message_text, schedules
 from app.services.errors import RuleViolation
 from app.services.importing import columns
 from sync import backends, conflicts, merge, runner, schedule, targets
@@ -208,8 +209,19 @@ class SyncTargetView(CrmModelView):
             refusal = step_up.require(targets.SHEET_WINS)
             if refusal is not None:
                 return refusal
-        log = self._run(target, dry_run=False)
-        if log is not None:
+        try:
+            backends.for_target(target)  # a sheet that cannot be opened is said here, not queued
+        except backends.SheetUnavailable as exc:
+            flash(str(exc), "danger")
+            return redirect(url_for("SyncRunView.list"))
+        before = db.session.scalar(select(func.max(SyncRun.id)).where(SyncRun.target_id == target.id)) or 0
+        background.submit(schedule.run_target, target.id, "manual", g.user.id)
+        db.session.expire_all()
+        log = db.session.scalar(select(SyncRun).where(SyncRun.target_id == target.id, SyncRun.id > before)
+                                .order_by(SyncRun.id.desc()).limit(1))
+        if log is None or log.status == "running":  # on a worker: the runs list shows it when it ends
+            flash(str(_l("Sync of %(name)s queued; its run appears below.", name=target.name)), "info")
+        else:  # ran already (inline mode)
             flash(f"{target.name}: {STATUS_LABELS.get(log.status, log.status)} — {message_text.shown(log.message)}",
                   "success" if log.status == "done" else "danger")
         return redirect(url_for("SyncRunView.list"))

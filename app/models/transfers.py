@@ -14,8 +14,8 @@ from app.models.base import UtcDateTime
 #: TransferJob.kind
 IMPORT, EXPORT = "import", "export"
 #: TransferJob.status, in the order a job moves through them.
-UPLOADED, PREVIEWED, QUEUED, RUNNING, DONE, FAILED = (
-    "uploaded", "previewed", "queued", "running", "done", "failed",
+UPLOADED, PREVIEWED, QUEUED, RUNNING, DONE, FAILED, CANCELLED = (
+    "uploaded", "previewed", "queued", "running", "done", "failed", "cancelled",
 )
 #: TransferSchedule.kind
 FOLDER_IMPORT, LIST_EXPORT = "folder_import", "list_export"
@@ -29,7 +29,8 @@ class TransferJob(Model):
     """
 
     __tablename__ = "transfer_job"
-    __table_args__ = (Index("ix_transfer_job_user", "user_id", "id"),)
+    __table_args__ = (Index("ix_transfer_job_user", "user_id", "id"),
+                      Index("ix_transfer_job_lease", "status", "lease_until"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), nullable=False, default=IMPORT)
@@ -59,6 +60,12 @@ class TransferJob(Model):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The task queue (app/services/tasks.py): who runs the job and until when its claim
+    # holds (renewed as it goes), a cancel asked from any web worker, deliveries so far.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     user = relationship("CrmUser", foreign_keys=[user_id])
     schedule = relationship("TransferSchedule", back_populates="jobs")

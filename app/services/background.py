@@ -1,7 +1,9 @@
-"""A small thread pool per web process for imports and large exports, their files and progress.
+"""Background work: where a job runs (``submit``), its files and its progress.
 
-The request that starts a job returns at once; the job runs in its own app context
-and session. ``CRM_IMPORT_INLINE`` runs it in the calling thread (tests, debugging).
+The request that starts a job returns at once; the job runs in its own app context and
+session: on a small thread pool in this process (``CRM_TASK_QUEUE=threads``, the embedded
+default) or on a Celery worker anywhere (``CRM_TASK_QUEUE=celery``, see app/services/tasks.py).
+``CRM_IMPORT_INLINE`` runs it in the calling thread (tests, debugging).
 """
 
 from __future__ import annotations
@@ -17,17 +19,25 @@ from flask import Flask, current_app
 from app.clock import utc_now
 from app.extensions import db
 from app.models.transfers import RUNNING, TransferJob
+from app.services import tasks
 
 log = logging.getLogger(__name__)
 _executor: ThreadPoolExecutor | None = None
-#: job id -> (rows processed, rows in all) for jobs running in this process.
-LIVE: dict[int, tuple[int, int]] = {}
 
 
 def submit(func: Callable[..., Any], *args: Any) -> None:
+    """Run ``func(*args)`` in the background: a module-level function with JSON-serialisable
+    arguments (ids), for Celery must be able to name and send it (``tasks.ALLOWED``).
+
+    Inline with ``CRM_IMPORT_INLINE``; on the broker with ``CRM_TASK_QUEUE=celery``
+    (``tasks.send``: a broker that is down leaves the job to the sweep); else on this
+    process's thread pool (``CRM_IMPORT_WORKERS`` threads)."""
     app = current_app._get_current_object()
     if app.config.get("CRM_IMPORT_INLINE"):
         func(*args)
+        return
+    if app.config.get("CRM_TASK_QUEUE") == "celery":
+        tasks.send(func, args)
         return
     global _executor
     if _executor is None:
@@ -54,12 +64,13 @@ def folder(kind: str = "imports") -> Path:
 
 
 def progress(job: TransferJob) -> dict[str, Any]:
-    """What the progress bar shows: rows done, total, and an estimate of the time left."""
-    done, total = LIVE.get(job.id, (job.processed_rows, job.total_rows))
+    """What the progress bar shows: rows done, total, and an estimate of the time left,
+    as the job row says (any web worker reads the same; ``tasks.progress_of``)."""
+    done, total = tasks.progress_of(job)
     remaining = None
     if job.status == RUNNING and job.started_at and done:
         elapsed = (utc_now() - job.started_at).total_seconds()
         remaining = round(elapsed / done * (total - done))
     return {"status": job.status, "processed": done, "total": total, "seconds_left": remaining,
             "created": job.created, "updated": job.updated, "unchanged": job.unchanged,
-            "rejected": job.rejected, "error": job.error}
+            "rejected": job.rejected, "error": job.error, "cancel_requested": job.cancel_requested}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, timedelta
 
@@ -136,6 +137,7 @@ def test_jobs_page_lists_jobs_with_next_run(client, auth):
     page = client.get("/jobs/").get_data(as_text=True)
     assert "Deactivate expired accounts" in page
     assert re.search(r"\d{4}-\d{2}-\d{2} 01:05", page)
+    assert "No scheduler is running" in page  # tests start none: the admin is told jobs wait
     auth.logout()
     auth.login("rep_a")
     assert client.get("/jobs/").status_code == 403
@@ -159,3 +161,16 @@ def test_chinese_interface(client, auth, make_customer):
     for text in ("客户编号", "联系电话", "删除", "新增", "编辑", "记录数"):
         assert text in page, text
     assert "Record Count" not in page
+
+
+def test_jobs_page_names_the_active_scheduler(app, client, auth):
+    from app import scheduler
+
+    lock = scheduler.leader_lock(app)
+    assert lock.acquire()  # this process becomes the deployment's scheduler
+    try:
+        auth.login("admin")
+        page = client.get("/jobs/").get_data(as_text=True)
+        assert f"process {os.getpid()}" in page and "Active scheduler" in page
+    finally:
+        lock.release()

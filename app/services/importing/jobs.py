@@ -1,9 +1,13 @@
 """Import jobs: upload, mapping, dry run and commit in the background, history, reports.
 
-A job runs on the background pool (app.services.background), so the request that
-starts it returns at once; progress lives in the job row (committed with every chunk)
-and, for runs that cannot commit mid-way (dry run, all-or-nothing), in ``LIVE`` for
-this process.
+A job runs in the background (app.services.background: threads, or a Celery worker), so
+the request that starts it returns at once. A delivery first claims the job
+(``tasks.claim``); a committing import writes ``processed_rows`` and its counts with every
+committed chunk, under that claim, so a second delivery (its worker died) resumes after
+the last committed chunk: no row lost, none imported twice. Runs that cannot commit
+mid-way (dry run, all-or-nothing) report progress through ``tasks.heartbeat`` and start
+again from the first row. Between chunks the job stops if its owner or an admin asked
+(``tasks.request_cancel``): it ends ``cancelled`` keeping the chunks it had committed.
 
 Its messages are read later by anyone, in their language (a scheduled job has no request
 language at all), so they are stored as ``messages.Message`` (ids + parameters) and
@@ -33,6 +37,7 @@ from app.extensions import db
 from app.models.base import acting_user_id, now
 from app.models.org import CrmUser
 from app.models.transfers import (
+    CANCELLED,
     DONE,
     FAILED,
     IMPORT,
@@ -44,8 +49,8 @@ from app.models.transfers import (
     TransferJob,
 )
 from app.security.rights import user_may
-from app.services import audit, background, messages
-from app.services.background import LIVE, folder
+from app.services import audit, background, messages, tasks
+from app.services.background import folder
 from app.services.importing import columns, engine, reading, values
 from app.services.importing.report import write_error_report
 
@@ -145,13 +150,14 @@ def start(job: TransferJob, commit: bool) -> bool:
     The job is claimed with one conditional UPDATE, so a double click (two requests at
     once) starts it once; ``False`` when it was not in a state to start.
     """
-    allowed = [PREVIEWED] if commit else [UPLOADED, PREVIEWED, FAILED]
+    allowed = [PREVIEWED] if commit else [UPLOADED, PREVIEWED, FAILED, CANCELLED]
     job_id = job.id
     db.session.flush()  # the mapping and options chosen with this request
     claimed = db.session.execute(
         update(TransferJob).where(TransferJob.id == job_id, TransferJob.status.in_(allowed)).values(
             status=QUEUED, dry_run=not commit, error=None, processed_rows=0, created=0, updated=0, unchanged=0,
-            rejected=0, duplicates=0)).rowcount
+            rejected=0, duplicates=0, cancel_requested=False, claimed_by=None, attempts=0,
+            lease_until=tasks.queued_until())).rowcount
     db.session.commit()
     if claimed:
         background.submit(execute, job_id, commit)
@@ -159,16 +165,33 @@ def start(job: TransferJob, commit: bool) -> bool:
 
 
 def execute(job_id: int, commit: bool) -> TransferJob:
-    """Run one job to the end, storing counts, samples, the error report and the outcome."""
+    """Run one job to the end, storing counts, samples, the error report and the outcome.
+
+    A delivery that cannot claim the job (another one runs it, or it ended) does nothing
+    and returns the job as it is; see the module doc for resuming and cancelling. A job
+    still ``UPLOADED`` is run by a caller that does not queue it (a scheduled folder import)."""
+    return tasks.run_claimed(job_id, lambda token: _execute(job_id, commit, token), also=(UPLOADED,))
+
+
+def _execute(job_id: int, commit: bool, token: str) -> TransferJob:
     job = db.session.get(TransferJob, job_id)
     user = db.session.get(CrmUser, job.user_id)
-    job.status, job.started_at = RUNNING, now()
+    job.started_at = now()
+    if not _resumable(job, commit):  # a dry run or all-or-nothing starts again from the first row
+        job.processed_rows = job.created = job.updated = job.unchanged = job.rejected = job.duplicates = 0
     db.session.commit()
     if not user_may(user, "can_write", columns.MODELS[job.model].view):  # schedules run as someone
         return _fail(job_id, messages.stored(_l("%(user)s may not change these records.", user=user.username)))
-    token = acting_user_id.set(user.id)
+    token_user = acting_user_id.set(user.id)
     try:
-        result, table = _run(job, user, commit)
+        tasks.check_cancel(job_id)  # cancelled while it waited in the queue
+        result, table, resumed = _run(job, user, commit, token)
+    except tasks.Cancelled:
+        return _cancelled(job_id, commit)
+    except tasks.LeaseLost:
+        db.session.rollback()
+        log.warning("Import job %s was taken over by another delivery; this one stops", job_id)
+        return db.session.get(TransferJob, job_id)
     except JobFailed as exc:
         return _fail(job_id, exc.message)
     except ValueError as exc:
@@ -178,14 +201,34 @@ def execute(job_id: int, commit: bool) -> TransferJob:
         return _fail(job_id, messages.stored(_l("The import stopped unexpectedly (%(error)s); nothing after the "
                                                 "last committed chunk was saved.", error=type(exc).__name__)))
     finally:
-        acting_user_id.reset(token)
-        LIVE.pop(job_id, None)
+        acting_user_id.reset(token_user)
     try:
-        return _finish(job_id, result, table, commit)
+        return _finish(job_id, result, table, commit, resumed)
     except Exception as exc:  # e.g. the report cannot be written: the job must not stay "running"
         log.exception("Import job %s could not be finished", job_id)
         return _fail(job_id, messages.stored(_l("The import finished but its report could not be stored "
                                                 "(%(error)s).", error=type(exc).__name__)))
+
+
+def _resumable(job: TransferJob, commit: bool) -> bool:
+    """Does each chunk commit on its own (so a second delivery resumes after the last one)?"""
+    return commit and not job.all_or_nothing
+
+
+def _cancelled(job_id: int, commit: bool) -> TransferJob:
+    """End a job its owner or an admin stopped: what it had committed stays, and says so."""
+    db.session.rollback()
+    job = db.session.get(TransferJob, job_id)
+    job.status, job.finished_at, job.lease_until = CANCELLED, now(), None
+    if commit and not job.all_or_nothing and job.processed_rows:
+        message = _l("Cancelled after %(n)d rows; those rows were imported and are kept (%(c)d created, "
+                     "%(u)d updated). The rows after them were not imported.", n=job.processed_rows,
+                     c=job.created, u=job.updated)
+    else:
+        message = _l("Cancelled; nothing was saved.")
+    store_error(job, messages.stored(message))  # the request to cancel was audited (tasks.request_cancel)
+    db.session.commit()
+    return job
 
 
 def _read(job: TransferJob) -> reading.Table:
@@ -197,38 +240,73 @@ def _read(job: TransferJob) -> reading.Table:
             raise JobFailed(capture.stored(exc)) from None
 
 
-def _run(job: TransferJob, user: Any, commit: bool) -> tuple[engine.Result, reading.Table]:
+#: The counts a resumed run adds to (``Resumed.counts``), as ``engine.Result.summary`` names them.
+COUNTS = ("created", "updated", "unchanged", "rejected", "duplicates")
+
+
+class Resumed:
+    """Where a delivery starts: rows a previous delivery committed, and their counts."""
+
+    def __init__(self, job: TransferJob, commit: bool) -> None:
+        self.rows = job.processed_rows if _resumable(job, commit) else 0
+        self.counts = {name: getattr(job, name) for name in COUNTS} if self.rows else dict.fromkeys(COUNTS, 0)
+
+    def totals(self, result: engine.Result) -> dict[str, int]:
+        """The job's counts: the earlier deliveries' plus this one's."""
+        summary = result.summary()
+        return {"processed_rows": self.rows + result.rows,
+                **{name: self.counts[name] + summary[name] for name in COUNTS}}
+
+
+def _run(job: TransferJob, user: Any, commit: bool,
+         token: str) -> tuple[engine.Result, reading.Table, Resumed]:
     table = _read(job)
     job_id, total = job.id, len(table.rows)
     job.total_rows, job.sheet = total, table.sheet
     options = dict(job.options or {})
     options["blank_rows"] = table.blank_rows
+    resumed = Resumed(job, commit)
+    if resumed.rows:
+        options["resumed_after"] = resumed.rows
     job.options = options
     db.session.commit()
     settings = engine.Settings(job.model, job.mode, job.key, job.all_or_nothing,
                                current_app.config["CRM_IMPORT_CHUNK_ROWS"], values.chosen_for(job))
+    resumable = _resumable(job, commit)
 
     def progress(result: engine.Result) -> None:
-        LIVE[job_id] = (result.rows, total)
-        stored = db.session.get(TransferJob, job_id)
-        stored.processed_rows = result.rows
-        _store_counts(stored, result)
+        tasks.check_cancel(job_id)  # before the chunk commits: it is rolled back, the earlier ones stay
+        if resumable:  # with the chunk, under this delivery's claim
+            tasks.checkpoint(job_id, token, **resumed.totals(result))
+        else:
+            tasks.heartbeat(job_id, token, result.rows, total)
+            if commit and result.rows == total:  # all-or-nothing: its one commit carries the claim
+                tasks.checkpoint(job_id, token, processed_rows=result.rows)
 
     label = _l("import #%(job)d %(file)s", job=job_id, file=job.filename)  # the reader's language (audit)
-    result = engine.run_import(table, dict(job.mapping or {}), settings, user, commit, progress, label)
-    return result, table
+    rest = _rows_after(table, resumed.rows)
+    result = engine.run_import(rest, dict(job.mapping or {}), settings, user, commit, progress, label)
+    return result, table, resumed
 
 
-def _store_counts(job: TransferJob, result: engine.Result) -> None:
-    summary = result.summary()
-    for name in ("created", "updated", "unchanged", "rejected", "duplicates"):
-        setattr(job, name, summary[name])
+def _rows_after(table: reading.Table, done: int) -> reading.Table:
+    """The table without its first ``done`` rows (committed by an earlier delivery)."""
+    if not done:
+        return table
+    lines = table.lines or list(range(2, len(table.rows) + 2))
+    return replace(table, rows=table.rows[done:], lines=lines[done:])
 
 
-def _finish(job_id: int, result: engine.Result, table: reading.Table, commit: bool) -> TransferJob:
+def _store_counts(job: TransferJob, totals: dict[str, int]) -> None:
+    for name, value in totals.items():
+        setattr(job, name, value)
+
+
+def _finish(job_id: int, result: engine.Result, table: reading.Table, commit: bool,
+            resumed: Resumed) -> TransferJob:
     job = db.session.get(TransferJob, job_id)
-    job.processed_rows = result.rows
-    _store_counts(job, result)
+    totals = resumed.totals(result)
+    _store_counts(job, totals)
     if result.rolled_back:
         job.created = job.updated = job.unchanged = 0
         job.rejected = result.rows
@@ -239,10 +317,11 @@ def _finish(job_id: int, result: engine.Result, table: reading.Table, commit: bo
         options[REPORTS_KEY] = _write_reports(job.id, table, result)
         job.report_path = options[REPORTS_KEY][messages.default_locale()]
     job.options = options
-    job.status, job.finished_at = (DONE if commit else PREVIEWED), now()
+    job.status, job.finished_at, job.lease_until = (DONE if commit else PREVIEWED), now(), None
     if commit:
+        summary = {"rows": totals["processed_rows"], **{name: totals[name] for name in COUNTS}}
         audit.record("import", job, {"file": job.filename, "model": job.model, "mode": job.mode,
-                                     **result.summary(), "rolled_back": result.rolled_back,
+                                     **summary, "rolled_back": result.rolled_back,
                                      "seconds": round(result.seconds, 2)})
     db.session.commit()
     return job
@@ -299,7 +378,7 @@ def error_message(job: TransferJob) -> messages.Message:
 def _fail(job_id: int, message: messages.Message) -> TransferJob:
     db.session.rollback()
     job = db.session.get(TransferJob, job_id)
-    job.status, job.finished_at = FAILED, now()
+    job.status, job.finished_at, job.lease_until = FAILED, now(), None
     store_error(job, message)
     db.session.commit()
     return job
@@ -320,6 +399,14 @@ def history(user: Any, everyone: bool, limit: int = 50) -> list[TransferJob]:
     if not everyone:
         query = query.where(TransferJob.user_id == user.id)
     return db.session.scalars(query).all()
+
+
+def _resume(job: TransferJob) -> tuple[Any, tuple]:
+    """How the sweep runs a stalled import again (``tasks.requeue_stalled``)."""
+    return execute, (job.id, not job.dry_run)
+
+
+tasks.register_resumer(IMPORT, _resume)
 
 
 def mark_interrupted() -> int:
