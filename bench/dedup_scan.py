@@ -3,8 +3,14 @@ duplicates page reading the stored clusters (admin: all; a manager: 3 reps of 10
 incremental cost of one saved customer.
 
     .venv/bin/python -m bench.dedup_scan [--customers 108000] [--runs 3]
+    .venv/bin/python -m bench.dedup_scan --database sqlite:////tmp/copy-of-million.db
 
 About 12 % of the customers are planted duplicates, a quarter of each kind (pairs).
+
+``--database URL`` times only the full scan on an existing database (e.g. a copy of the
+``bench.million`` fixture): wall time, the process's peak RSS, and how long a writer on
+another connection waited at most while the scan ran (a probe commits one row every 100 ms:
+SQLite has one writer, so this is the longest write lock the scan held).
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import statistics
+import tempfile
+import threading
 import time
 
 from sqlalchemy import func, select
@@ -118,11 +127,59 @@ def save_cost(app: object, runs: int) -> tuple[float, float]:
     return statistics.median(saves), statistics.median(updates)
 
 
+def _probe(url: str, stop: threading.Event, waits: list[float]) -> None:
+    """Commit one row every 100 ms on its own connection, noting how long each took."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, connect_args={"timeout": 600} if url.startswith("sqlite") else {})
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS bench_probe (at VARCHAR(40))"))
+    while not stop.is_set():
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO bench_probe (at) VALUES (:at)"), {"at": str(started)})
+        waits.append(time.perf_counter() - started)
+        stop.wait(0.1)
+    engine.dispose()
+
+
+def scan_existing(url: str) -> None:
+    """The full scan on an existing database, with a writer probing the lock meanwhile."""
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("CRM_INSTANCE_DIR", tempfile.mkdtemp(prefix="crm-bench-dedup-"))
+    os.environ["CRM_SCHEDULER"] = "0"
+    app = migrated_app(CRM_IMPORT_INLINE=True)
+    from app.extensions import db
+    from app.models.duplicates import DuplicateScan
+    from app.services import dedup_clusters
+
+    stop, waits = threading.Event(), []
+    probe = threading.Thread(target=_probe, args=(url, stop, waits))
+    with app.app_context():
+        print(f"load average {os.getloadavg()[0]:.2f}; scanning", flush=True)
+        probe.start()
+        started = time.perf_counter()
+        dedup_clusters.start_scan(None)
+        took = time.perf_counter() - started
+        stop.set()
+        probe.join()
+        scan = db.session.scalars(select(DuplicateScan).order_by(DuplicateScan.id.desc())).first()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"full scan {took:.1f} s, {scan.customers:,} customers, {scan.clusters:,} clusters, status "
+              f"{scan.status}; peak RSS {peak:.0f} MiB; writer waits over {len(waits)} probes: "
+              f"median {statistics.median(waits) * 1000:.1f} ms, max {max(waits) * 1000:.1f} ms; "
+              f"load average {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=108_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--database", help="time the full scan on this existing database only")
     args = parser.parse_args()
+    if args.database:
+        scan_existing(args.database)
+        return
     app, rep_id = build(args.customers)
     from app.extensions import db
     from app.models.duplicates import DuplicateKey, DuplicateScan

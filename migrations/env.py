@@ -100,6 +100,9 @@ def run_migrations_online():
         conf_args["process_revision_directives"] = process_revision_directives
 
     connectable = get_engine()
+    from app.services import search  # its text indexes live outside the models: never "removed"
+
+    conf_args.setdefault("include_name", lambda name, kind, parent: not search.is_search_index(name))
 
     with connectable.connect() as connection:
         context.configure(

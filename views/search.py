@@ -4,7 +4,7 @@
 builders in ``app.services.search``, the permission that lets a role read the type, the
 title, the record's page and the list a "See all" link opens). A new record type adds one
 entry. The page is a plain GET form (works without JavaScript); every query is scoped and
-bounded by ``search.quick_find``.
+bounded by ``search.quick_find_all`` (one time budget for the whole page).
 """
 
 from __future__ import annotations
@@ -132,7 +132,8 @@ class QuickSearchView(BaseView):
             return self._page(raw, entries, problem=_l("Type at most %(n)d characters.", n=search.MAX_QUERY_LENGTH))
         if not typed:
             return self._page(raw, entries, problem=_l("Type a name, code, phone number or other text to search."))
-        sections = [(entry, search.quick_find(g.user, entry.finder, typed, db.session)) for entry in entries]
+        found = search.quick_find_all(g.user, [entry.finder for entry in entries], typed, db.session)
+        sections = list(zip(entries, found, strict=True))
         return self._page(typed, entries, sections=sections)
 
     def _page(self, typed: str, entries: list[SearchEntry], problem: Any = None,

@@ -16,6 +16,7 @@ from typing import Any
 from flask import g, has_request_context
 from flask_appbuilder.models.filters import BaseFilter
 from sqlalchemy import false, or_, select, true
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.clock import local_today
@@ -104,8 +105,12 @@ def _owner_in(column: Any, owners: Iterable[int] | None) -> ColumnElement:
 def _via_customer(model: type, owners: set[int] | None) -> ColumnElement:
     if owners is None:
         return true()
-    customers = select(Customer.id).where(_owner_in(Customer.owner_id, owners))
-    return model.customer_id.in_(customers)
+    # A correlated EXISTS on the row's own customer: an IN over every customer in scope made SQLite
+    # list a department's 100,000 ids to show one customer's follow-ups (issue 12: 304 ms -> 2 ms of
+    # SQL at 1M). Its own alias, so a query that joins Customer itself is not correlated with it.
+    own = aliased(Customer)
+    return select(own.id).where(own.id == model.customer_id, _owner_in(own.owner_id, owners)) \
+        .correlate_except(own).exists()
 
 
 #: model -> SQL condition over the visible owner ids (``None`` = every owner). The one

@@ -1,61 +1,128 @@
 """Many-row INSERTs straight through the database driver, for imports and the sync.
 
 SQLAlchemy's per-row parameter processing costs more than SQLite's own work at
-100,000 rows; this sends plain tuples with ``executemany``. Only the types our bulk
-tables use are converted (datetimes, for SQLite, into SQLAlchemy's storage format, so
-the ORM reads them back exactly as if it had written them; instants in UTC, as
-``UtcDateTime`` binds them).
+100,000 rows; this sends plain tuples. Only the types our bulk tables use are converted
+(datetimes, for SQLite, into SQLAlchemy's storage format, so the ORM reads them back
+exactly as if it had written them; instants in UTC, as ``UtcDateTime`` binds them), and
+each distinct value once (a batch shares its ``created_on``).
+
+SQLite takes one ``executemany`` (its inserts run in-process: no round trips). PostgreSQL
+takes ``COPY ... FROM STDIN`` from ``COPY_FROM`` rows (issue 12: one stream instead of a
+statement per row; measured 5x less server time and 2x less client CPU than
+``executemany`` at 20,000 customer rows, and faster than multi-row ``VALUES`` pages).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Table
+from sqlalchemy import Date, DateTime, Table, exc
 from sqlalchemy.engine import Connection, Dialect
 
 from app.models.base import UtcDateTime
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":{n}", "named": ":{name}"}
+#: Rows from which PostgreSQL gets a COPY (below it an ``executemany`` costs as little).
+COPY_FROM = 50
 
 
-def _dates_as_text(row: tuple, dated: list[int]) -> tuple:
+def _sqlite_text(value: Any) -> Any:
     """SQLite has no date type: store them as SQLAlchemy does, so reads parse them back."""
-    values = list(row)
-    for index in dated:
-        value = values[index]
-        if isinstance(value, datetime):
-            values[index] = value.strftime("%Y-%m-%d %H:%M:%S.%f")
-        elif isinstance(value, date):
-            values[index] = value.isoformat()
-    return tuple(values)
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
-def _instants(row: tuple, instants: list[tuple[int, UtcDateTime]], dialect: Dialect) -> tuple:
-    """Instant columns as their type binds them (UTC; naive UTC text on SQLite comes next)."""
-    values = list(row)
-    for index, kind in instants:
-        values[index] = kind.process_bind_param(values[index], dialect)
-    return tuple(values)
+def _converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """How a column's values are bound (None: as they are)."""
+    on_sqlite = dialect.name == "sqlite"
+    if isinstance(column_type, UtcDateTime):
+        bind = column_type.process_bind_param
+        if on_sqlite:
+            return lambda value: _sqlite_text(bind(value, dialect))
+        return lambda value: bind(value, dialect)
+    if on_sqlite and isinstance(column_type, (DateTime, Date)):
+        return _sqlite_text
+    return None
+
+
+def _memo_key(value: Any) -> Any:
+    """Equal datetimes in different zones are the same instant but not the same wall time:
+    the zone is part of the key (a plain ``DateTime`` column stores the wall time)."""
+    return value, getattr(value, "tzinfo", None), type(value)
+
+
+def _convert(values: list[list[Any]], index: int, convert: Callable[[Any], Any]) -> None:
+    """Convert column ``index`` of every row in place, each distinct value once."""
+    memo: dict[Any, Any] = {}
+    for row in values:
+        value = row[index]
+        if value is None:
+            continue
+        key = _memo_key(value)
+        try:
+            row[index] = memo[key]
+        except KeyError:
+            row[index] = memo[key] = convert(value)
+        except TypeError:  # an unhashable value: converted as it is
+            row[index] = convert(value)
+
+
+def bound_values(dialect: Dialect, table: Table, names: list[str], rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """``rows`` (dicts holding at least ``names``) as lists of bound values in ``names`` order."""
+    pick = itemgetter(*names)
+    values = [list(pick(row)) for row in rows] if len(names) > 1 else [[row[names[0]]] for row in rows]
+    for index, name in enumerate(names):
+        convert = _converter(table.c[name].type, dialect)
+        if convert is not None:
+            _convert(values, index, convert)
+    return values
 
 
 def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """INSERT ``rows`` (dicts with the same keys) into ``table`` in one executemany."""
+    """INSERT ``rows`` (dicts with the same keys) into ``table``: ``COPY`` on PostgreSQL
+    from ``COPY_FROM`` rows, else one ``executemany``. Errors are SQLAlchemy's
+    (``IntegrityError`` ...), and the transaction is the caller's (a failed COPY leaves it
+    to be rolled back, as a failed INSERT does)."""
     if not rows:
         return
     dialect = connection.dialect
     names = list(rows[0])
+    values = bound_values(dialect, table, names, rows)
+    if dialect.name == "postgresql" and len(rows) >= COPY_FROM:
+        copy_rows(connection, table, names, values)
+        return
+    quote = dialect.identifier_preparer.quote
     style = _PLACEHOLDER.get(dialect.paramstyle, "?")
     marks = ", ".join(style.format(n=i + 1, name=name) for i, name in enumerate(names))
-    quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
-    statement = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({quoted}) VALUES ({marks})"
-    values = [tuple(row[name] for name in names) for row in rows]
-    instants = [(i, table.c[name].type) for i, name in enumerate(names) if isinstance(table.c[name].type, UtcDateTime)]
-    if instants:
-        values = [_instants(row, instants, dialect) for row in values]
-    if dialect.name == "sqlite":
-        dated = [i for i, name in enumerate(names) if isinstance(table.c[name].type, (DateTime, Date, UtcDateTime))]
-        if dated:
-            values = [_dates_as_text(row, dated) for row in values]
-    connection.exec_driver_sql(statement, values)
+    statement = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+                 f"({', '.join(map(quote, names))}) VALUES ({marks})")
+    connection.exec_driver_sql(statement, [tuple(row) for row in values])
+
+
+def copy_rows(connection: Connection, table: Table, names: list[str], values: list[list[Any]]) -> None:
+    """``COPY table (names) FROM STDIN`` of bound ``values`` (``bound_values``) through
+    psycopg 3, in the connection's transaction. The engine's cursor listeners see the
+    statement (``before_cursor_execute``/``after_cursor_execute``, with no parameters and
+    no context) like any other; driver errors come back as SQLAlchemy's."""
+    preparer = connection.dialect.identifier_preparer
+    statement = f"COPY {preparer.format_table(table)} ({', '.join(map(preparer.quote, names))}) FROM STDIN"
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    with connection.connection.dbapi_connection.cursor() as cursor:
+        for listener in connection.dispatch.before_cursor_execute:
+            listener(connection, cursor, statement, (), None, True)
+        try:
+            with cursor.copy(statement) as copy:
+                write = copy.write_row
+                for row in values:
+                    write(row)
+        except dbapi_error as error:
+            raise exc.DBAPIError.instance(statement, None, error, dbapi_error, dialect=connection.dialect) \
+                from error
+        for listener in connection.dispatch.after_cursor_execute:
+            listener(connection, cursor, statement, (), None, True)

@@ -6,7 +6,9 @@ recomputing the clusters a change touches gives what a full scan would.
 
 * **Scan** (``start_scan``/``run_scan``): one at a time (``DuplicateState.scan_id``), in the
   background pool, progress on its ``DuplicateScan`` row; it replaces the stored clusters
-  and the blocking keys (``DuplicateKey``).
+  and the blocking keys (``DuplicateKey``) in chunks of ``WRITE_CHUNK`` rows, one short
+  transaction each (a save waits for one chunk, not the whole replace). A job delivered
+  twice runs once (``claim_scan``: a conditional UPDATE of the scan row).
 * **Incremental** (``process_pending``): every flush that changes a customer's matching
   values (name, contact, phone, credit code, archived), a contact's phone, primary flag or
   customer, or a dismissal, writes the customers to ``DuplicateDirty`` in the same
@@ -24,13 +26,13 @@ recomputing the clusters a change touches gives what a full scan would.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, func, insert, inspect, select, update
+from sqlalchemy import delete, event, func, insert, inspect, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -155,7 +157,7 @@ def _spot_bulk_customers(conn: Any, cursor: Any, statement: str, parameters: Any
                          executemany: bool) -> None:
     """A bulk INSERT of customers straight through the driver (imports, sync: no flush, no
     compiled statement) is noted for after the commit; ORM inserts are marked by the flush."""
-    if statement.startswith(("INSERT INTO customer ", 'INSERT INTO "customer" ')) \
+    if statement.startswith(("INSERT INTO customer ", 'INSERT INTO "customer" ', "COPY customer ", 'COPY "customer" ')) \
             and getattr(context, "compiled", None) is None:
         _bulk_customers.set(True)
 
@@ -342,14 +344,21 @@ def recompute(session: Session, changed: set[int]) -> None:
     _store(session, clusters, everyone)
 
 
+def _cluster_row(c: Cluster) -> dict[str, Any]:
+    return {"id": c.ids[0], "size": len(c.ids), "rank": len(c.rules & EXACT), "score": c.score,
+            "order_key": (len(EXACT) - len(c.rules & EXACT)) * 1000 + 100 - c.score,
+            "rules": ",".join(sorted(c.rules))}
+
+
+def _member_row(c: Cluster, cid: int, facts: dict[int, Facts]) -> dict[str, Any]:
+    return {"customer_id": cid, "cluster_id": c.ids[0], "rules": ",".join(sorted(c.member_rules.get(cid, ()))),
+            "owner_id": facts[cid].owner_id}
+
+
 def _store(session: Session, clusters: list[Cluster], facts: dict[int, Facts]) -> None:
-    bulk.insert_rows(session.connection(), DuplicateCluster.__table__, [
-        {"id": c.ids[0], "size": len(c.ids), "rank": len(c.rules & EXACT), "score": c.score,
-         "order_key": (len(EXACT) - len(c.rules & EXACT)) * 1000 + 100 - c.score,
-         "rules": ",".join(sorted(c.rules))} for c in clusters])
-    bulk.insert_rows(session.connection(), DuplicateMember.__table__, [
-        {"customer_id": cid, "cluster_id": c.ids[0], "rules": ",".join(sorted(c.member_rules.get(cid, ()))),
-         "owner_id": facts[cid].owner_id} for c in clusters for cid in c.ids])
+    bulk.insert_rows(session.connection(), DuplicateCluster.__table__, [_cluster_row(c) for c in clusters])
+    bulk.insert_rows(session.connection(), DuplicateMember.__table__,
+                     [_member_row(c, cid, facts) for c in clusters for cid in c.ids])
 
 
 # --- the full scan ------------------------------------------------------------------------------
@@ -382,10 +391,97 @@ def _progress(session: Session, scan_id: int, percent: int, **values: Any) -> No
     session.commit()
 
 
+#: Stored rows the scan writes (or deletes) per transaction: a customer saved meanwhile
+#: waits for one chunk at most, never for the whole replace (SQLite has one writer).
+WRITE_CHUNK = 5000
+
+
+class ScanTakenOver(Exception):
+    """The scan is no longer the running one (marked failed as stale, or replaced)."""
+
+
+def claim_scan(session: Session, scan_id: int) -> bool:
+    """Take scan ``scan_id`` for this worker, in one conditional UPDATE: True for the first
+    delivery of the job; False for a second delivery of the same scan (a task queue may
+    deliver twice) or a scan no longer running. A claimed scan that stopped reporting for
+    ``STALE_SCAN`` (its worker died) may be claimed again."""
+    table = DuplicateScan.__table__
+    claimed = session.execute(update(table).where(
+        table.c.id == scan_id, table.c.status == SCAN_RUNNING,
+        or_(table.c.processed == 0, table.c.updated_at < utc_now() - STALE_SCAN),
+    ).values(processed=1, updated_at=utc_now())).rowcount
+    session.commit()
+    return claimed == 1
+
+
+def _step(session: Session, scan_id: int, percent: int) -> None:
+    """Commit one chunk, after checking the scan is still the running one (progress noted)."""
+    if session.scalar(select(DuplicateState.scan_id).where(DuplicateState.id == 1)) != scan_id:
+        session.rollback()
+        raise ScanTakenOver(scan_id)
+    _progress(session, scan_id, percent)
+
+
+def _key_chunks(facts: dict[int, Facts]) -> Iterator[list[dict[str, int]]]:
+    """The blocking keys of every customer, about ``WRITE_CHUNK`` rows at a time, computed as
+    they are written (a million customers' keys are never all in memory at once)."""
+    rows: list[dict[str, int]] = []
+    for cid, f in facts.items():
+        rows.extend({"key": k, "customer_id": cid} for k in dedup.blocking_keys(f))
+        if len(rows) >= WRITE_CHUNK:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
+
+
+def _replace_stored(session: Session, scan_id: int, clusters: list[Cluster], facts: dict[int, Facts]) -> None:
+    """Replace the stored clusters, members and keys, ``WRITE_CHUNK`` rows per transaction
+    (progress 80 -> 99). Meanwhile pages show the scan running and the incremental step waits
+    (``DuplicateState.scan_id``); a failure leaves no scan to build on (``_fail``)."""
+    top = max(session.scalar(select(func.max(Customer.id))) or 0,
+              session.scalar(select(func.max(DuplicateMember.customer_id))) or 0,
+              session.scalar(select(func.max(DuplicateKey.customer_id))) or 0)
+    ranges = [(low, low + WRITE_CHUNK) for low in range(0, top + 1, WRITE_CHUNK)]
+    members = sum(len(c.ids) for c in clusters)
+    steps = len(ranges) * 3 + (len(facts) + len(clusters) + members) // WRITE_CHUNK + 3
+    done = 0
+    for column in (DuplicateMember.customer_id, DuplicateCluster.id, DuplicateKey.customer_id):
+        for low, high in ranges:
+            session.execute(delete(column.class_).where(column >= low, column < high))
+            done += 1
+            _step(session, scan_id, 80 + 19 * done // steps)
+    cluster_rows = (_cluster_row(c) for c in clusters)
+    member_rows = (_member_row(c, cid, facts) for c in clusters for cid in c.ids)
+    for table, chunks in ((DuplicateKey.__table__, _key_chunks(facts)),
+                          (DuplicateCluster.__table__, _batched(cluster_rows)),
+                          (DuplicateMember.__table__, _batched(member_rows))):
+        for rows in chunks:
+            bulk.insert_rows(session.connection(), table, rows)
+            done += 1
+            _step(session, scan_id, 80 + 19 * min(done, steps) // steps)
+
+
+def _batched(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == WRITE_CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def run_scan(scan_id: int) -> None:
-    """The scan job: read every live customer, compute the clusters, replace the stored
-    ones and the keys in one transaction; then apply what changed meanwhile."""
+    """The scan job: read every live customer, compute the clusters, replace the stored ones
+    and the keys in chunks (``_replace_stored``); then apply what changed meanwhile.
+
+    Runs once per scan (``claim_scan``): a second delivery of the job returns at once."""
     with _writer() as session:
+        if not claim_scan(session, scan_id):
+            log.info("Duplicate scan %s already claimed or no longer running: not run again", scan_id)
+            return
         try:
             seen = session.scalars(select(DuplicateDirty.id)).all()
             upto = session.scalar(select(func.max(Customer.id))) or 0
@@ -394,15 +490,13 @@ def run_scan(scan_id: int) -> None:
                 select(DismissedPair.customer_low_id, DismissedPair.customer_high_id))}
             session.commit()
             _progress(session, scan_id, 10, customers=len(facts))
-            keys = [{"key": k, "customer_id": cid} for cid, f in facts.items() for k in dedup.blocking_keys(f)]
             _progress(session, scan_id, 30)
             clusters = dedup._components(facts, dismissed)
             _progress(session, scan_id, 80, clusters=len(clusters))
+            _replace_stored(session, scan_id, clusters, facts)
             state = _lock(session)
-            for model in (DuplicateMember, DuplicateCluster, DuplicateKey):
-                session.execute(delete(model))
-            bulk.insert_rows(session.connection(), DuplicateKey.__table__, keys)
-            _store(session, clusters, facts)
+            if state.scan_id != scan_id:
+                raise ScanTakenOver(scan_id)
             for chunk in _chunks(seen):
                 session.execute(delete(DuplicateDirty).where(DuplicateDirty.id.in_(chunk)))
             state.scan_id, state.last_scan_id, state.indexed_upto = None, scan_id, upto
@@ -410,15 +504,23 @@ def run_scan(scan_id: int) -> None:
                 status=SCAN_DONE, processed=100, finished_at=utc_now(), updated_at=utc_now()))
             session.commit()
         except Exception as exc:
-            session.rollback()
-            log.exception("Duplicate scan %s failed", scan_id)
-            state = _lock(session)
-            state.scan_id = None
-            session.execute(update(DuplicateScan).where(DuplicateScan.id == scan_id).values(
-                status=SCAN_FAILED, error=str(exc)[:500], finished_at=utc_now(), updated_at=utc_now()))
-            session.commit()
+            _fail(session, scan_id, exc)
             return
     process_pending()
+
+
+def _fail(session: Session, scan_id: int, exc: Exception) -> None:
+    """Mark the scan failed. When it was the running scan its chunks may have replaced part
+    of the stored clusters: no finished scan is left to build on, so the next page load
+    starts a new one (``refresh``)."""
+    session.rollback()
+    log.exception("Duplicate scan %s failed", scan_id)
+    state = _lock(session)
+    if state.scan_id == scan_id:
+        state.scan_id, state.last_scan_id = None, None
+    session.execute(update(DuplicateScan).where(DuplicateScan.id == scan_id).values(
+        status=SCAN_FAILED, error=str(exc)[:500], finished_at=utc_now(), updated_at=utc_now()))
+    session.commit()
 
 
 # --- what the page reads ---------------------------------------------------------------------------

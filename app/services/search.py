@@ -22,19 +22,45 @@ so the database stops at the first ``QUICK_LIMIT`` hits, under a time budget
 (``CRM_QUICK_SEARCH_MS``): a text found nowhere cannot keep a web worker scanning a million
 rows. When the budget runs out the page says the search was cut short. Scope is always
 applied (``scope_clause``), in every query.
+
+At a million rows the substring match goes through an index when one exists (issue 12,
+migration ``f3b5d7e9a1c2``), so its time no longer grows with the records in scope:
+
+- SQLite: FTS5 trigram tables (``customer_search``, ``follow_up_search``, ``contact_search``,
+  ``lead_search``) kept by triggers (inserts: indexed in bulk at commit, ``_index_pending``);
+  the database walks the matching rows newest first (``ORDER BY rowid DESC``) and stops at
+  the limit. The trigram tokenizer folds case (Unicode) but not width, so the typed text is
+  looked up in its half-width and its full-width spelling: stored ``ＡＣＭＥ`` is found by
+  ``acme``, but a match that mixes widths inside the typed part (``ＡＣme``), and other NFKC
+  equivalences (``㈱``) or ``ß``/``ss``, are not found this way. Follow-ups found through
+  their customer's name come from the newest matching customers.
+- Texts shorter than 3 characters have no trigram: they are looked for among the newest
+  ``RECENT_ROWS`` rows of the table only (``recent_only``); when that leaves older rows
+  unsearched and finds fewer than the limit, the page says the search was cut short and asks
+  for more of the name (a table smaller than that is searched whole, as before).
+- PostgreSQL: ``pg_trgm`` GIN indexes on the folded columns serve the same ``LIKE`` the scan
+  runs (same semantics); the planner picks the index when the text is rare.
+
+A schema change that rebuilds ``customer`` or ``follow_up`` on SQLite (Alembic batch mode)
+drops the triggers: such a migration re-creates them (``f3b5d7e9a1c2``) and rebuilds the
+FTS table (``INSERT INTO customer_search(customer_search) VALUES ('rebuild')``).
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import func, literal_column, or_, select, text
+from sqlalchemy import event, func, literal_column, or_, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -42,6 +68,8 @@ from app.models.customers import Customer, FollowUp
 from app.models.org import CrmUser
 from app.security.data_scope import scope_clause
 from app.services import validation
+
+log = logging.getLogger(__name__)
 
 #: Longest search text a list accepts (a name is at most a few dozen characters).
 MAX_QUERY_LENGTH = 100
@@ -134,6 +162,35 @@ QUICK_LIMIT = 10
 QUICK_BUDGET_MS = 1500
 
 
+#: Shortest folded text the trigram index can look up (3 characters make one trigram).
+MIN_INDEXED_LENGTH = 3
+#: Derived search structures made by migration f3b5d7e9a1c2 (FTS tables and their shadow
+#: tables, trigram indexes): schema comparisons skip them (``is_search_index``).
+#: SQLite FTS5 trigram tables (migration f3b5d7e9a1c2): name -> (table, its indexed columns).
+FTS_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "customer_search": ("customer", ("name", "code", "contact_name", "credit_code")),
+    "follow_up_search": ("follow_up", ("code", "content")),
+    "contact_search": ("contact", ("code", "name", "title", "email")),
+    "lead_search": ("lead", ("code", "company", "contact_name", "province", "city", "status")),
+}
+SEARCH_INDEX_NAMES = frozenset({
+    *FTS_COLUMNS, "search_pending",
+    *(f"ix_customer_{c}_trgm" for c in ("name", "code", "contact_name", "credit_code")),
+    "ix_follow_up_code_trgm", "ix_follow_up_content_trgm",
+    *(f"ix_contact_{c}_trgm" for c in ("code", "name", "title", "email")),
+})
+_FTS_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
+
+
+def is_search_index(name: str | None) -> bool:
+    """Whether ``name`` (a table or index) is one of the search structures the migration made
+    outside the models (``SEARCH_INDEX_NAMES`` and the FTS tables' shadow tables)."""
+    if not name:
+        return False
+    return name in SEARCH_INDEX_NAMES or any(
+        name == f"{table}{suffix}" for table in FTS_COLUMNS for suffix in _FTS_SHADOWS)
+
+
 class SearchCutShort(Exception):
     """The substring query ran out of its time budget."""
 
@@ -153,6 +210,9 @@ class Finder:
     broad: Callable[[str, Any], ColumnElement | None]
     live: Callable[[], list[ColumnElement]] = lambda: []
     newest: Callable[[], list[Any]] = lambda: []
+    #: (typed, session, base select, limit) -> the hits through a text index, or None when
+    #: no index answers (text too short, no index on this database): the scan runs then.
+    indexed: Callable[[str, Any, Any, int], list[Any] | None] | None = None
 
 
 @dataclass
@@ -218,23 +278,62 @@ def _sqlite_budget(raw: Any, milliseconds: int) -> Iterator[None]:
         raw.set_progress_handler(None, 0)
 
 
+#: The monotonic time the PostgreSQL budget running now ends (``statement_timeout`` counts
+#: per statement: a search of several statements narrows it before each, ``_tighten``).
+_pg_deadline: ContextVar[float | None] = ContextVar("search_pg_deadline", default=None)
+
+
 @contextmanager
 def _postgresql_budget(session: Any, milliseconds: int) -> Iterator[None]:
     before = session.scalar(text("SELECT current_setting('statement_timeout')"))
-    with session.begin_nested():  # rolled back (timeout included) if the statement is cancelled
-        session.execute(text("SELECT set_config('statement_timeout', :value, true)"),
-                        {"value": str(max(milliseconds, 1))})
-        yield
-        session.execute(text("SELECT set_config('statement_timeout', :value, true)"), {"value": before})
+    token = _pg_deadline.set(time.monotonic() + milliseconds / 1000)
+    try:
+        with session.begin_nested():  # rolled back (timeout included) if the statement is cancelled
+            session.execute(text("SELECT set_config('statement_timeout', :value, true)"),
+                            {"value": str(max(milliseconds, 1))})
+            yield
+            session.execute(text("SELECT set_config('statement_timeout', :value, true)"), {"value": before})
+    finally:
+        _pg_deadline.reset(token)
 
 
-def quick_find(user: Any, finder: Finder, typed: str, session: Any, limit: int = QUICK_LIMIT) -> QuickResult:
+def _tighten(session: Any) -> None:
+    """Inside a PostgreSQL budget: the next statement may take only what is left of it."""
+    deadline = _pg_deadline.get()
+    if deadline is None:
+        return
+    left = int((deadline - time.monotonic()) * 1000)
+    if left <= 0:
+        raise SearchCutShort("budget spent")
+    session.execute(text("SELECT set_config('statement_timeout', :value, true)"), {"value": str(left)})
+
+
+#: Milliseconds a record type's substring query always gets on a shared page budget
+#: (an indexed lookup takes a few; the types searched last are not starved).
+QUICK_FLOOR_MS = 50
+
+
+def quick_find_all(user: Any, finders: list[Finder], typed: str, session: Any) -> list[QuickResult]:
+    """``quick_find`` for each of ``finders``, one ``CRM_QUICK_SEARCH_MS`` budget shared by
+    all (each substring query gets what the ones before left, at least ``QUICK_FLOOR_MS``):
+    the results page takes about one budget at most, not one per record type."""
+    deadline = time.monotonic() + _budget_ms() / 1000
+    results = []
+    for finder in finders:
+        left = max(round((deadline - time.monotonic()) * 1000), QUICK_FLOOR_MS)
+        results.append(quick_find(user, finder, typed, session, budget_ms=left))
+    return results
+
+
+def quick_find(user: Any, finder: Finder, typed: str, session: Any, limit: int = QUICK_LIMIT,
+               budget_ms: int | None = None) -> QuickResult:
     """The first ``limit`` records of ``finder.model`` in ``user``'s scope that ``typed``
     matches: the exact (indexed) hits when there are any, else the substring hits, newest first.
 
-    ``typed`` is ``quick_text``'s result (not empty). The substring query runs under
-    ``CRM_QUICK_SEARCH_MS`` (default ``QUICK_BUDGET_MS``); past it the result is empty and
-    says ``cut_short``.
+    ``typed`` is ``quick_text``'s result (not empty). The substring query (through the text
+    index when there is one, ``finder.indexed``) runs under ``budget_ms`` (default
+    ``CRM_QUICK_SEARCH_MS``, else ``QUICK_BUDGET_MS``); past it the result is empty and says
+    ``cut_short``.
     """
     model = finder.model
     base = select(model).where(scope_clause(user, model), *finder.live())
@@ -251,11 +350,184 @@ def quick_find(user: Any, finder: Finder, typed: str, session: Any, limit: int =
     if broad is None:
         return result
     try:
-        with time_budget(session, _budget_ms()):
-            result.items = list(session.scalars(base.where(broad).order_by(*finder.newest()).limit(limit)))
+        with time_budget(session, _budget_ms() if budget_ms is None else budget_ms):
+            short = len(fold(typed)) < MIN_INDEXED_LENGTH
+            found = finder.indexed(typed, session, base, limit) if finder.indexed and not short else None
+            if found is None and short and finder.indexed:  # no trigram to look up: the newest rows only
+                found, result.cut_short = recent_only(session, base, broad, finder.model.id, limit)
+            if found is None:
+                found = session.scalars(base.where(broad).order_by(*finder.newest()).limit(limit))
+            result.items = list(found)
     except SearchCutShort:
         result.cut_short = True
     return result
+
+
+def recent_only(session: Any, base: Any, condition: ColumnElement, key: Any, limit: int) -> tuple[list[Any], bool]:
+    """(hits, whether older rows were left out): a text too short for the trigram index is
+    looked for among the table's newest ``RECENT_ROWS`` rows only (bounded work); on a
+    table that holds more, fewer than ``limit`` hits say the search was cut short (the page
+    asks for more of the name)."""
+    edge = session.scalar(select(key).order_by(key.desc()).offset(RECENT_ROWS).limit(1))  # index only
+    if edge is None:
+        return list(session.scalars(base.where(condition).order_by(key.desc()).limit(limit))), False
+    _tighten(session)
+    found = list(session.scalars(base.where(condition, key > edge).order_by(key.desc()).limit(limit)))
+    return found, len(found) < limit
+
+
+# --- contains-search through the SQLite trigram index ------------------------------------
+
+_FTS_TABLES: dict[str, frozenset[str]] = {}
+
+
+@event.listens_for(Engine, "commit")
+def _index_pending(conn: Any) -> None:
+    """SQLite, as a transaction commits: index the rows it inserted (noted by the insert
+    triggers in ``search_pending``) in one ``INSERT ... SELECT`` per FTS table, in the same
+    transaction. A trigger inserting into the FTS table row by row costs ~30 us a row (an
+    import of 100,000 customers: +7 s CPU); this costs ~3 us. Rows written by another
+    program (the sqlite3 shell) are indexed by the next commit of the application."""
+    if conn.dialect.name != "sqlite":
+        return
+    raw = conn.connection.driver_connection
+    try:
+        if raw.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone() is None:
+            return
+    except sqlite3.OperationalError:  # not migrated yet (or no FTS5): nothing to index
+        return
+    raw.execute("SAVEPOINT crm_search_pending")  # all or nothing, never the commit's failure
+    try:
+        for name, (table, columns) in FTS_COLUMNS.items():
+            listed = ", ".join(columns)
+            raw.execute(f"INSERT INTO {name}(rowid, {listed}) SELECT {', '.join(f't.{c}' for c in ('id', *columns))} "
+                        f"FROM {table} t JOIN search_pending p ON p.row_id = t.id AND p.tbl = ?", (table,))
+        raw.execute("DELETE FROM search_pending")
+    except sqlite3.OperationalError:  # e.g. a read-only request meeting a busy writer: the next commit indexes
+        raw.execute("ROLLBACK TO crm_search_pending")
+        log.warning("Search index: pending rows left for the next commit", exc_info=True)
+    raw.execute("RELEASE crm_search_pending")
+
+
+def fts_tables(session: Any) -> frozenset[str]:
+    """The FTS search tables present on ``session``'s SQLite database (empty elsewhere, or
+    when the migration found no FTS5 trigram support); looked up once per database."""
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return frozenset()
+    key = str(bind.url)
+    if key not in _FTS_TABLES:
+        names = session.scalars(text("SELECT name FROM sqlite_master WHERE type = 'table'")).all()
+        _FTS_TABLES[key] = frozenset(name for name in names if name in FTS_COLUMNS)
+    return _FTS_TABLES[key]
+
+
+def _full_width(typed: str) -> str:
+    """``typed`` with its ASCII characters in their full-width forms (space -> U+3000)."""
+    return "".join("\u3000" if ch == " " else chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch for ch in typed)
+
+
+def fts_query(typed: str, columns: tuple[str, ...] | None = None) -> str | None:
+    """The FTS5 MATCH text for "contains ``typed``" (folded, in half- and full-width spelling,
+    each a quoted phrase), limited to ``columns`` when given; None below
+    ``MIN_INDEXED_LENGTH`` characters (no trigram to look up)."""
+    wanted = fold(typed)
+    if len(wanted) < MIN_INDEXED_LENGTH:
+        return None
+    spellings = dict.fromkeys((wanted, _full_width(wanted)))
+    phrases = " OR ".join('"' + spelling.replace('"', '""') + '"' for spelling in spellings)
+    return f"{{{' '.join(columns)}}} : ({phrases})" if columns else phrases
+
+
+def _fts(name: str) -> Any:
+    from sqlalchemy import column, table
+
+    return table(name, column("rowid"))
+
+
+def _matches(name: str, query: str) -> ColumnElement:
+    return literal_column(name).op("MATCH")(query)
+
+
+def customer_indexed(typed: str, session: Any, base: Any, limit: int) -> list[Any] | None:
+    """Customers whose name, code, contact name or credit code contain ``typed``, newest
+    first, through ``customer_search`` (None: no index for this text or database);
+    PostgreSQL: ``customer_clause`` through the trigram indexes (``pg_newest``)."""
+    if _postgresql(session):
+        clause = customer_clause(typed, session)
+        return None if clause is None else pg_newest(session, base, clause, Customer.id, limit)
+    query = fts_query(typed)
+    if query is None or "customer_search" not in fts_tables(session):
+        return None
+    fts = _fts("customer_search")
+    return list(session.scalars(base.join(fts, fts.c.rowid == Customer.id)
+                                .where(_matches("customer_search", query))
+                                .order_by(fts.c.rowid.desc()).limit(limit)))
+
+
+#: PostgreSQL: rows in scope the newest-first walk reads before the search goes through the
+#: trigram index instead (a common text is found among the newest rows, a rare one by the index).
+RECENT_ROWS = 5_000
+
+
+def _postgresql(session: Any) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def pg_newest(session: Any, base: Any, condition: ColumnElement, key: Any, limit: int) -> list[Any]:
+    """PostgreSQL: the rows of ``base`` meeting ``condition``, newest first by ``key`` (an id
+    column), at most ``limit``. Without help the planner walks the primary key backwards
+    through every row when the text is rare; here it walks at most ``RECENT_ROWS`` (the
+    newest in scope), then looks the older ones up through the trigram index (the order is
+    hidden from it as ``key + 0``, so it sorts the few matches instead). "The newest" are
+    the table's newest ``RECENT_ROWS`` (an index-only walk), whatever the scope."""
+    edge = session.scalar(select(key).order_by(key.desc()).offset(RECENT_ROWS).limit(1))  # index only
+    if edge is None:  # a small table: one query
+        _tighten(session)
+        return list(session.scalars(base.where(condition).order_by(key.desc()).limit(limit)))
+    _tighten(session)
+    found = list(session.scalars(base.where(condition, key > edge).order_by(key.desc()).limit(limit)))
+    if len(found) < limit:
+        _tighten(session)
+        found += session.scalars(base.where(condition, key <= edge).order_by((key + 0).desc())
+                                 .limit(limit - len(found)))
+    return found
+
+
+def _newest(found: list[Any], limit: int) -> list[Any]:
+    unique = {item.id: item for item in found}
+    return [unique[pk] for pk in sorted(unique, reverse=True)[:limit]]
+
+
+def _follow_up_split(typed: str, session: Any, base: Any, limit: int) -> list[Any]:
+    """PostgreSQL: ``follow_up_clause`` as two queries the planner can serve from the trigram
+    indexes (one OR with a correlated EXISTS it cannot): the follow-ups' own text, and the
+    follow-ups of the newest matching customers."""
+    own = contains_folded([FollowUp.code, FollowUp.content], typed, session)
+    theirs = contains_folded([Customer.name, Customer.code], typed, session)
+    found = pg_newest(session, base, own, FollowUp.id, limit)
+    found += pg_newest(session, base.join(Customer, Customer.id == FollowUp.customer_id), theirs, Customer.id, limit)
+    return _newest(found, limit)
+
+
+def follow_up_indexed(typed: str, session: Any, base: Any, limit: int) -> list[Any] | None:
+    """Follow-ups whose code or content contain ``typed`` (``follow_up_search``), and those of
+    the newest customers whose name or code contain it (``customer_search``): the newest
+    ``limit`` of both, or None when an index is missing or the text is too short.
+    PostgreSQL: the same two parts through the trigram indexes (``_follow_up_split``)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _follow_up_split(typed, session, base, limit)
+    own, by_customer = fts_query(typed), fts_query(typed, ("name", "code"))
+    if own is None or not {"customer_search", "follow_up_search"} <= fts_tables(session):
+        return None
+    mine, theirs = _fts("follow_up_search"), _fts("customer_search")
+    found = list(session.scalars(base.join(mine, mine.c.rowid == FollowUp.id)
+                                 .where(_matches("follow_up_search", own))
+                                 .order_by(mine.c.rowid.desc()).limit(limit)))
+    found += session.scalars(base.join(theirs, theirs.c.rowid == FollowUp.customer_id)
+                             .where(_matches("customer_search", by_customer))
+                             .order_by(theirs.c.rowid.desc()).limit(limit))  # no sort of every match
+    return _newest(found, limit)
 
 
 def _code(typed: str) -> str:
@@ -263,9 +535,18 @@ def _code(typed: str) -> str:
     return fold(typed).upper()
 
 
+def _credit_code_shaped(code: str) -> bool:
+    """18 letters and digits: a unified social credit code could be meant (GB 32100)."""
+    return len(code) == 18 and code.isascii() and code.isalnum()
+
+
 def customer_exact(typed: str, session: Any) -> list[ColumnElement]:
-    """Indexed lookups: the code, the credit code, the canonical phone (``customer`` indexes)."""
-    conditions = [Customer.code == _code(typed), Customer.credit_code == _code(typed)]
+    """Indexed lookups: the code, the credit code (only for text shaped like one: when most
+    customers have none the planner may judge that index useless and walk the whole table
+    instead), the canonical phone (``customer`` indexes)."""
+    conditions = [Customer.code == _code(typed)]
+    if _credit_code_shaped(_code(typed)):
+        conditions.append(Customer.credit_code == _code(typed))
     phone = query_phone(typed)
     if phone:
         conditions.append(Customer.contact_phone == phone)
@@ -275,13 +556,18 @@ def customer_exact(typed: str, session: Any) -> list[ColumnElement]:
 CUSTOMERS = Finder(
     model=Customer, exact=customer_exact, broad=customer_clause,
     live=lambda: [Customer.archived_at.is_(None)], newest=lambda: [Customer.id.desc()],
+    indexed=lambda typed, session, base, limit: customer_indexed(typed, session, base, limit),
 )
 
 
 def follow_up_exact(typed: str, session: Any) -> list[ColumnElement]:
-    """Indexed lookups: the follow-up's code, its customer's code."""
-    return [FollowUp.code == _code(typed),
-            FollowUp.customer_id.in_(select(Customer.id).where(Customer.code == _code(typed)))]
+    """Indexed lookups: the follow-up's code, its customer's code (the customer is looked up
+    first: given an id, the database walks that customer's follow-ups, not the scope's)."""
+    conditions = [FollowUp.code == _code(typed)]
+    customer_id = session.scalar(select(Customer.id).where(Customer.code == _code(typed)))
+    if customer_id is not None:
+        conditions.append(FollowUp.customer_id == customer_id)
+    return conditions
 
 
 def follow_up_clause(typed: str, session: Any) -> ColumnElement | None:
@@ -299,7 +585,8 @@ def follow_up_clause(typed: str, session: Any) -> ColumnElement | None:
 
 
 FOLLOW_UPS = Finder(model=FollowUp, exact=follow_up_exact, broad=follow_up_clause,
-                    newest=lambda: [FollowUp.id.desc()])
+                    newest=lambda: [FollowUp.id.desc()],
+                    indexed=lambda typed, session, base, limit: follow_up_indexed(typed, session, base, limit))
 
 
 def user_exact(typed: str, session: Any) -> list[ColumnElement]:
@@ -340,4 +627,26 @@ def declared_finder(rt: Any) -> Finder:
     def broad(typed: str, session: Any) -> ColumnElement | None:
         return contains_folded(texts, typed, session) if fold(typed) and texts else None
 
-    return Finder(model=model, exact=exact, broad=broad, newest=lambda: [model.id.desc()])
+    return Finder(model=model, exact=exact, broad=broad, newest=lambda: [model.id.desc()],
+                  indexed=_declared_indexed(model, texts))
+
+
+def _declared_indexed(model: type, texts: list[Any]) -> Callable[[str, Any, Any, int], list[Any] | None]:
+    """The FTS lookup for a declared type whose table has one covering ``texts`` (SQLite);
+    PostgreSQL: the substring match through its trigram indexes, if any (``pg_newest``)."""
+    name = f"{model.__tablename__}_search"
+    columns = tuple(column.key for column in texts)
+
+    def indexed(typed: str, session: Any, base: Any, limit: int) -> list[Any] | None:
+        if _postgresql(session):
+            clause = contains_folded(texts, typed, session) if fold(typed) and texts else None
+            return None if clause is None else pg_newest(session, base, clause, model.id, limit)
+        known = FTS_COLUMNS.get(name, ("", ()))[1]
+        query = fts_query(typed, columns)
+        if not columns or not set(columns) <= set(known) or query is None or name not in fts_tables(session):
+            return None
+        fts = _fts(name)
+        return list(session.scalars(base.join(fts, fts.c.rowid == model.id).where(_matches(name, query))
+                                    .order_by(fts.c.rowid.desc()).limit(limit)))
+
+    return indexed

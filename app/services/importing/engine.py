@@ -39,6 +39,7 @@ from app.services.importing.columns import (
     DATETIME,
     DICT,
     MODELS,
+    TEXT,
     USER,
     ImportModel,
     is_code,
@@ -123,6 +124,8 @@ class ImportRun:
         #: (field, column index, max length) of every mapped field, in field order.
         self.mapped = [(spec, self.columns[spec.name], self._max_length(spec.name))
                        for spec in self.spec.fields if spec.name in self.columns]
+        #: ``_parse`` may read a text cell itself (a subclass that parses cells its own way: no).
+        self.plain_text = type(self)._parse_cell is ImportRun._parse_cell
         self.result = Result()
         self.lookups: Lookups | None = None
         self.chosen: dict[str, dict[str, Any]] = {}  # field -> value key -> entry (the value-mapping step)
@@ -149,6 +152,8 @@ class ImportRun:
         return self.result
 
     def _chunk(self, rows: list[list[Any]], lines: list[int]) -> None:
+        if self.commit and not self.settings.all_or_nothing and self.result.rows:
+            self._reload_dictionaries()
         existing = self._load_existing(rows)
         self.owner_checks = {}
         if self.spec.model is FollowUp:
@@ -165,6 +170,12 @@ class ImportRun:
                     touched.append(item)
                 self._count(line, raw, outcome, item, "")
         self._save_chunk(touched)
+
+    def _reload_dictionaries(self) -> None:
+        """The previous chunk's commit expired the dictionary entries the rows name: reload
+        each dictionary in one query (else the rules' first read of each entry is a query)."""
+        for lookup in self.lookups.dictionaries.values():
+            db.session.scalars(select(lookup.model)).all()
 
     def _save_chunk(self, touched: list[Any]) -> None:
         self.result.rows = sum(self.result.counts.values())
@@ -263,9 +274,20 @@ class ImportRun:
 
     def _parse(self, raw: list[Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         values, errors = {}, []
+        plain_text = self.plain_text
         for spec, index, limit in self.mapped:
+            cell = raw[index]
+            if plain_text and spec.kind == TEXT:  # most cells: ``_parse_cell``'s answer, the short way
+                if cell is None:
+                    values[spec.name] = None
+                    continue
+                if type(cell) is str:
+                    text = cell.strip() if cell.isprintable() else cell_text(cell)
+                    if not limit or len(text) <= limit:
+                        values[spec.name] = text or None
+                        continue
             try:
-                values[spec.name] = self._parse_cell(spec, raw[index], limit)
+                values[spec.name] = self._parse_cell(spec, cell, limit)
             except ValueError as exc:
                 errors.append((self._header(spec.name), str(exc)))
         return values, errors
@@ -432,7 +454,9 @@ class ImportRun:
         if errors:
             raise RowRejected([(self._header(name), str(message)) for name, message in errors.items()])
         row = {name: checked[name] for name in _CUSTOMER_TEXT}
-        row.update({f"{name}_id": getattr(checked[name], "id", None) for name in rules.CHOICES})
+        for name, key in _CHOICE_IDS:
+            entry = checked[name]
+            row[key] = None if entry is None else getattr(entry, "id", None)
         row.update(code=values.get("code"), owner_id=owner.id, archived_at=None)
         return row
 
@@ -460,7 +484,7 @@ class ImportRun:
             except RuleViolation as exc:
                 self.owner_checks[owner_id] = exc
         refused = self.owner_checks[owner_id]
-        return dict(refused.errors) if refused is not None else {}
+        return dict(refused.errors) if refused is not None else _NO_ERRORS
 
     def _load_customer_facts(self, rows: list[list[Any]], existing: dict[int, Any]) -> follow_ups.CustomerFacts:
         """The customers this chunk's follow-ups name or belong to, as ``follow_ups.customer_facts``
@@ -543,6 +567,8 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 _CUSTOMER_TEXT = ("name", "credit_code", "contact_name", "contact_phone", "email", "address", "note")
+_CHOICE_IDS = tuple((name, f"{name}_id") for name in rules.CHOICES)
+_NO_ERRORS: dict[str, str] = {}  # read only
 
 
 def _get(item: Any, name: str) -> Any:

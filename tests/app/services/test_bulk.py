@@ -1,0 +1,153 @@
+"""Bulk inserts (issue 12): from ``bulk.COPY_FROM`` rows PostgreSQL gets a COPY, SQLite one
+executemany. Either way the rows, their codes, ids, instants, status history, primary
+contacts and audit entries are what the single-row path stores, a failing batch raises
+SQLAlchemy's error and rolls back whole, and engine listeners see the statement."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
+
+from app.clock import frozen
+from app.extensions import appbuilder, db
+from app.models import AuditLog, Contact, Customer
+from app.models.customers import CustomerStatusChange
+from app.models.dictionaries import CustomerType
+from app.services import bulk, customers
+from app.services.importing import columns
+from app.services.importing.engine import Settings, run_import
+from app.services.importing.reading import read_table
+from tests.app.services.importing.conftest import write_xlsx
+
+MANY = bulk.COPY_FROM * 3  # well past the COPY threshold
+AT = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+
+
+def _rows(count: int, owner_id: int, type_id: int | None = None) -> list[dict[str, Any]]:
+    return [{"name": f"批量客户{n}", "contact_name": f"联系人{n}", "contact_phone": f"139{n:08d}",
+             "owner_id": owner_id, "type_id": type_id if n % 2 else None} for n in range(count)]
+
+
+def _owner() -> Any:
+    return appbuilder.sm.find_user(username="rep_a")
+
+
+def test_many_customers_store_exactly_their_rows_codes_history_contacts_and_audit(ctx: Any) -> None:
+    owner = _owner()
+    kind = db.session.scalar(select(CustomerType).limit(1))
+    rows = _rows(MANY, owner.id, kind.id)
+    with frozen(AT):
+        customers.insert_customers(rows)
+    db.session.commit()
+    db.session.expire_all()
+    stored = {c.id: c for c in db.session.scalars(select(Customer))}
+    assert sorted(stored) == sorted(row["id"] for row in rows)
+    codes = [row["code"] for row in rows]
+    assert len(set(codes)) == MANY and all(code.startswith("C") for code in codes)
+    assert codes == sorted(codes)  # numbered in row order, as the single-row path does
+    for row in rows:
+        customer = stored[row["id"]]
+        assert (customer.code, customer.name, customer.contact_phone, customer.owner_id, customer.type_id) == \
+            (row["code"], row["name"], row["contact_phone"], owner.id, row["type_id"])
+        assert customer.created_on == customer.changed_on == AT  # the instant, to the microsecond
+        assert customer.version == 1
+    history = db.session.scalars(select(CustomerStatusChange)).all()
+    assert sorted(h.customer_id for h in history) == sorted(r["id"] for r in rows if r["type_id"])
+    contacts = {c.customer_id: c for c in db.session.scalars(select(Contact))}
+    assert {pk: (c.name, c.phone, c.is_primary) for pk, c in contacts.items()} == \
+        {r["id"]: (r["contact_name"], r["contact_phone"], True) for r in rows}
+    entries = {e.object_id: e for e in db.session.scalars(select(AuditLog).where(AuditLog.action == "create"))}
+    assert set(entries) == {str(r["id"]) for r in rows}
+    first = json.loads(entries[str(rows[1]["id"])].changes)
+    assert first["code"] == [None, rows[1]["code"]] and first["type_id"] == [None, kind.id]
+    assert first["contact_phone"][1] != rows[1]["contact_phone"]  # masked, as the hook masks it
+
+
+def test_a_failing_batch_raises_sqlalchemys_error_and_stores_none_of_it(ctx: Any) -> None:
+    owner = _owner()
+    first = _rows(3, owner.id)
+    customers.insert_customers(first)
+    db.session.commit()
+    rows = _rows(MANY, owner.id)
+    for row in rows:
+        row.update(name="第二批" + row["name"], created_on=AT, changed_on=AT, version=1)
+        row["code"] = f"X{row['contact_phone']}"
+    rows[-7]["code"] = first[0]["code"]  # taken: the unique index refuses the batch
+    with pytest.raises(IntegrityError):
+        bulk.insert_rows(db.session.connection(), Customer.__table__, rows)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count(Customer.id))) == 3
+    rows[-7]["code"] = "X-fixed"
+    bulk.insert_rows(db.session.connection(), Customer.__table__, rows)  # the session works again
+    db.session.commit()
+    assert db.session.scalar(select(func.count(Customer.id))) == 3 + MANY
+
+
+def test_listeners_see_one_statement_per_batch(ctx: Any) -> None:
+    owner = _owner()
+    customers.insert_customers(_rows(1, owner.id))
+    customer_id = db.session.scalar(select(Customer.id))
+    seen: list[str] = []
+
+    def listen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    stamp = {"created_on": AT, "changed_on": AT, "version": 1, "is_primary": False, "is_decision_maker": False}
+    contacts = [{"code": f"P9{n:06d}", "customer_id": customer_id, "name": f"n{n}", **stamp} for n in range(MANY)]
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        bulk.insert_rows(db.session.connection(), Contact.__table__, contacts)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    assert len(seen) == 1 and "contact" in seen[0]
+    if db.engine.dialect.name == "postgresql":  # issue 12: a COPY, not a statement per row
+        assert seen[0].startswith("COPY contact (")
+    assert db.session.scalar(select(func.count(Contact.id)).where(Contact.is_primary.is_(False))) == MANY
+
+
+def test_instants_in_other_zones_are_stored_as_the_same_instant(ctx: Any) -> None:
+    """Each distinct value is converted once: equal instants written in two zones still
+    come back as the one instant (and different ones stay different)."""
+    owner = _owner()
+    customers.insert_customers(_rows(1, owner.id))
+    customer_id = db.session.scalar(select(Customer.id))
+    east = AT.astimezone(ZoneInfo("Asia/Shanghai"))
+    later = AT + timedelta(seconds=1)
+    contacts = [{"code": f"P8{n:06d}", "customer_id": customer_id, "name": f"n{n}", "version": 1,
+                 "is_primary": False, "is_decision_maker": False, "created_on": (AT, east, later)[n % 3],
+                 "changed_on": AT} for n in range(MANY)]
+    bulk.insert_rows(db.session.connection(), Contact.__table__, contacts)
+    db.session.commit()
+    stored = dict(db.session.execute(select(Contact.code, Contact.created_on)
+                                     .where(Contact.is_primary.is_(False))).all())
+    assert {stored[c["code"]] for c in contacts if c["created_on"] is not later} == {AT}
+    assert {stored[c["code"]] for c in contacts if c["created_on"] is later} == {later}
+
+
+def test_an_import_past_the_copy_threshold_commits_rows_codes_and_audit(app: Any, tmp_path: Path) -> None:
+    """The manual's template through the bulk path: good rows stored with codes in row
+    order and audited as imported, bad rows refused with their messages."""
+    headers = ["客户编号", "客户名称", "所属行业", "联系人姓名", "联系方式", "客户地址", "备注"]
+    lines = [["", f"导入客户{n:04d}", "", f"联系人{n}", "12345" if n == 40 else f"138{n:08d}", "地址", "备注"]
+             for n in range(MANY)]
+    path = write_xlsx(tmp_path / "many.xlsx", {"客户信息": [headers, *lines]})
+    with app.app_context():
+        user = _owner()
+        table = read_table(path)
+        mapping = columns.auto_map(columns.CUSTOMER, table.headers)
+        result = run_import(table, mapping, Settings("customer", chunk_size=MANY), user, commit=True)
+        assert (result.counts["create"], result.counts["error"]) == (MANY - 1, 1)
+        assert "联系方式" in str(result.rejected_rows[0][2]) and result.rejected_rows[0][0] == 42
+        stored = db.session.execute(select(Customer.name, Customer.code).order_by(Customer.code)).all()
+        assert [name for name, _code in stored] == [f"导入客户{n:04d}" for n in range(MANY) if n != 40]
+        audited = db.session.scalars(select(AuditLog.source).where(AuditLog.action == "create",
+                                                                   AuditLog.object_type == "Customer")).all()
+        assert audited == ["import"] * (MANY - 1)
+        db.session.remove()
