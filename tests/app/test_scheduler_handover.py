@@ -138,7 +138,9 @@ def test_file_lock_hands_over_between_processes(start_schedulers: Any, tmp_path:
     processes = start_schedulers(f"sqlite:///{tmp_path / 'crm.db'}", 2)
     lock = scheduler.FileLock(str(tmp_path / "scheduler.lock"))
     survivor = _hand_over(processes, lock.status)
+    assert survivor.state() == "active" and lock.status()["pid"] == survivor.pid  # the standby holds the lock
     _terminate(survivor, lock.status)
+    assert survivor.process.returncode == 0 and lock.status()["active"] is False  # a clean exit frees it
 
 
 @pytest.fixture
@@ -180,3 +182,4 @@ def test_advisory_lock_hands_over_between_processes(app: Any, postgres_url: str,
     poll(lambda: survivor.state() == "active" and status()["pid"] == survivor.pid, TAKE_OVER_BOUND,
          lambda: f"the scheduler did not take its lock again:\n{_describe(processes)}")
     _terminate(survivor, status)
+    assert survivor.process.returncode == 0 and status()["active"] is False

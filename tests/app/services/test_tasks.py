@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openpyxl import Workbook
 from sqlalchemy import func, select, update
 
 from app.clock import utc_now
@@ -19,6 +18,7 @@ from app.extensions import appbuilder, db
 from app.models import Customer, TransferJob
 from app.services import background, tasks
 from app.services.importing import jobs
+from tests.app.services.importing.conftest import write_xlsx
 
 HEADERS = ["客户名称", "联系方式"]
 
@@ -28,13 +28,8 @@ class WorkerKilled(BaseException):
 
 
 def _workbook(path: Path, count: int) -> Path:
-    book = Workbook()
-    sheet = book.active
-    sheet.append(HEADERS)
-    for n in range(count):
-        sheet.append([f"Queue Co {n:02d}", f"1381234{n:04d}"])
-    book.save(path)
-    return path
+    """``count`` customers, one a row, under the manual's two required headers."""
+    return write_xlsx(path, {"s": [HEADERS, *([f"Queue Co {n:02d}", f"1381234{n:04d}"] for n in range(count))]})
 
 
 def _queued_job(username: str, path: Path, commit: bool, **fields: Any) -> int:
