@@ -33,7 +33,15 @@ def create_app(config: type | dict | None = None) -> Flask:
     from app.extensions import appbuilder, csrf, db, migrate
     from app.security import request_bounds, session_guard
     from app.security.passwords import password_policy
-    from app.services import accounts, audit, customers, numbering, search  # noqa: F401  (their hooks)
+    from app.services import (  # noqa: F401  (their hooks: flush listeners, events, scheduled rules)
+        accounts,
+        audit,
+        customers,
+        notifications,
+        numbering,
+        reminders,
+        search,
+    )
 
     record_types.load_all()  # contacts, leads, opportunities, products: each declared once
 

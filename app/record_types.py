@@ -6,7 +6,8 @@ module that owns its rules (``app/services/<type>.py``), passed to ``declare``. 
 - numbering: ``code_prefix`` + date + daily sequence, given on flush to new rows without
   a code (``app.services.numbering``);
 - data scope: ``scope`` says whose rows a user sees (``owner``: the record's owner;
-  ``customer``: its customer's owner; ``everyone``: reference data such as products);
+  ``customer``: its customer's owner; ``everyone``: reference data such as products; or
+  a function of the visible owner ids, ``data_scope.register``);
 - audit: every row change is logged field by field, masked columns masked;
 - masking: ``Model.masked_columns`` are never shown in full on lists, APIs or exports;
 - screens and REST API (``views/declared.py``): list/show/add/edit columns, labels,
@@ -47,7 +48,7 @@ class RecordType:
     plural: Any                   # plural, list and menu title ("Leads")
     plural_en: str                # the menu's permission name (FAB names menus by a fixed string)
     permission: str               # FAB permission view name ("Lead")
-    scope: str
+    scope: Any  # OWNER, VIA_CUSTOMER, EVERYONE or a rule (data_scope.register)
     editable: tuple[str, ...]
     save: Callable[..., Any]
     list_columns: tuple[str, ...]
@@ -112,6 +113,7 @@ DECLARING_MODULES = (
     "app.services.contacts",
     "app.services.leads",
     "app.services.opportunities",
+    "app.services.activities",
 )
 
 

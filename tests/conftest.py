@@ -21,6 +21,7 @@ os.environ.setdefault("CRM_SCHEDULER", "0")
 from app import create_app  # noqa: E402
 from app.extensions import appbuilder, db  # noqa: E402
 from app.models import (  # noqa: E402
+    Activity,
     AssignmentRule,
     AssignmentRuleUser,
     AuditChainHead,
@@ -28,20 +29,25 @@ from app.models import (  # noqa: E402
     CodeSequence,
     Competitor,
     Contact,
+    CrmSetting,
     CrmUser,
     Customer,
     CustomerAlias,
     CustomerStatusChange,
     CustomerType,
     Department,
+    DigestSent,
     DismissedPair,
     FollowUp,
     ImportMapping,
     Lead,
     LeadStatusChange,
+    Notification,
+    NotificationPreference,
     Opportunity,
     OpportunityLine,
     OpportunityStageChange,
+    OutboxMessage,
     Product,
     RecoveryCode,
     RoleDataScope,
@@ -131,7 +137,8 @@ def _clean_data(app: Any) -> Any:
     yield
     with app.app_context():
         db.session.rollback()
-        for model in (SyncConflict, SyncRow, SyncRun, SyncTarget,
+        for model in (OutboxMessage, Notification, NotificationPreference, DigestSent, CrmSetting, Activity,
+                      SyncConflict, SyncRow, SyncRun, SyncTarget,
                       TransferJob, TransferSchedule, ImportMapping, DuplicateMember, DuplicateCluster,
                       DuplicateKey, DuplicateDirty, DuplicateScan, DuplicateState, CustomerAlias, DismissedPair,
                       LeadStatusChange, Lead, AssignmentRuleUser, AssignmentRule, OpportunityLine, Competitor,
@@ -144,7 +151,7 @@ def _clean_data(app: Any) -> Any:
         db.session.execute(update(RoleDataScope).values(totp_required=False))
         _remove_extra_users()
         db.session.execute(CrmUser.__table__.update().values(
-            active=True, expires_on=None, deactivated_at=None, last_login=None, last_name="Test"))
+            active=True, expires_on=None, deactivated_at=None, last_login=None, last_name="Test", language=None))
         for username in USERS:  # own-profile tests rename themselves
             db.session.execute(CrmUser.__table__.update().where(CrmUser.username == username)
                                .values(first_name=username.title()))

@@ -55,6 +55,13 @@ def register_views(appbuilder: AppBuilder) -> None:
     from views.pipeline import register_pipeline
 
     register_pipeline(appbuilder)  # /pipeline/ kanban + /pipeline/forecast (menus "Pipeline", "Forecast")
+    from views.activities import register_activities
+    from views.notifications import register_notifications
+    from views.settings import register_settings
+
+    register_activities(appbuilder)  # my activities, calendar, task templates
+    register_notifications(appbuilder)  # inbox, bell count, preferences, outbox
+    register_settings(appbuilder)  # Organisation > Settings (app.services.settings)
 
     for view, label in DICTIONARY_VIEWS:
         appbuilder.add_view(view, view.__name__, label=label, icon="fa-list", category="Dictionaries",

@@ -1,5 +1,6 @@
 """All models, imported here so Alembic and the mappers see every table."""
 
+from app.models.activities import Activity, ActivityTemplate, CrmSetting
 from app.models.audit import AuditChainHead, AuditLog
 from app.models.customers import CodeSequence, Customer, CustomerAlias, CustomerStatusChange, FollowUp
 from app.models.dictionaries import (
@@ -11,6 +12,7 @@ from app.models.dictionaries import (
     Industry,
 )
 from app.models.duplicates import DismissedPair
+from app.models.notifications import DigestSent, Notification, NotificationPreference, OutboxMessage
 from app.models.org import CrmUser, Department, RoleDataScope
 from app.models.sales import (
     AssignmentRule,
@@ -30,6 +32,13 @@ from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
 from app.models.transfers import ImportMapping, TransferJob, TransferSchedule
 
 __all__ = [
+    "Activity",
+    "ActivityTemplate",
+    "CrmSetting",
+    "DigestSent",
+    "Notification",
+    "NotificationPreference",
+    "OutboxMessage",
     "AssignmentRule",
     "AssignmentRuleUser",
     "Competitor",

@@ -63,6 +63,9 @@ class CrmUser(User):
     #: it (logout, password change, deactivation) ends them all server-side
     #: (``app.security.sessions``).
     session_epoch: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    #: The language of e-mails and notifications to this user ("en", "zh"; None: the CRM's
+    #: default); set from the language the user last chose on screen (issue 14).
+    language: Mapped[str | None] = mapped_column(String(8))
 
     department = relationship("Department", foreign_keys=[department_id], backref="members")
 

@@ -102,7 +102,7 @@ def _owner_in(column: Any, owners: Iterable[int] | None) -> ColumnElement:
     return column == owners[0] if len(owners) == 1 else column.in_(owners)
 
 
-def _via_customer(model: type, owners: set[int] | None) -> ColumnElement:
+def via_customer(model: type, owners: set[int] | None) -> ColumnElement:
     if owners is None:
         return true()
     # A correlated EXISTS on the row's own customer: an IN over every customer in scope made SQLite
@@ -119,21 +119,26 @@ _RULES: dict[type, Callable[[set[int] | None], ColumnElement]] = {
     Customer: lambda owners: _owner_in(Customer.owner_id, owners),
     # Follow-ups and status history belong to their customer's owner (the manuals: a rep
     # may not read follow-ups of customers someone else is responsible for).
-    FollowUp: lambda owners: _via_customer(FollowUp, owners),
-    CustomerStatusChange: lambda owners: _via_customer(CustomerStatusChange, owners),
+    FollowUp: lambda owners: via_customer(FollowUp, owners),
+    CustomerStatusChange: lambda owners: via_customer(CustomerStatusChange, owners),
     CrmUser: lambda owners: _owner_in(CrmUser.id, owners),
 }
 
 
-def register(model: type, kind: str, owner_column: str = "owner_id") -> None:
+def register(model: type, kind: str | Callable[[set[int] | None], ColumnElement],
+             owner_column: str = "owner_id") -> None:
     """Declare whose rows of ``model`` a user sees (``app.record_types``): ``"owner"`` —
     rows whose ``owner_column`` is a visible owner (a lead without an owner is visible to
     those who see every owner); ``"customer"`` — rows of a customer in scope (contacts,
-    like follow-ups); ``"everyone"`` — reference data every user may read (products)."""
-    if kind == "owner":
+    like follow-ups); ``"everyone"`` — reference data every user may read (products); or
+    a function of the visible owner ids (None: every owner) giving the SQL condition, for
+    a type scoped like the record it belongs to (activities)."""
+    if callable(kind):
+        _RULES[model] = kind
+    elif kind == "owner":
         _RULES[model] = lambda owners: _owner_in(getattr(model, owner_column), owners)
     elif kind == "customer":
-        _RULES[model] = lambda owners: _via_customer(model, owners)
+        _RULES[model] = lambda owners: via_customer(model, owners)
     elif kind == "everyone":
         _RULES[model] = lambda owners: true()
     else:
