@@ -57,11 +57,13 @@ def register_views(appbuilder: AppBuilder) -> None:
     register_pipeline(appbuilder)  # /pipeline/ kanban + /pipeline/forecast (menus "Pipeline", "Forecast")
     from views.activities import register_activities
     from views.notifications import register_notifications
+    from views.reminders import register_reminders
     from views.settings import register_settings
 
     register_activities(appbuilder)  # my activities, calendar, task templates
     register_notifications(appbuilder)  # inbox, bell count, preferences, outbox
     register_settings(appbuilder)  # Organisation > Settings (app.services.settings)
+    register_reminders(appbuilder)  # the birthday greeting e-mail
 
     for view, label in DICTIONARY_VIEWS:
         appbuilder.add_view(view, view.__name__, label=label, icon="fa-list", category="Dictionaries",

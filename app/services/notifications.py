@@ -124,3 +124,24 @@ def _insert_once(user_id: int, event: str, record_type: str | None, record_id: i
 
 
 IN_APP_LABEL, EMAIL_LABEL, SMS_LABEL = _l("In the CRM"), _l("E-mail"), _l("SMS")
+
+# The events of issue 14 (params each text reads in brackets). Contracts, the service desk
+# and approvals declare theirs (contract_expiry, sla_breach, approval_waiting) when they land.
+for _event in (
+    Event("activity_due", _l("Activity due"), _l("%(code)s %(subject)s is due at %(due)s.")),
+    Event("activity_assigned", _l("Activity assigned to you"),
+          _l("%(by)s gave you %(code)s %(subject)s, due %(due)s.")),
+    Event("follow_up_missing", _l("Follow-up not recorded"),
+          _l("%(code)s %(subject)s was done %(hours)s hours ago and no follow-up is recorded yet.")),
+    Event("birthday", _l("Contact's birthday"), _l("%(name)s (%(customer)s) has a birthday on %(date)s."),
+          (IN_APP, EMAIL)),
+    Event("lead_assigned", _l("Lead assigned to you"), _l("Lead %(code)s %(company)s is yours now."),
+          (IN_APP, EMAIL)),
+    Event("mention", _l("Mentioned"), _l("%(by)s mentioned you on %(record)s.")),
+    Event("import_finished", _l("Import finished"), _l("Import of %(file)s finished: %(summary)s")),
+    Event("sync_conflicts", _l("Sync conflicts waiting"), _l("%(count)s conflicts wait on sync target %(target)s.")),
+    Event("security_alert", _l("Security alert"), _l("Security alert: %(action)s."), (IN_APP, EMAIL)),
+    Event("opportunity_stale", _l("Opportunity not updated"),
+          _l("%(code)s %(title)s has not been updated for %(days)s days.")),
+):
+    declare_event(_event)
