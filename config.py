@@ -218,6 +218,28 @@ class Config:
     # Business settings
     CRM_INTERN_ACCOUNT_MONTHS = 3
 
+    # E-mail and SMS (app/services/mail.py, app/services/sms.py; issue 14). Without
+    # MAIL_SERVER e-mail waits in the outbox (nothing is lost) and the outbox page says so.
+    MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
+    MAIL_PORT = int(os.environ.get("MAIL_PORT", 25))
+    MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", False)  # STARTTLS (port 587)
+    MAIL_USE_SSL = _env_bool("MAIL_USE_SSL", False)  # TLS from the start (port 465)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER") or None  # else "<APP_NAME> <noreply@localhost>"
+    #: Seconds per SMTP step (connect, each command) before the attempt counts as failed.
+    MAIL_TIMEOUT = float(os.environ.get("MAIL_TIMEOUT", 10))
+    #: Flask-Mailman's backend; the sender always uses SMTP (never the test "locmem").
+    MAIL_BACKEND = "smtp"
+    #: Attempts per message before it is marked failed (retries after 1, 5, 15, 60 … minutes).
+    MAIL_MAX_ATTEMPTS = int(os.environ.get("MAIL_MAX_ATTEMPTS", 8))
+    #: Messages one run of the sender takes at most (it runs every minute).
+    MAIL_BATCH = int(os.environ.get("MAIL_BATCH", 100))
+    #: The CRM's address as users reach it: links in e-mails are absolute URLs under it.
+    CRM_BASE_URL = os.environ.get("CRM_BASE_URL", "http://localhost:5000").rstrip("/")
+    #: Dotted path of the SMS backend class (``send(to, text)``); the default only logs.
+    CRM_SMS_BACKEND = os.environ.get("CRM_SMS_BACKEND", "app.services.sms.LoggingBackend")
+
     # Opportunities (app/services/opportunities.py; issue 13)
     #: Plausibility (000 §四(二)): an opportunity amount above this many times the customer's
     #: largest won opportunity asks for a confirmation (form tick box, API ?confirm_amount=1).
@@ -248,6 +270,8 @@ class TestConfig(Config):
     REDIS_URL = CELERY_BROKER_URL = None
     RATELIMIT_STORAGE_URI = "memory://"
     CRM_TASK_QUEUE = "threads"
+    #: Hermetic: no SMTP server unless a test starts one (tests/app/services/test_mail.py).
+    MAIL_SERVER = None
     #: Tests keep their workbooks and folders in pytest's tmp_path, under the system temp folder.
     CRM_FILES_ROOT = tempfile.gettempdir()
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or os.environ.get(

@@ -30,7 +30,7 @@ def create_app(config: type | dict | None = None) -> Flask:
         record_types,
     )
     from app.cli import crm_cli
-    from app.extensions import appbuilder, csrf, db, migrate
+    from app.extensions import appbuilder, csrf, db, mail, migrate
     from app.security import request_bounds, session_guard
     from app.security.passwords import password_policy
     from app.services import (  # noqa: F401  (their hooks: flush listeners, events, scheduled rules)
@@ -48,6 +48,7 @@ def create_app(config: type | dict | None = None) -> Flask:
     app.config.setdefault("FAB_PASSWORD_COMPLEXITY_VALIDATOR", password_policy)
     request_bounds.init_app(app)  # before the views: every route sees bounded input
     db.init_app(app)
+    mail.init_app(app)
     csrf.init_app(app)  # before AppBuilder, so FAB exempts its JWT-only REST APIs
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), compare_type=True)
     with app.app_context():

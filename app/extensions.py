@@ -2,6 +2,7 @@
 
 from flask_appbuilder import AppBuilder
 from flask_appbuilder.models.sqla.base import SQLA
+from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
 
@@ -10,6 +11,8 @@ migrate = Migrate()
 #: Every form POST needs a token; FAB exempts its REST APIs, which accept JWTs only.
 csrf = CSRFProtect()
 appbuilder = AppBuilder(update_perms=False)
+#: E-mail (issue 14): only the outbox sender (app.services.mail) uses it.
+mail = Mail()
 
 
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # noqa: ANN001 (DBAPI types)

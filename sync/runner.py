@@ -29,7 +29,7 @@ from app.models.base import acting_user_id
 from app.models.org import CrmUser
 from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
 from app.security.data_scope import scope_cache
-from app.services import audit, message_text, messages
+from app.services import audit, message_text, messages, notify_hooks
 from app.services.errors import RuleViolation
 from sync.backends import SheetChanged, SheetUnavailable
 from sync.conflicts import SETTLED
@@ -133,6 +133,8 @@ def _finish(target_id: int, log_id: int, status: str, message: messages.Message,
         target.running_since = None
         if getattr(backend, "sheet_id", None) is not None:  # Google's first worksheet has id 0
             target.sheet_id = backend.sheet_id
+        if plan is not None:
+            notify_hooks.sync_conflicts(target, log)
     db.session.commit()
     return log
 

@@ -147,14 +147,15 @@ def _clean_data(app: Any) -> Any:
                       TotpCredential, RecoveryCode, StepUpGrant):
             db.session.execute(delete(model))
         _reset_stages_and_departments()
+        _reset_task_templates()
         db.session.execute(update(AuditChainHead).values(seq=0, last_hash=""))
         db.session.execute(update(RoleDataScope).values(totp_required=False))
         _remove_extra_users()
         db.session.execute(CrmUser.__table__.update().values(
             active=True, expires_on=None, deactivated_at=None, last_login=None, last_name="Test", language=None))
-        for username in USERS:  # own-profile tests rename themselves
+        for username in USERS:  # own-profile tests rename themselves; notification tests change contacts
             db.session.execute(CrmUser.__table__.update().where(CrmUser.username == username)
-                               .values(first_name=username.title()))
+                               .values(first_name=username.title(), email=f"{username}@example.com", phone=None))
         db.session.commit()
         db.session.remove()
         appbuilder.sm.limiter.reset()
@@ -178,6 +179,15 @@ def _reset_stages_and_departments() -> None:
         db.session.execute(update(Department.__table__).where(Department.id.in_(extra))
                            .values(parent_id=None, manager_id=None))
         db.session.execute(delete(Department.__table__).where(Department.id.in_(extra)))
+
+
+def _reset_task_templates() -> None:
+    """The task templates as seeded (tests deactivate and edit them)."""
+    from app.models import ActivityTemplate
+    from app.services.activities import seed_templates
+
+    db.session.execute(delete(ActivityTemplate))
+    seed_templates()
 
 
 def _remove_extra_users() -> None:

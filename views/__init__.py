@@ -45,6 +45,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(ExportView)
     appbuilder.add_view(DuplicatesView, "Duplicates", label=_l("Duplicates"), icon="fa-clone", category=crm)
     appbuilder.add_view_no_menu(QuickSearchView)  # the navbar's search box (every logged-in user)
+    import views.activities  # noqa: F401  (OWN_VIEWS/OWN_APIS for activities)
     import views.leads  # noqa: F401  (OWN_VIEWS/OWN_APIS for leads)
     from views.declared import register_declared
     from views.leads import register as register_leads
@@ -95,6 +96,9 @@ def register_views(appbuilder: AppBuilder) -> None:
                         icon="fa-id-badge", category=security)
     appbuilder.add_view(SensitiveActionsView, "Sensitive actions", label=_l("Sensitive actions"),
                         icon="fa-shield", category=security)
+    from views.notifications import add_outbox_menu
+
+    add_outbox_menu(appbuilder)  # Security > Outbox (Admin): e-mail/SMS queue, retry, test e-mail
 
     for api in (CustomerApi, FollowUpApi, *DICTIONARY_APIS):
         appbuilder.add_api(api)

@@ -72,7 +72,7 @@ class ContactApiRevealMixin:
         return self.response(200, phone=phone)
 
 
-ContactView = declared_view(contacts.CONTACT, ContactRevealMixin,
+ContactView = declared_view(contacts.CONTACT, ContactRevealMixin, show_template="crm/contact_show.html",
                             method_permission_name={**READ_WRITE_PERMISSIONS, "reveal": "read"})
 ContactApi = declared_api(contacts.CONTACT, ContactApiRevealMixin,
                           method_permission_name={**READ_WRITE_PERMISSIONS, "reveal_phone": "read"})

@@ -23,6 +23,7 @@ from app.security.request_bounds import db_int
 from app.services import audit, customers, exporting, follow_ups, search
 from app.services.dedup import DuplicateFound
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
+from views import activities as activities_views
 from views import forms
 from views.base import (
     CRUD_PERMISSIONS,
@@ -162,11 +163,14 @@ class FollowUpView(SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedMode
     edit_title = _l("Edit follow-up")
     list_columns = ["code", "customer", "followed_at", "method", "content", "next_step", "next_step_date", "owner"]
     show_columns = list_columns + ["created_by", "created_on", "changed_by", "changed_on", "version"]
-    add_columns = ["customer", "followed_at", "method", "content", "next_step", "next_step_date", "owner"]
-    edit_columns = add_columns + ["edit_version"]
+    add_columns = ["template", "customer", "followed_at", "method", "content", "next_step", "next_step_date", "owner"]
+    edit_columns = add_columns[1:] + ["edit_version"]
     search_columns = ["code", "customer", "followed_at", "method", "content", "next_step_date", "owner"]
     base_order = ("followed_at", "desc")
-    add_form_extra_fields = {"owner": forms.owner_field()}
+    #: the task-template picker (003 任务模板) pre-fills content and next step in the browser
+    #: (crm/activity_form.js); it is not a field of the follow-up (not in use_case_fields)
+    add_template = "crm/activity_form.html"
+    add_form_extra_fields = {"owner": forms.owner_field(), "template": activities_views.template_field()}
     edit_form_extra_fields = {"owner": forms.owner_field(True), "edit_version": forms.version_field()}
     use_case_fields = follow_ups.EDITABLE
     label_columns = {

@@ -128,6 +128,8 @@ ACTION_LABELS = {
     "value_mapping": _l("Value mapped"), "sync_target_save": _l("Sync target saved"),
     "sync_conflict": _l("Sync conflict settled"), "assign": _l("Assigned"),
     "convert": _l("Converted to a customer"), "webform_honeypot": _l("Web form spam refused"),
+    "outbox_retry": _l("Outbox message retried"), "outbox_test": _l("Test e-mail queued"),
+    "greeting_sent": _l("Birthday greeting sent"), "setting_change": _l("Setting changed"),
 }
 #: What audit entries call records that no screen shows (``object_label``).
 OBJECT_LABELS = {"TransferJob": _l("Import or export")}

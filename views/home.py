@@ -15,6 +15,7 @@ from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security import alerts
 from app.security.data_scope import scope_clause, user_scope
+from app.services import activities
 
 #: The follow-up list that the home page's "next step due" link opens.
 FOLLOW_UP_VIEW = "FollowUpView"
@@ -66,6 +67,10 @@ class CrmIndexView(IndexView):
             )
             stats = {"customers": customers, "due": due, "due_args": due_list_args(self.appbuilder, today),
                      "scope": user_scope(user)}
+            if self.appbuilder.sm.has_access("can_read", "Activity"):
+                groups = activities.my_open(user, horizon_days=0, limit=20)
+                stats["activities_today"], stats["activities_overdue"] = groups["today"], groups["overdue"]
+                stats["overdue_total"] = activities.overdue_count(user)
             if self.appbuilder.sm.has_access("can_read", "SecurityAlert"):
                 stats["alerts"] = alerts.recent_count()
         return self.render_template(self.index_template, appbuilder=self.appbuilder, stats=stats)

@@ -29,6 +29,8 @@ class Activity(StampMixin, VersionMixin, Model):
     __table_args__ = (
         # "my activities": an assignee's open ones by due time
         Index("ix_activity_assignee_due", "assignee_id", "status", "due_at"),
+        # the calendar's range and the minute reminder over everyone's activities
+        Index("ix_activity_due", "due_at"),
         Index("ix_activity_customer", "customer_id"),
         Index("ix_activity_lead", "lead_id"),
     )

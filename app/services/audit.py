@@ -275,6 +275,12 @@ def record(
     if reason:
         entry["reason"] = stored_reason(reason)
     _append(db.session.connection(), [entry], user=user)
+    from app.security import alerts  # here: alerts imports this module
+
+    if action in alerts.actions():  # the admins are told in the alert's own transaction
+        from app.services import notify_hooks
+
+        notify_hooks.security_alert(action, obj)
 
 
 # --- row changes --------------------------------------------------------------------

@@ -96,6 +96,8 @@ def _demo_pipeline(owners: list[CrmUser], dictionaries: dict[str, list]) -> None
     if "opportunity" in REGISTRY:
         stages = {stage.code: stage for stage in db.session.scalars(select(Stage).where(Stage.active.is_(True)))}
         demo_data.build_demo_opportunities(db.session, customers, products, stages, count=len(customers))
+    if "activity" in REGISTRY:
+        REGISTRY["activity"].demo(db.session, owners)  # app.services.activities.build_demo
 
 
 def _demo_sync_target(manager: CrmUser) -> None:

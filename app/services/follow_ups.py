@@ -19,12 +19,37 @@ from app.extensions import db
 from app.models.base import current_user_id
 from app.models.customers import Customer, FollowUp
 from app.security.data_scope import scope_clause
-from app.services import audit, bulk, numbering, records, validation
+from app.services import audit, bulk, numbering, records, settings, validation
 from app.services.customers import archived_message
 from app.services.errors import RuleViolation
 
 #: Fields a save may set (forms, API).
 EDITABLE = ("customer", "followed_at", "method", "content", "next_step", "next_step_date", "owner")
+
+#: 000 跟进记录必填字段 (沟通内容, 下一步计划 and its date; the method too if the team wants it):
+#: which fields a follow-up must carry, from every entry point (``check_follow_up``).
+REQUIRED_FIELDS = settings.declare(settings.Setting(
+    "follow_up_required", settings.CHOICES, default=["content"], label=_l("Required follow-up fields"),
+    help=_l("Fields every follow-up must fill in, in forms, the API, imports and the sync (000 跟进记录必填字段)."),
+    options={"content": _l("Content"), "next_step": _l("Next step"), "next_step_date": _l("Next step date"),
+             "method": _l("Method")},
+    section=_l("Follow-ups")))
+
+
+def required_fields() -> frozenset[str]:
+    """The follow-up fields the admin made required (setting ``follow_up_required``)."""
+    return frozenset(settings.get(REQUIRED_FIELDS.key))
+
+
+def _required_problems(values: dict[str, Any], errors: dict[str, str]) -> None:
+    """A message per required field left empty (content is checked with its own rule)."""
+    required = required_fields()
+    messages = {"next_step": _l("A next step is required (下一步计划)."),
+                "next_step_date": _l("A next step date is required (下一步计划的日期)."),
+                "method": _l("A follow-up method is required.")}
+    for name, message in messages.items():
+        if name in required and name not in errors and values.get(name) in (None, ""):
+            errors[name] = str(message)
 
 
 def clean_follow_up(item: FollowUp, user: Any, customers: CustomerFacts | None = None) -> None:
@@ -66,8 +91,12 @@ def check_follow_up(values: dict[str, Any], user: Any, previous: dict[str, Any] 
     try:
         values["content"] = validation.require_text(values.get("content"), 10000, block=True)
     except ValueError as exc:
-        errors["content"] = str(exc)
+        if "content" in required_fields() or validation.clean_block(values.get("content")):
+            errors["content"] = str(exc)
+        else:
+            values["content"] = ""  # not required here: an empty note (the column holds text)
     values["next_step"] = validation.clean_line(values.get("next_step")) or None
+    _required_problems(values, errors)
     if values.get("followed_at") is None:
         errors["followed_at"] = str(_l("A time is required."))
     for name in ("followed_at", "next_step_date"):
@@ -152,6 +181,9 @@ def insert_follow_ups(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         row["id"] = ids[row["code"]]
     audit.record_created(FollowUp, rows)
+    from app.services import activities
+
+    activities.plan_from_rows(rows)  # 下一步计划 with a date: its activity, as the flush plans it
 
 
 def save_follow_up(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any = None) -> FollowUp:
@@ -173,4 +205,13 @@ def save_follow_up(values: dict[str, Any], user: Any, *, pk: Any = None, version
     if pk is None:
         db.session.add(item)
     db.session.flush()
+    _tell_mentioned(item, user)
     return item
+
+
+def _tell_mentioned(item: FollowUp, user: Any) -> None:
+    """People @mentioned in the content who may see the customer are told (``mentions``)."""
+    from app.services import mentions
+
+    mentions.notify_mentions(item.content, item, user,
+                             lambda person: bool(customer_facts([item.customer_id], person)), item.code)

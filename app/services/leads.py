@@ -30,7 +30,7 @@ from app.models.customers import Customer
 from app.models.dictionaries import CustomerSource, Industry
 from app.models.sales import Lead, LeadStatusChange
 from app.record_types import OWNER, RecordType, declare
-from app.services import assignment, audit, records, validation
+from app.services import assignment, audit, notify_hooks, records, validation
 from app.services.customers import resolve_phone
 from app.services.errors import RuleViolation
 from app.services.importing.columns import DICT, USER, ImportField
@@ -166,6 +166,7 @@ def save_lead(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any
     if not is_new:
         records.check_version(item, version)
         refuse_converted(item)
+    before_owner_id = item.owner_id
     with db.session.no_autoflush:
         records.assign(item, values, EDITABLE)
         clean_lead(item, user)
@@ -175,6 +176,7 @@ def save_lead(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any
     db.session.flush()
     if decision is not None:
         assignment.audit_decision(item, decision)
+    notify_hooks.lead_assigned(item, before_owner_id, user)
     return item
 
 
@@ -199,10 +201,12 @@ def rerun_rules(pks: list[Any], user: Any) -> tuple[list[Lead], list[str]]:
         if item.converted_at is not None or (item.owner is not None and item.owner.is_active):
             skipped.append(str(_l("%(code)s already has an active owner.", code=item.code)))
             continue
+        before_owner_id = item.owner_id
         decision = assignment.choose_owner(item, user)
         item.owner, item.assigned_by_rule = decision.owner, decision.rule
         db.session.flush()
         assignment.audit_decision(item, decision, action="reassign")
+        notify_hooks.lead_assigned(item, before_owner_id, user)
         done.append(item)
     return done, skipped
 

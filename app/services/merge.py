@@ -108,13 +108,20 @@ def _apply_picks(survivor: Customer, members: dict[int, Customer], picks: dict[s
 
 
 def _move_children(source: Customer, target: Customer) -> None:
-    """Children are re-pointed; each follow-up and contact move is audited by the flush hook.
-    A contact keeps its flags except *primary*: the survivor keeps its own primary contact."""
+    """Children are re-pointed; each move is audited by the flush hook. Every declared
+    record type with a customer (contacts, opportunities, activities, the lead a customer
+    was converted from …) moves with follow-ups, so a type added later is never left on
+    the merged-away customer. A contact keeps its flags except *primary*: the survivor
+    keeps its own primary contact."""
+    from app.record_types import REGISTRY
+
     for follow_up in db.session.query(FollowUp).filter(FollowUp.customer_id == source.id):
         follow_up.customer = target
-    for contact in db.session.scalars(select(Contact).where(Contact.customer_id == source.id)):
-        contact.customer = target
-        contact.is_primary = False
+    for model in dict.fromkeys(rt.model for rt in REGISTRY.values() if hasattr(rt.model, "customer")):
+        for child in db.session.scalars(select(model).where(model.customer_id == source.id)):
+            child.customer = target  # the relationship, so flush hooks see the customer it moved to
+            if model is Contact:
+                child.is_primary = False
     db.session.execute(
         update(CustomerStatusChange).where(CustomerStatusChange.customer_id == source.id)
         .values(customer_id=target.id)

@@ -374,10 +374,11 @@ def stale_opportunities(user: Any) -> Select:
         Opportunity.changed_on)
 
 
-def stale_clause() -> Any:
-    """SQL condition: the opportunity's stage has ``stale_days`` and ``changed_on`` is older.
-    One term per such stage (a handful), so no database-specific date arithmetic."""
-    now = utc_now()
+def stale_clause(now: datetime | None = None) -> Any:
+    """SQL condition: the opportunity's stage has ``stale_days`` and ``changed_on`` is older
+    than that before ``now`` (UTC instant; default: now). One term per such stage (a
+    handful), so no database-specific date arithmetic."""
+    now = now or utc_now()
     stages = db.session.execute(select(Stage.id, Stage.stale_days).where(
         Stage.stale_days.is_not(None), Stage.stale_days > 0)).all()
     terms = [and_(Opportunity.stage_id == sid, Opportunity.changed_on < now - timedelta(days=days))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models.activities import CrmSetting
@@ -53,15 +54,29 @@ def declare(setting: Setting) -> Setting:
 
 def get(key: str) -> Any:
     """The stored value of ``key``, or its declared default (``KeyError``: undeclared).
-    A stored value the declaration no longer accepts reads as the default."""
+    A stored value the declaration no longer accepts reads as the default.
+
+    Read once per transaction (rules that run per imported row ask for the same setting
+    thousands of times): the session forgets it at commit, rollback and ``save``, so a
+    long-lived worker sees another process's change at its next transaction."""
     setting = SETTINGS[key]
-    raw = db.session.scalar(select(CrmSetting.value).where(CrmSetting.key == key))
-    if raw is None:
-        return setting.default
-    try:
-        return coerce(setting, json.loads(raw))
-    except (ValueError, TypeError):
-        return setting.default
+    cache = db.session.info.setdefault(_CACHE, {})
+    if key not in cache:
+        raw = db.session.scalar(select(CrmSetting.value).where(CrmSetting.key == key))
+        try:
+            cache[key] = setting.default if raw is None else coerce(setting, json.loads(raw))
+        except (ValueError, TypeError):
+            cache[key] = setting.default
+    return cache[key]
+
+
+_CACHE = "crm_settings"
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_CACHE, None)
 
 
 def coerce(setting: Setting, value: Any) -> Any:
@@ -119,4 +134,5 @@ def save(values: dict[str, Any], user: Any) -> dict[str, Any]:
         audit.record("setting_change", None, {"key": key, "old": old, "new": value})
         changed[key] = value
     db.session.flush()
+    db.session.info.pop(_CACHE, None)
     return changed

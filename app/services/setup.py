@@ -31,7 +31,11 @@ _SELF_SERVICE = [
     (r"can_this_form_(get|post)", r"(UserInfoEditView|ResetMyPasswordView)"),
     (r"can_get", r"(OpenApi|MenuApi)"),
     (r"can_show", r"SwaggerView"),
+    # issue 14: every user's inbox, mark read, own notification preferences
+    (r"can_(read|write)", r"Notifications"),
 ]
+#: The activities' own pages (the Activity permission comes from its declaration).
+_MENUS_ACTIVITIES = (r"menu_access", r"(My activities|Activity calendar)")
 _MENUS_SALES = (r"menu_access", r"(Customers|Follow-ups|CRM|Import)")
 _IMPORT = (r"can_(read|write)", r"Import|Export")
 
@@ -45,6 +49,7 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         (r"can_(read|write|delete|export)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
         _IMPORT, _MENUS_SALES, (r"menu_access", r"Archived customers"), *_SELF_SERVICE,
+        _MENUS_ACTIVITIES, (r"can_send", r"Greeting"),
     ]),
     "Sales Manager": (SCOPE_DEPARTMENT, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
@@ -54,18 +59,19 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
         _IMPORT, (r"can_(read|merge)", r"Duplicates"),
         (r"menu_access", r"(Customers|Follow-ups|Archived customers|CRM|Import|Duplicates)"), *_SELF_SERVICE,
+        _MENUS_ACTIVITIES, (r"can_send", r"Greeting"),
     ]),
     "Customer Service": (SCOPE_ALL, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_(read|reveal_contact)", r"Customer"),
         (r"can_(read|write)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
-        _IMPORT, _MENUS_SALES, *_SELF_SERVICE,
+        _IMPORT, _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES,
     ]),
     "Read Only": (SCOPE_ALL, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_read", r"(Customer|FollowUp|Dictionary|CustomerStatusChange)"),
-        _MENUS_SALES, *_SELF_SERVICE,
+        _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES,
     ]),
 }
 
@@ -187,3 +193,8 @@ def initialise() -> None:
     sync_permissions()
     seed_roles(_permission_ids() - before if before else frozenset())
     seed_dictionaries()
+    from app.models.activities import ActivityTemplate
+    from app.services.activities import seed_templates
+
+    if sa_inspect(db.engine).has_table(ActivityTemplate.__tablename__):  # a database not yet migrated to it
+        seed_templates()  # 任务模板: the manual's examples when the table is empty

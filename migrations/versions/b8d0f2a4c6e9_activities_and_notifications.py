@@ -144,6 +144,7 @@ def upgrade():
     )
     with op.batch_alter_table('activity', schema=None) as batch_op:
         batch_op.create_index('ix_activity_assignee_due', ['assignee_id', 'status', 'due_at'], unique=False)
+        batch_op.create_index('ix_activity_due', ['due_at'], unique=False)
         batch_op.create_index('ix_activity_customer', ['customer_id'], unique=False)
         batch_op.create_index('ix_activity_lead', ['lead_id'], unique=False)
 
@@ -159,6 +160,7 @@ def downgrade():
     with op.batch_alter_table('activity', schema=None) as batch_op:
         batch_op.drop_index('ix_activity_lead')
         batch_op.drop_index('ix_activity_customer')
+        batch_op.drop_index('ix_activity_due')
         batch_op.drop_index('ix_activity_assignee_due')
 
     op.drop_table('activity')

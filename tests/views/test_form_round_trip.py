@@ -29,7 +29,7 @@ REQUIRED_SAMPLES = {
     "code": "RT1", "label_en": "Round trip", "label_zh": "往返", "cron": "0 2 * * *",
     "first_name": "Round", "last_name": "Trip", "username": "round_trip", "email": "round.trip@example.com",
     "password": "Round-Trip-2026", "conf_password": "Round-Trip-2026",
-    "company": "Round Trip Co", "phone": "13912345678", "title": "Round trip deal",
+    "company": "Round Trip Co", "phone": "13912345678", "title": "Round trip deal", "subject": "Round trip call",
     # under CRM_FILES_ROOT (the test config's is the temporary folder)
     "path": tempfile.gettempdir(), "location": str(Path(tempfile.gettempdir()) / "round-trip.xlsx"),
 }

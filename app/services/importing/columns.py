@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app, has_app_context
@@ -31,13 +32,30 @@ class ImportField:
     label_zh: str
     aliases: tuple[str, ...] = ()
     kind: str = TEXT
-    required: bool = False
+    #: True, or a function answering it now (a field an admin setting makes required)
+    required: bool | Callable[[], bool] = False
     max_length: int | None = None
     dictionary: type | None = None
     note: object = ""
 
     def header(self, lang: str) -> str:
         return self.label_zh if lang.startswith("zh") else str(self.label)
+
+    @property
+    def is_required(self) -> bool:
+        """Whether a file must carry this column (template mark, mapping, empty cells)."""
+        return bool(self.required()) if callable(self.required) else self.required
+
+
+def _follow_up_requires(name: str) -> Callable[[], bool]:
+    """The follow-up field ``name`` is required while the admin's setting says so
+    (``follow_ups.required_fields``, 000 跟进记录必填字段)."""
+    def required() -> bool:
+        from app.services.follow_ups import required_fields
+
+        return name in required_fields()
+
+    return required
 
 
 @dataclass(frozen=True)
@@ -95,12 +113,13 @@ FOLLOW_UP = ImportModel(
         ImportField("followed_at", _l("Time"), "跟进时间", ("time", "date", "followed at", "时间", "日期"),
                     DATETIME, required=True),
         ImportField("method", _l("Method"), "跟进方式", ("method", "channel", "方式"), DICT,
-                    dictionary=FollowUpMethod),
+                    dictionary=FollowUpMethod, required=_follow_up_requires("method")),
         ImportField("content", _l("Content"), "跟进内容", ("content", "notes", "summary", "内容", "沟通内容"),
-                    required=True, max_length=10000),
-        ImportField("next_step", _l("Next step"), "下一步计划", ("next step", "next", "下一步"), max_length=255),
+                    required=_follow_up_requires("content"), max_length=10000),
+        ImportField("next_step", _l("Next step"), "下一步计划", ("next step", "next", "下一步"), max_length=255,
+                    required=_follow_up_requires("next_step")),
         ImportField("next_step_date", _l("Next step date"), "下一步日期", ("next step date", "due", "计划日期"),
-                    DATE),
+                    DATE, required=_follow_up_requires("next_step_date")),
         ImportField("owner", _l("Owner"), "跟进人", ("owner", "负责人"), USER,
                     note=_l("User name or full name; empty = you.")),
     ),
@@ -173,4 +192,4 @@ def is_phone(spec: ImportField) -> bool:
 
 def missing_required(model: ImportModel, mapping: dict[str, str]) -> list[ImportField]:
     mapped = set(mapping.values())
-    return [f for f in model.fields if f.required and f.name not in mapped]
+    return [f for f in model.fields if f.is_required and f.name not in mapped]

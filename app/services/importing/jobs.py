@@ -49,7 +49,7 @@ from app.models.transfers import (
     TransferJob,
 )
 from app.security.rights import user_may
-from app.services import audit, background, messages, tasks
+from app.services import audit, background, messages, notify_hooks, tasks
 from app.services.background import folder
 from app.services.importing import columns, engine, reading, values
 from app.services.importing.report import write_error_report
@@ -227,6 +227,7 @@ def _cancelled(job_id: int, commit: bool) -> TransferJob:
     else:
         message = _l("Cancelled; nothing was saved.")
     store_error(job, messages.stored(message))  # the request to cancel was audited (tasks.request_cancel)
+    notify_hooks.import_finished(job)
     db.session.commit()
     return job
 
@@ -323,6 +324,7 @@ def _finish(job_id: int, result: engine.Result, table: reading.Table, commit: bo
         audit.record("import", job, {"file": job.filename, "model": job.model, "mode": job.mode,
                                      **summary, "rolled_back": result.rolled_back,
                                      "seconds": round(result.seconds, 2)})
+        notify_hooks.import_finished(job)
     db.session.commit()
     return job
 
@@ -380,6 +382,7 @@ def _fail(job_id: int, message: messages.Message) -> TransferJob:
     job = db.session.get(TransferJob, job_id)
     job.status, job.finished_at, job.lease_until = FAILED, now(), None
     store_error(job, message)
+    notify_hooks.import_finished(job)
     db.session.commit()
     return job
 

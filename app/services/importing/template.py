@@ -45,9 +45,9 @@ def build_template(spec: ImportModel, lang: str) -> bytes:
     header_font, required_fill = Font(bold=True), PatternFill("solid", fgColor="FCE4D6")
     notes.append([_("Column"), _("Required"), _("How to fill it")])
     for column, field in enumerate(spec.fields, start=1):
-        cell = sheet.cell(row=1, column=column, value=field.header(lang) + (REQUIRED_MARK if field.required else ""))
+        cell = sheet.cell(row=1, column=column, value=field.header(lang) + (REQUIRED_MARK if field.is_required else ""))
         cell.font = header_font
-        if field.required:
+        if field.is_required:
             cell.fill = required_fill
         sheet.column_dimensions[get_column_letter(column)].width = max(14, len(cell.value) * 2)
         hint = str(field.note)
@@ -57,7 +57,7 @@ def build_template(spec: ImportModel, lang: str) -> bytes:
                 lists.cell(row=row, column=column, value=value)
             letter = get_column_letter(column)
             ref = f"{quote_sheetname('lists')}!${letter}$1:${letter}${max(len(values), 1)}"
-            validation = DataValidation(type="list", formula1=ref, allow_blank=not field.required,
+            validation = DataValidation(type="list", formula1=ref, allow_blank=not field.is_required,
                                         showErrorMessage=True, errorStyle="warning",
                                         errorTitle=_("Pick from the list"),
                                         error=_("Pick one of the values in the dropdown."))
@@ -65,7 +65,7 @@ def build_template(spec: ImportModel, lang: str) -> bytes:
             sheet.add_data_validation(validation)
             hint = hint or _("Pick from the dropdown (a code, a label in English or Chinese, or an alias "
                              "is also accepted).")
-        notes.append([field.header(lang), _("yes") if field.required else "", hint])
+        notes.append([field.header(lang), _("yes") if field.is_required else "", hint])
     notes.append([])
     notes.append([_("Columns marked * are required. Dates: 2024-05-01, 2024/5/1 or Excel dates.")])
     notes.append([_("When updating, an empty cell empties the field; columns you leave out are not changed.")])
