@@ -201,6 +201,13 @@ def _remove_extra_users() -> None:
 
 
 @pytest.fixture
+def shanghai(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CRM's zone is Asia/Shanghai for the test (UTC+8: days and 09:00 differ from UTC);
+    modules that need it throughout say ``pytestmark = pytest.mark.usefixtures("shanghai")``."""
+    monkeypatch.setitem(app.config, "CRM_TIMEZONE", "Asia/Shanghai")
+
+
+@pytest.fixture
 def ctx(app: Any) -> Any:
     """An application context for tests that talk to services directly."""
     with app.app_context():

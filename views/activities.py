@@ -17,19 +17,22 @@ from urllib.parse import quote
 
 from flask import current_app, flash, g, jsonify, redirect, request, url_for
 from flask_appbuilder import AppBuilder, expose, has_access
+from flask_appbuilder.api import protect, safe
 from flask_appbuilder.fields import QuerySelectField
 from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField
-from wtforms.validators import DataRequired
+from wtforms.validators import InputRequired
 
 from app import clock
 from app.extensions import db
 from app.models.activities import Activity, ActivityTemplate
 from app.models.org import CrmUser
-from app.services import activities, records, validation
+from app.security import step_up
+from app.security.masking import mask_phones_in
+from app.services import activities, follow_ups, records, validation
 from app.services.errors import NotFound, RuleViolation
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
 from views.declared import OWN_APIS, OWN_VIEWS, declared_api, declared_view
@@ -51,7 +54,7 @@ def next_full_hour() -> datetime:
 
 def due_field() -> SecondsDateTimeField:
     """The due time, typed as wall time in the CRM's zone; a new activity starts at the next hour."""
-    return SecondsDateTimeField(_l("Due"), default=next_full_hour, validators=[DataRequired()],
+    return SecondsDateTimeField(_l("Due"), default=next_full_hour, validators=[InputRequired()],
                                 description=activities.ACTIVITY.descriptions["due_at"])
 
 
@@ -80,7 +83,7 @@ def template_field() -> QuerySelectField:
 
 def _closed_answer(pk: int, use_case: Any, done_message: Any) -> Any:
     """Run ``complete``/``cancel`` from a POST form; back to where the button was."""
-    target = _safe_next() or url_for("ActivityView.show", pk=pk)
+    target = step_up.safe_next(request.form.get("next"), url_for("ActivityView.show", pk=pk))
     try:
         use_case()
     except NotFound:
@@ -96,12 +99,6 @@ def _closed_answer(pk: int, use_case: Any, done_message: Any) -> Any:
     return redirect(target)
 
 
-def _safe_next() -> str | None:
-    """A same-site path to go back to (never another host)."""
-    target = request.form.get("next") or ""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else None
-
-
 def _instant_arg(name: str) -> datetime:
     """A calendar bound: FullCalendar sends ISO 8601 with an offset (or a day)."""
     moment = validation.parse_datetime(request.args.get(name))
@@ -115,8 +112,8 @@ TRUNCATED_HEADER = "X-Activities-Truncated"
 
 
 def event_json(item: Activity) -> dict[str, Any]:
-    """One activity as a FullCalendar event: no phone, only what the list shows."""
-    return {"id": item.id, "title": f"{item.code} {item.subject}", "start": clock.to_local(item.due_at).isoformat(),
+    """One activity as a FullCalendar event: only what the list shows, phones masked."""
+    return {"id": item.id, "title": mask_phones_in(f"{item.code} {item.subject}"), "start": clock.to_local(item.due_at).isoformat(),
             "url": url_for("ActivityView.show", pk=item.id), "classNames": [f"activity-{item.status}",
                                                                             f"activity-kind-{item.kind}"],
             "extendedProps": {"status": item.status, "kind": str(activities.KINDS.get(item.kind, item.kind))}}
@@ -164,10 +161,10 @@ class ActivityPagesMixin:
     @expose("/complete/<int:pk>", methods=["POST"])
     @has_access
     def complete(self, pk: int) -> Any:
-        outcome = request.form.get("outcome")
-        version = request.form.get("version")
-        return _closed_answer(pk, lambda: activities.complete_activity(pk, g.user, outcome, version),
-                              _l("Activity done."))
+        form = request.form
+        return _closed_answer(pk, lambda: activities.complete_activity(
+            pk, g.user, form.get("outcome"), form.get("version"), next_step=form.get("next_step"),
+            next_step_date=form.get("next_step_date")), _l("Activity done."))
 
     @expose("/cancel/<int:pk>", methods=["POST"])
     @has_access
@@ -199,8 +196,70 @@ ActivityView = declared_view(
                             "edit_version": version_field()},
 )
 OWN_VIEWS[activities.ACTIVITY.name] = ActivityView
+class ActivityApiDoneMixin:
+    """``POST /api/v1/activity/<pk>/complete`` (JSON: ``outcome``, ``next_step``,
+    ``next_step_date``, ``version``; all optional) and ``POST …/<pk>/cancel`` (``version``):
+    the screens' Done and Cancel, through the same use cases (404 out of scope, 409 stale or
+    closed, 422 with the follow-up's field messages)."""
+
+    @expose("/<int:pk>/complete", methods=["POST"])
+    @protect()
+    @safe
+    def complete(self, pk: int) -> Any:
+        """Mark an open activity done; an outcome records the follow-up.
+        ---
+        post:
+          parameters:
+          - in: path
+            name: pk
+            schema:
+              type: integer
+          responses:
+            200:
+              description: The activity, done
+            404:
+              $ref: '#/components/responses/404'
+        """
+        body = request.get_json(silent=True) if request.is_json else {}
+        body = body if isinstance(body, dict) else {}
+        item, refusal = self.call_use_case(lambda: activities.complete_activity(
+            pk, g.user, body.get("outcome"), body.get("version"), next_step=body.get("next_step"),
+            next_step_date=body.get("next_step_date")))
+        if refusal is not None:
+            return refusal
+        db.session.commit()
+        return self._answer(200, item)
+
+    @expose("/<int:pk>/cancel", methods=["POST"])
+    @protect()
+    @safe
+    def cancel(self, pk: int) -> Any:
+        """Cancel an open activity (kept, status cancelled).
+        ---
+        post:
+          parameters:
+          - in: path
+            name: pk
+            schema:
+              type: integer
+          responses:
+            200:
+              description: The activity, cancelled
+            404:
+              $ref: '#/components/responses/404'
+        """
+        body = request.get_json(silent=True) if request.is_json else {}
+        body = body if isinstance(body, dict) else {}
+        item, refusal = self.call_use_case(lambda: activities.cancel_activity(pk, g.user, body.get("version")))
+        if refusal is not None:
+            return refusal
+        db.session.commit()
+        return self._answer(200, item)
+
+
 #: The assignee column is NOT NULL but defaults to the writer (the use case's rule).
-ActivityApi = declared_api(activities.ACTIVITY, add_optional_columns=("assignee", "kind"))
+ActivityApi = declared_api(activities.ACTIVITY, ActivityApiDoneMixin, add_optional_columns=("assignee", "kind"),
+                           method_permission_name={**READ_WRITE_PERMISSIONS, "complete": "write", "cancel": "write"})
 OWN_APIS[activities.ACTIVITY.name] = ActivityApi
 
 
@@ -253,8 +312,9 @@ def register_activities(appbuilder: AppBuilder) -> None:
     "My activities" / "Activity calendar"), task templates (Organisation menu, Admin), and
     the record pages' activity list."""
     current_app.jinja_env.globals.update(
-        record_activities=record_activities, record_activity=record_activity, activity_kinds=activities.KINDS, activity_statuses=activities.STATUSES,
-activity_time=clock.local_text)
+        record_activities=record_activities, record_activity=record_activity, activity_kinds=activities.KINDS,
+        activity_statuses=activities.STATUSES, activity_time=clock.local_text,
+        follow_up_required=follow_ups.required_fields)
     appbuilder.add_link("My activities", href="ActivityView.mine", label=_l("My activities"), icon="fa-check-square-o",
                         category="CRM")
     appbuilder.add_link("Activity calendar", href="ActivityView.calendar", label=_l("Activity calendar"),

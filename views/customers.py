@@ -101,6 +101,17 @@ class FollowUpSearchFilter(BaseFilter):
         return query if clause is None else query.filter(clause)
 
 
+class NextStepOpenFilter(BaseFilter):
+    """``?next_step_open=1`` (the home page's "next step due" link): only follow-ups whose
+    next step is still to do (``follow_ups.next_step_open``), as the home page counts them."""
+
+    name = "Next step open"
+    arg_name = "next_step_open"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        return query.filter(follow_ups.next_step_open()) if request.args.get("next_step_open") == "1" else query
+
+
 def _too_long(text: str) -> bool:
     """Whether either search (``customer_clause`` folds, ``quick_text`` cleans) refuses ``text``."""
     try:
@@ -155,7 +166,7 @@ class FollowUpView(SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedMode
     datamodel = SQLAInterface(FollowUp)
     class_permission_name = "FollowUp"
     base_permissions = CRUD_PERMISSIONS + ["can_export"]
-    base_filters = SCOPE_FILTER + [["id", FollowUpSearchFilter, lambda: None]]
+    base_filters = SCOPE_FILTER + [["id", FollowUpSearchFilter, lambda: None], ["id", NextStepOpenFilter, lambda: None]]
     list_template = "crm/followup_list.html"
     list_title = _l("Follow-ups")
     show_title = _l("Follow-up")

@@ -23,7 +23,9 @@ from app import clock
 
 #: Formats a date-time field reads: what it writes first, then with fractions and without seconds.
 DATETIME_FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S",
-                    "%Y-%m-%dT%H:%M"]
+                    "%Y-%m-%dT%H:%M",
+                    # as Excel and WPS write dates in China, and the API and importer read them
+                    "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M"]
 
 
 class DateTimeInput(DateTimePickerWidget):

@@ -15,8 +15,10 @@ from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security import alerts
 from app.security.data_scope import scope_clause, user_scope
-from app.services import activities
+from app.services import activities, follow_ups
 
+#: The follow-up list's argument that keeps only next steps still to do (``follow_ups.next_step_open``).
+OPEN_ARG = "next_step_open"
 #: The follow-up list that the home page's "next step due" link opens.
 FOLLOW_UP_VIEW = "FollowUpView"
 
@@ -33,7 +35,8 @@ def due_before(today: date | None = None) -> date:
 
 
 def due_list_args(appbuilder: Any, today: date | None = None) -> dict[str, str]:
-    """List arguments that show exactly the due follow-ups: ``{"_flt_<n>_next_step_date": ISO date}``.
+    """List arguments that show exactly the due follow-ups: ``{"_flt_<n>_next_step_date": ISO date,
+    "next_step_open": "1"}`` (the second: their planned activity is not done or cancelled).
 
     ``<n>`` is the position of "Smaller than" among the list's filters for that column
     (looked up, not assumed). Empty when the list offers no such filter.
@@ -42,7 +45,7 @@ def due_list_args(appbuilder: Any, today: date | None = None) -> dict[str, str]:
     choices = view._filters.get_search_filters().get("next_step_date", []) if view is not None else []
     for index, flt in enumerate(choices):
         if isinstance(flt, FilterSmaller):
-            return {f"_flt_{index}_next_step_date": due_before(today).isoformat()}
+            return {f"_flt_{index}_next_step_date": due_before(today).isoformat(), OPEN_ARG: "1"}
     return {}
 
 
@@ -62,7 +65,8 @@ class CrmIndexView(IndexView):
             today = local_today()  # the CRM's day: at 23:30 UTC on the 30th it is the 1st in Shanghai
             due = db.session.scalar(
                 select(func.count(FollowUp.id)).where(
-                    scope_clause(user, FollowUp), FollowUp.next_step_date < due_before(today)
+                    scope_clause(user, FollowUp), FollowUp.next_step_date < due_before(today),
+                    follow_ups.next_step_open(),
                 )
             )
             stats = {"customers": customers, "due": due, "due_args": due_list_args(self.appbuilder, today),

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.extensions import db
 from app.models.notifications import OutboxMessage
 from app.models.org import CrmUser
+from app.security import step_up
 from app.security.masking import mask_phone
 from app.security.request_bounds import db_int
 from app.services import audit, mail, notifications
@@ -44,9 +45,7 @@ def _page() -> int:
 
 def _back(default: str) -> Any:
     """Back to the page the form was on (a path on this site only), else ``default``."""
-    target = request.form.get("next", "")
-    local = target.startswith("/") and not target.startswith("//") and "\\" not in target
-    return redirect(target if local else default)
+    return redirect(step_up.safe_next(request.form.get("next"), default))
 
 
 class NotificationsView(BaseView):

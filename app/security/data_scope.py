@@ -93,7 +93,8 @@ def visible_owner_ids(user: Any) -> set[int] | None:
     return result
 
 
-def _owner_in(column: Any, owners: Iterable[int] | None) -> ColumnElement:
+def owner_in(column: Any, owners: Iterable[int] | None) -> ColumnElement:
+    """SQL: ``column`` (a user id) is one of ``owners`` (None: every owner; empty: none)."""
     if owners is None:
         return true()
     owners = sorted(owners)
@@ -109,19 +110,19 @@ def via_customer(model: type, owners: set[int] | None) -> ColumnElement:
     # list a department's 100,000 ids to show one customer's follow-ups (issue 12: 304 ms -> 2 ms of
     # SQL at 1M). Its own alias, so a query that joins Customer itself is not correlated with it.
     own = aliased(Customer)
-    return select(own.id).where(own.id == model.customer_id, _owner_in(own.owner_id, owners)) \
+    return select(own.id).where(own.id == model.customer_id, owner_in(own.owner_id, owners)) \
         .correlate_except(own).exists()
 
 
 #: model -> SQL condition over the visible owner ids (``None`` = every owner). The one
 #: list of scoped models: views and APIs derive related-field scoping from it.
 _RULES: dict[type, Callable[[set[int] | None], ColumnElement]] = {
-    Customer: lambda owners: _owner_in(Customer.owner_id, owners),
+    Customer: lambda owners: owner_in(Customer.owner_id, owners),
     # Follow-ups and status history belong to their customer's owner (the manuals: a rep
     # may not read follow-ups of customers someone else is responsible for).
     FollowUp: lambda owners: via_customer(FollowUp, owners),
     CustomerStatusChange: lambda owners: via_customer(CustomerStatusChange, owners),
-    CrmUser: lambda owners: _owner_in(CrmUser.id, owners),
+    CrmUser: lambda owners: owner_in(CrmUser.id, owners),
 }
 
 
@@ -136,7 +137,7 @@ def register(model: type, kind: str | Callable[[set[int] | None], ColumnElement]
     if callable(kind):
         _RULES[model] = kind
     elif kind == "owner":
-        _RULES[model] = lambda owners: _owner_in(getattr(model, owner_column), owners)
+        _RULES[model] = lambda owners: owner_in(getattr(model, owner_column), owners)
     elif kind == "customer":
         _RULES[model] = lambda owners: via_customer(model, owners)
     elif kind == "everyone":
@@ -151,7 +152,7 @@ def _rule_for(model: type) -> Callable[[set[int] | None], ColumnElement] | None:
     if isinstance(model, type) and issubclass(CrmUser, model) and hasattr(model, "__tablename__") \
             and model.__tablename__ == CrmUser.__tablename__:
         # FAB's own ``User`` maps the same table: relations to it list the same people.
-        return lambda owners: _owner_in(model.id, owners)
+        return lambda owners: owner_in(model.id, owners)
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 MASK = "****"
 
 
@@ -50,3 +52,35 @@ def is_masked_path(model: type, path: str) -> bool:
 def mask(value: object) -> str:
     """The masked text of a masked column's value (phones are the masked kind today)."""
     return mask_phone(None if value is None else str(value))
+
+
+#: A number written into free text (8+ digits; spaces, dashes, dots or brackets between; a
+#: leading +): a phone someone typed into a subject or a company name. Not after a Latin
+#: letter or digit (codes such as C2026… and longer numbers stay), but after a Chinese
+#: character, which a word boundary would not see (回访电话13800138000).
+_PHONE_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])\+?\(?\d[\d \-.()]{6,}\d(?![A-Za-z0-9])")
+#: A date (2026-03-10, 2026.03.10, 2026/3/10), possibly followed by a time: not a phone.
+_DATE = re.compile(r"(?<!\d)\d{4}[-./]\d{1,2}[-./]\d{1,2}(?!\d)")
+
+
+_LANDLINE = re.compile(r"0\d{2,3}-\d{7,8}")
+
+
+def mask_phones_in(text: str | None) -> str:
+    """``text`` with every phone-like number in it masked (``138****5678``), for texts that
+    travel beyond the record's own page: notifications, e-mails, the calendar feed. Dates
+    (and date-times) are left alone."""
+    if not text:
+        return text or ""
+    return _PHONE_IN_TEXT.sub(_masked_number, text)
+
+
+def _masked_number(match: re.Match) -> str:
+    found = match.group(0)
+    digits = "".join(ch for ch in found if ch.isdigit())
+    if _DATE.search(found) or len(digits) < 8:
+        return found
+    # keep a landline's area code as written (010-****4321); other separators go
+    if _LANDLINE.fullmatch(found):
+        return mask_phone(found)
+    return mask_phone(("+" if found.startswith("+") else "") + digits)

@@ -213,8 +213,12 @@ def sensitive(name: str, when: Callable[..., bool] | None = None) -> Callable:
 
 
 def safe_next(target: str | None, default: str) -> str:
-    """Only same-site relative paths are followed after a step-up or login code."""
-    if not target:
+    """``target`` if it is a path on this site, else ``default``: where a form goes back to
+    (after a step-up, a login code, Done, Mark read). Browsers drop tabs and newlines and
+    read a backslash as a slash, so "/", a tab, "/evil.example" would leave the site, and a
+    newline in a Location header is a server error: control characters and backslashes are
+    refused."""
+    if not target or any(ord(ch) < 0x20 or ch in "\\\x7f" for ch in target):
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):

@@ -62,13 +62,13 @@ def scope_rule(owners: set[int] | None) -> Any:
     if owners is None:
         return true()
     lead = aliased(Lead)
-    lead_visible = select(lead.id).where(lead.id == Activity.lead_id, data_scope._owner_in(lead.owner_id, owners)) \
+    lead_visible = select(lead.id).where(lead.id == Activity.lead_id, data_scope.owner_in(lead.owner_id, owners)) \
         .correlate_except(lead).exists()
     return or_(
         and_(Activity.customer_id.isnot(None), data_scope.via_customer(Activity, owners)),
         and_(Activity.customer_id.is_(None), Activity.lead_id.isnot(None), lead_visible),
         and_(Activity.customer_id.is_(None), Activity.lead_id.is_(None),
-             data_scope._owner_in(Activity.assignee_id, owners)),
+             data_scope.owner_in(Activity.assignee_id, owners)),
     )
 
 
@@ -275,12 +275,14 @@ def tell_assignee(item: Activity, writer: Any) -> None:
         "by": mentions._full_name(writer) if writer is not None else ""})
 
 
-def complete_activity(pk: Any, user: Any, outcome: str | None = None, version: Any = None) -> Activity:
+def complete_activity(pk: Any, user: Any, outcome: str | None = None, version: Any = None, *,
+                      next_step: str | None = None, next_step_date: Any = None) -> Activity:
     """Mark an open activity in ``user``'s scope done (now). An ``outcome`` on an activity
     with a customer records the follow-up (``follow_ups.save_follow_up``: method from the
-    kind, content = outcome, the follow-up rules and required fields apply; its errors
-    come back under ``outcome``) and links it. ``NotFound``, ``StaleRecord`` (with a
-    ``version``), 409 when not open. Flushes; the caller commits."""
+    kind, content = outcome, ``next_step`` and ``next_step_date`` (a date or ISO text) as
+    its 下一步计划 — which plans the next activity; the follow-up rules and the admin's
+    required fields apply, each error under its own field) and links it. ``NotFound``,
+    ``StaleRecord`` (with a ``version``), 409 when not open. Flushes; the caller commits."""
     from app.services import follow_ups
 
     item = records.load(Activity, pk, user)
@@ -294,14 +296,27 @@ def complete_activity(pk: Any, user: Any, outcome: str | None = None, version: A
     if text is not None and item.customer_id is not None:
         method = db.session.scalar(select(FollowUpMethod).where(
             FollowUpMethod.code == METHOD_OF_KIND.get(item.kind, "")))
+        values = {"customer": item.customer, "method": method, "content": text, "next_step": next_step,
+                  "next_step_date": _day(next_step_date)}
         try:
-            follow_up = follow_ups.save_follow_up({"customer": item.customer, "method": method, "content": text},
-                                                  user)
-        except RuleViolation as exc:
-            raise RuleViolation({"outcome": "; ".join(str(m) for m in exc.errors.values())}) from None
+            follow_up = follow_ups.save_follow_up(values, user)
+        except RuleViolation as exc:  # the follow-up's fields are the Done form's (content is the outcome)
+            raise RuleViolation({("outcome" if name == "content" else name): message
+                                 for name, message in exc.errors.items()}) from None
         item.follow_up = follow_up
     db.session.flush()
     return item
+
+
+def _day(raw: Any) -> date | None:
+    """A next step's date from a form or the API (a date, or text as the importer reads it:
+    2024-05-01, 2024/5/1, 2024年5月1日); ``RuleViolation`` under ``next_step_date``."""
+    if raw in (None, "") or isinstance(raw, date):
+        return raw or None
+    try:
+        return validation.parse_date(raw)
+    except ValueError as exc:
+        raise RuleViolation({"next_step_date": str(exc)}) from None
 
 
 def cancel_activity(pk: Any, user: Any, version: Any = None) -> Activity:

@@ -52,6 +52,16 @@ def _required_problems(values: dict[str, Any], errors: dict[str, str]) -> None:
             errors[name] = str(message)
 
 
+def next_step_open() -> Any:
+    """SQL: the follow-up's 下一步计划 is still to do — the activity it planned (if any) was
+    neither done nor cancelled. With ``next_step_date`` due, the home page's count and the
+    follow-up list it opens (``?next_step_open=1``) read this one condition."""
+    from app.models.activities import Activity
+
+    return ~select(Activity.id).where(Activity.from_follow_up_id == FollowUp.id,
+                                      Activity.status != "open").exists()
+
+
 def clean_follow_up(item: FollowUp, user: Any, customers: CustomerFacts | None = None) -> None:
     """Normalise and validate a follow-up in place; ``RuleViolation`` lists every error.
 

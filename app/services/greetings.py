@@ -18,7 +18,7 @@ from markupsafe import escape
 
 from app.models.notifications import OutboxMessage
 from app.models.sales import Contact
-from app.services import audit, mail, records
+from app.services import audit, mail, records, validation
 from app.services.errors import RuleViolation
 
 #: Languages a greeting template exists in.
@@ -72,12 +72,15 @@ def draft(contact_pk: Any, user: Any, language: str | None = None) -> Draft:
 
 
 def _checked(subject: str | None, body: str | None, fallback: Draft) -> tuple[str, str]:
-    subject = (fallback.subject if subject is None else subject).strip()
-    body = (fallback.body if body is None else body).strip()
+    raw = fallback.subject if subject is None else subject
+    # any line or record separator (\v, \x1c, U+2028 …) would end the e-mail's header line
+    one_line = len(raw.splitlines()) <= 1 and not any(ord(ch) < 0x20 and ch != "\t" for ch in raw)
+    subject = validation.clean_line(raw)
+    body = validation.clean_block(fallback.body if body is None else body)
     errors = {}
     if not subject:
         errors["subject"] = str(_l("Enter a subject."))
-    elif len(subject) > SUBJECT_LIMIT or "\n" in subject or "\r" in subject:
+    elif len(subject) > SUBJECT_LIMIT or not one_line:
         errors["subject"] = str(_l("A subject is one line of at most %(n)d characters.", n=SUBJECT_LIMIT))
     if not body:
         errors["body"] = str(_l("Enter the greeting."))

@@ -59,8 +59,10 @@ def queue(to_address: str, subject: str, text_body: str, html_body: str | None =
     """Queue one message to ``to_address`` (an e-mail address; a phone for ``channel="sms"``).
 
     The row commits with the caller's transaction; ``send_due`` is submitted after that
-    commit (and runs every minute anyway). Returns the (flushed) outbox row."""
-    message = OutboxMessage(channel=channel, to_address=to_address, subject=(subject or "")[:255],
+    commit (and runs every minute anyway). The subject becomes one line (a header cannot
+    carry a line break or a separator; callers that take a subject from a person refuse
+    one first). Returns the (flushed) outbox row."""
+    message = OutboxMessage(channel=channel, to_address=to_address, subject=" ".join((subject or "").split())[:255],
                             text_body=text_body, html_body=html_body, user_id=user_id,
                             notification_id=notification_id, language=language, status=QUEUED)
     db.session.add(message)

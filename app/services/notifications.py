@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.extensions import db
 from app.models.notifications import Notification, NotificationPreference, OutboxMessage
 from app.models.org import CrmUser
-from app.security.masking import mask_phone
+from app.security.masking import mask_phone, mask_phones_in
 
 IN_APP, EMAIL, SMS = "in_app", "email", "sms"
 #: Longest address the outbox stores (``OutboxMessage.to_address``).
@@ -153,12 +153,6 @@ def _insert_once(user_id: int, event: str, record_type: str | None, record_id: i
 
 #: Param names that hold a phone (``phone``, ``contact_phone``, ``mobile``, ``tel``).
 _PHONE_KEY = re.compile(r"phone|mobile|(^|_)tel(_|$)", re.IGNORECASE)
-#: A number standing alone in a text (8+ digits, spaces or dashes between, a leading +):
-#: a phone a caller wrote into a name or a summary. Codes (C2026…) start with a letter.
-_PHONE_TEXT = re.compile(r"(?<!\w)\+?\d[\d \-]{6,}\d(?!\w)")
-_DATE = re.compile(r"(?<!\d)\d{4}-\d{1,2}-\d{1,2}(?!\d)")
-
-
 def safe_params(params: dict[str, Any] | None) -> dict[str, Any]:
     """``params`` as stored: phones masked (``138****5678``), by name and inside texts
     (stored messages, dicts, are masked once rendered: ``text_of``).
@@ -170,17 +164,10 @@ def safe_params(params: dict[str, Any] | None) -> dict[str, Any]:
         if _PHONE_KEY.search(str(key)) and value:
             clean[key] = mask_phone(str(value))
         elif isinstance(value, str):
-            clean[key] = _PHONE_TEXT.sub(_masked_number, value)
+            clean[key] = mask_phones_in(value)
         else:
             clean[key] = value
     return clean
-
-
-def _masked_number(match: re.Match) -> str:
-    found = match.group(0)
-    if _DATE.search(found) or sum(ch.isdigit() for ch in found) < 8:  # a date (and time) is no phone
-        return found
-    return mask_phone(found.replace(" ", ""))
 
 
 # --- text, record, visibility -----------------------------------------------------------

@@ -35,6 +35,7 @@ from app.models.customers import Customer, FollowUp
 from app.models.notifications import DigestSent, Notification, NotificationPreference
 from app.models.org import CrmUser
 from app.models.sales import Contact, Opportunity
+from app.security.masking import mask_phones_in
 from app.services import mail, notifications
 from app.services import settings as crm_settings
 from app.services.settings import BOOL, INT, Setting
@@ -338,6 +339,7 @@ def _digest_for(user: CrmUser, day: date) -> bool:
     context = {"user": user, "day": day, "overdue": [a for a in items[:DIGEST_LIMIT] if a.due_at < start],
                "today": [a for a in items[:DIGEST_LIMIT] if a.due_at >= start], "more": len(items) > DIGEST_LIMIT,
                "pending": pending, "local_text": clock.local_text, "text_of": notifications.text_of,
+               "mask": mask_phones_in,  # subjects are free text: a phone typed into one stays masked
                "base_url": (current_app.config.get("CRM_BASE_URL") or "").rstrip("/")}
     subject, text, html = render_mail("digest", language, **context)
     mail.queue(user.email, subject, text, html or None, user_id=user.id, language=language)

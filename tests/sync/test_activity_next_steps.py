@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Activity, Customer, FollowUp
@@ -15,14 +15,7 @@ from app.models import Activity, Customer, FollowUp
 HEADERS = ["记录编号", "客户编号", "跟进时间", "跟进方式", "跟进内容", "下一步计划", "下一步日期"]
 
 
-@pytest.fixture(autouse=True)
-def shanghai(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setitem(app.config, "CRM_TIMEZONE", "Asia/Shanghai")
-    yield
-    with app.app_context():
-        db.session.execute(delete(Activity))
-        db.session.commit()
-        db.session.remove()
+pytestmark = pytest.mark.usefixtures("shanghai")
 
 
 def _planned(app: Any) -> list[tuple[str, datetime, int]]:

@@ -16,9 +16,7 @@ HEADERS = ["记录编号", "客户编号", "跟进时间", "跟进方式", "跟�
 AT = datetime(2026, 11, 30, 13, 9, tzinfo=UTC)  # 21:09 in Shanghai
 
 
-@pytest.fixture(autouse=True)
-def shanghai(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(app.config, "CRM_TIMEZONE", "Asia/Shanghai")
+pytestmark = pytest.mark.usefixtures("shanghai")
 
 
 def test_sheet_times_are_shanghai_wall_time_both_ways(app: Any, side: Any, make_target: Any, sync: Any,

@@ -24,17 +24,7 @@ from tests.views.test_form_round_trip import served_form
 SUBJECT = "Quarterly review with Zhou"
 
 
-@pytest.fixture(autouse=True)
-def shanghai(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setitem(app.config, "CRM_TIMEZONE", "Asia/Shanghai")
-    yield
-    with app.app_context():
-        db.session.rollback()
-        db.session.execute(delete(Activity))
-        db.session.execute(delete(ActivityTemplate))
-        activities.seed_templates()  # as initialise() left them
-        db.session.commit()
-        db.session.remove()
+pytestmark = pytest.mark.usefixtures("shanghai")
 
 
 @pytest.fixture
@@ -96,6 +86,28 @@ def test_a_colleague_cannot_read_or_change_it_by_the_api(app: Any, client: Any, 
     assert listed["count"] == 0
     assert client.put(f"/api/v1/activity/{pk}", json={"subject": "mine", "version": 1},
                       headers=headers).status_code == 404
+
+
+def test_done_and_cancel_by_the_api_go_through_the_use_cases(app: Any, client: Any, api: Any, planned: Any) -> None:
+    customer, pk = planned("rep_a")
+    _, other = planned("rep_a")
+    assert client.post(f"/api/v1/activity/{pk}/complete", json={"outcome": "Talked"},
+                       headers=api("rep_b")).status_code == 404  # a colleague's: not found
+    _require_next_step(app)
+    refused = client.post(f"/api/v1/activity/{pk}/complete", json={"outcome": "Talked"}, headers=api("rep_a"))
+    assert refused.status_code == 422 and "next step" in str(refused.get_json()["message"]["next_step"])
+    done = client.post(f"/api/v1/activity/{pk}/complete", headers=api("rep_a"),
+                       json={"outcome": "Talked", "next_step": "Send the quote", "next_step_date": "2026-12-20"})
+    assert done.status_code == 200 and done.get_json()["result"]["status"] == "done"
+    with app.app_context():
+        follow_up = db.session.scalar(select(FollowUp).where(FollowUp.customer_id == customer))
+        assert (follow_up.content, follow_up.next_step) == ("Talked", "Send the quote")
+        planned_next = db.session.scalar(select(Activity).where(Activity.from_follow_up_id == follow_up.id))
+        assert planned_next.subject == "Send the quote"  # the next step is the next activity
+        db.session.remove()
+    assert client.post(f"/api/v1/activity/{pk}/cancel", headers=api("rep_a")).status_code == 409  # closed
+    assert client.post(f"/api/v1/activity/{other}/cancel", headers=api("rep_a")).get_json()["result"]["status"] \
+        == "cancelled"
 
 
 def test_the_calendar_feed_shows_only_what_the_reader_may_see(app: Any, client: Any, auth: Any, planned: Any) -> None:

@@ -26,9 +26,7 @@ AT = datetime(2026, 11, 30, 13, 9, tzinfo=UTC)  # 21:09 in Shanghai
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-@pytest.fixture(autouse=True)
-def shanghai(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(app.config, "CRM_TIMEZONE", "Asia/Shanghai")
+pytestmark = pytest.mark.usefixtures("shanghai")
 
 
 @pytest.fixture

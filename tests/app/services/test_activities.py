@@ -24,18 +24,7 @@ from tests.conftest import user_id
 AT = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def shanghai(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setitem(app.config, "CRM_TIMEZONE", "Asia/Shanghai")
-    yield
-    with app.app_context():
-        db.session.rollback()
-        db.session.execute(delete(Activity))
-        db.session.execute(delete(Contact))
-        db.session.execute(delete(ActivityTemplate))
-        activities.seed_templates()  # as initialise() left them
-        db.session.commit()
-        db.session.remove()
+pytestmark = pytest.mark.usefixtures("shanghai")
 
 
 def user(name: str) -> Any:

@@ -24,9 +24,7 @@ from tests.conftest import user_id
 SHANGHAI = "Asia/Shanghai"
 
 
-@pytest.fixture(autouse=True)
-def shanghai(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(app.config, "CRM_TIMEZONE", SHANGHAI)
+pytestmark = pytest.mark.usefixtures("shanghai")
 
 
 def user(name: str) -> Any:
@@ -248,6 +246,16 @@ def test_the_morning_digest_goes_once_per_user_and_local_day_in_their_language(c
     assert chinese.subject == "今日 CRM 提醒：2026-03-10" and "拜访客户" in chinese.text_body
     assert chinese.language == "zh" and "今天的待办" in chinese.text_body
     assert set(db.session.scalars(select(DigestSent.day))) == {"2026-03-10"}
+
+
+def test_the_digest_and_the_due_reminder_never_carry_a_phone_typed_into_a_subject(ctx: Any) -> None:
+    activity("rep_a", due=utc(2026, 3, 10, 6, 0), subject="回访电话13800138000")
+    assert reminders.morning_digest(utc(2026, 3, 10, 0, 0)) == 1
+    (digest,) = db.session.scalars(select(OutboxMessage)).all()
+    assert "138****8000" in digest.text_body and "13800138000" not in digest.text_body + digest.html_body
+    reminders.activities_due(utc(2026, 3, 10, 6, 1))
+    (item,) = told("activity_due", "rep_a")
+    assert item.params["subject"] == "回访电话138****8000"
 
 
 def test_a_late_tick_still_sends_the_days_digest_and_users_without_e_mail_get_none(ctx: Any) -> None:

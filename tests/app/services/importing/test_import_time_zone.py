@@ -18,9 +18,7 @@ HEADERS = ["客户编号", "跟进时间", "跟进方式", "跟进内容", "下�
 AT = datetime(2026, 11, 30, 13, 9, tzinfo=UTC)  # 21:09 in Shanghai
 
 
-@pytest.fixture(autouse=True)
-def shanghai(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(app.config, "CRM_TIMEZONE", "Asia/Shanghai")
+pytestmark = pytest.mark.usefixtures("shanghai")
 
 
 def _stored(app: Any) -> dict[str, tuple[datetime, date | None]]:
