@@ -9,6 +9,7 @@ whole suite on PostgreSQL.
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,9 @@ import pytest
 from sqlalchemy import delete, select, text, update
 
 os.environ.setdefault("CRM_SCHEDULER", "0")
+# Each run keeps its instance files (import reports, exports, locks) in a folder of its own:
+# two suites at once on one checkout (SQLite and PostgreSQL) never write each other's files.
+os.environ.setdefault("CRM_INSTANCE_DIR", tempfile.mkdtemp(prefix="crm-test-instance-"))
 
 from app import create_app  # noqa: E402
 from app.extensions import appbuilder, db  # noqa: E402

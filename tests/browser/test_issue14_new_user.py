@@ -10,14 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from app import clock
 from app.extensions import db
 from app.models import Activity, FollowUp, Notification
-from app.models.activities import ActivityTemplate
 from app.models.org import CrmUser
-from app.services import activities, notifications
+from app.services import notifications
 from tests.browser.test_everyday_use import _alerts, _log_in, _open, _submit, _wait
 from tests.conftest import user_id
 
@@ -29,19 +28,7 @@ except ImportError:  # the ``browser`` fixture skips the test and says why
 SUBJECT = "New user first call"
 
 
-@pytest.fixture(autouse=True)
-def shanghai(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setitem(app.config, "CRM_TIMEZONE", "Asia/Shanghai")
-    yield
-    with app.app_context():
-        db.session.rollback()
-        db.session.execute(delete(Activity))
-        db.session.execute(delete(ActivityTemplate))
-        activities.seed_templates()
-        db.session.execute(CrmUser.__table__.update().where(CrmUser.__table__.c.id == user_id("rep_a"))
-                           .values(language=None))
-        db.session.commit()
-        db.session.remove()
+pytestmark = pytest.mark.usefixtures("shanghai")
 
 
 def _console_errors(driver: Any) -> list[str]:

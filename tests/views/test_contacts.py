@@ -191,8 +191,9 @@ def test_reveal_a_contacts_phone_on_the_screen_and_the_api_is_recorded(app: Any,
     answer = client.post(f"/api/v1/contact/{pk}/phone", headers={**headers, "X-TOTP-Code": totp.code("rep_a")})
     assert answer.get_json()["phone"] == FULL
     with app.app_context():
-        vias = [e.detail for e in db.session.scalars(select(AuditLog).where(
-            AuditLog.action == "reveal", AuditLog.object_type == "Contact", AuditLog.object_id == str(pk)))]
+        vias = [e.detail for e in db.session.scalars(select(AuditLog).where(  # in chain order, not heap order
+            AuditLog.action == "reveal", AuditLog.object_type == "Contact", AuditLog.object_id == str(pk))
+            .order_by(AuditLog.seq))]
         db.session.remove()
     assert len(vias) == 2 and '"via": "api"' in vias[1]
 

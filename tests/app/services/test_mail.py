@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email
 import socket
-import threading
 from datetime import timedelta
 from email.message import Message
 from typing import Any
@@ -23,6 +22,7 @@ from app.extensions import db
 from app.models import Customer, CustomerType, OutboxMessage
 from app.models.org import CrmUser
 from app.services import mail, notifications
+from tests.concurrency import at_once
 from tests.conftest import user_id
 
 
@@ -177,21 +177,7 @@ def test_two_senders_at_once_deliver_each_message_once(app: Any, smtp: SmtpServe
             mail.queue(address, "Hello", "text", "<p>html</p>")
         db.session.commit()
         db.session.remove()
-    barrier = threading.Barrier(2)
-    results: list[int] = []
-
-    def sender() -> None:
-        with app.app_context():
-            barrier.wait()
-            results.append(mail.send_due())
-            db.session.remove()
-
-    threads = [threading.Thread(target=sender) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    results = at_once(app, mail.send_due)
     assert sum(results) == 5
     assert sorted(m["To"] for m in smtp.handler.messages) == addresses
 

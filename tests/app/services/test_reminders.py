@@ -5,7 +5,6 @@ occasion under two ticks (and two threads at once on PostgreSQL)."""
 from __future__ import annotations
 
 import os
-import threading
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from app.models.org import CrmUser
 from app.models.sales import Contact, Opportunity, Stage
 from app.services import contacts, reminders
 from app.services import settings as crm_settings
+from tests.concurrency import at_once
 from tests.conftest import user_id
 
 SHANGHAI = "Asia/Shanghai"
@@ -281,20 +281,9 @@ def test_two_concurrent_ticks_tell_once(app: Any, ctx: Any, make_customer: Any) 
     activity(due=utc(2026, 3, 10, 1, 0))
     activity("rep_b", due=utc(2026, 3, 9, 6, 0))
     contact(make_customer("rep_a"), date(1980, 3, 12))
-    barrier, results = threading.Barrier(2), []
-
-    def tick() -> None:
-        with app.app_context():
-            barrier.wait()
-            results.append((reminders.activities_due(utc(2026, 3, 10, 1, 0)),
-                            reminders.morning_digest(utc(2026, 3, 10, 1, 0)), reminders.birthdays(date(2026, 3, 10))))
-            db.session.remove()
-
-    threads = [threading.Thread(target=tick) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once(app, lambda: (reminders.activities_due(utc(2026, 3, 10, 1, 0)),
+                                    reminders.morning_digest(utc(2026, 3, 10, 1, 0)),
+                                    reminders.birthdays(date(2026, 3, 10))))
     assert sum(a for a, _, _ in results) == 2 and sum(d for _, d, _ in results) == 2
     assert sum(b for _, _, b in results) == 1 and len(told("birthday")) == 1
     assert len(told("activity_due")) == 2
