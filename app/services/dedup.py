@@ -214,7 +214,12 @@ def fuzzy_keys(core: str, threshold: int = FUZZY_THRESHOLD) -> set[str]:
     ``FUZZY_SEGMENTS`` segments of an ``m``-long name (prefix before it + suffix after it).
     Two names whose difference (an inserted, removed or replaced run of characters) lies in
     one segment of the shorter share a key; the score then decides. Pairwise by design, so
-    a full scan and an incremental update agree."""
+    a full scan and an incremental update agree.
+
+    Every key carries the name's numerals (``numerals``): names whose numbers differ are
+    never fuzzy duplicates (华腾科技1号店 / 华腾科技2号店, 第一分公司 / 第二分公司 are two
+    companies, one character apart), and numbered names (a chain's stores, a fixture's
+    华腾科技{n}) no longer fall into one block that compares them all with each other."""
     length = len(core)
     if length < 2:
         return set()
@@ -222,12 +227,18 @@ def fuzzy_keys(core: str, threshold: int = FUZZY_THRESHOLD) -> set[str]:
         return {"=" + core}
     ratio = threshold / 100
     shortest = max(FUZZY_MIN_LENGTH, math.floor(ratio * length / (2 - ratio)))
+    number = numerals(core)
     keys = set()
     for m in range(shortest, length + 1):
         bounds = [round(i * m / FUZZY_SEGMENTS) for i in range(FUZZY_SEGMENTS + 1)]
         for k in range(FUZZY_SEGMENTS):
-            keys.add(f"{m}|{k}|{core[:bounds[k]]}|{core[length - (m - bounds[k + 1]):]}")
+            keys.add(f"{m}|{k}|{number}|{core[:bounds[k]]}|{core[length - (m - bounds[k + 1]):]}")
     return keys
+
+
+def numerals(core: str) -> str:
+    """The numerals of a core name in order (digits and Chinese numerals: 1, 一, 二 …)."""
+    return "".join(ch for ch in core if ch.isnumeric())
 
 
 def _hash(key: str) -> int:

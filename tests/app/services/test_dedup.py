@@ -54,3 +54,14 @@ def test_entry_rule_finds_same_name_contact_phone_or_credit_code(app: Any, ctx: 
     assert [rule for _, rule in dedup.matches_for_entry("Other", "x", "13900000000", CREDIT)] == [dedup.CREDIT]
     assert dedup.matches_for_entry("Acme Ltd", "Someone else", "13800000001", None) == []
     assert dedup.matches_for_entry("Acme Ltd", "Zhou", "13800000001", None, exclude_id=pk) == []
+
+
+def test_names_whose_numbers_differ_are_not_similar(app: Any, ctx: Any, make_customer: Any) -> None:
+    """Numbered branches and stores are different companies one character apart; a typo
+    elsewhere in the name still matches."""
+    one = make_customer("rep_a", name="深圳华腾信息科技1号店有限公司", contact_phone="13600000011")
+    make_customer("rep_a", name="深圳华腾信息科技2号店有限公司", contact_phone="13600000012")
+    make_customer("rep_a", name="上海锦程国际物流第一分公司", contact_phone="13600000013")
+    make_customer("rep_a", name="上海锦程国际物流第二分公司", contact_phone="13600000014")
+    typo = make_customer("rep_a", name="深圳华藤信息科技1号店有限公司", contact_phone="13600000015")
+    assert [(c.ids, c.rules) for c in dedup.scan(None)] == [([one, typo], {dedup.FUZZY})]
