@@ -196,6 +196,12 @@ ActivityView = declared_view(
                             "edit_version": version_field()},
 )
 OWN_VIEWS[activities.ACTIVITY.name] = ActivityView
+def _json_object() -> dict[str, Any]:
+    """The request's JSON object, or {} (Done and Cancel take every field as optional)."""
+    body = request.get_json(silent=True) if request.is_json else None
+    return body if isinstance(body, dict) else {}
+
+
 class ActivityApiDoneMixin:
     """``POST /api/v1/activity/<pk>/complete`` (JSON: ``outcome``, ``next_step``,
     ``next_step_date``, ``version``; all optional) and ``POST …/<pk>/cancel`` (``version``):
@@ -220,15 +226,10 @@ class ActivityApiDoneMixin:
             404:
               $ref: '#/components/responses/404'
         """
-        body = request.get_json(silent=True) if request.is_json else {}
-        body = body if isinstance(body, dict) else {}
-        item, refusal = self.call_use_case(lambda: activities.complete_activity(
+        body = _json_object()
+        return self._closed(lambda: activities.complete_activity(
             pk, g.user, body.get("outcome"), body.get("version"), next_step=body.get("next_step"),
             next_step_date=body.get("next_step_date")))
-        if refusal is not None:
-            return refusal
-        db.session.commit()
-        return self._answer(200, item)
 
     @expose("/<int:pk>/cancel", methods=["POST"])
     @protect()
@@ -248,9 +249,11 @@ class ActivityApiDoneMixin:
             404:
               $ref: '#/components/responses/404'
         """
-        body = request.get_json(silent=True) if request.is_json else {}
-        body = body if isinstance(body, dict) else {}
-        item, refusal = self.call_use_case(lambda: activities.cancel_activity(pk, g.user, body.get("version")))
+        return self._closed(lambda: activities.cancel_activity(pk, g.user, _json_object().get("version")))
+
+    def _closed(self, use_case: Any) -> Any:
+        """Run Done or Cancel: the activity (200), or the use case's refusal."""
+        item, refusal = self.call_use_case(use_case)
         if refusal is not None:
             return refusal
         db.session.commit()

@@ -18,6 +18,7 @@ from flask_babel.speaklater import LazyString
 from markupsafe import Markup, escape
 
 from app import clock
+from app.security import alerts
 
 #: Date-times are shown to the minute (seconds and microseconds say nothing to a person).
 DATETIME_FORMAT = clock.MINUTE_FORMAT
@@ -115,13 +116,12 @@ ACTION_LABELS = {
     "create": _l("Created"), "update": _l("Changed"), "delete": _l("Deleted"), "archive": _l("Archived"),
     "restore": _l("Restored"), "deactivate": _l("Deactivated"), "permission_change": _l("Permissions changed"),
     "login": _l("Logged in"), "logout": _l("Logged out"), "login_failed": _l("Wrong password"),
-    "login_throttled": _l("Logins limited after wrong passwords"), "login_refused": _l("Login refused (limit reached)"),
+    "login_refused": _l("Login refused (limit reached)"),
     "login_totp_success": _l("Login code accepted"), "login_totp_failure": _l("Login code refused"),
     "step_up_success": _l("Code accepted for a sensitive action"),
     "step_up_failure": _l("Code refused for a sensitive action"),
     "totp_enrol": _l("Authenticator enrolled"), "totp_reenrol": _l("Authenticator replaced"),
     "totp_enrol_failed": _l("Authenticator enrolment failed"), "totp_reset": _l("Authenticator removed"),
-    "totp_locked": _l("Authenticator locked"), "audit_chain_broken": _l("Audit chain broken"),
     "reassign": _l("Records handed over"), "purge": _l("Account purged"), "reveal": _l("Contact revealed"),
     "import": _l("Imported"), "export": _l("Exported"), "merge": _l("Merged"),
     "dismiss_duplicate": _l("Marked as not a duplicate"), "restore_duplicate": _l("Duplicate check restored"),
@@ -130,6 +130,7 @@ ACTION_LABELS = {
     "convert": _l("Converted to a customer"), "webform_honeypot": _l("Web form spam refused"),
     "outbox_retry": _l("Outbox message retried"), "outbox_test": _l("Test e-mail queued"),
     "greeting_sent": _l("Birthday greeting sent"), "setting_change": _l("Setting changed"),
+    **alerts.LABELS,
 }
 #: What audit entries call records that no screen shows (``object_label``).
 OBJECT_LABELS = {"TransferJob": _l("Import or export")}

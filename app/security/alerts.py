@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from app.clock import utc_now
@@ -16,6 +17,12 @@ from app.extensions import db
 from app.models.audit import AuditLog
 from app.security import login_guard
 from app.services import audit
+
+#: What each alert is called (the audit log's labels, and the admins' notification).
+LABELS = {
+    "totp_locked": _l("Authenticator locked"), "audit_chain_broken": _l("Audit chain broken"),
+    login_guard.ALERT: _l("Logins limited after wrong passwords"),
+}
 
 
 def actions() -> tuple[str, ...]:

@@ -286,9 +286,9 @@ def complete_activity(pk: Any, user: Any, outcome: str | None = None, version: A
     from app.services import follow_ups
 
     item = records.load(Activity, pk, user)
+    _refuse_closed(item)  # first: a second click on Done is "already done", not "someone else changed it"
     if version not in (None, ""):
         records.check_version(item, version)
-    _refuse_closed(item)
     text = validation.clean_block(outcome) or None
     if text is not None and len(text) > NOTE_LIMIT:
         raise RuleViolation({"outcome": str(_l("At most %(n)d characters.", n=NOTE_LIMIT))})
@@ -323,9 +323,9 @@ def cancel_activity(pk: Any, user: Any, version: Any = None) -> Activity:
     """Cancel an open activity in ``user``'s scope (kept, status cancelled). ``NotFound``,
     ``StaleRecord`` (with a ``version``), 409 when not open. Flushes; the caller commits."""
     item = records.load(Activity, pk, user)
+    _refuse_closed(item)
     if version not in (None, ""):
         records.check_version(item, version)
-    _refuse_closed(item)
     item.status = CANCELLED
     db.session.flush()
     return item

@@ -194,6 +194,7 @@ def insert_follow_ups(rows: list[dict[str, Any]]) -> None:
     from app.services import activities
 
     activities.plan_from_rows(rows)  # 下一步计划 with a date: its activity, as the flush plans it
+    _tell_mentioned_rows(rows)
 
 
 def save_follow_up(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any = None) -> FollowUp:
@@ -217,6 +218,20 @@ def save_follow_up(values: dict[str, Any], user: Any, *, pk: Any = None, version
     db.session.flush()
     _tell_mentioned(item, user)
     return item
+
+
+def _tell_mentioned_rows(rows: list[dict[str, Any]]) -> None:
+    """@mentions in follow-ups inserted in bulk (imports) tell people as a saved one does;
+    only rows whose content has an "@" are loaded (an import without mentions pays nothing)."""
+    ids = [row["id"] for row in rows if "@" in (row.get("content") or "")]
+    if not ids:
+        return
+    from app.models.org import CrmUser
+
+    writer = db.session.get(CrmUser, current_user_id()) if current_user_id() is not None else None
+    for start in range(0, len(ids), _FACTS_BATCH):
+        for item in db.session.scalars(select(FollowUp).where(FollowUp.id.in_(ids[start:start + _FACTS_BATCH]))):
+            _tell_mentioned(item, writer)
 
 
 def _tell_mentioned(item: FollowUp, user: Any) -> None:

@@ -131,7 +131,11 @@ def admin_ids() -> list[int]:
 def security_alert(action: str, obj: Any = None) -> None:
     """Tell every active Admin of a security alert (an audit action of
     ``app.security.alerts.actions``), in the transaction that writes the audit entry."""
-    params = {"action": action}
+    from app.security import alerts
+    from app.services import messages
+
+    # the alert's name, rendered in each reader's language (the audit log's label)
+    params: dict[str, Any] = {"action": messages.stored(alerts.LABELS.get(action, action))}
     if isinstance(obj, CrmUser):
         params["user"] = obj.username
     notifications.notify("security_alert", admin_ids(), params=params)

@@ -11,13 +11,13 @@ from email.header import decode_header, make_header
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from app import clock
 from app.extensions import appbuilder, db
 from app.models import Activity, Contact, Customer, Notification, OutboxMessage
 from app.models.activities import ActivityTemplate
-from app.services import activities, contacts, notifications, settings
+from app.services import contacts, notifications, settings
 from tests.app.services.leads_support import lead_data  # noqa: F401  (fixture)
 from tests.app.services.test_mail import parts, smtp  # noqa: F401  (fixture)
 from tests.conftest import user_id
@@ -25,17 +25,7 @@ from tests.conftest import user_id
 SUBJECT = "Attack review call"
 
 
-@pytest.fixture(autouse=True)
-def shanghai(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setitem(app.config, "CRM_TIMEZONE", "Asia/Shanghai")
-    yield
-    with app.app_context():
-        db.session.rollback()
-        db.session.execute(delete(Activity))
-        db.session.execute(delete(ActivityTemplate))
-        activities.seed_templates()  # as initialise() left them
-        db.session.commit()
-        db.session.remove()
+pytestmark = pytest.mark.usefixtures("shanghai")
 
 
 def _plan(app: Any, customer: int, owner: str = "rep_a", subject: str = SUBJECT, note: str | None = None) -> int:
@@ -718,7 +708,7 @@ def test_done_twice_records_one_follow_up_and_says_so(app: Any, client: Any, aut
 
         assert len(db.session.scalars(select(FollowUp)).all()) == 1
     text = second.get_data(as_text=True)
-    assert "no longer be changed" in text or "changed this record" in text, _alerts(text)
+    assert "is done or cancelled; it can no longer be changed" in text, _alerts(text)  # not "someone else"
 
 
 def _alerts(html: str) -> list[str]:

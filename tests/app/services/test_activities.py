@@ -282,6 +282,23 @@ def test_a_mention_tells_who_may_see_the_record_and_nobody_else(ctx: Any, make_c
     assert told("rep_c", "mention") == []  # South cannot see rep_a's customer: not told, no leak
 
 
+def test_a_mention_in_an_imported_follow_up_tells_as_a_saved_one_does(ctx: Any, make_customer: Any) -> None:
+    from app.models.base import acting_user_id
+
+    cid = make_customer("rep_a")
+    rows = [{"code": None, "customer_id": cid, "followed_at": AT, "method_id": None, "owner_id": user_id("rep_a"),
+             "content": text, "next_step": None, "next_step_date": None}
+            for text in ("Ask @manager about the price", "No mention here", "@rep_c too")]
+    token = acting_user_id.set(user_id("rep_a"))  # the importer acts as the user who started it
+    try:
+        follow_ups.insert_follow_ups(rows)
+    finally:
+        acting_user_id.reset(token)
+    db.session.commit()
+    assert [n.params["by"] for n in told("manager", "mention")] == [user("rep_a").get_full_name()]
+    assert told("rep_c", "mention") == []  # South cannot see rep_a's customer
+
+
 def test_a_mention_by_full_name_in_an_activity_note(ctx: Any, make_customer: Any) -> None:
     plan("manager", customer=db.session.get(Customer, make_customer("rep_a")),
          note="@Rep_a Test please bring the contract")

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import appbuilder, db
 from app.models import Notification
-from app.services import audit, leads
+from app.services import audit, leads, messages, notifications
 from tests.app.services.importing.conftest import run_job, write_xlsx  # noqa: F401
 from tests.app.services.leads_support import lead_data, make_lead, make_rule  # noqa: F401
 from tests.conftest import user_id
@@ -147,7 +147,6 @@ def test_without_message_params_the_summary_is_text_in_the_users_language(app: A
 
 def test_the_summary_is_kept_as_a_message_when_the_inbox_renders_those(app: Any, run_job: Any,  # noqa: F811
                                                                         tmp_path: Path, monkeypatch: Any) -> None:
-    from app.services import messages, notifications
     from tests.app.services.importing.conftest import MANUAL_HEADERS
 
     monkeypatch.setattr(notifications, "MESSAGE_PARAMS", True, raising=False)
@@ -164,7 +163,6 @@ def test_the_summary_is_kept_as_a_message_when_the_inbox_renders_those(app: Any,
 def test_a_failed_import_tells_its_user_why(app: Any, tmp_path: Path) -> None:
     path = tmp_path / "broken.xlsx"
     path.write_bytes(b"not a workbook")
-    from app.services import messages
     from app.services.importing import jobs
 
     with app.app_context():
@@ -185,7 +183,9 @@ def test_a_security_alert_tells_every_active_admin_in_its_transaction(ctx: Any) 
     audit.record("totp_locked", user("rep_a"), {"purpose": "login"}, user=user("rep_a"))
     (note,) = told("security_alert")
     assert note.user_id == user_id("admin")
-    assert note.params == {"action": "totp_locked", "user": "rep_a"}
+    assert note.params["user"] == "rep_a"
+    assert messages.render(note.params["action"], "en") == "Authenticator locked"  # its name, not its code
+    assert notifications.text_of(note, language="zh") == "安全警报：身份验证器已锁定。"  # in the reader's language
     db.session.rollback()  # the alert's transaction rolled back: no notification either
     assert told("security_alert") == []
 
@@ -204,4 +204,5 @@ def test_wrong_passwords_that_raise_the_login_alert_tell_the_admins(app: Any, cl
     with app.app_context():
         (note,) = told("security_alert")
         assert note.user_id == user_id("admin")
-        assert note.params == {"action": "login_throttled", "user": "rep_a"}
+        assert note.params["user"] == "rep_a"
+        assert messages.render(note.params["action"], "en") == "Logins limited after wrong passwords"
