@@ -51,11 +51,6 @@ def hook(func: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def _language(user: CrmUser | None) -> str:
-    language = getattr(user, "language", None) or current_app.config.get("BABEL_DEFAULT_LOCALE") or "en"
-    return language.split("_")[0]
-
-
 @hook
 def lead_assigned(lead: Any, before_owner_id: int | None, writer: Any) -> None:
     """Tell a lead's new owner (``lead_assigned``) when the owner changed from
@@ -98,7 +93,7 @@ def import_finished(job: Any) -> None:
         return
     summary = import_summary(job)
     if not getattr(notifications, "MESSAGE_PARAMS", False):
-        summary = messages.render(summary, _language(user))
+        summary = messages.render(summary, notifications.language_of(user))
     stamp = job.finished_at.isoformat() if job.finished_at is not None else job.status
     notifications.notify("import_finished", [user.id], params={"file": job.filename, "summary": summary},
                          occasion=f"import_finished:{job.id}:{stamp}")

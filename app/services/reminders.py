@@ -295,13 +295,6 @@ def digest_candidates(day: date) -> list[int]:
     return list(db.session.scalars(stmt))
 
 
-def user_language(user: CrmUser) -> str:
-    """The language of ``user``'s e-mails: their own (``CrmUser.language``), else the CRM's
-    default; "en" or "zh"."""
-    language = (user.language or current_app.config.get("BABEL_DEFAULT_LOCALE") or "en").split("_")[0]
-    return language if language in ("en", "zh") else "en"
-
-
 def _claim_day(user_id: int, day: date) -> bool:
     """Record the user's digest for ``day``; False when one was recorded already (by the
     unique index: two ticks at once, the second waits for the first and gets nothing)."""
@@ -335,7 +328,7 @@ def _digest_for(user: CrmUser, day: date) -> bool:
     if not _claim_day(user.id, day):
         return False
     start = clock.from_local(datetime.combine(day, time()))
-    language = user_language(user)
+    language = notifications.language_of(user)
     context = {"user": user, "day": day, "overdue": [a for a in items[:DIGEST_LIMIT] if a.due_at < start],
                "today": [a for a in items[:DIGEST_LIMIT] if a.due_at >= start], "more": len(items) > DIGEST_LIMIT,
                "pending": pending, "local_text": clock.local_text, "text_of": notifications.text_of,
@@ -352,7 +345,7 @@ def morning_digest(at: datetime | None = None) -> int:
 
     Scheduled hourly: a tick before ``digest_hour`` does nothing, a later one (the
     scheduler was down at that hour) sends what was not sent yet. One e-mail per user and
-    day in the user's language (``user_language``): today's and overdue open activities
+    day in the user's language (``notifications.language_of``): today's and overdue open activities
     and the notifications waiting for the digest. Users without an e-mail get none.
     Returns the e-mails queued; commits per user."""
     if not enabled("digest"):
