@@ -114,6 +114,9 @@ DECLARING_MODULES = (
     "app.services.leads",
     "app.services.opportunities",
     "app.services.activities",
+    "app.services.tickets",
+    "app.services.demands",
+    "app.services.feedback",
 )
 
 

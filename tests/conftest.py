@@ -28,6 +28,7 @@ from app.models import (  # noqa: E402
     Activity,
     AssignmentRule,
     AssignmentRuleUser,
+    Attachment,
     AuditChainHead,
     AuditLog,
     CodeSequence,
@@ -39,6 +40,7 @@ from app.models import (  # noqa: E402
     CustomerAlias,
     CustomerStatusChange,
     CustomerType,
+    Demand,
     Department,
     DigestSent,
     DismissedPair,
@@ -55,14 +57,18 @@ from app.models import (  # noqa: E402
     Product,
     RecoveryCode,
     RoleDataScope,
+    ServiceFeedback,
     Stage,
     StepUpGrant,
     SyncConflict,
     SyncRow,
     SyncRun,
     SyncTarget,
+    Ticket,
+    TicketLog,
     TotpCredential,
     TransferJob,
+    TransferRule,
     TransferSchedule,
 )
 from app.models.duplicates import (  # noqa: E402
@@ -85,7 +91,7 @@ USERS = {
     "rep_b": ("Sales Rep", "east_team"),
     "rep_c": ("Sales Rep", "south"),
     "manager_s": ("Sales Manager", "south"),
-    "service": ("Customer Service", None),
+    "service": ("Customer Service", "service"),
     "viewer": ("Read Only", None),
 }
 
@@ -101,9 +107,10 @@ def _build_org() -> None:
     east = Department(name="East")
     team = Department(name="East Team", parent=east)
     south = Department(name="South")
-    db.session.add_all([east, team, south])
+    service = Department(name="Service")
+    db.session.add_all([east, team, south, service])
     db.session.flush()
-    departments = {"east": east, "east_team": team, "south": south}
+    departments = {"east": east, "east_team": team, "south": south, "service": service}
     sm = appbuilder.sm
     for username, (role, dep) in USERS.items():
         user = sm.add_user(username, username.title(), "Test", f"{username}@example.com",
@@ -141,7 +148,8 @@ def _clean_data(app: Any) -> Any:
     yield
     with app.app_context():
         db.session.rollback()
-        for model in (OutboxMessage, Notification, NotificationPreference, DigestSent, CrmSetting, Activity,
+        for model in (TicketLog, Ticket, ServiceFeedback, Demand, Attachment, TransferRule,
+                      OutboxMessage, Notification, NotificationPreference, DigestSent, CrmSetting, Activity,
                       SyncConflict, SyncRow, SyncRun, SyncTarget,
                       TransferJob, TransferSchedule, ImportMapping, DuplicateMember, DuplicateCluster,
                       DuplicateKey, DuplicateDirty, DuplicateScan, DuplicateState, CustomerAlias, DismissedPair,
@@ -152,6 +160,7 @@ def _clean_data(app: Any) -> Any:
             db.session.execute(delete(model))
         _reset_stages_and_departments()
         _reset_task_templates()
+        _reset_service_desk()
         db.session.execute(update(AuditChainHead).values(seq=0, last_hash=""))
         db.session.execute(update(RoleDataScope).values(totp_required=False))
         _remove_extra_users()
@@ -172,7 +181,7 @@ def _reset_stages_and_departments() -> None:
     db.session.execute(delete(Stage))
     db.session.add_all(stage_rows())
     departments = dict(db.session.execute(select(Department.name, Department.id)).all())
-    keys = {"east": "East", "east_team": "East Team", "south": "South"}
+    keys = {"east": "East", "east_team": "East Team", "south": "South", "service": "Service"}
     for username, (_, dep) in USERS.items():  # Core updates: no ORM flush hooks (audit, accounts)
         db.session.execute(update(CrmUser.__table__).where(CrmUser.username == username)
                            .values(department_id=departments.get(keys.get(dep, ""))))
@@ -192,6 +201,19 @@ def _reset_task_templates() -> None:
 
     db.session.execute(delete(ActivityTemplate))
     seed_templates()
+
+
+def _reset_service_desk() -> None:
+    """SLA policies and working calendars as seeded (tests edit them); ticket scopes as seeded."""
+    from app.services import sla
+
+    reset = getattr(sla, "reset_to_seed", None)
+    if reset is not None:
+        reset()
+    db.session.execute(update(RoleDataScope).values(ticket_scope="customer"))
+    service_role = appbuilder.sm.find_role("Customer Service")
+    db.session.execute(update(RoleDataScope).where(RoleDataScope.role_id == service_role.id)
+                       .values(ticket_scope="team"))
 
 
 def _remove_extra_users() -> None:

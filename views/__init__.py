@@ -47,6 +47,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(QuickSearchView)  # the navbar's search box (every logged-in user)
     import views.activities  # noqa: F401  (OWN_VIEWS/OWN_APIS for activities)
     import views.leads  # noqa: F401  (OWN_VIEWS/OWN_APIS for leads)
+    from views import service_desk, service_records, sla  # OWN_VIEWS/OWN_APIS for tickets, demands, feedback
     from views.declared import register_declared
     from views.leads import register as register_leads
     from views.opportunities import StageView  # fills OWN_VIEWS / OWN_APIS for opportunities
@@ -65,6 +66,9 @@ def register_views(appbuilder: AppBuilder) -> None:
     register_notifications(appbuilder)  # inbox, bell count, preferences, outbox
     register_settings(appbuilder)  # Organisation > Settings (app.services.settings)
     register_reminders(appbuilder)  # the birthday greeting e-mail
+    service_desk.register(appbuilder)  # Service > Tickets, My tickets, Transfer rules (issue 16)
+    service_records.register(appbuilder)  # Service > Demands, Feedback, Report a problem
+    sla.register(appbuilder)  # Service > SLA policies, Working calendars
 
     for view, label in DICTIONARY_VIEWS:
         appbuilder.add_view(view, view.__name__, label=label, icon="fa-list", category="Dictionaries",

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from flask import current_app, flash, g, jsonify, redirect, request, url_for
+from flask import current_app, g, jsonify, request, url_for
 from flask_appbuilder import AppBuilder, expose, has_access
 from flask_appbuilder.api import protect, safe
 from flask_appbuilder.fields import QuerySelectField
@@ -34,6 +34,7 @@ from app.security import step_up
 from app.security.masking import mask_phones_in
 from app.services import activities, follow_ups, records, validation
 from app.services.errors import NotFound, RuleViolation
+from views import writes
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
 from views.declared import OWN_APIS, OWN_VIEWS, declared_api, declared_view
 from views.fields import SecondsDateTimeField
@@ -84,19 +85,7 @@ def template_field() -> QuerySelectField:
 def _closed_answer(pk: int, use_case: Any, done_message: Any) -> Any:
     """Run ``complete``/``cancel`` from a POST form; back to where the button was."""
     target = step_up.safe_next(request.form.get("next"), url_for("ActivityView.show", pk=pk))
-    try:
-        use_case()
-    except NotFound:
-        db.session.rollback()
-        return current_app.make_response(("", 404))
-    except RuleViolation as exc:
-        db.session.rollback()
-        for message in exc.errors.values():
-            flash(str(message), "danger")
-        return redirect(target)
-    db.session.commit()
-    flash(str(done_message), "success")
-    return redirect(target)
+    return writes.form_action(use_case, target, done_message)
 
 
 def _instant_arg(name: str) -> datetime:

@@ -12,6 +12,7 @@ from flask_appbuilder.security.decorators import protect
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
+from app.models.service import DemandStatus, DemandType, FeedbackType, Priority, TicketType
 from app.services import customers, dictionaries, follow_ups
 from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedApi
 from views.customers import NotArchivedFilter
@@ -139,4 +140,9 @@ DICTIONARY_APIS = [
     _dictionary_api(CustomerSource, "customer_source"),
     _dictionary_api(FollowUpMethod, "follow_up_method"),
     _dictionary_api(CustomerLevel, "customer_level"),
+    _dictionary_api(TicketType, "ticket_type"),
+    _dictionary_api(Priority, "priority"),
+    _dictionary_api(DemandType, "demand_type"),
+    _dictionary_api(DemandStatus, "demand_status"),
+    _dictionary_api(FeedbackType, "feedback_type"),
 ]

@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import abort, flash, g, has_request_context, make_response, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder._compat import as_unicode
-from flask_appbuilder.const import FLAMSG_ERR_SEC_ACCESS_DENIED
+from flask_appbuilder.const import FLAMSG_ERR_SEC_ACCESS_DENIED, PERMISSION_PREFIX
 from flask_appbuilder.hooks import before_request
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import selectinload
 
-from app.extensions import db
+from app.extensions import appbuilder, db
+from app.models.audit import AuditLog
 from app.models.customers import Customer, CustomerStatusChange, FollowUp
-from app.security import step_up
-from app.security.data_scope import scope_clause
+from app.security import masking, step_up
+from app.security.data_scope import has_scope, scope_clause
 from app.security.request_bounds import db_int
-from app.services import audit, customers, exporting, follow_ups, search
+from app.services import customers, exporting, follow_ups, search
 from app.services.dedup import DuplicateFound
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
 from views import activities as activities_views
-from views import forms
+from views import display, forms
 from views.base import (
     CRUD_PERMISSIONS,
     CUSTOMER_PERMISSIONS,
@@ -32,6 +36,7 @@ from views.base import (
     SCOPE_FILTER,
     ListExportMixin,
     ScopedModelView,
+    served_routes,
 )
 from views.contacts import ContactView
 from views.opportunities import OpportunityView
@@ -230,10 +235,10 @@ class FollowUpView(SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedMode
         super()._fill_form_exclude_cols(exclude_cols, form)
 
     def post_add_redirect(self) -> Any:
-        """Added from a customer's page: back to that customer's page."""
+        """Added from a customer's page: back to that customer's follow-ups, where it shows."""
         customer_id = g.get("saved_follow_up_customer")
         if customer_id is not None and self._preset_customer_id() is not None:
-            return redirect(url_for("CustomerView.show", pk=customer_id))
+            return redirect(url_for("CustomerView.show", pk=customer_id, tab="activities"))
         return super().post_add_redirect()
 
     @expose("/export/<string:fmt>")
@@ -243,7 +248,280 @@ class FollowUpView(SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedMode
         return export_list(self, fmt, "follow-ups")
 
 
-class CustomerView(SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedModelView):
+# -- the customer's full view (客户信息全景视图, 001 关联信息整合; issue 16) ---------------------
+
+#: Rows per page of a tab's list.
+TAB_PAGE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class CustomerTab:
+    """One tab of the customer's page: ``key`` (``?tab=``), label, and the sources it lists
+    (record type names of ``app.record_types.REGISTRY``, or keys of ``OTHER_SOURCES``)."""
+
+    key: str
+    label: Any
+    sources: tuple[str, ...] = ()
+
+
+#: The tabs in their order. A source that is not declared (yet) lists nothing, and a tab
+#: without any source the user may read is not shown: orders and contracts appear when
+#: their record types are declared, with no change here.
+KNOWN_TABS = (
+    CustomerTab("overview", _l("Overview")),
+    CustomerTab("contacts", _l("Contacts"), ("contact",)),
+    CustomerTab("activities", _l("Follow-ups and activities"), ("follow_up", "activity")),
+    CustomerTab("opportunities", _l("Opportunities"), ("opportunity",)),
+    CustomerTab("orders", _l("Orders"), ("order",)),
+    CustomerTab("contracts", _l("Contracts"), ("contract",)),
+    CustomerTab("tickets", _l("Tickets"), ("ticket",)),
+    CustomerTab("demands", _l("Demands"), ("demand",)),
+    CustomerTab("feedback", _l("Service feedback"), ("service_feedback",)),
+)
+HISTORY_TAB = CustomerTab("history", _l("History"))
+#: Sources that are no declared record type: name -> model (listed like a declared type).
+OTHER_SOURCES: dict[str, type] = {"follow_up": FollowUp, "status_change": CustomerStatusChange}
+#: The overview's own list (the status history).
+OVERVIEW_SOURCES = ("status_change",)
+#: The "new" button of a source (default "Add <type>"), and its element id.
+NEW_LABELS = {"contact": _l("New contact"), "follow_up": _l("Add follow-up"), "activity": _l("Plan an activity"),
+              "opportunity": _l("New opportunity"), "ticket": _l("New ticket"), "demand": _l("New demand"),
+              "service_feedback": _l("New feedback")}
+NEW_IDS = {"follow_up": "add-follow-up", "activity": "plan-activity"}
+
+
+def source_model(name: str) -> type | None:
+    """The model a tab source lists, or None while it is not declared (or has no customer)."""
+    from app.record_types import REGISTRY
+
+    model = OTHER_SOURCES.get(name) or getattr(REGISTRY.get(name), "model", None)
+    if model is None or model is Customer or not hasattr(model, "customer_id"):
+        return None
+    return model if has_scope(model) else None
+
+
+def all_tabs() -> list[CustomerTab]:
+    """The known tabs, then one per other declared record type with a customer, then history."""
+    from app.record_types import REGISTRY
+
+    known = {source for tab in KNOWN_TABS for source in tab.sources} | set(OTHER_SOURCES)
+    keys = {tab.key for tab in KNOWN_TABS} | {HISTORY_TAB.key}
+    extra = [CustomerTab(rt.name if rt.name not in keys else f"type_{rt.name}", rt.plural, (rt.name,))
+             for rt in REGISTRY.values() if rt.name not in known and source_model(rt.name) is not None]
+    return [*KNOWN_TABS, *extra, HISTORY_TAB]
+
+
+def _screen_of(model: type) -> Any:
+    """The registered screen listing ``model`` (the first one with a show page), or None."""
+    for view in appbuilder.baseviews:
+        datamodel = getattr(view, "datamodel", None)
+        if datamodel is not None and datamodel.obj is model and "show" in served_routes(view):
+            return view
+    return None
+
+
+def _may(view: Any, route: str) -> bool:
+    """Whether the current user may use ``view``'s ``route`` (its FAB permission)."""
+    if route not in served_routes(view):
+        return False
+    return appbuilder.sm.has_access(PERMISSION_PREFIX + view.get_method_permission(route), view.class_permission_name)
+
+
+@dataclass
+class TabSection:
+    """One list on a tab: a source the user may read, its screen and (once loaded) a page."""
+
+    name: str
+    model: type
+    view: Any
+    rows: list[Any] = field(default_factory=list)
+    total: int = 0
+    page: int = 0
+
+    @property
+    def title(self) -> Any:
+        """The list's heading: its screen's list title (translated)."""
+        return self.view.list_title
+
+    @property
+    def page_arg(self) -> str:
+        """The page argument (checked like every list's ``page_`` argument: ``list_arg_problems``)."""
+        return f"page_{self.name}"
+
+    @property
+    def columns(self) -> list[str]:
+        """The screen's list columns without the customer (every row is this customer's)."""
+        return [c for c in self.view.list_columns if c.split(".")[0] != "customer"]
+
+    @property
+    def last_page(self) -> int:
+        """The last 0-based page (0 when empty)."""
+        return max(0, (self.total - 1) // TAB_PAGE_SIZE)
+
+    def label(self, column: str) -> Any:
+        """A column's heading, as its own screen labels it."""
+        return self.view.label_columns.get(column, column)
+
+    def cell(self, item: Any, column: str) -> Any:
+        """A row's value as its own screen shows it (masked columns masked, always)."""
+        value = item
+        for part in column.split("."):
+            value = getattr(value, part, None) if value is not None else None
+        if masking.is_masked_path(self.model, column):
+            return masking.mask(value) if value else ""
+        formatter = self.view.formatters_columns.get(column, display.display)
+        return "" if value is None else formatter(value)
+
+    def link(self, item: Any) -> str:
+        """The row's own page."""
+        return url_for(f"{self.view.endpoint}.show", pk=item.id)
+
+
+def readable_sections(names: tuple[str, ...]) -> list[TabSection]:
+    """The sources of ``names`` that are declared and that the current user may read."""
+    sections = []
+    for name in names:
+        model = source_model(name)
+        view = _screen_of(model) if model is not None else None
+        if view is not None and _may(view, "show"):
+            sections.append(TabSection(name, model, view))
+    return sections
+
+
+def shown_tabs(may_read_history: bool) -> list[tuple[CustomerTab, list[TabSection]]]:
+    """The tabs the current user sees, each with its readable sections (no queries of rows)."""
+    shown = []
+    for tab in all_tabs():
+        sections = readable_sections(tab.sources)
+        if tab.key == "overview" or sections or (tab is HISTORY_TAB and may_read_history):
+            shown.append((tab, sections))
+    return shown
+
+
+def _eager(model: type, columns: list[str]) -> list[Any]:
+    """Load the relations the columns show in one query each (never a query per row)."""
+    options = []
+    for column in columns:
+        current, option = model, None
+        for part in column.split(".")[:-1] if "." in column else [column]:
+            relation = sa_inspect(current).relationships.get(part)
+            if relation is None:
+                break
+            attr = getattr(current, part)
+            option = selectinload(attr) if option is None else option.selectinload(attr)
+            current = relation.mapper.class_
+        if option is not None:
+            options.append(option)
+    return options
+
+
+def _order(section: TabSection) -> list[Any]:
+    """The screen's default order (a dotted or unknown column: newest first), ties by id."""
+    column, direction = section.view.base_order or ("id", "desc")
+    attr = getattr(section.model, column, None) if "." not in column else None
+    if attr is None:
+        attr, direction = section.model.id, "desc"
+    return [attr.desc() if direction == "desc" else attr.asc(), section.model.id.desc()]
+
+
+def load_section(section: TabSection, customer_id: int, user: Any, page: int) -> TabSection:
+    """One page (``TAB_PAGE_SIZE`` rows, 0-based ``page``; past the end: the last) of the
+    section's rows of the customer in ``user``'s data scope (``scope_clause``), and their count."""
+    model = section.model
+    where = (model.customer_id == customer_id, scope_clause(user, model))
+    section.total = db.session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+    section.page = min(max(page, 0), section.last_page)
+    section.rows = list(db.session.scalars(
+        select(model).where(*where).options(*_eager(model, section.columns)).order_by(*_order(section))
+        .offset(section.page * TAB_PAGE_SIZE).limit(TAB_PAGE_SIZE)))
+    return section
+
+
+@dataclass
+class HistoryPage:
+    """One page of the customer's audit trail (newest first)."""
+
+    rows: list[Any]
+    total: int
+    page: int
+    name: str = "history"
+
+    @property
+    def page_arg(self) -> str:
+        """The page argument (``?page_history=<n>``, 0-based)."""
+        return "page_history"
+
+    @property
+    def last_page(self) -> int:
+        """The last 0-based page (0 when empty)."""
+        return max(0, (self.total - 1) // TAB_PAGE_SIZE)
+
+
+def load_history(customer_id: int, page: int) -> HistoryPage:
+    """One page of the audit entries about the customer (``audit.history``, paged)."""
+    where = (AuditLog.object_type == "Customer", AuditLog.object_id == str(customer_id))
+    total = db.session.scalar(select(func.count()).select_from(AuditLog).where(*where)) or 0
+    page = min(max(page, 0), max(0, (total - 1) // TAB_PAGE_SIZE))
+    rows = list(db.session.scalars(select(AuditLog).where(*where).order_by(AuditLog.seq.desc())
+                                   .offset(page * TAB_PAGE_SIZE).limit(TAB_PAGE_SIZE)))
+    return HistoryPage(rows, total, page)
+
+
+def new_buttons(customer_id: int) -> list[tuple[str, Any, str]]:
+    """(element id, label, url) of the "new" links the user may follow, the customer chosen."""
+    from app.record_types import REGISTRY
+
+    buttons = []
+    for name in [s for tab in all_tabs() for s in tab.sources]:
+        model = source_model(name)
+        view = _screen_of(model) if model is not None else None
+        if view is None or "customer" not in (view.add_columns or []) or not _may(view, "add"):
+            continue  # a type chosen for a customer only (a lead becomes one: no "new" here)
+        label = NEW_LABELS.get(name) or _l("Add %(type)s", type=REGISTRY[name].label if name in REGISTRY
+                                           else view.list_title)
+        buttons.append((NEW_IDS.get(name, f"new-{name}"), label,
+                        url_for(f"{view.endpoint}.add", _flt_0_customer=customer_id)))
+    return buttons
+
+
+def _page_number(arg: str) -> int:
+    """A tab's page argument (already refused by ``refuse_bad_list_args`` when no number)."""
+    value = request.args.get(arg, "0")
+    return (db_int(value) or 0) if value.isdigit() else 0
+
+
+class CustomerTabsMixin:
+    """The customer's page in tabs (``?tab=<key>&page_<source>=<n>``): only the opened tab's
+    lists are queried, each scoped and paged; the overview is the record and its status history."""
+
+    @expose("/show/<pk>")
+    @has_access
+    def show(self, pk: Any) -> Any:
+        item = self.scoped_get(pk)
+        if item is None:
+            abort(404)
+        may_history = self.appbuilder.sm.has_access("can_history", "Customer")
+        tabs = shown_tabs(may_history)
+        key = request.args.get("tab", "overview")
+        current = next(((tab, sections) for tab, sections in tabs if tab.key == key), None)
+        if current is None:
+            abort(404)
+        tab, sections = current
+        widgets: dict[str, Any] = {}
+        if tab.key == "overview":
+            widgets = self._get_show_widget(item.id, item)
+            sections = readable_sections(OVERVIEW_SOURCES)
+        lists = [load_section(s, item.id, g.user, _page_number(s.page_arg)) for s in sections]
+        if tab is HISTORY_TAB:
+            lists = [load_history(item.id, _page_number("page_history"))]
+        self.update_redirect()
+        return self.render_template(
+            self.show_template, pk=item.id, item=item, title=self.show_title, widgets=widgets, tabs=tabs,
+            tab=tab, lists=lists, new_buttons=new_buttons(item.id), page_size=TAB_PAGE_SIZE,
+            tab_total=sum(s.total for s in lists))
+
+
+class CustomerView(CustomerTabsMixin, SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedModelView):
     datamodel = SQLAInterface(Customer)
     class_permission_name = "Customer"
     method_permission_name = {
@@ -292,12 +570,6 @@ class CustomerView(SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedMode
         "contact_phone": _l("Mobile (13812345678) or landline with area code (010-12345678); +86 accepted."),
         "credit_code": _l("Optional; 18 characters, checked against the national checksum."),
     }
-
-    def render_template(self, template: str, **kwargs: Any) -> Any:
-        """The customer page also shows the record's audit history (managers and admins)."""
-        if template == self.show_template and self.appbuilder.sm.has_access("can_history", "Customer"):
-            kwargs["history"] = audit.history("Customer", kwargs.get("pk"))
-        return super().render_template(template, **kwargs)
 
     def prefill_form(self, form: Any, pk: Any) -> None:
         form.edit_version.data = self.datamodel.get(pk).version

@@ -173,11 +173,18 @@ OWN_VIEWS: dict[str, type] = {}
 OWN_APIS: dict[str, type] = {}
 
 
+#: Menu categories first created by a declared type: their translated label and icon (FAB
+#: takes a category's label from the first view added to it).
+CATEGORY_MENUS = {"Service": (_l("Service"), "fa-life-ring")}
+
+
 def register_declared(appbuilder: Any) -> None:
     """Every declared record type's screen (in its menu) and REST API."""
     from app.record_types import REGISTRY
 
     for rt in REGISTRY.values():
         view = OWN_VIEWS.get(rt.name) or declared_view(rt)
-        appbuilder.add_view(view, rt.plural_en, label=rt.plural, icon=rt.menu_icon, category=rt.menu_category)
+        label, icon = CATEGORY_MENUS.get(rt.menu_category, ("", ""))
+        appbuilder.add_view(view, rt.plural_en, label=rt.plural, icon=rt.menu_icon, category=rt.menu_category,
+                            category_label=label, category_icon=icon)
         appbuilder.add_api(OWN_APIS.get(rt.name) or declared_api(rt))

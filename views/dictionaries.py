@@ -8,6 +8,7 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
+from app.models.service import DemandStatus, DemandType, FeedbackType, Priority, TicketType
 from app.services import dictionaries
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
 
@@ -79,10 +80,26 @@ FollowUpMethodView = _dictionary_view(FollowUpMethod, _l("Follow-up methods"), (
 CustomerLevelView = _dictionary_view(CustomerLevel, _l("Customer levels"), (
     _l("Customer level"), _l("Add customer level"), _l("Edit customer level")))
 
+TicketTypeView = _dictionary_view(TicketType, _l("Ticket types"), (
+    _l("Ticket type"), _l("Add ticket type"), _l("Edit ticket type")))
+PriorityView = _dictionary_view(Priority, _l("Priorities"), (
+    _l("Priority"), _l("Add priority"), _l("Edit priority")))
+DemandTypeView = _dictionary_view(DemandType, _l("Demand types"), (
+    _l("Demand type"), _l("Add demand type"), _l("Edit demand type")))
+DemandStatusView = _dictionary_view(DemandStatus, _l("Demand statuses"), (
+    _l("Demand status"), _l("Add demand status"), _l("Edit demand status")))
+FeedbackTypeView = _dictionary_view(FeedbackType, _l("Feedback types"), (
+    _l("Feedback type"), _l("Add feedback type"), _l("Edit feedback type")))
+
 DICTIONARY_VIEWS = [
     (CustomerTypeView, _l("Customer types")),
     (IndustryView, _l("Industries")),
     (CustomerSourceView, _l("Customer sources")),
     (FollowUpMethodView, _l("Follow-up methods")),
     (CustomerLevelView, _l("Customer levels")),
+    (TicketTypeView, _l("Ticket types")),
+    (PriorityView, _l("Priorities")),
+    (DemandTypeView, _l("Demand types")),
+    (DemandStatusView, _l("Demand statuses")),
+    (FeedbackTypeView, _l("Feedback types")),
 ]

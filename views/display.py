@@ -112,7 +112,8 @@ SOURCE_LABELS = {"web": _l("Web page"), "api": _l("API"), "import": _l("Import")
 #: Every audit action the code writes: row changes (``audit.collect_changes``) and the
 #: events of ``audit.record`` (tests/app/services/test_audit_actions.py finds them all).
 ACTION_LABELS = {
-    "job_cancel": _l("Job cancel requested"),
+    "job_cancel": _l("Job cancel requested"), "calendar_import": _l("Public holidays imported"),
+    "rate": _l("Rated"),
     "create": _l("Created"), "update": _l("Changed"), "delete": _l("Deleted"), "archive": _l("Archived"),
     "restore": _l("Restored"), "deactivate": _l("Deactivated"), "permission_change": _l("Permissions changed"),
     "login": _l("Logged in"), "logout": _l("Logged out"), "login_failed": _l("Wrong password"),

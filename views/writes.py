@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort, flash, make_response, request
+from flask import abort, flash, make_response, redirect, request
 from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.urltools import get_filter_args, get_order_args, get_page_args, get_page_size_args
 from marshmallow import ValidationError
@@ -23,6 +23,26 @@ from app.services.errors import NotFound, RuleForbidden, RuleViolation
 
 #: JSON keys that are not record fields: the version guard and the step-up code.
 API_CONTROL_KEYS = ("version", "totp_code")
+
+
+def form_action(use_case: Callable[[], Any], back: str, done: Any) -> Any:
+    """A screen's POST button (complete, cancel, transfer, open a ticket …): run the one use
+    case; commit and flash ``done`` (a text, or a function of the use case's result) when it
+    succeeds; roll back and flash the rule's messages when it refuses (``RuleViolation``);
+    404 for a record the user may not see (``NotFound``). Redirects to ``back`` (a safe URL)."""
+    try:
+        result = use_case()
+    except NotFound:
+        db.session.rollback()
+        abort(404)
+    except RuleViolation as exc:
+        db.session.rollback()
+        for message in exc.errors.values():
+            flash(str(message), "danger")
+        return redirect(back)
+    db.session.commit()
+    flash(str(done(result) if callable(done) else done), "success")
+    return redirect(back)
 
 
 def step_up_abort(exc: step_up.StepUpRequired) -> None:

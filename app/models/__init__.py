@@ -28,10 +28,40 @@ from app.models.sales import (
     Stage,
 )
 from app.models.security import RecoveryCode, StepUpGrant, TotpCredential
+from app.models.service import (
+    Attachment,
+    CalendarDay,
+    Demand,
+    DemandStatus,
+    DemandType,
+    FeedbackType,
+    Priority,
+    ServiceFeedback,
+    SlaPolicy,
+    Ticket,
+    TicketLog,
+    TicketType,
+    TransferRule,
+    WorkCalendar,
+)
 from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
 from app.models.transfers import ImportMapping, TransferJob, TransferSchedule
 
 __all__ = [
+    "Attachment",
+    "CalendarDay",
+    "Demand",
+    "DemandStatus",
+    "DemandType",
+    "FeedbackType",
+    "Priority",
+    "ServiceFeedback",
+    "SlaPolicy",
+    "Ticket",
+    "TicketLog",
+    "TicketType",
+    "TransferRule",
+    "WorkCalendar",
     "Activity",
     "ActivityTemplate",
     "CrmSetting",

@@ -72,4 +72,35 @@ class CustomerLevel(DictionaryMixin, Model):
     __tablename__ = "dict_customer_level"
 
 
-DICTIONARIES = (CustomerType, Industry, CustomerSource, FollowUpMethod, CustomerLevel)
+class TicketType(DictionaryMixin, Model):
+    """工单类型 (000): 咨询 / 投诉 / 售后支持, and 系统问题 for the CRM's own 问题反馈."""
+
+    __tablename__ = "dict_ticket_type"
+
+
+class Priority(DictionaryMixin, Model):
+    """优先级 高 / 中 / 低 (000 工单, 001 表3 需求分析): shared by tickets and demands."""
+
+    __tablename__ = "dict_priority"
+
+
+class DemandType(DictionaryMixin, Model):
+    """需求类型 (001 表3): 产品咨询 / 技术支持 / 合作定制."""
+
+    __tablename__ = "dict_demand_type"
+
+
+class DemandStatus(DictionaryMixin, Model):
+    """完成状态 (001 表3): 待处理 / 处理中 / 已完成 / 已关闭."""
+
+    __tablename__ = "dict_demand_status"
+
+
+class FeedbackType(DictionaryMixin, Model):
+    """反馈类型 (001 表4): 产品投诉 / 服务建议 / 表扬."""
+
+    __tablename__ = "dict_feedback_type"
+
+
+DICTIONARIES = (CustomerType, Industry, CustomerSource, FollowUpMethod, CustomerLevel,
+                TicketType, Priority, DemandType, DemandStatus, FeedbackType)

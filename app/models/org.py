@@ -17,6 +17,12 @@ SCOPE_OWN = "own"
 SCOPE_DEPARTMENT = "department"
 SCOPE_ALL = "all"
 #: Narrowest first: a user's scope is the widest of their roles' scopes.
+#: Which tickets a role sees (issue 16, ``RoleDataScope.ticket_scope``).
+TICKET_SCOPE_CUSTOMER, TICKET_SCOPE_TEAM = "customer", "team"
+TICKET_SCOPE_LABELS = {
+    TICKET_SCOPE_CUSTOMER: _l("Tickets of customers in its data scope"),
+    TICKET_SCOPE_TEAM: _l("Tickets of the user's team"),
+}
 SCOPES = (SCOPE_OWN, SCOPE_DEPARTMENT, SCOPE_ALL)
 #: What the screens call each scope (the role settings, and a role's rows wherever they are listed).
 SCOPE_LABELS = {
@@ -109,6 +115,11 @@ class RoleDataScope(Model):
     )
     scope: Mapped[str] = mapped_column(String(16), nullable=False, default=SCOPE_OWN)
     totp_required: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    #: which tickets it sees beyond the ones assigned to or reported by the user (issue 16):
+    #: ``customer`` — those of customers in its scope; ``team`` — those of the user's team
+    #: (department and sub-departments), as Customer Service, which reads every customer.
+    ticket_scope: Mapped[str] = mapped_column(String(16), nullable=False, default="customer",
+                                              server_default="customer")
 
     role = relationship(Role, backref="data_scope_rows")
 

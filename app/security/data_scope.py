@@ -126,6 +126,17 @@ _RULES: dict[type, Callable[[set[int] | None], ColumnElement]] = {
 }
 
 
+#: models whose rule also takes the user: ``rule(owners, user)`` (``per_user``)
+_PER_USER: set[type] = set()
+
+
+def per_user(rule: Callable[[set[int] | None, Any], ColumnElement]) -> Callable:
+    """Mark a scope rule that needs the user besides the visible owner ids (tickets: the
+    user's own and team's rows, ``rule(owners, user)``)."""
+    rule.per_user = True  # type: ignore[attr-defined]
+    return rule
+
+
 def register(model: type, kind: str | Callable[[set[int] | None], ColumnElement],
              owner_column: str = "owner_id") -> None:
     """Declare whose rows of ``model`` a user sees (``app.record_types``): ``"owner"`` —
@@ -133,9 +144,13 @@ def register(model: type, kind: str | Callable[[set[int] | None], ColumnElement]
     those who see every owner); ``"customer"`` — rows of a customer in scope (contacts,
     like follow-ups); ``"everyone"`` — reference data every user may read (products); or
     a function of the visible owner ids (None: every owner) giving the SQL condition, for
-    a type scoped like the record it belongs to (activities)."""
+    a type scoped like the record it belongs to (activities); a function marked
+    ``per_user`` is called as ``rule(owners, user)``."""
+    _PER_USER.discard(model)
     if callable(kind):
         _RULES[model] = kind
+        if getattr(kind, "per_user", False):
+            _PER_USER.add(model)
     elif kind == "owner":
         _RULES[model] = lambda owners: owner_in(getattr(model, owner_column), owners)
     elif kind == "customer":
@@ -171,6 +186,8 @@ def scope_clause(user: Any, model: type) -> ColumnElement:
     rule = _rule_for(model)
     if rule is None:
         raise LookupError(f"No data scope rule for {model.__name__}")
+    if model in _PER_USER:
+        return rule(visible_owner_ids(user), user)
     return rule(visible_owner_ids(user))
 
 

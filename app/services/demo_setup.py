@@ -1,5 +1,6 @@
-"""Demo organisation for `python3 run.py --demo`: two departments, six users, ~300 customers
-with their follow-ups, and the sales pipeline (products, contacts, ~200 leads, ~300 opportunities).
+"""Demo organisation for `python3 run.py --demo`: three departments, six users, ~300 customers
+with their follow-ups, the sales pipeline (products, contacts, ~200 leads, ~300 opportunities)
+and the service desk (tickets, demands, feedback, a transfer rule).
 
 Only ever run on request: without it, no account with a known password exists.
 """
@@ -20,16 +21,17 @@ DEMO_USERS = [
     ("rep1", "李", "娜", "Sales Rep", "East", "Sales representative"),
     ("rep2", "Tom", "Baker", "Sales Rep", "East", "Sales representative"),
     ("rep3", "陈", "伟", "Sales Rep", "South", "Sales representative"),
-    ("service", "赵", "敏", "Customer Service", None, "Customer service agent"),
+    ("service", "赵", "敏", "Customer Service", "Service", "Customer service agent"),
 ]
 
 
 def _departments() -> dict[str, Department]:
     east = Department(name="华东销售部 East China Sales")
     south = Department(name="华南销售部 South China Sales")
-    db.session.add_all([east, south])
+    service = Department(name="客服部 Customer Service")
+    db.session.add_all([east, south, service])
     db.session.flush()
-    return {"East": east, "South": south}
+    return {"East": east, "South": south, "Service": service}
 
 
 def _dictionaries() -> dict[str, list]:
@@ -73,6 +75,7 @@ def load_demo(customer_count: int = 300) -> list[tuple[str, str]]:
     dictionaries = _dictionaries()
     build_demo_customers(db.session, owners, dictionaries, count=customer_count)
     _demo_pipeline(owners, dictionaries)
+    _demo_service_desk(owners, departments["Service"])
     _demo_sync_target(owners[0])
     db.session.commit()
     return created
@@ -98,6 +101,24 @@ def _demo_pipeline(owners: list[CrmUser], dictionaries: dict[str, list]) -> None
         demo_data.build_demo_opportunities(db.session, customers, products, stages, count=len(customers))
     if "activity" in REGISTRY:
         REGISTRY["activity"].demo(db.session, owners)  # app.services.activities.build_demo
+
+
+def _demo_service_desk(owners: list[CrmUser], team: Department) -> None:
+    """The service desk (issue 16): the service agent leads the customer service team,
+    complaints go to that team in turn (转派规则, 000), and tickets, demands and feedback
+    for each of those types that is declared."""
+    from app.models.service import TicketType, TransferRule
+    from app.record_types import REGISTRY
+
+    agent = appbuilder.sm.find_user(username="service")
+    team.manager = agent
+    complaint = db.session.scalar(select(TicketType).where(TicketType.code == "complaint"))
+    if complaint is not None:
+        db.session.add(TransferRule(name="投诉转客服部", position=10, ticket_type=complaint, team=team,
+                                    strategy="round_robin"))
+    for name in ("ticket", "demand", "service_feedback"):
+        if name in REGISTRY and REGISTRY[name].demo is not None:
+            REGISTRY[name].demo(db.session, [*owners, agent] if name == "ticket" else owners)
 
 
 def _demo_sync_target(manager: CrmUser) -> None:

@@ -13,14 +13,22 @@ import re
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy import inspect as sa_inspect
 
 from app import record_types
 from app.extensions import appbuilder, db
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
-from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, SCOPE_OWN, RoleDataScope
+from app.models.org import (
+    SCOPE_ALL,
+    SCOPE_DEPARTMENT,
+    SCOPE_OWN,
+    TICKET_SCOPE_CUSTOMER,
+    TICKET_SCOPE_TEAM,
+    RoleDataScope,
+)
 from app.models.sales import Stage
+from app.models.service import DemandStatus, DemandType, FeedbackType, Priority, TicketType
 from app.services.industries_gbt4754 import INDUSTRY_ALIASES, OTHER_ALIASES, SECTIONS, alias_text
 
 #: Every role's own profile and password, the menu and the API docs. Nothing that lists or
@@ -33,9 +41,15 @@ _SELF_SERVICE = [
     (r"can_show", r"SwaggerView"),
     # issue 14: every user's inbox, mark read, own notification preferences
     (r"can_(read|write)", r"Notifications"),
+    # issue 16 (000 附录3): every user reports problems with the CRM and follows their own reports;
+    # attachment downloads are checked against the record's data scope
+    (r"can_(read|write)", r"ProblemReport"), (r"can_read", r"Attachment"),
+    (r"menu_access", r"(Service|Report a problem|My problem reports)"),
 ]
 #: The activities' own pages (the Activity permission comes from its declaration).
 _MENUS_ACTIVITIES = (r"menu_access", r"(My activities|Activity calendar)")
+#: The service desk's queue page (the Ticket permission comes from its declaration).
+_MENUS_SERVICE = (r"menu_access", r"Ticket queue")
 _MENUS_SALES = (r"menu_access", r"(Customers|Follow-ups|CRM|Import)")
 _IMPORT = (r"can_(read|write)", r"Import|Export")
 
@@ -49,7 +63,7 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         (r"can_(read|write|delete|export)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
         _IMPORT, _MENUS_SALES, (r"menu_access", r"Archived customers"), *_SELF_SERVICE,
-        _MENUS_ACTIVITIES, (r"can_send", r"Greeting"),
+        _MENUS_ACTIVITIES, (r"can_send", r"Greeting"), _MENUS_SERVICE,
     ]),
     "Sales Manager": (SCOPE_DEPARTMENT, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
@@ -59,19 +73,19 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
         _IMPORT, (r"can_(read|merge)", r"Duplicates"),
         (r"menu_access", r"(Customers|Follow-ups|Archived customers|CRM|Import|Duplicates)"), *_SELF_SERVICE,
-        _MENUS_ACTIVITIES, (r"can_send", r"Greeting"),
+        _MENUS_ACTIVITIES, (r"can_send", r"Greeting"), _MENUS_SERVICE,
     ]),
     "Customer Service": (SCOPE_ALL, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_(read|reveal_contact)", r"Customer"),
         (r"can_(read|write)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
-        _IMPORT, _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES,
+        _IMPORT, _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES, _MENUS_SERVICE,
     ]),
     "Read Only": (SCOPE_ALL, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_read", r"(Customer|FollowUp|Dictionary|CustomerStatusChange)"),
-        _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES,
+        _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES, _MENUS_SERVICE,
     ]),
 }
 
@@ -85,7 +99,20 @@ DICTIONARY_SEED: dict[type, list[tuple[str, str, str]]] = {
     ],
     FollowUpMethod: [("phone", "Phone", "电话"), ("visit", "Visit", "拜访"), ("email", "E-mail", "邮件"),
                      ("meeting", "Meeting", "会议")],
+    # issue 16: 000 服务工单流程 (咨询 / 投诉 / 售后支持; 附录3 问题反馈), 001 tables 3 and 4
+    TicketType: [("consult", "Consultation", "咨询"), ("complaint", "Complaint", "投诉"),
+                 ("after_sales", "After-sales support", "售后支持"), ("internal", "CRM problem", "系统问题")],
+    Priority: [("high", "High", "高"), ("medium", "Medium", "中"), ("low", "Low", "低")],
+    DemandType: [("product_inquiry", "Product inquiry", "产品咨询"), ("tech_support", "Technical support", "技术支持"),
+                 ("custom", "Custom cooperation", "合作定制")],
+    DemandStatus: [("pending", "Pending", "待处理"), ("in_progress", "In progress", "处理中"),
+                   ("done", "Done", "已完成"), ("closed", "Closed", "已关闭")],
+    FeedbackType: [("complaint", "Product complaint", "产品投诉"), ("suggestion", "Service suggestion", "服务建议"),
+                   ("praise", "Praise", "表扬")],
 }
+#: Roles whose ticket scope is not "customer" (``RoleDataScope.ticket_scope``): Customer
+#: Service reads every customer, so it sees its team's tickets rather than every ticket.
+TICKET_SCOPES = {"Customer Service": TICKET_SCOPE_TEAM}
 #: Opportunity stages (000 §二(二), 003 第二步): code, English, Chinese, weight %, won, lost,
 #: fields required to enter, stale days (003 第三步 2: 方案提交 超7天未更新). The migration
 #: a4c6e8f0b2d5 seeded the same rows; ``seed_dictionaries`` fills an empty stage table.
@@ -135,7 +162,7 @@ def seed_roles(new_permission_ids: set[int] | frozenset[int] = frozenset()) -> N
         role = sm.find_role(name)
         if role is None:
             role = sm.add_role(name, _matching_permissions(patterns))
-            _ensure_scope(role, scope)
+            _ensure_scope(role, scope, ticket_scope=TICKET_SCOPES.get(name, TICKET_SCOPE_CUSTOMER))
         else:
             added = [pv for pv in _matching_permissions(patterns) if pv.id in new_permission_ids]
             role.permissions.extend(pv for pv in [*self_service, *added] if pv not in role.permissions)
@@ -146,18 +173,28 @@ def _permission_ids() -> set[int]:
     return set(db.session.scalars(select(appbuilder.sm.permissionview_model.id)))
 
 
-def _ensure_scope(role: Any, scope: str, totp_required: bool = False) -> None:
+def _ensure_scope(role: Any, scope: str, totp_required: bool = False,
+                  ticket_scope: str = TICKET_SCOPE_CUSTOMER) -> None:
     """Create the role's settings row if missing (an existing one keeps the admins' edits)."""
-    if role is not None and not db.session.scalar(select(RoleDataScope).where(RoleDataScope.role_id == role.id)):
-        db.session.add(RoleDataScope(role_id=role.id, scope=scope, totp_required=totp_required))
+    # ids only: ``crm init`` also runs on databases migrated part way (columns of later revisions missing)
+    if role is None or db.session.scalar(select(RoleDataScope.id).where(RoleDataScope.role_id == role.id)):
+        return
+    columns = {column["name"] for column in sa_inspect(db.engine).get_columns(RoleDataScope.__tablename__)}
+    if "ticket_scope" in columns:
+        db.session.add(RoleDataScope(role_id=role.id, scope=scope, totp_required=totp_required,
+                                     ticket_scope=ticket_scope))
+    else:  # before revision d2e4f6a8b0c3 (tests of old revisions): the columns it has
+        db.session.execute(text("INSERT INTO role_data_scope (role_id, scope, totp_required) VALUES (:r, :s, :t)"),
+                           {"r": role.id, "s": scope, "t": totp_required})
 
 
 def seed_dictionaries() -> None:
     """Fill empty dictionaries: the defaults above with their aliases (``OTHER_ALIASES``),
     industries from GB/T 4754-2017 (sections, divisions as their children, ``INDUSTRY_ALIASES``).
     A dictionary that has any entry is left as the admins made it."""
+    tables = set(sa_inspect(db.engine).get_table_names())
     for model, rows in DICTIONARY_SEED.items():
-        if db.session.scalar(select(func.count(model.id))):
+        if model.__tablename__ not in tables or db.session.scalar(select(func.count(model.id))):
             continue
         aliases = OTHER_ALIASES.get(model.__name__, {})
         for order, (code, en, zh) in enumerate(rows, start=1):
@@ -198,3 +235,8 @@ def initialise() -> None:
 
     if sa_inspect(db.engine).has_table(ActivityTemplate.__tablename__):  # a database not yet migrated to it
         seed_templates()  # 任务模板: the manual's examples when the table is empty
+    from app.models.service import SlaPolicy
+    from app.services import sla
+
+    if sa_inspect(db.engine).has_table(SlaPolicy.__tablename__):
+        sla.seed_defaults()  # the standard working calendar (China's holidays, 调休) and SLA policies

@@ -71,8 +71,11 @@ def test_rep_round_in_both_languages(browser: Any, live_server: str) -> None:
     name = "Browser Trading Co"
     customer_url = _add_customer(driver, base, name, "13812345678")
 
-    # A follow-up from the customer's page: one click, customer chosen and shown.
+    # A follow-up from the customer's page (its follow-ups tab): one click, customer chosen and shown.
     _open(driver, customer_url)
+    driver.find_element(By.CSS_SELECTOR, "#tab-activities a, a#tab-activities").click()
+    _wait(driver).until(ec.presence_of_element_located((By.ID, "section-follow_up")))
+    tab_url = driver.current_url
     driver.find_element(By.ID, "add-follow-up").click()
     _wait(driver).until(ec.presence_of_element_located((By.ID, "model_form")))
     form = driver.find_element(By.ID, "model_form")
@@ -81,7 +84,7 @@ def test_rep_round_in_both_languages(browser: Any, live_server: str) -> None:
     assert form.find_element(By.NAME, "followed_at").get_attribute("value"), "the time has a default"
     form.find_element(By.NAME, "content").send_keys("First call: wants a quote")
     _submit(driver, form)
-    assert driver.current_url == customer_url, _alerts(driver)
+    assert driver.current_url == tab_url, _alerts(driver)
     assert "First call: wants a quote" in driver.page_source
 
     # The one search box finds it by its phone typed with spaces.

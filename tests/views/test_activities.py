@@ -187,7 +187,7 @@ def test_cancel_is_a_post_and_goes_back_to_the_activity(app: Any, client: Any, a
 def test_plan_an_activity_from_the_customer_page(app: Any, client: Any, auth: Any, make_customer: Any) -> None:
     pk = make_customer("rep_a")
     auth.login("rep_a")
-    page = _text(client.get(f"/customerview/show/{pk}"))
+    page = _text(client.get(f"/customerview/show/{pk}?tab=activities"))
     assert 'id="record-activities"' in page and f"/activityview/add?_flt_0_customer={pk}" in page
     response = client.post(f"/activityview/add?_flt_0_customer={pk}", data={
         "kind": "visit", "subject": "Site visit", "due_at": "2026-12-02 10:00", "customer": str(pk)})
@@ -196,7 +196,7 @@ def test_plan_an_activity_from_the_customer_page(app: Any, client: Any, auth: An
         item = db.session.scalar(select(Activity))
         assert (item.customer_id, item.kind, item.due_at) == (pk, "visit", datetime(2026, 12, 2, 2, 0, tzinfo=UTC))
         db.session.remove()
-    assert "Site visit" in _text(client.get(f"/customerview/show/{pk}"))
+    assert "Site visit" in _text(client.get(f"/customerview/show/{pk}?tab=activities"))
 
 
 def test_the_form_shows_the_rules_messages(client: Any, auth: Any, make_customer: Any) -> None:

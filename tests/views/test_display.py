@@ -127,7 +127,7 @@ def test_customer_history_shows_labels_and_names_not_ids(app: Any, client: Any, 
                                                          make_customer: Any) -> None:
     pk, industry = _changed_industry(app, make_customer)
     auth.login("admin")
-    html = client.get(f"/customerview/show/{pk}").get_data(as_text=True)
+    html = client.get(f"/customerview/show/{pk}?tab=history").get_data(as_text=True)
     history = html[html.index('id="record-history"'):]
     assert "industry_id" not in history and "owner_id" not in history
     assert "Industry</strong>: — → " + industry in history

@@ -61,7 +61,7 @@ def test_saving_with_the_defaults_returns_to_the_customer(client: Any, auth: Any
     fields.setlist("content", ["Called about the quote"])
     response = client.post(url, data=fields)
     assert response.status_code == 302
-    assert response.headers["Location"].endswith(f"/customerview/show/{pk}")
+    assert response.headers["Location"].endswith(f"/customerview/show/{pk}?tab=activities")  # where the new follow-up shows
     with app.app_context():
         assert db.session.query(FollowUp).filter_by(customer_id=pk).count() == 1
         db.session.remove()
@@ -77,7 +77,7 @@ def test_the_customer_shown_is_the_one_saved(client: Any, auth: Any, make_custom
     fields.setlist("customer", [str(second)])
     fields.setlist("content", ["Called about the quote"])
     response = client.post(url, data=fields)
-    assert response.headers["Location"].endswith(f"/customerview/show/{second}")
+    assert response.headers["Location"].endswith(f"/customerview/show/{second}?tab=activities")
     with app.app_context():
         assert db.session.query(FollowUp).filter_by(customer_id=second).count() == 1
         assert db.session.query(FollowUp).filter_by(customer_id=first).count() == 0

@@ -160,7 +160,7 @@ def test_audit_history_and_log_show_shanghai_time(app: Any, client: Any, auth: A
         pk = make_customer("rep_a")
         item = make_follow_up(pk, "rep_a", followed_at=AT)
     auth.login("admin")
-    page = _text(client.get(f"/customerview/show/{pk}"))
+    page = _text(client.get(f"/customerview/show/{pk}?tab=history"))
     history = page[page.index('id="record-history"'):]
     assert "2026-11-30 21:09" in history and "13:09" not in history
     with app.app_context():

@@ -188,7 +188,7 @@ def test_data_scope_change_needs_code(app, client, auth, totp):
         pk = row.id
         db.session.remove()
     auth.login("admin")
-    form = {"role": str(_role_id(app, "Sales Rep")), "scope": "all"}
+    form = {"role": str(_role_id(app, "Sales Rep")), "scope": "all", "ticket_scope": "customer"}
     assert client.post(f"/roledatascopeview/edit/{pk}", data=form).status_code == 401
     with app.app_context():
         assert db.session.get(RoleDataScope, pk).scope == "own"

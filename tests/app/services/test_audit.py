@@ -132,11 +132,12 @@ def test_only_admins_read_the_audit_log(client, auth, make_customer, username, a
 def test_record_history_on_customer_page(client, auth, make_customer):
     pk = make_customer("rep_a", name="With history")
     auth.login("manager")
-    page = client.get(f"/customerview/show/{pk}").get_data(as_text=True)
+    page = client.get(f"/customerview/show/{pk}?tab=history").get_data(as_text=True)
     assert 'id="record-history"' in page and "With history" in page
     auth.logout()
-    auth.login("rep_a")
-    assert 'id="record-history"' not in client.get(f"/customerview/show/{pk}").get_data(as_text=True)
+    auth.login("rep_a")  # no can_history: no history tab, and asking for it is refused
+    assert client.get(f"/customerview/show/{pk}?tab=history").status_code == 404
+    assert 'id="tab-history"' not in client.get(f"/customerview/show/{pk}").get_data(as_text=True)
 
 
 def test_concurrent_writers_keep_one_chain(app, make_customer):
