@@ -22,6 +22,7 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, validate
 from wtforms import SelectField
+from wtforms.validators import Length
 
 from app import clock
 from app.extensions import db
@@ -108,7 +109,7 @@ class TicketDeskView(BaseView):
             abort(404)
         people, teams = tickets.transfer_choices(g.user)
         return self.render_template(
-            "service/ticket_page.html", item=item, people=people, teams=teams, log=tickets.log_rows(item), state=tickets.sla_state(item),
+            "service/ticket_page.html", item=item, people=people, teams=teams, log=tickets.log_rows(item, request.args.get("log_page")), state=tickets.sla_state(item),
             statuses=tickets.STATUSES, channels=tickets.CHANNELS, log_kinds=tickets.LOG_KINDS,
             moves=tickets.TRANSITIONS.get(item.status, ()), local_text=clock.local_text,
             can_write=self.appbuilder.sm.has_access("can_write", "Ticket"), title=item.code)
@@ -315,6 +316,8 @@ class TransferRuleView(CrmModelView):
         "team": _l("The department that gets the ticket; its active members take turns."),
     }
     add_form_extra_fields = edit_form_extra_fields = {"strategy": strategy_field()}
+    # every new ticket folds and searches each rule's keywords: a bounded list
+    validators_columns = {"keywords": [Length(max=tickets.KEYWORDS_LIMIT, message=_l("At most %(max)d characters."))]}
     formatters_columns = {"strategy": lambda value: tickets.STRATEGIES.get(value, value)}
 
 

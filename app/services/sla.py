@@ -533,18 +533,32 @@ def escalation_recipient(ticket: Ticket) -> int | None:
     return parent.manager_id if parent else None
 
 
+def _who_may_see(ticket: Ticket, *user_ids: int | None) -> list[int]:
+    """Those of ``user_ids`` who may see the ticket: a team lead or manager of another region
+    is not told about a customer they cannot see (and could not act on it)."""
+    from app.models.org import CrmUser
+    from app.security import data_scope
+
+    found = []
+    for user_id in dict.fromkeys(uid for uid in user_ids if uid is not None):
+        person = db.session.get(CrmUser, user_id)
+        if person is not None and person.active and data_scope.can_see(person, ticket):
+            found.append(user_id)
+    return found
+
+
 def _fire(ticket: Ticket, clock_key: str, kind: str) -> None:
     label, *_ = CLOCKS[clock_key]
     due = ticket.response_due_at if clock_key == "response" else ticket.resolve_due_at
     params = {"code": ticket.code, "clock": label, "due": clock.local_text(due)}
     stamp = clock.naive_utc(due).isoformat()
     occasion = f"{kind}:{ticket.id}:{clock_key}:{stamp}"
-    notifications.notify(kind, [ticket.assignee_id, team_lead(ticket)], record=ticket, params=params,
-                         occasion=occasion)
+    notifications.notify(kind, _who_may_see(ticket, ticket.assignee_id, team_lead(ticket)), record=ticket,
+                         params=params, occasion=occasion)
     db.session.add(TicketLog(ticket_id=ticket.id, kind=kind, note=params["due"]))
     policy = _policy_of(ticket)
     if kind == BREACH and policy is not None and policy.escalate:
-        boss = escalation_recipient(ticket)
+        boss = next(iter(_who_may_see(ticket, escalation_recipient(ticket))), None)
         notifications.notify(ESCALATION, [boss], record=ticket, params=params,
                              occasion=f"{ESCALATION}:{ticket.id}:{clock_key}:{stamp}")
         db.session.add(TicketLog(ticket_id=ticket.id, kind=ESCALATION, to_user_id=boss, note=params["due"]))

@@ -39,6 +39,7 @@ from app.models.sales import Contact
 from app.models.service import Priority, ServiceFeedback, Ticket, TicketLog, TicketType, TransferRule
 from app.record_types import RecordType, declare
 from app.security import data_scope
+from app.security.request_bounds import db_int
 from app.services import audit, mentions, notifications, records, sla, validation
 from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
 from app.services.importing.columns import CUSTOMER, DICT, USER, ImportField
@@ -78,6 +79,8 @@ EDITABLE = ("customer", "contact", "channel", "ticket_type", "priority", "catego
 SUBJECT_LIMIT = Ticket.__table__.c.subject.type.length
 CATEGORY_LIMIT = Ticket.__table__.c.category.type.length
 TEXT_LIMIT = 10000
+#: characters of a transfer rule's keywords (one a line): every new ticket is matched against them
+KEYWORDS_LIMIT = 2000
 INTERNAL_TYPE = "internal"
 TICKET_PERMISSION = "Ticket"
 
@@ -351,14 +354,19 @@ def route(item: Ticket) -> Routing:
     """The first active rule (by ``position``, then id) matching the ticket decides its
     team, then a member by the rule's strategy (``round_robin``: the next after the
     cursor, locked; ``least_loaded``; ``none``: the team's queue). No member: the team's
-    queue. No rule: the general queue (no team, nobody)."""
+    queue; members, but none who may see the ticket's customer: the rule is passed over
+    (a ticket is never parked where nobody can work it). No rule: the general queue (no
+    team, nobody)."""
     with db.session.no_autoflush:
         rules = db.session.scalars(select(TransferRule).where(TransferRule.active.is_(True))
                                    .order_by(TransferRule.position, TransferRule.id))
+        customer_id = rel_id(item, "customer")
         for rule in rules:
             if not rule_matches(rule, item):
                 continue
-            pool = member_ids(rule.team_id, rel_id(item, "customer")) if rule.strategy != "none" else []
+            pool = member_ids(rule.team_id, customer_id) if rule.strategy != "none" else []
+            if not pool and customer_id is not None and rule.strategy != "none" and member_ids(rule.team_id):
+                continue  # nobody of that team may see this customer: not theirs to work, try the next rule
             chosen = None
             if pool:
                 chosen = _round_robin(rule, pool) if rule.strategy == "round_robin" else _least_loaded(pool)
@@ -723,11 +731,34 @@ def for_customer(user: Any, customer_id: int, limit: int = 50) -> list[Ticket]:
     return list(db.session.scalars(stmt).unique())
 
 
-def log_rows(item: Ticket) -> list[TicketLog]:
-    """The ticket's process log, oldest first, people loaded."""
-    return list(db.session.scalars(select(TicketLog).where(TicketLog.ticket_id == item.id).options(
+#: Steps of the process log on one page of the ticket.
+LOG_PAGE = 200
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """One page of a ticket's process log, oldest first: ``rows``, ``page`` (1-based),
+    ``pages`` and ``total`` steps."""
+
+    rows: list[TicketLog]
+    page: int
+    pages: int
+    total: int
+
+
+def log_rows(item: Ticket, page: Any = None, per_page: int = LOG_PAGE) -> LogPage:
+    """A page of the ticket's process log, oldest first, people loaded. ``page``: 1-based;
+    None or anything not a page number is the last page (the newest steps); past the end
+    is the last page too. A log of thousands of steps never renders at once."""
+    total = db.session.scalar(select(func.count(TicketLog.id)).where(TicketLog.ticket_id == item.id)) or 0
+    pages = max(1, -(-total // per_page))
+    number = db_int(page) if page is not None else None
+    number = pages if number is None or number < 1 or number > pages else number
+    rows = list(db.session.scalars(select(TicketLog).where(TicketLog.ticket_id == item.id).options(
         joinedload(TicketLog.user), joinedload(TicketLog.from_user), joinedload(TicketLog.to_user),
-        joinedload(TicketLog.to_team)).order_by(TicketLog.id)).unique())
+        joinedload(TicketLog.to_team)).order_by(TicketLog.id).offset((number - 1) * per_page).limit(per_page))
+        .unique())
+    return LogPage(rows, number, pages, total)
 
 
 def sla_state(item: Ticket, at: datetime | None = None) -> Any:

@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.models.customers import Customer
+from app.models.dictionaries import CustomerType
 from app.models.notifications import Notification
 from app.models.org import CrmUser, Department
 from app.models.service import Priority, SlaPolicy, Ticket, TicketLog, TicketType
@@ -50,9 +52,14 @@ FRIDAY_10 = datetime(2025, 9, 19, 10, 0, tzinfo=SH)
 
 
 def open_ticket(team: Department | None, created: datetime = FRIDAY_10, code: str = "T-W-1") -> int:
-    """A high-priority ticket of rep_b: response due Fri 15:00 (warn 14:00), resolve Tue 10:00."""
+    """A high-priority ticket on a customer of rep_b, assigned to rep_b: response due Fri 15:00
+    (warn 14:00), resolve Tue 10:00. The team lead (manager) sees rep_b's customers."""
+    customer = Customer(name=f"SLA customer {code}", owner_id=uid("rep_b"), contact_phone="13800000000",
+                        type_id=db.session.scalar(select(CustomerType.id)))
+    db.session.add(customer)
+    db.session.flush()
     item = Ticket(code=code, subject="Slow", type_id=_id(TicketType, "consult"), priority_id=_id(Priority, "high"),
-                  status="assigned", created_on=created, assignee_id=uid("rep_b"),
+                  status="assigned", created_on=created, assignee_id=uid("rep_b"), customer_id=customer.id,
                   team_id=team.id if team else None)
     db.session.add(item)
     db.session.flush()

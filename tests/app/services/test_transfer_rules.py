@@ -165,3 +165,15 @@ def test_a_member_who_may_not_write_tickets_never_gets_one(ctx: Any, make_custom
     rule("Round robin", "Service", strategy="round_robin")
     cid = make_customer("rep_a")
     assert {new_ticket(cid).assignee_id for _ in range(3)} == {user_id("service")}
+
+
+def test_a_rule_whose_team_cannot_see_the_customer_is_passed_over(ctx: Any, make_customer: Any) -> None:
+    """Complaints to South first (its reps see only South's customers), then to Service: an East
+    customer's complaint is not parked in South's queue where nobody may work it; a South
+    customer's complaint goes to South's rep."""
+    rule("Complaints to South", "South", position=1, ticket_type=ticket_type("complaint"))
+    rule("Complaints to service", "Service", position=2, ticket_type=ticket_type("complaint"))
+    east = new_ticket(make_customer("rep_a"), type_code="complaint")
+    assert east.team_id == department("Service").id and east.assignee_id == user_id("service")
+    south = new_ticket(make_customer("rep_c"), type_code="complaint")
+    assert south.team_id == department("South").id and south.assignee_id in (user_id("rep_c"), user_id("manager_s"))
