@@ -17,9 +17,10 @@ from sqlalchemy import select
 from app.extensions import appbuilder, db
 from app.models.customers import Customer
 from app.models.org import CrmUser, Department
-from app.models.service import Priority, Ticket, TicketType, TransferRule
+from app.models.service import Priority, Ticket, TicketType, TransferRule, WorkCalendar
 from app.security import data_scope
 from app.services import problem_reports, sla, tickets
+from app.services.errors import RuleViolation
 
 pytestmark = pytest.mark.usefixtures("shanghai")
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -61,13 +62,12 @@ def test_a_calendar_with_no_working_time_does_not_hang_the_deadline_search(weekd
     refusal or an answer, never loop forever (it would hang every ticket save)."""
     table = _calendar(weekdays, start, end)
     at = datetime(2026, 12, 1, 10, 0, tzinfo=ZONE)
-    with deadline(5):
-        try:
-            sla.add_business_minutes(at, 60, table)
-        except Hung:
-            raise
-        except (ValueError, ArithmeticError):
-            pass  # a clear refusal is fine
+    with deadline(5), pytest.raises(ValueError, match="no working time"):  # a clear refusal, in time
+        sla.add_business_minutes(at, 60, table)
+    calendar = WorkCalendar(name="Broken", weekdays=weekdays, day_start=start, day_end=end)
+    with pytest.raises(RuleViolation) as refused:  # and such a calendar is never saved
+        sla.check_calendar(calendar)
+    assert set(refused.value.errors) & {"weekdays", "day_end"}
 
 
 def test_a_year_of_holidays_ends_the_search_in_the_next_working_year() -> None:
