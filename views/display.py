@@ -149,9 +149,21 @@ def _first_view(object_type: str | None) -> Any:
 
 
 def field_labels(object_type: str | None) -> Mapping[str, Any]:
-    """The column labels of the first registered screen over the model named ``object_type``."""
-    view = _first_view(object_type)
-    return view.label_columns if view is not None else {}
+    """The column labels of the screens over the model named ``object_type``, the first
+    registered screen's winning (a field only another screen lists, such as a customer's
+    archived-at on *Archived customers*, still has its label in an audit entry)."""
+    from flask import current_app
+
+    labels: dict[str, Any] = {}
+    for view in getattr(current_app.appbuilder, "baseviews", []):
+        datamodel = getattr(view, "datamodel", None)
+        if datamodel is None or datamodel.obj.__name__ != object_type:
+            continue
+        for name, label in (getattr(view, "label_columns", None) or {}).items():
+            # ours are lazy (translated); FAB fills the rest with plain English ("Archived At")
+            if name not in labels or (isinstance(label, LazyString) and not isinstance(labels[name], LazyString)):
+                labels[name] = label
+    return labels
 
 
 def object_label(object_type: str | None) -> str:
