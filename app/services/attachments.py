@@ -14,8 +14,8 @@ Rules:
   characters dropped, at most 255 characters;
 - storage: under the first files root (``files.roots``), ``attachments/<sha256[:2]>/<sha256>``
   (identical files stored once);
-- download: only for a user who may see the record (its data scope; a type may add who
-  else may, ``allow``), as an attachment with the stored content type and
+- download: only for a user who may see the record (its data scope: a problem report's
+  reporter sees their ticket, so their screenshot), as an attachment with the stored content type and
   ``X-Content-Type-Options: nosniff`` — never rendered inline.
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -57,16 +56,6 @@ MAX_MB = settings.declare(settings.Setting(
     "attachment_max_mb", settings.INT, default=5, label=_l("Largest attachment (MB)"),
     help=_l("Largest file a user may attach (screenshots, documents). Requests are also limited by "
             "CRM_MAX_UPLOAD_BYTES."), low=1, high=100, section=_l("Service desk")))
-
-#: record type name -> extra rule: ``allow(user, record) -> bool`` (who else may download).
-ALLOW: dict[str, Callable[[Any, Any], bool]] = {}
-
-
-def allow(type_name: str, rule: Callable[[Any, Any], bool]) -> None:
-    """Let ``rule(user, record)`` grant downloads of ``type_name`` records' attachments
-    besides the data scope (a problem report's reporter sees their own screenshot)."""
-    ALLOW[type_name] = rule
-
 
 def type_name(record: Any) -> str:
     """The name an attachment stores for ``record``'s type: the declared record type's name,
@@ -170,10 +159,7 @@ def for_record(record: Any) -> list[Attachment]:
 
 
 def may_see(user: Any, record: Any, name: str) -> bool:
-    """Whether ``user`` may see ``record`` (its data scope, or the type's ``allow`` rule)."""
-    rule = ALLOW.get(name)
-    if rule is not None and rule(user, record):
-        return True
+    """Whether ``user`` may see ``record`` (its data scope)."""
     if not data_scope.has_scope(type(record)):
         return False  # fail closed: a type without a scope rule is nobody's to download
     return data_scope.can_see(user, record)

@@ -124,13 +124,3 @@ def load_own(pk: Any, user: Any) -> Ticket:
     if item is None:
         raise records.not_found()
     return item
-
-
-def is_reporter(user: Any, ticket: Any) -> bool:
-    """Whether ``ticket`` is a problem report ``user`` made (their screenshot is theirs to see)."""
-    return isinstance(ticket, Ticket) and ticket.customer_id is None and user is not None \
-        and getattr(user, "id", None) is not None and ticket.created_by_fk == user.id \
-        and ticket.ticket_type is not None and ticket.ticket_type.code == TYPE
-
-
-attachments.allow("ticket", is_reporter)
