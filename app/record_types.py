@@ -117,6 +117,9 @@ DECLARING_MODULES = (
     "app.services.tickets",
     "app.services.demands",
     "app.services.feedback",
+    "app.services.orders",
+    "app.services.contracts",
+    "app.services.campaigns",
 )
 
 

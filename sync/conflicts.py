@@ -54,7 +54,7 @@ def resolve(conflict: SyncConflict, choice: str, user: Any) -> None:
     elif choice == KEEP_SHEET:  # the row was deleted on purpose: the record is archived
         if not kind.can_archive:
             raise RuleViolation(str(_l("This kind of record is never deleted by a sync: keep the CRM value.")))
-        kind.archive(record)
+        kind.archive(record, user)
         if row is not None:
             db.session.delete(row)
     elif row is not None:  # keep the customer: untracked, the next run puts the row back

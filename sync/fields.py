@@ -138,7 +138,7 @@ class FieldCodec:
             if name in self.masked and masking.MASK not in text:  # a masked echo stays as shown
                 return validation.normalize_phone(text)
             if name in self.numbers:
-                return canonical_number(text.replace(",", "").replace("，", "").lstrip("￥¥").strip())
+                return canonical_number(validation.number_text(text))
             if name in self.booleans:
                 flag = column_value(self.spec.model, name, text)
                 return "" if flag is None else ("1" if flag else "0")

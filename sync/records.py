@@ -6,7 +6,7 @@ whether they can be archived)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -16,6 +16,8 @@ from app.extensions import db
 from app.models.customers import Customer, CustomerAlias, FollowUp
 from app.models.org import CrmUser
 from app.security.data_scope import scope_clause
+from app.security.rights import user_may
+from app.services import customer_approvals as gate
 from app.services import customers as rules
 from app.services import dedup, follow_ups, records, validation
 from app.services.dictionaries import lookups_for
@@ -143,12 +145,40 @@ class Records:
     def clean(self, record: Any, user: Any) -> None:
         raise NotImplementedError
 
-    def archive(self, record: Any) -> None:
+    def archive(self, record: Any, user: Any) -> None:
+        """Archive ``record`` for a row deleted from the sheet, as ``user`` (the run's user,
+        or the person settling the conflict); ``RuleViolation`` when it may not be."""
         raise RuleViolation("not archivable")
+
+    def held_note(self, record: Any) -> str | None:
+        """What the row's status cell says of changes the save held for approval (None: none)."""
+        return None
+
+
+#: The customer fields a sheet syncs: the import's, less the contract number (an import-only
+#: column: a sheet's won customer takes the number of its signed contract).
+SYNC_CUSTOMER = replace(columns.CUSTOMER, fields=tuple(f for f in columns.CUSTOMER.fields
+                                                       if f.name != "contract_number"))
 
 
 class CustomerRecords(Records):
-    spec, model, can_archive, has_duplicate_rule = columns.CUSTOMER, Customer, True, True
+    """Customers: the form's rules, the won rule and the approval gates (``customer_approvals``,
+    read once per run). A gated change the sheet makes (level, key contact data, becoming won,
+    while a policy covers it) is held in an ``ApprovalRequest`` when applied and put back: the
+    CRM's value goes back onto the sheet in the same run (``runner._as_stored``) and the row's
+    status cell names the request. So the next run sees no change and no conflict and asks
+    nothing twice; an approved change reaches the sheet like any CRM change, a rejected one
+    leaves the CRM's value, already on the sheet. A pending request of the same kind asking a
+    different value refuses the row at plan time (nothing held twice)."""
+
+    spec, model, can_archive, has_duplicate_rule = SYNC_CUSTOMER, Customer, True, True
+    _gates: gate.Gates | None = None
+
+    @property
+    def gates(self) -> gate.Gates:
+        if self._gates is None:
+            self._gates = gate.Gates.now()
+        return self._gates
 
     def aliases(self, by_id: dict[int, Any]) -> dict[str, Alias]:
         """Merged-away codes whose survivor is in the run's scope (``app.services.merge`` keeps
@@ -206,12 +236,63 @@ class CustomerRecords(Records):
         return None
 
     def clean(self, record: Any, user: Any) -> None:
+        """The form's rules and the won rule (001: a sheet makes a customer won only when it
+        has a signed contract; a new row cannot be won)."""
+        self._clean(record, user)
+
+    def _clean(self, record: Any, user: Any) -> str | None:
         if record.archived_at is not None:  # e.g. a conflict settled after an archive or a merge
             raise RuleViolation({"code": rules.archived_message(record.code)})
         rules.clean_customer(record, user)
+        return gate.check_won(record, None, self.gates)
 
-    def archive(self, record: Any) -> None:
-        rules.archive(record, may_delete_won=True)
+    def trial(self, record: Any | None, changes: dict[str, str], user: Any) -> dict[str, str]:
+        """``clean`` and the gates on the record as it would become, nothing kept: a gated change
+        that a pending request of its kind asks differently refuses the row."""
+        item = record if record is not None else self.model()
+        try:
+            with db.session.no_autoflush:
+                set_fields(item, changes, self.spec, self.lookups)
+                self.clean(item, user)
+                held = gate.hold_gated(item, user, self.gates)
+                problem = gate.waiting_conflict(item, held) if held else None
+                if problem:
+                    return {gate.GATED[held[0].kind][0]: problem}
+        except RuleViolation as exc:
+            return {name: str(message) for name, message in exc.errors.items()}
+        except ValueError as exc:
+            return {"_": str(exc)}
+        finally:
+            item.status_reason = None  # the trial's "合同编号 …" belongs to no change
+            if record is not None:
+                db.session.expire(record)
+            elif item in db.session:
+                db.session.expunge(item)
+        return {}
+
+    def save(self, record: Any | None, changes: dict[str, str], user: Any) -> Any:
+        """The sheet's changes under the rules; gated ones held (see the class)."""
+        record = record if record is not None else self.model()
+        set_fields(record, changes, self.spec, self.lookups)
+        number = self._clean(record, user)
+        held = gate.hold_gated(record, user, self.gates)
+        if record not in db.session:
+            db.session.add(record)
+        if held:
+            db.session.flush()
+            record.held_for_approval = gate.submit_held(record, user, held, number, again=True)
+        return record
+
+    def held_note(self, record: Any) -> str | None:
+        requests = getattr(record, "held_for_approval", None)
+        return gate.joined(gate.held_notes(requests)) if requests else None
+
+    def archive(self, record: Any, user: Any) -> None:
+        """The archive rule of every entry point (``customers.archive_or_hold``): a won
+        customer the user may not archive is held for approval, not archived."""
+        reason = rules.archive_or_hold(record, user, user_may(user, "can_archive_won", "Customer"))
+        if reason:
+            raise RuleViolation(reason)
 
 
 def _owner_errors(changes: dict[str, str], user: Any) -> dict[str, str]:
@@ -392,6 +473,13 @@ class DeclaredRecords(Records):
 _KEEP = object()
 
 KINDS: dict[str, type[Records]] = {"customer": CustomerRecords, "follow_up": FollowUpRecords}
+
+
+def spec_for(model: str) -> Any:
+    """The fields a target of ``model`` may map (``ImportModel``): the sync's own list for
+    customers and follow-ups (no import-only columns such as 合同编号), else the declared
+    type's. ``KeyError`` for an unknown name."""
+    return KINDS[model].spec if model in KINDS else columns.MODELS[model]
 
 
 def records_for(model: str) -> Records:

@@ -159,9 +159,13 @@ def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
     _load_records(kind.model, [*plan.updates, *plan.archives])
     updated = [(plan.update_rows[pk], kind.save(db.session.get(kind.model, pk), changes, user), changes)
                for pk, changes in plan.updates.items()]
+    for index, record, _ in updated:
+        note = kind.held_note(record)  # a gated change held for approval (issue 15): say so in the row
+        if note:
+            _status(plan, index, note)
     for record_id in plan.archives:
         try:
-            kind.archive(db.session.get(kind.model, record_id))
+            kind.archive(db.session.get(kind.model, record_id), user)
         except RuleViolation:
             continue
     db.session.flush()

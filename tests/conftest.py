@@ -25,21 +25,32 @@ os.environ.setdefault("CRM_INSTANCE_DIR", tempfile.mkdtemp(prefix="crm-test-inst
 from app import create_app  # noqa: E402
 from app.extensions import appbuilder, db  # noqa: E402
 from app.models import (  # noqa: E402
+    DICTIONARIES,
     Activity,
+    ApprovalAction,
+    ApprovalApprover,
+    ApprovalPolicy,
+    ApprovalRequest,
+    ApprovalStep,
     AssignmentRule,
     AssignmentRuleUser,
     Attachment,
     AuditChainHead,
     AuditLog,
+    Campaign,
     CodeSequence,
     Competitor,
     Contact,
+    Contract,
+    ContractOrder,
     CrmSetting,
     CrmUser,
     Customer,
     CustomerAlias,
     CustomerStatusChange,
     CustomerType,
+    Delivery,
+    DeliveryLine,
     Demand,
     Department,
     DigestSent,
@@ -53,10 +64,13 @@ from app.models import (  # noqa: E402
     Opportunity,
     OpportunityLine,
     OpportunityStageChange,
+    OrderLine,
     OutboxMessage,
+    Payment,
     Product,
     RecoveryCode,
     RoleDataScope,
+    SalesOrder,
     ServiceFeedback,
     Stage,
     StepUpGrant,
@@ -148,7 +162,9 @@ def _clean_data(app: Any) -> Any:
     yield
     with app.app_context():
         db.session.rollback()
-        for model in (TicketLog, Ticket, ServiceFeedback, Demand, Attachment, TransferRule,
+        for model in (ApprovalAction, ApprovalApprover, ApprovalRequest, ApprovalStep, ApprovalPolicy,
+                      Payment, DeliveryLine, Delivery, ContractOrder, Contract, OrderLine, SalesOrder, Campaign,
+                      TicketLog, Ticket, ServiceFeedback, Demand, Attachment, TransferRule,
                       OutboxMessage, Notification, NotificationPreference, DigestSent, CrmSetting, Activity,
                       SyncConflict, SyncRow, SyncRun, SyncTarget,
                       TransferJob, TransferSchedule, ImportMapping, DuplicateMember, DuplicateCluster,
@@ -161,6 +177,10 @@ def _clean_data(app: Any) -> Any:
         _reset_stages_and_departments()
         _reset_task_templates()
         _reset_service_desk()
+        _reset_approval_policies()
+        for dictionary in DICTIONARIES:  # tests retire entries (all are seeded active)
+            db.session.execute(update(dictionary).where(dictionary.active.is_(False)).values(active=True))
+        db.session.execute(delete(AuditLog))  # the resets above are audited (approval policies)
         db.session.execute(update(AuditChainHead).values(seq=0, last_hash=""))
         db.session.execute(update(RoleDataScope).values(totp_required=False))
         _remove_extra_users()
@@ -180,6 +200,7 @@ def _reset_stages_and_departments() -> None:
 
     db.session.execute(delete(Stage))
     db.session.add_all(stage_rows())
+    db.session.execute(update(Department.__table__).values(manager_id=None))  # department_managers
     departments = dict(db.session.execute(select(Department.name, Department.id)).all())
     keys = {"east": "East", "east_team": "East Team", "south": "South", "service": "Service"}
     for username, (_, dep) in USERS.items():  # Core updates: no ORM flush hooks (audit, accounts)
@@ -191,6 +212,9 @@ def _reset_stages_and_departments() -> None:
                            .values(department_id=None))
         db.session.execute(update(Department.__table__).where(Department.id.in_(extra))
                            .values(parent_id=None, manager_id=None))
+        # a test may hang a built department under an extra one (East under a head office)
+        db.session.execute(update(Department.__table__).where(Department.parent_id.in_(extra))
+                           .values(parent_id=None))
         db.session.execute(delete(Department.__table__).where(Department.id.in_(extra)))
 
 
@@ -214,6 +238,26 @@ def _reset_service_desk() -> None:
     service_role = appbuilder.sm.find_role("Customer Service")
     db.session.execute(update(RoleDataScope).where(RoleDataScope.role_id == service_role.id)
                        .values(ticket_scope="team"))
+
+
+def _reset_approval_policies() -> None:
+    """The default approval policies as seeded (tests add and edit policies)."""
+    from app.services import approvals
+
+    approvals.seed_defaults()
+
+
+@pytest.fixture
+def department_managers(app: Any) -> dict[str, str]:
+    """East is managed by ``manager`` (East Team has none: its requests walk up to East),
+    South by ``manager_s``; cleared after the test. Returns department -> manager username."""
+    managers = {"East": "manager", "South": "manager_s"}
+    with app.app_context():
+        for department, username in managers.items():
+            db.session.execute(update(Department).where(Department.name == department).values(
+                manager_id=select(CrmUser.id).where(CrmUser.username == username).scalar_subquery()))
+        db.session.commit()
+    return managers
 
 
 def _remove_extra_users() -> None:

@@ -47,7 +47,9 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(QuickSearchView)  # the navbar's search box (every logged-in user)
     import views.activities  # noqa: F401  (OWN_VIEWS/OWN_APIS for activities)
     import views.leads  # noqa: F401  (OWN_VIEWS/OWN_APIS for leads)
-    from views import service_desk, service_records, sla  # OWN_VIEWS/OWN_APIS for tickets, demands, feedback
+
+    # OWN_VIEWS/OWN_APIS for tickets, demands, feedback (issue 16), orders, contracts, campaigns (issue 15)
+    from views import approvals, campaigns, contracts, orders, service_desk, service_records, sla
     from views.declared import register_declared
     from views.leads import register as register_leads
     from views.opportunities import StageView  # fills OWN_VIEWS / OWN_APIS for opportunities
@@ -69,6 +71,10 @@ def register_views(appbuilder: AppBuilder) -> None:
     service_desk.register(appbuilder)  # Service > Tickets, My tickets, Transfer rules (issue 16)
     service_records.register(appbuilder)  # Service > Demands, Feedback, Report a problem
     sla.register(appbuilder)  # Service > SLA policies, Working calendars
+    orders.register(appbuilder)  # Sales > orders' tracking pages and actions (issue 15)
+    contracts.register(appbuilder)  # Sales > contracts' actions, attachments
+    campaigns.register(appbuilder)  # Marketing > campaign evaluation
+    approvals.register(appbuilder)  # Approvals > Waiting for me, My requests, Policies
 
     for view, label in DICTIONARY_VIEWS:
         appbuilder.add_view(view, view.__name__, label=label, icon="fa-list", category="Dictionaries",

@@ -8,12 +8,22 @@ from flask import g, request
 from flask_appbuilder.api import expose, safe
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import protect
+from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
-from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
+from app.models.dictionaries import (
+    CampaignType,
+    CustomerLevel,
+    CustomerSource,
+    CustomerType,
+    FollowUpMethod,
+    Industry,
+    PaymentMethod,
+)
 from app.models.service import DemandStatus, DemandType, FeedbackType, Priority, TicketType
-from app.services import customers, dictionaries, follow_ups
+from app.services import approvals, customers, dictionaries, follow_ups
+from views import approvals as approvals_views
 from views.base import CUSTOMER_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, ScopedApi
 from views.customers import NotArchivedFilter
 from views.writes import UseCaseApiMixin
@@ -46,18 +56,34 @@ class CustomerApi(UseCaseApiMixin, ScopedApi):
 
     def save_record(self, values: dict[str, Any], *, pk: Any, version: Any) -> Customer:
         return customers.save_customer(values, g.user, pk=pk, version=version,
-                                       allow_duplicate=request.args.get("allow_duplicate") == "1")
+                                       allow_duplicate=request.args.get("allow_duplicate") == "1",
+                                       contract_number=g.get("customer_contract_number"))
+
+    def _payload(self) -> tuple[dict[str, Any] | None, Any]:
+        """The JSON body; ``contract_number`` (001: making a customer won) is not a column:
+        taken off for the use case."""
+        payload, error = super()._payload()
+        if payload is not None and "contract_number" in payload:
+            number = payload.pop("contract_number")
+            if number is not None and not isinstance(number, str):
+                message = str(_l("Give the contract number as text."))
+                return None, self.response_400(message={"contract_number": [message]})
+            g.customer_contract_number = number
+        return payload, error
 
     def delete_headless(self, pk: Any) -> Any:
         """DELETE archives the customer (never a hard delete), through the archive use case."""
         result, refusal = self.call_use_case(lambda: customers.archive_customers([pk], g.user))
         if refusal is not None:
             return refusal
-        _, refused = result
+        archived, refused = result
         if refused:
             db.session.rollback()
             return self.response(403, message={"_": refused[0]})
         db.session.commit()
+        held = approvals.held()
+        if held and not archived:
+            return self.response(202, message="held for approval", held_for_approval=approvals_views.held_json(held))
         return self.response(200, message="archived")
 
     @expose("/<int:pk>/contact", methods=["POST"])
@@ -145,4 +171,6 @@ DICTIONARY_APIS = [
     _dictionary_api(DemandType, "demand_type"),
     _dictionary_api(DemandStatus, "demand_status"),
     _dictionary_api(FeedbackType, "feedback_type"),
+    _dictionary_api(PaymentMethod, "payment_method"),
+    _dictionary_api(CampaignType, "campaign_type"),
 ]

@@ -184,6 +184,28 @@ def name_blank_choices(form: Any) -> None:
             field.kwargs["blank_text"] = display.BLANK_CHOICE
 
 
+def order_choices(form: Any) -> None:
+    """Offer a related select's rows in their order (dictionaries and stages: ``sort_order``,
+    then id) — the database returns rows in no set order (PostgreSQL: as last written)."""
+    for name in dir(form):
+        field = getattr(form, name, None)
+        query = field.kwargs.get("query_func") if isinstance(field, UnboundField) \
+            and issubclass(field.field_class, QuerySelectField) else None
+        if query is not None and not getattr(query, "ordered", False):
+            field.kwargs["query_func"] = _in_order(query)
+
+
+def _in_order(query: Any) -> Any:
+    def ordered() -> list[Any]:
+        rows = list(query())
+        if rows and hasattr(rows[0], "sort_order"):
+            rows.sort(key=lambda row: (row.sort_order if row.sort_order is not None else 0, row.id))
+        return rows
+
+    ordered.ordered = True  # type: ignore[attr-defined]
+    return ordered
+
+
 class UntranslatedView(TypeError):
     """A screen that would show English on a page in another language (raised at start-up)."""
 
@@ -297,6 +319,7 @@ class ReadableViewMixin:
         for kind, form in (("add", self.add_form), ("edit", self.edit_form), ("search", self.search_form)):
             related_fields.ajax_fields(self, form, kind)
             name_blank_choices(form)
+            order_choices(form)
 
     @expose("/related/<string:kind>/<string:column>")
     def related(self, kind: str, column: str) -> Any:

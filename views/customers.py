@@ -17,6 +17,8 @@ from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import selectinload
+from wtforms import StringField
+from wtforms.validators import Length
 
 from app.extensions import appbuilder, db
 from app.models.audit import AuditLog
@@ -24,10 +26,11 @@ from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.security import masking, step_up
 from app.security.data_scope import has_scope, scope_clause
 from app.security.request_bounds import db_int
-from app.services import customers, exporting, follow_ups, search
+from app.services import approvals, customers, exporting, follow_ups, search
 from app.services.dedup import DuplicateFound
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
 from views import activities as activities_views
+from views import approvals as approvals_views
 from views import display, forms
 from views.base import (
     CRUD_PERMISSIONS,
@@ -46,6 +49,12 @@ CUSTOMER_FIELDS = [
     "name", "credit_code", "type", "industry", "contact_name", "contact_phone",
     "email", "address", "level", "source", "owner", "note",
 ]
+
+
+def contract_number_field() -> StringField:
+    """001: the contract number a customer is made won with (kept in the status history)."""
+    return StringField(_l("Contract number"), validators=[Length(max=100)],
+                       description=_l("Required to make the customer won when it has no signed contract yet (001)."))
 
 
 class NotArchivedFilter(BaseFilter):
@@ -481,6 +490,9 @@ def new_buttons(customer_id: int) -> list[tuple[str, Any, str]]:
                                            else view.list_title)
         buttons.append((NEW_IDS.get(name, f"new-{name}"), label,
                         url_for(f"{view.endpoint}.add", _flt_0_customer=customer_id)))
+    if appbuilder.sm.has_access("can_read", "Approval"):  # the record's requests and 数据变更申请 (000)
+        buttons.append(("customer-approvals", _l("Approvals and data-change requests"),
+                        url_for("ApprovalRequestView.for_record", record_type="customer", pk=customer_id)))
     return buttons
 
 
@@ -545,15 +557,17 @@ class CustomerView(CustomerTabsMixin, SearchBoxMixin, UseCaseFormMixin, ListExpo
             {"fields": ["created_by", "created_on", "changed_by", "changed_on", "version"], "expanded": False},
         ),
     ]
-    add_columns = CUSTOMER_FIELDS + ["allow_duplicate"]
-    edit_columns = CUSTOMER_FIELDS + ["status_reason", "edit_version", "allow_duplicate"]
+    add_columns = CUSTOMER_FIELDS + ["contract_number", "allow_duplicate"]
+    edit_columns = CUSTOMER_FIELDS + ["status_reason", "contract_number", "edit_version", "allow_duplicate"]
     search_columns = ["code", "name", "credit_code", "type", "industry", "contact_name", "level", "source", "owner", "created_on"]
     base_order = ("id", "desc")
     related_views = [FollowUpView, StatusHistoryView, ContactView, OpportunityView]
-    add_form_extra_fields = {"owner": forms.owner_field(), "allow_duplicate": forms.duplicate_field()}
+    add_form_extra_fields = {"owner": forms.owner_field(), "allow_duplicate": forms.duplicate_field(),
+                             "contract_number": contract_number_field()}
     edit_form_extra_fields = {
         "owner": forms.owner_field(True),
         "allow_duplicate": forms.duplicate_field(),
+        "contract_number": contract_number_field(),
         "status_reason": forms.status_reason_field(),
         "edit_version": forms.version_field(),
     }
@@ -575,8 +589,11 @@ class CustomerView(CustomerTabsMixin, SearchBoxMixin, UseCaseFormMixin, ListExpo
         form.edit_version.data = self.datamodel.get(pk).version
 
     def save_record(self, values: dict[str, Any], *, pk: Any, version: Any, form: Any) -> Customer:
+        """The save use case (a change held for approval is told by ``UseCaseFormMixin``)."""
         return customers.save_customer(values, g.user, pk=pk, version=version,
-                                       allow_duplicate=bool(form.allow_duplicate.data))
+                                       allow_duplicate=bool(form.allow_duplicate.data),
+                                       contract_number=form.contract_number.data if "contract_number" in form
+                                       else None)
 
     def show_rule_errors(self, form: Any, exc: RuleViolation) -> None:
         """A duplicate: links to the matches the user may open, the message on 'Save anyway'."""
@@ -600,6 +617,7 @@ class CustomerView(CustomerTabsMixin, SearchBoxMixin, UseCaseFormMixin, ListExpo
             db.session.rollback()
             abort(404)
         db.session.commit()
+        approvals_views.flash_held(approvals.held())
         if archived:
             flash(str(_l("Archived: %(codes)s", codes=", ".join(c.code for c in archived))), "success")
         for reason in refused:

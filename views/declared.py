@@ -175,7 +175,8 @@ OWN_APIS: dict[str, type] = {}
 
 #: Menu categories first created by a declared type: their translated label and icon (FAB
 #: takes a category's label from the first view added to it).
-CATEGORY_MENUS = {"Service": (_l("Service"), "fa-life-ring")}
+CATEGORY_MENUS = {"Service": (_l("Service"), "fa-life-ring"), "Sales": (_l("Sales"), "fa-shopping-cart"),
+                  "Marketing": (_l("Marketing"), "fa-bullhorn")}
 
 
 def register_declared(appbuilder: Any) -> None:

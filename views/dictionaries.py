@@ -7,7 +7,15 @@ from typing import Any
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 
-from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
+from app.models.dictionaries import (
+    CampaignType,
+    CustomerLevel,
+    CustomerSource,
+    CustomerType,
+    FollowUpMethod,
+    Industry,
+    PaymentMethod,
+)
 from app.models.service import DemandStatus, DemandType, FeedbackType, Priority, TicketType
 from app.services import dictionaries
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
@@ -90,6 +98,10 @@ DemandStatusView = _dictionary_view(DemandStatus, _l("Demand statuses"), (
     _l("Demand status"), _l("Add demand status"), _l("Edit demand status")))
 FeedbackTypeView = _dictionary_view(FeedbackType, _l("Feedback types"), (
     _l("Feedback type"), _l("Add feedback type"), _l("Edit feedback type")))
+PaymentMethodView = _dictionary_view(PaymentMethod, _l("Payment methods"), (
+    _l("Payment method"), _l("Add payment method"), _l("Edit payment method")))
+CampaignTypeView = _dictionary_view(CampaignType, _l("Campaign types"), (
+    _l("Campaign type"), _l("Add campaign type"), _l("Edit campaign type")))
 
 DICTIONARY_VIEWS = [
     (CustomerTypeView, _l("Customer types")),
@@ -102,4 +114,6 @@ DICTIONARY_VIEWS = [
     (DemandTypeView, _l("Demand types")),
     (DemandStatusView, _l("Demand statuses")),
     (FeedbackTypeView, _l("Feedback types")),
+    (PaymentMethodView, _l("Payment methods")),
+    (CampaignTypeView, _l("Campaign types")),
 ]

@@ -114,6 +114,13 @@ SOURCE_LABELS = {"web": _l("Web page"), "api": _l("API"), "import": _l("Import")
 ACTION_LABELS = {
     "job_cancel": _l("Job cancel requested"), "calendar_import": _l("Public holidays imported"),
     "rate": _l("Rated"),
+    "order_reopened": _l("Order reopened for a change"),
+    "approval_submitted": _l("Sent for approval"), "approval_approved": _l("Approval step approved"),
+    "approval_applied": _l("Approved change applied"), "approval_rejected": _l("Approval rejected"),
+    "approval_withdrawn": _l("Approval request withdrawn"), "approval_conflict": _l("Approval ended in a conflict"),
+    "approve": _l("Approved"),
+    "approval_reassigned": _l("Approval passed to another approver"),
+    "order_closed_short": _l("Order closed before it was delivered and paid in full"),
     "create": _l("Created"), "update": _l("Changed"), "delete": _l("Deleted"), "archive": _l("Archived"),
     "restore": _l("Restored"), "deactivate": _l("Deactivated"), "permission_change": _l("Permissions changed"),
     "login": _l("Logged in"), "logout": _l("Logged out"), "login_failed": _l("Wrong password"),

@@ -24,6 +24,7 @@ from app.security.data_scope import scope_clause
 from app.security.request_bounds import db_int
 from app.services import dedup, dedup_clusters, merge
 from app.services.errors import NotFound, RuleViolation
+from views import approvals as approvals_views
 
 #: (column, label) rows of the review table, in the order of the customer form.
 REVIEW_FIELDS = [
@@ -211,4 +212,5 @@ class DuplicatesView(BaseView):
             return redirect(url_for("DuplicatesView.review", ids=",".join(ids)))
         db.session.commit()
         flash(str(_l("Merged into %(code)s; the other codes now point to it.", code=survivor.code)), "success")
+        approvals_views.flash_held(survivor.held_for_approval)  # a picked level waits for approval
         return redirect(url_for("CustomerView.show", pk=survivor.id))

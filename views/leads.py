@@ -24,7 +24,7 @@ from app.security.request_bounds import db_int
 from app.services import leads, validation, webform
 from app.services.dedup import DuplicateFound
 from app.services.errors import NotFound, RuleViolation
-from views import forms
+from views import forms, writes
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
 from views.declared import OWN_APIS, OWN_VIEWS, declared_api, declared_view
 
@@ -34,6 +34,17 @@ _STATUS_CHOICES = [(code, label) for code, label in leads.STATUS_LABELS.items() 
 def status_field() -> SelectField:
     return SelectField(_l("Status"), choices=_STATUS_CHOICES, default=leads.NEW,
                        description=_l("new → contacted → qualified or invalid; an invalid lead needs a reason."))
+
+
+def campaign_field() -> Any:
+    """The lead's campaign, looked up as typed: campaigns in scope that are not cancelled;
+    any id sent is parsed and judged by the use case (``campaigns.campaign_for_lead``)."""
+    from app.models.marketing import Campaign
+    from app.services.campaigns import campaign_choices
+    from views.related import RelatedSelectField
+
+    return RelatedSelectField(_l("Campaign"), model=Campaign, narrow=campaign_choices(None), allow_blank=True,
+                              accept_any=True, description=_l("The marketing campaign that brought this lead."))
 
 
 def _owner_field(editing: bool) -> Any:
@@ -155,9 +166,9 @@ LeadView = declared_view(
                             "rerun_unassigned": "reassign"},
     show_template="crm/lead_show.html",
     formatters_columns={"status": leads.status_label},
-    add_form_extra_fields={"owner": _owner_field(False), "status": status_field()},
+    add_form_extra_fields={"owner": _owner_field(False), "status": status_field(), "campaign": campaign_field()},
     edit_form_extra_fields={"edit_version": forms.version_field(), "owner": _owner_field(True),
-                            "status": status_field()},
+                            "status": status_field(), "campaign": campaign_field()},
 )
 
 
@@ -203,12 +214,12 @@ class LeadApiMixin:
             422:
               description: Not qualified, or the opportunity fields are refused
         """
-        payload = request.get_json(silent=True) if request.content_length else {}
-        if not isinstance(payload, dict):
-            return self.response_400(message="Send a JSON object.")
+        payload, error = writes.json_object(self, empty_ok=True)
+        if error is not None:
+            return error
         opportunity = payload.get("opportunity") or {}
         if not isinstance(opportunity, dict):
-            return self.response_422(message={"opportunity": "Send an object."})
+            return self.response_422(message={"opportunity": str(_l("Send the opportunity as a JSON object."))})
 
         def run() -> Any:
             return leads.convert_lead(

@@ -32,7 +32,7 @@ from app.security.data_scope import scope_clause
 from app.services import opportunities
 from app.services.errors import RuleViolation
 from app.services.opportunities import OPPORTUNITY
-from views import forms
+from views import forms, writes
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, SCOPE_FILTER, CrmModelView
 from views.declared import OWN_APIS, OWN_VIEWS, declared_api, declared_view
 from views.writes import step_up_abort
@@ -83,7 +83,8 @@ class OpportunityPages:
             item = self.scoped_get(kwargs["pk"])
             if item is not None:
                 kwargs.update(opportunity=item, stages=_stages(), products=_products(),
-                              may_write=self.appbuilder.sm.has_access("can_write", self.class_permission_name))
+                              may_write=self.appbuilder.sm.has_access("can_write", self.class_permission_name),
+                              order_button=_order_button(item, self.appbuilder.sm))
         return super().render_template(template, **kwargs)
 
     def _run(self, pk: Any, call: Any, done: Any) -> Any:
@@ -137,6 +138,17 @@ class OpportunityPages:
     def remove_competitor(self, pk: Any, competitor_pk: Any) -> Any:
         return self._run(pk, lambda: opportunities.delete_competitor(pk, competitor_pk, g.user),
                          _l("Competitor removed."))
+
+
+def _order_button(item: Opportunity, sm: Any) -> dict[str, int] | None:
+    """"Create order" (``OrderDeskView.from_opportunity``) on a won opportunity for a user who
+    may write orders: its id and how many orders it already has (the button warns)."""
+    from app.services import orders
+
+    stage = db.session.get(Stage, item.stage_id)
+    if stage is None or not stage.is_won or not sm.has_access("can_write", "SalesOrder"):
+        return None
+    return {"id": item.id, "orders": orders.orders_of_opportunity(item.id)}
 
 
 def _stages() -> list[Stage]:
@@ -200,9 +212,9 @@ class OpportunityApiPages:
             result.update(_children(item))
 
     def _sub(self, call: Any, status: int = 200) -> Any:
-        payload = request.get_json(silent=True) if request.method != "DELETE" else {}
-        if not isinstance(payload, dict):
-            return self.response_400(message="Send a JSON object.")
+        payload, error = writes.json_object(self) if request.method != "DELETE" else ({}, None)
+        if error is not None:
+            return error
         result, refusal = self.call_use_case(lambda: call(payload))
         if refusal is not None:
             return refusal

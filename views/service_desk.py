@@ -20,16 +20,15 @@ from flask_appbuilder import AppBuilder, BaseView, expose, has_access
 from flask_appbuilder.api import BaseApi, protect, safe
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 from wtforms import SelectField
 from wtforms.validators import Length
 
 from app import clock
-from app.extensions import db
 from app.models.service import TransferRule
 from app.security.request_bounds import db_int
 from app.services import records, tickets
-from app.services.errors import NotFound, RuleViolation
+from app.services.errors import NotFound
 from views import writes
 from views.base import CRUD_PERMISSIONS, READ_WRITE_PERMISSIONS, CrmModelView
 from views.declared import OWN_APIS, OWN_VIEWS, declared_api, declared_view
@@ -172,7 +171,14 @@ class RateBody(Schema):
     comment = fields.String(allow_none=True, validate=validate.Length(max=tickets.TEXT_LIMIT))
 
 
-class TicketActionsApi(BaseApi):
+def _ticket_result(item: Any) -> dict[str, Any]:
+    """What a ticket action answers: the ticket's id, code, status, assignee, team, version."""
+    ticket = item if isinstance(item, tickets.Ticket) else item.ticket
+    return {"id": ticket.id, "code": ticket.code, "status": ticket.status, "assignee": ticket.assignee_id,
+            "team": ticket.team_id, "version": ticket.version, "satisfaction": ticket.satisfaction}
+
+
+class TicketActionsApi(writes.ActionApiMixin, BaseApi):
     """``POST /api/v1/ticket/<pk>/transfer`` (``assignee``, ``team`` ids, ``reason``,
     ``version``), ``/status`` (``status``: a status or ``reopen``, ``note``, ``resolution``,
     ``version``), ``/note`` (``note``), ``/rate`` (``satisfaction`` 1-5, ``comment``): the
@@ -187,23 +193,7 @@ class TicketActionsApi(BaseApi):
     openapi_spec_tag = "Ticket"
 
     def _run(self, schema: Schema, call: Any) -> Any:
-        body = request.get_json(silent=True) if request.is_json else None
-        if not isinstance(body, dict):
-            return self.response_400(message="Send a JSON object.")
-        try:
-            values = schema.load(body)
-        except ValidationError as err:
-            return self.response_400(message=err.messages)
-        try:
-            item = call(values)
-        except RuleViolation as exc:
-            db.session.rollback()
-            return self.response(exc.status, message=exc.errors)
-        db.session.commit()
-        ticket = item if isinstance(item, tickets.Ticket) else item.ticket
-        return self.response(200, result={"id": ticket.id, "code": ticket.code, "status": ticket.status,
-                                          "assignee": ticket.assignee_id, "team": ticket.team_id,
-                                          "version": ticket.version, "satisfaction": ticket.satisfaction})
+        return self.run_action(schema, call, _ticket_result)
 
     @expose("/<int:pk>/transfer", methods=["POST"])
     @protect()

@@ -19,6 +19,7 @@ from app.services import background, message_text, schedules
 from app.services.errors import RuleViolation
 from app.services.importing import columns
 from sync import backends, conflicts, merge, runner, schedule, targets
+from sync import records as sync_records
 from views import display
 from views.base import CrmModelView
 
@@ -92,7 +93,7 @@ def parse_mapping(text: str | None, model: str | None) -> dict[str, str]:
     """'header = field' lines -> mapping; ``ValueError`` naming a bad line, or an unknown model."""
     if model not in columns.MODELS:
         raise ValueError(str(_l("Pick the records this target syncs.")))
-    fields = {f.name for f in columns.MODELS[model].fields}
+    fields = {f.name for f in sync_records.spec_for(model).fields}
     mapping = {}
     for number, line in enumerate((text or "").splitlines(), start=1):
         if not line.strip():

@@ -15,10 +15,14 @@ from typing import Any
 from flask import abort, flash, make_response, redirect, request
 from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.urltools import get_filter_args, get_order_args, get_page_args, get_page_size_args
+from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
+from sqlalchemy import inspect as sa_inspect
 
 from app.extensions import db
 from app.security import masking, step_up
+from app.security.request_bounds import db_int
+from app.services import records
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
 
 #: JSON keys that are not record fields: the version guard and the step-up code.
@@ -31,7 +35,7 @@ def form_action(use_case: Callable[[], Any], back: str, done: Any) -> Any:
     succeeds; roll back and flash the rule's messages when it refuses (``RuleViolation``);
     404 for a record the user may not see (``NotFound``). Redirects to ``back`` (a safe URL)."""
     try:
-        result = use_case()
+        result = records.guarded(use_case)
     except NotFound:
         db.session.rollback()
         abort(404)
@@ -43,6 +47,14 @@ def form_action(use_case: Callable[[], Any], back: str, done: Any) -> Any:
     db.session.commit()
     flash(str(done(result) if callable(done) else done), "success")
     return redirect(back)
+
+
+def _tell_held() -> None:
+    """Flash each change the save held for approval ("… sent for approval to …")."""
+    from app.services import approvals
+    from views.approvals import flash_held
+
+    flash_held(approvals.held())
 
 
 def step_up_abort(exc: step_up.StepUpRequired) -> None:
@@ -72,7 +84,7 @@ class UseCaseFormMixin:
     def _saved(self, form: Any, pk: Any) -> bool:
         version = form["edit_version"].data if "edit_version" in form else None
         try:
-            self.save_record(self.form_values(form), pk=pk, version=version, form=form)
+            records.guarded(lambda: self.save_record(self.form_values(form), pk=pk, version=version, form=form))
         except step_up.StepUpRequired as exc:
             step_up_abort(exc)
         except RuleViolation as exc:
@@ -80,6 +92,7 @@ class UseCaseFormMixin:
             self.show_rule_errors(form, exc)
             return False
         db.session.commit()
+        _tell_held()
         return True
 
     def show_rule_errors(self, form: Any, exc: RuleViolation) -> None:
@@ -130,6 +143,68 @@ class UseCaseFormMixin:
                                                page_sizes=page_sizes, widgets=widgets)
 
 
+def json_object(api: Any, *, empty_ok: bool = False) -> tuple[dict[str, Any] | None, Any]:
+    """The request's JSON object for a REST endpoint of ``api``: ``(body, None)``, or
+    ``(None, 400 answer)`` when the body is not a JSON object. ``empty_ok``: no body at
+    all counts as ``{}`` (actions without parameters)."""
+    if empty_ok and not request.get_data():
+        return {}, None
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        return None, api.response_400(message=str(_l("Send a JSON object.")))
+    return body, None
+
+
+def related_id_problems(model: type, payload: dict[str, Any]) -> dict[str, list[str]]:
+    """Related fields of a REST body (``customer``, ``level``, ``campaign`` …) whose value is
+    not a record id (a whole number a column holds, or a list of them): each is named with
+    a message (422) before the database is asked for it — PostgreSQL refuses to compare an
+    integer key with text, which would otherwise end in a 500."""
+    relations = sa_inspect(model).relationships
+    problems = {}
+    for name, value in payload.items():
+        if name not in relations or value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        if any(db_int(item) is None or isinstance(item, str) and not item.strip().isdigit() for item in values):
+            problems[name] = [str(_l("Give the id of the record (a whole number)."))]
+    return problems
+
+
+class ActionApiMixin:
+    """REST actions on a record (``POST /api/v1/<type>/<id>/<action>``: transfer, submit,
+    approve, record a payment …): the body checked by a marshmallow schema, ONE use case,
+    commit. A body that is not a JSON object or fails its schema is a 400 with the
+    messages; a refusal rolls back and answers its status with the field messages
+    (``RuleViolation``: 403/404/409/422); a step-up answers 401 with what to send; a
+    concurrent change is a 409 (``records.guarded``)."""
+
+    def run_action(self, schema: Any, call: Callable[[dict[str, Any]], Any], answer: Callable[[Any], Any], *,
+                   status: int = 200, empty_ok: bool = False) -> Any:
+        """``call(values)`` with the loaded body (``schema`` None: no body read), then
+        ``answer(result)`` (a dict, the answer's ``result``; or a ready response)."""
+        values: dict[str, Any] = {}
+        if schema is not None:
+            body, error = json_object(self, empty_ok=empty_ok)
+            if error is not None:
+                return error
+            try:
+                values = schema.load(body)
+            except ValidationError as err:
+                return self.response_400(message=err.messages)
+        try:
+            result = records.guarded(lambda: call(values))
+        except step_up.StepUpRequired as exc:
+            db.session.rollback()
+            return step_up.refusal(exc)
+        except RuleViolation as exc:
+            db.session.rollback()
+            return self.response(exc.status, message=exc.errors)
+        db.session.commit()
+        shown = answer(result)
+        return shown if not isinstance(shown, dict) else self.response(status, result=shown)
+
+
 class UseCaseApiMixin:
     """For ModelRestApis: POST and PUT call ``save_record``; answers are dumped with
     ``show_columns`` through ``pre_get`` (so every answer is masked like GET).
@@ -151,7 +226,7 @@ class UseCaseApiMixin:
         answer is the step-up 401/403/429 or the rule's 4xx JSON. The caller commits."""
         try:
             with db.session.no_autoflush:
-                return call(), None
+                return records.guarded(call), None
         except step_up.StepUpRequired as exc:
             db.session.rollback()
             return None, step_up.refusal(exc)
@@ -160,12 +235,20 @@ class UseCaseApiMixin:
             return None, self.response(exc.status, message=exc.errors)
 
     def _payload(self) -> tuple[dict[str, Any] | None, Any]:
-        payload = request.get_json(silent=True) if request.is_json else None
-        if not isinstance(payload, dict):
-            return None, self.response_400(message="Send a JSON object.")
+        payload, error = json_object(self)
+        if error is not None:
+            return None, error
         return {k: v for k, v in payload.items() if k not in API_CONTROL_KEYS}, None
 
     def _answer(self, status: int, item: Any, **extra: Any) -> Any:
+        """The saved record; a change the save held for approval answers 202 with
+        ``held_for_approval`` (code, kind, approvers)."""
+        from app.services import approvals
+        from views.approvals import held_json
+
+        held = approvals.held()
+        if held:
+            status, extra["held_for_approval"] = 202, held_json(held)
         data = {"result": self.show_model_schema.dump(item, many=False)}
         self.pre_get(data)
         return self.response(status, **data, **extra)
@@ -174,6 +257,9 @@ class UseCaseApiMixin:
         payload, error = self._payload()
         if error is not None:
             return error
+        problems = related_id_problems(self.datamodel.obj, payload)
+        if problems:
+            return self.response_422(message=problems)
         try:
             values = schema.load(payload, partial=pk is not None, session=db.session)
         except ValidationError as err:

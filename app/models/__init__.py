@@ -1,18 +1,29 @@
 """All models, imported here so Alembic and the mappers see every table."""
 
 from app.models.activities import Activity, ActivityTemplate, CrmSetting
+from app.models.approvals import (
+    ApprovalAction,
+    ApprovalApprover,
+    ApprovalPolicy,
+    ApprovalRequest,
+    ApprovalStep,
+)
 from app.models.audit import AuditChainHead, AuditLog
 from app.models.customers import CodeSequence, Customer, CustomerAlias, CustomerStatusChange, FollowUp
 from app.models.dictionaries import (
     DICTIONARIES,
+    CampaignType,
     CustomerLevel,
     CustomerSource,
     CustomerType,
     FollowUpMethod,
     Industry,
+    PaymentMethod,
 )
 from app.models.duplicates import DismissedPair
+from app.models.marketing import Campaign
 from app.models.notifications import DigestSent, Notification, NotificationPreference, OutboxMessage
+from app.models.orders import Contract, ContractOrder, Delivery, DeliveryLine, OrderLine, Payment, SalesOrder
 from app.models.org import CrmUser, Department, RoleDataScope
 from app.models.sales import (
     AssignmentRule,
@@ -48,6 +59,21 @@ from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
 from app.models.transfers import ImportMapping, TransferJob, TransferSchedule
 
 __all__ = [
+    "ApprovalAction",
+    "ApprovalApprover",
+    "ApprovalPolicy",
+    "ApprovalRequest",
+    "ApprovalStep",
+    "Campaign",
+    "CampaignType",
+    "Contract",
+    "ContractOrder",
+    "Delivery",
+    "DeliveryLine",
+    "OrderLine",
+    "Payment",
+    "PaymentMethod",
+    "SalesOrder",
     "Attachment",
     "CalendarDay",
     "Demand",

@@ -104,3 +104,18 @@ class FeedbackType(DictionaryMixin, Model):
 
 DICTIONARIES = (CustomerType, Industry, CustomerSource, FollowUpMethod, CustomerLevel,
                 TicketType, Priority, DemandType, DemandStatus, FeedbackType)
+
+
+class PaymentMethod(DictionaryMixin, Model):
+    """收款方式 (002 §四(二)3 订单跟踪 收款情况): 银行转账 / 现金 / 支票 / 支付宝 / 微信支付."""
+
+    __tablename__ = "dict_payment_method"
+
+
+class CampaignType(DictionaryMixin, Model):
+    """市场活动类型 (002 §五(一)): 展会 / 研讨会 / 线上推广 / 邮件营销 / 客户答谢会."""
+
+    __tablename__ = "dict_campaign_type"
+
+
+DICTIONARIES = (*DICTIONARIES, PaymentMethod, CampaignType)

@@ -104,7 +104,7 @@ class Lead(StampMixin, VersionMixin, Model):
     city: Mapped[str | None] = mapped_column(String(32))
     industry_id: Mapped[int | None] = mapped_column(ForeignKey("dict_industry.id"))
     source_id: Mapped[int | None] = mapped_column(ForeignKey("dict_customer_source.id"))
-    campaign_id: Mapped[int | None] = mapped_column(Integer)  # the campaigns issue adds the table
+    campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)  # campaign.id (no FK: kept by use cases)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="new")
     invalid_reason: Mapped[str | None] = mapped_column(String(255))
@@ -122,6 +122,7 @@ class Lead(StampMixin, VersionMixin, Model):
     customer = relationship("Customer", foreign_keys=[customer_id], backref="leads")
     contact = relationship("Contact", foreign_keys=[contact_id])
     opportunity = relationship("Opportunity", foreign_keys=[opportunity_id])
+    campaign = relationship("Campaign", primaryjoin="foreign(Lead.campaign_id) == Campaign.id")
     status_changes = relationship("LeadStatusChange", back_populates="lead", order_by="LeadStatusChange.id")
 
     masked_columns = ("phone",)

@@ -294,6 +294,8 @@ def _guard_access_writes(session: Session, flush_context: Any, instances: Any) -
     for obj in list(session.dirty):
         if isinstance(obj, CrmUser) and _ends_sessions(obj):
             obj.session_epoch = sessions.current_epoch(obj) + 1
+        if isinstance(obj, CrmUser) and _changed(obj, "active") and not obj.active:
+            session.info.setdefault(_DEPARTED, set()).add(obj.id)
     if not has_request_context():
         return
     action = pending_access_action(session)
@@ -304,3 +306,25 @@ def _guard_access_writes(session: Session, flush_context: Any, instances: Any) -
         raise RuleForbidden(_l("Sign in to change accounts or permissions."))
     if not step_up.has_fresh_grant(actor):
         raise StepUpRequired(action)
+
+
+_DEPARTED = "_crm_departed_users"
+
+
+@event.listens_for(Session, "before_commit")
+def _hand_over_approvals(session: Session) -> None:
+    """A deactivation, whatever route carries it (the user screen, the expiry job, a
+    script), hands the departed users' pending approvals to the next approvers in the
+    same commit (``approvals.reassign_departed``): no request waits for someone who left."""
+    if any(isinstance(obj, CrmUser) for obj in session.dirty):
+        session.flush()
+    departed = session.info.pop(_DEPARTED, None)
+    if departed:
+        from app.services import approvals  # not at import: approvals loads the record types
+
+        approvals.reassign_departed(departed)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_departed(session: Session) -> None:
+    session.info.pop(_DEPARTED, None)

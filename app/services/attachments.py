@@ -8,7 +8,7 @@ Rules:
   is bounded earlier by ``MAX_CONTENT_LENGTH`` (``CRM_MAX_UPLOAD_BYTES``, 20 MB: a 413 page);
 - type: decided from the CONTENT (``filetype`` reads the magic bytes), never from the name
   or the browser's content type; each use says which kinds it accepts (``SCREENSHOT``:
-  png, jpeg, gif, webp; ``DOCUMENT``: pdf). An HTML page renamed ``.png`` is refused; a PNG
+  png, jpeg, gif, webp; ``DOCUMENT``: pdf; ``OFFICE``: docx, xlsx, doc, xls). An HTML page renamed ``.png`` is refused; a PNG
   named ``.exe`` is stored as the PNG it is, under a ``.png`` name;
 - name: only the last part of what the browser sent (no folders), control and invisible
   characters dropped, at most 255 characters;
@@ -44,9 +44,14 @@ from app.services.errors import NotFound, RuleViolation
 KINDS = {
     "png": ("image/png", "png"), "jpg": ("image/jpeg", "jpg"), "gif": ("image/gif", "gif"),
     "webp": ("image/webp", "webp"), "pdf": ("application/pdf", "pdf"),
+    "docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "docx"),
+    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
+    "doc": ("application/msword", "doc"), "xls": ("application/vnd.ms-excel", "xls"),
 }
 SCREENSHOT = ("png", "jpg", "gif", "webp")
 DOCUMENT = ("pdf",)
+#: Word and Excel files (a contract's scan or its annexes); served as downloads like the rest.
+OFFICE = ("docx", "xlsx", "doc", "xls")
 FOLDER = "attachments"
 NAME_LIMIT = 255
 #: Extensions that are the same kind (kept as typed).

@@ -27,6 +27,7 @@ from app.extensions import db
 from app.models.customers import Customer
 from app.models.sales import Contact, Lead
 from app.record_types import VIA_CUSTOMER, RecordType, declare
+from app.services import customer_approvals as gate
 from app.services import customers, records, validation
 from app.services.errors import RuleViolation
 from app.services.follow_ups import customer_problem
@@ -127,7 +128,11 @@ def _other_contacts(item: Contact, customer: Customer) -> list[Contact]:
     return list(db.session.scalars(stmt))
 
 
-def _settle_primary(item: Contact, customer: Customer, was_primary: bool, changed: set[str]) -> None:
+#: The primary contact's fields mirrored onto the customer's columns.
+MIRROR = (("name", "contact_name"), ("phone", "contact_phone"))
+
+
+def _settle_primary(item: Contact, customer: Customer, was_primary: bool, changed: set[str], user: Any) -> None:
     """One primary per customer: making a contact primary takes the flag from the other
     one; the primary contact cannot give it up by itself (another one takes it); a
     customer's first contact is its primary. The primary's name and phone go to the
@@ -149,7 +154,27 @@ def _settle_primary(item: Contact, customer: Customer, was_primary: bool, change
             customers.resolve_phone(item.phone, None)
         except ValueError as exc:
             raise RuleViolation({"phone": str(exc)}) from None
-    customers.copy_to_customer(item, customer, {"name", "phone"} if not was_primary else changed)
+    mirrored = {"name", "phone"} if not was_primary else set(changed)
+    moved = {field: column for field, column in MIRROR if field in mirrored
+             and getattr(customer, column) != getattr(item, field)}
+    if moved and gate.is_gated(gate.CONTACT_KIND, customer, user):
+        # 001 使用规范二: the customer's key contact data, gated like on the customer's form
+        if not was_primary:  # another person would become the customer's contact: on the customer's page
+            gate.refuse_gated(gate.CONTACT_KIND, customer, user, list(moved))
+        _hold_primary_change(item, customer, user, moved)
+        mirrored -= set(moved)
+    customers.copy_to_customer(item, customer, mirrored)
+
+
+def _hold_primary_change(item: Contact, customer: Customer, user: Any, moved: dict[str, str]) -> None:
+    """The primary contact's new name/phone wait for approval as a change of the customer's
+    key contact data; the contact keeps its values until then (the approved change reaches
+    it through the mirror)."""
+    change = {column: getattr(item, field) for field, column in moved.items()}
+    before = {column: getattr(customer, column) for column in moved.values()}
+    for field in moved:
+        setattr(item, field, records.previous(item, field))
+    item.held_for_approval = gate.submit_held(customer, user, [gate.Held(gate.CONTACT_KIND, change, before)])
 
 
 def _changed(item: Contact, before: dict[str, Any]) -> set[str]:
@@ -183,7 +208,7 @@ def save_contact(values: dict[str, Any], user: Any, *, pk: Any = None, version: 
             raise RuleViolation(errors)
         if pk is None:
             item.customer = customer
-        _settle_primary(item, customer, was_primary, _changed(item, before))
+        _settle_primary(item, customer, was_primary, _changed(item, before), user)
     if pk is None:
         db.session.add(item)
     db.session.flush()

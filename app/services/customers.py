@@ -22,11 +22,13 @@ from app.clock import utc_now
 from app.extensions import appbuilder, db
 from app.models.base import current_user_id
 from app.models.customers import Customer, CustomerAlias, CustomerStatusChange
+from app.models.dictionaries import CustomerType
 from app.models.sales import Contact
 from app.security import masking, step_up
 from app.security.rights import user_may
 from app.security.step_up import declare
-from app.services import audit, bulk, numbering, records, validation
+from app.services import approvals, audit, bulk, numbering, records, validation
+from app.services import customer_approvals as gate
 from app.services.errors import RuleForbidden, RuleViolation
 
 WON = "won"
@@ -123,6 +125,8 @@ _STEPS = (
 
 def insert_customers(rows: list[dict[str, Any]]) -> None:
     """Insert many checked customers in one statement (imports, sync); ids land in ``rows``.
+    A row's ``status_reason`` (e.g. "合同编号 …", ``customer_approvals.check_won_row``) goes
+    into its status history, not the customer.
 
     The bulk path skips the ORM flush, so it does here what the flush hooks do for
     single saves: number them, start their status history, audit each one.
@@ -135,12 +139,14 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     stamp, uid = utc_now(), current_user_id()
     for row in rows:
         row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
+    reasons = {row["code"]: row.pop("status_reason") for row in rows if "status_reason" in row}
     bulk.insert_rows(session.connection(), Customer.__table__, rows)
     ids = _ids_by_code(session, [row["code"] for row in rows])
     for row in rows:
         row["id"] = ids[row["code"]]
     history = [{"customer_id": row["id"], "from_type_id": None, "to_type_id": row["type_id"],
-                "changed_by_id": uid, "changed_at": stamp} for row in rows if row.get("type_id")]
+                "changed_by_id": uid, "changed_at": stamp, "reason": reasons.get(row["code"])}
+               for row in rows if row.get("type_id")]
     bulk.insert_rows(session.connection(), CustomerStatusChange.__table__, history)
     audit.record_created(Customer, rows)
     _insert_primary_contacts(rows, stamp, uid)
@@ -214,8 +220,16 @@ def can_archive(customer: Customer, may_delete_won: bool) -> str | None:
 
 
 def is_won(customer: Customer) -> bool:
-    """Won customers carry revenue history: archiving one is a manager's, stepped-up, act."""
-    return customer.type is not None and customer.type.code == WON
+    """Won customers carry revenue history: archiving one is a manager's, stepped-up, act
+    (000 §三(一)). A customer that ever was won (moved to lost, or back to potential) still
+    counts, so moving it off won first never skips the approval."""
+    if customer.type is not None and customer.type.code == WON:
+        return True
+    if customer.id is None:
+        return False
+    ever = select(CustomerStatusChange.id).join(CustomerType, CustomerType.id == CustomerStatusChange.to_type_id) \
+        .where(CustomerStatusChange.customer_id == customer.id, CustomerType.code == WON).limit(1)
+    return db.session.scalar(ever) is not None
 
 
 def archive_step_up(customers: list[Customer], may_delete_won: bool) -> str | None:
@@ -252,16 +266,25 @@ EDITABLE = ("name", "credit_code", "type", "industry", "contact_name", "contact_
 
 
 def save_customer(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any = None,
-                  allow_duplicate: bool = False) -> Customer:
+                  allow_duplicate: bool = False, contract_number: str | None = None,
+                  approved: bool = False) -> Customer:
     """Add (``pk`` None) or change one customer: the use case behind the form and the API.
 
     ``values``: field -> value (text, or loaded dictionary entries / users for relations);
     ``version``: the version the editor loaded (required for an edit). Loads the record
     in ``user``'s scope (``NotFound`` otherwise), refuses a stale version
     (``StaleRecord``), applies the customer rules (001 表1 fields; owner active and in
-    scope) and the duplicate rule (``dedup.DuplicateFound`` unless ``allow_duplicate``),
-    then flushes; the flush hooks number, keep the status history and audit. The caller
-    commits (or rolls back on ``RuleViolation``).
+    scope), the won rule (001: 成交客户 only with a contract number, ``contract_number``
+    or a signed contract; setting ``won_needs_contract``) and the duplicate rule
+    (``dedup.DuplicateFound`` unless ``allow_duplicate``), then flushes; the flush hooks
+    number, keep the status history and audit. The caller commits (or rolls back on
+    ``RuleViolation``).
+
+    Approvals (003 第四步, 001 使用规范二): a gated field that changed (level, key
+    contact data, becoming won) while an active policy covers it is put back and held in
+    one ``ApprovalRequest`` per kind; the rest of the save applies. The requests are in
+    ``item.held_for_approval`` (and ``approvals.held()``). ``approved``: the save applies
+    an approved request (no gate).
     """
     item = Customer() if pk is None else _live_customer(pk, user)
     if pk is not None:
@@ -269,11 +292,31 @@ def save_customer(values: dict[str, Any], user: Any, *, pk: Any = None, version:
     with db.session.no_autoflush:
         records.assign(item, values, EDITABLE)
         clean_customer(item, user)
+        gates = gate.Gates.now()
+        number = gate.check_won(item, contract_number, gates)
+        held = [] if approved else gate.hold_gated(item, user, gates)
         check_duplicates(item, user, confirmed=allow_duplicate)
     if pk is None:
         db.session.add(item)
-    db.session.flush()
+    records.flush()
+    item.held_for_approval = gate.submit_held(item, user, held, number)
     return item
+
+
+gate.register_kinds(ARCHIVE_WON)
+
+
+def request_data_change(pk: Any, text: str | None, user: Any) -> Any:
+    """A 数据变更申请 (000 §三(一)) on a customer in ``user``'s scope: the wanted change in
+    words, approved by the department manager and then carried out by the administrators
+    (no automatic apply). ``RuleViolation`` without text or while one is pending."""
+    item = records.load(Customer, pk, user, live=False)
+    text = validation.clean_block(text)
+    if not text:
+        raise RuleViolation({"text": str(_l("Describe the change you need."))})
+    if len(text) > NOTE_LIMIT:
+        raise RuleViolation({"text": str(_l("At most %(n)d characters.", n=NOTE_LIMIT))})
+    return approvals.submit(gate.DATA_CHANGE_KIND, item, user, {"description": text}, before={}, reason=text)
 
 
 def _live_customer(pk: Any, user: Any) -> Customer:
@@ -304,15 +347,27 @@ def archive_customers(pks: list[Any], user: Any) -> tuple[list[Customer], list[s
         step_up.demand(name, user)
     archived, refused = [], []
     for item in items:
-        reason = can_archive(item, may_delete_won)
+        reason = archive_or_hold(item, user, may_delete_won)
         if reason:
             refused.append(reason)
-        else:
-            item.archived_at = utc_now()
+        elif item.archived_at is not None:
             archived.append(item)
     _spend_archive_budget(user, len(archived))
     db.session.flush()
     return archived, refused
+
+
+def archive_or_hold(item: Customer, user: Any, may_delete_won: bool) -> str | None:
+    """Archive one loaded customer for ``user`` — or, a won customer the user may not
+    archive, hold the archive for approval (003 第四步; ``customer_approvals.hold_archive``).
+    Returns the refusal, None when archived or held. The one rule bulk archives, the API,
+    the sync (a row deleted from the sheet) and its conflict screen share."""
+    reason = can_archive(item, may_delete_won)
+    if reason and gate.hold_archive(item, user, is_won(item)):
+        return None
+    if not reason:
+        item.archived_at = utc_now()  # audited as "archive" by the flush hook
+    return reason
 
 
 def _archive_budget(user: Any) -> tuple[Any, tuple[str, str]]:

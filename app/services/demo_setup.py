@@ -75,6 +75,7 @@ def load_demo(customer_count: int = 300) -> list[tuple[str, str]]:
     dictionaries = _dictionaries()
     build_demo_customers(db.session, owners, dictionaries, count=customer_count)
     _demo_pipeline(owners, dictionaries)
+    _demo_sales(owners)
     _demo_service_desk(owners, departments["Service"])
     _demo_sync_target(owners[0])
     db.session.commit()
@@ -101,6 +102,16 @@ def _demo_pipeline(owners: list[CrmUser], dictionaries: dict[str, list]) -> None
         demo_data.build_demo_opportunities(db.session, customers, products, stages, count=len(customers))
     if "activity" in REGISTRY:
         REGISTRY["activity"].demo(db.session, owners)  # app.services.activities.build_demo
+
+
+def _demo_sales(owners: list[CrmUser]) -> None:
+    """Orders, contracts and campaigns (issue 15), for each of those types that is declared:
+    they need the pipeline's customers, opportunities and leads."""
+    from app.record_types import REGISTRY
+
+    for name in ("order", "contract", "campaign"):
+        if name in REGISTRY and REGISTRY[name].demo is not None:
+            REGISTRY[name].demo(db.session, owners)
 
 
 def _demo_service_desk(owners: list[CrmUser], team: Department) -> None:

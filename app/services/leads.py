@@ -53,7 +53,7 @@ START_STATUSES = (NEW, CONTACTED, QUALIFIED, INVALID)
 
 #: Fields a save may set (form, API, import and sync rows, the web form).
 EDITABLE = ("company", "contact_name", "phone", "email", "province", "city", "industry", "source",
-            "owner", "status", "invalid_reason", "note")
+            "campaign", "owner", "status", "invalid_reason", "note")
 NOTE_LIMIT = 10000
 _TEXT_LIMITS = {"company": 200, "contact_name": 64, "province": 32, "city": 32, "invalid_reason": 255}
 
@@ -168,6 +168,7 @@ def save_lead(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any
         refuse_converted(item)
     before_owner_id = item.owner_id
     with db.session.no_autoflush:
+        values = _with_campaign(item, values, user)
         records.assign(item, values, EDITABLE)
         clean_lead(item, user)
         decision = _settle_owner(item, user, is_new)
@@ -178,6 +179,16 @@ def save_lead(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any
         assignment.audit_decision(item, decision)
     notify_hooks.lead_assigned(item, before_owner_id, user)
     return item
+
+
+def _with_campaign(item: Lead, values: dict[str, Any], user: Any) -> dict[str, Any]:
+    """``values`` with the campaign resolved (``campaigns.campaign_for_lead``: in the
+    writer's scope, not cancelled; an id, code or name from the API, a file or the sync)."""
+    if "campaign" not in values:
+        return values
+    from app.services.campaigns import campaign_for_lead
+
+    return {**values, "campaign": campaign_for_lead(values["campaign"], user, item.campaign_id)}
 
 
 def delete_lead(pk: Any, user: Any) -> None:
@@ -315,16 +326,17 @@ LEAD = declare(RecordType(
     permission="Lead", scope=OWNER, code_prefix="L",
     editable=EDITABLE, save=save_lead, delete=delete_lead,
     list_columns=("code", "company", "contact_name", "phone", "province", "city", "industry", "source",
-                  "status", "owner", "changed_on"),
+                  "campaign", "status", "owner", "changed_on"),
     show_columns=("code", "company", "contact_name", "phone", "email", "province", "city", "industry",
-                  "source", "status", "invalid_reason", "owner", "assigned_by_rule", "note", "customer",
+                  "source", "campaign", "status", "invalid_reason", "owner", "assigned_by_rule", "note", "customer",
                   "contact", "opportunity", "converted_at"),
     search_columns=("code", "company", "contact_name", "province", "city", "industry", "source", "status",
                     "owner"),
     order_columns=("code", "company", "status", "changed_on"),
     labels={"company": _l("Company"), "contact_name": _l("Contact"), "phone": _l("Phone"),
             "email": _l("E-mail"), "province": _l("Province"), "city": _l("City"), "industry": _l("Industry"),
-            "source": _l("Source"), "status": _l("Status"), "invalid_reason": _l("Invalid reason"),
+            "source": _l("Source"), "campaign": _l("Campaign"), "status": _l("Status"),
+            "invalid_reason": _l("Invalid reason"),
             "note": _l("Notes"), "assigned_by_rule": _l("Assigned by rule"), "customer": _l("Customer"),
             "contact": _l("Contact person"), "opportunity": _l("Opportunity"),
             "converted_at": _l("Converted at")},
@@ -343,6 +355,9 @@ LEAD = declare(RecordType(
         ImportField("industry", _l("Industry"), "所属行业", ("industry", "行业"), DICT, dictionary=Industry),
         ImportField("source", _l("Source"), "线索来源", ("source", "信息来源", "来源"), DICT,
                     dictionary=CustomerSource),
+        ImportField("campaign", _l("Campaign"), "市场活动",
+                    ("campaign", "活动", "市场活动", "campaign code", "活动编号"), max_length=200,
+                    note=_l("Campaign code or theme (one you may see, not cancelled).")),
         ImportField("status", _l("Status"), "线索状态", ("status", "状态"), max_length=16,
                     note=_l("new, contacted, qualified or invalid.")),
         ImportField("invalid_reason", _l("Invalid reason"), "无效原因", ("invalid reason", "无效原因"),

@@ -22,6 +22,7 @@ from app.security import step_up
 from app.security.data_scope import can_see
 from app.security.step_up import declare
 from app.services import audit, records
+from app.services import customer_approvals as gate
 from app.services import customers as rules
 from app.services.errors import RuleViolation
 
@@ -79,8 +80,13 @@ def merge(survivor: Customer, others: list[Customer], picks: dict[str, int], use
         if customer.archived_at is not None:
             raise RuleViolation(str(_l("%(code)s is archived; restore it before merging.", code=customer.code)))
     picks = {**default_picks(survivor, others), **picks}
-    _apply_picks(survivor, members, picks)
-    rules.clean_customer(survivor, user)
+    with db.session.no_autoflush:  # the picks stay unflushed: the gates compare them with the stored values
+        _apply_picks(survivor, members, picks)
+        rules.clean_customer(survivor, user)
+        # a picked level or key contact data is a change like any other: held for approval where a
+        # policy covers it (003 第四步). The won rule is not asked: a won member already is the
+        # customer's status, its contracts move with it.
+        held = gate.hold_gated(survivor, user)
     merged_codes = []
     for other in others:
         _move_children(other, survivor)
@@ -91,6 +97,7 @@ def merge(survivor: Customer, others: list[Customer], picks: dict[str, int], use
         merged_codes.append(other.code)
     audit.record("merge", survivor, {"survivor": survivor.code, "merged": merged_codes,
                                      "picked": {k: v for k, v in picks.items() if v != survivor.id}})
+    survivor.held_for_approval = gate.submit_held(survivor, user, held)
     return survivor
 
 

@@ -13,7 +13,7 @@ kept in the stage history with the days spent in the stage left. The caller comm
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -82,7 +82,7 @@ def quantity_value(raw: Any, field: str, errors: dict[str, str]) -> Decimal | No
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     try:
-        value = Decimal(validation.clean_line(raw).replace(",", "") if isinstance(raw, str) else str(raw))
+        value = validation.decimal_value(raw)
     except (InvalidOperation, ValueError):
         value = Decimal("NaN")
     if not value.is_finite() or value <= 0 or value > MAX_QUANTITY or value != value.quantize(_CENT):
@@ -92,36 +92,20 @@ def quantity_value(raw: Any, field: str, errors: dict[str, str]) -> Decimal | No
     return value
 
 
-def _percent(raw: Any, field: str, errors: dict[str, str], *, whole: bool) -> Decimal | None:
+def percent_value(raw: Any, field: str, errors: dict[str, str], *, whole: bool) -> Decimal | None:
     """0–100 (whole numbers when ``whole``, else 2 decimals), None when empty."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     try:
-        value = Decimal(validation.clean_line(raw).rstrip("%") if isinstance(raw, str) else str(raw))
+        value = validation.decimal_value(raw.strip().rstrip("%％") if isinstance(raw, str) else raw)
     except (InvalidOperation, ValueError):
         value = Decimal("NaN")
     step = Decimal(1) if whole else _CENT
-    if not value.is_finite() or not 0 <= value <= 100 or value != value.quantize(step):
+    if not value.is_finite() or value.is_signed() or value > 100 or value != value.quantize(step):
         errors[field] = str(_l("Enter a whole percentage from 0 to 100.") if whole
                             else _l("Enter a percentage from 0 to 100 with at most 2 decimals."))
         return None
     return value
-
-
-def _day(raw: Any, field: str, errors: dict[str, str]) -> date | None:
-    if isinstance(raw, str):
-        try:
-            raw = validation.parse_date(raw)
-        except ValueError as exc:
-            errors[field] = str(exc)
-            return None
-    if isinstance(raw, datetime):
-        raw = raw.date()
-    problem = validation.date_problem(raw)
-    if problem:
-        errors[field] = problem
-        return None
-    return raw
 
 
 def line_amount(quantity: Decimal, unit_price: Decimal, discount: Decimal) -> Decimal:
@@ -152,9 +136,9 @@ def _clean_fields(item: Opportunity, errors: dict[str, str]) -> None:
     item.amount = money(item.amount, "amount", errors)
     item.unit_price = money(item.unit_price, "unit_price", errors)
     item.quantity = quantity_value(item.quantity, "quantity", errors)
-    override = _percent(item.probability_override, "probability_override", errors, whole=True)
+    override = percent_value(item.probability_override, "probability_override", errors, whole=True)
     item.probability_override = None if override is None else int(override)
-    item.expected_close = _day(item.expected_close, "expected_close", errors)
+    item.expected_close = validation.day_value(item.expected_close, "expected_close", errors)
 
 
 def _settle_amount(item: Opportunity, submitted: bool, errors: dict[str, str]) -> None:
@@ -431,7 +415,7 @@ def delete_competitor(opportunity_pk: Any, pk: Any, user: Any) -> None:
     db.session.flush()
 
 
-def _product(raw: Any, before_id: int | None, errors: dict[str, str]) -> Product | None:
+def product_value(raw: Any, before_id: int | None, errors: dict[str, str]) -> Product | None:
     product = raw if isinstance(raw, Product) else (
         db.session.get(Product, db_int(raw)) if db_int(raw) is not None else None)
     if product is None:
@@ -457,7 +441,7 @@ def save_line(opportunity_pk: Any, values: dict[str, Any], user: Any, *, pk: Any
     with db.session.no_autoflush:
         stored = {name: getattr(item, name, None) for name in ("product", "product_id", "quantity", "unit_price",
                                                                "discount")}
-        product = _product(values.get("product", stored["product"]), stored["product_id"], errors)
+        product = product_value(values.get("product", stored["product"]), stored["product_id"], errors)
         quantity = quantity_value(values.get("quantity", stored["quantity"]), "quantity", errors)
         if quantity is None and "quantity" not in errors:
             errors["quantity"] = str(_l("A quantity is required."))
@@ -466,7 +450,7 @@ def save_line(opportunity_pk: Any, values: dict[str, Any], user: Any, *, pk: Any
             price = product.list_price  # 003: the list price unless negotiated
             if price is None:
                 errors["unit_price"] = str(_l("A unit price is required (the product has no list price)."))
-        discount = _percent(values.get("discount", stored["discount"]), "discount", errors, whole=False)
+        discount = percent_value(values.get("discount", stored["discount"]), "discount", errors, whole=False)
         if errors:  # nothing touched yet: a refusal leaves the session clean
             raise RuleViolation(errors)
         item = item or OpportunityLine(opportunity=opportunity)

@@ -35,13 +35,12 @@ def money(raw: Any, field: str, errors: dict[str, str], *, required: bool = Fals
         if required:
             errors[field] = str(_l("An amount is required."))
         return None
-    text = validation.clean_line(raw).replace(",", "").lstrip("￥¥") if isinstance(raw, str) else raw
     try:
-        value = Decimal(str(text))
+        value = validation.decimal_value(raw)
     except (InvalidOperation, ValueError):
         errors[field] = str(_l("Not a valid amount."))
         return None
-    if not value.is_finite() or value < 0 or value > MAX_MONEY or value != value.quantize(Decimal("0.01")):
+    if not value.is_finite() or value.is_signed() or value > MAX_MONEY or value != value.quantize(Decimal("0.01")):
         errors[field] = str(_l("Enter an amount between 0 and %(max)s with at most 2 decimals.", max=MAX_MONEY))
         return None
     return value

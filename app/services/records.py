@@ -93,6 +93,34 @@ def related_id(item: Any, relation: str) -> int | None:
     return getattr(item, f"{relation}_id")
 
 
+def guarded(call: Any) -> Any:
+    """Run a use case ``call()`` for a screen or an API: a concurrent save of the same record
+    that surfaces only in a flush the use case did not guard (SQLAlchemy's
+    ``StaleDataError``) becomes ``StaleRecord`` (409) like ``flush``, never a 500."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    try:
+        return call()
+    except StaleDataError:
+        db.session.rollback()
+        raise StaleRecord({"version": str(_l(
+            "Someone else changed this record at the same moment: reload it and try again."))}) from None
+
+
+def flush(message: Any = None) -> None:
+    """Flush a use case's writes; a concurrent save of the same record in between (its
+    version moved under us: SQLAlchemy's ``StaleDataError``) is ``StaleRecord`` (409) with
+    ``message`` (default: reload and try again), never a 500. The session is rolled back."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    try:
+        db.session.flush()
+    except StaleDataError:
+        db.session.rollback()
+        raise StaleRecord({"version": str(message or _l(
+            "Someone else changed this record at the same moment: reload it and try again."))}) from None
+
+
 def check_version(item: Any, submitted: Any) -> None:
     """Optimistic locking: refuse a save based on an older version than the one stored.
 

@@ -18,7 +18,15 @@ from sqlalchemy import inspect as sa_inspect
 
 from app import record_types
 from app.extensions import appbuilder, db
-from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
+from app.models.dictionaries import (
+    CampaignType,
+    CustomerLevel,
+    CustomerSource,
+    CustomerType,
+    FollowUpMethod,
+    Industry,
+    PaymentMethod,
+)
 from app.models.org import (
     SCOPE_ALL,
     SCOPE_DEPARTMENT,
@@ -45,6 +53,9 @@ _SELF_SERVICE = [
     # attachment downloads are checked against the record's data scope
     (r"can_(read|write)", r"ProblemReport"), (r"can_read", r"Attachment"),
     (r"menu_access", r"(Service|Report a problem|My problem reports)"),
+    # issue 15: every user's approvals inbox and own requests (a request's scope is its requester,
+    # approvers and admins); the policies stay with Admin
+    (r"can_(read|write)", r"Approval"), (r"menu_access", r"(Approvals|Waiting for me|My requests)"),
 ]
 #: The activities' own pages (the Activity permission comes from its declaration).
 _MENUS_ACTIVITIES = (r"menu_access", r"(My activities|Activity calendar)")
@@ -52,6 +63,9 @@ _MENUS_ACTIVITIES = (r"menu_access", r"(My activities|Activity calendar)")
 _MENUS_SERVICE = (r"menu_access", r"Ticket queue")
 _MENUS_SALES = (r"menu_access", r"(Customers|Follow-ups|CRM|Import)")
 _IMPORT = (r"can_(read|write)", r"Import|Export")
+#: Issue 15: the Sales and Marketing categories and their own pages (the Order, Contract and
+#: Campaign permissions come from their declarations).
+_MENUS_COMMERCE = (r"menu_access", r"(Sales|Marketing|Expiring contracts|Overdue deliveries|Overdue payments)")
 
 #: role -> (data scope, [(permission regex, view regex)])
 ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -63,7 +77,7 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         (r"can_(read|write|delete|export)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
         _IMPORT, _MENUS_SALES, (r"menu_access", r"Archived customers"), *_SELF_SERVICE,
-        _MENUS_ACTIVITIES, (r"can_send", r"Greeting"), _MENUS_SERVICE,
+        _MENUS_ACTIVITIES, (r"can_send", r"Greeting"), _MENUS_SERVICE, _MENUS_COMMERCE,
     ]),
     "Sales Manager": (SCOPE_DEPARTMENT, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
@@ -73,19 +87,19 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
         _IMPORT, (r"can_(read|merge)", r"Duplicates"),
         (r"menu_access", r"(Customers|Follow-ups|Archived customers|CRM|Import|Duplicates)"), *_SELF_SERVICE,
-        _MENUS_ACTIVITIES, (r"can_send", r"Greeting"), _MENUS_SERVICE,
+        _MENUS_ACTIVITIES, (r"can_send", r"Greeting"), _MENUS_SERVICE, _MENUS_COMMERCE,
     ]),
     "Customer Service": (SCOPE_ALL, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_(read|reveal_contact)", r"Customer"),
         (r"can_(read|write)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
-        _IMPORT, _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES, _MENUS_SERVICE,
+        _IMPORT, _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES, _MENUS_SERVICE, _MENUS_COMMERCE,
     ]),
     "Read Only": (SCOPE_ALL, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_read", r"(Customer|FollowUp|Dictionary|CustomerStatusChange)"),
-        _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES, _MENUS_SERVICE,
+        _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES, _MENUS_SERVICE, _MENUS_COMMERCE,
     ]),
 }
 
@@ -109,6 +123,12 @@ DICTIONARY_SEED: dict[type, list[tuple[str, str, str]]] = {
                    ("done", "Done", "已完成"), ("closed", "Closed", "已关闭")],
     FeedbackType: [("complaint", "Product complaint", "产品投诉"), ("suggestion", "Service suggestion", "服务建议"),
                    ("praise", "Praise", "表扬")],
+    # issue 15: 002 §四(二)3 (收款情况), §五(一) (活动形式)
+    PaymentMethod: [("bank_transfer", "Bank transfer", "银行转账"), ("cash", "Cash", "现金"),
+                    ("cheque", "Cheque", "支票"), ("alipay", "Alipay", "支付宝"), ("wechat", "WeChat Pay", "微信支付")],
+    CampaignType: [("exhibition", "Exhibition", "展会"), ("seminar", "Seminar", "研讨会"),
+                   ("online", "Online promotion", "线上推广"), ("email", "E-mail marketing", "邮件营销"),
+                   ("customer_event", "Customer appreciation event", "客户答谢会")],
 }
 #: Roles whose ticket scope is not "customer" (``RoleDataScope.ticket_scope``): Customer
 #: Service reads every customer, so it sees its team's tickets rather than every ticket.
@@ -240,3 +260,8 @@ def initialise() -> None:
 
     if sa_inspect(db.engine).has_table(SlaPolicy.__tablename__):
         sla.seed_defaults()  # the standard working calendar (China's holidays, 调休) and SLA policies
+    from app.models.approvals import ApprovalPolicy
+    from app.services import approvals
+
+    if sa_inspect(db.engine).has_table(ApprovalPolicy.__tablename__):
+        approvals.seed_defaults()  # 000/003: archive a won customer, change a level, data-change requests

@@ -41,7 +41,7 @@ from app.record_types import RecordType, declare
 from app.security import data_scope
 from app.security.request_bounds import db_int
 from app.services import audit, mentions, notifications, records, sla, validation
-from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
+from app.services.errors import RuleForbidden, RuleViolation
 from app.services.importing.columns import CUSTOMER, DICT, USER, ImportField
 
 PREFIX = "T"
@@ -403,14 +403,7 @@ def _first_response(item: Ticket, user: Any, at: datetime) -> None:
 def flush(item: Ticket) -> None:
     """Flush the ticket's changes; a concurrent save of the same ticket in between (the
     version moved under us) is ``StaleRecord`` (409), never a 500."""
-    from sqlalchemy.orm.exc import StaleDataError
-
-    try:
-        db.session.flush()
-    except StaleDataError:
-        db.session.rollback()
-        raise StaleRecord({"version": str(_l("Someone else changed this ticket just now: reload it and try "
-                                             "again."))}) from None
+    records.flush(_l("Someone else changed this ticket just now: reload it and try again."))
 
 
 def save_ticket(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any = None) -> Ticket:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
@@ -259,3 +261,54 @@ def parse_date(raw: object) -> date | None:
     turned into the CRM's wall time). ``ValueError`` as ``parse_datetime``."""
     moment = parse_datetime(raw)
     return moment.date() if moment is not None else None
+
+
+def day_value(raw: Any, field: str, errors: dict[str, str]) -> date | None:
+    """A calendar day from a form, API or sheet value (text in the accepted formats, a
+    date, or a datetime's day); on a bad or implausible value, ``errors[field]`` gets the
+    message and the answer is None. Empty stays None."""
+    if isinstance(raw, str):
+        try:
+            raw = parse_date(raw)
+        except ValueError as exc:
+            errors[field] = str(exc)
+            return None
+    if isinstance(raw, datetime):
+        raw = raw.date()
+    problem = date_problem(raw)
+    if problem:
+        errors[field] = problem
+        return None
+    return raw
+
+
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+_PLAIN = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
+def number_text(raw: str) -> str:
+    """Typed number text ready for ``Decimal``: width folded, spaces trimmed, a leading
+    ￥/¥ dropped, and commas removed only where they group thousands ("1,234,567.50");
+    any other comma stays, so "1,2,3" is refused as a number rather than read as 123."""
+    text = clean_code(raw).lstrip("￥¥").strip()
+    return text.replace(",", "") if _GROUPED.fullmatch(text) else text
+
+
+def decimal_value(raw: Any) -> Decimal:
+    """A typed number as ``Decimal``, written as people write numbers: digits with an
+    optional sign, decimal point and thousands commas (``number_text``). Exponents
+    ("12e2"), underscores ("1_000"), hex, NaN and infinity are refused with ``ValueError``
+    rather than read as another number ("-0" stays signed: a field that takes no negative
+    number refuses it). Non-text values (a Decimal,
+    an int, a spreadsheet's number) are taken as they are, through ``str``."""
+    text = number_text(raw) if isinstance(raw, str) else str(raw)
+    if not _PLAIN.fullmatch(text) and not (not isinstance(raw, str) and _finite(text)):
+        raise ValueError(text)
+    return Decimal(text)
+
+
+def _finite(text: str) -> bool:
+    try:
+        return Decimal(text).is_finite()
+    except ArithmeticError:
+        return False

@@ -95,6 +95,7 @@ def test_status_history_on_customer_page(app, client, auth, make_customer):
     client.post(f"/customerview/edit/{pk}", data={
         "name": "Upgraded", "contact_phone": "13812345678", "edit_version": "1",
         "type": str(_type_id(app, "won")), "status_reason": "Signed the contract",
+        "contract_number": "HT-2026-001",  # 001: a won customer needs a contract number
     })
     page = client.get(f"/customerview/show/{pk}").get_data(as_text=True)
     assert "Signed the contract" in page and "Won" in page

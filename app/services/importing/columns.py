@@ -98,6 +98,10 @@ CUSTOMER = ImportModel(
         ImportField("owner", _l("Owner"), "跟进人", ("owner", "sales rep", "负责人", "所属销售"), USER,
                     note=_l("User name or full name; empty = you.")),
         ImportField("note", _l("Note"), "备注", ("note", "notes", "remark", "remarks", "comment", "说明")),
+        ImportField("contract_number", _l("Contract number"), "合同编号",
+                    ("contract number", "contract no", "合同号", "合同编码"), max_length=60,
+                    note=_l("Needed when the row makes the customer won (成交客户), unless the customer "
+                            "has a signed contract; not stored on the customer.")),
     ),
     keys=("code", "credit_code"),
     view="Customer",

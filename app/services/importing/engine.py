@@ -28,6 +28,7 @@ from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security.data_scope import scope_cache
 from app.services import audit, follow_ups, messages, numbering, records, validation
+from app.services import customer_approvals as gate
 from app.services import customers as rules
 from app.services.customers import archived_message
 from app.services.dictionaries import UnknownValue, lookup_key
@@ -83,6 +84,9 @@ class Result:
     seconds: float = 0.0
     #: Dictionary values that named no entry, with their row counts (the value-mapping step).
     unknown: UnknownValues = field(default_factory=UnknownValues)
+    #: (line, note) of every imported row with a change held for approval (gates: "Change a
+    #: customer's level: sent for approval (AP…)"; the dry run: "will be sent").
+    notes: list[tuple[int, messages.Message]] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -137,12 +141,21 @@ class ImportRun:
         self.customer_facts: follow_ups.CustomerFacts = {}
         #: owner id -> the owner rule's refusal (None: allowed), for this chunk's rows.
         self.owner_checks: dict[int, RuleViolation | None] = {}
+        #: Customers: the approval gates and the won rule as they are for this run (read once).
+        self.gates: gate.Gates | None = None
+        #: The chunk's customers' signed contract numbers (looked up once, when a row becomes won).
+        self.signed: dict[int, str] | None = None
+        self.chunk_ids: set[int] = set()
+        #: The chunk's held changes: (sample or None, line, customer, held, contract number).
+        self.holds: list[tuple[dict | None, int, Any, list[gate.Held], str | None]] = []
 
     # --- driving --------------------------------------------------------------------
 
     def run(self) -> Result:
         with _no_cyclic_gc(), scope_cache(), db.session.no_autoflush:
             self.lookups = Lookups(self.spec, self.user)
+            if self.spec.model is Customer:
+                self.gates = gate.Gates.now()
             self.chosen = resolve(self.spec, self.settings.values)
             rows, size = self.table.rows, self.settings.chunk_size
             lines = self.table.lines or list(range(2, len(rows) + 2))
@@ -155,7 +168,7 @@ class ImportRun:
         if self.commit and not self.settings.all_or_nothing and self.result.rows:
             self._reload_dictionaries()
         existing = self._load_existing(rows)
-        self.owner_checks = {}
+        self.owner_checks, self.signed, self.chunk_ids = {}, None, set(existing)
         if self.spec.model is FollowUp:
             self.customer_facts = self._load_customer_facts(rows, existing)
         touched = []
@@ -169,6 +182,7 @@ class ImportRun:
                 if not isinstance(item, dict):
                     touched.append(item)
                 self._count(line, raw, outcome, item, "")
+        self._note_holds()
         self._save_chunk(touched)
 
     def _reload_dictionaries(self) -> None:
@@ -189,6 +203,7 @@ class ImportRun:
                 insert = rules.insert_customers if self.spec.model is Customer else follow_ups.insert_follow_ups
                 insert(pending)
             db.session.flush()
+            self._submit_holds()
             for sample, item in self.unnumbered:
                 sample["code"] = _get(item, "code")
             self.unnumbered.clear()
@@ -253,10 +268,68 @@ class ImportRun:
         self._check_loaded(item, target)
         self._apply(item, values, is_new=False)
         self._validate(item)
+        held = self._gate(item, values, line) if self.gates is not None else False
         if not db.session.is_modified(item):
-            return UNCHANGED, item
+            return (UPDATED if held else UNCHANGED), item
         self._remember(item, line)
         return UPDATED, item
+
+    # --- customers: the approval gates and the won rule (``customer_approvals``) ---------
+
+    def _gate(self, item: Customer, values: dict[str, Any], line: int) -> bool:
+        """The won rule and the gates on an updated customer, as a form applies them: a
+        refused row names the type column; a held change is put back and noted. Whether
+        something was held."""
+        try:
+            number = gate.check_won(item, values.get("contract_number"), self.gates, signed=self._signed(item))
+            held = gate.hold_gated(item, self.user, self.gates)
+            problem = gate.waiting_conflict(item, held) if held else None
+        except RuleViolation as exc:
+            self._refuse(item, exc)
+        if problem:
+            self._refuse(item, RuleViolation({"_": problem}))
+        if held:
+            self.holds.append((None, line, item, held, number))
+        return bool(held)
+
+    def _signed(self, item: Customer) -> Any:
+        """The customer's signed contract number, the chunk's looked up at the first row
+        that becomes won (one query per chunk, none when no row does)."""
+        if records.related_id(item, "type") not in self.gates.won_ids:
+            return None
+        if self.signed is None:
+            self.signed = gate.signed_numbers(self.chunk_ids)
+        return self.signed.get(item.id)
+
+    def _refuse(self, item: Any, exc: RuleViolation) -> None:
+        if item in db.session:
+            db.session.expire(item)
+        raise RowRejected([(self._header(name) if name != "_" else self._key_header(), str(message))
+                           for name, message in exc.errors.items()]) from None
+
+    def _note_holds(self) -> None:
+        """The dry run's notes (the commit's name their requests once submitted)."""
+        if self.commit:
+            return
+        for sample, line, _, held, _ in self._holds_with_samples():
+            self._note(sample, line, _notes(gate.will_hold_notes(held)))
+        self.holds.clear()
+
+    def _submit_holds(self) -> None:
+        """Submit the chunk's held changes (after its flush), noting each row's requests."""
+        for sample, line, item, held, number in self._holds_with_samples():
+            requests = gate.submit_held(item, self.user, held, number, again=True)
+            self._note(sample, line, _notes(gate.held_notes(requests)))
+        self.holds.clear()
+
+    def _holds_with_samples(self) -> list[tuple[dict | None, int, Any, list[gate.Held], str | None]]:
+        samples = {s["line"]: s for outcome in (UPDATED, UNCHANGED) for s in self.result.preview.get(outcome, [])}
+        return [(samples.get(line), line, item, held, number) for _, line, item, held, number in self.holds]
+
+    def _note(self, sample: dict | None, line: int, note: messages.Message) -> None:
+        self.result.notes.append((line, note))
+        if sample is not None:
+            sample["message"] = note
 
     def _check_loaded(self, item: Any, target: int) -> None:
         """The record as loaded now (it may have changed hands since the run started), once per file."""
@@ -428,6 +501,8 @@ class ImportRun:
             if name == "customer":
                 item.customer_id = value
                 continue
+            if name == "contract_number":
+                continue  # not stored: the won rule reads it (``_gate``)
             if name == "followed_at" and value is None and not is_new:
                 continue
             setattr(item, name, value)
@@ -458,6 +533,10 @@ class ImportRun:
             entry = checked[name]
             row[key] = None if entry is None else getattr(entry, "id", None)
         row.update(code=values.get("code"), owner_id=owner.id, archived_at=None)
+        try:
+            gate.check_won_row(row, values.get("contract_number"), self.gates)
+        except RuleViolation as exc:
+            raise RowRejected([(self._header(name), str(message)) for name, message in exc.errors.items()]) from None
         return row
 
     def _new_follow_up(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -569,6 +648,14 @@ def _no_cyclic_gc() -> Iterator[None]:
 _CUSTOMER_TEXT = ("name", "credit_code", "contact_name", "contact_phone", "email", "address", "note")
 _CHOICE_IDS = tuple((name, f"{name}_id") for name in rules.CHOICES)
 _NO_ERRORS: dict[str, str] = {}  # read only
+
+
+def _notes(notes: list[Any]) -> messages.Message:
+    """Lazy notes as one stored message (read later in the reader's language)."""
+    parts: list[messages.Message] = []
+    for note in notes:
+        parts += ["; " if parts else "", messages.stored(note)]
+    return messages.concat(parts)
 
 
 def _get(item: Any, name: str) -> Any:
