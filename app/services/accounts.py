@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -87,15 +87,28 @@ def _stamp_deactivation(user: CrmUser, value: Any, old: Any, initiator: Any) -> 
         user.deactivated_at = None
 
 
+def manager_above(user: CrmUser | None, barred: Collection[int] = ()) -> CrmUser | None:
+    """The nearest active manager up ``user``'s department tree — the department's own
+    manager first, then its parents' — skipping ``user`` and ``barred`` people and
+    departments without one; None at the top. The one walk for a successor, an approver
+    (requester's manager, 003 第四步) and a reminder's manager (contract expiry)."""
+    department, seen = (user.department if user is not None else None), set()
+    barred = {getattr(user, "id", None), *barred}
+    while department is not None and department.id not in seen:
+        seen.add(department.id)
+        manager = department.manager
+        if manager is not None and manager.id not in barred and manager.is_active and manager.purged_at is None:
+            return manager
+        department = department.parent
+    return None
+
+
 def successor(user: CrmUser) -> CrmUser | None:
     """Who inherits a departing user's records: the nearest active manager up the
     department tree, else an active administrator."""
-    department = user.department
-    while department is not None:
-        manager = department.manager
-        if manager is not None and manager.id != user.id and manager.is_active and manager.purged_at is None:
-            return manager
-        department = department.parent
+    manager = manager_above(user)
+    if manager is not None:
+        return manager
     admin_role = current_app.config["AUTH_ROLE_ADMIN"]
     return db.session.scalars(
         select(CrmUser).where(CrmUser.active.is_(True), CrmUser.id != user.id,

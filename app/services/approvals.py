@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from flask import current_app, g, has_request_context
+from flask import g, has_request_context
 from flask_appbuilder.security.sqla.models import Role
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, delete, exists, false, func, or_, select, true
@@ -36,6 +36,7 @@ from app.models.approvals import ApprovalAction, ApprovalApprover, ApprovalPolic
 from app.models.org import CrmUser
 from app.security import data_scope, step_up
 from app.security.request_bounds import db_int
+from app.security.rights import admin_ids, is_admin
 from app.services import audit, message_text, messages, notifications, numbering, records, validation
 from app.services.errors import RuleForbidden, RuleViolation, StaleRecord
 
@@ -112,34 +113,13 @@ def policy_for(kind: str, *, amount: Decimal | None = None, discount: Decimal | 
     return None
 
 
-def is_admin(user: Any) -> bool:
-    """Whether ``user`` has the Admin role (``AUTH_ROLE_ADMIN``)."""
-    admin = current_app.config.get("AUTH_ROLE_ADMIN", "Admin")
-    return any(role.name == admin for role in getattr(user, "roles", ()) or ())
-
-
-def _admins(exclude: int | Collection[int]) -> list[int]:
-    """Active users with the Admin role, by id, except ``exclude`` (one id or several)."""
-    barred = {exclude} if isinstance(exclude, int) else set(exclude)
-    admin = current_app.config.get("AUTH_ROLE_ADMIN", "Admin")
-    return [uid for uid in db.session.scalars(
-        select(CrmUser.id).join(CrmUser.roles).where(Role.name == admin, CrmUser.active.is_(True))
-        .order_by(CrmUser.id)) if uid not in barred]
-
-
 def _manager_of(requester: CrmUser, barred: Collection[int] = ()) -> list[int]:
-    """The requester's department manager, walking up the tree past the requester
-    themself, the ``barred`` people and departments without an (active) manager; []
-    when none."""
-    department, seen = requester.department, set()
-    barred = {requester.id, *barred}
-    while department is not None and department.id not in seen:
-        seen.add(department.id)
-        manager = department.manager
-        if manager is not None and manager.id not in barred and manager.active:
-            return [manager.id]
-        department = department.parent
-    return []
+    """The requester's department manager up the tree (``accounts.manager_above``: past the
+    requester, the ``barred`` people and departments without an active manager); []."""
+    from app.services.accounts import manager_above
+
+    manager = manager_above(requester, barred)
+    return [manager.id] if manager is not None else []
 
 
 #: A request's outcome when every possible approver is the requester or already decided an earlier step.
@@ -165,7 +145,7 @@ def approvers_for(step: dict[str, Any], requester: CrmUser, exclude: Collection[
     elif step.get("approver") == "role" and step.get("role_id"):
         found = list(db.session.scalars(select(CrmUser.id).join(CrmUser.roles).where(
             Role.id == step["role_id"], CrmUser.active.is_(True)).order_by(CrmUser.id)))
-    found = [uid for uid in found if uid not in barred] or _manager_of(requester, barred) or _admins(barred)
+    found = [uid for uid in found if uid not in barred] or _manager_of(requester, barred) or admin_ids(barred)
     if not found:
         raise RuleViolation({"approval": str(_l("Nobody can approve this change: ask an administrator."))})
     return found

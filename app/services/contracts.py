@@ -32,12 +32,14 @@ from app.extensions import db
 from app.models.customers import Customer
 from app.models.dictionaries import CustomerType
 from app.models.orders import SIGNED_STATUSES, Contract, SalesOrder
-from app.models.org import CrmUser, Department
+from app.models.org import CrmUser
 from app.record_types import OWNER, RecordType, declare
 from app.security import data_scope
 from app.security.request_bounds import db_int
+from app.security.rights import is_admin
 from app.services import attachments, notifications, records, validation
 from app.services import settings as crm_settings
+from app.services.accounts import manager_above
 from app.services.errors import RuleForbidden, RuleViolation
 from app.services.follow_ups import customer_problem
 from app.services.importing.columns import CUSTOMER, DATE, USER, ImportField
@@ -397,14 +399,13 @@ def delete_attachment(pk: Any, attachment_pk: Any, user: Any) -> None:
     """Remove one attachment of contract ``pk``: by whoever uploaded it, the contract's
     owner or an admin (``RuleForbidden`` otherwise); audited. The stored file stays (files
     are shared by content and kept for the audit trail)."""
-    from app.services import tickets  # not at import: it declares its record type
 
     item = records.load(Contract, pk, user)
     number = db_int(attachment_pk)
     found = next((a for a in attachments.for_record(item) if a.id == number), None)
     if found is None:
         raise records.not_found()
-    if user.id not in (found.uploaded_by_id, item.owner_id) and not tickets.is_admin(user):
+    if user.id not in (found.uploaded_by_id, item.owner_id) and not is_admin(user):
         raise RuleForbidden({"file": str(_l("Only the uploader, the contract's owner or an admin may remove it."))})
     db.session.delete(found)
     records.flush()
@@ -424,16 +425,10 @@ def expire_due(today: date | None = None) -> int:
 
 
 def department_manager(owner: CrmUser | None) -> int | None:
-    """The manager of ``owner``'s department, walking up while a department has none or
-    is managed by the owner; None at the top."""
-    department = db.session.get(Department, owner.department_id) if owner and owner.department_id else None
-    seen: set[int] = set()
-    while department is not None and department.id not in seen:
-        seen.add(department.id)
-        if department.manager_id and department.manager_id != owner.id:
-            return department.manager_id
-        department = department.parent
-    return None
+    """The manager of ``owner``'s department (``accounts.manager_above``: walking up while a
+    department has none, or only the owner or someone who left); None at the top."""
+    manager = manager_above(owner)
+    return manager.id if manager is not None else None
 
 
 def _recipients(item: Contract) -> list[int]:

@@ -32,6 +32,7 @@ from app.extensions import db
 from app.models.customers import Customer
 from app.models.dictionaries import CustomerType
 from app.models.orders import SIGNED_STATUSES, Contract
+from app.security.rights import admin_ids, is_admin
 from app.services import approvals, records, validation
 from app.services import settings as crm_settings
 from app.services.errors import NotFound, RuleViolation
@@ -167,7 +168,7 @@ def _field_now(item: Customer, name: str) -> tuple[str, Any, Any]:
 
 def _exempt(kind: str, item: Customer, user: Any) -> bool:
     """001 使用规范二: key contact data changed by the owner or an admin needs nobody else."""
-    return kind == CONTACT_KIND and (records.previous(item, "owner_id") == user.id or approvals.is_admin(user))
+    return kind == CONTACT_KIND and (records.previous(item, "owner_id") == user.id or is_admin(user))
 
 
 def is_gated(kind: str, item: Customer, user: Any) -> bool:
@@ -313,7 +314,7 @@ def _notify_data_change(request: Any, item: Customer, approver: Any) -> None:
     """An approved 数据变更申请 is carried out by the administrators (000 §三(一)): tell them."""
     from app.services import notifications
 
-    notifications.notify(DATA_CHANGE_EVENT, approvals._admins(0), record=request,
+    notifications.notify(DATA_CHANGE_EVENT, admin_ids(), record=request,
                          params={"code": request.code, "record": request.record_label or "",
                                  "approver": approver.username})
 

@@ -40,6 +40,7 @@ from app.models.service import Priority, ServiceFeedback, Ticket, TicketLog, Tic
 from app.record_types import RecordType, declare
 from app.security import data_scope
 from app.security.request_bounds import db_int
+from app.security.rights import is_admin
 from app.services import audit, mentions, notifications, records, sla, validation
 from app.services.errors import RuleForbidden, RuleViolation
 from app.services.importing.columns import CUSTOMER, DICT, USER, ImportField
@@ -129,15 +130,6 @@ def scope_rule(owners: set[int] | None, user: Any) -> Any:
         if teams:
             parts.append(Ticket.team_id.in_(teams))
     return or_(*parts)
-
-
-def is_admin(user: Any) -> bool:
-    """Whether the user has the Admin role (``AUTH_ROLE_ADMIN``): every ticket, problem
-    reports included."""
-    from flask import current_app
-
-    admin = current_app.config.get("AUTH_ROLE_ADMIN", "Admin")
-    return any(role.name == admin for role in getattr(user, "roles", ()) or ())
 
 
 def may_see_customer(person: Any, customer_id: int | None) -> bool:
