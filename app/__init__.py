@@ -40,6 +40,7 @@ def create_app(config: type | dict | None = None) -> Flask:
         notifications,
         numbering,
         reminders,
+        reports,
         search,
     )
 
@@ -61,5 +62,8 @@ def create_app(config: type | dict | None = None) -> Flask:
         register_views(appbuilder)
         appbuilder.post_init()
     session_guard.init_app(app)
+    from app.security import presence
+
+    presence.install(app)  # CrmUser.last_seen_at: users online (issue 17)
     app.cli.add_command(crm_cli)
     return app

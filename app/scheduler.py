@@ -112,6 +112,19 @@ def verify_audit_chain() -> bool:
     return report.ok
 
 
+def refresh_statistics() -> bool:
+    """Nightly on SQLite: ``PRAGMA optimize`` (SQLite's recommendation for long-lived
+    databases) refreshes the statistics the planner needs to pick the dashboards' and lists'
+    indexes after imports (without them a manager's funnel reads 10x more rows). PostgreSQL's
+    autovacuum analyses on its own: nothing to do there. Returns whether it ran."""
+    if db.engine.dialect.name != "sqlite":
+        return False
+    with db.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA analysis_limit=1000")
+        connection.exec_driver_sql("PRAGMA optimize")
+    return True
+
+
 def run_transfer_schedules() -> list[str]:
     """Every minute: the admins' scheduled folder imports and list exports that are due."""
     from app.services.schedules import run_due
@@ -126,6 +139,8 @@ JOBS = [
                   purge_departed_users, {"hour": 1, "minute": 20}),
     JobDefinition("verify_audit_chain", "Verify the audit log hash chain", verify_audit_chain,
                   {"hour": 2, "minute": 0}),
+    JobDefinition("refresh_statistics", "Refresh the database's query statistics", refresh_statistics,
+                  {"hour": 3, "minute": 30}),
     JobDefinition("run_transfer_schedules", "Scheduled imports and exports (see below)", run_transfer_schedules,
                   {"minute": "*"}),
 ]

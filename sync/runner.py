@@ -36,6 +36,9 @@ from sync.conflicts import SETTLED
 from sync.fields import mask_phones_in
 from sync.plan import PENDING, GuardStop, Plan, agreed_rows, build_plan, copy_message, describe, fingerprint
 
+#: What the screens and the dashboards show for a run's stored status.
+STATUS_LABELS = {"running": _l("Running"), "done": _l("Done"), "stopped": _l("Stopped"), "failed": _l("Failed")}
+
 STALE_CLAIM = timedelta(minutes=15)
 #: What a run's counts (``sync.plan``: ``Plan.counts``) say, in its result and on the screens.
 COUNT_LABELS = {

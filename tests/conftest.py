@@ -65,12 +65,17 @@ from app.models import (  # noqa: E402
     OpportunityLine,
     OpportunityStageChange,
     OrderLine,
+    OutboxAttachment,
     OutboxMessage,
     Payment,
     Product,
     RecoveryCode,
     RoleDataScope,
     SalesOrder,
+    SalesTarget,
+    SavedReport,
+    SavedReportRecipient,
+    SavedReportRole,
     ServiceFeedback,
     Stage,
     StepUpGrant,
@@ -162,10 +167,12 @@ def _clean_data(app: Any) -> Any:
     yield
     with app.app_context():
         db.session.rollback()
-        for model in (ApprovalAction, ApprovalApprover, ApprovalRequest, ApprovalStep, ApprovalPolicy,
+        for model in (SavedReportRecipient, SavedReportRole, SavedReport, SalesTarget,
+                      ApprovalAction, ApprovalApprover, ApprovalRequest, ApprovalStep, ApprovalPolicy,
                       Payment, DeliveryLine, Delivery, ContractOrder, Contract, OrderLine, SalesOrder, Campaign,
                       TicketLog, Ticket, ServiceFeedback, Demand, Attachment, TransferRule,
-                      OutboxMessage, Notification, NotificationPreference, DigestSent, CrmSetting, Activity,
+                      OutboxAttachment, OutboxMessage, Notification, NotificationPreference, DigestSent,
+                      CrmSetting, Activity,
                       SyncConflict, SyncRow, SyncRun, SyncTarget,
                       TransferJob, TransferSchedule, ImportMapping, DuplicateMember, DuplicateCluster,
                       DuplicateKey, DuplicateDirty, DuplicateScan, DuplicateState, CustomerAlias, DismissedPair,
@@ -185,7 +192,8 @@ def _clean_data(app: Any) -> Any:
         db.session.execute(update(RoleDataScope).values(totp_required=False))
         _remove_extra_users()
         db.session.execute(CrmUser.__table__.update().values(
-            active=True, expires_on=None, deactivated_at=None, last_login=None, last_name="Test", language=None))
+            active=True, expires_on=None, deactivated_at=None, last_login=None, last_name="Test", language=None,
+            last_seen_at=None))
         for username in USERS:  # own-profile tests rename themselves; notification tests change contacts
             db.session.execute(CrmUser.__table__.update().where(CrmUser.username == username)
                                .values(first_name=username.title(), email=f"{username}@example.com", phone=None))

@@ -12,6 +12,7 @@ def register_views(appbuilder: AppBuilder) -> None:
 
     fields.install()
     current_app.jinja_env.globals.update(
+        html_lang=display.html_lang,
         display=display.display, audit_rows=display.audit_rows,
         audit_source=display.labelled(display.SOURCE_LABELS), audit_action=display.labelled(display.ACTION_LABELS))
     errors.install(appbuilder)
@@ -49,7 +50,18 @@ def register_views(appbuilder: AppBuilder) -> None:
     import views.leads  # noqa: F401  (OWN_VIEWS/OWN_APIS for leads)
 
     # OWN_VIEWS/OWN_APIS for tickets, demands, feedback (issue 16), orders, contracts, campaigns (issue 15)
-    from views import approvals, campaigns, contracts, orders, service_desk, service_records, sla
+    from views import (
+        approvals,
+        campaigns,
+        contracts,
+        dashboards,
+        orders,
+        reports,
+        service_desk,
+        service_records,
+        sla,
+        targets,
+    )
     from views.declared import register_declared
     from views.leads import register as register_leads
     from views.opportunities import StageView  # fills OWN_VIEWS / OWN_APIS for opportunities
@@ -75,6 +87,9 @@ def register_views(appbuilder: AppBuilder) -> None:
     contracts.register(appbuilder)  # Sales > contracts' actions, attachments
     campaigns.register(appbuilder)  # Marketing > campaign evaluation
     approvals.register(appbuilder)  # Approvals > Waiting for me, My requests, Policies
+    dashboards.register(appbuilder)  # Reports > Sales / Service / Admin dashboards, drill-down (issue 17)
+    reports.register(appbuilder)  # Reports > Report builder, Saved reports
+    targets.register(appbuilder)  # Reports > Sales targets (admins)
 
     for view, label in DICTIONARY_VIEWS:
         appbuilder.add_view(view, view.__name__, label=label, icon="fa-list", category="Dictionaries",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 from markupsafe import Markup, escape
@@ -121,6 +122,8 @@ ACTION_LABELS = {
     "approve": _l("Approved"),
     "approval_reassigned": _l("Approval passed to another approver"),
     "order_closed_short": _l("Order closed before it was delivered and paid in full"),
+    "report_saved": _l("Report saved"), "report_deleted": _l("Report deleted"),
+    "sales_target_set": _l("Sales target set"),
     "create": _l("Created"), "update": _l("Changed"), "delete": _l("Deleted"), "archive": _l("Archived"),
     "restore": _l("Restored"), "deactivate": _l("Deactivated"), "permission_change": _l("Permissions changed"),
     "login": _l("Logged in"), "logout": _l("Logged out"), "login_failed": _l("Wrong password"),
@@ -249,3 +252,10 @@ def audit_detail(value: Any) -> Markup:
     lines = [Markup("{}: {}").format(DETAIL_LABELS.get(key, key), _detail_value(key, item))
              for key, item in data.items() if item not in (None, "", [])]
     return Markup("<br>").join(lines)
+
+
+def html_lang() -> str:
+    """The page's language for ``<html lang>`` ("zh" or "en"): screen readers, the browser's
+    CJK font choice and the charts' locale read it."""
+    locale = get_locale()
+    return "zh" if locale is not None and locale.language == "zh" else "en"

@@ -15,7 +15,8 @@ from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security import alerts
 from app.security.data_scope import scope_clause, user_scope
-from app.services import activities, follow_ups
+from app.services import activities, follow_ups, metrics
+from views import dashboards
 
 #: The follow-up list's argument that keeps only next steps still to do (``follow_ups.next_step_open``).
 OPEN_ARG = "next_step_open"
@@ -49,6 +50,23 @@ def due_list_args(appbuilder: Any, today: date | None = None) -> dict[str, str]:
     return {}
 
 
+def rep_dashboard(appbuilder: Any, user: Any) -> dict[str, Any]:
+    """The rep dashboard on the home page (issue 17), for users with ``can_sales`` on
+    "Dashboards": ``{"figures": [metrics.Figure ...], "dashboard_period": "YYYY-MM"}`` (my
+    activities today, pipeline by stage, weighted forecast this month, new customers and
+    follow-ups this month vs last; this month in the CRM's zone, the user's scope), plus
+    ``"manager_dashboard": True`` for users who may open the Sales dashboard. Empty without."""
+    found: dict[str, Any] = {}
+    if appbuilder.sm.has_access("can_manager", dashboards.VIEW_NAME):
+        found["manager_dashboard"] = True
+    if not appbuilder.sm.has_access("can_sales", dashboards.VIEW_NAME):
+        return found
+    filters = metrics.parse_filters({}, user)
+    found["figures"] = dashboards.page_figures("sales", user, filters)
+    found["dashboard_period"] = dashboards.filter_args(filters)["period"]
+    return found
+
+
 class CrmIndexView(IndexView):
     index_template = "crm/index.html"
 
@@ -77,4 +95,6 @@ class CrmIndexView(IndexView):
                 stats["overdue_total"] = activities.overdue_count(user)
             if self.appbuilder.sm.has_access("can_read", "SecurityAlert"):
                 stats["alerts"] = alerts.recent_count()
-        return self.render_template(self.index_template, appbuilder=self.appbuilder, stats=stats)
+            stats.update(rep_dashboard(self.appbuilder, user))
+        return self.render_template(self.index_template, appbuilder=self.appbuilder, stats=stats,
+                                    json_id=dashboards.json_id)

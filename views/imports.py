@@ -29,9 +29,7 @@ SAMPLE_ROWS = 3
 #: What the screens show for a job's stored codes (never the code itself).
 MODE_LABELS = {"create": _l("Create new records only"), "update": _l("Update existing records only"),
                "upsert": _l("Update existing, create the rest")}
-STATUS_LABELS = {"uploaded": _l("Uploaded"), "previewed": _l("Dry run"), "queued": _l("Queued"),
-                 "running": _l("Running"), "done": _l("Done"), "failed": _l("Failed"),
-                 "cancelled": _l("Cancelled")}
+STATUS_LABELS = jobs.STATUS_LABELS
 #: Headings of the sample rows per outcome: (dry run, import).
 OUTCOME_LABELS = {"create": (_l("To create"), _l("Created")), "update": (_l("To update"), _l("Updated")),
                   "unchanged": (_l("Unchanged"), _l("Unchanged")), "error": (_l("Rejected"), _l("Rejected")),

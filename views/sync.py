@@ -35,7 +35,7 @@ CHOICES = {
 
 
 #: Outcomes of a run (``runner``: running, done, stopped, failed) and what started it.
-STATUS_LABELS = {"running": _l("Running"), "done": _l("Done"), "stopped": _l("Stopped"), "failed": _l("Failed")}
+STATUS_LABELS = runner.STATUS_LABELS
 TRIGGER_LABELS = {"manual": _l("Sync now"), "preview": _l("Preview"), "schedule": _l("Schedule")}
 #: Keys of a run's counts (``sync.plan``, labelled by the runner) and API calls (``sync.backends``).
 COUNT_LABELS = runner.COUNT_LABELS

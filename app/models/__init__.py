@@ -22,9 +22,16 @@ from app.models.dictionaries import (
 )
 from app.models.duplicates import DismissedPair
 from app.models.marketing import Campaign
-from app.models.notifications import DigestSent, Notification, NotificationPreference, OutboxMessage
+from app.models.notifications import (
+    DigestSent,
+    Notification,
+    NotificationPreference,
+    OutboxAttachment,
+    OutboxMessage,
+)
 from app.models.orders import Contract, ContractOrder, Delivery, DeliveryLine, OrderLine, Payment, SalesOrder
 from app.models.org import CrmUser, Department, RoleDataScope
+from app.models.reports import SalesTarget, SavedReport, SavedReportRecipient, SavedReportRole
 from app.models.sales import (
     AssignmentRule,
     AssignmentRuleUser,
@@ -74,6 +81,10 @@ __all__ = [
     "Payment",
     "PaymentMethod",
     "SalesOrder",
+    "SalesTarget",
+    "SavedReport",
+    "SavedReportRecipient",
+    "SavedReportRole",
     "Attachment",
     "CalendarDay",
     "Demand",
@@ -94,6 +105,7 @@ __all__ = [
     "DigestSent",
     "Notification",
     "NotificationPreference",
+    "OutboxAttachment",
     "OutboxMessage",
     "AssignmentRule",
     "AssignmentRuleUser",

@@ -18,6 +18,7 @@ class Customer(StampMixin, VersionMixin, Model):
         Index("ix_customer_owner_archived", "owner_id", "archived_at"),
         Index("ix_customer_credit_code", "credit_code"),
         Index("ix_customer_contact_phone", "contact_phone"),
+        Index("ix_customer_created_owner", "created_on", "owner_id", "archived_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -87,6 +88,7 @@ class CustomerStatusChange(Model):
     """Every change of a customer's type: from, to, when, who, why."""
 
     __tablename__ = "customer_status_change"
+    __table_args__ = (Index("ix_customer_status_change_to", "to_type_id", "changed_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[int] = mapped_column(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import UtcDateTime, now
@@ -70,6 +70,20 @@ class OutboxMessage(Model):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     user = relationship("CrmUser", foreign_keys=[user_id])
+    attachments = relationship("OutboxAttachment", cascade="all, delete-orphan", order_by="OutboxAttachment.id")
+
+
+class OutboxAttachment(Model):
+    """A file sent with an outbox e-mail (a scheduled report's xlsx, issue 17)."""
+
+    __tablename__ = "outbox_attachment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox_message.id", ondelete="CASCADE"),
+                                            nullable=False, index=True)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(100), nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
 class NotificationPreference(Model):

@@ -72,6 +72,9 @@ class CrmUser(User):
     #: The language of e-mails and notifications to this user ("en", "zh"; None: the CRM's
     #: default); set from the language the user last chose on screen (issue 14).
     language: Mapped[str | None] = mapped_column(String(8))
+    #: When the user last made a request (UTC, written at most once a minute by
+    #: ``app.security.presence``): "users online" on the admin dashboard (issue 17).
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     department = relationship("Department", foreign_keys=[department_id], backref="members")
 

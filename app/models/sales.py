@@ -214,6 +214,8 @@ class Opportunity(StampMixin, VersionMixin, Model):
               "amount"),
         Index("ix_opportunity_stage_close", "stage_id", "expected_close"),
         Index("ix_opportunity_customer", "customer_id"),
+        Index("ix_opportunity_stage_owner", "stage_id", "owner_id", "probability_override", "amount"),
+        Index("ix_opportunity_created", "created_on", "owner_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -344,8 +344,11 @@ def build_demo_customers(
     taken: set[str] = set()
     for _ in range(count):
         customer, chinese = _customer(rng, rng.choice(owners), dictionaries, taken)
+        follow_ups = _follow_ups(rng, customer, dictionaries.get("method"), chinese)
+        # entered two days before its first follow-up: the dashboards' monthly trend has a history
+        customer.created_on = clock.as_utc(min(item.followed_at for item in follow_ups)) - timedelta(days=2)
         session.add(customer)
-        session.add_all(_follow_ups(rng, customer, dictionaries.get("method"), chinese))
+        session.add_all(follow_ups)
     session.flush()
     return count
 

@@ -1,14 +1,18 @@
 """Demo organisation for `python3 run.py --demo`: three departments, six users, ~300 customers
 with their follow-ups, the sales pipeline (products, contacts, ~200 leads, ~300 opportunities)
-and the service desk (tickets, demands, feedback, a transfer rule).
+and the service desk (tickets, demands, feedback, a transfer rule), six months of orders,
+this year's sales targets and a shared, scheduled report.
 
 Only ever run on request: without it, no account with a known password exists.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from decimal import ROUND_HALF_UP, Decimal
 
+from sqlalchemy import func, select
+
+from app import clock
 from app.extensions import appbuilder, db
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
 from app.models.org import CrmUser, Department
@@ -77,6 +81,7 @@ def load_demo(customer_count: int = 300) -> list[tuple[str, str]]:
     _demo_pipeline(owners, dictionaries)
     _demo_sales(owners)
     _demo_service_desk(owners, departments["Service"])
+    _demo_reports(owners)
     _demo_sync_target(owners[0])
     db.session.commit()
     return created
@@ -114,6 +119,30 @@ def _demo_sales(owners: list[CrmUser]) -> None:
             REGISTRY[name].demo(db.session, owners)
 
 
+def _demo_reports(owners: list[CrmUser]) -> None:
+    """Issue 17: this year's monthly sales targets for the demo sellers (a little above what
+    the demo orders sell, so some months are met and some not), and the manager's
+    level × industry report (001 §四), shared with the reps and e-mailed to the manager on
+    Mondays. Through the use cases, as an admin and the manager would."""
+    from app.models.orders import SalesOrder
+    from app.services import reports, targets
+
+    admin = appbuilder.sm.find_user(username="admin")
+    year = clock.local_today().year
+    sold = dict(db.session.execute(select(SalesOrder.owner_id, func.sum(SalesOrder.total))
+                                   .group_by(SalesOrder.owner_id)).all())
+    values = {}
+    for owner in owners:
+        monthly = (Decimal(sold.get(owner.id) or 0) * 11 / 60_000).quantize(Decimal(1), rounding=ROUND_HALF_UP) * 1000
+        values.update({(owner.id, month): max(monthly, Decimal(10000)) for month in range(1, 13)})
+    targets.set_year(admin, year, values)
+    manager = owners[0]
+    rep_role = appbuilder.sm.find_role("Sales Rep")
+    reports.save(manager, "客户等级 × 行业", reports.parse_spec(
+        {"source": "customers", "dimensions": ["level", "industry"], "measure": "count", "chart": "bar"}),
+        roles=[rep_role.id], schedule="weekly", weekday=0, recipients=[manager.id])
+
+
 def _demo_service_desk(owners: list[CrmUser], team: Department) -> None:
     """The service desk (issue 16): the service agent leads the customer service team,
     complaints go to that team in turn (转派规则, 000), and tickets, demands and feedback
@@ -142,6 +171,7 @@ def _demo_sync_target(manager: CrmUser) -> None:
     from app.services.files import roots
 
     path = roots()[0] / "team-customers.xlsx"
+    path.parent.mkdir(parents=True, exist_ok=True)  # a configured files folder may not exist yet
     book = Workbook()
     sheet = book.active
     sheet.title = "客户"

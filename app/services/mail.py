@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utc_now
 from app.extensions import db
-from app.models.notifications import OutboxMessage
+from app.models.notifications import OutboxAttachment, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ QUEUED, SENT, FAILED = "queued", "sent", "failed"
 HELD, DIGESTED = "held", "digested"
 STATUSES = (QUEUED, SENT, FAILED, HELD, DIGESTED)
 EMAIL, SMS = "email", "sms"
+#: Largest total size of one e-mail's attachments (10 MB: what common mail servers accept).
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 #: Minutes before the next attempt after the 1st, 2nd … failure (the last one repeats).
 BACKOFF_MINUTES = (1, 5, 15, 60, 180, 360, 720)
 #: How long a claim lasts: longer than a send can take (MAIL_TIMEOUT is per SMTP step).
@@ -55,8 +58,12 @@ _SERVER_DOWN = (OSError, smtplib.SMTPConnectError, smtplib.SMTPServerDisconnecte
 
 def queue(to_address: str, subject: str, text_body: str, html_body: str | None = None, *,
           user_id: int | None = None, notification_id: int | None = None,
-          language: str | None = None, channel: str = "email") -> OutboxMessage:
+          language: str | None = None, channel: str = "email",
+          attachments: Iterable[tuple[str, bytes, str]] = ()) -> OutboxMessage:
     """Queue one message to ``to_address`` (an e-mail address; a phone for ``channel="sms"``).
+
+    ``attachments``: ``(filename, data, content_type)`` files sent with an e-mail, at most
+    ``MAX_ATTACHMENT_BYTES`` in all (``ValueError`` beyond: a mail server refuses more).
 
     The row commits with the caller's transaction; ``send_due`` is submitted after that
     commit (and runs every minute anyway). The subject becomes one line (a header cannot
@@ -65,6 +72,10 @@ def queue(to_address: str, subject: str, text_body: str, html_body: str | None =
     message = OutboxMessage(channel=channel, to_address=to_address, subject=" ".join((subject or "").split())[:255],
                             text_body=text_body, html_body=html_body, user_id=user_id,
                             notification_id=notification_id, language=language, status=QUEUED)
+    files = [OutboxAttachment(filename=name[:255], data=data, content_type=kind) for name, data, kind in attachments]
+    if sum(len(f.data) for f in files) > MAX_ATTACHMENT_BYTES:
+        raise ValueError(f"attachments exceed {MAX_ATTACHMENT_BYTES} bytes")
+    message.attachments = files
     db.session.add(message)
     db.session.flush()
     kick_after_commit()
@@ -178,6 +189,8 @@ class _Sender:
                                        [message.to_address], connection=self.connection)
         if message.html_body:
             email.attach_alternative(message.html_body, "text/html")
+        for file in message.attachments:
+            email.attach(file.filename, file.data, file.content_type)
         if email.send() != 1:
             raise smtplib.SMTPException("the server accepted no recipient")
 

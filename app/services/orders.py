@@ -23,7 +23,7 @@ or cancelled (with a reason; never once delivered).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -737,8 +737,39 @@ def build_demo(session: Session, owners: list[Any]) -> int:
             order.closed_at = clock.utc_now()
         session.add(order)
         made += 1
+    made += _demo_history(session, products)
     session.flush()
     return made
+
+
+#: Demo orders of the months before this one (the dashboards' monthly sales against target).
+DEMO_HISTORY_MONTHS, DEMO_HISTORY_PER_MONTH = 6, 8
+
+
+def _demo_history(session: Session, products: list[Any]) -> int:
+    """Closed orders spread over the last ``DEMO_HISTORY_MONTHS`` months (the 5th to the 25th
+    of each), on demo customers in turn, so the monthly sales by rep, region and product have
+    a history. Deterministic: the same demo every time."""
+    customers = session.scalars(select(Customer).where(Customer.archived_at.is_(None)).order_by(Customer.id)
+                                .offset(3).limit(DEMO_HISTORY_MONTHS * DEMO_HISTORY_PER_MONTH)).all()
+    first = clock.local_today().replace(day=1)
+    for index, customer in enumerate(customers):
+        back = 1 + index // DEMO_HISTORY_PER_MONTH
+        month = date(first.year - (first.month - back <= 0), (first.month - back - 1) % 12 + 1, 1)
+        day = month.replace(day=5 + (index * 7) % 21)
+        order = SalesOrder(customer=customer, owner_id=customer.owner_id, title=f"{customer.name} 订单",
+                           status=CLOSED, currency="CNY", order_date=day, delivery_date=day, payment_due=day)
+        for position, product in enumerate(products[: 1 + index % len(products)], start=1):
+            quantity = Decimal(1 + (index * 3) % 5)
+            order.lines.append(OrderLine(position=position, product=product, quantity=quantity,
+                                         delivered_quantity=Decimal(0), unit_price=product.list_price,
+                                         discount=Decimal(0), amount=line_amount(quantity, product.list_price,
+                                                                                 Decimal(0))))
+        _retotal(order)
+        order.approved_at = order.closed_at = clock.from_local(datetime.combine(day, time(10, 0)))
+        _demo_tracking(order, full=True, today=day)
+        session.add(order)
+    return len(customers)
 
 
 def _demo_tracking(order: SalesOrder, *, full: bool, today: date) -> None:

@@ -67,6 +67,11 @@ _IMPORT = (r"can_(read|write)", r"Import|Export")
 #: Campaign permissions come from their declarations).
 _MENUS_COMMERCE = (r"menu_access", r"(Sales|Marketing|Expiring contracts|Overdue deliveries|Overdue payments)")
 
+#: Issue 17: the Reports menu. Every role runs, saves and exports reports in its own scope;
+#: exporting a report with contact data stays with managers (003 第三步 4); targets with Admin.
+_REPORTS = (r"can_(read|write|export)", r"Reports")
+_MENUS_REPORTS = (r"menu_access", r"(Reports|Report builder|Saved reports)")
+
 #: role -> (data scope, [(permission regex, view regex)])
 ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "Sales Rep": (SCOPE_OWN, [
@@ -78,6 +83,7 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
         _IMPORT, _MENUS_SALES, (r"menu_access", r"Archived customers"), *_SELF_SERVICE,
         _MENUS_ACTIVITIES, (r"can_send", r"Greeting"), _MENUS_SERVICE, _MENUS_COMMERCE,
+        (r"can_sales", r"Dashboards"), _REPORTS, _MENUS_REPORTS,
     ]),
     "Sales Manager": (SCOPE_DEPARTMENT, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
@@ -88,6 +94,8 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         _IMPORT, (r"can_(read|merge)", r"Duplicates"),
         (r"menu_access", r"(Customers|Follow-ups|Archived customers|CRM|Import|Duplicates)"), *_SELF_SERVICE,
         _MENUS_ACTIVITIES, (r"can_send", r"Greeting"), _MENUS_SERVICE, _MENUS_COMMERCE,
+        (r"can_(sales|manager)", r"Dashboards"), (r"can_(read|write|export|export_contacts)", r"Reports"),
+        _MENUS_REPORTS, (r"menu_access", r"Sales dashboard"),
     ]),
     "Customer Service": (SCOPE_ALL, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
@@ -95,11 +103,14 @@ ROLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         (r"can_(read|write)", r"FollowUp"),
         (r"can_read", r"(Dictionary|CustomerStatusChange)"),
         _IMPORT, _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES, _MENUS_SERVICE, _MENUS_COMMERCE,
+        (r"can_(sales|service)", r"Dashboards"), _REPORTS, _MENUS_REPORTS, (r"menu_access", r"Service dashboard"),
     ]),
     "Read Only": (SCOPE_ALL, [
         (r"can_read", r"Pipeline"), (r"menu_access", r"(Pipeline|Forecast)"),
         (r"can_read", r"(Customer|FollowUp|Dictionary|CustomerStatusChange)"),
         _MENUS_SALES, *_SELF_SERVICE, _MENUS_ACTIVITIES, _MENUS_SERVICE, _MENUS_COMMERCE,
+        (r"can_(sales|manager|service)", r"Dashboards"), (r"can_read", r"Reports"), _MENUS_REPORTS,
+        (r"menu_access", r"(Sales dashboard|Service dashboard)"),
     ]),
 }
 

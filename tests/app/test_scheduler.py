@@ -243,3 +243,10 @@ def test_a_stopping_scheduler_leaves_due_runs_to_the_next_one(app: Any, submitte
         rows = {row["id"]: row for row in scheduler.list_jobs()}
     assert abs((rows["run_transfer_schedules"]["next_run_time"] - due).total_seconds()) < 1, rows
     assert submitted == []
+
+
+def test_refresh_statistics_runs_sqlite_optimize_nightly(app: Any) -> None:
+    with app.app_context():
+        ran = scheduler.refresh_statistics()
+        assert ran is (db.engine.dialect.name == "sqlite")
+        assert scheduler.definition("refresh_statistics").cron == {"hour": 3, "minute": 30}

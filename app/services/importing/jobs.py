@@ -54,6 +54,11 @@ from app.services.background import folder
 from app.services.importing import columns, engine, reading, values
 from app.services.importing.report import write_error_report
 
+#: What the screens and the dashboards show for a job's stored status (never the code).
+STATUS_LABELS = {"uploaded": _l("Uploaded"), "previewed": _l("Dry run"), "queued": _l("Queued"),
+                 "running": _l("Running"), "done": _l("Done"), "failed": _l("Failed"),
+                 "cancelled": _l("Cancelled")}
+
 log = logging.getLogger(__name__)
 #: ``TransferJob.options`` keys: the failure as a message, the error report per language.
 ERROR_KEY, REPORTS_KEY = "error", "reports"

@@ -225,3 +225,18 @@ def test_send_due_is_a_scheduled_job(ctx: Any) -> None:
 
     job = scheduler.definition("send_outbox")
     assert (job.func, job.cron) == (mail.send_due, {"minute": "*"})
+
+
+def test_an_attachment_arrives_with_the_email_and_too_large_ones_are_refused(ctx: Any, smtp: SmtpServer) -> None:
+    data = b"PK\x03\x04 weekly report bytes"
+    mail.queue("manager@example.com", "周报 Weekly report", "See the attached workbook.",
+               attachments=[("客户报表.xlsx", data, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")])
+    db.session.commit()
+    assert mail.send_due() == 1
+    (message,) = smtp.handler.messages
+    files = [p for p in message.walk() if p.get_filename()]
+    assert [(str(email.header.make_header(email.header.decode_header(f.get_filename()))), f.get_payload(decode=True))
+            for f in files] == [("客户报表.xlsx", data)]
+    with pytest.raises(ValueError):
+        mail.queue("manager@example.com", "Too big", "x",
+                   attachments=[("big.bin", b"0" * (mail.MAX_ATTACHMENT_BYTES + 1), "application/octet-stream")])
