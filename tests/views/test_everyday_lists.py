@@ -9,15 +9,14 @@ import csv
 import html
 import io
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from app.clock import local_today
 from app.extensions import db
 from app.models import Customer
 
 #: Today in the CRM's zone (CRM_TIMEZONE): "due" counts days there, not on the server's clock.
-TODAY = datetime.now(ZoneInfo("Asia/Shanghai")).date()
 
 
 def _href(page: str, marker: str) -> str:
@@ -41,10 +40,11 @@ def _csv(response: Any) -> list[list[str]]:
 def _due_fixture(make_customer: Any, make_follow_up: Any) -> None:
     mine = make_customer("rep_a", name="Mine")
     other = make_customer("rep_c", name="Not mine")
-    for label, day in (("overdue", TODAY - timedelta(days=3)), ("due-today", TODAY),
-                       ("tomorrow", TODAY + timedelta(days=1)), ("no-date", None)):
+    today = local_today()  # the CRM's day when the test runs (a module constant goes stale at midnight)
+    for label, day in (("overdue", today - timedelta(days=3)), ("due-today", today),
+                       ("tomorrow", today + timedelta(days=1)), ("no-date", None)):
         make_follow_up(mine, "rep_a", content=label, next_step_date=day)
-    make_follow_up(other, "rep_c", content="other-rep-due", next_step_date=TODAY)
+    make_follow_up(other, "rep_c", content="other-rep-due", next_step_date=today)
 
 
 def test_home_due_link_opens_exactly_the_counted_follow_ups(client: Any, auth: Any, make_customer: Any,
