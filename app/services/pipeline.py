@@ -128,7 +128,10 @@ def add_months(day: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def _whole_id(raw: Any, field_name: str, message: Any) -> int | None:
+def filter_id(raw: Any, field_name: str, message: Any) -> int | None:
+    """A filter's record id from request args: None when empty; ``RuleViolation({field_name:
+    message}, status=400)`` when it is not an id a database column can hold. The pipeline's
+    and the dashboards' filter bars read owner and department this way."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     number = db_int(raw.strip() if isinstance(raw, str) else raw)
@@ -167,8 +170,8 @@ def parse_filters(args: Any, user: Any) -> BoardFilters:
     ``department_choices``: anything else is refused (``RuleViolation``, status 400) rather
     than ignored, so a filtered board never silently shows everything.
     """
-    owner_id = _whole_id(args.get("owner"), "owner", _l("Choose an owner from the list."))
-    department_id = _whole_id(args.get("department"), "department", _l("Choose a department from the list."))
+    owner_id = filter_id(args.get("owner"), "owner", _l("Choose an owner from the list."))
+    department_id = filter_id(args.get("department"), "department", _l("Choose a department from the list."))
     close_month = month_start(args.get("close_month"), "close_month")
     if owner_id is not None:
         owners = visible_owner_ids(user)

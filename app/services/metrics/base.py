@@ -21,11 +21,11 @@ from app.clock import from_local, local_today
 from app.extensions import db
 from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, CrmUser, Department
 from app.security.data_scope import department_tree_ids, user_scope, visible_owner_ids
-from app.security.request_bounds import db_int
 from app.services import pipeline
 from app.services.errors import NotFound, RuleViolation
 from app.services.leads import CONVERTED, QUALIFIED
 from app.services.orders import APPROVED, CLOSED, DELIVERED, DELIVERING, IN_PRODUCTION
+from app.services.pipeline import add_months, filter_id
 
 #: Sales orders that count as sales: confirmed (approved onward), not draft, waiting or cancelled.
 CONFIRMED = (APPROVED, IN_PRODUCTION, DELIVERING, DELIVERED, CLOSED)
@@ -40,12 +40,6 @@ CHARTS = ("number", "bar", "line", "pie", "funnel", "table")
 DASHBOARDS = ("sales", "manager", "service", "admin")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _CENT = Decimal("0.01")
-
-
-def add_months(day: date, months: int) -> date:
-    """The first day of the month ``months`` after ``day``'s month."""
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
 
 
 @dataclass(frozen=True)
@@ -213,15 +207,6 @@ def drill(key: str, user: Any, filters: Filters, category: Any = None) -> Select
 
 # --- filters ---------------------------------------------------------------------------
 
-def _whole_id(raw: Any, field_name: str, message: Any) -> int | None:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    number = db_int(raw.strip() if isinstance(raw, str) else raw)
-    if number is None:
-        raise RuleViolation({field_name: str(message)}, status=400)
-    return number
-
-
 def _period(raw: Any) -> Period:
     if raw is None or not str(raw).strip():
         return Period.month_of(local_today())
@@ -260,8 +245,8 @@ def parse_filters(args: Any, user: Any) -> Filters:
     a department outside ``department_choices`` (a manager's tree; none for a rep).
     """
     period = _period(args.get("period"))
-    owner_id = _whole_id(args.get("owner"), "owner", _l("Choose an owner from the list."))
-    department_id = _whole_id(args.get("department"), "department", _l("Choose a department from the list."))
+    owner_id = filter_id(args.get("owner"), "owner", _l("Choose an owner from the list."))
+    department_id = filter_id(args.get("department"), "department", _l("Choose a department from the list."))
     if owner_id is not None:
         owners = visible_owner_ids(user)
         known = db.session.get(CrmUser, owner_id) is not None
