@@ -218,6 +218,12 @@ class Config:
     # Business settings
     CRM_INTERN_ACCOUNT_MONTHS = 3
 
+    # Backups (app/services/backups; issue 19, 000 §三(一)): archives go to CRM_BACKUP_DIR
+    # (default: <instance>/backups) and a copy to CRM_BACKUP_COPY_DIR (another disk, in
+    # practice a mounted remote one; unset: no copy, and the daily checklist says so).
+    CRM_BACKUP_DIR = os.environ.get("CRM_BACKUP_DIR") or None
+    CRM_BACKUP_COPY_DIR = os.environ.get("CRM_BACKUP_COPY_DIR") or None
+
     # E-mail and SMS (app/services/mail.py, app/services/sms.py; issue 14). Without
     # MAIL_SERVER e-mail waits in the outbox (nothing is lost) and the outbox page says so.
     MAIL_SERVER = os.environ.get("MAIL_SERVER") or None

@@ -36,11 +36,14 @@ def create_app(config: type | dict | None = None) -> Flask:
     from app.services import (  # noqa: F401  (their hooks: flush listeners, events, scheduled rules)
         accounts,
         audit,
+        backups,
+        company,
         customers,
         notifications,
         numbering,
         reminders,
         reports,
+        retention,
         search,
     )
 
@@ -65,5 +68,10 @@ def create_app(config: type | dict | None = None) -> Flask:
     from app.security import presence
 
     presence.install(app)  # CrmUser.last_seen_at: users online (issue 17)
+    from app.services import monitoring
+
+    monitoring.install(app)  # request timer, error capture (issue 19)
+    backups.install(app)  # 503 while a restore runs (issue 19)
+    company.install(app)  # the stored time zone and default language (issue 19)
     app.cli.add_command(crm_cli)
     return app

@@ -3,6 +3,10 @@ run a task worker or the scheduler."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import click
 from flask import current_app
 from flask.cli import AppGroup
@@ -114,3 +118,143 @@ def scheduler_command() -> None:
     if run_forever is None:
         raise click.ClickException("This version has no standalone scheduler; run.py starts it.")
     run_forever(current_app._get_current_object())
+
+
+# --- Backups (issue 19) ---------------------------------------------------------------------------
+
+
+@crm_cli.command("backup")
+def backup_command() -> None:
+    """Take a backup now, verify it and apply retention; exit status 1 if it failed."""
+    from app.services.backups import schedule
+    from app.services.backups.archive import create
+    from app.services.errors import RuleViolation
+
+    try:
+        run = create("manual")
+    except RuleViolation as exc:
+        raise click.ClickException(exc.errors.get("backup", str(exc))) from None
+    if run.status != "ok":
+        raise click.ClickException(f"Backup failed: {run.error}")
+    schedule.after_backup(run)
+    click.echo(f"Backup {run.file_name}: {run.size_bytes} bytes, sha256 {run.sha256}, "
+               f"verification {run.verify_status}.")
+    if run.error:
+        click.echo(run.error, err=True)
+    if run.verify_status != "passed":
+        raise SystemExit(1)
+
+
+@crm_cli.command("backup-verify")
+@click.argument("backup", required=False)
+@click.option("--full", is_flag=True, help="Also restore the files and check them against the manifest.")
+def backup_verify_command(backup: str | None, full: bool) -> None:
+    """Restore a backup (a backup id or an archive path; default: the newest) into a
+    scratch database and check it."""
+    from app.services.backups import verifying
+
+    run, path = _backup_target(backup)
+    if run is not None:
+        result = verifying.verify(run, full=full)
+        checks, status = json.loads(result.checks or "[]"), result.status
+    else:
+        checks = _checks_of_path(path, full)
+        status = "failed" if verifying.first_failure(checks) else "passed"
+    for check in checks:
+        click.echo(f"  {'ok ' if check['ok'] else 'BAD'} {check['key']}: {verifying.shown(check)}")
+    click.echo(f"Verification of {run.file_name if run is not None else path.name}: {status}.")
+    if status != "passed":
+        raise SystemExit(1)
+
+
+def _readable_archive(path: Path) -> None:
+    """``ClickException`` unless ``path`` is a readable backup archive (it has a manifest)."""
+    from app.services.backups import common
+
+    try:
+        common.read_manifest(path)
+    except ValueError:
+        raise click.ClickException(f"{path} is not a readable backup archive (a crm-backup-*.tar.gz "
+                                   "file written by `flask crm backup`).") from None
+
+
+def _backup_target(backup: str | None) -> tuple[Any, Path | None]:
+    """(catalogue row, None) for an id or the newest backup; (row or None, path) for an
+    archive path. ``ClickException`` for an unknown id, a missing file or a non-archive."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models.operations import BackupRun
+    from app.services.backups import catalogue, common
+
+    if backup is None or backup.isdigit():
+        run = db.session.get(BackupRun, int(backup)) if backup else db.session.scalars(
+            select(BackupRun).where(BackupRun.status == "ok", BackupRun.removed_at.is_(None))
+            .order_by(BackupRun.started_at.desc()).limit(1)).first()
+        if run is None:
+            raise click.ClickException("No such backup.")
+        return run, None
+    path = Path(backup).resolve()
+    if not path.is_file():
+        raise click.ClickException(f"No backup {backup!r} (give an archive path or a backup id).")
+    _readable_archive(path)
+    run = catalogue.find(path.name) if path.parent == common.backup_dir() else None
+    return run, (None if run is not None else path)
+
+
+def _checks_of_path(path: Path, full: bool) -> list[dict[str, Any]]:
+    """The checks of an archive outside the catalogue (its sidecar's checksum, if any)."""
+    from app.services.backups import catalogue, verifying
+
+    sha256 = catalogue.sidecar_sha(path)
+    try:
+        return verifying.checks_of(path, sha256, full=full or sha256 is None, unrecorded_ok=True)
+    except verifying.VerifyFailed as exc:
+        return [{"key": exc.key, "ok": False, "detail": exc.detail}]
+
+
+@crm_cli.command("restore")
+@click.argument("file_or_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def restore_command(file_or_id: str, yes: bool) -> None:
+    """Restore a backup (an archive path, or a backup id) into this instance: checks and
+    verifies it, takes a safety backup, replaces the database and files, applies again the
+    personal-data erasures made after the backup (audited, source cli)."""
+    from app.extensions import db
+    from app.models.operations import BackupRun
+    from app.services.backups import common, migrate, restoring, verifying
+    from app.services.errors import RuleViolation
+
+    if migrate.current(db.engine) is None:  # a dead instance: an empty schema to restore over
+        click.echo("The database is empty: creating the schema first.")
+        migrate.upgrade(db.engine)
+    target: BackupRun | Path | None
+    if file_or_id.isdigit():
+        target = db.session.get(BackupRun, int(file_or_id))
+    else:
+        target = Path(file_or_id)
+        target = target if target.is_file() else None
+    if target is None:
+        raise click.ClickException(f"No backup {file_or_id!r} (give an archive path or a backup id).")
+    path = verifying.archive_path(target) if isinstance(target, BackupRun) else target.resolve()
+    name = path.name
+    known = target if isinstance(target, BackupRun) else restoring.catalogue.find(name)
+    sha256 = restoring.recorded_sha(known, path)
+    if sha256 is None and path.is_file():  # with a recorded checksum, the restore's own check speaks first
+        _readable_archive(path)
+    try:
+        manifest = common.read_manifest(path)
+    except ValueError:
+        manifest = {}
+    later = restoring.erasures_after(restoring.created_at(manifest))
+    if not yes:
+        click.confirm(f"Replace ALL data and files of this instance with {name}? "
+                      f"{len(later)} personal-data erasures made after this backup will be applied again "
+                      "after the restore.", abort=True)
+    try:
+        row = restoring.restore(target, None, source="cli")
+    except RuleViolation as exc:
+        raise click.ClickException(exc.errors.get("backup", str(exc))) from None
+    click.echo("checksum ok" if sha256 else "no recorded checksum; checked by a full restore test")
+    click.echo(f"Restored {name} (restore #{row.id}); safety backup #{row.safety_backup_id} holds the data "
+               f"from before. Personal-data erasures applied again: {getattr(row, 'erasures_reapplied', 0)}.")

@@ -1,6 +1,8 @@
 """The CRM's clock: instants are stored in UTC, shown, parsed and scheduled in the CRM's zone.
 
-One zone for the whole CRM, ``CRM_TIMEZONE`` (IANA name, default ``Asia/Shanghai``).
+One zone for the whole CRM: the company's time zone (Organisation → Company profile, 003 第一步),
+which ``app.services.company`` keeps in this process's memory (``set_company_zone``), else
+``CRM_TIMEZONE`` (IANA name, default ``Asia/Shanghai``; the initial default).
 Every instant the code handles is a timezone-aware ``datetime``:
 
 - ``utc_now()`` is what a model default, a job or a comparison uses;
@@ -35,8 +37,25 @@ def _zone(name: str) -> ZoneInfo:
         raise RuntimeError(f"CRM_TIMEZONE={name!r} is not an IANA time zone name") from exc
 
 
+#: The company's stored zone (``set_company_zone``); None: ``CRM_TIMEZONE`` decides.
+_company_zone: str | None = None
+
+
+def set_company_zone(name: str | None) -> None:
+    """Use ``name`` (an IANA name; None or "" for ``CRM_TIMEZONE``) as the CRM's zone in this
+    process. ``app.services.company`` calls it at start-up, on a save and on its refresh.
+    Raises RuntimeError for a name the system does not know (nothing changes then)."""
+    global _company_zone
+    if name:
+        _zone(name)
+    _company_zone = name or None
+
+
 def zone_name() -> str:
-    """The configured zone's IANA name (``CRM_TIMEZONE``; the default outside an app)."""
+    """The CRM zone's IANA name: the company's (``set_company_zone``), else ``CRM_TIMEZONE``
+    (the default outside an app). No query: called for every time shown."""
+    if _company_zone:
+        return _company_zone
     if has_app_context():
         return current_app.config.get("CRM_TIMEZONE") or DEFAULT_ZONE
     return DEFAULT_ZONE

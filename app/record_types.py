@@ -74,6 +74,12 @@ class RecordType:
         return tuple(getattr(self.model, "masked_columns", ()))
 
     @property
+    def personal(self) -> tuple[str, ...]:
+        """Columns holding people's personal data (names, phones, e-mails, addresses,
+        birthdays): ``Model.personal_columns``; what a personal-data erasure clears."""
+        return tuple(getattr(self.model, "personal_columns", ()))
+
+    @property
     def shown(self) -> tuple[str, ...]:
         return self.show_columns or self.list_columns
 

@@ -172,11 +172,16 @@ def definition(job_id: str) -> JobDefinition:
 def enqueue(job_id: str) -> None:
     """What APScheduler calls when a job is due: submit the job's work to the task queue.
 
-    Nothing else runs in the scheduler process, so a slow job never delays the next one."""
+    Nothing else runs in the scheduler process, so a slow job never delays the next one.
+    While a restore runs (maintenance mode) nothing is submitted: the run is skipped."""
     from app.services import background  # not at import: background's tasks register a job here
+    from app.services.backups import maintenance
 
     app = _app or current_app._get_current_object()
     with app.app_context():
+        if maintenance.active():
+            log.warning("Maintenance mode: scheduled job %s skipped", job_id)
+            return
         background.submit(definition(job_id).func)
 
 
@@ -202,6 +207,8 @@ def sync_jobs(scheduler: BackgroundScheduler) -> None:
     A job whose schedule is unchanged keeps its stored next run time, even one in the past:
     that is how a run missed while no scheduler was active still happens (once)."""
     stored = {job.id: job for job in scheduler.get_jobs()}
+    if isinstance(scheduler, JobScheduler):
+        scheduler.synced_zone = clock.zone_name()
     for job in JOBS:
         trigger = job_trigger(job)
         kept = stored.pop(job.id, None)
@@ -220,10 +227,28 @@ class JobScheduler(BackgroundScheduler):
     running it (the executor is already shut), so a process that stops or loses its lock
     would drop a run and write to the store the next active process now owns."""
 
+    #: The CRM zone the stored triggers were built in (``sync_jobs``).
+    synced_zone: str | None = None
+
     def _process_jobs(self) -> float | None:
         if self.state == STATE_STOPPED:
             return None
+        self.follow_zone()
         return super()._process_jobs()
+
+    def follow_zone(self) -> bool:
+        """Rebuild every trigger when the CRM's zone changed since they were built (an admin
+        changed it on Organisation → Company profile, in any process: pushing the app context
+        refreshes the company settings). Returns True when it rebuilt them."""
+        if _app is None:
+            return False
+        with _app.app_context():
+            zone = clock.zone_name()
+            if zone == self.synced_zone:
+                return False
+            log.info("Scheduler: the CRM zone is now %s; rebuilding the job triggers", zone)
+            sync_jobs(self)
+            return True
 
 
 def activate(app: Flask, *, paused: bool = False) -> BackgroundScheduler:

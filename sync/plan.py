@@ -16,6 +16,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models.sync import ARCHIVE, PULL, PUSH, RESTORE, SyncConflict, SyncRow, SyncTarget
 from app.security.rights import user_may
+from app.services import erasure
 from app.services.importing import columns
 from sync import merge
 from sync.backends import SheetData, SheetWrite
@@ -341,6 +342,7 @@ class _Planner:
         """Merge one row with its record; ``on_sheet``: the row's code cell already holds ``key``.
         Returns the row's values as this run leaves them."""
         base = {name: value for name, value in base.items() if name != "_row"} if base else base
+        base = erasure.sync_base(base, sheet)  # erased fields: the app's marker wins over the sheet
         app = self._app = self.codec.app_values(record)
         result = merge.merge_row(base, app, sheet, self.policy, record.changed_on, self.plan.data.modified_at)
         if self.direction == PULL:  # the CRM's own change stays in the CRM; the row as it is stays agreed

@@ -37,8 +37,11 @@ from app.models import (  # noqa: E402
     Attachment,
     AuditChainHead,
     AuditLog,
+    BackupRun,
+    BackupVerification,
     Campaign,
     CodeSequence,
+    CompanyAsset,
     Competitor,
     Contact,
     Contract,
@@ -49,18 +52,23 @@ from app.models import (  # noqa: E402
     CustomerAlias,
     CustomerStatusChange,
     CustomerType,
+    DailyCheck,
     Delivery,
     DeliveryLine,
     Demand,
     Department,
     DigestSent,
     DismissedPair,
+    EndpointTiming,
+    ErrorEvent,
     FollowUp,
     ImportMapping,
+    JobRun,
     Lead,
     LeadStatusChange,
     Notification,
     NotificationPreference,
+    OnlineSample,
     Opportunity,
     OpportunityLine,
     OpportunityStageChange,
@@ -70,6 +78,8 @@ from app.models import (  # noqa: E402
     Payment,
     Product,
     RecoveryCode,
+    RestoreRun,
+    RetentionCase,
     RoleDataScope,
     SalesOrder,
     SalesTarget,
@@ -77,6 +87,7 @@ from app.models import (  # noqa: E402
     SavedReportRecipient,
     SavedReportRole,
     ServiceFeedback,
+    SlowRequest,
     Stage,
     StepUpGrant,
     SyncConflict,
@@ -156,6 +167,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
         # Admin requires an authenticator by default; tests enrol only when they ask for it
         # (the same reset as after each test in _clean_data).
         db.session.execute(update(RoleDataScope).values(totp_required=False))
+        from app.services import company
+
+        company.forget()  # the zone, language, date format and logo kept in memory
         _build_org()
     yield application
 
@@ -167,7 +181,9 @@ def _clean_data(app: Any) -> Any:
     yield
     with app.app_context():
         db.session.rollback()
-        for model in (SavedReportRecipient, SavedReportRole, SavedReport, SalesTarget,
+        for model in (BackupVerification, RestoreRun, BackupRun, EndpointTiming, SlowRequest, OnlineSample,
+                      ErrorEvent, JobRun, DailyCheck, RetentionCase, CompanyAsset,
+                      SavedReportRecipient, SavedReportRole, SavedReport, SalesTarget,
                       ApprovalAction, ApprovalApprover, ApprovalRequest, ApprovalStep, ApprovalPolicy,
                       Payment, DeliveryLine, Delivery, ContractOrder, Contract, OrderLine, SalesOrder, Campaign,
                       TicketLog, Ticket, ServiceFeedback, Demand, Attachment, TransferRule,

@@ -104,6 +104,12 @@ def register_views(appbuilder: AppBuilder) -> None:
                         category="Organisation")
     appbuilder.add_view(TransferScheduleView, "Scheduled imports and exports", label=_l("Scheduled imports/exports"),
                         icon="fa-exchange", category="Organisation")
+    from views import backups, company, lifecycle, system_health
+
+    company.register(appbuilder)  # Organisation > Company: name, logo, zone, currency, formats (issue 19)
+    backups.register(appbuilder)  # Organisation > Backups: run, verify, restore
+    system_health.register(appbuilder)  # Organisation > System health, Daily checklist
+    lifecycle.register(appbuilder)  # Organisation > Data retention, Personal data erasure
 
     sync_menu = "Sync"
     appbuilder.add_view(SyncTargetView, "Sync targets", label=_l("Sync targets"), icon="fa-refresh",

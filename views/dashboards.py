@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +28,7 @@ from app.extensions import db
 from app.security.request_bounds import db_int
 from app.services import exporting, metrics, notifications, report_export
 from app.services.errors import NotFound, RuleViolation
+from views import display
 
 #: The figures of each dashboard page, in the order they are laid out.
 PAGES: dict[str, tuple[str, ...]] = {
@@ -375,7 +377,7 @@ class DashboardsView(BaseView):
             abort(400)
         figures = page_figures(page, g.user, filters)
         title = str(TITLES[page])
-        subtitle = f"{filters.period.start.isoformat()} – {filters.period.end.isoformat()}"
+        subtitle = f"{display.shown_day(filters.period.start)} – {display.shown_day(filters.period.end - timedelta(days=1))}"
         body = (report_export.xlsx(title, figures) if fmt == "xlsx"
                 else report_export.pdf(title, figures, subtitle=subtitle))
         exporting.record(f"dashboard:{page}", fmt, len(figures), user=g.user)

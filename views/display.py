@@ -20,18 +20,40 @@ from markupsafe import Markup, escape
 
 from app import clock
 from app.security import alerts
+from app.security.masking import ERASED
+from app.services import company
 
-#: Date-times are shown to the minute (seconds and microseconds say nothing to a person).
+#: Date-times are shown to the minute (seconds and microseconds say nothing to a person);
+#: these are the defaults, the company's date format (Organisation → Company profile) decides.
 DATETIME_FORMAT = clock.MINUTE_FORMAT
 DATE_FORMAT = "%Y-%m-%d"
+
+
+def day_format() -> str:
+    """The ``strftime`` format of a day on screens: the company's date format (no query)."""
+    return company.date_format()
+
+
+def minute_format() -> str:
+    """The ``strftime`` format of an instant on screens: the company's day, then HH:MM."""
+    return f"{company.date_format()} %H:%M"
+
+
+def shown_day(value: date | None) -> str:
+    """A calendar day in the company's date format ("" for None; a date-time's own day)."""
+    if value is None:
+        return ""
+    return value.strftime(day_format())
+
+
 #: Text for a select's empty choice (WTForms shows the value "__None" when the text is empty).
 BLANK_CHOICE = _l("(none)")
 
 
 def shown_time(value: datetime | None) -> str:
-    """An instant as "YYYY-MM-DD HH:MM" in the CRM's zone ("" for None): the one place screens
-    convert (``clock.local_text``; a naive value is taken as UTC, as stored)."""
-    return clock.local_text(value, DATETIME_FORMAT)
+    """An instant as the company's day and "HH:MM" in the CRM's zone ("" for None): the one
+    place screens convert (``clock.local_text``; a naive value is taken as UTC, as stored)."""
+    return clock.local_text(value, minute_format())
 
 
 class LocalRecord:
@@ -54,7 +76,8 @@ def local_record(record: Any) -> Any:
 
 def display(value: Any) -> Any:
     """One stored value as read on a page: None -> "", bools -> Yes/No (translated),
-    date-times to the minute, dates as YYYY-MM-DD; anything else unchanged (Markup stays Markup)."""
+    date-times to the minute, dates in the company's date format; anything else unchanged
+    (Markup stays Markup)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -62,7 +85,9 @@ def display(value: Any) -> Any:
     if isinstance(value, datetime):
         return shown_time(value)
     if isinstance(value, date):
-        return value.strftime(DATE_FORMAT)
+        return shown_day(value)
+    if value == ERASED:
+        return str(_l("(erased)"))
     return value
 
 
@@ -141,10 +166,13 @@ ACTION_LABELS = {
     "convert": _l("Converted to a customer"), "webform_honeypot": _l("Web form spam refused"),
     "outbox_retry": _l("Outbox message retried"), "outbox_test": _l("Test e-mail queued"),
     "greeting_sent": _l("Birthday greeting sent"), "setting_change": _l("Setting changed"),
+    "company_logo_change": _l("Company logo changed"), "backup_restored": _l("Backup restored"),
+    "backup_downloaded": _l("Backup downloaded"), "personal_data_erased": _l("Personal data erased"),
+    "retention_decided": _l("Retention decision"),
     **alerts.LABELS,
 }
 #: What audit entries call records that no screen shows (``object_label``).
-OBJECT_LABELS = {"TransferJob": _l("Import or export")}
+OBJECT_LABELS = {"TransferJob": _l("Import or export"), "RetentionCase": _l("Retention case")}
 
 
 def _first_view(object_type: str | None) -> Any:
@@ -194,8 +222,12 @@ def audit_rows(changes: str | None, object_type: str | None) -> list[tuple[Any, 
     (``audit.change_rows``); empty values read "—"."""
     from app.services import audit
 
-    return [(label, "—" if before is None else before, "—" if after is None else after)
+    return [(label, _audit_value(before), _audit_value(after))
             for label, before, after in audit.change_rows(changes, object_type, field_labels(object_type))]
+
+
+def _audit_value(value: Any) -> Any:
+    return "—" if value is None else str(_l("(erased)")) if value == ERASED else value
 
 
 def audit_changes_table(changes: str | None, object_type: str | None) -> Markup:
@@ -218,6 +250,13 @@ DETAIL_LABELS = {
     "problem": _l("Problem"), "limit": _l("Limit"), "last_address": _l("Last address"), "scope": _l("Scope"),
     "target": _l("Sync target"), "kept": _l("Kept"), "changes": _l("Changes"), "opportunity": _l("Opportunity"),
     "rule": _l("Rule"), "owner": _l("Owner"), "reason": _l("Reason"),
+    # issue 19: backups restored, personal data erased, retention decisions, settings
+    "erasures_reapplied": _l("Personal-data erasures applied again"),
+    "audit_in_safety_backup": _l("Audit entries only in the safety backup"), "safety_backup": _l("Safety backup"),
+    "created_at": _l("Backup taken"), "size": _l("Size (bytes)"), "fields": _l("Fields erased"),
+    "redacted": _l("Audit entries redacted"), "swept": _l("Copies cleared"), "sync_rows": _l("Sync rows"),
+    "record_type": _l("Record type"), "record_id": _l("Record"), "decision": _l("Decision"),
+    "key": _l("Setting"), "old": _l("Before"), "new": _l("After"),
 }
 
 
@@ -231,6 +270,8 @@ def _detail_value(key: str, value: Any) -> Any:
         from app.services.importing.columns import MODELS
 
         return MODELS[value].label if value in MODELS else value
+    if key == "redacted" and isinstance(value, list):  # [seq, hash, fingerprint] each: say which entries
+        return ", ".join(f"#{item[0]}" for item in value if isinstance(item, list) and item)
     if isinstance(value, list):
         return ", ".join(str(display(v)) for v in value)
     if isinstance(value, dict):

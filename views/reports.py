@@ -33,6 +33,7 @@ from app.security.request_bounds import db_int
 from app.security.rights import is_admin, user_may
 from app.services import exporting, metrics, report_export, reports
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
+from views import display
 
 #: Request keys that describe the saving, not the report itself.
 SAVE_KEYS = ("name", "roles", "schedule", "weekday", "recipients", "pk", "version", "csrf_token", "report")
@@ -128,7 +129,7 @@ def _filter_text(spec: reports.ReportSpec) -> str:
 def _subtitle(result: reports.ReportResult) -> str:
     """Filters, when generated (CRM zone) and by whom: the PDF's subtitle line."""
     filters = _filter_text(result.spec)
-    stamp = clock.local_text(clock.utc_now())
+    stamp = clock.local_text(clock.utc_now(), display.minute_format())
     who = getattr(g.user, "username", "")
     parts = [_("Filters: %(filters)s", filters=filters)] if filters else []
     parts.append(_("Generated %(at)s (%(zone)s) by %(user)s", at=stamp, zone=clock.zone_name(), user=who))

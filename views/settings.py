@@ -19,11 +19,16 @@ from app.services import settings
 from app.services.errors import RuleViolation
 
 
-def submitted(form: Any) -> dict[str, Any]:
-    """Form fields -> raw setting values, one per declared setting: an unticked checkbox
+def on_page(page: str = "settings") -> dict[str, settings.Setting]:
+    """The declared settings edited on ``page`` (key -> declaration, in declaration order)."""
+    return {key: setting for key, setting in settings.SETTINGS.items() if setting.page == page}
+
+
+def submitted(form: Any, page: str = "settings") -> dict[str, Any]:
+    """Form fields -> raw setting values, one per setting of ``page``: an unticked checkbox
     is ``False``, unticked choices an empty list."""
     values: dict[str, Any] = {}
-    for key, setting in settings.SETTINGS.items():
+    for key, setting in on_page(page).items():
         if setting.kind == settings.BOOL:
             values[key] = form.get(key) == "on"
         elif setting.kind == settings.CHOICES:
@@ -46,7 +51,7 @@ class CrmSettingsView(BaseView):
     def index(self) -> Any:
         """GET: the settings; POST: save them (400 with the messages on a bad value)."""
         errors: dict[str, str] = {}
-        values = {key: settings.get(key) for key in settings.SETTINGS}
+        values = {key: settings.get(key) for key in on_page()}
         if request.method == "POST":
             values = submitted(request.form)
             try:
@@ -58,7 +63,7 @@ class CrmSettingsView(BaseView):
                 db.session.commit()
                 flash(str(_l("Settings saved (%(n)d changed).", n=len(changed))), "success")
                 return redirect(url_for(f"{self.endpoint}.index"))
-        page = self.render_template("crm/settings.html", settings=list(settings.SETTINGS.values()), values=values,
+        page = self.render_template("crm/settings.html", settings=list(on_page().values()), values=values,
                                     errors=errors, kinds=settings, title=_l("Settings"))
         return (page, 400) if errors else page
 

@@ -41,6 +41,10 @@ class AuditLog(Model):
     detail: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: Personal-data erasure (issue 19): the ``seq`` of the erasure entry that removed erased
+    #: values from ``changes``/``detail``. Not hashed: that erasure entry, which is, lists
+    #: this entry's seq and original hash, so ``verify_chain`` still proves the chain.
+    erased_in: Mapped[int | None] = mapped_column(BigInteger)
 
     def __repr__(self) -> str:
         return f"#{self.seq} {self.action} {self.object_type or ''} {self.object_id or ''}".strip()

@@ -53,6 +53,9 @@ class Customer(StampMixin, VersionMixin, Model):
     status_reason = None
     #: Shown masked everywhere (app/security/masking.py); never orderable or filterable.
     masked_columns = ("contact_phone",)
+    #: People's personal data (issue 19 erasure, ``app.services.erasure``); the name is a
+    #: company's, not a person's, unless the admin ticks it for an individual customer.
+    personal_columns = ("contact_name", "contact_phone", "email", "address")
 
     def __repr__(self) -> str:
         return f"{self.code} {self.name}"

@@ -58,6 +58,8 @@ class Contact(StampMixin, VersionMixin, Model):
     customer = relationship("Customer", backref="contacts")
 
     masked_columns = ("phone",)
+    #: People's personal data (issue 19 erasure, ``app.services.erasure``).
+    personal_columns = ("name", "phone", "email", "birthday")
 
     def __repr__(self) -> str:
         return self.name
@@ -126,6 +128,8 @@ class Lead(StampMixin, VersionMixin, Model):
     status_changes = relationship("LeadStatusChange", back_populates="lead", order_by="LeadStatusChange.id")
 
     masked_columns = ("phone",)
+    #: People's personal data (issue 19 erasure); ``company`` is an organisation's name.
+    personal_columns = ("contact_name", "phone", "email")
     status_reason = None
 
     def __repr__(self) -> str:

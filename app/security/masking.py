@@ -7,10 +7,17 @@ import re
 MASK = "****"
 
 
+#: What an erased personal value holds (issue 19, ``app.services.erasure``): shown as is,
+#: never masked into "(er****sed)"; screens translate it (``views.display``).
+ERASED = "(erased)"
+
+
 def mask_phone(value: str | None) -> str:
     """Keep the first 3 and last 4 digits of a mobile, the area code and last 4 of a landline."""
     if not value:
         return ""
+    if value == ERASED:
+        return value
     if "-" in value and value.startswith("0"):
         area, rest = value.split("-", 1)
         number = rest.split("-", 1)[0]

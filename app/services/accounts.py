@@ -26,7 +26,7 @@ from flask import current_app, g, has_request_context
 from flask_appbuilder.exceptions import PasswordComplexityValidationError
 from flask_appbuilder.security.sqla.models import Group, Role
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import delete, event, inspect, select
+from sqlalchemy import delete, event, func, inspect, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -322,6 +322,41 @@ def _guard_access_writes(session: Session, flush_context: Any, instances: Any) -
 
 
 _DEPARTED = "_crm_departed_users"
+
+
+def licence_refusal(session: Session) -> str | None:
+    """The message refusing the pending flush when it would take the count of active users
+    beyond the licensed count (``company.licensed_users``, 0: not limited; 000 §三(二)):
+    a new active user or a re-activation. None when allowed."""
+    joining = [obj for obj in session.new if isinstance(obj, CrmUser) and obj.active]
+    joining += [obj for obj in session.dirty
+                if isinstance(obj, CrmUser) and obj.active and _changed(obj, "active")]
+    if not joining:
+        return None
+    from app.services import company  # not at import: company loads the settings
+
+    known = [obj.id for obj in joining if obj.id is not None]
+    with session.no_autoflush:
+        limit = company.licensed_users()
+        if not limit:
+            return None
+        query = select(func.count()).select_from(CrmUser).where(CrmUser.active.is_(True))
+        if known:
+            query = query.where(CrmUser.id.not_in(known))
+        active = session.scalar(query) or 0
+    if active + len(joining) <= limit:
+        return None
+    return str(_l("The licence allows %(n)d active users; deactivate a user or raise the licensed count "
+                  "on Organisation → Company profile first.", n=limit))
+
+
+@event.listens_for(Session, "before_flush")
+def _check_licence(session: Session, flush_context: Any, instances: Any) -> None:
+    """Refuse (``RuleViolation`` on "active") a user created or re-activated beyond the
+    licensed count, whatever route carries it."""
+    message = licence_refusal(session)
+    if message:
+        raise RuleViolation({"active": message})
 
 
 @event.listens_for(Session, "before_commit")

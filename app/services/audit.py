@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, attributes
 from app.clock import as_utc, local_text, utc_now
 from app.models.audit import AuditChainHead, AuditLog
 from app.models.base import UtcDateTime, acting_user_id
-from app.security.masking import mask_phone
+from app.security.masking import ERASED, mask_phone
 from app.services import message_text, messages
 from app.services.bulk import insert_rows
 
@@ -270,6 +270,7 @@ def record(
 
     entry: dict[str, Any] = {"action": action, "detail": _json(detail)}
     if obj is not None:
+        obj = getattr(obj, "_get_current_object", lambda: obj)()  # FAB's g.user is a LocalProxy
         entry["object_type"] = type(obj).__name__
         entry["object_id"] = _object_id(obj)
     if reason:
@@ -553,7 +554,11 @@ def verify_chain(session: Session) -> ChainReport:
     the others in a shared column, else at the step's first entry."""
     head = session.get(AuditChainHead, 1)
     legacy_seq, legacy_zone = _legacy(head)
-    columns = [AuditLog.__table__.c[name] for name in (*HASHED_COLUMNS, "hash")]
+    # A database not migrated to issue 19 yet (verified before its upgrade) has no erasures.
+    erasures = "erased_in" in {column["name"] for column in inspect(session.connection()).get_columns("audit_log")}
+    listings = erasure_listings(session) if erasures else {}
+    names = (*HASHED_COLUMNS, "hash", "erased_in") if erasures else (*HASHED_COLUMNS, "hash")
+    columns = [AuditLog.__table__.c[name] for name in names]
     rows = session.execute(select(*columns).order_by(AuditLog.seq).execution_options(yield_per=5000))
     prev, expected_seq, checked = "", 1, 0
     step: list[Mapping[str, Any]] = []
@@ -565,7 +570,7 @@ def verify_chain(session: Session) -> ChainReport:
             expected_seq += 1
             continue
         if step:
-            problem = _step_problem(step, legacy_zone if step[0]["seq"] <= legacy_seq else None)
+            problem = _step_problem(step, legacy_zone if step[0]["seq"] <= legacy_seq else None, listings)
             if problem:
                 return ChainReport(checked, *problem)
             prev, checked = step[0]["hash"], checked + len(step)
@@ -576,7 +581,7 @@ def verify_chain(session: Session) -> ChainReport:
         step = [row]
         expected_seq += 1
     if step:
-        problem = _step_problem(step, legacy_zone if step[0]["seq"] <= legacy_seq else None)
+        problem = _step_problem(step, legacy_zone if step[0]["seq"] <= legacy_seq else None, listings)
         if problem:
             return ChainReport(checked, *problem)
         prev, checked = step[0]["hash"], checked + len(step)
@@ -585,9 +590,13 @@ def verify_chain(session: Session) -> ChainReport:
     return ChainReport(checked)
 
 
-def _step_problem(step: list[Mapping[str, Any]], legacy_zone: tzinfo | None) -> tuple[int, str] | None:
-    """(seq, problem) of a single entry or chain step whose hash does not match; None when it does."""
+def _step_problem(step: list[Mapping[str, Any]], legacy_zone: tzinfo | None,
+                  listings: Mapping[int, Mapping[int, tuple[str, str]]] | None = None) -> tuple[int, str] | None:
+    """(seq, problem) of a single entry or chain step whose hash does not match; None when it does.
+    A step with an entry redacted by a personal-data erasure is checked by ``_redacted_problem``."""
     first = step[0]
+    if any(row.get("erased_in") is not None for row in step):
+        return _redacted_problem(step, listings or {})
     if len(step) == 1:
         if entry_hash(first, legacy_zone) != first["hash"]:
             return first["seq"], f"entry #{first['seq']} was altered after it was written"
@@ -599,6 +608,94 @@ def _step_problem(step: list[Mapping[str, Any]], legacy_zone: tzinfo | None) -> 
         return first["seq"], (f"an entry among #{first['seq']}-#{step[-1]['seq']} (one chain step) "
                               "was altered after it was written")
     return None
+
+
+# --- personal-data erasure (issue 19) ---------------------------------------------------
+
+#: The action of the entry that records a personal-data erasure and lists the entries it redacted.
+ERASURE_ACTION = "personal_data_erased"
+#: What an erased value reads as in a redacted entry (and in the record's erased fields):
+#: ``app.security.masking.ERASED``, imported above.
+
+
+def erasure_listings(session: Session) -> dict[int, dict[int, tuple[str, str]]]:
+    """seq of each ``personal_data_erased`` entry -> {seq: (original hash, fingerprint)} of
+    the entries it lists in ``detail["redacted"]`` as [seq, hash, fingerprint]."""
+    rows = session.execute(select(AuditLog.seq, AuditLog.detail).where(AuditLog.action == ERASURE_ACTION))
+    listings: dict[int, dict[int, tuple[str, str]]] = {}
+    for seq, detail in rows:
+        try:
+            listed = json.loads(detail or "{}").get("redacted") or []
+            listings[seq] = {int(item[0]): (str(item[1]), str(item[2])) for item in listed}
+        except (ValueError, TypeError, AttributeError, IndexError):
+            listings[seq] = {}
+    return listings
+
+
+def fingerprint(row: Mapping[str, Any]) -> str:
+    """A redacted entry's fingerprint: ``entry_hash`` over its columns as stored after the
+    redaction. The erasure entry (itself chained) lists it, so editing any column of a
+    redacted entry afterwards is still detected."""
+    return entry_hash(row)
+
+
+def _redacted_problem(step: list[Mapping[str, Any]],
+                      listings: Mapping[int, Mapping[int, tuple[str, str]]]) -> tuple[int, str] | None:
+    """A single entry or chain step with entries redacted by an erasure: the latest erasure
+    named in ``erased_in`` (later in the chain) must list every member with its original hash
+    (the chain link) and its fingerprint as stored now. (seq, problem), or None."""
+    latest = max(row["erased_in"] for row in step if row.get("erased_in") is not None)
+    listing = listings.get(latest, {})
+    for row in step:
+        listed = listing.get(row["seq"])
+        if listed is None or latest <= row["seq"]:
+            return row["seq"], f"entry #{row['seq']} claims an erasure (#{latest}) that does not list it"
+        if listed != (row["hash"], fingerprint(row)):
+            return row["seq"], f"entry #{row['seq']} was altered after it was written"
+    return None
+
+
+def redact_value(value: Any, needles: tuple[str, ...], keys: frozenset[str] = frozenset(),
+                 key: str | None = None) -> Any:
+    """``value`` (decoded JSON) with every string holding one of ``needles`` (substring)
+    replaced by ``ERASED``, and every value under a key in ``keys`` (e.g. ``contact_phone``
+    in a ``changes`` map: [before, after]) replaced whole. Returns a new value."""
+    if isinstance(value, dict):
+        return {k: redact_value(v, needles, keys, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_value(v, needles, keys, key) for v in value]
+    if value is None:
+        return None
+    if key in keys:
+        return ERASED
+    if isinstance(value, str) and any(needle in value for needle in needles):
+        return ERASED
+    return value
+
+
+def redact_text(text: str | None, needles: tuple[str, ...], keys: frozenset[str] = frozenset()) -> str | None:
+    """A ``changes``/``detail`` JSON text redacted (``redact_value``); text that is not JSON
+    is redacted as one string. Returns ``text`` itself when nothing in it changes."""
+    if not text:
+        return text
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return ERASED if any(needle in text for needle in needles) else text
+    redacted = redact_value(decoded, needles, keys)
+    return text if redacted == decoded else json.dumps(redacted, ensure_ascii=False, sort_keys=True)
+
+
+def apply_redactions(conn: Connection, rewrites: Mapping[int, Mapping[str, Any]], erasure_seq: int) -> None:
+    """Write redacted entries: ``rewrites`` maps an entry's seq to its new ``changes`` /
+    ``detail`` / ``reason``; each gets ``erased_in = erasure_seq`` (the erasure entry, which
+    must already list [seq, hash, fingerprint] of every one and of the other members of its
+    chain step, else ``verify_chain`` reports it). Core UPDATEs: the ORM refuses to change
+    audit rows (append-only guard)."""
+    table = AuditLog.__table__
+    for seq, values in rewrites.items():
+        allowed = {name: values[name] for name in ("changes", "detail", "reason") if name in values}
+        conn.execute(update(table).where(table.c.seq == seq).values(**allowed, erased_in=erasure_seq))
 
 
 def _legacy(head: AuditChainHead | None) -> tuple[int, tzinfo | None]:

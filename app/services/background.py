@@ -34,7 +34,7 @@ def submit(func: Callable[..., Any], *args: Any) -> None:
     process's thread pool (``CRM_IMPORT_WORKERS`` threads)."""
     app = current_app._get_current_object()
     if app.config.get("CRM_IMPORT_INLINE"):
-        func(*args)
+        _call(func, *args)
         return
     if app.config.get("CRM_TASK_QUEUE") == "celery":
         tasks.send(func, args)
@@ -47,13 +47,23 @@ def submit(func: Callable[..., Any], *args: Any) -> None:
 
 
 def _in_app(app: Flask, func: Callable[..., Any], *args: Any) -> None:
+    from app.services.backups import maintenance
+
     with app.app_context():
         try:
-            func(*args)
+            maintenance.wait_until_over()  # never write into a database a restore is swapping
+            _call(func, *args)
         except Exception:  # the job stores its own failure; the pool must survive
             log.exception("Background job %s%r failed", getattr(func, "__name__", func), args)
         finally:
             db.session.remove()
+
+
+def _call(func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)``; a scheduled job's work is recorded as a job run (``job_run``)."""
+    from app.services.monitoring import jobs
+
+    return jobs.call(func, *args)
 
 
 def folder(kind: str = "imports") -> Path:

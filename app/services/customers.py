@@ -39,8 +39,11 @@ ARCHIVE_WON = declare("customer.archive_won", _l("Archive (delete) a won custome
 
 
 def resolve_phone(submitted: str | None, stored: str | None) -> str:
-    """Normalise a submitted phone, keeping the stored one when the mask is echoed back."""
+    """Normalise a submitted phone, keeping the stored one when the mask is echoed back, and
+    an erased phone (issue 19) when the form, API or sheet sends the marker or nothing."""
     if stored and masking.is_masked_echo(submitted, stored):
+        return stored
+    if stored == masking.ERASED and (submitted or "").strip() in ("", masking.ERASED):
         return stored
     return validation.normalize_phone(submitted)
 

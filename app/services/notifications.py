@@ -419,10 +419,13 @@ def record_language(user: Any, locale: str | None) -> bool:
 
 
 def language_of(user: Any) -> str:
-    """The language a user's e-mails and SMS are written in: theirs, else ``BABEL_DEFAULT_LOCALE``."""
+    """The language a user's e-mails and SMS are written in: theirs, else the company's
+    default language (Organisation → Company profile, 003 第一步)."""
+    from app.services import company  # not at import: company reads settings declared elsewhere
+
     if user.language and user.language in (current_app.config.get("LANGUAGES") or {}):
         return user.language
-    return current_app.config.get("BABEL_DEFAULT_LOCALE") or "en"
+    return company.default_language()
 
 
 # --- e-mail, SMS, digest ---------------------------------------------------------------

@@ -42,7 +42,7 @@ from app.models.sales import Contact, Opportunity, Stage
 from app.record_types import OWNER, RecordType, declare
 from app.security.data_scope import scope_clause
 from app.security.request_bounds import db_int
-from app.services import approvals, audit, notifications, records, settings, validation
+from app.services import approvals, audit, company, notifications, records, validation
 from app.services.errors import RuleViolation
 from app.services.follow_ups import customer_problem
 from app.services.importing.columns import CUSTOMER, DATE, USER, ImportField
@@ -73,14 +73,10 @@ EDITABLE = ("customer", "contact", "opportunity", "title", "currency", "order_da
             "payment_due", "owner", "note")
 DRAFT_ONLY = ("customer", "contact", "opportunity", "currency")
 TITLE_LIMIT, NOTE_LIMIT, REASON_LIMIT, REFERENCE_LIMIT = 200, 10000, 255, 64
-CURRENCIES = {"CNY": _l("Renminbi (CNY)"), "USD": _l("US dollar (USD)"), "EUR": _l("Euro (EUR)"),
-              "HKD": _l("Hong Kong dollar (HKD)")}
+#: The currencies and the company currency setting live on Organisation → Company profile (issue 19).
+CURRENCIES = company.CURRENCIES
 _CENT = Decimal("0.01")
-
-CURRENCY = settings.declare(settings.Setting(
-    "currency", settings.CHOICES, ["CNY"], _l("Company currency"),
-    _l("The currency of new orders (the first ticked one); RMB by default."), options=CURRENCIES,
-    section=_l("Sales orders")))
+CURRENCY = company.CURRENCY
 
 LABELS = {
     "customer": _l("Customer"), "contact": _l("Contact"), "opportunity": _l("Opportunity"),
@@ -108,9 +104,8 @@ def fully_delivered(order: SalesOrder) -> bool:
 
 
 def company_currency() -> str:
-    """The company setting ``currency`` (the first ticked; CNY by default)."""
-    chosen = settings.get(CURRENCY.key)
-    return chosen[0] if chosen else "CNY"
+    """The company currency (``company.currency``; CNY by default)."""
+    return company.currency()
 
 
 # --- the order header ----------------------------------------------------------------

@@ -261,6 +261,40 @@ def _new_pdf(landscape: bool) -> Any:
     return document
 
 
+#: The company logo's height in the PDF header (mm).
+PDF_LOGO_HEIGHT = 12
+
+
+def _company_header(document: Any) -> None:
+    """The company's logo (top left), name and today's date (the company's date format, at
+    the right) above the title (Organisation → Company profile); nothing when neither logo nor name
+    is set. A logo the PDF library cannot read is left out."""
+    from flask import has_app_context
+
+    from app import clock
+    from app.services import company  # not at import: the views load it first
+
+    if not has_app_context():  # a file made outside the app (scripts, unit tests): no company
+        return
+    logo, name = company.logo(), company.name()
+    if not logo and not name:
+        return
+    top, x = document.get_y(), document.l_margin
+    if logo:
+        try:
+            placed = document.image(io.BytesIO(logo[0]), x=x, y=top, h=PDF_LOGO_HEIGHT)
+            x += placed.rendered_width + 3
+        except Exception:  # noqa: BLE001 - a header picture never stops the export
+            pass
+    document.set_font("noto", size=11)
+    document.set_xy(x, top + (PDF_LOGO_HEIGHT - 6) / 2 if logo else top)
+    document.cell(0, 6, name)
+    document.set_x(x)
+    document.set_font("noto", size=9)
+    document.cell(0, 6, clock.local_today().strftime(company.date_format()), align="R")
+    document.set_xy(document.l_margin, top + (PDF_LOGO_HEIGHT if logo else 6) + 2)
+
+
 def _pdf_table(document: Any, table: Table, unit: str) -> None:
     from fpdf.fonts import FontFace
 
@@ -370,6 +404,7 @@ def pdf(title: str, figures: list[Any], pivot: Any = None, subtitle: str = "", u
     table = pivot_table(pivot, unit, PDF_MAX_ROWS, PDF_MAX_COLUMNS) if pivot is not None else None
     document = _new_pdf(landscape=bool(table and len(table.header) > PDF_PORTRAIT_COLUMNS))
     document.set_title(str(title))
+    _company_header(document)
     document.set_font("noto", size=16)
     document.multi_cell(0, 9, str(title), new_x="LMARGIN", new_y="NEXT")
     if subtitle:

@@ -11,6 +11,8 @@ within 24 hours) and the required follow-up fields (000 跟进记录必填字段
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,14 +24,19 @@ from app.extensions import db
 from app.models.activities import CrmSetting
 from app.services import audit
 from app.services.errors import RuleViolation
+from app.services.validation import clean_line
 
-INT, BOOL, CHOICES = "int", "bool", "choices"
+INT, BOOL, CHOICES, CHOICE, TEXT = "int", "bool", "choices", "choice", "text"
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting. ``kind``: ``int`` (``low``..``high``), ``bool``, or ``choices`` (a
-    subset of ``options``: value -> lazy label, stored as a list in ``options`` order)."""
+    """One setting. ``kind``: ``int`` (``low``..``high``), ``bool``, ``choices`` (a
+    subset of ``options``: value -> lazy label, stored as a list in ``options`` order),
+    ``choice`` (one of ``options``) or ``text`` (at most ``high`` characters, default 200,
+    matching the regular expression ``pattern`` when given; ``pattern_message`` says why
+    not). ``page``: where an admin edits it ("settings" is Organisation → Settings; another
+    page, e.g. "company", lists its own)."""
 
     key: str
     kind: str
@@ -40,6 +47,9 @@ class Setting:
     high: int | None = None
     options: dict[str, Any] | None = None
     section: Any = ""
+    pattern: str | None = None
+    pattern_message: Any = ""
+    page: str = "settings"
 
 
 #: key -> declaration, in declaration order (the settings page keeps it).
@@ -71,12 +81,33 @@ def get(key: str) -> Any:
 
 
 _CACHE = "crm_settings"
+_CHANGED = "crm_settings_changed"
+#: key -> callbacks run with the new value after a commit that changed it (``watch``).
+_WATCHERS: dict[str, list[Callable[[Any], None]]] = {}
+
+
+def watch(key: str, callback: Callable[[Any], None]) -> None:
+    """Call ``callback(new value)`` in this process after each commit whose ``save`` changed
+    ``key`` (a rolled-back save calls nothing): readers that keep a value in memory."""
+    _WATCHERS.setdefault(key, []).append(callback)
 
 
 @event.listens_for(Session, "after_commit")
 @event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
     session.info.pop(_CACHE, None)
+
+
+@event.listens_for(Session, "after_commit")
+def _tell_watchers(session: Session) -> None:
+    for key, value in session.info.pop(_CHANGED, {}).items():
+        for callback in _WATCHERS.get(key, ()):
+            callback(value)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_changes(session: Session) -> None:
+    session.info.pop(_CHANGED, None)
 
 
 def coerce(setting: Setting, value: Any) -> Any:
@@ -101,7 +132,25 @@ def coerce(setting: Setting, value: Any) -> Any:
         if unknown:
             raise ValueError(str(_l("Unknown choice: %(value)s.", value=", ".join(map(str, unknown)))))
         return [option for option in setting.options or {} if option in chosen]
+    if setting.kind == CHOICE:
+        if isinstance(value, list | tuple):  # stored by an older CHOICES declaration: its first item
+            value = value[0] if value else setting.default
+        if not isinstance(value, str) or value not in (setting.options or {}):
+            raise ValueError(str(_l("Unknown choice: %(value)s.", value=value)))
+        return value
+    if setting.kind == TEXT:
+        return _text(setting, value)
     raise ValueError(f"unknown setting kind {setting.kind!r}")
+
+
+def _text(setting: Setting, value: Any) -> str:
+    text = clean_line(value)
+    limit = setting.high or 200
+    if len(text) > limit:
+        raise ValueError(str(_l("At most %(n)d characters.", n=limit)))
+    if setting.pattern and text and not re.fullmatch(setting.pattern, text):
+        raise ValueError(str(setting.pattern_message or _l("Not in the expected form.")))
+    return text
 
 
 def save(values: dict[str, Any], user: Any) -> dict[str, Any]:
@@ -133,6 +182,7 @@ def save(values: dict[str, Any], user: Any) -> dict[str, Any]:
         db.session.add(row)
         audit.record("setting_change", None, {"key": key, "old": old, "new": value})
         changed[key] = value
+    db.session.info.setdefault(_CHANGED, {}).update(changed)
     db.session.flush()
     db.session.info.pop(_CACHE, None)
     return changed

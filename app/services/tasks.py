@@ -122,8 +122,13 @@ def resolve(name: str) -> Callable[..., Any]:
 
 def run_named(name: str, args: list[Any]) -> None:
     """What a worker does with ``crm.run``: the allowed function with its arguments (the
-    caller gives the app context and removes the session)."""
-    resolve(name)(*args)
+    caller gives the app context and removes the session). A scheduled job's work is
+    recorded as a job run (``app.services.monitoring.jobs``)."""
+    from app.services.backups import maintenance
+    from app.services.monitoring import jobs
+
+    maintenance.wait_until_over()  # never write into a database a restore is swapping
+    jobs.call(resolve(name), *args)
 
 
 def send(func: Callable[..., Any], args: tuple) -> bool:

@@ -250,3 +250,28 @@ def test_refresh_statistics_runs_sqlite_optimize_nightly(app: Any) -> None:
         ran = scheduler.refresh_statistics()
         assert ran is (db.engine.dialect.name == "sqlite")
         assert scheduler.definition("refresh_statistics").cron == {"hour": 3, "minute": 30}
+
+
+def test_a_company_zone_change_moves_every_daily_job(app: Any, submitted: list, monkeypatch: pytest.MonkeyPatch,
+                                                     empty_job_store: None) -> None:
+    """Issue 19: an admin sets the company zone to Europe/London; the active scheduler's next
+    tick rebuilds the triggers, so the 01:05 job fires at 01:05 London time, not Shanghai's."""
+    from app.services import company
+
+    monkeypatch.setattr(company, "REFRESH_SECONDS", 3600)  # no reload from the database in between
+    monkeypatch.setattr(scheduler, "JOBS", [_job("deactivate_expired_users")])
+    started = scheduler.activate(app, paused=True)
+    try:
+        assert started.follow_zone() is False  # nothing changed since the triggers were built
+        clock.set_company_zone("Europe/London")
+        try:
+            assert started.follow_zone() is True
+            job = started.get_job("deactivate_expired_users")
+            local = job.next_run_time.astimezone(ZoneInfo("Europe/London"))
+            assert (local.hour, local.minute) == (1, 5) and job.trigger.timezone.key == "Europe/London"
+        finally:
+            clock.set_company_zone(None)
+        assert started.follow_zone() is True
+        assert started.get_job("deactivate_expired_users").trigger.timezone.key == "Asia/Shanghai"
+    finally:
+        started.shutdown(wait=False)

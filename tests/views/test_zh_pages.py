@@ -476,6 +476,10 @@ def data_values(app: Any, extra: Iterable[str] = ()) -> dict[str, set[str]]:
                 data[view.route_base + "/"] = {v for e in db.session.scalars(select(model))
                                                for v in (e.code, e.label_en, *e.alias_list,
                                                          *getattr(e, "required_list", ()))}
+        # The company page offers the IANA zone names (identifiers, the same in every language).
+        from app.services import company
+
+        data["/company/"] = {str(label) for label in company.zone_options().values()} | set(company.zone_options())
         # The stage screen lists the opportunity field names an admin types as required fields.
         for prefix in ("/stageview/", "POST /stageview/"):
             data[prefix] = data.get(prefix, set()) | set(REQUIRABLE)

@@ -159,3 +159,20 @@ def test_concurrent_writers_keep_one_chain(app, make_customer):
     with app.app_context():
         report = verify_chain(db.session)
     assert report.ok and report.checked == 40
+
+
+def test_an_event_about_the_signed_in_user_names_the_user_not_the_proxy(app):
+    """FAB hands ``g.user`` around as a werkzeug LocalProxy: the entry names the user row
+    ("CrmUser" and its id), not "LocalProxy" (step-up and TOTP events did)."""
+    from werkzeug.local import LocalProxy
+
+    from app.models import CrmUser
+    from app.services import audit
+    from tests.conftest import user_id
+
+    with app.app_context():
+        user = db.session.get(CrmUser, user_id("rep_a"))
+        audit.record("step_up_success", LocalProxy(lambda: user), user=user)
+        db.session.commit()
+        entry = db.session.scalars(select(AuditLog).where(AuditLog.action == "step_up_success")).one()
+        assert (entry.object_type, entry.object_id) == ("CrmUser", str(user.id))

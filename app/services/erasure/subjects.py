@@ -1,0 +1,116 @@
+"""What a personal-data erasure clears for each record type it covers (issue 19).
+
+Rule (个人信息保护法; 001 隐私与合规): the data of a *person* goes — their name, phone,
+e-mail, address, birthday (``Model.personal_columns``) and the free-text fields the admin
+ticks. A business customer's name is an organisation's, not personal data (DESIGN: the
+customer master is a company record), so it stays unless the admin ticks it (an
+individual customer, 个体户). Codes, amounts, dates, owners and the history skeleton stay.
+
+A column that may be empty becomes NULL; a required one holds ``ERASED`` (the same
+marker the redacted audit entries show), so the record still opens and saves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.customers import Customer, FollowUp
+from app.models.sales import Contact, Lead
+from app.services.audit import ERASED
+
+#: Extra choice: every follow-up of the customer (content and next step).
+FOLLOW_UPS = "follow_ups"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One erasable record type: ``key`` (URL and audit name), its model, the free-text
+    fields an admin may add (name -> lazy label), and ``linked(record)``: other rows that
+    hold copies of the same person's data (e.g. a customer's primary contact), erased too."""
+
+    key: str
+    model: type
+    label: Any
+    extras: dict[str, Any]
+    linked: Callable[[Any], list[Any]] = field(default=lambda record: [])
+
+    @property
+    def personal(self) -> tuple[str, ...]:
+        return tuple(getattr(self.model, "personal_columns", ()))
+
+
+def _primary_contacts(customer: Customer) -> list[Any]:
+    return list(db.session.scalars(select(Contact).where(Contact.customer_id == customer.id,
+                                                         Contact.is_primary.is_(True))))
+
+
+def _mirrored_customer(contact: Contact) -> list[Any]:
+    return [contact.customer] if contact.is_primary and contact.customer is not None else []
+
+
+SUBJECTS: dict[str, Subject] = {
+    "customer": Subject("customer", Customer, _l("Customer"), {
+        "name": _l("Customer name (an individual, not a company)"),
+        "note": _l("Notes"),
+        FOLLOW_UPS: _l("Content of its follow-ups"),
+    }, _primary_contacts),
+    "contact": Subject("contact", Contact, _l("Contact"), {
+        "title": _l("Title"), "note": _l("Notes"),
+    }, _mirrored_customer),
+    "lead": Subject("lead", Lead, _l("Lead"), {
+        "company": _l("Company (a person's name)"), "note": _l("Notes"),
+        "invalid_reason": _l("Reason it was invalid"),
+    }),
+}
+
+
+def required(model: type, name: str) -> bool:
+    """True when ``name`` is NOT NULL on ``model`` (it keeps the marker instead of NULL)."""
+    column = model.__table__.c.get(name)
+    return column is not None and not column.nullable
+
+
+#: People's names read "(erased)" rather than blank (and a customer's contact name stays
+#: in step with its primary contact's, which is required); a lead's phone too, so its
+#: "a phone or an e-mail" rule still holds.
+MARKED = {"name", "contact_name", "Lead.phone"}
+
+
+def blank(record: Any, name: str) -> Any:
+    """The value an erased field holds: ``ERASED`` for required text, people's names and
+    ``MARKED`` fields, else None."""
+    marked = name in MARKED or f"{type(record).__name__}.{name}" in MARKED
+    return ERASED if required(type(record), name) or marked else None
+
+
+def clear(record: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """Clear ``names`` on ``record``; returns the old values that were not empty."""
+    old = {}
+    for name in names:
+        value = getattr(record, name, None)
+        if value in (None, "", ERASED):
+            continue
+        old[name] = value
+        setattr(record, name, blank(record, name))
+    return old
+
+
+def follow_ups_of(customer: Customer) -> list[FollowUp]:
+    """Every follow-up of ``customer`` (archived or not)."""
+    return list(db.session.scalars(select(FollowUp).where(FollowUp.customer_id == customer.id)))
+
+
+def mirror_fields(record: Any) -> tuple[str, ...]:
+    """The fields a linked copy clears: a contact mirrors the customer's contact name and
+    phone (and the other way round); an e-mail is the same person's too."""
+    if isinstance(record, Customer):
+        return ("contact_name", "contact_phone")
+    if isinstance(record, Contact):
+        return ("name", "phone", "email", "birthday")
+    return tuple(getattr(type(record), "personal_columns", ()))
