@@ -223,6 +223,8 @@ class Config:
     # practice a mounted remote one; unset: no copy, and the daily checklist says so).
     CRM_BACKUP_DIR = os.environ.get("CRM_BACKUP_DIR") or None
     CRM_BACKUP_COPY_DIR = os.environ.get("CRM_BACKUP_COPY_DIR") or None
+    #: The request timer flushes its figures on a thread of its own (False), not in a request.
+    CRM_TIMER_FLUSH_INLINE = _env_bool("CRM_TIMER_FLUSH_INLINE", False)
 
     # E-mail and SMS (app/services/mail.py, app/services/sms.py; issue 14). Without
     # MAIL_SERVER e-mail waits in the outbox (nothing is lost) and the outbox page says so.
@@ -271,6 +273,9 @@ class TestConfig(Config):
     AUTH_RATE_LIMIT = "10000 per minute"
     CRM_LOGIN_LIMIT_PER_USERNAME = "10000 per minute"
     CRM_IMPORT_INLINE = True
+    #: The request timer writes its minute's figures in the request, not on a thread that
+    #: could still be writing when a test's clean-up runs.
+    CRM_TIMER_FLUSH_INLINE = True
     #: Hermetic whatever the environment (CI exports REDIS_URL for tests/deploy): counters in
     #: memory, jobs on threads; tests that need Redis start one and set these themselves.
     REDIS_URL = CELERY_BROKER_URL = None

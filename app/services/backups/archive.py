@@ -98,13 +98,18 @@ def _write(run: BackupRun, scratch: Path, target: Path) -> dict[str, Any]:
     dumped, facts = dump.snapshot(scratch, run.database)
     files_tar = scratch / "files.tar"
     with tarfile.open(files_tar, "w") as holder:  # files first (their list goes in the manifest)
+        holder.copybufsize = common.CHUNK
         listed = instance_files.add_files(holder)
     manifest = _manifest(run, facts, listed)
     partial = target.with_name(target.name + ".part")
     with tarfile.open(partial, "w:gz", compresslevel=6) as archive:
+        # 1 MiB pieces, not tarfile's 16 KiB: each piece takes the GIL back, and beside busy
+        # request threads each take waits its turn (a 154 MiB backup took 30 s, not 3 s)
+        archive.copybufsize = common.CHUNK
         _add_bytes(archive, common.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
         archive.add(dumped, arcname=dumped.name)
         with tarfile.open(files_tar, "r") as holder:
+            holder.copybufsize = common.CHUNK
             for member in holder:
                 archive.addfile(member, holder.extractfile(member))
     partial.replace(target)

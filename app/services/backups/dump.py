@@ -55,10 +55,14 @@ def sqlite_engine(path: Path) -> Engine:
 
 
 def copy_sqlite(source: sqlite3.Connection, target: Path) -> None:
-    """Copy a SQLite database into ``target`` with the online backup API (pages in steps)."""
+    """Copy a SQLite database into ``target`` with the online backup API, in ONE step: a
+    copy made in steps starts again whenever another connection writes between two steps
+    (page views write presence and timings), so on a busy instance it might never end. In
+    WAL mode one step is one read transaction: writers go on meanwhile and the copy is the
+    database as of its start."""
     destination = sqlite3.connect(target)
     try:
-        source.backup(destination, pages=1024)
+        source.backup(destination, pages=-1)
     finally:
         destination.close()
 

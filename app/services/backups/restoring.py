@@ -95,7 +95,7 @@ def _replace_sqlite(dumped: Path) -> None:
     source = sqlite3.connect(dumped)
     target = sqlite3.connect(live, timeout=60)
     try:
-        source.backup(target, pages=1024)
+        source.backup(target, pages=-1)  # one step: the live database is locked until it is whole
     finally:
         target.close()
         source.close()
