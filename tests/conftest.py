@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -441,3 +442,15 @@ def flask_cli(tmp_path: Any, url: str, *command: str) -> None:
     result = subprocess.run([sys.executable, "-m", "flask", "--app", "app:create_app", *command], cwd=BASE_DIR,
                             env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.fixture
+def backup_dirs(app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Backups (issue 19) write into this test's own ``backups``, ``copies`` (the second
+    location) and ``files`` (the files root) folders: name -> path."""
+    folders = {name: tmp_path / name for name in ("backups", "copies", "files")}
+    folders["files"].mkdir()
+    monkeypatch.setitem(app.config, "CRM_BACKUP_DIR", str(folders["backups"]))
+    monkeypatch.setitem(app.config, "CRM_BACKUP_COPY_DIR", str(folders["copies"]))
+    monkeypatch.setitem(app.config, "CRM_FILES_ROOT", str(folders["files"]))
+    return folders

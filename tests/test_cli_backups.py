@@ -5,20 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditLog, BackupRun, Customer, RestoreRun
-
-
-@pytest.fixture
-def folders(app, tmp_path, monkeypatch):
-    monkeypatch.setitem(app.config, "CRM_BACKUP_DIR", str(tmp_path / "backups"))
-    monkeypatch.setitem(app.config, "CRM_BACKUP_COPY_DIR", None)
-    monkeypatch.setitem(app.config, "CRM_FILES_ROOT", str(tmp_path / "files"))
-    (tmp_path / "files").mkdir()
-    return tmp_path
 
 
 def _newest(app) -> tuple[int, str]:
@@ -29,7 +19,7 @@ def _newest(app) -> tuple[int, str]:
         return found
 
 
-def test_backup_verify_and_restore_from_the_command_line(app, folders, make_customer):
+def test_backup_verify_and_restore_from_the_command_line(app, backup_dirs, make_customer):
     runner = app.test_cli_runner()
     pk = make_customer("rep_a", name="Before")
     made = runner.invoke(args=["crm", "backup"])
@@ -41,11 +31,11 @@ def test_backup_verify_and_restore_from_the_command_line(app, folders, make_cust
     with app.app_context():
         db.session.get(Customer, pk).name = "After"
         db.session.commit()
-    declined = runner.invoke(args=["crm", "restore", str(folders / "backups" / name)], input="n\n")
+    declined = runner.invoke(args=["crm", "restore", str(backup_dirs["backups"] / name)], input="n\n")
     assert declined.exit_code != 0
     with app.app_context():
         assert db.session.get(Customer, pk).name == "After"
-    done = runner.invoke(args=["crm", "restore", str(folders / "backups" / name), "--yes"])
+    done = runner.invoke(args=["crm", "restore", str(backup_dirs["backups"] / name), "--yes"])
     assert done.exit_code == 0, done.output
     with app.app_context():
         assert db.session.get(Customer, pk).name == "Before"
@@ -55,11 +45,11 @@ def test_backup_verify_and_restore_from_the_command_line(app, folders, make_cust
         assert entry.source == "cli" and json.loads(entry.detail)["file"] == name
 
 
-def test_restore_refuses_a_corrupted_file_and_an_unknown_id(app, folders):
+def test_restore_refuses_a_corrupted_file_and_an_unknown_id(app, backup_dirs):
     runner = app.test_cli_runner()
     assert runner.invoke(args=["crm", "backup"]).exit_code == 0
     _, name = _newest(app)
-    path = folders / "backups" / name
+    path = backup_dirs["backups"] / name
     data = bytearray(path.read_bytes())
     data[300] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -69,9 +59,9 @@ def test_restore_refuses_a_corrupted_file_and_an_unknown_id(app, folders):
     assert runner.invoke(args=["crm", "backup-verify", "99999"]).exit_code != 0
 
 
-def test_a_file_that_is_not_an_archive_gets_a_message_not_a_traceback(app, folders):
+def test_a_file_that_is_not_an_archive_gets_a_message_not_a_traceback(app, backup_dirs):
     runner = app.test_cli_runner()
-    bogus = folders / "passwd"
+    bogus = backup_dirs["files"].parent / "passwd"
     bogus.write_text("root:x:0:0:root:/root:/bin/bash\n")
     for args in (["crm", "restore", str(bogus), "--yes"], ["crm", "backup-verify", str(bogus)]):
         result = runner.invoke(args=args)
@@ -83,17 +73,17 @@ def test_a_file_that_is_not_an_archive_gets_a_message_not_a_traceback(app, folde
         assert not db.session.scalars(select(BackupRun).where(BackupRun.kind == "safety")).all()
 
 
-def test_an_archive_without_a_recorded_checksum_is_not_called_checksum_ok(app, folders, make_customer):
+def test_an_archive_without_a_recorded_checksum_is_not_called_checksum_ok(app, backup_dirs, make_customer):
     import shutil
 
     runner = app.test_cli_runner()
     make_customer("rep_a", name="Before")
     assert runner.invoke(args=["crm", "backup"]).exit_code == 0
     _, name = _newest(app)
-    elsewhere = folders / "usb"
+    elsewhere = backup_dirs["files"].parent / "usb"
     elsewhere.mkdir()
     copy = elsewhere / ("copied-" + name)  # not the catalogue's name, no .sha256 beside it
-    shutil.copyfile(folders / "backups" / name, copy)
+    shutil.copyfile(backup_dirs["backups"] / name, copy)
     checked = runner.invoke(args=["crm", "backup-verify", str(copy)])
     assert checked.exit_code == 0, checked.output
     assert "no recorded checksum; checked by a full restore test" in checked.output and "files" in checked.output
@@ -106,7 +96,7 @@ def test_an_archive_without_a_recorded_checksum_is_not_called_checksum_ok(app, f
         assert db.session.scalars(select(RestoreRun)).one().status == "ok"
 
 
-def test_restore_numbers_continue_and_the_prompt_counts_later_erasures(app, folders, monkeypatch):
+def test_restore_numbers_continue_and_the_prompt_counts_later_erasures(app, backup_dirs, monkeypatch):
     from app.services.erasure import ledger
 
     runner = app.test_cli_runner()

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from app.services import company
 from tests.browser.test_everyday_use import _alerts, _log_in, _open, _submit, _wait
 
 try:
@@ -29,16 +28,6 @@ PERSON, PHONE = "王小明", "13955501234"
 CJK = re.compile(r"[\u3400-\u9fff]")
 DMY = re.compile(r"\b(\d{2})/(\d{2})/(\d{4})\b")
 
-
-@pytest.fixture
-def folders(app: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Backups, their second copy and the instance files in this test's own folder."""
-    monkeypatch.setitem(app.config, "CRM_BACKUP_DIR", str(tmp_path / "backups"))
-    monkeypatch.setitem(app.config, "CRM_BACKUP_COPY_DIR", str(tmp_path / "copy"))
-    monkeypatch.setitem(app.config, "CRM_FILES_ROOT", str(tmp_path / "files"))
-    (tmp_path / "files").mkdir()
-    yield tmp_path
-    company.forget()  # the cleanup deletes the settings rows; this process's memory follows
 
 
 def _t(app: Any, lang: str, msgid: str) -> str:
@@ -61,7 +50,7 @@ def _heading(driver: Any) -> str:
 
 
 def test_admin_runs_the_instance(app: Any, browser: Any, live_server: str, make_customer: Any, totp: Any,
-                                 folders: Any) -> None:
+                                 backup_dirs: dict) -> None:
     driver, base = browser, live_server
     pk = make_customer("rep_a", name="隐私请求客户", contact_name=PERSON, contact_phone=PHONE)
     totp.enrol(app, "admin")
@@ -75,7 +64,7 @@ def test_admin_runs_the_instance(app: Any, browser: Any, live_server: str, make_
         name = form.find_element(By.ID, "company_name")
         name.clear()
         name.send_keys(COMPANY)
-        form.find_element(By.ID, "logo").send_keys(_logo(folders))
+        form.find_element(By.ID, "logo").send_keys(_logo(backup_dirs["files"].parent))
         Select(form.find_element(By.ID, "date_format")).select_by_value("dmy")
         _submit(driver, form)
         assert driver.current_url.rstrip("/").endswith("/company"), _alerts(driver)
@@ -112,7 +101,7 @@ def test_admin_runs_the_instance(app: Any, browser: Any, live_server: str, make_
         checks = row.find_elements(By.CSS_SELECTOR, ".backup-checks li")
         assert checks and all("text-success" in li.get_attribute("class") for li in checks), \
             [li.text for li in checks]
-        assert list((folders / "backups").glob("*")) and list((folders / "copy").glob("*"))
+        assert list(backup_dirs["backups"].glob("*")) and list(backup_dirs["copies"].glob("*"))
 
         # (3) Organisation → Daily checklist: check now, every line green or red in words
         _open(driver, f"{base}/system-health/checklist")

@@ -11,15 +11,6 @@ from app.models import AuditLog, BackupRun, Customer, RestoreRun
 from app.services import backups
 
 
-@pytest.fixture
-def folders(app, tmp_path, monkeypatch):
-    monkeypatch.setitem(app.config, "CRM_BACKUP_DIR", str(tmp_path / "backups"))
-    monkeypatch.setitem(app.config, "CRM_BACKUP_COPY_DIR", None)
-    monkeypatch.setitem(app.config, "CRM_FILES_ROOT", str(tmp_path / "files"))
-    (tmp_path / "files").mkdir()
-    return tmp_path
-
-
 def _backup(app) -> tuple[int, str]:
     with app.app_context():
         run = backups.create("manual")
@@ -30,7 +21,7 @@ def _backup(app) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("username", ["rep_a", "manager", "viewer"])
-def test_non_admins_are_refused_everywhere(app, client, auth, folders, username):
+def test_non_admins_are_refused_everywhere(app, client, auth, backup_dirs, username):
     pk, _ = _backup(app)
     auth.login(username)
     for method, url in (("get", "/backups/"), ("post", "/backups/backup"), ("post", f"/backups/verify/{pk}"),
@@ -44,7 +35,7 @@ def test_non_admins_are_refused_everywhere(app, client, auth, folders, username)
         assert len(db.session.scalars(select(BackupRun)).all()) == 1
 
 
-def test_admin_backs_up_now_and_sees_it_verified(app, client, auth, folders):
+def test_admin_backs_up_now_and_sees_it_verified(app, client, auth, backup_dirs):
     auth.login("admin")
     response = client.post("/backups/backup", follow_redirects=True)
     assert response.status_code == 200
@@ -57,7 +48,7 @@ def test_admin_backs_up_now_and_sees_it_verified(app, client, auth, folders):
     assert run.file_name[:20] in page or run.sha256[:12] in page
 
 
-def test_restore_needs_confirmation_and_a_code_and_takes_a_safety_backup(app, client, auth, folders, totp,
+def test_restore_needs_confirmation_and_a_code_and_takes_a_safety_backup(app, client, auth, backup_dirs, totp,
                                                                         make_customer):
     pk = make_customer("rep_a", name="Before")
     backup_id, backup_name = _backup(app)
@@ -91,9 +82,9 @@ def test_restore_needs_confirmation_and_a_code_and_takes_a_safety_backup(app, cl
     assert "restore-list" in page and backup_name in page
 
 
-def test_corrupted_backup_is_refused_with_a_message(app, client, auth, folders):
+def test_corrupted_backup_is_refused_with_a_message(app, client, auth, backup_dirs):
     backup_id, name = _backup(app)
-    path = folders / "backups" / name
+    path = backup_dirs["backups"] / name
     data = bytearray(path.read_bytes())
     data[100] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -103,7 +94,7 @@ def test_corrupted_backup_is_refused_with_a_message(app, client, auth, folders):
     assert response.status_code == 400 and "corrupted" in response.get_data(as_text=True)
 
 
-def test_download_is_sensitive_and_audited(app, client, auth, folders):
+def test_download_is_sensitive_and_audited(app, client, auth, backup_dirs):
     backup_id, name = _backup(app)
     auth.login("admin")
     assert client.get(f"/backups/download/{backup_id}").status_code == 401
@@ -133,7 +124,7 @@ def test_every_page_answers_503_during_a_restore(app, client, auth):
 # --- fixes of the attack on issue 19 ------------------------------------------------------------
 
 
-def test_restore_warns_of_and_applies_again_the_later_erasures(app, client, auth, folders, totp, monkeypatch):
+def test_restore_warns_of_and_applies_again_the_later_erasures(app, client, auth, backup_dirs, totp, monkeypatch):
     from app.services.erasure import ledger
 
     backup_id, _ = _backup(app)
@@ -150,7 +141,7 @@ def test_restore_warns_of_and_applies_again_the_later_erasures(app, client, auth
     assert "Personal-data erasures made after the backup, applied again: 2." in done.get_data(as_text=True)
 
 
-def test_next_backup_is_due_now_when_todays_has_not_run(app, client, auth, folders, shanghai):
+def test_next_backup_is_due_now_when_todays_has_not_run(app, client, auth, backup_dirs, shanghai):
     from datetime import UTC, datetime
 
     from app import clock
@@ -161,7 +152,7 @@ def test_next_backup_is_due_now_when_todays_has_not_run(app, client, auth, folde
     assert "due now, within 5 minutes" in page and "2026-12-01 02:00" not in page
 
 
-def test_backup_pages_use_the_company_date_format(app, client, auth, folders, shanghai):
+def test_backup_pages_use_the_company_date_format(app, client, auth, backup_dirs, shanghai):
     from datetime import UTC, datetime
 
     from app import clock
@@ -183,11 +174,11 @@ def test_backup_pages_use_the_company_date_format(app, client, auth, folders, sh
         company.forget()
 
 
-def test_a_failed_check_reads_in_the_readers_language(app, client, auth, folders):
+def test_a_failed_check_reads_in_the_readers_language(app, client, auth, backup_dirs):
     from flask_babel import force_locale
 
     backup_id, name = _backup(app)
-    path = folders / "backups" / name
+    path = backup_dirs["backups"] / name
     data = bytearray(path.read_bytes())
     data[100] ^= 0xFF
     path.write_bytes(bytes(data))

@@ -25,11 +25,12 @@ from app.clock import as_utc, utc_now
 from app.extensions import db
 from app.models.operations import BackupRun, RestoreRun
 from app.security import step_up
+from app.security.rights import is_admin
 from app.services import audit
 from app.services import files as file_roots
 from app.services.backups import archive, carry, catalogue, common, dump, maintenance, migrate, verifying
 from app.services.backups import files as instance_files
-from app.services.errors import RuleViolation
+from app.services.errors import RuleForbidden, RuleViolation
 
 RESTORE = step_up.declare("backup.restore", _l("Restore a backup (replaces all data)"), _l("Organisation > Backups"))
 
@@ -202,6 +203,8 @@ def restore(target: BackupRun | Path, user: Any = None, source: str = "web") -> 
     the ``backup_restored`` entry records their count and the audit entries that are now
     only in the safety backup. ``row.erasures_reapplied`` (not a column) is that count."""
     if source == "web":
+        if not is_admin(user):
+            raise RuleForbidden(str(_l("Only an administrator may restore a backup.")))
         step_up.demand(RESTORE, user)
     run = target if isinstance(target, BackupRun) else catalogue.find(Path(target).name)
     path = verifying.archive_path(run) if isinstance(target, BackupRun) else Path(target).resolve()

@@ -111,3 +111,15 @@ def test_a_failed_second_copy_is_reported_and_the_backup_stays_good(ctx, app, ba
     assert run.status == "ok" and run.second_copy_path is None
     assert run.error.startswith("Second copy failed")
     assert backups.verify(run).status == "passed"
+
+
+def test_only_an_admin_may_restore_through_the_service(ctx, backup_dirs):
+    """The screen is Admin only; the use case says so too (not only the view)."""
+    from app.models import CrmUser
+    from app.services.errors import RuleForbidden
+    from tests.conftest import user_id
+
+    run = backups.create("manual")
+    with pytest.raises(RuleForbidden):
+        backups.restore(run, db.session.get(CrmUser, user_id("manager")), source="web")
+    assert db.session.scalars(select(BackupRun).where(BackupRun.kind == "safety")).all() == []

@@ -52,7 +52,7 @@ def good_job(*_args: Any) -> int:
 
 
 @pytest.fixture
-def test_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+def scheduled_test_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scheduler, "JOBS", list(scheduler.JOBS))
     for func in (failing_job, false_job, good_job):
         scheduler.register(func.__name__, func.__name__, func, {"hour": 4})
@@ -63,7 +63,7 @@ def _runs(app: Any) -> dict[str, tuple[bool | None, str | None]]:
         return {r.job_id: (r.ok, r.error) for r in db.session.scalars(select(JobRun)) if r.finished_at}
 
 
-def test_scheduled_jobs_are_recorded_where_they_run(app: Any, test_jobs: None) -> None:
+def test_scheduled_jobs_are_recorded_where_they_run(app: Any, scheduled_test_jobs: None) -> None:
     with app.app_context():
         scheduler.enqueue("good_job")
         scheduler.enqueue("false_job")
@@ -81,7 +81,7 @@ def test_scheduled_jobs_are_recorded_where_they_run(app: Any, test_jobs: None) -
                                                      .replace(year=2000))] != []
 
 
-def test_threads_and_celery_paths_record_too(app: Any, test_jobs: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_and_celery_paths_record_too(app: Any, scheduled_test_jobs: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from app.services import tasks
 
     with app.app_context():
@@ -90,7 +90,7 @@ def test_threads_and_celery_paths_record_too(app: Any, test_jobs: None, monkeypa
     assert _runs(app) == {"false_job": (False, "returned False"), "good_job": (True, None)}
 
 
-def test_maintenance_mode_submits_nothing(app: Any, test_jobs: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_maintenance_mode_submits_nothing(app: Any, scheduled_test_jobs: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(maintenance, "active", lambda: True)
     with app.app_context():
         scheduler.enqueue("failing_job")  # would raise if it ran
