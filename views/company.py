@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flask import abort, current_app, flash, g, redirect, request, url_for
+from flask import abort, current_app, flash, g, request
 from flask_appbuilder import AppBuilder, BaseView, expose, has_access
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
@@ -21,7 +21,7 @@ from app.extensions import db
 from app.models.org import CrmUser
 from app.services import company, settings
 from app.services.errors import RuleViolation
-from views.settings import on_page, submitted
+from views.settings import settings_form, submitted
 
 PAGE = "company"
 #: A year: the navbar's link changes with the logo (``?v=`` its checksum).
@@ -79,17 +79,9 @@ class CompanyView(BaseView):
     @has_access
     def index(self) -> Any:
         """GET: the form; POST: save it (400 with the messages by field on a bad value)."""
-        errors: dict[str, str] = {}
-        values = {key: settings.get(key) for key in on_page(PAGE)}
-        if request.method == "POST":
-            errors = _save(request.form, request.files)
-            if not errors:
-                return redirect(url_for(f"{self.endpoint}.index"))
-            values = {**values, **submitted(request.form, PAGE)}
-        page = self.render_template("crm/company.html", settings=list(on_page(PAGE).values()), values=values,
-                                    errors=errors, kinds=settings, brand=company.brand(),
-                                    max_kb=company.LOGO_MAX_BYTES // 1024, title=_l("Company profile"))
-        return (page, 400) if errors else page
+        return settings_form(self, PAGE, "crm/company.html", lambda: _save(request.form, request.files),
+                             lambda: {"brand": company.brand(), "max_kb": company.LOGO_MAX_BYTES // 1024,
+                                      "title": _l("Company profile")})
 
     @expose("/logo")
     def logo(self) -> Any:

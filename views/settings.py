@@ -7,6 +7,7 @@ none, each change audited). A bad value is shown next to its field, nothing is s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import flash, g, redirect, request, url_for
@@ -50,22 +51,37 @@ class CrmSettingsView(BaseView):
     @has_access
     def index(self) -> Any:
         """GET: the settings; POST: save them (400 with the messages on a bad value)."""
-        errors: dict[str, str] = {}
-        values = {key: settings.get(key) for key in on_page()}
-        if request.method == "POST":
-            values = submitted(request.form)
-            try:
-                changed = settings.save(values, g.user)
-            except RuleViolation as exc:
-                db.session.rollback()
-                errors = {key: str(message) for key, message in exc.errors.items()}
-            else:
-                db.session.commit()
-                flash(str(_l("Settings saved (%(n)d changed).", n=len(changed))), "success")
-                return redirect(url_for(f"{self.endpoint}.index"))
-        page = self.render_template("crm/settings.html", settings=list(on_page().values()), values=values,
-                                    errors=errors, kinds=settings, title=_l("Settings"))
-        return (page, 400) if errors else page
+        return settings_form(self, "settings", "crm/settings.html", _save_settings,
+                             lambda: {"title": _l("Settings")})
+
+
+def _save_settings() -> dict[str, str]:
+    try:
+        changed = settings.save(submitted(request.form), g.user)
+    except RuleViolation as exc:
+        db.session.rollback()
+        return {key: str(message) for key, message in exc.errors.items()}
+    db.session.commit()
+    flash(str(_l("Settings saved (%(n)d changed).", n=len(changed))), "success")
+    return {}
+
+
+def settings_form(view: BaseView, page: str, template: str, save: Callable[[], dict[str, str]],
+                  context: Callable[[], dict[str, Any]]) -> Any:
+    """One settings page (``page``: the settings declared for it) for ``view``'s index: GET
+    the form with the stored values; POST ``save()`` -> field -> message ({} after its
+    commit): back to the page, else the form again with what was typed and status 400.
+    ``context()``: the template's other values, read after the save."""
+    errors: dict[str, str] = {}
+    values = {key: settings.get(key) for key in on_page(page)}
+    if request.method == "POST":
+        errors = save()
+        if not errors:
+            return redirect(url_for(f"{view.endpoint}.index"))
+        values = {**values, **submitted(request.form, page)}
+    html = view.render_template(template, settings=list(on_page(page).values()), values=values, errors=errors,
+                                kinds=settings, **context())
+    return (html, 400) if errors else html
 
 
 def register_settings(appbuilder: AppBuilder) -> None:
