@@ -176,6 +176,23 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_process_memory(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work a process does once a while (the request timer's flush once a minute, the
+    company values' reload every 30 s) starts its interval with each test, so a test that
+    counts statements or requests sees only its own: the session's app would otherwise
+    flush every earlier test's timings inside whichever request crosses the minute."""
+    from app.clock import utc_now
+    from app.services import company
+    from app.services.monitoring import timer
+
+    fresh = timer.Timings()
+    fresh.flushed_at = utc_now()
+    monkeypatch.setattr(timer, "TIMINGS", fresh)
+    with app.app_context():
+        company.refresh(force=True)
+
+
+@pytest.fixture(autouse=True)
 def _clean_data(app: Any) -> Any:
     """Each test sees the org and dictionaries only; customer data, audit entries,
     authenticators, extra users and rate-limit counters are removed after it."""
