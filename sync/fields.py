@@ -30,9 +30,9 @@ from app import clock
 from app.extensions import db
 from app.models.org import CrmUser
 from app.security import masking
-from app.services import validation
+from app.services import custom_fields, validation
 from app.services.dictionaries import DictionaryLookup, lookup_key, lookups_for
-from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
+from app.services.importing.columns import CUSTOM, CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
 from app.services.importing.declared import canonical_number, column_value, is_boolean_column, is_number_column
 from app.services.importing.reading import cell_text
 from sync.backends import SheetNumber
@@ -44,7 +44,7 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 #: Part of every row digest (``FieldCodec.context``): raise it whenever ``sheet_text``, ``app_text`` or
 #: ``sheet_problem`` read a value differently, so that no row is skipped on a digest the old code made.
-CODEC_VERSION = 1
+CODEC_VERSION = 2
 
 
 class FieldCodec:
@@ -101,6 +101,8 @@ class FieldCodec:
 
     def app_text(self, record: Any, name: str) -> str:
         spec = self.kinds[name]
+        if spec.kind == CUSTOM:
+            return self._custom_app_text(spec.custom, custom_fields.value_of(record, spec.custom))
         if spec.kind == DICT:
             entry = getattr(record, name)
             return entry.code if entry is not None else ""
@@ -125,6 +127,8 @@ class FieldCodec:
         spec = self.kinds[name]
         if not text:
             return ""
+        if spec.kind == CUSTOM:
+            return self._custom_sheet_text(spec.custom, cell, text)
         if isinstance(cell, SheetNumber) and spec.kind in (DATE, DATETIME):
             return _serial_text(cell.number, spec.kind == DATE)
         try:
@@ -151,6 +155,57 @@ class FieldCodec:
             return text
         return text
 
+    # --- custom fields (issue 18) ----------------------------------------------------------
+
+    def _custom_app_text(self, field: Any, value: Any) -> str:
+        """A stored custom value as canonical text: choice codes (several: in the field's
+        choice order, joined by ","), ``1``/``0``, a plain decimal, an ISO day, an instant as
+        the CRM zone's wall time, a user name; a masked field masked unless the run-as user
+        may reveal (``custom_fields.masked_text``, which the save reads back as "unchanged")."""
+        if custom_fields.empty(value):
+            return ""
+        if field.masked and not self.reveal_phone:
+            return custom_fields.masked_text(field, value)
+        kind = field.kind
+        if kind in custom_fields.CHOOSING:
+            codes = value if isinstance(value, list) else [value]
+            order = {choice.code: index for index, choice in enumerate(field.choices)}
+            return ",".join(sorted(dict.fromkeys(str(code) for code in codes), key=lambda c: (order.get(c, 1 << 30), c)))
+        if kind == custom_fields.BOOLEAN:
+            return "1" if value else "0"
+        if kind in (custom_fields.INTEGER, custom_fields.DECIMAL):
+            return canonical_number(value)
+        if kind == custom_fields.DATETIME:
+            return cell_text(clock.local_naive(datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ")
+                                               .replace(tzinfo=clock.UTC)))
+        if kind == custom_fields.USER:
+            return self.usernames.get(value, "")
+        return str(value)
+
+    def _custom_sheet_text(self, field: Any, cell: Any, text: str) -> str:
+        """A custom field's cell as canonical text (``_custom_app_text`` of the value the save
+        would store: "大型" is ``large``, 是 is ``1``, tags as a set); what the field's rule
+        refuses stays as typed (the save reports it); a masked echo stays as shown."""
+        if field.masked and masking.MASK in text:
+            return text
+        if isinstance(cell, SheetNumber) and field.kind in (custom_fields.DATE, custom_fields.DATETIME):
+            text = _serial_text(cell.number, field.kind == custom_fields.DATE)
+        elif isinstance(cell, SheetNumber) and cell.shown and field.kind in (custom_fields.TEXT,
+                                                                              custom_fields.LONG_TEXT):
+            text = cell.shown
+        if field.kind == custom_fields.USER:
+            return self.username(text)  # no query per cell; the save checks the name
+        try:
+            # every choice counts as held: a retired one reads as its code (the save decides)
+            value = custom_fields.parse_text(field, text, [choice.code for choice in field.choices])
+        except (ValueError, ArithmeticError):
+            return text
+        reveal, self.reveal_phone = self.reveal_phone, True  # canonical text of the value itself
+        try:
+            return self._custom_app_text(field, value)
+        finally:
+            self.reveal_phone = reveal
+
     def context(self) -> str:
         """A digest of everything besides the cells and the record that ``sheet_text``, ``app_text`` and
         ``sheet_problem`` depend on (issue 12: ``row_digest``): the fields and their kinds, the sheet's
@@ -160,6 +215,8 @@ class FieldCodec:
                             sorted(self.numbers), sorted(self.booleans),
                             [(name, self.kinds[name].kind) for name in self.fields]]
         for name in self.fields:
+            if self.kinds[name].kind == CUSTOM:  # its kind, choices, places, masking as defined now
+                parts.append((name, repr(self.kinds[name].custom)))
             if self.kinds[name].kind == DICT:
                 parts.append((name, _entries(self.lookups[name].model)))
             if self.kinds[name].kind == USER:
@@ -182,6 +239,8 @@ class FieldCodec:
     def display(self, name: str, canonical: str) -> Any:
         """What the sheet shows for a canonical value (labels in the sheet's language, real dates)."""
         spec = self.kinds[name]
+        if spec.kind == CUSTOM:
+            return self._custom_display(spec.custom, canonical)
         if spec.kind == DICT and canonical:
             entry = self.lookups[name].find(canonical)
             return entry.label_zh if self.chinese else entry.label_en
@@ -191,6 +250,26 @@ class FieldCodec:
             return date.fromisoformat(canonical)
         if spec.kind == DATETIME and canonical:
             return datetime.fromisoformat(canonical)  # CRM-zone wall time, without a zone (cells hold none)
+        return canonical
+
+    def _custom_display(self, field: Any, canonical: str) -> Any:
+        """A custom field's canonical text as the sheet shows it: choice labels in the sheet's
+        language (several joined by ", "), 是/否 or Yes/No, real dates; masked text as it is."""
+        if not canonical or masking.MASK in canonical:
+            return canonical
+        kind = field.kind
+        if kind in custom_fields.CHOOSING:
+            codes = canonical.split(",") if field.is_list else [canonical]
+            return custom_fields.as_text(field, codes if field.is_list else codes[0], "zh" if self.chinese else "en")
+        if kind == custom_fields.BOOLEAN and canonical in ("1", "0"):
+            return custom_fields.as_text(field, canonical == "1", "zh" if self.chinese else "en")
+        try:
+            if kind == custom_fields.DATE:
+                return date.fromisoformat(canonical)
+            if kind == custom_fields.DATETIME:
+                return datetime.fromisoformat(canonical)
+        except ValueError:
+            return canonical
         return canonical
 
     def sheet_problem(self, name: str, cell: Any) -> str | None:
@@ -213,6 +292,8 @@ def _raw_attribute(model: type, name: str, kind: str) -> str | None:
     """The attribute holding a field's stored value (None: read it as text, ``app_text``)."""
     if kind == USER:
         return f"{name}_id"
+    if kind == CUSTOM:
+        return "custom"  # the JSON column holding every custom value
     if kind == CUSTOMER:
         return None
     if kind == DICT:

@@ -17,13 +17,13 @@ from app.models.customers import Customer, CustomerAlias, FollowUp
 from app.models.org import CrmUser
 from app.security.data_scope import scope_clause
 from app.security.rights import user_may
+from app.services import custom_fields, dedup, follow_ups, records, validation
 from app.services import customer_approvals as gate
 from app.services import customers as rules
-from app.services import dedup, follow_ups, records, validation
 from app.services.dictionaries import lookups_for
 from app.services.errors import RuleViolation
 from app.services.importing import columns
-from app.services.importing.columns import CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
+from app.services.importing.columns import CUSTOM, CUSTOMER, DATE, DATETIME, DICT, USER, ImportModel
 from app.services.importing.declared import column_value, savepoint
 
 
@@ -157,8 +157,8 @@ class Records:
 
 #: The customer fields a sheet syncs: the import's, less the contract number (an import-only
 #: column: a sheet's won customer takes the number of its signed contract).
-SYNC_CUSTOMER = replace(columns.CUSTOMER, fields=tuple(f for f in columns.CUSTOMER.fields
-                                                       if f.name != "contract_number"))
+SYNC_CUSTOMER = replace(columns.CUSTOMER, builtin=tuple(f for f in columns.CUSTOMER.builtin
+                                                        if f.name != "contract_number"))
 
 
 class CustomerRecords(Records):
@@ -441,6 +441,8 @@ class DeclaredRecords(Records):
         """Canonical cell text -> the value the save takes (entries, users and customers as
         records, dates, yes/no); ``_KEEP`` for an empty owner (the save keeps or defaults it)."""
         field = _field(self.spec, name)
+        if field.kind == CUSTOM:
+            return text or None  # the save's ``custom_fields.apply`` reads it (a masked echo: kept)
         if field.kind == DICT:
             return self.lookups[name].find(text) if text else None
         if field.kind == USER:
@@ -498,10 +500,14 @@ def _field(spec: ImportModel, name: str) -> Any:
 
 
 def set_fields(record: Any, changes: dict[str, str], spec: ImportModel, lookups: dict[str, Any]) -> None:
-    """Canonical text back onto a record: dictionary codes, usernames, customer codes, dates."""
+    """Canonical text back onto a record: dictionary codes, usernames, customer codes, dates;
+    custom fields through ``custom_fields.apply`` (their rules; ``RuleViolation``)."""
+    custom = {}
     for name, text in changes.items():
         field = _field(spec, name)
-        if field.kind == DICT:
+        if field.kind == CUSTOM:
+            custom[name] = text or None
+        elif field.kind == DICT:
             setattr(record, name, lookups[name].find(text) if text else None)
         elif field.kind == USER:
             if text:  # the plan's check refused a name that means nobody; never set an owner to None
@@ -517,3 +523,5 @@ def set_fields(record: Any, changes: dict[str, str], spec: ImportModel, lookups:
             setattr(record, name, validation.parse_date(text))
         else:
             setattr(record, name, text or None)
+    if custom or (record.id is None and any(f.kind == CUSTOM for f in spec.fields)):
+        custom_fields.apply(record, custom)  # a new record: defaults and required fields too

@@ -53,6 +53,7 @@ from app.models import (  # noqa: E402
     CustomerAlias,
     CustomerStatusChange,
     CustomerType,
+    CustomField,
     DailyCheck,
     Delivery,
     DeliveryLine,
@@ -182,7 +183,7 @@ def _fresh_process_memory(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     counts statements or requests sees only its own: the session's app would otherwise
     flush every earlier test's timings inside whichever request crosses the minute."""
     from app.clock import utc_now
-    from app.services import company
+    from app.services import company, custom_fields
     from app.services.monitoring import timer
 
     fresh = timer.Timings()
@@ -190,6 +191,7 @@ def _fresh_process_memory(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(timer, "TIMINGS", fresh)
     with app.app_context():
         company.refresh(force=True)
+        custom_fields.refresh(force=True)
 
 
 @pytest.fixture(autouse=True)
@@ -213,8 +215,9 @@ def _clean_data(app: Any) -> Any:
                       LeadStatusChange, Lead, AssignmentRuleUser, AssignmentRule, OpportunityLine, Competitor,
                       OpportunityStageChange, Opportunity, Product, Contact,
                       CustomerStatusChange, FollowUp, Customer, AuditLog, CodeSequence,
-                      TotpCredential, RecoveryCode, StepUpGrant):
+                      TotpCredential, RecoveryCode, StepUpGrant, CustomField):
             db.session.execute(delete(model))
+        _drop_custom_field_indexes()
         _reset_stages_and_departments()
         _reset_task_templates()
         _reset_service_desk()
@@ -234,6 +237,17 @@ def _clean_data(app: Any) -> Any:
         db.session.commit()
         db.session.remove()
         appbuilder.sm.limiter.reset()
+
+
+def _drop_custom_field_indexes() -> None:
+    """Expression indexes the custom-fields screen made for searchable fields (``ix_cf_…``)."""
+    if db.engine.dialect.name == "postgresql":
+        names = db.session.scalars(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix\\_cf\\_%'"))
+    else:
+        names = db.session.scalars(text("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                        "AND name LIKE 'ix\\_cf\\_%' ESCAPE '\\'"))
+    for name in list(names):
+        db.session.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
 
 
 def _reset_stages_and_departments() -> None:
@@ -429,6 +443,33 @@ def make_customer(app: Any) -> Any:
             pk = customer.id
             db.session.remove()
             return pk
+
+    return make
+
+
+@pytest.fixture
+def make_custom_field(app: Any) -> Any:
+    """``make_custom_field(record_type, key, kind, **columns)`` -> id: a custom field made with
+    the model (labels default to the key; ``choices`` as ``[(code, label_en, label_zh), …]``
+    or dicts). The definitions in memory are read again at once."""
+    from app.models.custom_fields import CustomField
+    from app.services import custom_fields
+
+    def make(record_type: str, key: str, kind: str, **columns: Any) -> int:
+        choices = columns.pop("choices", None)
+        if choices is not None:
+            choices = [c if isinstance(c, dict) else {"code": c[0], "label_en": c[1], "label_zh": c[2],
+                                                       "active": True, "colour": c[3] if len(c) > 3 else ""}
+                       for c in choices]
+        with app.app_context():
+            row = CustomField(record_type=record_type, key=key, kind=kind, label_en=columns.pop("label_en", key),
+                              label_zh=columns.pop("label_zh", key), choices=choices, **columns)
+            db.session.add(row)
+            db.session.commit()
+            pk = row.id
+            db.session.remove()
+        custom_fields.forget()
+        return pk
 
     return make
 

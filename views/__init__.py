@@ -8,9 +8,10 @@ from flask_babel import lazy_gettext as _l
 
 
 def register_views(appbuilder: AppBuilder) -> None:
-    from views import display, errors, fields
+    from views import display, errors, fields, list_links
 
     fields.install()
+    list_links.install(current_app)  # page / order links keep repeated arguments (?cf_size=a&cf_size=b)
     current_app.jinja_env.globals.update(
         html_lang=display.html_lang,
         display=display.display, audit_rows=display.audit_rows,
@@ -104,12 +105,14 @@ def register_views(appbuilder: AppBuilder) -> None:
                         category="Organisation")
     appbuilder.add_view(TransferScheduleView, "Scheduled imports and exports", label=_l("Scheduled imports/exports"),
                         icon="fa-exchange", category="Organisation")
-    from views import backups, company, lifecycle, system_health
+    from views import backups, company, custom_fields, custom_reveal, lifecycle, system_health
 
     company.register(appbuilder)  # Organisation > Company: name, logo, zone, currency, formats (issue 19)
     backups.register(appbuilder)  # Organisation > Backups: run, verify, restore
     system_health.register(appbuilder)  # Organisation > System health, Daily checklist
     lifecycle.register(appbuilder)  # Organisation > Data retention, Personal data erasure
+    custom_fields.register(appbuilder)  # Organisation > Custom fields: definitions, tags, searchable indexes (issue 18)
+    custom_reveal.register(appbuilder)  # a masked custom field's recorded reveal (step-up, audited)
 
     sync_menu = "Sync"
     appbuilder.add_view(SyncTargetView, "Sync targets", label=_l("Sync targets"), icon="fa-refresh",

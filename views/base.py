@@ -525,9 +525,14 @@ class ListExportMixin:
         query = self.datamodel.apply_all(db.session.query(model), filters, order_column, order_direction)
         names = only or self.list_columns
         columns = [(c, str(self.label_columns.get(c, c))) for c in names]
-        rows = ([self._export_cell(item, col, unmasked) for col, _ in columns]
+        # Custom fields (issue 18): a column each, masked ones masked unless unmasked; none
+        # in a saved list's own columns.
+        extra_headers, extra_cells = exporting.custom_columns(model, unmasked, skip=names) if only is None \
+            else ([], None)
+        rows = ([*(self._export_cell(item, col, unmasked) for col, _ in columns),
+                 *(extra_cells(item) if extra_cells else ())]
                 for item in query.yield_per(1000))
-        return [label for _, label in columns], count, rows
+        return [label for _, label in columns] + extra_headers, count, rows
 
     def export_response(self, fmt: str, filename: str, unmasked: frozenset[str] = frozenset()) -> Any:
         if fmt not in exporting.FORMATS:

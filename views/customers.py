@@ -42,6 +42,8 @@ from views.base import (
     served_routes,
 )
 from views.contacts import ContactView
+from views.custom_form import CustomFieldsFormMixin
+from views.custom_list import CustomFieldsListMixin
 from views.opportunities import OpportunityView
 from views.writes import UseCaseFormMixin, reveal_page
 
@@ -176,7 +178,8 @@ class StatusHistoryView(ScopedModelView):
     }
 
 
-class FollowUpView(SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedModelView):
+class FollowUpView(SearchBoxMixin, CustomFieldsFormMixin, CustomFieldsListMixin, UseCaseFormMixin, ListExportMixin,
+                   ScopedModelView):
     datamodel = SQLAInterface(FollowUp)
     class_permission_name = "FollowUp"
     base_permissions = CRUD_PERMISSIONS + ["can_export"]
@@ -533,7 +536,8 @@ class CustomerTabsMixin:
             tab_total=sum(s.total for s in lists))
 
 
-class CustomerView(CustomerTabsMixin, SearchBoxMixin, UseCaseFormMixin, ListExportMixin, ScopedModelView):
+class CustomerView(CustomerTabsMixin, SearchBoxMixin, CustomFieldsFormMixin, CustomFieldsListMixin, UseCaseFormMixin,
+                   ListExportMixin, ScopedModelView):
     datamodel = SQLAInterface(Customer)
     class_permission_name = "Customer"
     method_permission_name = {
@@ -660,7 +664,8 @@ class CustomerView(CustomerTabsMixin, SearchBoxMixin, UseCaseFormMixin, ListExpo
 
         ``?unmasked=1`` gives full phone numbers to users who may reveal them, after a step-up.
         """
-        unmasked = frozenset({"contact_phone"}) if request.args.get("unmasked") else frozenset()
+        unmasked = frozenset({"contact_phone", *exporting.masked_custom_names(Customer)}) \
+            if request.args.get("unmasked") else frozenset()
         try:
             exporting.authorise(g.user, self.class_permission_name, unmasked)
         except step_up.StepUpRequired as exc:

@@ -24,6 +24,8 @@ from app.services import exporting
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
 from views import forms
 from views.base import CRUD_PERMISSIONS, SCOPE_FILTER, ListExportMixin, ScopedApi, ScopedModelView
+from views.custom_form import CustomFieldsFormMixin
+from views.custom_list import CustomFieldsListMixin
 from views.writes import UseCaseApiMixin, UseCaseFormMixin, step_up_abort
 
 #: Labels every type shares (stamps, owner, code).
@@ -40,10 +42,16 @@ def _relations(model: type) -> set[str]:
 
 
 def _api_column(model: type, name: str) -> list[str]:
-    """A related record as its id and code (or name): never a whole nested object."""
+    """A related record as its id and code (or name): never a whole nested object. A
+    relation kept by the use cases without a foreign key (a lead's campaign) is its id
+    column: FAB joins a dotted column only through a real foreign key (otherwise it joined
+    every campaign to every lead: duplicate rows, a 500 on the show answer)."""
     if name not in _relations(model):
         return [name]
-    target = sa_inspect(model).relationships[name].mapper.class_
+    relation = sa_inspect(model).relationships[name]
+    if not any(column.foreign_keys for column in relation.local_columns):
+        return [column.key for column in relation.local_columns]
+    target = relation.mapper.class_
     key = "code" if hasattr(target, "code") else ("username" if hasattr(target, "username") else "name")
     return [f"{name}.id", f"{name}.{key}"]
 
@@ -121,7 +129,7 @@ def declared_view(rt: RecordType, *mixins: type, **attrs: Any) -> type:
     }
     if rt.delete is not None:
         body["_delete"] = _delete
-    bases = (*mixins, UseCaseFormMixin, ListExportMixin, ScopedModelView)
+    bases = (*mixins, CustomFieldsFormMixin, CustomFieldsListMixin, UseCaseFormMixin, ListExportMixin, ScopedModelView)
     return type(f"{rt.model.__name__}View", bases, body)
 
 

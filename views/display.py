@@ -168,6 +168,7 @@ ACTION_LABELS = {
     "greeting_sent": _l("Birthday greeting sent"), "setting_change": _l("Setting changed"),
     "company_logo_change": _l("Company logo changed"), "backup_restored": _l("Backup restored"),
     "backup_downloaded": _l("Backup downloaded"), "personal_data_erased": _l("Personal data erased"),
+    "custom_field_purged": _l("Custom field purged"),
     "retention_decided": _l("Retention decision"),
     **alerts.LABELS,
 }

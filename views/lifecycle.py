@@ -19,7 +19,7 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from app.security import step_up
 from app.security.masking import mask_phone
-from app.services import erasure, retention
+from app.services import custom_fields, erasure, retention
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
 from views import display
 
@@ -166,7 +166,7 @@ FIELD_LABELS = {
 
 
 def _field_label(name: str) -> Any:
-    return FIELD_LABELS.get(name, name)
+    return FIELD_LABELS.get(name) or custom_fields.label_for(name) or name
 
 
 def register(appbuilder: AppBuilder) -> None:

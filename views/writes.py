@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort, flash, make_response, redirect, request
+from flask import abort, flash, g, make_response, redirect, request
 from flask_appbuilder._compat import as_unicode
+from flask_appbuilder.api import expose, safe
+from flask_appbuilder.security.decorators import protect
 from flask_appbuilder.urltools import get_filter_args, get_order_args, get_page_args, get_page_size_args
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
@@ -22,8 +24,15 @@ from sqlalchemy import inspect as sa_inspect
 from app.extensions import db
 from app.security import masking, step_up
 from app.security.request_bounds import db_int
-from app.services import records
+from app.services import custom_fields, records
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
+from views.custom_api import (
+    CustomFieldsConverter,
+    add_list_conditions,
+    add_openapi_properties,
+    info_fields,
+    split_custom,
+)
 
 #: JSON keys that are not record fields: the version guard and the step-up code.
 API_CONTROL_KEYS = ("version", "totp_code")
@@ -77,6 +86,11 @@ class UseCaseFormMixin:
     def save_record(self, values: dict[str, Any], *, pk: Any, version: Any, form: Any) -> Any:
         raise NotImplementedError
 
+    def form_class(self, form_cls: Any, item: Any = None) -> Any:
+        """The form class this request uses (``item``: the record edited, None when adding);
+        a mixin returns a subclass with per-request fields (custom fields, issue 18)."""
+        return form_cls
+
     def form_values(self, form: Any) -> dict[str, Any]:
         """The submitted values the use case receives (only fields present on this form)."""
         return {name: form[name].data for name in self.use_case_fields if name in form}
@@ -108,7 +122,7 @@ class UseCaseFormMixin:
     def _add(self) -> Any:
         get_filter_args(self._filters, disallow_if_not_in_search=False)
         exclude_cols = self._filters.get_relation_cols()
-        form = self.add_form.refresh()
+        form = self.form_class(self.add_form).refresh()
         if request.method == "POST":
             self._fill_form_exclude_cols(exclude_cols, form)
             if form.validate() and self._saved(form, None):
@@ -127,7 +141,7 @@ class UseCaseFormMixin:
             abort(404)
         pk = self.datamodel.get_pk_value(item)
         if request.method == "POST":
-            form = self.edit_form.refresh(request.form)
+            form = self.form_class(self.edit_form, item).refresh(request.form)
             self._fill_form_exclude_cols(exclude_cols, form)
             form._id = pk
             if form.validate() and self._saved(form, pk):
@@ -135,7 +149,7 @@ class UseCaseFormMixin:
                 return None
             item = self.datamodel.get(pk, self._base_filters) or abort(404)
         else:
-            form = self.edit_form.refresh(obj=item)
+            form = self.form_class(self.edit_form, item).refresh(obj=item)
             self.prefill_form(form, pk)
             self.update_redirect()
         widgets = self._get_edit_widget(form=form, exclude_cols=exclude_cols)
@@ -210,8 +224,20 @@ class UseCaseApiMixin:
     ``show_columns`` through ``pre_get`` (so every answer is masked like GET).
 
     The request schemas only parse (``load_instance`` off): a PUT carries the fields it
-    changes (partial), plus ``version``.
+    changes (partial), plus ``version``. Custom fields (issue 18, ``views.custom_api``):
+    ``cf_<key>`` properties are taken off the body before the schema loads it and handed
+    to the use case (``records.assign`` checks them: 422 per field); answers carry them
+    (masked ones masked); ``?cf_<key>=value`` filters the list; the OpenAPI schemas list
+    them; ``POST <id>/custom/<key>/reveal`` is the recorded reveal of a masked one.
     """
+
+    model2schemaconverter = CustomFieldsConverter
+
+    def __init__(self, **kwargs: Any) -> None:
+        # the reveal is read access to the record here; the use case asks for the reveal
+        # right, in scope, with a step-up (same rule as phones)
+        self.method_permission_name = {**(type(self).method_permission_name or {}), "reveal_custom": "read"}
+        super().__init__(**kwargs)
 
     def save_record(self, values: dict[str, Any], *, pk: Any, version: Any) -> Any:
         raise NotImplementedError
@@ -220,6 +246,18 @@ class UseCaseApiMixin:
         super()._init_model_schemas()
         for schema in (self.add_model_schema, self.edit_model_schema):
             schema._load_instance = False  # values for the use case, never a half-edited record
+
+    def _get_fields_info(self, cols: list[str], model_schema: Any, filter_rel_fields: Any, **kwargs: Any
+                         ) -> list[dict[str, Any]]:
+        """``_info``'s add and edit fields, the record type's active custom fields after them."""
+        return [*super()._get_fields_info(cols, model_schema, filter_rel_fields, **kwargs), *info_fields(self)]
+
+    def add_apispec_components(self, api_spec: Any) -> None:
+        super().add_apispec_components(api_spec)
+        add_openapi_properties(self, api_spec)
+
+    def _handle_filters_args(self, rison_args: dict[str, Any]) -> Any:
+        return add_list_conditions(self, super()._handle_filters_args(rison_args))
 
     def call_use_case(self, call: Callable[[], Any]) -> tuple[Any, Any]:
         """Run a use case: ``(result, None)``, or ``(None, answer)`` after a rollback, where the
@@ -257,6 +295,7 @@ class UseCaseApiMixin:
         payload, error = self._payload()
         if error is not None:
             return error
+        payload, custom = split_custom(payload)
         problems = related_id_problems(self.datamodel.obj, payload)
         if problems:
             return self.response_422(message=problems)
@@ -264,6 +303,7 @@ class UseCaseApiMixin:
             values = schema.load(payload, partial=pk is not None, session=db.session)
         except ValidationError as err:
             return self.response_422(message=err.messages)
+        values.update(custom)
         item, refusal = self.call_use_case(lambda: self.save_record(values, pk=pk, version=version))
         if refusal is not None:
             return refusal
@@ -278,6 +318,69 @@ class UseCaseApiMixin:
         payload = request.get_json(silent=True)
         version = payload.get("version") if isinstance(payload, dict) else None
         return self._write(self.edit_model_schema, pk, version, 200)
+
+    @expose("/<int:pk>/custom/<key>/reveal", methods=["POST"])
+    @protect()
+    @safe
+    def reveal_custom(self, pk: int, key: str) -> Any:
+        """Reveal the full value of one masked custom field (recorded in the audit log).
+        ---
+        post:
+          parameters:
+          - in: path
+            name: pk
+            schema:
+              type: integer
+          - in: path
+            name: key
+            schema:
+              type: string
+            description: The field's key (with or without the cf_ prefix)
+          - in: header
+            name: X-TOTP-Code
+            schema:
+              type: string
+            description: A fresh TOTP code (sensitive action), unless a step-up is still fresh
+          responses:
+            200:
+              description: "{field: cf_<key>, value: the stored value, text: the value as text}"
+            401:
+              description: Step-up required (send X-TOTP-Code)
+            403:
+              description: The caller may not reveal masked values
+            404:
+              $ref: '#/components/responses/404'
+        """
+        from app.services.custom_fields import reveal as cf_reveal
+
+        record_type = custom_fields.record_type_of(self.datamodel.obj)
+        if record_type is None:
+            return self.response_404()
+        found, refusal = self.call_use_case(
+            lambda: cf_reveal.reveal_value(record_type, pk, key, g.user, via="api"))
+        if refusal is not None:
+            return refusal
+        db.session.commit()
+        field, value = found
+        return self.response(200, field=field.name, value=value, text=custom_fields.as_text(field, value))
+
+
+def reveal_on_page(reveal: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run a reveal use case for a page and commit: ``(value, None)``, or ``(None, the
+    step-up page)``; a refusal (403) or a record out of reach (404) aborts after a rollback."""
+    try:
+        value = reveal()
+    except step_up.StepUpRequired as exc:
+        db.session.rollback()
+        return None, step_up.refusal(exc)
+    except RuleForbidden:
+        db.session.rollback()
+        abort(403)
+    except NotFound:
+        db.session.rollback()
+        abort(404)
+    db.session.commit()
+    return value, None
 
 
 def reveal_page(view: Any, pk: Any, reveal: Callable[[Any], str], masked: Callable[[Any], str | None],
@@ -294,18 +397,9 @@ def reveal_page(view: Any, pk: Any, reveal: Callable[[Any], str], masked: Callab
         abort(404)
     phone = None
     if request.method == "POST":
-        try:
-            phone = reveal(pk)
-        except step_up.StepUpRequired as exc:
-            db.session.rollback()
-            return step_up.refusal(exc)
-        except RuleForbidden:
-            db.session.rollback()
-            abort(403)
-        except NotFound:
-            db.session.rollback()
-            abort(404)
-        db.session.commit()
+        phone, refusal = reveal_on_page(lambda: reveal(pk))
+        if refusal is not None:
+            return refusal
     context = labels.pop("context", None)
     return view.render_template("crm/reveal.html", item=item, phone=phone, masked=masking.mask_phone(masked(item)),
                                 context=context(item) if context else None, **labels)

@@ -9,6 +9,7 @@ from app.models.approvals import (
     ApprovalStep,
 )
 from app.models.audit import AuditChainHead, AuditLog
+from app.models.custom_fields import CustomField
 from app.models.customers import CodeSequence, Customer, CustomerAlias, CustomerStatusChange, FollowUp
 from app.models.dictionaries import (
     DICTIONARIES,
@@ -79,6 +80,7 @@ from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
 from app.models.transfers import ImportMapping, TransferJob, TransferSchedule
 
 __all__ = [
+    "CustomField",
     "Activity",
     "ActivityTemplate",
     "ApprovalAction",

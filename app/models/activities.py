@@ -12,10 +12,10 @@ from flask_appbuilder import Model
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import StampMixin, UtcDateTime, VersionMixin, now
+from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now
 
 
-class Activity(StampMixin, VersionMixin, Model):
+class Activity(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """A planned call, visit, meeting, e-mail or task on a record, due at an instant.
 
     It belongs to at most one record: a customer, a contact (``customer_id`` is its

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from flask import g, has_app_context
-from sqlalchemy import DateTime, ForeignKey, Integer
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -108,3 +109,15 @@ class VersionMixin:
     @declared_attr.directive
     def __mapper_args__(cls) -> dict:
         return {"version_id_col": cls.version}
+
+
+#: JSON on SQLite (JSON1 functions read it), JSONB on PostgreSQL (containment, GIN).
+CustomJSON = JSON().with_variant(JSONB(), "postgresql")
+
+
+class CustomValuesMixin:
+    """A record's custom field values (issue 18): ``{key: value}`` in one JSON column, as
+    ``app.services.custom_fields`` stores them (text, int, decimal text, ISO date, UTC
+    instant text, bool, choice code, list of codes, user id). Always assigned a new dict."""
+
+    custom: Mapped[dict[str, Any] | None] = mapped_column(CustomJSON, nullable=True)

@@ -9,10 +9,10 @@ from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.clock import utc_now
-from app.models.base import StampMixin, UtcDateTime, VersionMixin
+from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin
 
 
-class Customer(StampMixin, VersionMixin, Model):
+class Customer(StampMixin, VersionMixin, CustomValuesMixin, Model):
     __tablename__ = "customer"
     __table_args__ = (
         Index("ix_customer_owner_archived", "owner_id", "archived_at"),
@@ -61,7 +61,7 @@ class Customer(StampMixin, VersionMixin, Model):
         return f"{self.code} {self.name}"
 
 
-class FollowUp(StampMixin, VersionMixin, Model):
+class FollowUp(StampMixin, VersionMixin, CustomValuesMixin, Model):
     __tablename__ = "follow_up"
     __table_args__ = (
         Index("ix_follow_up_customer", "customer_id", "followed_at"),

@@ -13,11 +13,11 @@ from flask_appbuilder import Model
 from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import StampMixin, VersionMixin
+from app.models.base import CustomValuesMixin, StampMixin, VersionMixin
 from app.models.sales import Money
 
 
-class Campaign(StampMixin, VersionMixin, Model):
+class Campaign(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """A campaign (code MC + date + sequence). Status: planning → waiting (approval) →
     approved → running → done, or cancelled. Leads carry it (``Lead.campaign_id``)."""
 

@@ -14,7 +14,7 @@ from flask_appbuilder import Model
 from sqlalchemy import Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import StampMixin, UtcDateTime, VersionMixin, now
+from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now
 from app.models.sales import Money
 
 Quantity = Numeric(12, 2)
@@ -28,7 +28,7 @@ def _percent_of(part: Decimal, whole: Decimal) -> Decimal:
     return min((part * _HUNDRED / whole).quantize(_TENTH, rounding=ROUND_DOWN), _HUNDRED.quantize(_TENTH))
 
 
-class SalesOrder(StampMixin, VersionMixin, Model):
+class SalesOrder(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """A sales order (code SO + date + sequence). Status: draft → waiting (approval) →
     approved → in_production / delivering → delivered → closed, or cancelled. Totals are
     kept from the lines; ``delivered_amount`` and ``paid_amount`` from deliveries and payments."""
@@ -168,7 +168,7 @@ class Payment(Model):
 SIGNED_STATUSES = ("active", "expired")
 
 
-class Contract(StampMixin, VersionMixin, Model):
+class Contract(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """A contract (合同, code HT + date + sequence) with its own ``number`` (the contract
     number the customer signed; 001: a won customer needs one). Status: draft → active →
     expired (by date) | terminated. ``renewal_of``: the contract this one renews."""

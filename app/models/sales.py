@@ -25,14 +25,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import StampMixin, UtcDateTime, VersionMixin, now
+from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now
 from app.models.dictionaries import DictionaryMixin
 
 #: Money: 16 digits, 2 decimals (yuan and fen), exact on SQLite and PostgreSQL.
 Money = Numeric(16, 2)
 
 
-class Contact(StampMixin, VersionMixin, Model):
+class Contact(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """A person at a customer (联系人). The primary contact mirrors the customer's
     联系人姓名/联系方式 columns, so the manual's one-contact template keeps working."""
 
@@ -87,7 +87,7 @@ class Stage(DictionaryMixin, Model):
         return [line.strip() for line in (self.required_fields or "").splitlines() if line.strip()]
 
 
-class Lead(StampMixin, VersionMixin, Model):
+class Lead(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """A lead (线索, code L + date + sequence) before it becomes a customer."""
 
     __tablename__ = "lead"
@@ -188,7 +188,7 @@ class AssignmentRuleUser(Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id", ondelete="CASCADE"), primary_key=True)
 
 
-class Product(StampMixin, VersionMixin, Model):
+class Product(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """A product or service sold (产品)."""
 
     __tablename__ = "product"
@@ -204,7 +204,7 @@ class Product(StampMixin, VersionMixin, Model):
         return f"{self.code} {self.name}"
 
 
-class Opportunity(StampMixin, VersionMixin, Model):
+class Opportunity(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """A sales opportunity (商机/销售机会, code O + date + sequence)."""
 
     __tablename__ = "opportunity"

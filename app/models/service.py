@@ -16,7 +16,7 @@ from flask_appbuilder import Model
 from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import StampMixin, UtcDateTime, VersionMixin, now
+from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now
 
 # The service desk's dictionaries live with the others (one list of dictionaries: screens,
 # audit, seeds); imported here too for the service modules.
@@ -130,7 +130,7 @@ class TransferRule(StampMixin, Model):
         return self.name
 
 
-class Ticket(StampMixin, VersionMixin, Model):
+class Ticket(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """工单: a customer's question, complaint or after-sales case (or a user's problem with
     the CRM itself: no customer, type 系统问题), worked by an assignee in a team, timed by
     an SLA policy. Deadlines are instants (UTC); the business-hours clock lives in
@@ -232,7 +232,7 @@ class TicketLog(Model):
     to_team = relationship("Department", foreign_keys=[to_team_id])
 
 
-class Demand(StampMixin, VersionMixin, Model):
+class Demand(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """客户需求分析 (001 表3): 需求编号 D…, 客户编号, 需求类型, 需求描述, 优先级, 解决方案,
     负责人, 完成状态 — required as the table says."""
 
@@ -259,7 +259,7 @@ class Demand(StampMixin, VersionMixin, Model):
         return self.code
 
 
-class ServiceFeedback(StampMixin, VersionMixin, Model):
+class ServiceFeedback(StampMixin, VersionMixin, CustomValuesMixin, Model):
     """客户服务反馈 (001 表4): 反馈编号 F…, 客户编号, 反馈类型, 问题描述, 处理过程, 处理结果,
     满意度评分 (1-5), 反馈时间 — required as the table says. A complaint can open a ticket."""
 

@@ -324,6 +324,60 @@ def _collection_change(obj: Any, key: str) -> list[list[str]] | None:
     return [before, after]
 
 
+# --- custom fields (issue 18): one change per field, masked ones masked -----------------
+
+#: The JSON column holding a record's custom values (``CustomValuesMixin``).
+CUSTOM_COLUMN = "custom"
+
+
+def _custom_fields(model: type) -> dict[str, Any]:
+    """key -> ``FieldDef`` of the record type stored on ``model`` (in memory, no query per row)."""
+    from app.services import custom_fields
+
+    record_type = custom_fields.record_type_of(model)
+    return {field.key: field for field in custom_fields.fields_of(record_type)} if record_type else {}
+
+
+def _custom_shown(field: Any, value: Any) -> Any:
+    """A custom value as an entry keeps it: the stored JSON value; a masked field's masked text."""
+    if value is None or value == [] or value == "":
+        return None
+    if field is not None and field.masked:
+        from app.services.custom_fields import masked_text
+
+        return masked_text(field, value)
+    return value
+
+
+def _custom_dict(value: Any) -> dict[str, Any]:
+    """A ``custom`` value as a dict (a bulk row may carry it as JSON text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def custom_changes(model: type, before: Any, after: Any, fields: dict[str, Any] | None = None
+                   ) -> dict[str, list[Any]]:
+    """The per-field changes between two ``custom`` values (dicts, or None): ``{"cf_<key>":
+    [before, after]}`` for each key whose value differs, masked fields masked (never the
+    full value in the log). ``fields``: ``_custom_fields(model)`` when already known."""
+    from app.services.custom_fields import PREFIX
+
+    before, after = _custom_dict(before), _custom_dict(after)
+    if fields is None:
+        fields = _custom_fields(model)
+    changes = {}
+    for key in sorted({*before, *after}):
+        old, new = before.get(key), after.get(key)
+        if old != new:
+            field = fields.get(key)
+            changes[PREFIX + key] = [_custom_shown(field, old), _custom_shown(field, new)]
+    return changes
+
+
 def _update_changes(obj: Any, spec: AuditSpec) -> dict[str, list[Any]]:
     changes = {}
     for key in _columns(obj, spec):
@@ -332,6 +386,9 @@ def _update_changes(obj: Any, spec: AuditSpec) -> dict[str, list[Any]]:
             continue
         before = history.deleted[0] if history.deleted else None
         after = history.added[0] if history.added else None
+        if key == CUSTOM_COLUMN:
+            changes.update(custom_changes(type(obj), before, after))
+            continue
         if before != after:
             changes[key] = [_shown(spec, key, before), _shown(spec, key, after)]
     for key in spec.collections:
@@ -344,6 +401,10 @@ def _update_changes(obj: Any, spec: AuditSpec) -> dict[str, list[Any]]:
 def _snapshot(obj: Any, spec: AuditSpec, created: bool) -> dict[str, list[Any]]:
     changes = {}
     for key in _columns(obj, spec):
+        if key == CUSTOM_COLUMN:
+            value = getattr(obj, key)
+            changes.update(custom_changes(type(obj), None, value) if created else custom_changes(type(obj), value, None))
+            continue
         value = _shown(spec, key, getattr(obj, key))
         if value is not None:
             changes[key] = [None, value] if created else [value, None]
@@ -416,14 +477,21 @@ def record_created(model: type, rows: list[dict[str, Any]]) -> None:
     # plain columns need no conversion per value; the rest go through _shown as in the hook
     as_is = {key for key in keys if key not in spec.secret | spec.masked}
     name = model.__name__
+    fields = _custom_fields(model) if CUSTOM_COLUMN in keys else {}
     entries = []
     for row in rows:
         changes = {}
         for key in keys:  # sorted: the same JSON as the hook's sort_keys
             value = row.get(key)
+            if key == CUSTOM_COLUMN:
+                if value:  # cf_<key> sort before "custom": the entry's keys sorted again below
+                    changes.update(custom_changes(model, None, value, fields))
+                continue
             if value is not None:
                 plain = value if key in as_is and type(value) in _AS_IS else _shown(spec, key, value)
                 changes[key] = [None, plain]
+        if row.get(CUSTOM_COLUMN):
+            changes = dict(sorted(changes.items()))
         entries.append({"action": "create", "object_type": name, "object_id": str(row["id"]),
                         "changes": _CHANGES_JSON(changes) if changes else None})
     _append(db.session.connection(), entries)
@@ -473,13 +541,31 @@ def change_rows(changes: str | None, object_type: str | None = None,
     own_keys = {column.key for column in inspect(model).primary_key} if model is not None else {"id"}
     labels = labels or {}
     rows = []
+    fields = _custom_fields(model) if model is not None else {}
     for key, (before, after) in sorted(json.loads(changes).items()):
         if key in own_keys:
+            continue
+        custom = fields.get(key[3:]) if key.startswith("cf_") else None
+        if custom is not None:
+            rows.append((labels.get(key) or custom.label(), *(_custom_readable(custom, v) for v in (before, after))))
             continue
         relation = relations.get(key)
         label = labels.get(relation.key if relation is not None else key) or labels.get(key) or key
         rows.append((label, *(_readable(model, key, relation, value) for value in (before, after))))
     return rows
+
+
+def _custom_readable(field: Any, value: Any) -> Any:
+    """A custom field's logged value as a person reads it (choice labels, Yes/No, local
+    time); a masked field's logged value is already masked and stays as logged."""
+    from app.services.custom_fields import as_text
+
+    if value is None or field.masked:
+        return value
+    try:
+        return as_text(field, value)
+    except (ValueError, TypeError):  # logged before the field's kind changed
+        return value
 
 
 def _model_named(object_type: str | None) -> type | None:

@@ -9,6 +9,7 @@ sure no caller can forget.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -143,7 +144,7 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
     reasons = {row["code"]: row.pop("status_reason") for row in rows if "status_reason" in row}
-    bulk.insert_rows(session.connection(), Customer.__table__, rows)
+    bulk.insert_rows(session.connection(), Customer.__table__, _json_bound(rows))
     ids = _ids_by_code(session, [row["code"] for row in rows])
     for row in rows:
         row["id"] = ids[row["code"]]
@@ -153,6 +154,16 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     bulk.insert_rows(session.connection(), CustomerStatusChange.__table__, history)
     audit.record_created(Customer, rows)
     _insert_primary_contacts(rows, stamp, uid)
+
+
+def _json_bound(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with their ``custom`` values (dicts of custom field values, issue 18) as JSON
+    text for the bulk insert, which binds values as they are; the rows themselves keep the
+    dicts (the audit's create entries). Rows without the column are returned as they are."""
+    if not rows or "custom" not in rows[0]:
+        return rows
+    return [{**row, "custom": json.dumps(row["custom"], ensure_ascii=False)}
+            if isinstance(row["custom"], dict | list) else row for row in rows]
 
 
 def _ids_by_code(session: Session, codes: list[str]) -> dict[str, int]:

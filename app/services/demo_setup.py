@@ -78,6 +78,7 @@ def load_demo(customer_count: int = 300) -> list[tuple[str, str]]:
     owners = [sm.find_user(username=u) for u in ("manager", "rep1", "rep2", "rep3")]
     dictionaries = _dictionaries()
     build_demo_customers(db.session, owners, dictionaries, count=customer_count)
+    _demo_custom_fields()
     _demo_pipeline(owners, dictionaries)
     _demo_sales(owners)
     _demo_service_desk(owners, departments["Service"])
@@ -85,6 +86,27 @@ def load_demo(customer_count: int = 300) -> list[tuple[str, str]]:
     _demo_sync_target(owners[0])
     db.session.commit()
     return created
+
+
+#: Demo values of the custom fields (客户规模, 合作年限, 关键需求标签), cycled over the customers.
+_DEMO_SIZES = ("small", "medium", "large", "group", "medium")
+_DEMO_NEEDS = (["price"], ["service", "high_value"], [], ["tech"], ["price", "churn_risk"], ["high_value"])
+
+
+def _demo_custom_fields() -> None:
+    """The issue-18 example fields on customers (``custom_fields.admin.demo_fields``) and a
+    value in most demo customers, so lists, filters and reports show them from the start."""
+    from app.models.customers import Customer
+    from app.services.custom_fields.admin import demo_fields
+
+    demo_fields()
+    db.session.flush()
+    for n, customer in enumerate(db.session.scalars(select(Customer).order_by(Customer.id))):
+        if n % 7 == 6:
+            continue  # some customers without: empty values exist in real data too
+        needs = _DEMO_NEEDS[n % len(_DEMO_NEEDS)]
+        customer.custom = {"size": _DEMO_SIZES[n % len(_DEMO_SIZES)], "years": n % 12 + 1,
+                           **({"needs": needs} if needs else {})}
 
 
 def _demo_pipeline(owners: list[CrmUser], dictionaries: dict[str, list]) -> None:

@@ -30,7 +30,7 @@ from app.models.customers import Customer
 from app.models.dictionaries import CustomerSource, Industry
 from app.models.sales import Lead, LeadStatusChange
 from app.record_types import OWNER, RecordType, declare
-from app.services import assignment, audit, notify_hooks, records, validation
+from app.services import assignment, audit, custom_fields, notify_hooks, records, validation
 from app.services.customers import resolve_phone
 from app.services.errors import RuleViolation
 from app.services.importing.columns import DICT, USER, ImportField
@@ -279,7 +279,8 @@ def _new_customer(item: Lead, user: Any, allow_duplicate: bool) -> Customer:
     values = {"name": item.company, "contact_name": item.contact_name, "contact_phone": item.phone,
               "email": item.email, "industry": item.industry, "source": item.source, "owner": item.owner,
               "address": " ".join(p for p in (item.province, item.city) if p) or None,
-              "note": str(_l("Converted from lead %(code)s.", code=item.code))}
+              "note": str(_l("Converted from lead %(code)s.", code=item.code)),
+              **custom_fields.carried(item, "customer")}  # issue 18: the fields both types have
     return save_customer(values, user, allow_duplicate=allow_duplicate)
 
 
@@ -298,7 +299,7 @@ def _new_opportunity(item: Lead, customer: Customer, user: Any, values: dict[str
         from app.services.opportunities import save_opportunity
     except ImportError:
         raise RuleViolation(str(_l("Opportunities are not available yet."))) from None
-    values = {"title": item.company, **values, "customer": customer}
+    values = {"title": item.company, **custom_fields.carried(item, "opportunity"), **values, "customer": customer}
     values.setdefault("owner", item.owner)
     return save_opportunity(values, user)
 

@@ -21,7 +21,7 @@ from app.models.sales import Contact
 from app.security import step_up
 from app.security.data_scope import can_see
 from app.security.step_up import declare
-from app.services import audit, records
+from app.services import audit, custom_fields, records
 from app.services import customer_approvals as gate
 from app.services import customers as rules
 from app.services.errors import RuleViolation
@@ -82,6 +82,9 @@ def merge(survivor: Customer, others: list[Customer], picks: dict[str, int], use
     picks = {**default_picks(survivor, others), **picks}
     with db.session.no_autoflush:  # the picks stay unflushed: the gates compare them with the stored values
         _apply_picks(survivor, members, picks)
+        carried = custom_fields.merged(survivor, others)  # issue 18: no value held only by a merged record is lost
+        if carried is not None:
+            survivor.custom = carried
         rules.clean_customer(survivor, user)
         # a picked level or key contact data is a change like any other: held for approval where a
         # policy covers it (003 第四步). The won rule is not asked: a won member already is the

@@ -201,14 +201,21 @@ def assign(item: Any, values: dict[str, Any], editable: Iterable[str]) -> None:
     """Set the submitted ``values`` that a save may change; anything else is refused.
 
     ``values`` holds plain values and related objects (forms and the API load related ids
-    into objects; the rules check them). Raises ``RuleViolation`` naming unknown fields.
+    into objects; the rules check them). Custom fields (``cf_<key>``, issue 18) go through
+    ``custom_fields.apply``: their rules, defaults and required flags for every entry point.
+    Raises ``RuleViolation`` naming unknown fields.
     """
+    from app.services import custom_fields
+
     allowed = set(editable)
-    unknown = sorted(set(values) - allowed)
+    custom = {name: value for name, value in values.items() if custom_fields.is_custom(name)}
+    unknown = sorted(set(values) - allowed - set(custom))
     if unknown:
         raise RuleViolation({name: str(_l("This field cannot be set.")) for name in unknown})
     for name, value in values.items():
-        setattr(item, name, value)
+        if name not in custom:
+            setattr(item, name, value)
+    custom_fields.apply(item, custom)
 
 
 def references(item: Any) -> int:

@@ -266,7 +266,10 @@ def parse_date(raw: object) -> date | None:
 def day_value(raw: Any, field: str, errors: dict[str, str]) -> date | None:
     """A calendar day from a form, API or sheet value (text in the accepted formats, a
     date, or a datetime's day); on a bad or implausible value, ``errors[field]`` gets the
-    message and the answer is None. Empty stays None."""
+    message and the answer is None. Empty stays None. A number (a JSON body's 20260101, a
+    spreadsheet's serial) is read as a spreadsheet serial day, or refused with the hint."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        raw = str(raw)
     if isinstance(raw, str):
         try:
             raw = parse_date(raw)

@@ -192,3 +192,24 @@ def test_assignment_rules_screen_is_for_admins(app, client, auth):
     client.post("/assignmentruleview/add", data={"name": "Mine", "position": "1"})
     with app.app_context():
         assert db.session.scalar(select(db.func.count(AssignmentRule.id))) == 1
+
+
+def test_api_answers_a_lead_with_its_campaign_once(app, client, api):
+    """The campaign relation has no foreign key: the API names it by ``campaign_id`` (a
+    dotted column made FAB join every campaign to every lead: rows repeated, show a 500)."""
+    from app.models.marketing import Campaign
+
+    with app.app_context():
+        first, second = (Campaign(code=f"MC{n}", name=f"Expo {n}", owner_id=user_id("rep_a")) for n in (1, 2))
+        db.session.add_all([first, second])
+        db.session.flush()
+        lead = Lead(company="Campaign Co", contact_name="X", phone="13812345678", owner_id=user_id("rep_a"),
+                    campaign_id=first.id)
+        db.session.add(lead)
+        db.session.commit()
+        pk, campaign = lead.id, first.id
+    headers = api("rep_a")
+    shown = client.get(f"/api/v1/lead/{pk}", headers=headers)
+    assert shown.status_code == 200 and shown.get_json()["result"]["campaign_id"] == campaign
+    listed = client.get("/api/v1/lead/", headers=headers).get_json()
+    assert listed["ids"].count(pk) == 1

@@ -108,7 +108,7 @@ def preview(user: Any, record_type: str, record_id: Any) -> Preview:
     about = or_(*(and_(AuditLog.object_type == t, AuditLog.object_id == i) for t, i in objects))
     return Preview(
         record, subject,
-        fields=[n for n in subject.personal if getattr(record, n, None) not in (None, "", ERASED)],
+        fields=[n for n in subject.personal if subjects.value(record, n) not in (None, "", ERASED, [])],
         extras=subject.extras,
         linked=[r.code for r in rows[1:]],
         audit_entries=db.session.scalar(select(func.count(AuditLog.id)).where(about)) or 0,

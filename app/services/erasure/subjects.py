@@ -22,6 +22,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.models.sales import Contact, Lead
+from app.services import custom_fields
 from app.services.audit import ERASED
 
 #: Extra choice: every follow-up of the customer (content and next step).
@@ -37,12 +38,23 @@ class Subject:
     key: str
     model: type
     label: Any
-    extras: dict[str, Any]
+    own_extras: dict[str, Any]
     linked: Callable[[Any], list[Any]] = field(default=lambda record: [])
 
     @property
     def personal(self) -> tuple[str, ...]:
-        return tuple(getattr(self.model, "personal_columns", ()))
+        """Personal columns, and the record type's masked custom fields (issue 18: an admin
+        masks a field because it holds a person's data, e.g. an ID card number)."""
+        masked = tuple(f.name for f in custom_fields.fields_of(self.key) if f.masked)
+        return (*getattr(self.model, "personal_columns", ()), *masked)
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """What the admin may tick besides: the declared free text, and every text custom
+        field that is not masked (masked ones are always cleared)."""
+        texts = {f.name: f.label() for f in custom_fields.fields_of(self.key)
+                 if f.kind in (custom_fields.TEXT, custom_fields.LONG_TEXT) and not f.masked}
+        return {**self.own_extras, **texts}
 
 
 def _primary_contacts(customer: Customer) -> list[Any]:
@@ -89,14 +101,29 @@ def blank(record: Any, name: str) -> Any:
     return ERASED if required(type(record), name) or marked else None
 
 
+def value(record: Any, name: str) -> Any:
+    """A column's value, or a custom field's (``cf_<key>``) stored value."""
+    if custom_fields.is_custom(name):
+        return (getattr(record, "custom", None) or {}).get(name[len(custom_fields.PREFIX):])
+    return getattr(record, name, None)
+
+
 def clear(record: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    """Clear ``names`` on ``record``; returns the old values that were not empty."""
+    """Clear ``names`` on ``record`` (columns, and custom fields ``cf_<key>``, which are
+    removed from its ``custom`` values); returns the old values that were not empty (a
+    list value as its items joined by ", ")."""
     old = {}
+    custom = dict(getattr(record, "custom", None) or {})
     for name in names:
-        value = getattr(record, name, None)
-        if value in (None, "", ERASED):
+        found = value(record, name)
+        if found in (None, "", ERASED, []):
             continue
-        old[name] = value
+        if custom_fields.is_custom(name):
+            old[name] = ", ".join(map(str, found)) if isinstance(found, list) else found
+            custom.pop(name[len(custom_fields.PREFIX):], None)
+            record.custom = custom or None
+            continue
+        old[name] = found
         setattr(record, name, blank(record, name))
     return old
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app, has_app_context
 from flask_babel import force_locale
@@ -20,9 +21,12 @@ from flask_babel import lazy_gettext as _l
 from app.models.customers import Customer, FollowUp
 from app.models.dictionaries import CustomerLevel, CustomerSource, CustomerType, FollowUpMethod, Industry
 from app.services import messages
+from app.services.custom_fields.definitions import CustomLabel
 
-#: Field kinds the cell parser knows.
+#: Field kinds the cell parser knows. ``CUSTOM``: an admin-defined field (``custom`` holds its
+#: ``custom_fields.FieldDef``), read by ``custom_fields.parse_text`` / ``apply``.
 TEXT, DICT, DATE, DATETIME, USER, CUSTOMER = "text", "dict", "date", "datetime", "user", "customer"
+CUSTOM = "custom"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class ImportField:
     max_length: int | None = None
     dictionary: type | None = None
     note: object = ""
+    #: The custom field's definition (kind ``CUSTOM``); not compared (its default may be a list).
+    custom: Any = field(default=None, compare=False)
 
     def header(self, lang: str) -> str:
         return self.label_zh if lang.startswith("zh") else str(self.label)
@@ -63,13 +69,49 @@ class ImportModel:
     name: str
     model: type
     label: object
-    fields: tuple[ImportField, ...]
+    #: The built-in fields; ``fields`` adds the record type's active custom fields.
+    builtin: tuple[ImportField, ...]
     keys: tuple[str, ...] = ("code",)
     #: The permission view whose can_write an import (or a sync) into this model needs.
     view: str = ""
+    #: Whether the record type's custom fields are importable (False: a reference table).
+    with_custom: bool = True
+
+    @property
+    def fields(self) -> tuple[ImportField, ...]:
+        """The built-in fields, then one per ACTIVE custom field of the record type (issue 18),
+        read from the in-memory definitions (no query)."""
+        if not self.with_custom:
+            return self.builtin
+        return self.builtin + custom_import_fields(self.name)
 
     def field(self, name: str) -> ImportField:
         return next(f for f in self.fields if f.name == name)
+
+
+#: record type -> (the definitions they were made from, the import fields): rebuilt only
+#: when ``fields_of`` answers a different tuple (after a refresh).
+_CUSTOM_CACHE: dict[str, tuple[tuple, tuple[ImportField, ...]]] = {}
+
+
+def custom_import_fields(record_type: str) -> tuple[ImportField, ...]:
+    """One ``ImportField`` (kind ``CUSTOM``, name ``cf_<key>``) per active custom field of
+    ``record_type``: label in the reader's language, ``label_zh``, aliases the English label
+    and the key (a header in either language maps), required from the definition. None
+    outside an application context (a file read on its own knows no database)."""
+    from app.services import custom_fields
+
+    if not has_app_context():
+        return ()
+    defs = custom_fields.fields_of(record_type)  # the same tuple until the next refresh
+    cached = _CUSTOM_CACHE.get(record_type)
+    if cached is not None and cached[0] is defs:
+        return cached[1]
+    made = tuple(ImportField(f.name, CustomLabel(f.label_en, f.label_zh), f.label_zh,
+                             (f.label_en, f.key), CUSTOM, required=f.required, custom=f)
+                 for f in defs if f.active)
+    _CUSTOM_CACHE[record_type] = (defs, made)
+    return made
 
 
 CUSTOMER = ImportModel(

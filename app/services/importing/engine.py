@@ -14,6 +14,7 @@ services) keep their ids; the chunk's writes and audit happen outside it.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security.data_scope import scope_cache
-from app.services import audit, follow_ups, messages, numbering, records, validation
+from app.services import audit, custom_fields, follow_ups, messages, numbering, records, validation
 from app.services import customer_approvals as gate
 from app.services import customers as rules
 from app.services.customers import archived_message
@@ -35,6 +36,7 @@ from app.services.dictionaries import UnknownValue, lookup_key
 from app.services.errors import RuleViolation
 from app.services.importing import columns
 from app.services.importing.columns import (
+    CUSTOM,
     CUSTOMER,
     DATE,
     DATETIME,
@@ -130,6 +132,9 @@ class ImportRun:
                        for spec in self.spec.fields if spec.name in self.columns]
         #: ``_parse`` may read a text cell itself (a subclass that parses cells its own way: no).
         self.plain_text = type(self)._parse_cell is ImportRun._parse_cell
+        #: The type has active custom fields: new rows carry a ``custom`` value (defaults, required).
+        self.has_custom = any(spec.kind == CUSTOM for spec in self.spec.fields)
+        self.people: dict[str, Any] | None = None  # user name -> user, for custom people fields (``_person``)
         self.result = Result()
         self.lookups: Lookups | None = None
         self.chosen: dict[str, dict[str, Any]] = {}  # field -> value key -> entry (the value-mapping step)
@@ -368,6 +373,8 @@ class ImportRun:
     def _parse_cell(self, spec: Any, cell: Any, limit: int | None) -> Any:
         if type(cell) is not str and isinstance(cell, (float, int, Uncached)) and not isinstance(cell, bool):
             check_number_cell(spec, cell)
+        if spec.kind == CUSTOM:
+            return self._custom_cell(spec, cell)
         if spec.kind in (DATE, DATETIME):
             parsed = validation.parse_datetime(cell)
             return parsed.date() if parsed is not None and spec.kind == DATE else parsed
@@ -381,6 +388,29 @@ class ImportRun:
         if limit and len(text) > limit:
             raise ValueError(_l("At most %(n)d characters.", n=limit))
         return text or None
+
+    def _custom_cell(self, spec: Any, cell: Any) -> Any:
+        """A custom field's cell as the save takes it (``custom_fields.apply`` cleans it with the
+        field's rule: choices by code or label, tags separated by , ， ; 、 |): its text, or for
+        a people field the user it names (the run's user index, no query per row)."""
+        text = cell_text(cell)
+        if not text:
+            return None
+        if spec.custom.kind == custom_fields.USER:
+            return self._person(text)
+        return text
+
+    def _person(self, text: str) -> Any:
+        """The user a people field's cell names by user name (any user, as the field's rule
+        takes them), from every user read once per run; ``ValueError`` for nobody."""
+        if self.people is None:
+            from app.models.org import CrmUser
+
+            self.people = {person.username.casefold(): person for person in db.session.scalars(select(CrmUser))}
+        person = self.people.get(text.casefold())
+        if person is None:
+            raise ValueError(_l("No user %(name)s.", name=text))
+        return person
 
     def _dictionary_value(self, name: str, text: str) -> Any:
         """The entry ``text`` names, else the one the user mapped it to; an unmapped value is
@@ -491,7 +521,11 @@ class ImportRun:
         return {item.id: item for item in db.session.scalars(select(model).where(model.id.in_(ids)))}
 
     def _apply(self, item: Any, values: dict[str, Any], is_new: bool) -> None:
+        custom = {}
         for name, value in values.items():
+            if custom_fields.is_custom(name):
+                custom[name] = value
+                continue
             if name == "code":
                 if is_new and value:
                     item.code = value
@@ -506,6 +540,25 @@ class ImportRun:
             if name == "followed_at" and value is None and not is_new:
                 continue
             setattr(item, name, value)
+        if custom:
+            try:
+                custom_fields.apply(item, custom)
+            except RuleViolation as exc:
+                self._refuse(item, exc)
+
+    def _custom_row(self, values: dict[str, Any]) -> tuple[dict | None, dict[str, str]]:
+        """A new bulk row's ``custom`` value (a dict, or None) and its errors: the save's own
+        rule (``custom_fields.apply`` on a transient record: defaults, required, each cell
+        cleaned by its field), no query. ``(None, {})`` when the type has no custom fields."""
+        if not self.has_custom:
+            return None, _NO_ERRORS
+        given = {name: value for name, value in values.items() if custom_fields.is_custom(name)}
+        item = self.spec.model()
+        try:
+            custom_fields.apply(item, given)
+        except RuleViolation as exc:
+            return None, dict(exc.errors)
+        return (item.custom or None), _NO_ERRORS
 
     def _validate(self, item: Any) -> None:
         try:
@@ -523,12 +576,16 @@ class ImportRun:
         """A checked row for the bulk insert: the customer rules on plain values."""
         checked = {name: values.get(name) for name in rules.CUSTOMER_CHECKED}
         errors = rules.check_customer(checked)
+        custom, problems = self._custom_row(values)
+        errors.update(problems)
         owner = values.get("owner") or self.user
         if not errors:
             errors.update(self._owner_problem(owner.id))
         if errors:
             raise RowRejected([(self._header(name), str(message)) for name, message in errors.items()])
         row = {name: checked[name] for name in _CUSTOMER_TEXT}
+        if self.has_custom:
+            row["custom"] = custom
         for name, key in _CHOICE_IDS:
             entry = checked[name]
             row[key] = None if entry is None else getattr(entry, "id", None)
@@ -545,13 +602,18 @@ class ImportRun:
         checked = {name: values.get(name) for name in follow_ups.CHECKED if name != "customer_id"}
         checked["customer_id"] = values.get("customer")
         errors = follow_ups.check_follow_up(checked, self.user, None, self.customer_facts)
+        custom, problems = self._custom_row(values)
+        errors = {**errors, **problems}
         owner = values.get("owner") or self.user
         if not errors:
             errors.update(self._owner_problem(owner.id))
         if errors:
             raise RowRejected([(self._header(name), str(message)) for name, message in errors.items()])
         method = checked.pop("method")
-        return {"code": values.get("code"), **checked, "method_id": getattr(method, "id", None), "owner_id": owner.id}
+        row = {"code": values.get("code"), **checked, "method_id": getattr(method, "id", None), "owner_id": owner.id}
+        if self.has_custom:  # JSON text: ``insert_follow_ups`` binds its values as they are
+            row["custom"] = json.dumps(custom, ensure_ascii=False) if custom else None
+        return row
 
     def _owner_problem(self, owner_id: int) -> dict[str, str]:
         """The owner rule (``records.check_owner``) for a new record's owner, once per owner

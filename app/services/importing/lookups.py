@@ -110,4 +110,4 @@ class _Refused:
 
 
 # Customer references from follow-up rows use the customer key table.
-CUSTOMER_REF = ImportModel("customer", Customer, "", ())
+CUSTOMER_REF = ImportModel("customer", Customer, "", (), with_custom=False)

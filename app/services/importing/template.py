@@ -11,13 +11,15 @@ import io
 
 from flask_babel import gettext as _
 from openpyxl import Workbook
+from openpyxl.comments import Comment
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.worksheet.datavalidation import DataValidation
 from sqlalchemy import select
 
 from app.extensions import db
-from app.services.importing.columns import DICT, ImportModel
+from app.services import custom_fields
+from app.services.importing.columns import CUSTOM, DICT, ImportField, ImportModel
 
 REQUIRED_MARK = " *"
 _MAX_ROWS = 10000
@@ -36,6 +38,33 @@ def _choices(model: type, lang: str) -> list[str]:
     return labels
 
 
+def _custom_choices(field: ImportField, lang: str) -> list[str]:
+    """A custom choice / multiple choice / tags field's offered labels in ``lang`` (none for
+    other fields)."""
+    if field.kind != CUSTOM or field.custom.kind not in custom_fields.CHOOSING:
+        return []
+    return [choice.label(lang) for choice in field.custom.offered]
+
+
+def _custom_hint(field: ImportField, lang: str) -> str:
+    """How to fill a custom field's column: its help text, then the kind's rule."""
+    definition = field.custom
+    rules = {
+        custom_fields.INTEGER: _("A whole number."),
+        custom_fields.DECIMAL: _("A number with at most %(n)d decimal places.", n=definition.places),
+        custom_fields.DATE: _("A date: 2024-05-01, 2024/5/1 or an Excel date."),
+        custom_fields.DATETIME: _("A date and time: 2024-05-01 14:30."),
+        custom_fields.BOOLEAN: _("是 or 否 (yes or no)."),
+        custom_fields.CHOICE: _("Pick one from the dropdown (a code or a label in English or Chinese "
+                                "is also accepted)."),
+        custom_fields.MULTI: _("Several values are separated by ， (or , ; 、 |)."),
+        custom_fields.TAGS: _("Several values are separated by ， (or , ; 、 |)."),
+        custom_fields.USER: _("A user name."),
+    }
+    parts = [definition.help(lang), str(rules.get(definition.kind, ""))]
+    return " ".join(part for part in parts if part)
+
+
 def build_template(spec: ImportModel, lang: str) -> bytes:
     workbook = Workbook()
     sheet = workbook.active
@@ -51,20 +80,26 @@ def build_template(spec: ImportModel, lang: str) -> bytes:
             cell.fill = required_fill
         sheet.column_dimensions[get_column_letter(column)].width = max(14, len(cell.value) * 2)
         hint = str(field.note)
-        if field.kind == DICT:
-            values = _choices(field.dictionary, lang)
+        if field.kind == CUSTOM:
+            hint = _custom_hint(field, lang)
+            if hint:
+                cell.comment = Comment(hint, "CRM")
+        values = _choices(field.dictionary, lang) if field.kind == DICT else _custom_choices(field, lang)
+        if field.kind == DICT or values:
             for row, value in enumerate(values, start=1):
                 lists.cell(row=row, column=column, value=value)
             letter = get_column_letter(column)
             ref = f"{quote_sheetname('lists')}!${letter}$1:${letter}${max(len(values), 1)}"
+            several = field.kind == CUSTOM and field.custom.is_list  # tags: a pick, or several typed with ，
             validation = DataValidation(type="list", formula1=ref, allow_blank=not field.is_required,
-                                        showErrorMessage=True, errorStyle="warning",
+                                        showErrorMessage=not several, errorStyle="warning",
                                         errorTitle=_("Pick from the list"),
                                         error=_("Pick one of the values in the dropdown."))
             validation.add(f"{letter}2:{letter}{_MAX_ROWS}")
             sheet.add_data_validation(validation)
-            hint = hint or _("Pick from the dropdown (a code, a label in English or Chinese, or an alias "
-                             "is also accepted).")
+            if field.kind == DICT:
+                hint = hint or _("Pick from the dropdown (a code, a label in English or Chinese, or an alias "
+                                 "is also accepted).")
         notes.append([field.header(lang), _("yes") if field.is_required else "", hint])
     notes.append([])
     notes.append([_("Columns marked * are required. Dates: 2024-05-01, 2024/5/1 or Excel dates.")])

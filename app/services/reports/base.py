@@ -55,12 +55,33 @@ class Filter:
 
 @dataclass(frozen=True)
 class Source:
+    """A source as a user picks from it. ``dimensions``, ``measures`` and ``filters`` are the
+    declared ones plus the record type's custom fields (issue 18) as defined now."""
+
     key: str
     label: Any
     model: Any
-    dimensions: dict[str, Dimension]
-    measures: dict[str, Measure]
-    filters: dict[str, Filter] = field(default_factory=dict)
+    static_dimensions: dict[str, Dimension]
+    static_measures: dict[str, Measure]
+    static_filters: dict[str, Filter] = field(default_factory=dict)
+
+    @property
+    def dimensions(self) -> dict[str, Dimension]:
+        from app.services.reports import custom
+
+        return {**self.static_dimensions, **custom.dimensions(_SQL[self.key])}
+
+    @property
+    def measures(self) -> dict[str, Measure]:
+        from app.services.reports import custom
+
+        return {**self.static_measures, **custom.measures(_SQL[self.key])}
+
+    @property
+    def filters(self) -> dict[str, Filter]:
+        from app.services.reports import custom
+
+        return {**self.static_filters, **custom.filters(_SQL[self.key])}
 
 
 @dataclass(frozen=True)
@@ -135,6 +156,9 @@ class _Filter:
     kind: str = "id"
     choices: Mapping[str, Any] = field(default_factory=dict)
     model: Any = None
+    #: ``condition(value)`` -> the WHERE clause, for filters that are not ``column == value``
+    #: (a tag held by a list field).
+    condition: Callable[[Any], ColumnElement] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,10 +171,29 @@ class _SourceSql:
     date: Callable[[], Any]          # the period filter's column
     instant: bool                    # date is a UTC instant (True) or a calendar day
     owner: Callable[[], Any]         # the owner filter's column (a user id)
-    dims: dict[str, _Dim]
-    fields: dict[str, _Field]
-    filters: dict[str, _Filter]
+    static_dims: dict[str, _Dim]
+    static_fields: dict[str, _Field]
+    static_filters: dict[str, _Filter]
     joins: Callable[[Any], Any] = lambda stmt: stmt
+
+    @property
+    def dims(self) -> dict[str, _Dim]:
+        """Declared dimensions plus the custom fields' (``reports.custom``)."""
+        from app.services.reports import custom
+
+        return {**self.static_dims, **custom.sql_parts(self)[0]}
+
+    @property
+    def fields(self) -> dict[str, _Field]:
+        from app.services.reports import custom
+
+        return {**self.static_fields, **custom.sql_parts(self)[1]}
+
+    @property
+    def filters(self) -> dict[str, _Filter]:
+        from app.services.reports import custom
+
+        return {**self.static_filters, **custom.sql_parts(self)[2]}
 
 
 _SQL: dict[str, _SourceSql] = {}

@@ -58,7 +58,9 @@ def _filter_conditions(sql: _SourceSql, filters: Mapping[str, Any]) -> list[Colu
     for key, spec in sql.filters.items():
         if key not in filters:
             continue
-        if spec.kind == "tree":
+        if spec.condition is not None:
+            conditions.append(spec.condition(filters[key]))
+        elif spec.kind == "tree":
             children = select(Industry.id).where(Industry.parent_id == filters[key])
             conditions.append(spec.column().in_(select(literal(filters[key])).union(children)))
         else:
@@ -152,7 +154,18 @@ def _labels(dim: _Dim, keys: Iterable[Any], masked: bool) -> dict[Any, str]:
         labels = {k: mask_name(v) for k, v in labels.items()}
     labels[None] = _("(empty)")
     labels[OTHER] = _("Other")
-    return labels
+    return _distinct(labels)
+
+
+def _distinct(labels: dict[Any, str]) -> dict[Any, str]:
+    """Labels made distinct: groups that read alike (two reps both named 张伟, masked names
+    张****) stay apart in the pivot, whose rows and columns are keyed by label — "张伟 (2)"."""
+    seen: dict[str, int] = {}
+    result = {}
+    for key, label in labels.items():
+        seen[label] = seen.get(label, 0) + 1
+        result[key] = label if seen[label] == 1 else f"{label} ({seen[label]})"
+    return result
 
 
 def mask_name(value: str | None) -> str:

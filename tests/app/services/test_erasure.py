@@ -296,3 +296,24 @@ def test_the_ledger_outlives_a_restore_and_erases_again(app, person, tmp_path, m
         again = db.session.get(Customer, person)
         assert (again.contact_name, again.contact_phone) == (ERASED, ERASED)
         assert verify_chain(db.session).ok
+
+
+def test_custom_fields_masked_always_and_text_when_ticked(app, person, make_custom_field):
+    """A masked custom field (an ID card number) is personal data: always erased; a text
+    custom field (WeChat) is offered as an extra and erased when ticked (issue 18)."""
+    id_card, wechat, size = "110101199003077777", "wx_yinsi_person", "large"
+    make_custom_field("customer", "id_card", "text", masked=True, label_en="ID card", label_zh="身份证号")
+    make_custom_field("customer", "wechat", "text", label_en="WeChat", label_zh="微信")
+    make_custom_field("customer", "size", "choice", choices=[("large", "Large", "大型")])
+    with app.app_context():
+        item = db.session.get(Customer, person)
+        customers.save_customer({"cf_id_card": id_card, "cf_wechat": wechat, "cf_size": size}, _user("rep_a"),
+                                pk=person, version=item.version)
+        db.session.commit()
+        preview = erasure.preview(_user("admin"), "customer", person)
+        assert "cf_id_card" in preview.fields and "cf_wechat" in preview.extras
+        erasure.erase(_user("admin"), "customer", person, "本人要求删除", ["cf_wechat"])
+        db.session.remove()
+        assert db.session.get(Customer, person).custom == {"size": size}  # a company's size is not personal
+    after = _all_text(app)
+    assert id_card not in after and wechat not in after
