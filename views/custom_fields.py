@@ -12,7 +12,6 @@ from typing import Any
 
 from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import AppBuilder, BaseView, expose, has_access
-from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
@@ -35,8 +34,7 @@ FORM_TEXTS = ("record_type", "key", "label_en", "label_zh", "kind", "default", "
               "section_en", "section_zh", "places", "max_length", "dictionary", "choices", "note")
 
 
-def _lang() -> str:
-    return str(get_locale() or "en")
+_lang = custom_fields.reader_lang
 
 
 def _type_labels() -> dict[str, str]:

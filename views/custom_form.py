@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, BS3TextFieldWidget, Select2ManyWidget, Select2Widget
-from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.core import UnboundField
@@ -37,12 +36,8 @@ YES, NO = _l("Yes"), _l("No")
 LOCAL_MINUTE = "%Y-%m-%dT%H:%M"
 
 
-def page_lang() -> str:
-    """The page's language code ("en", "zh" …)."""
-    try:
-        return str(get_locale() or "en")
-    except Exception:  # outside a request
-        return "en"
+#: The page's language code ("en", "zh" …).
+page_lang = custom_fields.reader_lang
 
 
 class RequiredMarker:

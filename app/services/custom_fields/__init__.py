@@ -31,6 +31,7 @@ from app.services.custom_fields.definitions import (
     forget,
     is_custom,
     label_for,
+    reader_lang,
     record_type_of,
     record_types,
     refresh,
@@ -52,6 +53,6 @@ from app.services.custom_fields.values import (
 __all__ = [
     "BOOLEAN", "CHOICE", "CHOOSING", "DATE", "DATETIME", "DECIMAL", "INTEGER", "KINDS", "LISTS", "LONG_TEXT",
     "MULTI", "PREFIX", "TAGS", "TEXT", "USER", "Choice", "FieldDef", "apply", "as_text", "carried", "choice_labels", "clean",
-    "empty", "field_named", "fields_of", "forget", "is_custom", "label_for", "masked_echo", "masked_text", "merged", "parse_text",
+    "empty", "field_named", "fields_of", "forget", "is_custom", "label_for", "reader_lang", "masked_echo", "masked_text", "merged", "parse_text",
     "record_type_of", "record_types", "refresh", "value_of",
 ]

@@ -140,13 +140,17 @@ class FieldDef:
         return min(self.max_length or default, default)
 
 
+def reader_lang() -> str:
+    """The language code of whoever reads now ("en", "zh" …): the request's locale, English
+    outside one (a job, a script). Labels, help and choices are chosen by it."""
+    try:
+        return str(get_locale() or "en")
+    except Exception:  # outside a request: English
+        return "en"
+
+
 def _chinese(lang: str | None) -> bool:
-    if lang is None:
-        try:
-            lang = str(get_locale() or "en")
-        except Exception:  # outside a request: English
-            lang = "en"
-    return lang.startswith("zh")
+    return (lang or reader_lang()).startswith("zh")
 
 
 _memory: dict[str, Any] = {"at": None, "fields": {}}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_babel import LazyString, get_locale
+from flask_babel import LazyString
 from sqlalchemy import Date, DateTime, Integer, Numeric, cast
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -23,12 +23,7 @@ from app.services import custom_fields
 from app.services.custom_fields import query
 from app.services.reports.base import Dimension, Filter, Measure, _Dim, _Field, _Filter, _SourceSql
 
-
-def _lang() -> str:
-    try:
-        return str(get_locale() or "en")
-    except Exception:  # no request: English
-        return "en"
+_lang = custom_fields.reader_lang
 
 
 def _fields(sql: _SourceSql) -> tuple[custom_fields.FieldDef, ...]:
