@@ -22,7 +22,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     true,
 )
 from sqlalchemy.sql.elements import ColumnElement
@@ -129,7 +128,3 @@ def order(model: type, field: FieldDef, descending: bool = False) -> tuple[Colum
     if descending:
         return column.desc(), model.id.desc()
     return column.asc(), model.id.asc()
-
-
-def raw_sql(statement: str) -> Any:
-    return text(statement)
