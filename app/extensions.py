@@ -24,8 +24,19 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # noqa: ANN00
     cursor.close()
 
 
+def _sqlite_functions(dbapi_connection, connection_record) -> None:  # noqa: ANN001 (DBAPI types)
+    """The CRM's SQL functions (search's fold) on every connection: a list's search filter may
+    run on whichever connection the pool hands out after a commit."""
+    from app.services.search import install_sqlite_functions
+
+    install_sqlite_functions(dbapi_connection)
+
+
 def enable_sqlite_pragmas(engine) -> None:  # noqa: ANN001
     from sqlalchemy import event
 
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+    if engine.dialect.name != "sqlite":
+        return
+    event.listen(engine, "connect", _sqlite_functions)
+    if engine.url.database not in (None, "", ":memory:"):
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -115,6 +115,8 @@ from app.security import totp as totp_service  # noqa: E402
 from config import TestConfig  # noqa: E402
 
 PASSWORD = "Test-Pass-1234"
+#: PostgreSQL application_name of the suite's own connections.
+TEST_CONNECTIONS = "crm-tests"
 #: username -> (role, department key)
 USERS = {
     "admin": ("Admin", None),
@@ -157,6 +159,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     if not url:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     TestConfig.SQLALCHEMY_DATABASE_URI = url
+    if url.startswith("postgresql"):
+        # Named, so the clean-up finds this process's connections; a lock wait fails after
+        # a minute with the statement named instead of stopping the run (CI's limit).
+        TestConfig.SQLALCHEMY_ENGINE_OPTIONS = {
+            "pool_pre_ping": True,
+            "connect_args": {"application_name": TEST_CONNECTIONS, "options": "-c lock_timeout=60s"}}
     application = create_app(TestConfig)
     with application.app_context():
         from flask_migrate import upgrade
@@ -201,6 +209,7 @@ def _clean_data(app: Any) -> Any:
     yield
     with app.app_context():
         db.session.rollback()
+        leaked = _end_leaked_transactions()
         for model in (BackupVerification, RestoreRun, BackupRun, EndpointTiming, SlowRequest, OnlineSample,
                       ErrorEvent, JobRun, DailyCheck, RetentionCase, CompanyAsset,
                       SavedReportRecipient, SavedReportRole, SavedReport, SalesTarget,
@@ -237,6 +246,25 @@ def _clean_data(app: Any) -> Any:
         db.session.commit()
         db.session.remove()
         appbuilder.sm.limiter.reset()
+    if leaked:
+        pytest.fail(f"the test left a transaction open on another connection: {leaked}")
+
+
+def _end_leaked_transactions() -> list[str]:
+    """PostgreSQL: this process's other connections still inside a transaction once the test
+    is over (a session nobody closed) are ended, and their last statements returned: such a
+    transaction holds its locks until garbage collection happens to close it, and the
+    clean-up's DROP INDEX would wait for it for ever."""
+    if db.engine.dialect.name != "postgresql":
+        return []
+    rows = db.session.execute(text(
+        "SELECT pid, left(query, 200) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = :name AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"),
+        {"name": TEST_CONNECTIONS}).all()
+    for pid, _ in rows:
+        db.session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    db.session.rollback()
+    return [query for _, query in rows]
 
 
 def _drop_custom_field_indexes() -> None:
@@ -343,7 +371,22 @@ def ctx(app: Any) -> Any:
 
 @pytest.fixture
 def client(app: Any) -> Any:
-    return app.test_client()
+    """The test client; every response it gave is closed after the test, as a browser reading
+    to the end would: a streamed download left unread keeps its request, its session and
+    (PostgreSQL) an open transaction alive until garbage collection."""
+    test_client = app.test_client()
+    given: list[Any] = []
+    open_response = test_client.open
+
+    def open_and_keep(*args: Any, **kwargs: Any) -> Any:
+        response = open_response(*args, **kwargs)
+        given.append(response)
+        return response
+
+    test_client.open = open_and_keep
+    yield test_client
+    for response in given:
+        response.close()
 
 
 class AuthActions:

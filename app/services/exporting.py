@@ -196,11 +196,22 @@ def send_file_chunks(path: str | Path, fmt: str, name: str, delete: bool = True)
     })
 
 
+def _closing(chunks: Iterator[bytes], session: Any) -> Iterator[bytes]:
+    """``chunks``, then ``session`` closed: the rows stream through the request's session after
+    the request's own teardown, and the context a stream runs in is a new one whose teardown
+    removes another session, so without this the transaction (PostgreSQL: its locks and a
+    pooled connection) stayed open until garbage collection."""
+    try:
+        yield from chunks
+    finally:
+        session.close()
+
+
 def response(header: list[str], rows: Iterable[list[Any]], fmt: str, name: str) -> Response:
     """Stream a download: CSV as produced; xlsx through a temporary file."""
     if fmt == "csv":
-        return Response(stream_with_context(_csv_chunks(header, rows)), mimetype=FORMATS[fmt],
-                        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'})
+        return Response(stream_with_context(_closing(_csv_chunks(header, rows), db.session())),
+                        mimetype=FORMATS[fmt], headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'})
     handle, path = tempfile.mkstemp(suffix=".xlsx", prefix="crm-export-")
     os.close(handle)
     write_file(path, fmt, header, rows)

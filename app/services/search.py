@@ -89,6 +89,12 @@ def _sqlite_fold(value: Any) -> Any:
     return None if value is None else unicodedata.normalize("NFKC", str(value)).casefold()
 
 
+def install_sqlite_functions(raw_connection: Any) -> None:
+    """Register the SQL folding function on a DBAPI SQLite connection (every new connection
+    of the app's engine: ``app.extensions.enable_sqlite_pragmas``)."""
+    raw_connection.create_function(_SQLITE_FOLD, 1, _sqlite_fold, deterministic=True)
+
+
 def prepare(session: Any) -> None:
     """Make the SQL folding function available on ``session``'s connection (SQLite only).
 
@@ -97,8 +103,7 @@ def prepare(session: Any) -> None:
     """
     connection = session.connection()
     if connection.dialect.name == "sqlite":
-        raw = connection.connection.driver_connection
-        raw.create_function(_SQLITE_FOLD, 1, _sqlite_fold, deterministic=True)
+        install_sqlite_functions(connection.connection.driver_connection)
 
 
 def folded(column: Any, dialect: str, server_version: tuple | None = None) -> ColumnElement:
