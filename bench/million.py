@@ -161,12 +161,17 @@ def copy_rows(connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
             copy.write_row([row[name] for name in names])
 
 
-def _pages(customer_id: int, follow_up_id: int) -> dict[str, str]:
+#: Each user's own dashboard page.
+DASHBOARDS = {"rep7": "/dashboards/sales", "manager0": "/dashboards/manager", "admin": "/dashboards/admin"}
+
+
+def _pages(username: str, customer_id: int, follow_up_id: int) -> dict[str, str]:
     return {
         "customer list": "/customerview/list/",
         "customer list, page 40": "/customerview/list/?page_CustomerView=40",
         "customer show": f"/customerview/show/{customer_id}",
         "follow-up list": "/followupview/list/",
+        "follow-up list, page 40": "/followupview/list/?page_FollowUpView=40",
         "follow-up add form": "/followupview/add",
         "follow-up show": f"/followupview/show/{follow_up_id}",
         "contact list": "/contactview/list/",
@@ -175,6 +180,7 @@ def _pages(customer_id: int, follow_up_id: int) -> dict[str, str]:
         "quick search, nowhere": "/search/?q=zzz-nowhere",
         "quick search, 2 chars": "/search/?q=华腾",
         "duplicates page": "/duplicates/",
+        "dashboard": DASHBOARDS[username],
         "export csv (own list)": "/customerview/export/csv",
     }
 
@@ -211,7 +217,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=9)
     parser.add_argument("--rebuild", action="store_true")
-    parser.add_argument("--only", help="time only pages whose name contains this text")
+    parser.add_argument("--only", help="time only pages whose name contains one of these texts (comma-separated)")
     args = parser.parse_args()
     url, build = _database(args.customers, args.rebuild)
     app = _app(url)
@@ -228,8 +234,8 @@ def main() -> None:
     for username in users:
         client = app.test_client()
         client.post("/login/", data={"username": username, "password": PASSWORD})
-        for name, page in _pages(*targets[username]).items():
-            if args.only and args.only not in name:
+        for name, page in _pages(username, *targets[username]).items():
+            if args.only and not any(part in name for part in args.only.split(",")):
                 continue
             median, worst, size, status = _time(client, page, args.requests)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

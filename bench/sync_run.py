@@ -12,7 +12,10 @@ median of each kind (issue 12: medians of 3). ``--profile DIR`` writes a cProfil
 timed run to DIR (``<backend>-<label>-<round>.prof``; read with ``python -m pstats``) and
 prints where the changed run's time went (the emulator, ``sync.backends``, the rest).
 The emulator answers in-process, so Google network latency (~100-300 ms per call in practice)
-is not included: the figure is our own work plus the emulator's.
+is not included: the figure is our own work plus the emulator's. For Google the bench also prints
+the emulator's own share (``FakeSheets.send``: Google's side, building its JSON response included)
+and the CRM process without it ("crm": the gspread client, its parsing of the response, the sync);
+issue 12's Google target is on the CRM's side. Profiles count CPU seconds (``time.process_time``).
 Each backend gets its own database (one after the other would find the other's customers).
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import random
 import statistics
@@ -102,7 +106,7 @@ def _clocked(backend: Any) -> dict[str, float]:
 def _timed(target: Any, backend: Any, profile: Path | None, name: str) -> tuple[float, Any, Any]:
     from sync import runner
 
-    profiler = cProfile.Profile() if profile else None
+    profiler = cProfile.Profile(time.process_time) if profile else None  # CPU seconds: the machine is shared
     started, cpu = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
@@ -130,6 +134,25 @@ def _where(stats: pstats.Stats) -> str:
             if path.endswith(suffix) and func == name:
                 found[label] = max(found.get(label, 0.0), cumulative)
     return ", ".join(f"{label} {seconds:.2f} s" for label, seconds in found.items())
+
+
+def _clock_emulator(fake: Any) -> dict[str, float]:
+    """Wall and CPU seconds spent answering requests in the emulator (``FakeSheets.send``, Google's
+    side: building the response body included, the gspread client's parsing of it not), summed
+    over the process's life; read before and after a run."""
+    spent = {"wall": 0.0, "cpu": 0.0}
+    real = fake.send
+
+    def send(*args: Any, **kwargs: Any) -> Any:
+        started, cpu = time.perf_counter(), time.process_time()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spent["wall"] += time.perf_counter() - started
+            spent["cpu"] += time.process_time() - cpu
+
+    fake.send = send  # the session calls the mounted adapter's send: the instance's attribute
+    return spent
 
 
 def _force_openpyxl() -> None:
@@ -165,9 +188,11 @@ def one_backend(app: object, admin_id: int, kind: str, rows: int, tmp: str, repe
     rng = random.Random(kind)
     fake = None
     with app.app_context():
+        emulator = {"wall": 0.0, "cpu": 0.0}
         if kind == "gsheets":
             fake = FakeSheets()
             fake.create("bench", "CRM", {"客户": [HEADERS]}, rows=rows + 200, cols=8)
+            emulator = _clock_emulator(fake)
             client = gspread.Client(auth=None, session=fake.session())
             location = "bench"
         else:
@@ -195,17 +220,21 @@ def one_backend(app: object, admin_id: int, kind: str, rows: int, tmp: str, repe
         started = time.perf_counter()
         runner.run(target, backend())
         settle = time.perf_counter() - started
-        timings: dict[str, list[float]] = {key: [] for key in (
-            "changed", "changed cpu", "changed read", "changed write",
-            "unchanged", "unchanged cpu", "unchanged read", "unchanged write")}
+        timings: dict[str, list[float]] = {f"{label}{part}": [] for label in ("changed", "unchanged") for part in (
+            "", " cpu", " read", " write", " emulator", " emulator cpu", " crm", " crm cpu")}
         lines = []
         for round_ in range(repeat):
             _edit_both_sides(kind, rows, round_, rng, fake, location)
             for label in ("changed", "unchanged"):
                 target = db.session.get(SyncTarget, target.id)
                 used = backend()
-                spent = _clocked(used)
+                spent, google = _clocked(used), dict(emulator)
                 seconds, log, stats = _timed(target, used, profile, f"{kind}-{label}-{round_}")
+                google = {key: emulator[key] - google[key] for key in google}
+                timings[f"{label} emulator"].append(google["wall"])
+                timings[f"{label} emulator cpu"].append(google["cpu"])
+                timings[f"{label} crm"].append(seconds - google["wall"])
+                timings[f"{label} crm cpu"].append(used.cpu_seconds - google["cpu"])
                 timings[label].append(seconds)
                 timings[f"{label} cpu"].append(used.cpu_seconds)
                 timings[f"{label} write"].append(spent["write"])
@@ -214,6 +243,10 @@ def one_backend(app: object, admin_id: int, kind: str, rows: int, tmp: str, repe
                 lines.append(f"  {label:9} run {seconds:.2f} s, cpu {used.cpu_seconds:.2f} s (read {spent['read']:.2f} s, write {spent['write']:.2f} s"
                              f"{' by ' + writer if writer else ''}, the rest {seconds - sum(spent.values()):.2f} s)  "
                              f"status {log.status}  counts {log.counts}  calls {log.api_calls}")
+                if kind == "gsheets":
+                    lines.append(f"      emulator (Google's side) {google['wall']:.2f} s, cpu {google['cpu']:.2f} s; "
+                                 f"CRM process without it {seconds - google['wall']:.2f} s, "
+                                 f"cpu {used.cpu_seconds - google['cpu']:.2f} s")
                 if stats is not None:
                     lines.append(f"      where: {_where(stats)}")
         agreed = db.session.query(SyncRow).count()
@@ -221,7 +254,9 @@ def one_backend(app: object, admin_id: int, kind: str, rows: int, tmp: str, repe
               f"synced rows {agreed:,}")
         print("\n".join(lines))
         print(f"  median of {repeat}: " + ", ".join(f"{key} {statistics.median(values):.2f} s"
-                                                  for key, values in timings.items()))
+                                                  for key, values in timings.items()
+                                                  if kind == "gsheets" or not key.endswith(("emulator", "emulator cpu", "crm", "crm cpu"))))
+        print(f"  load average at the end: {' '.join(f'{n:.2f}' for n in os.getloadavg())}")
         db.session.query(SyncRun).delete()
         db.session.commit()
 

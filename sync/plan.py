@@ -8,10 +8,10 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 
 from app.extensions import db
 from app.models.sync import ARCHIVE, PULL, PUSH, RESTORE, SyncConflict, SyncRow, SyncTarget
@@ -70,7 +70,8 @@ class Plan:
     #: Record -> the digest of its keyed row (``row_digest``) when sheet and CRM showed the same values:
     #: stored with the agreement, so that the next run skips the row while nothing it was read from changed.
     checked: dict[int, str] = field(default_factory=dict)
-    #: Records whose row was skipped that way: their agreement is stored as it is (nothing to compare).
+    #: Records whose row was skipped that way: their agreement is stored as it is (nothing to compare;
+    #: they are not in ``bases``).
     unchanged: set[int] = field(default_factory=set)
 
 
@@ -191,7 +192,9 @@ class _Planner:
         self.copies: dict[str, str] = {}
         #: The keyed rows as the run leaves them: (row, code, values); ``created`` and ``copies`` are
         #: filled from them at the first keyless row (most runs have none: 50k rows cost seconds).
-        self.shown: list[tuple[int, str, dict[str, str]]] = []
+        self.shown: list[tuple[int, str, dict[str, str] | Agreed]] = []
+        #: The keyless rows with content (``walk``), in sheet order.
+        self.unkeyed: list[int] = []
         #: Archived records with a row still waiting (edits not applied): their agreed row is kept.
         self.kept_archived: set[int] = set()
         #: What every row digest shares (``FieldCodec.context``); records with an open conflict, whose
@@ -202,7 +205,7 @@ class _Planner:
 
     def walk(self) -> None:
         self.keyed = keyed = {row[self.plan.key_col].strip() for row in self.plan.data.rows}
-        unkeyed = []
+        self.unkeyed = unkeyed = []
         for index, row in enumerate(self.plan.data.rows):
             key = row[self.plan.key_col].strip()
             if not key:
@@ -256,11 +259,9 @@ class _Planner:
         if base is not None and base.checked == digest and base.key == record.code and record.id not in self.disputed:
             # cells and record as they were when both sides last showed the same values: the merge
             # would find them equal again (issue 12: a 50k-row sheet's unchanged rows cost no per-field work)
-            shown = {name: base.base[name] for name in self.columns}
-            self.plan.bases[record.id] = (record.code, dict(base.base))
-            self.plan.checked[record.id] = digest
+            self.plan.checked[record.id] = digest  # its agreement stays as stored: not in ``plan.bases``
             self.plan.unchanged.add(record.id)
-            self.shown.append((index, record.code, shown))
+            self.shown.append((index, record.code, base))  # its values only when a keyless row needs them
             return
         sheet = self._sheet_values(row)
         shown = self._merge(index, record, base.base if base else None, sheet, record.code)
@@ -392,13 +393,34 @@ class _Planner:
 
     def _known_rows(self) -> None:
         """A keyless copy of a keyed row, as the run leaves it, is that row's record: by the duplicate
-        rule's identities (``created``) and by its whole content (``copies``)."""
+        rule's identities (``created``) and by its whole content (``copies``). Only the keyed rows that
+        share a probe (``Records.probes``) with a keyless row are indexed: no other can match one."""
+        wanted = self._wanted_probes() if self.shown else None
         for index, code, shown in self.shown:
+            if isinstance(shown, Agreed):  # a skipped row: as agreed
+                shown = {name: shown.base[name] for name in self.columns}
+            if wanted is not None:
+                probes = self.kind.probes(shown)
+                if probes is not None and probes.isdisjoint(wanted):
+                    continue
             copy, identities = self.kind.known_keys(shown)
             self.copies.setdefault(copy, code)
             for identity in identities:
                 self.created.setdefault(identity, index)
         self.shown.clear()
+
+    def _wanted_probes(self) -> set[Any] | None:
+        """The probes of every keyless row of the sheet (None: some row cannot tell, index all)."""
+        wanted: set[Any] = set()
+        for index in self.unkeyed:
+            try:
+                probes = self.kind.probes(self._sheet_values(self.plan.data.rows[index]))
+            except (ValueError, LookupError, ArithmeticError, TypeError):
+                return None  # the row is refused when its turn comes (``_guarded``)
+            if probes is None:
+                return None
+            wanted |= probes
+        return wanted
 
     def _new_row(self, index: int, row: list[str], keyed: set[str]) -> None:
         self._known_rows()
@@ -566,7 +588,11 @@ def copy_message(code: str) -> str:
 def fingerprint(values: dict[str, str]) -> str:
     """A row's content as one text (canonical values by field): how a record created from a row
     is recognised on the next run when the row never received its code."""
-    return json.dumps(sorted(values.items()), ensure_ascii=False)
+    return _JSON(sorted(values.items()))
+
+
+#: ``json.dumps(value, ensure_ascii=False)`` without building an encoder per call.
+_JSON = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _interim(result: merge.RowMerge, base: dict | None, sheet: dict[str, str],
@@ -595,31 +621,56 @@ def row_digest(context: str, cells: dict[str, Any], raw: tuple) -> str:
     """One keyed row's inputs as a digest (32 hex digits): ``context`` (``FieldCodec.context``), the row's
     mapped cells with their kind (a number cell, a formula without a result) and the record's stored
     values (``FieldCodec.app_raw``). Equal digests mean ``sheet_text`` and ``app_text`` read equal values."""
-    typed = [(name, type(cell).__name__, str(cell), getattr(cell, "number", None), getattr(cell, "shown", None))
+    typed = [(name, "str", cell, None, None) if type(cell) is str  # most cells: what the general form gives
+             else (name, type(cell).__name__, str(cell), getattr(cell, "number", None), getattr(cell, "shown", None))
              for name, cell in cells.items()]
     return hashlib.blake2b(repr((context, typed, raw)).encode(), digest_size=16).hexdigest()
 
 
-def agreed_rows(target_id: int, record_ids: list[int] | None = None) -> dict[int, Any]:
+def agreed_rows(target_id: int, record_ids: list[int] | None = None) -> dict[int, Agreed]:
     """record id -> (id, record_id, key, base, checked) of the agreed rows (plain rows: thousands of
-    them); ``record_ids``: only those records' rows."""
+    them; each base read as its JSON text, decoded on first use); ``record_ids``: only those records' rows."""
     table = SyncRow.__table__
-    query = select(table.c.id, table.c.record_id, table.c.key, table.c.base, table.c.checked) \
+    query = select(table.c.id, table.c.record_id, table.c.key, cast(table.c.base, Text), table.c.checked) \
         .where(table.c.target_id == target_id)
     if record_ids is None:
-        return {row.record_id: Agreed(*row) for row in db.session.execute(query)}
+        return {row[1]: Agreed(*row) for row in db.session.execute(query)}
     found = {}
     for start in range(0, len(record_ids), 5000):  # bounded parameter lists (SQLite, psycopg)
         rows = db.session.execute(query.where(table.c.record_id.in_(record_ids[start:start + 5000])))
-        found.update((row.record_id, Agreed(*row)) for row in rows)
+        found.update((row[1], Agreed(*row)) for row in rows)
     return found
 
 
-class Agreed(NamedTuple):
-    """One stored agreed row (``SyncRow`` as plain values)."""
+class Agreed:
+    """One stored agreed row (``SyncRow`` as plain values). ``base`` (field -> agreed text) is decoded
+    from its stored JSON when first read: a run that skips a row never needs it (issue 12)."""
 
-    id: int
-    record_id: int
-    key: str
-    base: dict[str, str]
-    checked: str | None
+    __slots__ = ("id", "record_id", "key", "_base", "_text", "checked")
+
+    def __init__(self, id: int, record_id: int, key: str, base: dict[str, str] | str,  # noqa: A002
+                 checked: str | None) -> None:
+        self.id, self.record_id, self.key, self.checked = id, record_id, key, checked
+        self._base, self._text = (None, base) if isinstance(base, str) else (base, None)
+
+    @property
+    def base(self) -> dict[str, str]:
+        if self._base is None:
+            self._base = json.loads(self._text)
+        return self._base
+
+    def _replace(self, **changes: Any) -> Agreed:
+        """A copy with some of ``id``, ``record_id``, ``key``, ``base``, ``checked`` changed (as a NamedTuple's)."""
+        values = {name: getattr(self, name) for name in ("id", "record_id", "key", "checked")}
+        values["base"] = self._text if self._base is None else self._base
+        values.update(changes)
+        return Agreed(**values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Agreed) and (self.id, self.record_id, self.key, self.base, self.checked) == \
+            (other.id, other.record_id, other.key, other.base, other.checked)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable cache, compared by value
+
+    def __repr__(self) -> str:
+        return f"Agreed(id={self.id!r}, record_id={self.record_id!r}, key={self.key!r}, checked={self.checked!r})"

@@ -45,6 +45,8 @@ class Records:
     can_archive = False
     #: New rows are checked against stored records and each other (``duplicate_problem``).
     has_duplicate_rule = False
+    #: The people fields (``USER``), which ``copy_key`` leaves out; read once per run.
+    _people: frozenset[str] | None = None
 
     def __init__(self) -> None:
         self.lookups = lookups_for(self.spec.fields)
@@ -116,10 +118,21 @@ class Records:
         stored = self.stored(fields)
         return self._copy_key(stored), (self._stored_identities(stored) if self.has_duplicate_rule else [])
 
+    def probes(self, fields: dict[str, str]) -> set[Any] | None:
+        """Cheap keys of one row such that two rows with the same ``copy_key`` or a common identity
+        (``known_keys``) always share one (issue 12: a sheet's few keyless rows are compared only with
+        the keyed rows sharing a probe, not all 50,000). None: this type cannot tell (compare all)."""
+        return None
+
+    def _people_fields(self) -> frozenset[str]:
+        if self._people is None:  # once per run (issue 12: ``spec.fields`` rebuilds the list each time)
+            self._people = frozenset(spec.name for spec in self.spec.fields if spec.kind == USER)
+        return self._people
+
     def _copy_key(self, stored: dict[str, str]) -> str:
-        people = {spec.name for spec in self.spec.fields if spec.kind == USER}
-        return json.dumps(sorted((name, value) for name, value in stored.items()
-                                 if name not in people and not name.startswith("_")), ensure_ascii=False)
+        people = self._people_fields()
+        return _JSON(sorted((name, value) for name, value in stored.items()
+                            if name not in people and not name.startswith("_")))
 
     def _stored_identities(self, stored: dict[str, str]) -> list[Any]:
         """``identities`` of values already as ``stored`` makes them."""
@@ -153,6 +166,10 @@ class Records:
     def held_note(self, record: Any) -> str | None:
         """What the row's status cell says of changes the save held for approval (None: none)."""
         return None
+
+
+#: ``json.dumps(value, ensure_ascii=False)`` without building an encoder per call (50,000 rows a run).
+_JSON = json.JSONEncoder(ensure_ascii=False).encode
 
 
 #: The customer fields a sheet syncs: the import's, less the contract number (an import-only
@@ -218,6 +235,17 @@ class CustomerRecords(Records):
 
     def stored(self, fields: dict[str, str]) -> dict[str, str]:
         return _as_stored(fields)
+
+    def probes(self, fields: dict[str, str]) -> set[Any] | None:
+        """The stored name as the duplicate rule folds it (``copy_key`` holds the name, the entry key
+        its fold) and the stored credit code; None when the sheet maps no name."""
+        if "name" not in fields:
+            return None
+        found = {("name", dedup.name_key(_stored_value("name", fields["name"])))}
+        credit = _stored_value("credit_code", fields.get("credit_code"))
+        if credit:
+            found.add(("credit", credit))
+        return found
 
     def record_identities(self, record: Any, codec: Any) -> list[Any]:
         return self.identities({"name": record.name, "contact_name": record.contact_name,
@@ -312,16 +340,26 @@ def _as_stored(fields: dict[str, str]) -> dict[str, str]:
     and contact cleaned), so that the sync's duplicate rule, in the run and against the database,
     compares what a form would (issue 21: 91…y43 and 91…Y43 are one customer). A value the rules
     refuse stays as typed (the row is refused for it anyway)."""
-    steps = {"credit_code": validation.normalize_credit_code, "contact_phone": validation.normalize_phone,
-             "contact_name": validation.clean_line, "name": validation.clean_line}
     stored = dict(fields)
-    for name, step in steps.items():
+    for name in _STORED_STEPS:
         if stored.get(name):
-            try:
-                stored[name] = step(stored[name]) or ""
-            except ValueError:
-                pass
+            stored[name] = _stored_value(name, stored[name])
     return stored
+
+
+#: The duplicate-rule fields' cleaning steps (``_as_stored``).
+_STORED_STEPS = {"credit_code": validation.normalize_credit_code, "contact_phone": validation.normalize_phone,
+                 "contact_name": validation.clean_line, "name": validation.clean_line}
+
+
+def _stored_value(name: str, value: str | None) -> str | None:
+    """One value as ``_as_stored`` leaves it (empty and refused values as they are)."""
+    if not value:
+        return value
+    try:
+        return _STORED_STEPS[name](value) or ""
+    except ValueError:
+        return value
 
 
 class FollowUpRecords(Records):
@@ -360,6 +398,10 @@ class FollowUpRecords(Records):
     def identities(self, fields: dict[str, str]) -> list[Any]:
         key = (fields.get("customer"), fields.get("followed_at"), (fields.get("content") or "").strip())
         return [key] if all(key) else []
+
+    def probes(self, fields: dict[str, str]) -> set[Any] | None:
+        """The customer cell: in every identity and in ``copy_key`` (None when the sheet maps none)."""
+        return {fields["customer"] or ""} if "customer" in fields else None
 
     def clean(self, record: Any, user: Any) -> None:
         follow_ups.clean_follow_up(record, user)
@@ -424,6 +466,13 @@ class DeclaredRecords(Records):
     def identities(self, fields: dict[str, str]) -> list[Any]:
         filled = tuple(sorted((name, value) for name, value in fields.items() if value))
         return [filled] if filled else []
+
+    def probes(self, fields: dict[str, str]) -> set[Any] | None:
+        """One mapped field's value (the first by name that is no people field): an identity holds
+        every filled cell, ``copy_key`` every cell but people's (None when only people are mapped)."""
+        people = self._people_fields()
+        name = min((name for name in fields if name not in people and not name.startswith("_")), default=None)
+        return {(name, fields[name] or "")} if name is not None else None
 
     def save(self, record: Any | None, changes: dict[str, str], user: Any) -> Any:
         """``rt.save`` with the row's values (``ValueError`` for a cell that names nothing,

@@ -159,8 +159,8 @@ def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
     agreement those changes make (``Plan.interim``): a run that fails after this commit neither
     loses the sheet's values that reached the CRM nor creates a row's record twice (issue 21)."""
     kind = plan.kind
-    _load_records(kind.model, [*plan.updates, *plan.archives])
-    updated = [(plan.update_rows[pk], kind.save(db.session.get(kind.model, pk), changes, user), changes)
+    loaded = _load_records(kind.model, [*plan.updates, *plan.archives])
+    updated = [(plan.update_rows[pk], kind.save(loaded.get(pk), changes, user), changes)
                for pk, changes in plan.updates.items()]
     for index, record, _ in updated:
         note = kind.held_note(record)  # a gated change held for approval (issue 15): say so in the row
@@ -168,7 +168,7 @@ def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
             _status(plan, index, note)
     for record_id in plan.archives:
         try:
-            kind.archive(db.session.get(kind.model, record_id), user)
+            kind.archive(loaded.get(record_id), user)
         except RuleViolation:
             continue
     db.session.flush()
@@ -190,11 +190,17 @@ def _apply_app(target: SyncTarget, plan: Plan, user: Any) -> None:
     db.session.commit()
 
 
-def _load_records(model: type, ids: list[int]) -> None:
-    """The records the apply step changes, read in a few IN queries (the plan's trial left them
-    expired): ``db.session.get`` then finds each loaded, instead of one SELECT per record (issue 12)."""
+def _load_records(model: type, ids: list[int]) -> dict[int, Any]:
+    """The records the apply step changes (record id -> record; a record gone since the plan is
+    missing, as ``db.session.get`` would find none), read in a few IN queries (the plan's trial
+    left them expired). Held here: the session only keeps weak references, so records read and
+    dropped were read again one SELECT each, every one autoflushing the record saved before it
+    (one audited flush per record; issue 12)."""
+    loaded: dict[int, Any] = {}
     for start in range(0, len(ids), 1000):
-        db.session.scalars(select(model).where(model.id.in_(ids[start:start + 1000]))).all()
+        loaded.update((record.id, record) for record in
+                      db.session.scalars(select(model).where(model.id.in_(ids[start:start + 1000]))))
+    return loaded
 
 
 def _create(plan: Plan, user: Any) -> list[tuple[int, Any, dict[str, str]]]:

@@ -42,6 +42,7 @@ from app.services import related as related_choices
 from app.services.errors import RuleViolation
 from views import display
 from views import related as related_fields
+from views.list_count import ExactCountInterface, eager_paths, list_interface
 
 SCOPE_FILTER = [["id", DataScopeFilter, lambda: None]]
 ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
@@ -350,12 +351,17 @@ class CrmModelView(ReadableViewMixin, ModelView):
     #: FAB's file-column download (no CRM model has file columns; without UPLOAD_FOLDER it is a 500).
     exclude_route_methods = {"download"}
 
+    def __init__(self, **kwargs: Any) -> None:
+        self.datamodel = list_interface(self.datamodel)  # the list's total counts up to a cap
+        super().__init__(**kwargs)
+
     def _init_properties(self) -> None:
         super()._init_properties()
         model = self.datamodel.obj
         self.order_columns = unmasked_columns(model, self.order_columns)
         self.search_columns = unmasked_columns(model, self.search_columns)
         self._filters = self.datamodel.get_filters(self.search_columns)
+        self.datamodel.eager = eager_paths(model, self.list_columns)
 
     def declared_formatters(self, shown: set[str]) -> dict[str, Any]:
         """The view's formatters, and masking for every masked column it shows."""
@@ -521,7 +527,7 @@ class ListExportMixin:
             order_column, order_direction = self.base_order or ("", "")
         filters = self._filters.get_joined_filters(self._base_filters)
         model = self.datamodel.obj
-        count = self.datamodel.query_count(db.session.query(model), filters)
+        count = self.datamodel.exact_count(db.session.query(model), filters)
         query = self.datamodel.apply_all(db.session.query(model), filters, order_column, order_direction)
         names = only or self.list_columns
         columns = [(c, str(self.label_columns.get(c, c))) for c in names]
@@ -639,6 +645,10 @@ class ScopedApi(ModelRestApi):
     allow_browser_login = False
     #: Required by the model but defaulted by the rules (the owner is the creator).
     add_optional_columns: tuple[str, ...] = ("owner",)
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.datamodel = list_interface(self.datamodel, ExactCountInterface)  # counted from the scope's records
+        super().__init__(**kwargs)
 
     def _init_properties(self) -> None:
         super()._init_properties()

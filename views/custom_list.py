@@ -21,7 +21,6 @@ from typing import Any
 
 from flask import current_app, flash, g, has_request_context, request, url_for
 from flask_appbuilder.models.filters import BaseFilter
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import select
@@ -32,6 +31,7 @@ from app.services.custom_fields import query as cf_query
 from app.services.custom_fields import values as cf_values
 from app.services.custom_fields.definitions import FieldDef
 from views.custom_form import page_lang
+from views.list_count import ListInterface
 
 SORT_ARG = "cf_sort"
 CONTAINS, FROM, TO = "contains", "from", "to"
@@ -207,7 +207,7 @@ class CustomFieldsFilter(BaseFilter):
         return query.filter(*found.conditions) if found.conditions else query
 
 
-class CustomFieldsInterface(SQLAInterface):
+class CustomFieldsInterface(ListInterface):
     """The data model of a screen with custom fields: its list is ordered by ``cf_sort``
     (``query.order``: the value then the id, one direction) instead of FAB's order column,
     in the page query only — the count stays unordered."""
@@ -251,7 +251,7 @@ class CustomFieldsListMixin:
     def __init__(self, **kwargs: Any) -> None:
         model = self.datamodel.obj
         if custom_fields.record_type_of(model) is not None and not isinstance(self.datamodel, CustomFieldsInterface):
-            self.datamodel = CustomFieldsInterface(model, self.datamodel.session)
+            self.datamodel = CustomFieldsInterface(model, self.datamodel._session)
             self.datamodel.view_name = type(self).__name__
         super().__init__(**kwargs)
 

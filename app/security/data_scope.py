@@ -25,6 +25,7 @@ from app.models.customers import Customer, CustomerStatusChange, FollowUp
 from app.models.org import SCOPE_ALL, SCOPE_DEPARTMENT, SCOPE_OWN, SCOPES, CrmUser, Department, RoleDataScope
 
 _job_cache: ContextVar[dict | None] = ContextVar("scope_cache", default=None)
+_counting: ContextVar[bool] = ContextVar("scope_counting", default=False)
 
 
 @contextmanager
@@ -103,9 +104,25 @@ def owner_in(column: Any, owners: Iterable[int] | None) -> ColumnElement:
     return column == owners[0] if len(owners) == 1 else column.in_(owners)
 
 
+@contextmanager
+def counting_whole_list() -> Iterator[None]:
+    """Scope conditions built inside select rows scoped through their customer by
+    ``customer_id IN (customers in scope)`` instead of a correlated EXISTS: SQLite then counts
+    a rep's follow-ups from the rep's 10,000 customers instead of testing each of 1,000,000
+    (issue 12: 1.1 s -> 15 ms at 1M). For a whole list's total only: a page in date order
+    and one customer's rows stay fast with EXISTS (an IN lists every customer in scope first)."""
+    token = _counting.set(True)
+    try:
+        yield
+    finally:
+        _counting.reset(token)
+
+
 def via_customer(model: type, owners: set[int] | None) -> ColumnElement:
     if owners is None:
         return true()
+    if _counting.get():
+        return model.customer_id.in_(select(Customer.id).where(owner_in(Customer.owner_id, owners)))
     # A correlated EXISTS on the row's own customer: an IN over every customer in scope made SQLite
     # list a department's 100,000 ids to show one customer's follow-ups (issue 12: 304 ms -> 2 ms of
     # SQL at 1M). Its own alias, so a query that joins Customer itself is not correlated with it.

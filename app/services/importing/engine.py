@@ -25,6 +25,7 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
+from app import clock
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security.data_scope import scope_cache
@@ -57,6 +58,8 @@ MODES = (CREATE, UPDATE, UPSERT)
 CREATED, UPDATED, UNCHANGED, ERROR, DUPLICATE = "create", "update", "unchanged", "error", "duplicate"
 OUTCOMES = (CREATED, UPDATED, UNCHANGED, ERROR, DUPLICATE)
 PREVIEW_ROWS = 10
+#: Distinct date cells a run keeps parsed (``ImportRun._when``).
+MOMENTS_KEPT = 10_000
 
 
 @dataclass
@@ -134,6 +137,8 @@ class ImportRun:
         self.plain_text = type(self)._parse_cell is ImportRun._parse_cell
         #: The type has active custom fields: new rows carry a ``custom`` value (defaults, required).
         self.has_custom = any(spec.kind == CUSTOM for spec in self.spec.fields)
+        #: (cell type, zone, cell) -> ``validation.parse_datetime`` of it (``_when``).
+        self.moments: dict[tuple[type, Any, Any], Any] = {}
         self.people: dict[str, Any] | None = None  # user name -> user, for custom people fields (``_person``)
         self.result = Result()
         self.lookups: Lookups | None = None
@@ -170,6 +175,10 @@ class ImportRun:
         return self.result
 
     def _chunk(self, rows: list[list[Any]], lines: list[int]) -> None:
+        with clock.zone_pinned():  # the CRM zone looked up once per chunk, not per cell and rule
+            self._chunk_rows(rows, lines)
+
+    def _chunk_rows(self, rows: list[list[Any]], lines: list[int]) -> None:
         if self.commit and not self.settings.all_or_nothing and self.result.rows:
             self._reload_dictionaries()
         existing = self._load_existing(rows)
@@ -376,7 +385,7 @@ class ImportRun:
         if spec.kind == CUSTOM:
             return self._custom_cell(spec, cell)
         if spec.kind in (DATE, DATETIME):
-            parsed = validation.parse_datetime(cell)
+            parsed = self._when(cell)
             return parsed.date() if parsed is not None and spec.kind == DATE else parsed
         text = cell_text(cell)
         if spec.kind == DICT:
@@ -388,6 +397,23 @@ class ImportRun:
         if limit and len(text) > limit:
             raise ValueError(_l("At most %(n)d characters.", n=limit))
         return text or None
+
+    def _when(self, cell: Any) -> Any:
+        """``validation.parse_datetime(cell)``, each distinct cell parsed once per run (a file
+        repeats its dates: 100,000 follow-ups name a few dozen next-step days); the first
+        ``MOMENTS_KEPT`` distinct cells are kept, later ones parsed each time. Refusals are not
+        kept (``ValueError`` again, with its message). A cell keeps the CRM zone in force when
+        the run first parsed it."""
+        key = (type(cell), getattr(cell, "tzinfo", None), cell)
+        try:
+            return self.moments[key]
+        except KeyError:
+            parsed = validation.parse_datetime(cell)
+            if len(self.moments) < MOMENTS_KEPT:
+                self.moments[key] = parsed
+            return parsed
+        except TypeError:  # an unhashable cell: parsed as it is
+            return validation.parse_datetime(cell)
 
     def _custom_cell(self, spec: Any, cell: Any) -> Any:
         """A custom field's cell as the save takes it (``custom_fields.apply`` cleans it with the

@@ -1,0 +1,71 @@
+"""List totals are counted up to a cap (issue 12): a list past the cap reads "N+" and its pager
+still reaches every counted page; under the cap, in scope and filtered, the total is exact;
+exports keep the exact total."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from views import list_count
+
+
+@pytest.fixture
+def cap_of_three(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(list_count, "COUNT_CAP", 3)
+
+
+def _total(page: str) -> str:
+    return re.search(r"Record Count:</strong>\s*([^<\s]+)", page).group(1)
+
+
+def test_a_list_past_the_cap_reads_plus_and_pages_to_the_cap(client: Any, auth: Any, make_customer: Any,
+                                                             cap_of_three: None) -> None:
+    for n in range(5):
+        make_customer("rep_a", name=f"Cap {n}")
+    auth.login("rep_a")
+    page = client.get("/customerview/list/?psize_CustomerView=2").get_data(as_text=True)
+    assert _total(page) == "3+"
+    assert "page_CustomerView=1" in page and "page_CustomerView=2" not in page  # 4 counted rows: two pages
+    second = client.get("/customerview/list/?psize_CustomerView=2&page_CustomerView=2").get_data(as_text=True)
+    assert "Cap " in second  # a page past the counted ones still lists its records
+
+
+def test_under_the_cap_the_total_is_exact_in_scope_and_filtered(client: Any, auth: Any, make_customer: Any,
+                                                                cap_of_three: None) -> None:
+    make_customer("rep_a", name="Alpha")
+    make_customer("rep_a", name="Beta")
+    for n in range(4):
+        make_customer("rep_c", name=f"South {n}")
+    auth.login("rep_a")
+    assert _total(client.get("/customerview/list/").get_data(as_text=True)) == "2"
+    assert _total(client.get("/customerview/list/?_flt_2_name=Alp").get_data(as_text=True)) == "1"
+    client.get("/lang/zh")
+    assert "3+" not in client.get("/customerview/list/").get_data(as_text=True)
+
+
+def test_exports_count_every_row(app: Any, client: Any, auth: Any, make_customer: Any, cap_of_three: None) -> None:
+    for n in range(5):
+        make_customer("rep_a", name=f"Export {n}")
+    auth.login("rep_a")
+    download = client.get("/customerview/export/csv")
+    assert download.get_data().decode("utf-8-sig").count("Export ") == 5
+
+
+def test_follow_up_totals_count_the_customers_in_scope(client: Any, auth: Any, make_customer: Any,
+                                                       make_follow_up: Any, cap_of_three: None) -> None:
+    mine, other = make_customer("rep_a"), make_customer("rep_a", name="Second")
+    south = make_customer("rep_c")
+    make_follow_up(mine, "rep_a")
+    make_follow_up(other, "rep_c")  # written by someone else: still rep_a's customer's
+    for _ in range(4):
+        make_follow_up(south, "rep_a")  # written by rep_a on a customer out of scope
+    auth.login("rep_a")
+    assert _total(client.get("/followupview/list/").get_data(as_text=True)) == "2"
+    auth.logout()
+    auth.login("manager_s")
+    assert _total(client.get("/followupview/list/").get_data(as_text=True)) == "3+"
+    one = client.get(f"/followupview/list/?_flt_0_customer={other}").get_data(as_text=True)
+    assert "No records found" in one  # a customer out of scope adds nothing
