@@ -402,29 +402,9 @@ def _kind_of_method(method_id: int | None) -> str:
     return KIND_OF_METHOD.get(code, "task")
 
 
-def _subject(next_step: str | None, code: str | None, line: str | None = None) -> str:
-    """A planned activity's subject: its next step as one line (``line``: that line when the
-    caller already cleaned it), else "Next step of <code>"; at most ``SUBJECT_LIMIT``."""
-    text = (validation.clean_line(next_step) if line is None else line) or \
-        str(_l("Next step of %(code)s", code=code or ""))
+def _subject(next_step: str | None, code: str | None) -> str:
+    text = validation.clean_line(next_step) or str(_l("Next step of %(code)s", code=code or ""))
     return text[:SUBJECT_LIMIT]
-
-
-def _subjects(rows: list[dict[str, Any]]) -> list[str]:
-    """``_subject`` of each row's ``next_step``/``code``, each distinct next step cleaned once
-    (an imported file repeats a handful of next steps over 100,000s of rows)."""
-    lines: dict[Any, str] = {}
-    subjects = []
-    for row in rows:
-        step = row.get("next_step")
-        try:
-            line = lines.get(step)
-            if line is None:
-                line = lines[step] = validation.clean_line(step)
-        except TypeError:  # an unhashable value: cleaned as it is
-            line = validation.clean_line(step)
-        subjects.append(_subject(step, row.get("code"), line))
-    return subjects
 
 
 def _id_of(obj: Any, relation: str) -> int | None:
@@ -488,10 +468,10 @@ def plan_from_rows(rows: list[dict[str, Any]]) -> int:
     stamp = clock.utc_now()
     due = {day: next_step_due(day) for day in {row["next_step_date"] for row in wanted}}  # few distinct days
     planned = []
-    for row, code, subject in zip(wanted, codes, _subjects(wanted), strict=True):
+    for row, code in zip(wanted, codes, strict=True):
         planned.append({
             "code": code, "kind": KIND_OF_METHOD.get(kinds.get(row.get("method_id")), "task"),
-            "subject": subject, "due_at": due[row["next_step_date"]],
+            "subject": _subject(row.get("next_step"), row.get("code")), "due_at": due[row["next_step_date"]],
             "assignee_id": row["owner_id"], "customer_id": row["customer_id"], "status": OPEN,
             "from_follow_up_id": row["id"], "created_on": stamp, "changed_on": stamp,
             "created_by_fk": row.get("created_by_fk"), "changed_by_fk": row.get("changed_by_fk"), "version": 1,

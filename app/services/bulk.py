@@ -58,19 +58,12 @@ def _memo_key(value: Any) -> Any:
 
 
 def _convert(values: list[list[Any]], index: int, convert: Callable[[Any], Any]) -> None:
-    """Convert column ``index`` of every row in place, each distinct value once (the very
-    object of the row before, e.g. a batch's shared ``created_on``, without a look-up)."""
+    """Convert column ``index`` of every row in place, each distinct value once."""
     memo: dict[Any, Any] = {}
-    last: Any = None
-    bound: Any = None
     for row in values:
         value = row[index]
         if value is None:
             continue
-        if value is last:
-            row[index] = bound
-            continue
-        last = value
         key = _memo_key(value)
         try:
             row[index] = memo[key]
@@ -78,7 +71,6 @@ def _convert(values: list[list[Any]], index: int, convert: Callable[[Any], Any])
             row[index] = memo[key] = convert(value)
         except TypeError:  # an unhashable value: converted as it is
             row[index] = convert(value)
-        bound = row[index]
 
 
 def bound_values(dialect: Dialect, table: Table, names: list[str], rows: list[dict[str, Any]]) -> list[list[Any]]:

@@ -77,9 +77,6 @@ _TEXT_LIMITS = {c.name: c.type.length for c in Customer.__table__.columns
                 if getattr(c.type, "length", None) and c.name not in ("code",)}
 _TEXT_LIMITS["note"] = NOTE_LIMIT = 10000  # a Text column, bounded like follow-up content
 CUSTOMER_CHECKED = ("name", "contact_phone", "credit_code", "email", "contact_name", "address", "note", *CHOICES)
-#: (choice, its stored id's key in ``previous``) and (text field, limit), for ``check_customer``.
-_CHOICE_KEYS = tuple(zip(CHOICES, CHOICE_IDS, strict=True))
-_LIMITS = tuple(_TEXT_LIMITS.items())
 
 
 def check_customer(values: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, str]:
@@ -88,22 +85,23 @@ def check_customer(values: dict[str, Any], previous: dict[str, Any] | None = Non
     ``values`` holds text fields and dictionary entries (objects); ``previous`` the stored
     phone and dictionary ids of the record being edited (None for a new one). Forms and
     the API reach this through ``clean_customer``; the importer and the sync call it
-    directly for speed (a few µs a row), so all four apply the same rules. Errors are
-    listed in field order: name, contact name, address, note, phone, credit code, e-mail,
-    then the choices, then the length limits.
+    directly for speed (about 10 µs a row), so all four apply the same rules.
     """
     previous = previous or _NO_PREVIOUS
     errors: dict[str, str] = {}
-    _clean_lines(values, errors)
-    _clean_codes(values, previous, errors)
-    for name, key in _CHOICE_KEYS:
+    for name, step in _STEPS:
+        try:
+            values[name] = step(values.get(name), previous)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    for name in CHOICES:
         entry = values.get(name)
-        if entry is not None and not entry.active:  # an active entry passes ``check_choice``
+        if entry is not None:
             try:
-                validation.check_choice(entry, previous.get(key))
+                validation.check_choice(entry, previous.get(f"{name}_id"))
             except ValueError as exc:
                 errors[name] = str(exc)
-    for name, limit in _LIMITS:
+    for name, limit in _TEXT_LIMITS.items():
         value = values.get(name)
         if isinstance(value, str) and len(value) > limit and name not in errors:
             errors[name] = str(_l("At most %(n)d characters.", n=limit))
@@ -113,42 +111,20 @@ def check_customer(values: dict[str, Any], previous: dict[str, Any] | None = Non
 _NO_PREVIOUS: dict[str, Any] = {}
 
 
-def _clean_lines(values: dict[str, Any], errors: dict[str, str]) -> None:
-    """``check_customer``'s prose fields, cleaned in place (straight calls: 100,000s of rows)."""
-    get = values.get
-    try:
-        values["name"] = validation.require_text(get("name"), 200)
-    except ValueError as exc:
-        errors["name"] = str(exc)
-    try:
-        values["contact_name"] = validation.clean_line(get("contact_name")) or None
-    except ValueError as exc:
-        errors["contact_name"] = str(exc)
-    try:
-        values["address"] = validation.clean_line(get("address")) or None
-    except ValueError as exc:
-        errors["address"] = str(exc)
-    try:
-        values["note"] = validation.clean_block(get("note")) or None
-    except ValueError as exc:
-        errors["note"] = str(exc)
+def _optional_line(value: Any, previous: dict[str, Any]) -> str | None:
+    return validation.clean_line(value) or None
 
 
-def _clean_codes(values: dict[str, Any], previous: dict[str, Any], errors: dict[str, str]) -> None:
-    """``check_customer``'s phone, credit code and e-mail, normalised in place."""
-    get = values.get
-    try:
-        values["contact_phone"] = resolve_phone(get("contact_phone"), previous.get("contact_phone"))
-    except ValueError as exc:
-        errors["contact_phone"] = str(exc)
-    try:
-        values["credit_code"] = validation.normalize_credit_code(get("credit_code"))
-    except ValueError as exc:
-        errors["credit_code"] = str(exc)
-    try:
-        values["email"] = validation.normalize_email(get("email"))
-    except ValueError as exc:
-        errors["email"] = str(exc)
+#: The text rules of ``check_customer``, in the order its errors are listed.
+_STEPS = (
+    ("name", lambda value, previous: validation.require_text(value, 200)),
+    ("contact_name", _optional_line),
+    ("address", _optional_line),
+    ("note", lambda value, previous: validation.clean_block(value) or None),
+    ("contact_phone", lambda value, previous: resolve_phone(value, previous.get("contact_phone"))),
+    ("credit_code", lambda value, previous: validation.normalize_credit_code(value)),
+    ("email", lambda value, previous: validation.normalize_email(value)),
+)
 
 
 def insert_customers(rows: list[dict[str, Any]]) -> None:
