@@ -21,7 +21,7 @@ from app.services.importing import columns
 from sync import merge
 from sync.backends import SheetData, SheetWrite
 from sync.fields import FieldCodec, mask_phones_in
-from sync.records import Alias, Records, records_for
+from sync.records import Alias, Records, json_text, records_for
 
 STATUS_HEADER = "同步状态 / Sync status"
 #: The key of an agreed row whose record was created from a sheet row that has not received its
@@ -588,11 +588,7 @@ def copy_message(code: str) -> str:
 def fingerprint(values: dict[str, str]) -> str:
     """A row's content as one text (canonical values by field): how a record created from a row
     is recognised on the next run when the row never received its code."""
-    return _JSON(sorted(values.items()))
-
-
-#: ``json.dumps(value, ensure_ascii=False)`` without building an encoder per call.
-_JSON = json.JSONEncoder(ensure_ascii=False).encode
+    return json_text(sorted(values.items()))
 
 
 def _interim(result: merge.RowMerge, base: dict | None, sheet: dict[str, str],

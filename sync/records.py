@@ -131,7 +131,7 @@ class Records:
 
     def _copy_key(self, stored: dict[str, str]) -> str:
         people = self._people_fields()
-        return _JSON(sorted((name, value) for name, value in stored.items()
+        return json_text(sorted((name, value) for name, value in stored.items()
                             if name not in people and not name.startswith("_")))
 
     def _stored_identities(self, stored: dict[str, str]) -> list[Any]:
@@ -169,7 +169,7 @@ class Records:
 
 
 #: ``json.dumps(value, ensure_ascii=False)`` without building an encoder per call (50,000 rows a run).
-_JSON = json.JSONEncoder(ensure_ascii=False).encode
+json_text = json.JSONEncoder(ensure_ascii=False).encode
 
 
 #: The customer fields a sheet syncs: the import's, less the contract number (an import-only

@@ -51,22 +51,24 @@ class ListInterface(SQLAInterface):
         return query.options(*(_load_path(self.obj, path) for path in self.eager)) if self.eager else query
 
     def query_count(self, query: Any, filters: Any = None, select_columns: list[str] | None = None) -> int:
-        """Rows of the filtered list up to ``COUNT_CAP`` (exact); a ``CappedCount`` above it.
-        One query reading at most ``COUNT_CAP + 1`` keys of the list's own query; a whole list
-        is counted from the records in scope (``data_scope.counting_whole_list``), one
-        record's related list (a customer's follow-ups) as it is."""
-        with nullcontext() if _narrowed_to_one_record(filters) else data_scope.counting_whole_list():
-            # The key only: SQLite reads it from an index instead of each row.
-            keys = query.with_entities(*self.obj.__mapper__.primary_key)
-            inner = self._apply_inner_all(keys, filters, aliases_mapping={})
+        """Rows of the filtered list up to ``COUNT_CAP`` (exact); a ``CappedCount`` above it
+        (every row when not ``capped``). One query reading at most ``COUNT_CAP + 1`` keys."""
         if not self.capped:
-            return inner.count()
-        found = inner.limit(COUNT_CAP + 1).count()
+            return self.exact_count(query, filters)
+        found = self._keys(query, filters).limit(COUNT_CAP + 1).count()
         return CappedCount(found) if found > COUNT_CAP else found
 
     def exact_count(self, query: Any, filters: Any = None) -> int:
         """Every row of the filtered list (exports: the total they write and show)."""
-        return super().query_count(query, filters)
+        return self._keys(query, filters).count()
+
+    def _keys(self, query: Any, filters: Any) -> Any:
+        """The filtered list's keys only (SQLite reads them from an index instead of each row);
+        a whole list is selected from the records in scope (``data_scope.counting_whole_list``),
+        one record's related list (a customer's follow-ups) as it is."""
+        with nullcontext() if _narrowed_to_one_record(filters) else data_scope.counting_whole_list():
+            keys = query.with_entities(*self.obj.__mapper__.primary_key)
+            return self._apply_inner_all(keys, filters, aliases_mapping={})
 
 
 class ExactCountInterface(ListInterface):
