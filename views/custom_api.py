@@ -1,5 +1,6 @@
 """Custom fields in the REST API (issue 18): ``cf_<key>`` properties in every answer, in
-the request bodies, in ``?cf_<key>=`` list filters and in the OpenAPI document.
+the request bodies, in list filters and ``cf_sort`` (the screens' reader,
+``custom_fields.filters``) and in the OpenAPI document.
 
 Rules (001 基础配置 自定义字段类型, 扩展信息; 003 第三步 1 字段设置): a field travels as
 ``cf_<key>`` next to the built-in columns; answers carry the stored value (a list for
@@ -15,12 +16,11 @@ from typing import Any
 
 from flask import request
 from flask_appbuilder.models.filters import BaseFilter
-from flask_babel import lazy_gettext as _l
 from marshmallow import post_dump
 from werkzeug.exceptions import BadRequest
 
 from app.services import custom_fields
-from app.services.custom_fields import query as cf_query
+from app.services.custom_fields import filters as cf_filters
 from app.services.custom_fields.definitions import (
     BOOLEAN,
     CHOOSING,
@@ -29,15 +29,11 @@ from app.services.custom_fields.definitions import (
     DECIMAL,
     INTEGER,
     LISTS,
-    LONG_TEXT,
-    TEXT,
     USER,
     FieldDef,
 )
 from views.base import MaskingSchemaConverter
-
-#: The longest ``?cf_…=`` value the list endpoint reads.
-FILTER_LIMIT = 200
+from views.custom_form import page_lang
 
 
 def answer_values(item: Any, record_type: str) -> dict[str, Any]:
@@ -100,57 +96,55 @@ def split_custom(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 # --- list filters -------------------------------------------------------------------
 
 
+class FilterRefused(BadRequest):
+    """A refused ``cf_`` argument of a list request: 400 whose JSON message is the
+    description alone (FAB's ``safe`` answers ``str()`` of a ``BadRequest``)."""
+
+    def __str__(self) -> str:
+        return str(self.description)
+
+
 class CustomFieldCondition(BaseFilter):
-    """A FAB filter holding one custom field condition (``value``: (field, stored value));
-    the column name is unused."""
+    """A FAB filter holding the custom-field conditions and order of one list request
+    (``value``: a ``filters.ListFilters``); the column name is unused. The order goes on the
+    page's query only: the count (FAB's, or ``ListInterface``'s key query) stays unordered."""
 
     name = "Custom field"
     arg_name = "custom_field"
 
     def apply(self, query: Any, value: Any) -> Any:
-        field, wanted = value
         model = self.datamodel.obj
-        op = cf_query.CONTAINS if field.kind in (TEXT, LONG_TEXT) else cf_query.EQUALS
-        return query.filter(cf_query.condition(model, field, op, wanted))
+        if value.conditions:
+            query = query.filter(*value.conditions)
+        if value.order is not None and _selects_records(query, model):
+            query = query.order_by(*value.order)
+        return query
 
 
-def list_conditions(model: type, args: Any) -> list[tuple[FieldDef, Any]]:
-    """The ``?cf_<key>=value`` arguments of a list request as (field, stored value):
-    text fields match a part of the text (case-insensitive), lists (tags) when they hold
-    the choice, the rest equal values. ``BadRequest`` (400) for an unknown or masked field
-    (a filter on a masked value would reveal it) or a value the field cannot hold."""
-    record_type = custom_fields.record_type_of(model)
-    found = []
-    for name, raw in args.items():
-        if not custom_fields.is_custom(name):
-            continue
-        if name == "cf_sort":
-            raise BadRequest(str(_l("The REST API does not sort by custom fields: sort the list page "
-                                    "(?cf_sort=cf_<key>) or the answer.")))
-        field = custom_fields.field_named(record_type, name) if record_type else None
-        if field is None or field.masked:
-            raise BadRequest(str(_l("This list cannot be filtered by %(column)s.", column=name[:60])))
-        if len(raw) > FILTER_LIMIT:
-            raise BadRequest(str(_l("%(field)s: at most %(n)d characters.", field=name, n=FILTER_LIMIT)))
-        try:
-            # a filter may name a choice no longer offered: old records hold it
-            every = [choice.code for choice in field.choices]
-            value = raw.strip() if field.kind in (TEXT, LONG_TEXT) else custom_fields.clean(
-                field, raw, every if field.is_list else raw)
-        except ValueError as exc:
-            raise BadRequest(f"{name}: {exc}") from None
-        if field.kind in LISTS and isinstance(value, list):
-            value = value[0] if len(value) == 1 else value
-        if not custom_fields.empty(value):
-            found.append((field, value))
+def _selects_records(query: Any, model: type) -> bool:
+    """Whether ``query`` reads whole records of ``model`` (the page), not keys or a count."""
+    return any(entry.get("type") is model for entry in query.column_descriptions)
+
+
+def list_conditions(model: type, args: Any) -> cf_filters.ListFilters:
+    """The custom-field conditions and order of a list request's arguments
+    (``custom_fields.filters.read``: equals / any of, ``cf_<key>__contains``,
+    ``cf_<key>__from`` / ``__to``, ``cf_sort``). ``FilterRefused`` (400, the message naming
+    the argument: "cf_years: Years of cooperation: Give a whole number.") for an unknown or
+    masked field (a filter on a masked value would reveal it), an operation its kind has
+    not, or a value the field cannot hold."""
+    found = cf_filters.read(args, model, custom_fields.record_type_of(model), page_lang())
+    if found.problems:
+        raise FilterRefused(" ".join(f"{problem.argument}: {problem.text()}" for problem in found.problems))
     return found
 
 
 def add_list_conditions(api: Any, filters: Any) -> Any:
     """``filters`` (FAB's joined filters of a list request) with the request's custom field
-    conditions added."""
-    for field, value in list_conditions(api.datamodel.obj, request.args):
-        filters.add_filter("id", CustomFieldCondition, (field, value))
+    conditions and ``cf_sort`` order added (ANDed to the data scope, a base filter)."""
+    found = list_conditions(api.datamodel.obj, request.args)
+    if found.conditions or found.order is not None:
+        filters.add_filter("id", CustomFieldCondition, found)
     return filters
 
 

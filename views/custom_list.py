@@ -5,18 +5,16 @@
   reveal when one is served);
 - list: a column per field the admin put in the list (``in_list``), read for the whole
   page in one query;
-- list filters: ``cf_<key>=…`` (equals; several values of a choice or tags field: any of),
-  ``cf_<key>__contains=…`` (text), ``cf_<key>__from=…`` / ``cf_<key>__to=…`` (numbers,
-  dates, instants), and sorting ``cf_sort=cf_<key>`` (``-cf_<key>``: descending). Each value
-  is read by the field's own rule (``values.clean``); a bad one is a message and the filter
-  is ignored. The conditions are ANDed to the list's scoped query (``CustomFieldsFilter``
-  among the base filters), never replacing it; masked fields cannot be filtered or sorted by.
+- list filters and sorting: the ``cf_`` arguments read by ``custom_fields.filters.read``
+  (the REST API's reader too: equals / any of, ``__contains``, ``__from`` / ``__to``,
+  ``cf_sort``); a refused one is a message and the filter is ignored. The conditions are
+  ANDed to the list's scoped query (``CustomFieldsFilter`` among the base filters), never
+  replacing it; masked fields cannot be filtered or sorted by.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app, flash, g, has_request_context, request, url_for
@@ -27,18 +25,14 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.services import custom_fields
-from app.services.custom_fields import query as cf_query
+from app.services.custom_fields import filters as cf_filters
 from app.services.custom_fields import values as cf_values
 from app.services.custom_fields.definitions import FieldDef
+from app.services.custom_fields.filters import CONTAINS, FROM, RANGED, SORT_ARG, TO
 from views.custom_form import page_lang
 from views.list_count import ListInterface
 
-SORT_ARG = "cf_sort"
-CONTAINS, FROM, TO = "contains", "from", "to"
 _COLOUR = re.compile(r"#[0-9a-fA-F]{3}([0-9a-fA-F]{3})?")
-#: Kinds a range (from / to) applies to; kinds ``contains`` applies to.
-RANGED = (custom_fields.INTEGER, custom_fields.DECIMAL, custom_fields.DATE, custom_fields.DATETIME)
-TEXTUAL = (custom_fields.TEXT, custom_fields.LONG_TEXT)
 #: Handlers whose list the filters narrow (the list and its download).
 FILTERED_HANDLERS = ("list", "export")
 REVEAL_PREFIX = "/customfield-reveal/"
@@ -82,95 +76,18 @@ def shown_value(field: FieldDef, value: Any, lang: str, reveal: str | None = Non
 
 # -- filters -----------------------------------------------------------------------------------
 
-@dataclass
-class ListRequest:
-    """The custom-field conditions and order of one list request, read once."""
-
-    conditions: list[Any] = field(default_factory=list)
-    order: Any = None
-    problems: list[str] = field(default_factory=list)
-    #: Fields filtered to one value (``cf_<key>=v``): sorting by one of them is sorting by id.
-    pinned: set[str] = field(default_factory=set)
-    sort_field: str = ""
-    descending: bool = False
+def screen_message(problem: cf_filters.Problem) -> str:
+    """A refused argument as the list flashes it: a refused value says the filter was ignored."""
+    if problem.label:
+        return str(_l("%(field)s: %(message)s The filter was ignored.", field=problem.label,
+                      message=problem.message))
+    return problem.message
 
 
-def _cleaned(item: FieldDef, raw: str) -> Any:
-    """``raw`` read by the field's rule; inactive choices are fine to filter by."""
-    everything = [c.code for c in item.choices]
-    return cf_values.clean(item, raw, everything if item.is_list else raw)
-
-
-def _condition(model: type, item: FieldDef, op: str, raws: list[str]) -> Any:
-    if op == "":
-        cleaned: list[Any] = []
-        for raw in raws:
-            value = _cleaned(item, raw)
-            cleaned.extend(value if isinstance(value, list) else [value])
-        cleaned = [v for v in cleaned if v is not None]
-        if not cleaned:
-            return None
-        if item.kind in custom_fields.CHOOSING and len(cleaned) > 1:
-            return cf_query.condition(model, item, cf_query.IN, cleaned)
-        return cf_query.condition(model, item, cf_query.EQUALS, cleaned[0])
-    if op == CONTAINS and item.kind in TEXTUAL:
-        return cf_query.condition(model, item, cf_query.CONTAINS, _cleaned(item, raws[0]))
-    if op in (FROM, TO) and item.kind in RANGED:
-        value = _cleaned(item, raws[0])
-        lower, upper = (value, None) if op == FROM else (None, value)
-        return cf_query.condition(model, item, cf_query.RANGE, lower, upper)
-    raise LookupError(op)
-
-
-def _refused(name: str) -> str:
-    return str(_l("This list cannot be filtered by %(column)s.", column=name[:60]))
-
-
-def _sort(model: type, record_type: str, raw: str, found: ListRequest) -> None:
-    descending = raw.startswith("-")
-    item = custom_fields.field_named(record_type, raw.lstrip("-"))
-    if item is None or item.masked or item.is_list or not custom_fields.is_custom(raw.lstrip("-")):
-        found.problems.append(str(_l("This list cannot be sorted by %(column)s.", column=raw[:60])))
-        return
-    found.order = cf_query.order(model, item, descending)
-    found.sort_field, found.descending = item.key, descending
-
-
-def read_list_request(model: type, record_type: str, args: Any) -> ListRequest:
-    """The conditions (``query.condition``) and order (``query.order``) the ``cf_`` arguments
-    of a list URL ask for, and a message per refused one (unknown, masked or inactive field,
-    an operation its kind has not, a value its rule refuses: "<label>: <message>")."""
-    found = ListRequest()
-    for key, raws in args.lists():
-        raws = [raw for raw in raws if raw.strip()]
-        if not custom_fields.is_custom(key) or not raws:
-            continue
-        if key == SORT_ARG:
-            _sort(model, record_type, raws[0], found)
-            continue
-        name, _, op = key.partition("__")
-        item = custom_fields.field_named(record_type, name)
-        if item is None or item.masked or not item.active or not custom_fields.is_custom(name):
-            found.problems.append(_refused(key))
-            continue
-        try:
-            condition = _condition(model, item, op, raws)
-        except LookupError:
-            found.problems.append(_refused(key))
-            continue
-        except ValueError as exc:
-            found.problems.append(str(_l("%(field)s: %(message)s The filter was ignored.",
-                                         field=item.label(page_lang()), message=str(exc))))
-            continue
-        if condition is not None:
-            found.conditions.append(condition)
-            if op == "" and not item.is_list and len(raws) == 1:
-                found.pinned.add(item.key)
-    if found.sort_field in found.pinned:
-        # One value: its rows in id order. SQLite would sort every matching row for an ORDER BY
-        # on the expression the WHERE pins (1M customers, one of four values: 320 ms -> 1 ms).
-        found.order = (model.id.desc() if found.descending else model.id.asc(),)
-    return found
+def read_list_request(model: type, record_type: str, args: Any) -> cf_filters.ListFilters:
+    """The conditions and order the ``cf_`` arguments of a list URL ask for
+    (``custom_fields.filters.read``, in the page's language)."""
+    return cf_filters.read(args, model, record_type, page_lang())
 
 
 def _filtered_here(view_name: Any) -> bool:
@@ -181,14 +98,14 @@ def _filtered_here(view_name: Any) -> bool:
     return handler in FILTERED_HANDLERS and view == view_name
 
 
-def current_list_request(model: type) -> ListRequest:
-    """This request's ``ListRequest`` for ``model`` (read once; its problems flashed once)."""
+def current_list_request(model: type) -> cf_filters.ListFilters:
+    """This request's ``ListFilters`` for ``model`` (read once; its problems flashed once)."""
     cache = g.setdefault("custom_list_requests", {})
     if model not in cache:
         record_type = custom_fields.record_type_of(model)
-        cache[model] = read_list_request(model, record_type, request.args) if record_type else ListRequest()
-        for problem in dict.fromkeys(cache[model].problems):
-            flash(problem, "warning")
+        cache[model] = read_list_request(model, record_type, request.args) if record_type else cf_filters.ListFilters()
+        for message in dict.fromkeys(screen_message(problem) for problem in cache[model].problems):
+            flash(message, "warning")
     return cache[model]
 
 

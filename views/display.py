@@ -158,7 +158,7 @@ ACTION_LABELS = {
     "step_up_failure": _l("Code refused for a sensitive action"),
     "totp_enrol": _l("Authenticator enrolled"), "totp_reenrol": _l("Authenticator replaced"),
     "totp_enrol_failed": _l("Authenticator enrolment failed"), "totp_reset": _l("Authenticator removed"),
-    "reassign": _l("Records handed over"), "purge": _l("Account purged"), "reveal": _l("Contact revealed"),
+    "reassign": _l("Records handed over"), "purge": _l("Account purged"), "reveal": _l("Masked value revealed"),
     "import": _l("Imported"), "export": _l("Exported"), "merge": _l("Merged"),
     "dismiss_duplicate": _l("Marked as not a duplicate"), "restore_duplicate": _l("Duplicate check restored"),
     "value_mapping": _l("Value mapped"), "sync_target_save": _l("Sync target saved"),

@@ -266,13 +266,13 @@ class SyncConflictView(CrmModelView):
     list_title = _l("Sync conflicts")
     show_title = _l("Sync conflict")
     # Values through the model's shown_* (phones masked); never sorted or searched by value.
-    list_columns = ["target", "key", "field", "shown_base", "shown_app_value", "shown_sheet_value", "created_at",
-                    "resolution"]
+    list_columns = ["target", "key", "field_label", "shown_base", "shown_app_value", "shown_sheet_value",
+                    "created_at", "resolution"]
     show_columns = list_columns + ["resolved_at"]
     search_columns = ["target", "key", "field", "created_at", "resolution"]
     order_columns = ["key", "field", "created_at", "resolution"]
     base_order = ("id", "desc")
-    label_columns = {"target": _l("Target"), "key": _l("Customer code"), "field": _l("Field"),
+    label_columns = {"target": _l("Target"), "key": _l("Customer code"), "field": _l("Field"), "field_label": _l("Field"),
                      "shown_base": _l("Agreed before"), "shown_app_value": _l("In the CRM"),
                      "shown_sheet_value": _l("In the sheet"), "created_at": _l("Found"), "resolution": _l("Kept"),
                      "resolved_at": _l("Settled")}

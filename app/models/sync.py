@@ -112,23 +112,50 @@ class SyncConflict(Model):
 
     target = relationship("SyncTarget")
 
-    # What screens show (the conflicts list and page): phones always masked. The stored
+    # What screens show (the conflicts list and page): masked fields always masked. The stored
     # values stay whole: settling a conflict writes the kept one back (issue 10).
     @property
     def shown_base(self) -> str | None:
-        return shown_value(self.field, self.base)
+        return shown_value(self.field, self.base, self._record_type)
 
     @property
     def shown_app_value(self) -> str | None:
-        return shown_value(self.field, self.app_value)
+        return shown_value(self.field, self.app_value, self._record_type)
 
     @property
     def shown_sheet_value(self) -> str | None:
-        return shown_value(self.field, self.sheet_value)
+        return shown_value(self.field, self.sheet_value, self._record_type)
+
+    @property
+    def field_label(self) -> str:
+        """The field's label in the target's record type (a custom field's key may carry
+        another label on another type)."""
+        from app.services.importing import columns
+
+        spec = columns.MODELS.get(self._record_type or "")
+        found = next((f for f in spec.fields if f.name == self.field), None) if spec is not None else None
+        return str(found.label) if found is not None else self.field
+
+    @property
+    def _record_type(self) -> str | None:
+        return self.target.model if self.target is not None else None
 
 
-def shown_value(field: str, value: str | None) -> str | None:
-    """A synced field's value as a screen shows it: a phone masked (``138****5678``)."""
-    if value and field == "contact_phone" and masking.MASK not in value:
+def shown_value(field: str, value: str | None, record_type: str | None = None) -> str | None:
+    """A synced field's value as a screen shows it: a phone masked (``138****5678``), and any
+    field masked on the target's ``record_type`` (a masked column, a masked custom field)."""
+    if not value or masking.MASK in value:
+        return value
+    if field == "contact_phone":
         return masking.mask_phone(value)
-    return value
+    if record_type is None:
+        return value
+    if field.startswith("cf_"):
+        from app.services import custom_fields
+
+        found = custom_fields.field_named(record_type, field)
+        return custom_fields.masked_text(found, value) if found is not None and found.masked else value
+    from app.services.importing import columns
+
+    spec = columns.MODELS.get(record_type)
+    return masking.mask(value) if spec is not None and field in masking.masked_columns(spec.model) else value

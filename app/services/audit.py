@@ -557,11 +557,14 @@ def change_rows(changes: str | None, object_type: str | None = None,
 
 def _custom_readable(field: Any, value: Any) -> Any:
     """A custom field's logged value as a person reads it (choice labels, Yes/No, local
-    time); a masked field's logged value is already masked and stays as logged."""
+    time); a field masked now reads masked, whatever it was when the entry was written (an
+    admin may mask a field after values were logged in full)."""
     from app.services.custom_fields import as_text
 
-    if value is None or field.masked:
+    if value is None:
         return value
+    if field.masked:
+        return _custom_shown(field, value)
     try:
         return as_text(field, value)
     except (ValueError, TypeError):  # logged before the field's kind changed

@@ -12,7 +12,8 @@ import io
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +123,20 @@ def looks_like_formula(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(_FORMULA_START)
 
 
+#: What a workbook cell holds as it is.
+_CELL_TYPES = (str, int, float, Decimal, date, datetime, time)
+
+
 def neutralise(value: Any) -> Any:
     """For downloads: prefix formula-looking text with an apostrophe, so it is shown, not run;
     an aware date-time becomes the CRM zone's wall time (a cell holds no zone, and openpyxl
-    refuses aware values)."""
+    refuses aware values); anything else a cell cannot hold (a translated label, an enum)
+    becomes its text, as a CSV would write it (openpyxl refused a ticket's lazy status label:
+    the ticket list's xlsx download was a 500)."""
     if isinstance(value, datetime) and value.tzinfo is not None:
         return clock.local_naive(value)
+    if value is not None and not isinstance(value, _CELL_TYPES):
+        value = str(value)
     value = workbook_text(value)
     return "'" + value if looks_like_formula(value) else value
 

@@ -214,7 +214,8 @@ def _wall_time(raw: object) -> datetime | None:
         if 1 <= raw < 2958466:  # Excel's valid range, up to 9999-12-31
             return (_EXCEL_EPOCH + timedelta(days=float(raw))).replace(microsecond=0)
         raise ValueError(_DATE_HINT)
-    text = re.sub(r"\s+", " ", str(raw).strip())
+    # width folded (２０２６－０１－０１ is 2026-01-01), invisible characters dropped
+    text = re.sub(r"\s+", " ", clean_code(str(raw)))
     if re.fullmatch(r"\d{5}(\.\d+)?", text):  # a serial that arrived as text (CSV)
         return _wall_time(float(text))
     for day_format in _DATE_FORMATS:

@@ -51,3 +51,37 @@ def test_csv_streams_with_filters_applied(client: Any, auth: Any, make_customer:
     assert response.is_streamed
     rows = list(csv.reader(io.StringIO(response.get_data().decode("utf-8-sig"))))
     assert [row[1] for row in rows[1:]] == ["Alpha"]
+
+
+def test_every_list_download_opens_in_excel(app: Any, client: Any, auth: Any, make_customer: Any) -> None:
+    """Each list's xlsx and CSV download, with records whose cells are translated labels (a
+    ticket's status, a lead's stage) or enums: a workbook, never a 500."""
+    from sqlalchemy import select
+
+    from app.models import Ticket
+    from app.models.dictionaries import TicketType
+    from app.services import tickets
+    from tests.conftest import user_id
+
+    customer = make_customer("rep_a")
+    with app.app_context():
+        from app.models import Customer
+        from app.models.org import CrmUser
+
+        kind = db.session.scalars(select(TicketType)).first()
+        tickets.save_ticket({"customer": db.session.get(Customer, customer), "subject": "Broken", "ticket_type": kind},
+                            db.session.get(CrmUser, user_id("admin")))
+        db.session.commit()
+        assert db.session.scalar(select(Ticket.id)) is not None
+        urls = sorted(rule.rule.replace("<string:fmt>", fmt) for rule in app.url_map.iter_rules()
+                      if rule.rule.endswith("/export/<string:fmt>") and "<" not in rule.rule[:-len("<string:fmt>")]
+                      for fmt in ("xlsx", "csv"))
+    auth.login("admin")
+    assert any(url.startswith("/ticketview/") for url in urls)
+    for url in urls:
+        response = client.get(url)
+        body = response.get_data()  # read to the end, as a browser does (a CSV streams)
+        response.close()
+        assert response.status_code in (200, 302), url
+        if response.status_code == 200 and url.endswith("xlsx"):
+            load_workbook(io.BytesIO(body))

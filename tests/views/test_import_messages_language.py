@@ -109,6 +109,9 @@ def test_error_report_of_an_english_run_downloaded_in_chinese(app: Any, client: 
     # The file's own header is kept beside the label: the rows are fixed in that file.
     assert any("(Contact phone)" in e for e in zh_errors)
     assert not any("required" in e or "not in the list" in e for e in zh_errors)
+    assert all(e.startswith("[第 ") for e in zh_errors)  # the row prefix too, and the column's header:
+    zh_sheet = load_workbook(io.BytesIO(_reader(app, auth, "zh").get(f"/imports/{english_job}/report").data)).active
+    assert next(zh_sheet.iter_rows(max_row=1, values_only=True))[-1] == "导入错误"
     en_errors = _report_errors(_reader(app, auth, "en"), english_job)
     assert any("Customer name: This field is required." in e for e in en_errors)
 

@@ -293,3 +293,25 @@ def test_a_stored_workbook_path_outside_the_files_root_fails_the_run(app: Any, c
         target = db.session.get(SyncTarget, pk)
         assert target.last_status == "failed" and "outside the folders" in target.last_message
     assert outside.read_bytes() == before
+
+
+def test_conflicts_show_masked_fields_masked_and_labels_of_their_type(app: Any, client: Any, auth: Any,
+                                                                      make_custom_field: Any, tmp_path: Path) -> None:
+    make_custom_field("customer", "secret", "text", label_en="Passport", masked=True)
+    make_custom_field("customer", "size", "text", label_en="Company size")
+    make_custom_field("follow_up", "size", "text", label_en="Meeting size")
+    customers = _target(app, _workbook(tmp_path, [HEADERS]))
+    with app.app_context():
+        other = SyncTarget(name="follow-ups sheet", model="follow_up", backend="xlsx", location=str(tmp_path / "o.xlsx"),
+                           worksheet="跟进", run_as_id=user_id("manager"))
+        db.session.add(other)
+        db.session.flush()
+        follow_ups = other.id
+        for target, field, value in ((customers, "cf_secret", "E12345678"), (follow_ups, "cf_size", "12 people")):
+            db.session.add(SyncConflict(target_id=target, record_id=1, key="K1", field=field, base=value,
+                                        app_value=value + " crm", sheet_value=value + " sheet"))
+        db.session.commit()
+    auth.login("admin")
+    page = client.get("/syncconflictview/list/").get_data(as_text=True)
+    assert "E12345678" not in page and "Passport" in page
+    assert "Meeting size" in page and "Company size" not in page and "12 people sheet" in page

@@ -83,7 +83,7 @@ def clean(field: FieldDef, raw: Any, previous: Any = None) -> Any:
     if kind == DATETIME:
         return _instant(raw)
     if kind == USER:
-        return _user(raw)
+        return _user(raw, previous)
     return _text(field, raw)
 
 
@@ -138,7 +138,8 @@ def _decimal(field: FieldDef, raw: Any) -> str:
         raise ValueError(str(_l("At most %(n)d decimal places.", n=places)))
     if abs(number) >= Decimal(10) ** 15:
         raise ValueError(str(_l("The number is too large.")))
-    return str(number.quantize(step))
+    number = number.quantize(step)
+    return str(abs(number) if number == 0 else number)  # "-0" is 0
 
 
 def _day(raw: Any) -> str:
@@ -160,19 +161,52 @@ def _instant(raw: Any) -> str:
     return clock.as_utc(moment).strftime(INSTANT_FORMAT)
 
 
-def _user(raw: Any) -> int:
-    if isinstance(raw, CrmUser):
-        return raw.id
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        found = db.session.get(CrmUser, raw)
-    else:
-        text = validation.clean_line(raw)
-        found = db.session.scalar(select(CrmUser).where(CrmUser.username == text))
-        if found is None and text.isdigit():
-            found = db.session.get(CrmUser, int(text))
-    if found is None:
-        raise ValueError(str(_l("No user %(name)s.", name=str(raw))))
+def _user(raw: Any, previous: Any = None) -> int:
+    """The id of the user ``raw`` names (a user, an id, a user name). The rule of an owner
+    (``records.check_owner``) and of the form's user lookup: a new or changed value must be an
+    active user inside the saving user's data scope (the logged-in user, or the acting user
+    of an import or sync job; a job without one: any active user); the value stored now
+    (``previous``) stays even when that user is deactivated or out of scope since."""
+    found = _user_named(raw)
+    if found is not None and found.id == previous:
+        return found.id
+    saver = _saver()
+    allowed = None if saver is None else _visible_users(saver)
+    if found is None or (allowed is not None and found.id not in allowed):
+        # the same answer whether or not such a user exists outside the scope
+        if saver is None:
+            raise ValueError(str(_l("No user %(name)s.", name=str(raw))))
+        raise ValueError(str(_l("No active user %(name)s in your data scope.", name=str(raw))))
+    if not found.is_active:  # deactivated, or past its expiry date
+        raise ValueError(str(_l("%(name)s is deactivated; pick an active user.", name=found.username)))
     return found.id
+
+
+def _user_named(raw: Any) -> CrmUser | None:
+    if isinstance(raw, CrmUser):
+        return raw
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return db.session.get(CrmUser, raw) if 0 < raw < 2**31 else None  # beyond any id: no 500
+    text = validation.clean_line(raw)
+    found = db.session.scalar(select(CrmUser).where(CrmUser.username == text))
+    if found is None and text.isdigit() and len(text) < 10:
+        found = db.session.get(CrmUser, int(text))
+    return found
+
+
+def _saver() -> CrmUser | None:
+    """Whoever is saving: the logged-in user or a job's acting user (None: neither)."""
+    from app.models.base import current_user_id
+
+    uid = current_user_id()
+    return db.session.get(CrmUser, uid) if uid is not None else None
+
+
+def _visible_users(saver: CrmUser) -> set[int] | None:
+    """Ids of the users ``saver`` may assign (cached per request or job); None: everyone."""
+    from app.security.data_scope import visible_owner_ids
+
+    return visible_owner_ids(saver)
 
 
 def _codes(raw: Any) -> list[str]:
@@ -278,8 +312,10 @@ def apply(item: Any, values: dict[str, Any]) -> None:
         try:
             value = clean(field, raw, before.get(field.key))
         except ValueError as exc:
-            errors[name] = str(exc)
-            continue
+            if not _unchanged(field, raw, before.get(field.key)):
+                errors[name] = str(exc)
+                continue
+            value = before.get(field.key)  # stored under an older definition: saved as it is
         if not field.active and value != before.get(field.key):
             errors[name] = str(_l("This field is no longer in use."))
             continue
@@ -294,6 +330,21 @@ def apply(item: Any, values: dict[str, Any]) -> None:
         raise RuleViolation(errors)
     if current != dict(item.custom or {}):
         item.custom = current or None
+
+
+def _unchanged(field: FieldDef, raw: Any, stored: Any) -> bool:
+    """Whether ``raw`` is the stored value sent back as it was shown (a form, an API answer,
+    a sheet cell): a value stored before an admin tightened the field (fewer decimal places,
+    a shorter limit, a choice removed) still saves unchanged, as a retired choice does."""
+    if empty(stored) or empty(raw):
+        return False
+    if raw == stored:
+        return True
+    text = validation.clean_line(raw) if isinstance(raw, str | int | float | Decimal) else None
+    try:
+        return text is not None and text in (str(stored), as_text(field, stored), as_text(field, stored, "zh"))
+    except (ValueError, TypeError):
+        return False
 
 
 def _put(values: dict[str, Any], key: str, value: Any) -> None:

@@ -347,12 +347,12 @@ def _write_reports(job_id: int, table: reading.Table, result: engine.Result) -> 
     in it: the one downloaded is the reader's (``report_file``)."""
     paths = {}
     for language in messages.languages():
-        with force_locale(language):
-            rendered = [(line, raw, messages.render(message, file_headers=True))
-                        for line, raw, message in result.rejected_rows]
         suffix = "" if language == messages.default_locale() else f".{language}"
         path = folder() / f"job-{job_id}-errors{suffix}.xlsx"
-        write_error_report(path, table, replace(result, rejected_rows=rendered), every_row=result.rolled_back)
+        with force_locale(language):  # the rows' errors, its header and "[row n]" in it
+            rendered = [(line, raw, messages.render(message, file_headers=True))
+                        for line, raw, message in result.rejected_rows]
+            write_error_report(path, table, replace(result, rejected_rows=rendered), every_row=result.rolled_back)
         paths[language] = str(path)
     return paths
 

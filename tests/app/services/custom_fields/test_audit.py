@@ -91,3 +91,22 @@ def test_history_reads_the_fields_label_and_choice_labels(app: Any, fields: None
                                  "Customer")
         assert ("Key needs", None, "Price, Service") in rows
         assert ("WeChat", None, "****") in rows
+
+
+def test_a_field_masked_later_reads_masked_in_old_entries(app: Any, make_custom_field: Any) -> None:
+    make_custom_field("customer", "salary", "text", label_en="Salary", label_zh="薪资")
+    with app.app_context():
+        item = save_customer({"name": "后来遮蔽", "contact_phone": "13812345670", "cf_salary": "JUPITER-4242"},
+                             _user("rep_a"))
+        db.session.commit()
+        entry = db.session.scalars(select(AuditLog).where(AuditLog.object_type == "Customer",
+                                                          AuditLog.object_id == str(item.id))).first()
+        assert ("Salary", None, "JUPITER-4242") in audit.change_rows(entry.changes, "Customer")
+        from app.models.custom_fields import CustomField
+        from app.services import custom_fields
+
+        db.session.query(CustomField).filter_by(key="salary").update({"masked": True})
+        db.session.commit()
+        custom_fields.refresh(force=True)
+        shown = [row for row in audit.change_rows(entry.changes, "Customer") if row[0] == "Salary"]
+        assert shown and "JUPITER-4242" not in str(shown)
