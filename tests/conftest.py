@@ -62,6 +62,7 @@ from app.models import (  # noqa: E402
     DigestSent,
     DismissedPair,
     EndpointTiming,
+    ErasureRun,
     ErrorEvent,
     FollowUp,
     ImportMapping,
@@ -210,7 +211,7 @@ def _clean_data(app: Any) -> Any:
     with app.app_context():
         db.session.rollback()
         leaked = _end_leaked_transactions()
-        for model in (BackupVerification, RestoreRun, BackupRun, EndpointTiming, SlowRequest, OnlineSample,
+        for model in (ErasureRun, BackupVerification, RestoreRun, BackupRun, EndpointTiming, SlowRequest, OnlineSample,
                       ErrorEvent, JobRun, DailyCheck, RetentionCase, CompanyAsset,
                       SavedReportRecipient, SavedReportRole, SavedReport, SalesTarget,
                       ApprovalAction, ApprovalApprover, ApprovalRequest, ApprovalStep, ApprovalPolicy,

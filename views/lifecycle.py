@@ -5,14 +5,17 @@
   (several at once: a TOTP code), keep (``app.services.retention``);
 - *Personal data erasure* (``/erasure/``): find a customer, contact or lead, see what would
   be erased and where copies live, tick extra free-text fields, give the reason, confirm
-  with a TOTP code; the done page shows the summary (``app.services.erasure``).
+  with a TOTP code; the request queues an erasure run (the sweep of every copy runs on the
+  task queue) and leads to the run's page (``/erasure/run/<id>``): queued, running (the
+  step), done with the summary, or failed with "try again" (a code again)
+  (``app.services.erasure``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, g, make_response, redirect, request, url_for
+from flask import abort, current_app, flash, g, make_response, redirect, request, url_for
 from flask_appbuilder import AppBuilder, BaseView, expose, has_access
 from flask_babel import lazy_gettext as _l
 
@@ -93,7 +96,7 @@ class ErasureView(BaseView):
 
     route_base = "/erasure"
     class_permission_name = "PersonalDataErasure"
-    method_permission_name = {"index": "read", "erase": "edit"}
+    method_permission_name = {"index": "read", "erase": "edit", "run": "read", "retry": "edit"}
     default_view = "index"
 
     @expose("/")
@@ -109,6 +112,7 @@ class ErasureView(BaseView):
         except RuleForbidden:
             abort(403)
         return self.render_template("crm/erasure.html", typed=typed, found=found, preview=None,
+                                    recent=erasure.runs.recent(), statuses=STATUS_LABELS, shown=display.shown_time,
                                     labels=_type_labels(), title=_l("Personal data erasure"))
 
     def _form(self, record_type: str, pk: Any, errors: dict[str, str] | None = None,
@@ -121,6 +125,7 @@ class ErasureView(BaseView):
             abort(404)
         page = self.render_template(
             "crm/erasure.html", preview=seen, facts=record_facts(seen.record), record_type=record_type,
+            last_run=erasure.runs.latest(record_type, seen.record.id),
             errors=errors or {}, values=values or {}, code_field=step_up.CODE_FIELD, backup_note=BACKUP_NOTE,
             labels=_type_labels(), field_label=_field_label, title=_l("Personal data erasure"))
         return (page, 400) if errors else page
@@ -135,7 +140,7 @@ class ErasureView(BaseView):
         if form.get("confirm") != "yes":
             return self._form(record_type, pk, {"confirm": str(_l("Tick the box to confirm the erasure."))}, values)
         try:
-            summary = erasure.erase(g.user, record_type, pk, values["reason"], values["extras"])
+            run = erasure.erase(g.user, record_type, pk, values["reason"], values["extras"])
         except step_up.StepUpRequired as exc:
             db.session.rollback()
             return make_response(step_up.refusal(exc))
@@ -148,9 +153,57 @@ class ErasureView(BaseView):
         except RuleViolation as exc:
             db.session.rollback()
             return self._form(record_type, pk, {k: str(v) for k, v in exc.errors.items()}, values)
-        return self.render_template("crm/erasure_done.html", summary=summary, backup_note=BACKUP_NOTE,
-                                    labels=_type_labels(), field_label=_field_label,
-                                    title=_l("Personal data erased"))
+        return redirect(url_for("ErasureView.run", pk=run.id))
+
+    @expose("/run/<int:pk>")
+    @has_access
+    def run(self, pk: int) -> Any:
+        """One erasure run: queued, running (its step), done (the summary) or failed (try again)."""
+        try:
+            found = erasure.runs.load(pk)
+        except NotFound:
+            abort(404)
+        shown = erasure.runs.state(found)
+        title = _l("Personal data erased") if shown["status"] == "done" else _l("Personal data erasure")
+        return self.render_template("crm/erasure_done.html", run=found, state=shown, summary=shown["summary"],
+                                    step_label=_step_label, statuses=STATUS_LABELS, backup_note=BACKUP_NOTE,
+                                    labels=_type_labels(), field_label=_field_label, code_field=step_up.CODE_FIELD,
+                                    shown=display.shown_time, title=title)
+
+    @expose("/run/<int:pk>/retry", methods=["POST"])
+    @has_access
+    def retry(self, pk: int) -> Any:
+        """Queue a failed (or stopped) erasure again: a sensitive action (a TOTP code)."""
+        try:
+            erasure.retry(g.user, pk)
+        except step_up.StepUpRequired as exc:
+            db.session.rollback()
+            return make_response(step_up.refusal(exc))
+        except RuleForbidden:
+            db.session.rollback()
+            abort(403)
+        except NotFound:
+            db.session.rollback()
+            abort(404)
+        except RuleViolation as exc:
+            db.session.rollback()
+            for message in exc.errors.values():
+                flash(str(message), "danger")
+        return redirect(url_for("ErasureView.run", pk=pk))
+
+
+STATUS_LABELS = {"queued": _l("Queued"), "running": _l("Running"), "done": _l("Done"), "failed": _l("Failed")}
+STEP_LABELS = {"records": _l("Clearing the record and its linked rows"), "audit": _l("Audit log"),
+               "files": _l("Import and export files"), "search": _l("Search index")}
+
+
+def _step_label(step: str | None) -> str:
+    """The step a run is on, as the reader says it ("Text columns: follow_up")."""
+    if not step:
+        return ""
+    if step.startswith("columns:"):
+        return str(_l("Text columns: %(table)s", table=step.partition(":")[2]))
+    return str(STEP_LABELS.get(step, step))
 
 
 def _type_labels() -> dict[str, Any]:
@@ -169,8 +222,20 @@ def _field_label(name: str) -> Any:
     return FIELD_LABELS.get(name) or custom_fields.label_for(name) or name
 
 
+def erasure_under_way(record_type: str, pk: Any) -> Any:
+    """The record's unfinished erasure run (queued or running), or None: the customer's
+    and contact's pages show "An erasure of this record is under way" with a link to it.
+    One indexed query; None for a key that is not a number."""
+    try:
+        return erasure.runs.active(record_type, int(pk))
+    except (TypeError, ValueError):
+        return None
+
+
 def register(appbuilder: AppBuilder) -> None:
-    """Add this area's screens under Organisation (Admin only)."""
+    """Add this area's screens under Organisation (Admin only); templates get
+    ``erasure_under_way(record_type, pk)``."""
+    current_app.jinja_env.globals["erasure_under_way"] = erasure_under_way
     appbuilder.add_view(RetentionView, "Data retention", label=_l("Data retention"), icon="fa-hourglass-half",
                         category="Organisation", category_label=_l("Organisation"), category_icon="fa-users")
     appbuilder.add_view(ErasureView, "Personal data erasure", label=_l("Personal data erasure"),

@@ -22,6 +22,7 @@ from app.models.dictionaries import (
     PaymentMethod,
 )
 from app.models.duplicates import DismissedPair
+from app.models.erasure import ErasureRun
 from app.models.marketing import Campaign
 from app.models.notifications import (
     DigestSent,
@@ -81,6 +82,7 @@ from app.models.transfers import ImportMapping, TransferJob, TransferSchedule
 
 __all__ = [
     "CustomField",
+    "ErasureRun",
     "Activity",
     "ActivityTemplate",
     "ApprovalAction",

@@ -565,6 +565,15 @@ def withdraw(pk: Any, user: Any) -> ApprovalRequest:
     return request
 
 
+def withdraw_held(request: ApprovalRequest, user: Any) -> None:
+    """Withdraw a pending ``request`` on a record whose personal data an admin erased
+    (issue 19: the change it holds would write the person's data back when approved); the
+    erasing admin ``user`` is named in its history. Flushes nothing; the caller does."""
+    request.status, request.decided_at = WITHDRAWN, utc_now()
+    _act(request, "withdrawn", user)
+    _settle(request, WITHDRAWN)
+
+
 def _settle(request: ApprovalRequest, outcome: str) -> None:
     spec = KINDS.get(request.kind)
     record = _record_of(request) if spec is not None and spec.settle is not None else None

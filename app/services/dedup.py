@@ -36,6 +36,7 @@ from app.models.customers import Customer
 from app.models.duplicates import DismissedPair
 from app.models.sales import Contact
 from app.security.data_scope import scope_clause
+from app.security.masking import ERASED
 from app.services import audit, records, validation
 from app.services.errors import RuleViolation
 
@@ -271,10 +272,12 @@ def _load_facts(session: Any, ids: Iterable[int] | None, owner_ids: set[int] | N
             owners = sorted(owner_ids) or [-1]
             query, phones = query.where(Customer.owner_id.in_(owners)), phones.where(Customer.owner_id.in_(owners))
         for cid, name, contact, phone, credit, owner in session.execute(query):
-            found[cid] = Facts(cid, name, contact, credit or None, {phone.strip()} if phone and phone.strip() else set(),
-                               owner)
+            # an erased value (the "(erased)" marker) is no fact: erased people are nobody's duplicates
+            name, contact, phone = (None if v == ERASED else v for v in (name, contact, phone))
+            found[cid] = Facts(cid, name or "", contact, credit or None,
+                               {phone.strip()} if phone and phone.strip() else set(), owner)
         for cid, phone in session.execute(phones):
-            if cid in found and phone.strip():
+            if cid in found and phone.strip() and phone != ERASED:
                 found[cid].phones.add(phone.strip())
     return found
 

@@ -85,6 +85,11 @@ def test_status_page_shows_history_and_convert_button(app, client, auth):
     auth.login("rep_a")
     page = client.get(f"/leadview/show/{pk}").get_data(as_text=True)
     assert 'id="lead-status-history"' in page and 'id="convert-lead"' in page
+    assert 'id="erase-personal-data"' not in page  # a rep may not erase
+    auth.logout()
+    auth.login("admin")
+    page = client.get(f"/leadview/show/{pk}").get_data(as_text=True)
+    assert f"/erasure/?type=lead&amp;id={pk}" in page or f"/erasure/?id={pk}&amp;type=lead" in page
 
 
 def test_convert_page_lists_a_duplicate_then_links_it(app, client, auth, make_customer):

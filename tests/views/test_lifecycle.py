@@ -31,6 +31,19 @@ PAGES = [("get", "/retention/"), ("get", "/erasure/"), ("get", "/erasure/?q=页�
          ("post", "/retention/decide"), ("post", "/erasure/erase")]
 
 
+@pytest.fixture(autouse=True)
+def _no_runs_left(app):
+    """Erasure runs go after each test (until tests/conftest.py clears the table too)."""
+    yield
+    from sqlalchemy import delete
+
+    from app.models.erasure import ErasureRun
+
+    with app.app_context():
+        db.session.execute(delete(ErasureRun))
+        db.session.commit()
+
+
 @pytest.fixture
 def person(make_customer):
     return make_customer("rep_a", name="页面隐私公司", contact_name=PERSON, contact_phone=PHONE, email=EMAIL)
@@ -83,7 +96,8 @@ def test_find_preview_erase_then_no_trace_in_pages_exports_and_history(client, a
     assert "页面隐私公司" in found and PHONE not in found  # masked in the list
     preview = client.get(f"/erasure/?type=customer&id={person}").get_data(as_text=True)
     assert "Contact phone" in preview and "Audit entries about it" in preview
-    done = client.post("/erasure/erase", data=_erase_form(person, _step_up_code=totp.code("admin")))
+    done = client.post("/erasure/erase", data=_erase_form(person, _step_up_code=totp.code("admin")),
+                       follow_redirects=True)  # to the run's page: done (the queue is inline in tests)
     assert done.status_code == 200 and "Personal data erased" in done.get_data(as_text=True)
     show = client.get(f"/customerview/show/{person}")
     assert show.status_code == 200
@@ -182,7 +196,8 @@ def test_an_export_file_made_before_the_erasure_loses_the_values(app, client, au
         from app.services import erasure
 
         with app.app_context():
-            summary = erasure.erase(appbuilder.sm.find_user(username="admin"), "customer", person, "本人要求删除")
+            summary = erasure.summary_of(
+                erasure.erase(appbuilder.sm.find_user(username="admin"), "customer", person, "本人要求删除"))
             assert summary.swept.get("files") == 1
         after = client.get(f"/exports/{job_id}/download").data
     finally:
@@ -220,3 +235,155 @@ def test_the_erasure_reason_warns_it_is_kept_in_the_audit_log(client, auth, pers
     assert ("Do not write the person's name or contact details here: the reason is kept in the audit log."
             in form.replace("&#39;", "'"))
     assert 'aria-describedby="reason-help"' in form and 'id="reason-help"' in form
+
+
+# --- the erasure runs on the task queue: its page shows where it is ---------------------
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """The task queue held back (``background.submit`` records the jobs); ``held.run()``
+    runs them as a worker would."""
+    from app.services import background
+
+    class Held(list):
+        def run(self, app):
+            with app.app_context():
+                while self:
+                    func, args = self.pop(0)
+                    func(*args)
+                    db.session.remove()
+
+    jobs = Held()
+    monkeypatch.setattr(background, "submit", lambda func, *args: jobs.append((func, args)))
+    return jobs
+
+
+def _run_id(app):
+    from app.models.erasure import ErasureRun
+
+    with app.app_context():
+        return db.session.scalars(select(ErasureRun.id).order_by(ErasureRun.id.desc())).first()
+
+
+def test_the_request_returns_with_the_run_queued_and_its_page_follows_it(app, client, auth, totp, person, held):
+    totp.enrol(app, "admin")
+    auth.login("admin")
+    response = client.post("/erasure/erase", data=_erase_form(person, _step_up_code=totp.code("admin")))
+    run_id = _run_id(app)
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/erasure/run/{run_id}")
+    assert len(held) == 1
+    page = client.get(f"/erasure/run/{run_id}").get_data(as_text=True)
+    assert 'data-status="queued"' in page and 'http-equiv="refresh"' in page and "Waiting for the task queue" in page
+    with app.app_context():
+        assert db.session.get(Customer, person).contact_phone == PHONE  # not yet
+    # the record's erasure page says one is under way; a second request is refused
+    preview = client.get(f"/erasure/?type=customer&id={person}").get_data(as_text=True)
+    assert "An erasure of this record is under way" in preview and f"/erasure/run/{run_id}" in preview
+    again = client.post("/erasure/erase", data=_erase_form(person))
+    assert again.status_code == 400 and "already under way" in again.get_data(as_text=True)
+    assert len(held) == 1
+    listed = client.get("/erasure/").get_data(as_text=True)
+    assert 'id="erasure-runs"' in listed and "Queued" in listed and f"/erasure/run/{run_id}" in listed
+    held.run(app)
+    page = client.get(f"/erasure/run/{run_id}").get_data(as_text=True)
+    assert 'data-status="done"' in page and "Personal data erased" in page and "Audit entries masked" in page
+    assert 'http-equiv="refresh"' not in page and PERSON not in page and PHONE not in page
+    with app.app_context():
+        assert db.session.get(Customer, person).contact_phone == ERASED
+
+
+def test_a_running_run_shows_its_step(app, client, auth, person, held):
+    from app.services.erasure import runs
+
+    auth.login("admin")
+    auth.grant_step_up("admin")
+    client.post("/erasure/erase", data=_erase_form(person))
+    run_id = _run_id(app)
+    with app.app_context():  # as a worker in the middle of the text columns
+        db.session.execute(update_run(run_id, status="running", step="columns:follow_up", steps_done=5,
+                                      steps_total=60))
+        db.session.commit()
+    try:
+        runs._LOCAL.pop(run_id, None)
+        page = client.get(f"/erasure/run/{run_id}").get_data(as_text=True)
+    finally:
+        with app.app_context():
+            db.session.execute(update_run(run_id, status="failed"))
+            db.session.commit()
+    assert 'data-status="running"' in page and "Step 6 of 60: Text columns: follow_up" in page
+
+
+def update_run(run_id, **values):
+    from sqlalchemy import update
+
+    from app.models.erasure import ErasureRun
+
+    return update(ErasureRun).where(ErasureRun.id == run_id).values(**values)
+
+
+def test_a_failed_run_is_shown_and_tried_again_with_a_code(app, client, auth, totp, person, held, monkeypatch):
+    from app.services.erasure import sweep
+
+    totp.enrol(app, "admin")
+    auth.login("admin")
+    real = sweep.everywhere
+    monkeypatch.setattr(sweep, "everywhere", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
+    client.post("/erasure/erase", data=_erase_form(person, _step_up_code=totp.code("admin")))
+    run_id = _run_id(app)
+    held.run(app)
+    page = client.get(f"/erasure/run/{run_id}").get_data(as_text=True)
+    assert 'data-status="failed"' in page and "changed nothing" in page and 'id="erasure-retry"' in page
+    assert "disk full" not in page  # the technical error goes to the log, not the page
+    preview = client.get(f"/erasure/?type=customer&id={person}").get_data(as_text=True)
+    assert "The last erasure of this record failed" in preview
+    monkeypatch.setattr(sweep, "everywhere", real)
+    with client.session_transaction() as session:  # the code of the first request is spent
+        session.pop("_step_up_sid", None)
+    refused = client.post(f"/erasure/run/{run_id}/retry", data={})
+    assert refused.status_code in (200, 401, 403) and not held
+    retried = client.post(f"/erasure/run/{run_id}/retry", data={"_step_up_code": totp.code("admin")})
+    assert retried.status_code == 302 and len(held) == 1
+    held.run(app)
+    page = client.get(f"/erasure/run/{run_id}").get_data(as_text=True)
+    assert 'data-status="done"' in page
+    with app.app_context():
+        assert db.session.get(Customer, person).contact_phone == ERASED
+
+
+@pytest.mark.parametrize("username", ["rep_a", "manager", "viewer"])
+def test_non_admins_cannot_see_or_retry_a_run(app, client, auth, person, held, username):
+    auth.login("admin")
+    auth.grant_step_up("admin")
+    client.post("/erasure/erase", data=_erase_form(person))
+    run_id = _run_id(app)
+    client.get("/logout/")
+    auth.login(username)
+    assert client.get(f"/erasure/run/{run_id}").status_code in (302, 403)
+    assert client.post(f"/erasure/run/{run_id}/retry", data={}).status_code in (302, 403)
+    assert len(held) == 1
+
+
+def test_the_record_pages_say_an_erasure_is_under_way(app, client, auth, person, held):
+    """The customer's page (and its primary contact's) links to the queued run next to
+    "Erase personal data"; once it is done, the note is gone."""
+    auth.login("admin")
+    auth.grant_step_up("admin")
+    with app.app_context():
+        contact = Contact(customer_id=person, name=PERSON, phone=PHONE, is_primary=True)
+        db.session.add(contact)
+        db.session.commit()
+        contact_id = contact.id
+    assert "erasure-under-way" not in client.get(f"/customerview/show/{person}").get_data(as_text=True)
+    client.post("/erasure/erase", data=_erase_form(person))
+    run_id = _run_id(app)
+    page = client.get(f"/customerview/show/{person}").get_data(as_text=True)
+    assert 'id="erasure-under-way"' in page and "An erasure of this record is under way" in page
+    assert f"/erasure/run/{run_id}" in page
+    client.post("/erasure/erase", data={**_erase_form(contact_id), "type": "contact"})
+    contact_run = _run_id(app)
+    page = client.get(f"/contactview/show/{contact_id}").get_data(as_text=True)
+    assert 'id="erasure-under-way"' in page and f"/erasure/run/{contact_run}" in page
+    held.run(app)
+    assert "erasure-under-way" not in client.get(f"/customerview/show/{person}").get_data(as_text=True)
+    assert "erasure-under-way" not in client.get(f"/contactview/show/{contact_id}").get_data(as_text=True)

@@ -2,15 +2,18 @@
 customer's, contact's or lead's personal data on request, with a reason; the record, its
 codes, amounts and history skeleton stay; audit entries keep the fact, not the values.
 
-``preview`` says what would go and where copies live; ``erase`` does it (a sensitive
-action, admins only, reason required) and commits. What is cleared per type:
+``preview`` says what would go and where copies live; ``erase`` (a sensitive action,
+admins only, reason required) checks and queues an erasure run, which the task queue
+carries out (``runs``: no unbounded work in the web request). What is cleared per type:
 ``subjects``; where copies are swept: ``sweep``. Backups keep old values until their
-retention (30 days) removes them.
+retention (30 days) removes them; a restore re-applies erasures from the ledger
+(``ledger.reapply_since`` -> ``erase_again``, synchronously: it runs in maintenance mode).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -19,21 +22,26 @@ from sqlalchemy import and_, func, or_, select
 from app.extensions import db
 from app.models.audit import AuditChainHead, AuditLog
 from app.models.customers import Customer
+from app.models.erasure import FAILED, ErasureRun
 from app.models.sync import SyncRow, SyncTarget
 from app.security import step_up
 from app.security.rights import is_admin
 from app.services import audit, records
 from app.services.audit import ERASED, ERASURE_ACTION
 from app.services.erasure import files as transfer_files
-from app.services.erasure import ledger, subjects, sweep
+from app.services.erasure import held, ledger, runs, subjects, sweep, tied
+from app.services.erasure.runs import Summary, summary_of
 from app.services.erasure.subjects import FOLLOW_UPS, SUBJECTS
 from app.services.erasure.sweep import sync_base
 from app.services.errors import RuleForbidden, RuleViolation
 
-__all__ = ["ERASE", "ERASED", "SUBJECTS", "Preview", "Summary", "erase", "find", "preview", "sync_base"]
+__all__ = ["ERASE", "ERASED", "SUBJECTS", "Preview", "Summary", "erase", "find", "ledger", "preview", "retry",
+           "runs", "summary_of", "sync_base"]
 
 ERASE = step_up.declare("personal_data.erase", _l("Erase a person's personal data"),
                         _l("Organisation → Personal data erasure"))
+#: The summary's count of stored files removed (they could not be rewritten safely).
+FILES_REMOVED = "files removed"
 #: Longest reason kept (the audit entry's reason column).
 REASON_LIMIT = 256
 
@@ -53,20 +61,6 @@ class Preview:
     audit_entries: int
     sync_rows: int
     follow_ups: int
-
-
-@dataclass
-class Summary:
-    """What an erasure did: the fields cleared per row (names, never values), the audit
-    entries redacted, sync rows marked, other rows swept (table -> count)."""
-
-    record_type: str
-    code: str
-    fields: dict[str, list[str]]
-    redacted: int
-    sync_rows: int
-    swept: dict[str, int] = field(default_factory=dict)
-    audit_seq: int | None = None
 
 
 def _subject(record_type: str) -> subjects.Subject:
@@ -129,14 +123,17 @@ def _clean_reason(reason: str | None) -> str:
 
 
 def erase(user: Any, record_type: str, record_id: Any, reason: str | None,
-          extra_fields: tuple[str, ...] | list[str] = ()) -> Summary:
-    """Erase one record's personal data and every copy of it; commits.
+          extra_fields: tuple[str, ...] | list[str] = ()) -> ErasureRun:
+    """Check an erasure of one record's personal data and queue it; commits the queued run.
 
     ``record_type``: "customer" | "contact" | "lead"; ``extra_fields``: keys of the
     subject's ``extras`` (free text the admin ticked). Admins only (``RuleForbidden``);
     a sensitive action (``StepUpRequired`` without a fresh code); ``RuleViolation``
-    without a reason or with an unknown extra field; ``NotFound`` for a missing record.
-    Audited as ``personal_data_erased`` with the fields' names, never their values.
+    without a reason, with an unknown extra field, or ("record") while another erasure of
+    the record is queued or running; ``NotFound`` for a missing record. Returns the
+    ``ErasureRun``: the task queue clears the record and every copy (``runs.execute``),
+    audited as ``personal_data_erased`` with the fields' names, never their values; with
+    ``CRM_IMPORT_INLINE`` it is done on return (``summary_of(run)``).
     """
     _admin(user)
     subject = _subject(record_type)
@@ -145,64 +142,91 @@ def erase(user: Any, record_type: str, record_id: Any, reason: str | None,
     if unknown:
         raise RuleViolation({"extra_fields": str(_l("Unknown field: %(name)s", name=", ".join(unknown)))})
     record = records.load(subject.model, record_id, user, live=False)
+    runs.refuse_if_busy(subject.key, record.id)  # before the code is spent
     step_up.demand(ERASE, user)
-    summary = _commit(subject, record, tuple(extra_fields), text, user)
-    ledger.record(summary, tuple(extra_fields), record.id)
-    return summary
+    run = runs.queue(subject.key, record, tuple(extra_fields), text, user)
+    runs.submit(run)
+    return run
+
+
+def retry(user: Any, run_id: Any) -> ErasureRun:
+    """Queue a failed (or stopped) erasure run again: admins only, the record still in
+    scope (``NotFound``), a sensitive action (``StepUpRequired``); ``RuleViolation`` when
+    the run is not failed/stopped or another run of the record is under way."""
+    _admin(user)
+    run = runs.load(run_id)
+    subject = _subject(run.record_type)
+    records.load(subject.model, run.record_id, user, live=False)
+    if run.status not in (FAILED,) and not runs.stalled(run):
+        raise RuleViolation({"run": str(_l("Only an erasure that failed or stopped can be tried again."))})
+    step_up.demand(ERASE, user)
+    runs.submit(runs.again(run))
+    return run
 
 
 def erase_again(subject: subjects.Subject, record: Any, extras: tuple[str, ...], reason: str,
                 user: Any = None) -> Summary:
     """Re-apply a recorded erasure to ``record`` after a restore brought its data back
-    (``ledger.reapply_since``): no scope, no step-up (the restore had both); commits."""
-    return _commit(subject, record, extras, reason, user)
-
-
-def _commit(subject: subjects.Subject, record: Any, extras: tuple[str, ...], reason: str, user: Any) -> Summary:
-    sweep.before_writes()
-    summary = _erase_rows(subject, record, extras, reason, user)
-    db.session.commit()
-    sweep.after_commit(["audit_log", subject.model.__tablename__, "contact", "follow_up", "sync_row",
-                        "notification", "outbox_message", *(t for t in summary.swept if t != "files")])
+    (``ledger.reapply_since``): no scope, no step-up (the restore had both), no run: it
+    runs synchronously inside the restore (maintenance mode); commits."""
+    summary = commit_erasure(subject, record, extras, reason, user)
+    tidy(subject, summary)
     return summary
 
 
+def step_count() -> int:
+    """Steps ``commit_erasure`` reports: the rows, the audit log, each table with text
+    columns, files, the search index."""
+    return 4 + len({table.name for table, _column in sweep.text_columns()})
+
+
+def commit_erasure(subject: subjects.Subject, record: Any, extras: tuple[str, ...], reason: str, user: Any,
+                   progress: runs.Progress | None = None,
+                   finish: Callable[[Summary], None] | None = None) -> Summary:
+    """Clear ``record`` and every copy and commit, in one transaction; ``finish(summary)``
+    runs in it just before the commit (the run marks itself done), ``progress.start(step)``
+    before each step. Unbounded (scans all stored text): task queue or restore only."""
+    sweep.before_writes()
+    summary = _erase_rows(subject, record, extras, reason, user, progress or _Quiet())
+    if finish is not None:
+        finish(summary)
+    db.session.commit()
+    return summary
+
+
+def tidy(subject: subjects.Subject, summary: Summary) -> None:
+    """After the erasure committed: the database's freed pages (``sweep.after_commit``)."""
+    sweep.after_commit(["audit_log", subject.model.__tablename__, "contact", "follow_up", "sync_row",
+                        "notification", "outbox_message", *(t for t in summary.swept if t != "files")])
+
+
+class _Quiet:
+    def start(self, step: str) -> None:
+        """No one watches (a restore re-applying an erasure)."""
+
+
 def _erase_rows(subject: subjects.Subject, record: Any, extras: tuple[str, ...], reason: str,
-                user: Any) -> Summary:
-    """Clear the rows, flush (the audit hook writes their update entries), redact the audit
-    entries, sync state and other copies; write the erasure entry. Does not commit."""
-    own = tuple(n for n in (*subject.personal, *extras) if n != FOLLOW_UPS)
-    old = subjects.clear(record, own)
-    cleared = {record.code: sorted(old)}
-    rows = [record]
-    for linked in subject.linked(record):
-        found = subjects.clear(linked, subjects.mirror_fields(linked))
-        old.update({f"{linked.code}.{k}": v for k, v in found.items()})
-        cleared[linked.code] = sorted(found)
-        rows.append(linked)
-    if FOLLOW_UPS in extras and isinstance(record, Customer):
-        for item in subjects.follow_ups_of(record):
-            found = subjects.clear(item, ("content", "next_step"))
-            old.update({f"{item.code}.{k}": v for k, v in found.items()})
-            cleared[item.code] = sorted(found)
-            rows.append(item)
+                user: Any, progress: Any) -> Summary:
+    """Clear the rows, flush (the audit hook writes their update entries), withdraw held
+    changes, redact the audit entries, sync state and other copies (``_copies``); write the
+    erasure entry. Does not commit."""
+    progress.start("records")
+    rows, old, cleared = _clear_rows(subject, record, extras)
     db.session.flush()
-    keys = frozenset(k for names in cleared.values() for k in names)
-    objects = [(type(r).__name__, str(r.id)) for r in rows]
     codes = tuple(r.code for r in rows if getattr(r, "code", None))
-    rewrites, listed, values = sweep.audit_rewrites(objects, keys, tuple(map(str, old.values())), codes)
-    values_t = sweep.needles(values)
-    synced = sum(sweep.sync_state(subject_key(r), r.id, keys, values_t) for r in rows if subject_key(r))
-    swept = sweep.everywhere(values_t)
-    rewritten = transfer_files.sweep_files(values_t, (*sweep.distinctive(values_t), *codes))
-    if rewritten:
-        swept["files"] = rewritten
-    linked_count = sum(sweep.linked_rows(name, r.id, values_t) for r in rows
-                       for name in (subject_key(r) or "", type(r).__name__) if name)
-    if linked_count:
-        swept["notification"] = swept.get("notification", 0) + linked_count
+    bound = tied.find(rows, FOLLOW_UPS in extras)
+    own = {_object(r): frozenset(cleared.get(r.code, ())) for r in rows}
+    withdrawn, proposed = held.withdraw([(r, own[_object(r)] | _personal_keys(r)) for r in rows], user)
+    progress.start("audit")
+    rewrites, listed, matcher = sweep.audit_rewrites(own, (*map(str, old.values()), *proposed), codes,
+                                                     bound.objects())
+    synced = sum(sweep.sync_state(subject_key(r), r.id, own[_object(r)], matcher) for r in rows if subject_key(r))
+    swept = _copies(rows, bound, matcher, codes, progress)
+    if withdrawn:
+        swept["approvals withdrawn"] = withdrawn
     if isinstance(record, Customer):
         sweep.duplicate_keys(record.id)
+    progress.start("search")
     sweep.merge_search_index()
     db.session.flush()
     audit.record(ERASURE_ACTION, record, {
@@ -212,6 +236,53 @@ def _erase_rows(subject: subjects.Subject, record: Any, extras: tuple[str, ...],
     seq = db.session.scalar(select(AuditChainHead.seq).where(AuditChainHead.id == 1))
     audit.apply_redactions(db.session.connection(), rewrites, seq)
     return Summary(subject.key, record.code, cleared, len(rewrites), synced, swept, seq)
+
+
+def _object(row: Any) -> tuple[str, str]:
+    """(audit object_type, object_id) of a row."""
+    return type(row).__name__, str(row.id)
+
+
+def _clear_rows(subject: subjects.Subject, record: Any, extras: tuple[str, ...]
+                ) -> tuple[list[Any], dict[str, Any], dict[str, list[str]]]:
+    """Clear the record, its linked copies and (ticked) follow-ups: (rows, old values by
+    "code.field", field names cleared per code)."""
+    own = tuple(n for n in (*subject.personal, *extras) if n != FOLLOW_UPS)
+    old = subjects.clear(record, own)
+    cleared = {record.code: sorted(old)}
+    rows = [record]
+    others = [(linked, subjects.mirror_fields(linked)) for linked in subject.linked(record)]
+    if FOLLOW_UPS in extras and isinstance(record, Customer):
+        others += [(item, ("content", "next_step")) for item in subjects.follow_ups_of(record)]
+    for row, names in others:
+        found = subjects.clear(row, names)
+        old.update({f"{row.code}.{k}": v for k, v in found.items()})
+        cleared[row.code] = sorted(found)
+        rows.append(row)
+    return rows, old, cleared
+
+
+def _copies(rows: list[Any], bound: tied.Tied, matcher: Any, codes: tuple[str, ...], progress: Any) -> dict[str, int]:
+    """Sweep every other copy: text columns everywhere, tied rows, files, notifications.
+    Returns what ``Summary.swept`` says (table or kind -> count)."""
+    swept = sweep.everywhere(matcher, lambda table: progress.start(f"columns:{table}"))
+    for table, n in tied.sweep(bound, matcher).items():
+        swept[table] = swept.get(table, 0) + n
+    progress.start("files")
+    rewritten, removed = transfer_files.sweep_files(matcher, codes)
+    attached = transfer_files.sweep_attachments(bound.ids.get("attachment", set()), matcher)
+    linked = sum(sweep.linked_rows(name, r.id, matcher) for r in rows
+                 for name in (subject_key(r) or "", type(r).__name__) if name)
+    for key, n in (("files", rewritten), (FILES_REMOVED, removed), ("attachment files", attached),
+                   ("notification", linked)):
+        if n:
+            swept[key] = swept.get(key, 0) + n
+    return swept
+
+
+def _personal_keys(row: Any) -> frozenset[str]:
+    """The personal field names of an erased row's type (a held change names them)."""
+    return frozenset((*getattr(type(row), "personal_columns", ()), *subjects.mirror_fields(row)))
 
 
 def subject_key(record: Any) -> str | None:

@@ -1,18 +1,34 @@
-"""Erased values in the files imports and exports left behind (issue 19): the uploaded
-workbooks, the error reports and the export files of ``TransferJob`` rows.
+"""Erased values in the files the CRM keeps (issue 19): the uploads, error reports and
+export files of ``TransferJob`` rows, the xlsx workbooks of sync targets under a files
+root, and the xlsx attachments of rows tied to the erased records (``attachments``).
 
-A row (a CSV line, a worksheet row) is rewritten when it holds a distinctive value (a
-phone, an e-mail) or one of the erased records' codes: there every erased value is
-replaced by the marker. Other rows (another person who shares a name) stay as they are.
-Files are rewritten atomically (a temporary file, then a rename) and only under the
-instance folder or a files root.
+Every such file holding an erased value is either rewritten in its own format and
+encoding or, when that cannot be done safely, DELETED — never left as it is:
+
+- text (``.csv``, ``.tsv``, ``.txt``): decoded as the importer decodes it (UTF-8 with or
+  without BOM, UTF-16 with BOM, else GB18030), rewritten in that same encoding;
+- ``.xlsx`` / ``.xlsm``: rewritten with openpyxl (macros kept in ``.xlsm``);
+- anything else (``.ods``, ``.xls``, ``.pdf``, a text in another encoding, a workbook
+  openpyxl cannot read): its bytes are searched (UTF-8, GB18030, UTF-16, and an ``.ods``'s
+  or ``.xlsx``'s XML inside the zip) and the file is removed when one matches. An import
+  upload is not needed once its job ran; an export is made again on demand. The run's
+  summary counts "files removed".
+
+In a sync workbook or a transfer file, a row (a CSV line, a worksheet row) is rewritten
+when it holds a distinctive value in any format (``matching``) or one of the erased
+records' codes: there every erased value is replaced by the marker. Other rows (another
+person who shares a name) stay. Files are rewritten atomically (a temporary file, then a
+rename) and only under the instance folder or a files root.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +36,17 @@ from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import db
+from app.models.sync import SyncTarget
 from app.models.transfers import TransferJob
 from app.services import files as crm_files
-from app.services.audit import ERASED
+from app.services.erasure.matching import Matcher
 
-SUFFIXES = (".xlsx", ".csv")
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
+BOOK_SUFFIXES = (".xlsx", ".xlsm")
+#: A path-like string in a job's options with one of these endings is a file it left.
+SUFFIXES = (*TEXT_SUFFIXES, *BOOK_SUFFIXES, ".ods", ".xls", ".pdf", ".json", ".zip")
+#: Outcomes of one file.
+KEPT, REWRITTEN, REMOVED = "kept", "rewritten", "removed"
 
 
 def _paths(job: TransferJob) -> Iterator[str]:
@@ -50,76 +72,212 @@ def _allowed(path: Path) -> bool:
     return any(path == base or path.is_relative_to(base) for base in bases)
 
 
-def sweep_files(values: tuple[str, ...], marks: tuple[str, ...]) -> int:
-    """Rewrite the transfer files holding erased values; returns the files changed.
-    ``values``: every erased value (longest first); ``marks``: what identifies a row of the
-    person (distinctive values and record codes)."""
-    changed = 0
-    seen: set[Path] = set()
+def _candidates() -> Iterator[str]:
     for job in db.session.scalars(select(TransferJob)):
-        for raw in _paths(job):
-            path = Path(raw).resolve()
-            if path in seen or not path.is_file() or not _allowed(path):
-                continue
-            seen.add(path)
-            if _rewrite(path, values, marks):
-                changed += 1
-    return changed
+        yield from _paths(job)
+    for target in db.session.scalars(select(SyncTarget).where(SyncTarget.backend == "xlsx")):
+        if target.location:
+            yield target.location
 
 
-def _replace(text: str, values: Iterable[str]) -> str:
-    for value in values:
-        text = text.replace(value, ERASED)
-    return text
+def sweep_files(matcher: Matcher, marks: tuple[str, ...]) -> tuple[int, int]:
+    """Rewrite or remove the stored files holding erased values; returns (files
+    rewritten, files removed). ``marks``: the erased records' codes (a row holding one is
+    the person's row)."""
+    counts = {REWRITTEN: 0, REMOVED: 0, KEPT: 0}
+    seen: set[Path] = set()
+    for raw in _candidates():
+        path = Path(raw)
+        if not path.is_absolute():
+            path = crm_files.roots()[0] / path
+        path = path.resolve()
+        if path in seen or not path.is_file() or not _allowed(path):
+            continue
+        seen.add(path)
+        counts[_clean(path, matcher, marks)] += 1
+    return counts[REWRITTEN], counts[REMOVED]
 
 
-def _rewrite(path: Path, values: tuple[str, ...], marks: tuple[str, ...]) -> bool:
-    if path.suffix.lower() == ".csv":
-        return _rewrite_csv(path, values, marks)
-    return _rewrite_xlsx(path, values, marks)
+def _clean(path: Path, matcher: Matcher, marks: tuple[str, ...]) -> str:
+    suffix = path.suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        outcome = _rewrite_text(path, matcher, marks)
+    elif suffix in BOOK_SUFFIXES:
+        outcome = _rewrite_book(path, matcher, marks)
+    else:
+        outcome = None
+    if outcome is not None:
+        return outcome
+    if _holds(path.read_bytes(), matcher, marks):
+        path.unlink(missing_ok=True)
+        return REMOVED
+    return KEPT
 
 
-def _rewrite_csv(path: Path, values: tuple[str, ...], marks: tuple[str, ...]) -> bool:
-    raw = path.read_bytes()
-    bom = raw.startswith(b"\xef\xbb\xbf")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return False
+def _row_is_theirs(texts: list[str], matcher: Matcher, marks: tuple[str, ...]) -> bool:
+    return any(matcher.distinct(t) or any(m in t for m in marks) for t in texts)
+
+
+# --- text -------------------------------------------------------------------------------
+
+
+def decode(raw: bytes) -> tuple[str, str] | None:
+    """(text, encoding) as the importer reads a text file (``reading.decode_text``), the
+    BOM kept in the encoding name; None when it is none of those (the caller removes it)."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        encodings = ("utf-8-sig",)
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encodings = ("utf-16",)
+    else:
+        encodings = ("utf-8", "gb18030")
+    for encoding in encodings:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if encoding == "gb18030" and any("\ue000" <= ch <= "\uf8ff" for ch in text):
+            return None  # Big5 or another legacy encoding decoded as garbage
+        return text, encoding
+    return None
+
+
+def _rewrite_text(path: Path, matcher: Matcher, marks: tuple[str, ...]) -> str | None:
+    decoded = decode(path.read_bytes())
+    if decoded is None:
+        return None
+    text, encoding = decoded
     lines = text.splitlines(keepends=True)
-    new = [_replace(line, values) if any(m in line for m in marks) else line for line in lines]
+    new = [matcher.replace(line) if _row_is_theirs([line], matcher, marks) else line for line in lines]
     if new == lines:
-        return False
-    _atomic(path, ("\ufeff" if bom else "") + "".join(new))
-    return True
+        return None if matcher.distinct(text) else KEPT
+    content = "".join(new)
+    try:
+        data = content.encode(encoding)
+    except UnicodeEncodeError:
+        return None
+    if matcher.distinct(content):
+        return None
+    _atomic(path, data)
+    return REWRITTEN
 
 
-def _rewrite_xlsx(path: Path, values: tuple[str, ...], marks: tuple[str, ...]) -> bool:
+# --- workbooks --------------------------------------------------------------------------
+
+
+def _rewrite_book(path: Path, matcher: Matcher, marks: tuple[str, ...]) -> str | None:
     from openpyxl import load_workbook
 
     try:
-        book = load_workbook(path)
-    except Exception:  # noqa: BLE001 - not a readable workbook: nothing to rewrite
-        return False
+        book = load_workbook(path, keep_vba=path.suffix.lower() == ".xlsm")
+    except Exception:  # noqa: BLE001 - not a readable workbook: searched as bytes, removed if it matches
+        return None
     changed = False
     for sheet in book.worksheets:
         for row in sheet.iter_rows():
             texts = [c.value for c in row if isinstance(c.value, str)]
-            if not any(m in t for t in texts for m in marks):
+            if not _row_is_theirs(texts, matcher, marks):
                 continue
             for cell in row:
-                if isinstance(cell.value, str) and any(v in cell.value for v in values):
-                    cell.value, changed = _replace(cell.value, values), True
-    if changed:
-        handle, temp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-        os.close(handle)
-        book.save(temp)
-        os.replace(temp, path)
+                if isinstance(cell.value, str) and matcher.found(cell.value):
+                    cell.value, changed = matcher.replace(cell.value), True
+    if not changed:
+        return KEPT
+    buffer = io.BytesIO()
+    book.save(buffer)
+    _atomic(path, buffer.getvalue())
+    return REWRITTEN
+
+
+# --- attachments ----------------------------------------------------------------------
+
+
+def sweep_attachments(ids: set[Any], matcher: Matcher) -> int:
+    """Rewrite the xlsx attachments among ``ids`` (attachment rows tied to the erased
+    records: every value, names too, is the person's there). Attachments are stored by
+    SHA-256 (``attachments``): the new content gets its own path, the row its new path,
+    digest and size, and the old file goes when no other row uses it. Other kinds (images,
+    PDF, Word) are left as they are. Returns the attachments rewritten."""
+    from sqlalchemy import func, update
+
+    from app.models.service import Attachment
+    from app.services import attachments
+
+    xlsx = attachments.KINDS["xlsx"][0]
+    changed = 0
+    for start in range(0, len(ids), 500):
+        chunk = sorted(ids)[start:start + 500]
+        for item in db.session.execute(select(Attachment.id, Attachment.path).where(
+                Attachment.id.in_(chunk), Attachment.content_type == xlsx)).all():
+            root = crm_files.roots()[0]
+            old = (root / item.path).resolve()
+            if not old.is_relative_to(root / attachments.FOLDER) or not old.is_file():
+                continue
+            data = _rewritten_book(old.read_bytes(), matcher)
+            if data is None:
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            relative = f"{attachments.FOLDER}/{digest[:2]}/{digest}"
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            _atomic(root / relative, data)
+            db.session.execute(update(Attachment).where(Attachment.id == item.id).values(
+                path=relative, sha256=digest, size=len(data)).execution_options(synchronize_session=False))
+            if not db.session.scalar(select(func.count()).select_from(Attachment).where(Attachment.path == item.path)):
+                old.unlink(missing_ok=True)
+            changed += 1
     return changed
 
 
-def _atomic(path: Path, content: str) -> None:
+def _rewritten_book(raw: bytes, matcher: Matcher) -> bytes | None:
+    """The workbook with every match replaced, or None when nothing matched / unreadable."""
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(raw))
+    except Exception:  # noqa: BLE001 - not a readable workbook: left as it is
+        return None
+    changed = False
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str) and matcher.found(cell.value):
+                    cell.value, changed = matcher.replace(cell.value), True
+    if not changed:
+        return None
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+# --- bytes ------------------------------------------------------------------------------
+
+
+def _holds(raw: bytes, matcher: Matcher, marks: tuple[str, ...]) -> bool:
+    """The file's bytes hold a distinctive value or a record code (as UTF-8, GB18030 or
+    UTF-16 text, or in the XML members of a zip: xlsx, ods); an unreadable zip counts as
+    holding one."""
+    if zipfile.is_zipfile(io.BytesIO(raw)):
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+                for name in archive.namelist():
+                    if name.endswith((".xml", ".rels")):
+                        text = archive.read(name).decode("utf-8", "replace")
+                        if _row_is_theirs([text], matcher, marks):
+                            return True
+        except (zipfile.BadZipFile, OSError, RuntimeError):
+            return True  # unreadable: it may hold anything
+        return False
+    for encoding in ("utf-8", "gb18030", "utf-16-le", "utf-16-be"):
+        if _row_is_theirs([raw.decode(encoding, "ignore")], matcher, marks):
+            return True
+    return False
+
+
+def _atomic(path: Path, data: bytes) -> None:
     handle, temp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-        out.write(content)
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+    try:
+        os.chmod(temp, path.stat().st_mode & 0o777)
+    except OSError:
+        pass
     os.replace(temp, path)

@@ -1,14 +1,17 @@
 """Where copies of an erased value live, and how each is cleared (issue 19).
 
-- audit entries: those about the erased rows (every value of an erased field, whole) and
-  any other entry holding a distinctive value (a phone, an e-mail) or a name next to the
-  record's code (merge, import, sync entries) — redacted through ``audit.apply_redactions``;
+- values are matched as ``matching`` says: a phone with any separators and an optional
+  +86/0086 prefix, an e-mail in any case, full-width forms too;
+- audit entries: those about the erased rows (every value of an erased field, whole), about
+  the rows tied to them (``tied``: the person's names too) and any other entry holding a
+  distinctive value (a phone, an e-mail) or a name next to the record's code (merge,
+  import, sync entries) — redacted through ``audit.apply_redactions``;
 - sync state: ``SyncRow.base`` of the record (the erased fields marked ``_erased`` so the
   next run writes the marker to the sheet, ``sync_base``) and its open ``SyncConflict``s;
 - every other text or JSON column of every table: in a cell holding a distinctive value
   (phone, masked phone, e-mail) every erased value is replaced, names too; names alone
-  only in rows tied to the record (its notifications and their e-mails, status-change
-  reasons);
+  only in rows tied to the record (``tied``: rows referencing it by foreign key or by
+  record type and id, one level below them, its notifications and their e-mails);
 - duplicate blocking keys (hashes of the old values) of a customer are dropped (the
   duplicate finder recomputes them from the erased values);
 - the database files: SQLite rewrites freed pages (``secure_delete``), merges the search
@@ -20,44 +23,27 @@ Backups keep the old values until their own retention (30 days) removes them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask_appbuilder import Model
-from sqlalchemy import JSON, String, Text, and_, delete, or_, select, text, tuple_, update
+from sqlalchemy import JSON, String, Text, and_, cast, delete, func, or_, select, text, tuple_, update
 
 from app.extensions import db
 from app.models.audit import AuditLog
 from app.models.duplicates import DuplicateKey
 from app.models.notifications import Notification, OutboxMessage
 from app.models.sync import SyncConflict, SyncRow, SyncTarget
-from app.security.masking import mask_phone
 from app.services import audit
-from app.services.audit import ERASED, redact_text, redact_value
+from app.services.audit import ERASED, redact_value
+from app.services.erasure.matching import Matcher
 
 #: Tables never swept generically: the audit log (redacted on its own), and the records
 #: of other people (a second customer sharing a phone is another record, listed, not changed).
-SKIPPED_TABLES = frozenset({"audit_log", "audit_chain_head", "customer", "contact", "lead", "ab_user"})
-#: A value this long, with a digit or "@", is distinctive enough to sweep everywhere.
-DISTINCT_LENGTH = 6
-
-
-def needles(old_values: Iterable[Any]) -> tuple[str, ...]:
-    """The strings to look for: each erased text value (two characters or more), a phone's
-    masked form too; longest first (a long value is replaced before its parts)."""
-    found: set[str] = set()
-    for value in old_values:
-        if not isinstance(value, str) or len(value.strip()) < 2 or value == ERASED:
-            continue
-        found.add(value.strip())
-        if sum(ch.isdigit() for ch in value) >= 7:
-            found.add(mask_phone(value.strip()))
-    return tuple(sorted((n for n in found if len(n) >= 2 and n != ERASED), key=len, reverse=True))
-
-
-def distinctive(values: tuple[str, ...]) -> tuple[str, ...]:
-    """The values safe to sweep in any row: long and holding a digit or "@" (phones, e-mails)."""
-    return tuple(v for v in values if len(v) >= DISTINCT_LENGTH and any(ch.isdigit() or ch == "@" for ch in v))
+#: ``erasure_run`` holds no erased value (names and counts) and its progress is written on a
+#: second connection while the erasure's transaction is open: never locked by the sweep.
+SKIPPED_TABLES = frozenset({"audit_log", "audit_chain_head", "customer", "contact", "lead", "ab_user",
+                            "erasure_run"})
 
 
 def _escaped(value: str) -> str:
@@ -73,32 +59,65 @@ def _contains_any(column: Any, values: Iterable[str]) -> Any:
 
 
 _AUDIT_COLUMNS = [AuditLog.__table__.c[name] for name in (*audit.HASHED_COLUMNS, "hash", "erased_in")]
+_REDACTED = ("changes", "detail", "reason")
 
 
-def audit_rewrites(objects: list[tuple[str, str]], keys: frozenset[str], values: tuple[str, ...],
-                   codes: tuple[str, ...]) -> tuple[dict[int, dict[str, Any]], list[list[Any]], set[str]]:
+def audit_rewrites(objects: dict[tuple[str, str], frozenset[str]], values: tuple[str, ...],
+                   codes: tuple[str, ...], tied: list[tuple[str, str]] = ()
+                   ) -> tuple[dict[int, dict[str, Any]], list[list[Any]], Matcher]:
     """Entries to redact: (seq -> new changes/detail/reason, [[seq, hash, fingerprint], ...],
-    values found in the erased fields' past). ``objects``: (object_type, object_id) of the
-    erased rows; ``keys``: their erased field names; ``codes``: their record codes.
+    the ``Matcher`` of every value, those found in the erased fields' past included).
+    ``objects``: (object_type, object_id) of each erased row -> its erased field names
+    (each row's own: a contact's ``name`` is not its customer's); ``codes``: their record codes; ``tied``: rows tied to them (``tied.find``), whose
+    entries lose the person's names too.
 
+    Values are matched as ``matching`` says (a phone in any format, an e-mail in any case).
     An entry an earlier erasure redacted is redacted again when it still holds one of these
     values. The listing names every member of each touched chain step with its fingerprint
     after this redaction (``audit.fingerprint``): ``verify_chain`` checks them against it."""
-    about = or_(*(and_(AuditLog.object_type == t, AuditLog.object_id == i) for t, i in objects))
-    rows = [row._mapping for row in db.session.execute(select(*_AUDIT_COLUMNS).where(about))]
-    past = _past_values(rows, keys)
-    values = needles((*values, *past))
+    rows = _entries_about(list(objects))
+    past = _past_values(rows, objects)
+    matcher = Matcher((*values, *past))
     seen = {row["seq"] for row in rows}
-    rows += [row for row in _elsewhere(values, codes) if row["seq"] not in seen]
+    named = [row for row in _entries_about(list(tied)) if row["seq"] not in seen]
+    seen |= {row["seq"] for row in named}
+    others = [row for row in _elsewhere(matcher, codes) if row["seq"] not in seen]
     rewrites: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        own = row["seq"] in seen
-        new = {"changes": redact_text(row["changes"], values, keys if own else frozenset()),
-               "detail": redact_text(row["detail"], values, keys if own else frozenset()),
-               "reason": redact_text(row["reason"], values)}
-        if (new["changes"], new["detail"], new["reason"]) != (row["changes"], row["detail"], row["reason"]):
+    own_seqs = {row["seq"] for row in rows}
+    for row in rows + named + others:
+        own = objects.get((row["object_type"], row["object_id"]), frozenset()) if row["seq"] in own_seqs \
+            else frozenset()
+        new = {name: _redact(row[name], matcher, own) for name in _REDACTED}
+        if any(new[name] != row[name] for name in _REDACTED):
             rewrites[row["seq"]] = new
-    return rewrites, _listing(rewrites), set(values)
+    return rewrites, _listing(rewrites), matcher
+
+
+def _entries_about(objects: list[tuple[str, str]]) -> list[Any]:
+    """Entries about ``objects`` ((object_type, object_id)), read per type in chunks."""
+    by_type: dict[str, list[str]] = {}
+    for kind, ident in objects:
+        by_type.setdefault(kind, []).append(ident)
+    found = []
+    for kind, idents in by_type.items():
+        for start in range(0, len(idents), 500):
+            about = and_(AuditLog.object_type == kind, AuditLog.object_id.in_(idents[start:start + 500]))
+            found += [row._mapping for row in db.session.execute(select(*_AUDIT_COLUMNS).where(about))]
+    return found
+
+
+def _redact(text: str | None, matcher: Matcher, keys: frozenset[str]) -> str | None:
+    """An entry's ``changes``/``detail`` JSON (or plain text) with the values under ``keys``
+    replaced whole and every match of ``matcher`` (names included) replaced; ``text``
+    itself when nothing changes."""
+    if not text:
+        return text
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return matcher.replace(text) if matcher.found(text) else text
+    redacted = matcher.redact(redact_value(decoded, (), keys) if keys else decoded)
+    return text if redacted == decoded else json.dumps(redacted, ensure_ascii=False, sort_keys=True)
 
 
 def _listing(rewrites: dict[int, dict[str, Any]]) -> list[list[Any]]:
@@ -115,7 +134,7 @@ def _listing(rewrites: dict[int, dict[str, Any]]) -> list[list[Any]]:
     return sorted(listed)
 
 
-def _past_values(rows: list[Any], keys: frozenset[str]) -> set[str]:
+def _past_values(rows: list[Any], objects: dict[tuple[str, str], frozenset[str]]) -> set[str]:
     """Every value the erased fields ever held, from the entries about the rows."""
     found: set[str] = set()
     for row in rows:
@@ -123,27 +142,39 @@ def _past_values(rows: list[Any], keys: frozenset[str]) -> set[str]:
             changes = json.loads(row["changes"] or "{}")
         except ValueError:
             continue
+        keys = objects.get((row["object_type"], row["object_id"]), frozenset())
         for key in keys & set(changes) if isinstance(changes, dict) else ():
             found.update(v for v in changes[key] if isinstance(v, str) and "*" not in v)
     return found
 
 
-def _elsewhere(values: tuple[str, ...], codes: tuple[str, ...]) -> list[Any]:
-    """Entries about other objects that hold a distinctive value, or a value with a code."""
+def _elsewhere(matcher: Matcher, codes: tuple[str, ...]) -> list[Any]:
+    """Entries about other objects that hold a distinctive value (any format), or a value
+    beside a code. Candidates by ``lower(column) LIKE`` on the matcher's prefilters,
+    confirmed by the matcher."""
     columns = (AuditLog.changes, AuditLog.detail, AuditLog.reason)
-    conditions = [_contains_any(c, distinctive(values)) for c in columns if distinctive(values)]
-    names = [v for v in values if v not in distinctive(values)]
+    conditions = [_lower_contains(c, matcher.prefilters()) for c in columns if matcher.prefilters()]
+    names = [v for v in matcher.others if v not in matcher.distinct_others]
     if names and codes:
         conditions += [and_(_contains_any(c, names), _contains_any(c, codes)) for c in columns]
     if not conditions:
         return []
-    return [row._mapping for row in db.session.execute(select(*_AUDIT_COLUMNS).where(or_(*conditions)))]
+    found = []
+    for row in db.session.execute(select(*_AUDIT_COLUMNS).where(or_(*conditions))):
+        texts = [row._mapping[name] or "" for name in _REDACTED]
+        if any(matcher.distinct(t) or (matcher.found(t) and any(c in t for c in codes)) for t in texts):
+            found.append(row._mapping)
+    return found
+
+
+def _lower_contains(column: Any, prefilters: Iterable[str]) -> Any:
+    return or_(*(func.lower(column).contains(p, autoescape=True) for p in prefilters))
 
 
 # --- sync -------------------------------------------------------------------------------
 
 
-def sync_state(model_name: str, record_id: int, keys: frozenset[str], values: tuple[str, ...]) -> int:
+def sync_state(model_name: str, record_id: int, keys: frozenset[str], matcher: Matcher) -> int:
     """Mark the erased fields in the record's ``SyncRow.base`` (values replaced by the
     marker, names under ``_erased``: ``sync_base`` makes the next run write the marker to
     the sheet) and redact its conflicts. Returns the sync rows touched."""
@@ -153,7 +184,7 @@ def sync_state(model_name: str, record_id: int, keys: frozenset[str], values: tu
     for row in rows:
         base = dict(row.base or {})
         erased = {k for k, v in base.items() if k != "_row" and (k in keys or (
-            isinstance(v, str) and any(n in v for n in values)))}
+            isinstance(v, str) and matcher.found(v)))}
         for key in erased:
             base[key] = ERASED
         base["_erased"] = sorted(erased | set(base.get("_erased") or ()))
@@ -164,7 +195,7 @@ def sync_state(model_name: str, record_id: int, keys: frozenset[str], values: tu
     for conflict in conflicts:
         for name in ("base", "app_value", "sheet_value"):
             value = getattr(conflict, name)
-            if conflict.field in keys or (value and any(n in value for n in values)):
+            if conflict.field in keys or (value and matcher.found(value)):
                 setattr(conflict, name, ERASED if value else value)
     return count
 
@@ -185,7 +216,7 @@ def sync_base(base: dict[str, Any] | None, sheet: dict[str, str]) -> dict[str, A
 # --- other tables -----------------------------------------------------------------------
 
 
-def linked_rows(record_type: str, record_id: int, values: tuple[str, ...]) -> int:
+def linked_rows(record_type: str, record_id: int, matcher: Matcher) -> int:
     """Notifications about the record (their params) and their e-mails: every erased value."""
     count = 0
     notes = db.session.scalars(select(Notification).where(Notification.record_type == record_type,
@@ -193,23 +224,17 @@ def linked_rows(record_type: str, record_id: int, values: tuple[str, ...]) -> in
     ids = []
     for note in notes:
         ids.append(note.id)
-        params = redact_value(note.params, values) if note.params else note.params
+        params = matcher.redact(note.params) if note.params else note.params
         if params != note.params:
             note.params, count = params, count + 1
     if ids:
         for message in db.session.scalars(select(OutboxMessage).where(OutboxMessage.notification_id.in_(ids))):
             for name in ("subject", "text_body", "html_body"):
                 value = getattr(message, name)
-                if value and any(v in value for v in values):
-                    setattr(message, name, _replace(value, values))
+                if value and matcher.found(value):
+                    setattr(message, name, matcher.replace(value))
                     count += 1
     return count
-
-
-def _replace(value: str, values: tuple[str, ...]) -> str:
-    for needle in values:
-        value = value.replace(needle, ERASED)
-    return value
 
 
 def text_columns() -> list[tuple[Any, Any]]:
@@ -222,53 +247,50 @@ def text_columns() -> list[tuple[Any, Any]]:
     return found
 
 
-def everywhere(values: tuple[str, ...]) -> dict[str, int]:
-    """Clear copies in every text/JSON column; returns table -> rows changed. A cell (or
-    JSON document) holding a distinctive value (``distinctive``: a phone, an e-mail) is a
-    copy of the person's data: every erased value in it is replaced, names included (an
-    import preview row, an error text "phone … duplicate of <name>"). Names alone elsewhere
-    are left: they may be another person's."""
-    wanted = distinctive(values)
+def everywhere(matcher: Matcher, on_table: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Clear copies in every text/JSON column; returns table -> rows changed; ``on_table``
+    is called with each table's name before its columns are swept (progress). A cell (or
+    JSON string) holding a distinctive value in any format (``matching``: a phone with any
+    separators or +86, an e-mail in any case) is a copy of the person's data: every erased
+    value in it is replaced, names included (an import preview row, an error text "phone …
+    duplicate of <name>"). Names alone are left here (they may be another person's; rows
+    tied to the record are ``tied.sweep``'s). Candidates: ``lower(column) LIKE`` on the
+    matcher's prefilters (a phone's last 4 digits, an e-mail's local part), then the regex."""
     touched: dict[str, int] = {}
-    if not wanted:
+    if not matcher.has_distinct:
         return touched
+    current = None
     for table, column in text_columns():
-        if isinstance(column.type, JSON):
-            n = _sweep_json(table, column, wanted, values)
-        else:
-            n = _sweep_text(table, column, wanted, values)
+        if on_table is not None and table.name != current:
+            current = table.name
+            on_table(table.name)
+        n = _sweep_column(table, column, matcher)
         if n:
             touched[table.name] = touched.get(table.name, 0) + n
     return touched
 
 
-def _sweep_text(table: Any, column: Any, wanted: tuple[str, ...], values: tuple[str, ...]) -> int:
-    replaced = column
-    for needle in values:  # longest first (``needles``): a value before its parts
-        replaced = _sql_replace(replaced, needle)
-    result = db.session.execute(update(table).where(_contains_any(column, wanted)).values({column.name: replaced}))
-    return result.rowcount or 0
-
-
-def _sql_replace(column: Any, needle: str) -> Any:
-    from sqlalchemy import func
-
-    return func.replace(column, needle, ERASED)
-
-
-def _sweep_json(table: Any, column: Any, wanted: tuple[str, ...], values: tuple[str, ...]) -> int:
-    from sqlalchemy import cast
-
+def _sweep_column(table: Any, column: Any, matcher: Matcher) -> int:
     keys = list(table.primary_key.columns)
-    if not keys:
+    if not keys or column in keys:
         return 0
-    as_text = cast(column, Text)
-    forms = {form for needle in wanted for form in (needle, _escaped(needle))}
-    rows = db.session.execute(select(*keys, column).where(_contains_any(as_text, forms))).all()
+    is_json = isinstance(column.type, JSON)
+    as_text = cast(column, Text) if is_json else column
+    forms = {form for p in matcher.prefilters() for form in (p, _escaped(p).lower())}
+    rows = db.session.execute(select(*keys, column).where(_lower_contains(as_text, forms))).all()
+    changed = 0
     for row in rows:
-        new = redact_value(row[-1], values)
-        db.session.execute(update(table).where(tuple_(*keys) == tuple(row[:-1])).values({column.name: new}))
-    return len(rows)
+        value = row[-1]
+        if is_json:
+            new = matcher.redact(value) if matcher.distinct(json.dumps(value, ensure_ascii=False)) else value
+        elif isinstance(value, str) and matcher.distinct(value):
+            new = matcher.replace(value)
+        else:
+            continue
+        if new != value:
+            db.session.execute(update(table).where(tuple_(*keys) == tuple(row[:-1])).values({column.name: new}))
+            changed += 1
+    return changed
 
 
 def duplicate_keys(customer_id: int) -> None:

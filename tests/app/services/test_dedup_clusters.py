@@ -292,3 +292,13 @@ def test_a_new_owner_moves_the_member_out_of_the_old_scope(app: Any, ctx: Any) -
     assert dedup_clusters.clusters_in_scope(user("manager")) == ([], 0)
     shown, total = dedup_clusters.clusters_in_scope(user("admin"))
     assert total == 1 and shown[0].ids == [a, b]
+
+
+def test_erased_people_are_nobodys_duplicates(app: Any, ctx: Any) -> None:
+    from app.security.masking import ERASED
+
+    erased = {"name": ERASED, "contact_name": ERASED, "contact_phone": ERASED}
+    make("rep_a", **erased)
+    make("rep_c", **erased)
+    dedup_clusters.start_scan(user("admin"))
+    assert stored() == fresh() == set()

@@ -3,7 +3,9 @@ the audit chain still verifies and tampering with a redacted entry is caught."""
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 import pytest
 from flask_appbuilder import Model
@@ -19,6 +21,19 @@ from app.services.errors import RuleForbidden, RuleViolation
 
 PHONE, PERSON, EMAIL, STREET = "13955501234", "隐私测试人", "yinsi.person@example.cn", "幸福路88号隐私小区"
 SECRET_NOTE = "只说给销售听的隐私备注"
+
+
+@pytest.fixture(autouse=True)
+def _no_runs_left(app):
+    """Erasure runs go after each test (until tests/conftest.py clears the table too)."""
+    yield
+    from sqlalchemy import delete
+
+    from app.models.erasure import ErasureRun
+
+    with app.app_context():
+        db.session.execute(delete(ErasureRun))
+        db.session.commit()
 
 
 def _user(name):
@@ -62,7 +77,8 @@ def test_erase_leaves_no_trace_in_any_table(app, person):
     before = _all_text(app)
     assert PHONE in before and PERSON in before and EMAIL in before
     with app.app_context():
-        summary = erasure.erase(_user("admin"), "customer", person, "本人要求删除", ["note", "follow_ups"])
+        run = erasure.erase(_user("admin"), "customer", person, "本人要求删除", ["note", "follow_ups"])
+        summary = erasure.summary_of(run)  # the queue runs inline in tests: done on return
         assert set(summary.fields[summary.code]) >= {"contact_name", "contact_phone", "email", "address", "note"}
         assert summary.redacted >= 2
         db.session.remove()
@@ -317,3 +333,420 @@ def test_custom_fields_masked_always_and_text_when_ticked(app, person, make_cust
         assert db.session.get(Customer, person).custom == {"size": size}  # a company's size is not personal
     after = _all_text(app)
     assert id_card not in after and wechat not in after
+
+
+# --- the erasure runs on the task queue (the request only queues it) --------------------
+
+
+@pytest.fixture
+def queue(monkeypatch):
+    """The task queue held back: ``background.submit`` records the jobs; ``queue.run()``
+    then runs them as a worker would (each in a fresh session)."""
+    from app.services import background
+
+    class Held(list):
+        def run(self):
+            while self:
+                func, args = self.pop(0)
+                db.session.remove()
+                func(*args)
+                db.session.remove()
+
+    held = Held()
+    monkeypatch.setattr(background, "submit", lambda func, *args: held.append((func, args)))
+    return held
+
+
+def _ledger_lines(backup_dirs):
+    path = backup_dirs["backups"] / erasure.ledger.LEDGER_NAME
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def test_the_request_only_queues_and_the_worker_erases(app, person, queue, backup_dirs):
+    from app.models.erasure import ErasureRun
+
+    with app.app_context():
+        run = erasure.erase(_user("admin"), "customer", person, "本人要求删除", ["note"])
+        run_id = run.id
+        assert run.status == "queued" and erasure.summary_of(run) is None and len(queue) == 1
+        db.session.remove()
+        # nothing swept yet: the request did the bounded part only
+        assert db.session.get(Customer, person).contact_phone == PHONE
+        assert not _ledger_lines(backup_dirs)
+        queue.run()
+        run = db.session.get(ErasureRun, run_id)
+        assert run.status == "done" and run.finished_at is not None and run.reason is None
+        summary = erasure.summary_of(run)
+        assert "contact_phone" in summary.fields[summary.code] and summary.redacted >= 2
+        assert db.session.get(Customer, person).contact_phone == ERASED
+        assert verify_chain(db.session).ok
+        assert db.session.scalar(select(func_count()).where(AuditLog.action == audit.ERASURE_ACTION)) == 1
+        db.session.remove()
+    assert len(_ledger_lines(backup_dirs)) == 1  # exactly once
+    text_now = _all_text(app)
+    for value in (PHONE, PERSON, EMAIL, SECRET_NOTE):
+        assert value not in text_now, value
+
+
+def func_count():
+    from sqlalchemy import func
+
+    return func.count(AuditLog.id)
+
+
+def test_a_second_erasure_of_the_same_record_is_refused_while_one_is_under_way(app, person, queue):
+    with app.app_context():
+        first = erasure.erase(_user("admin"), "customer", person, "本人要求删除")
+        with pytest.raises(RuleViolation) as refused:
+            erasure.erase(_user("admin"), "customer", person, "又一次")
+        assert "already under way" in refused.value.errors["record"] and f"#{first.id}" in refused.value.errors["record"]
+        assert len(queue) == 1
+        db.session.remove()
+        queue.run()
+        # once done, a new erasure (e.g. of the follow-ups) may be asked
+        erasure.erase(_user("admin"), "customer", person, "再次请求", ["follow_ups"])
+        queue.run()
+        content = db.session.scalars(select(FollowUp.content).where(FollowUp.customer_id == person)).one()
+        assert content == ERASED
+
+
+def test_the_database_refuses_two_unfinished_runs_of_one_record(app, person):
+    from sqlalchemy.exc import IntegrityError
+
+    from app.models.erasure import ErasureRun
+
+    with app.app_context():
+        db.session.add(ErasureRun(record_type="customer", record_id=person, status="queued"))
+        db.session.commit()
+        db.session.add(ErasureRun(record_type="customer", record_id=person, status="running"))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()
+
+
+def test_a_failed_run_changes_nothing_says_so_and_is_tried_again(app, person, queue, backup_dirs, monkeypatch):
+    from app.models.erasure import ErasureRun
+    from app.services.erasure import runs, sweep
+
+    real = sweep.everywhere
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sweep, "everywhere", broken)
+    with app.app_context():
+        run_id = erasure.erase(_user("admin"), "customer", person, "本人要求删除").id
+        db.session.remove()
+        queue.run()
+        run = db.session.get(ErasureRun, run_id)
+        shown = runs.state(run)
+        assert run.status == "failed" and run.error == "failed" and shown["retry"]
+        assert "changed nothing" in str(shown["error"])
+        assert db.session.get(Customer, person).contact_phone == PHONE  # rolled back whole
+        assert verify_chain(db.session).ok
+        assert not _ledger_lines(backup_dirs)
+        with pytest.raises(RuleForbidden):
+            erasure.retry(_user("manager"), run_id)
+        monkeypatch.setattr(sweep, "everywhere", real)
+        erasure.retry(_user("admin"), run_id)
+        db.session.remove()
+        queue.run()
+        run = db.session.get(ErasureRun, run_id)
+        assert run.status == "done" and run.attempts == 2 and run.error is None
+        assert db.session.get(Customer, person).contact_phone == ERASED
+        assert verify_chain(db.session).ok
+        with pytest.raises(RuleViolation):  # a done run is not tried again
+            erasure.retry(_user("admin"), run_id)
+    assert len(_ledger_lines(backup_dirs)) == 1
+
+
+def test_progress_names_the_step_while_the_run_works(app, person, queue, monkeypatch):
+    from app.models.erasure import ErasureRun
+    from app.services.erasure import runs, sweep
+
+    seen = []
+    real = sweep.merge_search_index
+
+    def watching():
+        run_id = db.session.scalars(select(ErasureRun.id)).one()
+        if db.engine.dialect.name == "sqlite":  # one process: kept in memory
+            seen.append(runs._LOCAL[run_id])
+        else:  # a server database: another connection reads the committed progress
+            with db.engine.connect() as other:
+                row = other.execute(select(ErasureRun.step, ErasureRun.steps_done, ErasureRun.steps_total)
+                                    .where(ErasureRun.id == run_id)).one()
+                seen.append(tuple(row))
+        real()
+
+    monkeypatch.setattr(sweep, "merge_search_index", watching)
+    with app.app_context():
+        erasure.erase(_user("admin"), "customer", person, "本人要求删除")
+        db.session.remove()
+        queue.run()
+    step, done, total = seen[0]
+    assert step == "search" and total == erasure.step_count() and done == total - 1
+
+
+def test_a_missing_record_fails_with_its_own_message(app, person, queue):
+    from app.models.erasure import ErasureRun
+    from app.services.erasure import runs
+
+    with app.app_context():
+        run_id = erasure.erase(_user("admin"), "customer", person, "本人要求删除").id
+        db.session.execute(update(ErasureRun).where(ErasureRun.id == run_id).values(record_id=999999))
+        db.session.commit()
+        queue.run()
+        run = db.session.get(ErasureRun, run_id)
+        assert run.status == "failed" and "no longer exists" in str(runs.state(run)["error"])
+
+
+# --- brief 31 (erase19b): files of every kind, variants, held changes, tied rows, alerts --------
+
+
+def _job_file(app, suffix, data, user="admin"):
+    """A stored import upload (a ``TransferJob`` pointing at a file under the instance)."""
+    import uuid
+    from pathlib import Path
+
+    from app.models import TransferJob
+    from tests.conftest import user_id
+
+    folder = Path(app.instance_path) / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"erase19b-{uuid.uuid4().hex}{suffix}"
+    path.write_bytes(data)
+    db.session.add(TransferJob(kind="import", model="customer", user_id=user_id(user), filename=f"客户{suffix}",
+                               stored_path=str(path)))
+    return path
+
+
+def _ods(text_xml: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", f"<office:document-content>{text_xml}</office:document-content>")
+    return buffer.getvalue()
+
+
+def test_uploads_of_every_kind_are_rewritten_in_their_encoding_or_removed(app, person):
+    """Finding 1: GB18030 .csv, .tsv, UTF-16 .txt and .xlsm are rewritten in their own
+    encoding/format (another person's row kept); an .ods and a Big5 text cannot be
+    rewritten safely: removed, and the run's summary says so."""
+    from openpyxl import Workbook, load_workbook
+
+    header, other = "客户名称,联系人,联系电话,邮箱\n", "别家公司,李四,13600001111,li@example.com\n"
+    mine = f"隐私测试有限公司,{PERSON},{PHONE},{EMAIL}\n"
+    with app.app_context():
+        gbk = _job_file(app, ".csv", (header + mine + other).encode("gb18030"))
+        tsv = _job_file(app, ".tsv", (header + mine + other).replace(",", "\t").encode())
+        utf16 = _job_file(app, ".txt", (header + mine + other).encode("utf-16"))
+        book = Workbook()
+        for row in (header, mine, other):
+            book.active.append(row.strip().split(","))
+        buffer = io.BytesIO()
+        book.save(buffer)
+        xlsm = _job_file(app, ".xlsm", buffer.getvalue())
+        ods = _job_file(app, ".ods", _ods(f"<p>{PERSON}</p><p>{PHONE}</p>"))
+        big5 = _job_file(app, ".csv", f"名稱,電話\n{PERSON},{PHONE}\n".encode("big5", "ignore"))
+        untouched = _job_file(app, ".ods", _ods("<p>别家公司</p><p>13600001111</p>"))
+        db.session.commit()
+        run = erasure.erase(_user("admin"), "customer", person, "本人要求删除")
+        summary = erasure.summary_of(run)
+        assert summary.swept["files"] == 4 and summary.swept[erasure.FILES_REMOVED] == 2
+    text = gbk.read_bytes().decode("gb18030")  # still GB18030
+    assert text == header + f"隐私测试有限公司,{ERASED},{ERASED},{ERASED}\n" + other
+    assert PHONE not in tsv.read_text() and "李四\t13600001111" in tsv.read_text()
+    assert utf16.read_bytes().startswith((b"\xff\xfe", b"\xfe\xff"))
+    assert PERSON not in utf16.read_text(encoding="utf-16") and "李四" in utf16.read_text(encoding="utf-16")
+    cells = [c.value for row in load_workbook(xlsm).active.iter_rows() for c in row]
+    assert PHONE not in cells and EMAIL not in cells and "李四" in cells
+    assert not ods.exists() and not big5.exists() and untouched.exists()
+
+
+def test_a_phone_and_an_email_in_other_formats_are_found_everywhere(app, person):
+    """Finding 2: 139-5550-1234, +86 139 5550 1234, (0086)139.5550.1234, full-width digits and
+    the e-mail in capitals or full-width go, in text and JSON columns and in audit entries
+    about other rows; an unrelated number stays."""
+    from app.models import TransferJob
+    from tests.conftest import user_id
+
+    variants = ["139-5550-1234", "+86 139 5550 1234", "0086 (139) 5550.1234", "１３９５５５０１２３４",
+                EMAIL.upper(), "".join(chr(ord(c) + 0xFEE0) for c in EMAIL)]
+    with app.app_context():
+        job = TransferJob(kind="import", model="customer", user_id=user_id("admin"), filename="x.xlsx",
+                          error="；".join(variants) + "；另 13955501235",
+                          preview={"rows": [[PERSON, v] for v in variants]})
+        db.session.add(job)
+        other = db.session.get(Customer, person)
+        audit.record("note_about", other, {"text": f"回电 {variants[1]} / {variants[4]}"})
+        db.session.commit()
+        erasure.erase(_user("admin"), "customer", person, "本人要求删除")
+        db.session.expire_all()
+        job = db.session.get(TransferJob, job.id)
+        for value in variants:
+            assert value not in job.error and value not in json.dumps(job.preview, ensure_ascii=False)
+        assert "13955501235" in job.error  # another number is not the person's
+        assert PERSON not in json.dumps(job.preview, ensure_ascii=False)
+        assert verify_chain(db.session).ok
+    after = _all_text(app)
+    for value in (*variants, "5550 1234"):
+        assert value not in after, value
+
+
+def _approval(customer_id, change, reason, status="pending", code="AP-E19B-1"):
+    from app.models.approvals import ApprovalRequest
+    from tests.conftest import user_id
+
+    request = ApprovalRequest(code=code, kind="customer.contact", record_type="customer", record_id=customer_id,
+                              record_label="C 隐私测试有限公司", requester_id=user_id("rep_a"), reason=reason,
+                              change=json.dumps(change, ensure_ascii=False),
+                              before=json.dumps({"contact_phone": PHONE}, ensure_ascii=False), status=status)
+    db.session.add(request)
+    return request
+
+
+def test_a_held_change_is_withdrawn_and_its_values_erased(app, person):
+    """Finding 3: a pending approval request on the erased customer is withdrawn (approving
+    it later cannot write the person back) and its proposed values and reason go, the
+    proposed new phone everywhere else too; a decided request keeps its status."""
+    from app.models.approvals import ApprovalRequest
+    from app.services import approvals
+
+    new_phone = "13766655544"
+    with app.app_context():
+        pending = _approval(person, {"contact_phone": new_phone, "contact_name": PERSON + "先生"}, f"{PERSON}换号了")
+        done = _approval(person, {"contact_phone": PHONE}, "旧申请", status="approved", code="AP-E19B-2")
+        db.session.flush()
+        audit.record("approval_submitted", pending, {"change": {"contact_phone": new_phone}})
+        db.session.commit()
+        ids = pending.id, done.id
+        erasure.erase(_user("admin"), "customer", person, "本人要求删除")
+        db.session.expire_all()
+        pending, done = (db.session.get(ApprovalRequest, i) for i in ids)
+        assert pending.status == approvals.WITHDRAWN and pending.decided_at is not None
+        assert [a.action for a in pending.actions][-1] == "withdrawn"
+        assert json.loads(pending.change) == {"contact_phone": ERASED, "contact_name": ERASED}
+        assert PERSON not in pending.reason and done.status == "approved"
+        assert json.loads(done.before) == {"contact_phone": ERASED}
+        with pytest.raises(RuleViolation):  # no longer pending: cannot be approved
+            approvals.approve(pending.id, _user("manager"))
+        assert verify_chain(db.session).ok
+    after = _all_text(app)
+    assert new_phone not in after and PERSON not in after
+
+
+def test_names_go_in_rows_tied_to_the_record_and_stay_elsewhere(app, person, make_customer):
+    """Finding 4: an activity of the customer and of its contact, and an approval request's
+    reason, hold only the person's name: it goes there and in their audit entries; the same
+    name on another customer's activity stays (another person may share it)."""
+    from datetime import timedelta
+
+    from app.clock import utc_now
+    from app.models.activities import Activity
+    from tests.conftest import user_id
+
+    stranger = make_customer("rep_a", name="别家公司", contact_phone="13600002222")
+    with app.app_context():
+        contact = Contact(customer_id=person, name=PERSON, phone=PHONE, is_primary=True)
+        db.session.add(contact)
+        db.session.flush()
+        due = utc_now() + timedelta(days=1)
+        own = Activity(code="AC-E19B-1", subject=f"拜访{PERSON}", note=f"{PERSON}说下周再谈", due_at=due,
+                       assignee_id=user_id("rep_a"), customer_id=person)
+        by_contact = Activity(code="AC-E19B-2", subject=f"电话{PERSON}", due_at=due, assignee_id=user_id("rep_a"),
+                              contact_id=contact.id)
+        elsewhere = Activity(code="AC-E19B-3", subject=f"拜访{PERSON}", due_at=due, assignee_id=user_id("rep_a"),
+                             customer_id=stranger)
+        db.session.add_all([own, by_contact, elsewhere])
+        _approval(person, {}, f"{PERSON}要求改级别", status="rejected")
+        db.session.commit()
+        ids = own.id, by_contact.id, elsewhere.id
+        erasure.erase(_user("admin"), "customer", person, "本人要求删除")
+        db.session.expire_all()
+        own, by_contact, elsewhere = (db.session.get(Activity, i) for i in ids)
+        assert own.subject == f"拜访{ERASED}" and own.note == f"{ERASED}说下周再谈"
+        assert by_contact.subject == f"电话{ERASED}"
+        assert elsewhere.subject == f"拜访{PERSON}"
+        entries = db.session.scalars(select(AuditLog.changes).where(
+            AuditLog.object_type == "Activity", AuditLog.object_id.in_([str(ids[0]), str(ids[1])]))).all()
+        assert entries and not any(PERSON in (e or "") for e in entries)
+        assert verify_chain(db.session).ok
+    assert _all_text(app).count(PERSON) == _stranger_copies(app, ids[2])
+
+
+def _stranger_copies(app, activity_id):
+    """How often the name is stored for the unrelated activity (its row, audit, search)."""
+    from app.models.activities import Activity
+
+    with app.app_context():
+        rows = [db.session.get(Activity, activity_id).subject]
+        rows += db.session.scalars(select(AuditLog.changes).where(AuditLog.object_type == "Activity",
+                                                                  AuditLog.object_id == str(activity_id))).all()
+        db.session.remove()
+    text_now = "\n".join(r or "" for r in rows)
+    return text_now.count(PERSON) + _search_copies(app)
+
+
+def _search_copies(app):
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            return 0
+        from app.services.search import fts_tables
+
+        found = 0
+        for name in fts_tables(db.session):
+            for row in db.session.execute(text(f'SELECT * FROM "{name}"')):
+                found += " ".join(str(v) for v in row).count(PERSON)
+        db.session.remove()
+        return found
+
+
+def test_a_failed_run_tells_the_admins(app, person, queue, monkeypatch):
+    """Finding 6: a failed erasure notifies every admin (in-app), once per attempt."""
+    from app.models.notifications import Notification
+    from app.services.erasure import runs, sweep
+
+    monkeypatch.setattr(sweep, "everywhere", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
+    with app.app_context():
+        run_id = erasure.erase(_user("admin"), "customer", person, "本人要求删除").id
+        db.session.remove()
+        queue.run()
+        notes = db.session.scalars(select(Notification).where(Notification.event == runs.FAILED_EVENT.key)).all()
+        assert {n.user_id for n in notes} == {_user("admin").id}
+        assert notes[0].params["id"] == run_id and PERSON not in json.dumps(notes[0].params, ensure_ascii=False)
+
+
+def test_an_xlsx_attachment_of_the_record_is_rewritten_under_its_new_digest(app, person):
+    """Finding 1 (attachments): a workbook attached to the customer holds the person's name
+    and phone: rewritten (stored by SHA-256: new path, digest and size), the old file gone."""
+    import hashlib
+
+    from openpyxl import Workbook, load_workbook
+
+    from app.models.service import Attachment
+    from app.services import attachments, files
+
+    book = Workbook()
+    book.active.append([PERSON, PHONE, "报价单"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+
+    class Upload:
+        filename = "报价.xlsx"
+        stream = io.BytesIO(buffer.getvalue())
+
+        def read(self, *args):
+            return self.stream.read(*args)
+
+    with app.app_context():
+        item = attachments.store(db.session.get(Customer, person), Upload(), _user("admin"), kinds=("xlsx",))
+        db.session.commit()
+        old_path, pk = files.roots()[0] / item.path, item.id
+        erasure.erase(_user("admin"), "customer", person, "本人要求删除")
+        db.session.expire_all()
+        item = db.session.get(Attachment, pk)
+        path = files.roots()[0] / item.path
+        assert not old_path.exists() and path.is_file()
+        assert item.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and item.size == path.stat().st_size
+        cells = [c.value for row in load_workbook(io.BytesIO(path.read_bytes())).active.iter_rows() for c in row]
+        assert cells == [ERASED, ERASED, "报价单"]
