@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -39,7 +40,14 @@ class BackupRun(Model):
     ``BackupVerification``; ``removed_at`` is set when retention deleted the files."""
 
     __tablename__ = "backup_run"
-    __table_args__ = (Index("ix_backup_run_started", "started_at"),)
+    __table_args__ = (
+        Index("ix_backup_run_started", "started_at"),
+        # The one-backup-at-a-time lock, race-free across workers (a safety backup is exempt:
+        # a restore takes it while a backup may run).
+        Index("ux_backup_run_one_running", "status", unique=True,
+              sqlite_where=text("status = 'running' AND kind != 'safety'"),
+              postgresql_where=text("status = 'running' AND kind != 'safety'")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), nullable=False, default="manual")

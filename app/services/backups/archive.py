@@ -15,6 +15,7 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.clock import utc_now
 from app.extensions import db
@@ -76,7 +77,12 @@ def start(kind: str, user: Any = None) -> BackupRun:
                     created_by_id=getattr(user, "id", None))
     run.file_name = f"crm-backup-{started:%Y%m%dT%H%M%S}{started.microsecond // 1000:03d}Z-{kind}{common.SUFFIX}"
     db.session.add(run)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # another worker's backup started between the check and the insert
+        db.session.rollback()
+        raise RuleViolation({"backup": str(_l("Another backup is running; try again when it has finished."))}) \
+            from None
     return run
 
 

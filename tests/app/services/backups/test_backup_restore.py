@@ -103,6 +103,17 @@ def test_only_one_backup_at_a_time(ctx, backup_dirs):
     assert backups.create("safety").status == "ok"  # a restore's safety backup is never blocked
 
 
+def test_two_workers_starting_at_once_get_one_backup(ctx, backup_dirs, monkeypatch):
+    from app.services.backups import archive
+
+    monkeypatch.setattr(archive, "running", lambda: None)  # both passed the check at the same moment
+    archive.start("manual")
+    with pytest.raises(RuleViolation):
+        archive.start("scheduled")
+    assert db.session.query(BackupRun).filter_by(status="running").count() == 1
+    assert archive.start("safety").status == "running"
+
+
 def test_a_failed_second_copy_is_reported_and_the_backup_stays_good(ctx, app, backup_dirs, monkeypatch):
     blocker = backup_dirs["files"].parent / "not-a-folder"
     blocker.write_text("a file where the copy folder should be")
