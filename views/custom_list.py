@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import current_app, flash, g, has_request_context, request, url_for
@@ -29,6 +30,7 @@ from app.services.custom_fields import filters as cf_filters
 from app.services.custom_fields import values as cf_values
 from app.services.custom_fields.definitions import FieldDef
 from app.services.custom_fields.filters import CONTAINS, FROM, RANGED, SORT_ARG, TO
+from views import display
 from views.custom_form import page_lang
 from views.list_count import ListInterface
 
@@ -71,6 +73,13 @@ def shown_value(field: FieldDef, value: Any, lang: str, reveal: str | None = Non
         return text
     if field.kind in custom_fields.CHOOSING:
         return chips(field, value, lang)
+    try:  # days and instants in the company's date format, like every built-in one
+        if field.kind == custom_fields.DATE:
+            return display.shown_day(date.fromisoformat(str(value)))
+        if field.kind == custom_fields.DATETIME:
+            return display.shown_time(datetime.strptime(str(value), cf_values.INSTANT_FORMAT).replace(tzinfo=UTC))
+    except ValueError:  # stored before the field's kind changed: as stored
+        return str(value)
     return cf_values.as_text(field, value, lang)
 
 

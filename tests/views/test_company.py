@@ -211,3 +211,16 @@ def test_a_licence_below_the_active_users_is_saved_with_a_warning(client: Any, a
     assert f"{active} users are active but the licence allows 2: deactivate {active - 2} of them" in page
     page = client.post("/company/", data=form(licensed_users=str(active)), follow_redirects=True)
     assert "users are active but the licence allows" not in page.get_data(as_text=True)
+
+
+def test_custom_dates_follow_the_date_format_too(client: Any, auth: Any, make_customer: Any,
+                                                 make_custom_field: Any) -> None:
+    make_custom_field("customer", "signed", "date", label_en="Signed on", in_list=True)
+    make_custom_field("customer", "met", "datetime", label_en="First met")
+    pk = make_customer("rep_a", custom={"signed": "2026-12-01", "met": "2026-11-30T04:30:00Z"})
+    auth.login("admin")
+    client.post("/company/", data=form(date_format="dmy"))
+    shown = client.get(f"/customerview/show/{pk}").get_data(as_text=True)
+    assert "01/12/2026" in shown and "2026-12-01" not in shown
+    assert "30/11/2026 " in shown  # the instant, in the CRM's zone
+    assert "01/12/2026" in client.get("/customerview/list/").get_data(as_text=True)

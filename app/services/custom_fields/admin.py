@@ -37,6 +37,7 @@ from app.services.custom_fields.definitions import (
     CHOOSING,
     DECIMAL,
     KINDS,
+    PREFIX,
     TAGS,
     TEXT,
     FieldDef,
@@ -344,9 +345,26 @@ def delete_field(pk: Any, user: Any) -> None:
     if count:
         raise RuleViolation({"_": str(_l("%(n)d records hold a value of this field: deactivate it, or purge it "
                                          "to remove the values too.", n=count))})
+    unmap(row)
     indexes.drop_index(row)
     db.session.delete(row)
     records.flush()
+
+
+def unmap(row: CustomField) -> list[str]:
+    """Take the field out of every sync target's column mapping of its record type (the
+    column stays in the sheet, no longer synced; a run would otherwise stop on a field that
+    is gone). Returns the targets' names."""
+    from app.models.sync import SyncTarget
+
+    name, changed = PREFIX + row.key, []
+    for target in db.session.scalars(select(SyncTarget).where(SyncTarget.model == row.record_type)):
+        mapping = dict(target.mapping or {})
+        kept = {header: field for header, field in mapping.items() if field != name}
+        if kept != mapping:
+            target.mapping = kept or None
+            changed.append(target.name)
+    return changed
 
 
 def _without_key(model: type, key: str) -> Any:
@@ -372,8 +390,9 @@ def purge_field(pk: Any, user: Any) -> int:
     result = db.session.execute(update(model).where(held).values(**assignments)
                                 .execution_options(synchronize_session=False))
     count = result.rowcount or 0
-    audit.record("custom_field_purged", row, {"record_type": row.record_type, "key": row.key, "count": count},
-                 user=user)
+    targets = unmap(row)
+    audit.record("custom_field_purged", row, {"record_type": row.record_type, "key": row.key, "count": count,
+                                              **({"target": ", ".join(targets)} if targets else {})}, user=user)
     indexes.drop_index(row)
     db.session.delete(row)
     records.flush()

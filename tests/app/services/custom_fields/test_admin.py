@@ -171,3 +171,25 @@ def test_demo_fields_are_added_once(ctx: None) -> None:
     assert [c.label_zh for c in fields["size"].choices] == ["小型", "中型", "大型", "集团"]
     assert {"高价值客户", "流失风险客户"} <= {c.label_zh for c in fields["needs"].choices}
     assert all(c.colour for c in fields["needs"].choices)
+
+
+def test_a_purged_or_deleted_field_leaves_the_sync_targets_mapping(app: Any, ctx: None) -> None:
+    from app.models.sync import SyncTarget
+
+    row = admin.save_field(dict(SIZE), _user("admin"))
+    other = admin.save_field({"record_type": "customer", "key": "years", "label_en": "Years", "label_zh": "合作年限",
+                              "kind": "integer"}, _user("admin"))
+    target = SyncTarget(name="team", backend="xlsx", location="/tmp/x.xlsx", worksheet="客户",
+                        run_as_id=_user("manager").id, mapping={"规模": "cf_size", "年限": "cf_years", "名称": "name"})
+    db.session.add(target)
+    db.session.commit()
+    admin.purge_field(row.id, _user("admin"))
+    db.session.commit()
+    assert db.session.get(SyncTarget, target.id).mapping == {"年限": "cf_years", "名称": "name"}
+    entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "custom_field_purged"))
+    assert '"target": "team"' in entry.detail
+    admin.delete_field(other.id, _user("admin"))
+    db.session.commit()
+    assert db.session.get(SyncTarget, target.id).mapping == {"名称": "name"}
+    db.session.delete(db.session.get(SyncTarget, target.id))
+    db.session.commit()
