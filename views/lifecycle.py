@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import abort, current_app, flash, g, make_response, redirect, request, url_for
@@ -72,15 +73,8 @@ class RetentionView(BaseView):
         """Apply one decision to the ticked cases (``rowid``) or one case (``case``)."""
         ids = request.form.getlist("rowid") or request.form.getlist("case")
         try:
-            done, refused = retention.decide(g.user, ids, request.form.get("decision", ""))
-        except step_up.StepUpRequired as exc:
-            db.session.rollback()
-            return make_response(step_up.refusal(exc))
-        except RuleForbidden:
-            db.session.rollback()
-            abort(403)
+            done, refused = _sensitive(lambda: retention.decide(g.user, ids, request.form.get("decision", "")))
         except RuleViolation as exc:
-            db.session.rollback()
             for message in exc.errors.values():
                 flash(str(message), "danger")
             return redirect(url_for("RetentionView.index"))
@@ -89,6 +83,26 @@ class RetentionView(BaseView):
         for reason in refused:
             flash(reason, "danger")
         return redirect(url_for("RetentionView.index"))
+
+
+def _sensitive(use_case: Callable[[], Any]) -> Any:
+    """Run one of these screens' sensitive use cases and answer its refusals: the step-up
+    page without a fresh code, 403 for a non-admin, 404 for a record gone; a ``RuleViolation``
+    (rolled back) is the caller's to show, on a form or as messages."""
+    try:
+        return use_case()
+    except step_up.StepUpRequired as exc:
+        db.session.rollback()
+        abort(make_response(step_up.refusal(exc)))
+    except RuleForbidden:
+        db.session.rollback()
+        abort(403)
+    except NotFound:
+        db.session.rollback()
+        abort(404)
+    except RuleViolation:
+        db.session.rollback()
+        raise
 
 
 class ErasureView(BaseView):
@@ -140,18 +154,8 @@ class ErasureView(BaseView):
         if form.get("confirm") != "yes":
             return self._form(record_type, pk, {"confirm": str(_l("Tick the box to confirm the erasure."))}, values)
         try:
-            run = erasure.erase(g.user, record_type, pk, values["reason"], values["extras"])
-        except step_up.StepUpRequired as exc:
-            db.session.rollback()
-            return make_response(step_up.refusal(exc))
-        except RuleForbidden:
-            db.session.rollback()
-            abort(403)
-        except NotFound:
-            db.session.rollback()
-            abort(404)
+            run = _sensitive(lambda: erasure.erase(g.user, record_type, pk, values["reason"], values["extras"]))
         except RuleViolation as exc:
-            db.session.rollback()
             return self._form(record_type, pk, {k: str(v) for k, v in exc.errors.items()}, values)
         return redirect(url_for("ErasureView.run", pk=run.id))
 
@@ -175,18 +179,8 @@ class ErasureView(BaseView):
     def retry(self, pk: int) -> Any:
         """Queue a failed (or stopped) erasure again: a sensitive action (a TOTP code)."""
         try:
-            erasure.retry(g.user, pk)
-        except step_up.StepUpRequired as exc:
-            db.session.rollback()
-            return make_response(step_up.refusal(exc))
-        except RuleForbidden:
-            db.session.rollback()
-            abort(403)
-        except NotFound:
-            db.session.rollback()
-            abort(404)
+            _sensitive(lambda: erasure.retry(g.user, pk))
         except RuleViolation as exc:
-            db.session.rollback()
             for message in exc.errors.values():
                 flash(str(message), "danger")
         return redirect(url_for("ErasureView.run", pk=pk))

@@ -31,19 +31,6 @@ PAGES = [("get", "/retention/"), ("get", "/erasure/"), ("get", "/erasure/?q=页�
          ("post", "/retention/decide"), ("post", "/erasure/erase")]
 
 
-@pytest.fixture(autouse=True)
-def _no_runs_left(app):
-    """Erasure runs go after each test (until tests/conftest.py clears the table too)."""
-    yield
-    from sqlalchemy import delete
-
-    from app.models.erasure import ErasureRun
-
-    with app.app_context():
-        db.session.execute(delete(ErasureRun))
-        db.session.commit()
-
-
 @pytest.fixture
 def person(make_customer):
     return make_customer("rep_a", name="页面隐私公司", contact_name=PERSON, contact_phone=PHONE, email=EMAIL)

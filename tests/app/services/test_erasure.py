@@ -23,19 +23,6 @@ PHONE, PERSON, EMAIL, STREET = "13955501234", "隐私测试人", "yinsi.person@e
 SECRET_NOTE = "只说给销售听的隐私备注"
 
 
-@pytest.fixture(autouse=True)
-def _no_runs_left(app):
-    """Erasure runs go after each test (until tests/conftest.py clears the table too)."""
-    yield
-    from sqlalchemy import delete
-
-    from app.models.erasure import ErasureRun
-
-    with app.app_context():
-        db.session.execute(delete(ErasureRun))
-        db.session.commit()
-
-
 def _user(name):
     return appbuilder.sm.find_user(username=name)
 
