@@ -51,12 +51,6 @@ def _converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | Non
     return None
 
 
-def _memo_key(value: Any) -> Any:
-    """Equal datetimes in different zones are the same instant but not the same wall time:
-    the zone is part of the key (a plain ``DateTime`` column stores the wall time)."""
-    return value, getattr(value, "tzinfo", None), type(value)
-
-
 def _convert(values: list[list[Any]], index: int, convert: Callable[[Any], Any]) -> None:
     """Convert column ``index`` of every row in place, each distinct value once."""
     memo: dict[Any, Any] = {}
@@ -64,7 +58,10 @@ def _convert(values: list[list[Any]], index: int, convert: Callable[[Any], Any])
         value = row[index]
         if value is None:
             continue
-        key = _memo_key(value)
+        # Equal datetimes in different zones are the same instant but not the same wall time
+        # (a plain ``DateTime`` column stores the wall time), and a wall time repeated when
+        # clocks go back is two instants (``fold``): zone and fold are part of the key.
+        key = value, getattr(value, "tzinfo", None), getattr(value, "fold", 0), type(value)
         try:
             row[index] = memo[key]
         except KeyError:

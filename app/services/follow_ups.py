@@ -41,13 +41,15 @@ def required_fields() -> frozenset[str]:
     return frozenset(settings.get(REQUIRED_FIELDS.key))
 
 
-def _required_problems(values: dict[str, Any], errors: dict[str, str]) -> None:
+#: The message of each field ``_required_problems`` may ask for (lazy: read in the reader's language).
+_REQUIRED_MESSAGES = {"next_step": _l("A next step is required (下一步计划)."),
+                      "next_step_date": _l("A next step date is required (下一步计划的日期)."),
+                      "method": _l("A follow-up method is required.")}
+
+
+def _required_problems(values: dict[str, Any], errors: dict[str, str], required: frozenset[str]) -> None:
     """A message per required field left empty (content is checked with its own rule)."""
-    required = required_fields()
-    messages = {"next_step": _l("A next step is required (下一步计划)."),
-                "next_step_date": _l("A next step date is required (下一步计划的日期)."),
-                "method": _l("A follow-up method is required.")}
-    for name, message in messages.items():
+    for name, message in _REQUIRED_MESSAGES.items():
         if name in required and name not in errors and values.get(name) in (None, ""):
             errors[name] = str(message)
 
@@ -88,7 +90,8 @@ CHECKED = ("content", "next_step", "followed_at", "next_step_date", "customer_id
 
 
 def check_follow_up(values: dict[str, Any], user: Any, previous: dict[str, Any] | None = None,
-                    customers: CustomerFacts | None = None) -> dict[str, str]:
+                    customers: CustomerFacts | None = None,
+                    required: frozenset[str] | None = None) -> dict[str, str]:
     """The follow-up field rules on plain values (``CHECKED``): normalise ``content`` and
     ``next_step`` in place, return field -> message for every error (empty: valid).
 
@@ -96,17 +99,21 @@ def check_follow_up(values: dict[str, Any], user: Any, previous: dict[str, Any] 
     ``customers``: see ``clean_follow_up``. Forms and the API reach this through
     ``clean_follow_up``; the importer calls it on the rows of a chunk directly, so all
     entry points give the same answers. The owner rule is ``records.check_owner``.
+    ``required``: ``required_fields()`` as the caller read it (the importer: once per
+    chunk); None reads the setting now.
     """
+    if required is None:
+        required = required_fields()
     errors: dict[str, str] = {}
     try:
         values["content"] = validation.require_text(values.get("content"), 10000, block=True)
     except ValueError as exc:
-        if "content" in required_fields() or validation.clean_block(values.get("content")):
+        if "content" in required or validation.clean_block(values.get("content")):
             errors["content"] = str(exc)
         else:
             values["content"] = ""  # not required here: an empty note (the column holds text)
     values["next_step"] = validation.clean_line(values.get("next_step")) or None
-    _required_problems(values, errors)
+    _required_problems(values, errors, required)
     if values.get("followed_at") is None:
         errors["followed_at"] = str(_l("A time is required."))
     for name in ("followed_at", "next_step_date"):

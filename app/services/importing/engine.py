@@ -149,6 +149,8 @@ class ImportRun:
         self.pending: list[dict[str, Any]] = []  # new customers / follow-ups, inserted in bulk per chunk
         #: The chunk's customers as ``follow_ups.customer_problem`` reads them (one query per chunk).
         self.customer_facts: follow_ups.CustomerFacts = {}
+        #: Follow-ups: the required fields (``follow_ups.required_fields``) read once per chunk.
+        self.required: frozenset[str] | None = None
         #: owner id -> the owner rule's refusal (None: allowed), for this chunk's rows.
         self.owner_checks: dict[int, RuleViolation | None] = {}
         #: Customers: the approval gates and the won rule as they are for this run (read once).
@@ -185,6 +187,7 @@ class ImportRun:
         self.owner_checks, self.signed, self.chunk_ids = {}, None, set(existing)
         if self.spec.model is FollowUp:
             self.customer_facts = self._load_customer_facts(rows, existing)
+            self.required = follow_ups.required_fields()
         touched = []
         with messages.capturing() as capture:  # the rows only: the writes below store no markers
             for line, raw in zip(lines, rows, strict=True):
@@ -627,7 +630,7 @@ class ImportRun:
         follow-up without an owner belongs to the importer, as ``records.default_owner``)."""
         checked = {name: values.get(name) for name in follow_ups.CHECKED if name != "customer_id"}
         checked["customer_id"] = values.get("customer")
-        errors = follow_ups.check_follow_up(checked, self.user, None, self.customer_facts)
+        errors = follow_ups.check_follow_up(checked, self.user, None, self.customer_facts, self.required)
         custom, problems = self._custom_row(values)
         errors = {**errors, **problems}
         owner = values.get("owner") or self.user
