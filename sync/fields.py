@@ -228,13 +228,25 @@ class FieldCodec:
         """The stored values ``app_values`` reads, without reading them as text: foreign keys for
         dictionary and people fields (no related record loaded), the customer's code for a follow-up."""
         if self._raw is None:
-            self._raw = {name: _raw_attribute(type(record), name, self.kinds[name].kind) for name in self.fields}
-            if None not in self._raw.values():  # one C call per record (issue 12: 50,000 of them)
-                self._getter = attrgetter(*self._raw.values(), "id")
+            self._raw_for(type(record))
         if self._getter is not None:
             return self._getter(record)
         return tuple(self.app_text(record, name) if attribute is None else getattr(record, attribute)
                      for name, attribute in self._raw.items())
+
+    def raw_attributes(self, model: type) -> list[str] | None:
+        """The attributes of ``model`` whose values ``app_raw`` returns, in its order (the record's
+        ``id`` last): what a column select of them gives equals ``app_raw`` of the loaded record
+        (issue 12: 50,000 records digested without loading them). None when some field is read as
+        text only (a follow-up's customer): ``app_raw`` then needs the record itself."""
+        if self._raw is None:
+            self._raw_for(model)
+        return None if self._getter is None else [*self._raw.values(), "id"]
+
+    def _raw_for(self, model: type) -> None:
+        self._raw = {name: _raw_attribute(model, name, self.kinds[name].kind) for name in self.fields}
+        if None not in self._raw.values():  # one C call per record (issue 12: 50,000 of them)
+            self._getter = attrgetter(*self._raw.values(), "id")
 
     def display(self, name: str, canonical: str) -> Any:
         """What the sheet shows for a canonical value (labels in the sheet's language, real dates)."""

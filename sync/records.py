@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import null, select
 
 from app.extensions import db
 from app.models.customers import Customer, CustomerAlias, FollowUp
@@ -37,6 +37,20 @@ class Alias:
     merged_from_id: int | None
 
 
+class RecordRow:
+    """One record of a run as plain values: its id, code, archive time (None: live or never archived)
+    and ``raw`` (``FieldCodec.app_raw`` of the record, None when not read). The planner loads the
+    record itself only for the rows it merges (``sync.plan``)."""
+
+    __slots__ = ("id", "code", "archived_at", "raw")
+
+    def __init__(self, id: int, code: str, archived_at: Any, raw: tuple | None) -> None:  # noqa: A002
+        self.id, self.code, self.archived_at, self.raw = id, code, archived_at, raw
+
+    def __repr__(self) -> str:
+        return f"RecordRow(id={self.id!r}, code={self.code!r})"
+
+
 class Records:
     """One per run: it holds the run's dictionary lookups (loaded once, not per row)."""
 
@@ -51,11 +65,20 @@ class Records:
     def __init__(self) -> None:
         self.lookups = lookups_for(self.spec.fields)
 
-    def load(self, user: Any) -> tuple[dict[int, Any], dict[str, Any]]:
-        """Records in the user's scope (archived ones too) by id, and by their own code."""
-        records = db.session.scalars(select(self.model).where(scope_clause(user, self.model))
-                                     .order_by(self.model.id)).all()  # new sheet rows in creation order
-        return {r.id: r for r in records}, {r.code: r for r in records}
+    def load_rows(self, user: Any, raw: list[str] | None) -> tuple[dict[int, RecordRow], dict[str, RecordRow]]:
+        """Records in the user's scope (archived ones too) as plain values, by id (in id order: new
+        sheet rows in creation order) and by their own code; ``raw``: the attributes whose values
+        ``RecordRow.raw`` holds (``FieldCodec.raw_attributes``; None: none). One column select, no
+        ORM objects (issue 12: the planner reads every record of a 50,000-row sheet, merges few)."""
+        model = self.model
+        archived = getattr(model, "archived_at", None)
+        query = select(model.id, model.code, archived if archived is not None else null(),
+                       *(getattr(model, name) for name in raw or ())) \
+            .where(scope_clause(user, model)).order_by(model.id)
+        single = raw is not None and len(raw) == 1  # ``attrgetter`` of one name: the value, not a tuple
+        by_id = {row[0]: RecordRow(row[0], row[1], row[2], None if not raw else row[3] if single else tuple(row[3:]))
+                 for row in db.session.execute(query)}
+        return by_id, {row.code: row for row in by_id.values()}
 
     def aliases(self, by_id: dict[int, Any]) -> dict[str, Alias]:
         """Codes merged into a record of ``by_id`` (none for models that are never merged)."""

@@ -157,3 +157,26 @@ def test_a_masked_field_never_reaches_the_sheet_in_full(app: Any, side: Any, mak
     log, _ = sync(target)
     assert _custom(app, a) == {"mobile": "13912345678"}
     assert "13912345678" not in repr(side.values())
+
+
+def test_a_mapped_field_no_longer_in_use_stops_the_run_with_a_message(app: Any, side: Any, make_target: Any,
+                                                                       sync: Any, make_customer: Any,
+                                                                       fields: None) -> None:
+    from app.models import CustomField, SyncTarget
+    from app.services.importing import columns
+
+    make_customer("rep_a", name="星河科技", contact_phone="13800000001", custom={"years": 3})
+    side.create([CUSTOM_HEADERS])
+    target = make_target()
+    with app.app_context():  # a mapping kept on the target (set on its form)
+        db.session.get(SyncTarget, target).mapping = columns.auto_map(columns.MODELS["customer"], CUSTOM_HEADERS)
+        db.session.commit()
+    log, _ = sync(target)
+    assert log.status == "done", log.message
+    with app.app_context():
+        db.session.query(CustomField).filter_by(key="years").update({"active": False})
+        db.session.commit()
+        custom_fields.refresh(force=True)
+    log, _ = sync(target)
+    assert log.status != "done" and "合作年限" in log.message and "KeyError" not in log.message
+    assert side.values()[1][YEARS] == "3"  # nothing written
