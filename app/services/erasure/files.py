@@ -171,16 +171,7 @@ def _rewrite_book(path: Path, matcher: Matcher, marks: tuple[str, ...]) -> str |
         book = load_workbook(path, keep_vba=path.suffix.lower() == ".xlsm")
     except Exception:  # noqa: BLE001 - not a readable workbook: searched as bytes, removed if it matches
         return None
-    changed = False
-    for sheet in book.worksheets:
-        for row in sheet.iter_rows():
-            texts = [c.value for c in row if isinstance(c.value, str)]
-            if not _row_is_theirs(texts, matcher, marks):
-                continue
-            for cell in row:
-                if isinstance(cell.value, str) and matcher.found(cell.value):
-                    cell.value, changed = matcher.replace(cell.value), True
-    if not changed:
+    if not _replace_in_book(book, matcher, marks):
         return KEPT
     buffer = io.BytesIO()
     book.save(buffer)
@@ -235,17 +226,26 @@ def _rewritten_book(raw: bytes, matcher: Matcher) -> bytes | None:
         book = load_workbook(io.BytesIO(raw))
     except Exception:  # noqa: BLE001 - not a readable workbook: left as it is
         return None
-    changed = False
-    for sheet in book.worksheets:
-        for row in sheet.iter_rows():
-            for cell in row:
-                if isinstance(cell.value, str) and matcher.found(cell.value):
-                    cell.value, changed = matcher.replace(cell.value), True
-    if not changed:
+    if not _replace_in_book(book, matcher):
         return None
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def _replace_in_book(book: Any, matcher: Matcher, marks: tuple[str, ...] | None = None) -> bool:
+    """Replace every match in the workbook's text cells, in the rows holding the person's data
+    (``_row_is_theirs`` with ``marks``; None: every row). Whether anything changed."""
+    changed = False
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows():
+            if marks is not None and not _row_is_theirs([c.value for c in row if isinstance(c.value, str)],
+                                                        matcher, marks):
+                continue
+            for cell in row:
+                if isinstance(cell.value, str) and matcher.found(cell.value):
+                    cell.value, changed = matcher.replace(cell.value), True
+    return changed
 
 
 # --- bytes ------------------------------------------------------------------------------
