@@ -139,7 +139,9 @@ def of_customer_in_scope(model: type, owners: set[int] | None) -> ColumnElement:
     scope (the query's FROM gains ``customer``, one row per record): only as a rule of its own,
     never inside an OR (tickets and activities use ``via_customer``)."""
     if owners is not None and _counting.get():
-        return and_(Customer.id == model.customer_id, owner_in(Customer.owner_id, owners))
+        # its own alias: a search condition's subquery on Customer must not correlate with it
+        own = aliased(Customer, name="customer_in_scope")
+        return and_(own.id == model.customer_id, owner_in(own.owner_id, owners))
     return via_customer(model, owners)
 
 
