@@ -79,16 +79,6 @@ scheduler.register("run_sync_targets", "Spreadsheet sync targets that are due", 
                    {"minute": "*"})
 
 
-def field_labels() -> dict[str, Any]:
-    """A synced field's label by its name (``columns.MODELS``). A name means the same field
-    in every model; where two models label it differently (``code``), the first model's."""
-    labels: dict[str, Any] = {}
-    for spec in columns.MODELS.values():
-        for field in spec.fields:
-            labels.setdefault(field.name, field.label)
-    return labels
-
-
 def parse_mapping(text: str | None, model: str | None) -> dict[str, str]:
     """'header = field' lines -> mapping; ``ValueError`` naming a bad line, or an unknown model."""
     if model not in columns.MODELS:
@@ -278,8 +268,7 @@ class SyncConflictView(CrmModelView):
                      "resolved_at": _l("Settled")}
     formatters_columns = {"resolution": display.labelled({conflicts.KEEP_APP: _l("The CRM value"),
                                                           conflicts.KEEP_SHEET: _l("The sheet value"),
-                                                          conflicts.SETTLED: _l("Both sides agree")}),
-                          "field": lambda name: display.labelled(field_labels())(name)}
+                                                          conflicts.SETTLED: _l("Both sides agree")})}
 
     def _settle(self, items: Any, choice: str) -> Any:
         for item in items if isinstance(items, list) else [items]:
