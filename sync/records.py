@@ -169,6 +169,16 @@ class Records:
         """Why a new row must not become a record although it passed the rules (None: it may)."""
         return None
 
+    def duplicate_probes(self, fields: dict[str, str]) -> set[Any]:
+        """Keys such that a record ``duplicate_problem`` could find for ``fields`` always shares one with
+        it (``record_duplicate_probes``): the apply step flushes the records it saved before a new row's
+        check only when one of them may match (issue 12). Empty: this type has no duplicate rule."""
+        return set()
+
+    def record_duplicate_probes(self, record: Any) -> set[Any]:
+        """``duplicate_probes`` of a saved record, on its stored values."""
+        return set()
+
     def save(self, record: Any | None, changes: dict[str, str], user: Any) -> Any:
         """Apply ``changes`` (canonical text) to a record, or a new one, under the model's rules."""
         record = record if record is not None else self.model()
@@ -268,6 +278,23 @@ class CustomerRecords(Records):
         credit = _stored_value("credit_code", fields.get("credit_code"))
         if credit:
             found.add(("credit", credit))
+        return found
+
+    def duplicate_probes(self, fields: dict[str, str]) -> set[Any]:
+        """What the rule's query compares (``dedup.matches_for_entry``: the credit code, and the phone
+        when the entry key is whole), on the values as stored; a stored customer's other contacts are
+        never a customer saved in this run."""
+        stored = _as_stored(fields)
+        key = dedup.entry_key(stored.get("name"), stored.get("contact_name"), stored.get("contact_phone"))
+        found = {("phone", key[2])} if key else set()
+        if stored.get("credit_code"):
+            found.add(("credit", stored["credit_code"]))
+        return found
+
+    def record_duplicate_probes(self, record: Any) -> set[Any]:
+        found = {("phone", (record.contact_phone or "").strip())}
+        if record.credit_code:
+            found.add(("credit", record.credit_code))
         return found
 
     def record_identities(self, record: Any, codec: Any) -> list[Any]:

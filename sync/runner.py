@@ -29,7 +29,7 @@ from app.models.base import acting_user_id
 from app.models.org import CrmUser
 from app.models.sync import SyncConflict, SyncRow, SyncRun, SyncTarget
 from app.security.data_scope import scope_cache
-from app.services import audit, message_text, messages, notify_hooks
+from app.services import audit, bulk, message_text, messages, notify_hooks
 from app.services.errors import RuleViolation
 from sync.backends import SheetChanged, SheetUnavailable
 from sync.conflicts import SETTLED
@@ -68,8 +68,8 @@ def run(target: SyncTarget, backend: Any, trigger: str = "manual", dry_run: bool
     try:
         if not user.is_active:  # deactivated, or expired before the nightly job deactivates it
             raise GuardStop(_l("The run-as user is deactivated; pick another user for this target."))
-        with scope_cache(), audit.audit_context(source="sync", reason=_l("sync #%(run)d %(target)s",
-                                                                      run=log.id, target=target.name)):
+        reason = _l("sync #%(run)d %(target)s", run=log.id, target=target.name)
+        with bulk.no_cyclic_gc(), scope_cache(), audit.audit_context(source="sync", reason=reason):
             plan = build_plan(target, backend, user)
             if not dry_run:
                 _apply_app(target, plan, user)
@@ -206,12 +206,18 @@ def _load_records(model: type, ids: list[int]) -> dict[int, Any]:
 def _create(plan: Plan, user: Any) -> list[tuple[int, Any, dict[str, str]]]:
     """The new rows' records, in sheet order, each checked by the duplicate rule against the CRM as
     this run leaves it (its updates, archives and earlier creations): a row like a customer whose
-    phone the run changes is not a duplicate of it, one like the changed customer is (issue 21)."""
+    phone the run changes is not a duplicate of it, one like the changed customer is (issue 21).
+
+    Saved through the type's own ``save`` and flushed together (one numbering, one audit append of the
+    per-record entries; issue 12), not one flush per row: a row's duplicate check runs on the CRM with
+    the records saved before it still unflushed only when none of them can match it (``Records.
+    duplicate_probes``, a superset of what the rule's query compares), else after flushing them."""
     kind, created = plan.kind, []
     rows = sorted([(index, values, True) for index, values in plan.creates]
                   + [(index, values, False) for index, values in plan.maybe_duplicates], key=lambda item: item[0])
+    unflushed: set[Any] = set()  # the duplicate probes of the records saved since the last flush
     for index, values, planned in rows:
-        problem = kind.duplicate_problem(values, user)
+        problem = _duplicate_problem(kind, values, user, unflushed)
         if problem:
             _status(plan, index, problem)
             if planned:
@@ -223,9 +229,24 @@ def _create(plan: Plan, user: Any) -> list[tuple[int, Any, dict[str, str]]]:
             plan.errors.pop(index, None)
             plan.counts["app_rejected"] -= 1
             plan.counts["app_created"] += 1
-        created.append((index, kind.save(None, values, user), values))
-        db.session.flush()  # the next row's duplicate check sees it
+        with db.session.no_autoflush:  # the save's own lookups (owners, entries) need none of them
+            record = kind.save(None, values, user)
+        created.append((index, record, values))
+        if kind.has_duplicate_rule:
+            unflushed |= kind.record_duplicate_probes(record)
+    db.session.flush()
     return created
+
+
+def _duplicate_problem(kind: Any, values: dict[str, str], user: Any, unflushed: set[Any]) -> str | None:
+    """``kind.duplicate_problem`` as if every record saved before were flushed: they are when one
+    shares a duplicate probe with ``values`` (``unflushed`` is emptied), else the rule cannot match
+    them and is asked without flushing."""
+    if unflushed and not unflushed.isdisjoint(kind.duplicate_probes(values)):
+        db.session.flush()
+        unflushed.clear()
+    with db.session.no_autoflush:
+        return kind.duplicate_problem(values, user)
 
 
 def _status(plan: Plan, index: int, message: str) -> None:

@@ -13,12 +13,10 @@ services) keep their ids; the chunk's writes and audit happen outside it.
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +27,7 @@ from app import clock
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security.data_scope import scope_cache
-from app.services import audit, custom_fields, follow_ups, messages, numbering, records, validation
+from app.services import audit, bulk, custom_fields, follow_ups, messages, numbering, records, validation
 from app.services import customer_approvals as gate
 from app.services import customers as rules
 from app.services.customers import archived_message
@@ -164,7 +162,7 @@ class ImportRun:
     # --- driving --------------------------------------------------------------------
 
     def run(self) -> Result:
-        with _no_cyclic_gc(), scope_cache(), db.session.no_autoflush:
+        with bulk.no_cyclic_gc(), scope_cache(), db.session.no_autoflush:
             self.lookups = Lookups(self.spec, self.user)
             if self.spec.model is Customer:
                 self.gates = gate.Gates.now()
@@ -719,21 +717,6 @@ def _integer_digits(cell: float | int) -> int:
     if isinstance(cell, float) and not math.isfinite(cell):
         return 0
     return len(str(abs(int(cell))))
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause the cycle collector: with 100k rows held, its passes cost more than the import.
-
-    The rows are plain lists and dicts without cycles; reference counting frees them.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 _CUSTOMER_TEXT = ("name", "credit_code", "contact_name", "contact_phone", "email", "address", "note")
