@@ -44,7 +44,7 @@ from app.models.audit import AuditChainHead, AuditLog
 from app.models.base import UtcDateTime, acting_user_id
 from app.security.masking import ERASED, mask_phone
 from app.services import message_text, messages
-from app.services.bulk import insert_rows
+from app.services.bulk import insert_rows, insert_values
 
 #: Columns every entry hashes, in order (changing this list invalidates old chains).
 HASHED_COLUMNS = (
@@ -227,30 +227,18 @@ _INSERTED = (*HASHED_COLUMNS, "hash")
 
 
 def _insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """INSERT entries straight through the driver (imports write 100k): ``COPY`` on
-    PostgreSQL (psycopg 3), one ``executemany`` elsewhere. The entries of one call share
-    their ``created_at`` (``_append``), so it is converted for the column once."""
+    """INSERT entries straight through the driver (imports write 100k; ``bulk.insert_values``:
+    ``COPY`` on PostgreSQL, multi-row pages on SQLite). The entries of one call share their
+    ``created_at`` (``_append``), so it is converted for the column once."""
     if len(rows) == 1:
         insert_rows(conn, AuditLog.__table__, [{name: rows[0][name] for name in _INSERTED}])
         return
     stamp = AuditLog.__table__.c.created_at.type.process_bind_param(rows[0]["created_at"], conn.dialect)
-    if conn.dialect.name == "postgresql":
-        columns = ", ".join(_INSERTED)
-        with conn.connection.dbapi_connection.cursor() as cursor, \
-                cursor.copy(f"COPY audit_log ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                row["created_at"] = stamp
-                copy.write_row(_VALUES(row))
-        return
-    if conn.dialect.paramstyle != "qmark":
-        insert_rows(conn, AuditLog.__table__, [{name: row[name] for name in _INSERTED} for row in rows])
-        return
-    if isinstance(stamp, datetime):  # SQLite keeps instants as text, the way SQLAlchemy writes them
+    if conn.dialect.name == "sqlite" and isinstance(stamp, datetime):  # instants as text, as SQLAlchemy writes them
         stamp = stamp.strftime("%Y-%m-%d %H:%M:%S.%f")
     for row in rows:
         row["created_at"] = stamp
-    marks = ", ".join("?" for _ in _INSERTED)
-    conn.exec_driver_sql(f"INSERT INTO audit_log ({', '.join(_INSERTED)}) VALUES ({marks})", list(map(_VALUES, rows)))
+    insert_values(conn, AuditLog.__table__, _INSERTED, list(map(_VALUES, rows)))
 
 
 _VALUES = itemgetter(*_INSERTED)

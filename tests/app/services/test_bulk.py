@@ -1,11 +1,12 @@
-"""Bulk inserts (issue 12): from ``bulk.COPY_FROM`` rows PostgreSQL gets a COPY, SQLite one
-executemany. Either way the rows, their codes, ids, instants, status history, primary
+"""Bulk inserts (issue 12): from ``bulk.COPY_FROM`` rows PostgreSQL gets a COPY, SQLite
+multi-row INSERT pages (as many rows as its bound-value limit allows). Either way the rows, their codes, ids, instants, status history, primary
 contacts and audit entries are what the single-row path stores, a failing batch raises
 SQLAlchemy's error and rolls back whole, and engine listeners see the statement."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,40 @@ def test_listeners_see_one_statement_per_batch(ctx: Any) -> None:
     if db.engine.dialect.name == "postgresql":  # issue 12: a COPY, not a statement per row
         assert seen[0].startswith("COPY contact (")
     assert db.session.scalar(select(func.count(Contact.id)).where(Contact.is_primary.is_(False))) == MANY
+
+
+@pytest.mark.parametrize("limit", [None, 40])  # 40 bound values: two contact rows a statement
+def test_sqlite_pages_store_every_row_once_in_order_within_the_bound_value_limit(
+        ctx: Any, monkeypatch: pytest.MonkeyPatch, limit: int | None) -> None:
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's multi-row pages")
+    owner = _owner()
+    customers.insert_customers(_rows(1, owner.id))
+    customer_id = db.session.scalar(select(Customer.id))
+    monkeypatch.setattr(bulk, "SQLITE_PAGE_ROWS", 7)
+    raw = db.session.connection().connection.driver_connection
+    before = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    seen: list[str] = []
+
+    def listen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    stamp = {"created_on": AT, "changed_on": AT, "version": 1, "is_primary": False, "is_decision_maker": False}
+    contacts = [{"code": f"P7{n:06d}", "customer_id": customer_id, "name": f"n{n}", **stamp} for n in range(MANY)]
+    try:
+        if limit:
+            raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+        bulk.insert_rows(db.session.connection(), Contact.__table__, contacts)
+    finally:
+        raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, before)
+        event.remove(db.engine, "before_cursor_execute", listen)
+    db.session.commit()
+    per_page = 7 if limit is None else limit // len(contacts[0])
+    assert len(seen) == -(-MANY // per_page)
+    stored = db.session.execute(select(Contact.code, Contact.name).where(Contact.is_primary.is_(False))
+                                .order_by(Contact.id)).all()
+    assert [tuple(row) for row in stored] == [(c["code"], c["name"]) for c in contacts]
 
 
 def test_instants_in_other_zones_are_stored_as_the_same_instant(ctx: Any) -> None:
