@@ -44,7 +44,7 @@ from app.models.audit import AuditChainHead, AuditLog
 from app.models.base import UtcDateTime, acting_user_id
 from app.security.masking import ERASED, mask_phone
 from app.services import message_text, messages
-from app.services.bulk import insert_rows, insert_values
+from app.services.bulk import insert_rows, insert_values, sqlite_text
 
 #: Columns every entry hashes, in order (changing this list invalidates old chains).
 HASHED_COLUMNS = (
@@ -235,7 +235,7 @@ def _insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> None:
         return
     stamp = AuditLog.__table__.c.created_at.type.process_bind_param(rows[0]["created_at"], conn.dialect)
     if conn.dialect.name == "sqlite" and isinstance(stamp, datetime):  # instants as text, as SQLAlchemy writes them
-        stamp = stamp.strftime("%Y-%m-%d %H:%M:%S.%f")
+        stamp = sqlite_text(stamp)
     for row in rows:
         row["created_at"] = stamp
     insert_values(conn, AuditLog.__table__, _INSERTED, list(map(_VALUES, rows)))

@@ -42,10 +42,11 @@ COPY_FROM = 50
 SQLITE_PAGE_ROWS = 500
 
 
-def _sqlite_text(value: Any) -> Any:
-    """SQLite has no date type: store them as SQLAlchemy does, so reads parse them back."""
+def sqlite_text(value: Any) -> Any:
+    """SQLite has no date type: store them as SQLAlchemy does (``YYYY-MM-DD HH:MM:SS.ffffff``,
+    the wall time, year padded to four digits), so reads parse them back."""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
     if isinstance(value, date):
         return value.isoformat()
     return value
@@ -57,10 +58,10 @@ def _converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | Non
     if isinstance(column_type, UtcDateTime):
         bind = column_type.process_bind_param
         if on_sqlite:
-            return lambda value: _sqlite_text(bind(value, dialect))
+            return lambda value: sqlite_text(bind(value, dialect))
         return lambda value: bind(value, dialect)
     if on_sqlite and isinstance(column_type, (DateTime, Date)):
-        return _sqlite_text
+        return sqlite_text
     return None
 
 
