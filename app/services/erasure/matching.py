@@ -1,9 +1,14 @@
 """How an erasure finds the person's values in stored text (issue 19): not only as typed.
 
-- a phone matches with any separators between its digits (spaces, ``-``, ``.``,
-  parentheses, full-width forms), an optional ``+86`` / ``0086`` / ``86`` prefix, full-width
-  digits, and a landline's leading 0 dropped after the prefix: ``139-7771-2345``,
-  ``+86 139 7771 2345``, ``(139)77712345`` are all ``13977712345``;
+- a phone matches with ANY separators between ANY of its digits (``_SEP``: spaces of every
+  width, hyphens and dashes, dots, slashes, underscores, brackets, invisible characters
+  such as a zero-width space or a soft hyphen), an optional ``+86`` / ``0086`` / ``86``
+  prefix, full-width digits (mixed with ASCII too), and a landline's leading 0 dropped after
+  the prefix: ``139-7771-2345``, ``+86 139 7771 23 45``, ``(139)77712345``,
+  ``１３９／７７７１／２３４５`` are all ``13977712345``. Not inside a longer number: a digit
+  right before or after it (directly or across invisible characters only, which read as
+  one run) means another number; a visible separator before the next digit is a boundary
+  (``13977712345/13800001111`` holds two phones, ``010-12345678-801`` the landline);
 - an e-mail matches case-insensitively, full-width letters too
   (``WANG.YINSI@EXAMPLE.CN``);
 - any other value (a name, an address) matches as written (case-insensitively for Latin
@@ -11,27 +16,52 @@
 
 A ``Matcher`` answers "does this text hold the person's data" (``distinct``: a phone, an
 e-mail or another distinctive value; ``found``: any value, names included) and replaces
-every match with ``ERASED``. ``prefilters`` are cheap lower-case substrings a SQL
-``lower(column) LIKE`` can use to pick candidate rows (a phone's last 4 digits, an
-e-mail's local part), to be confirmed in Python by the regex.
+every match with ``ERASED``. ``candidates(column, dialect)`` is the SQL that picks rows
+which may hold a copy, to be confirmed in Python by the regex: ``lower(column) LIKE`` on an
+e-mail's local part and the other distinctive values, and for a phone its digits in order
+with anything between (SQLite ``GLOB '*[1１]*[3３]*…'``, PostgreSQL a ``~`` regex allowing
+only non-digits between them) — a fixed substring such as the last 4 digits misses
+``138 0013 12 34``.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
+
+from sqlalchemy import false, func, or_
 
 from app.security.masking import mask_phone
 from app.services.audit import ERASED
 
-#: Characters allowed between a phone's digits.
-_SEP = r"[\s\-.()（）\u2010-\u2015\uff0d\u3000]*"
-#: Optional country prefix before a phone (+86, 0086, 86; full-width plus too).
-_PREFIX = r"(?:(?:\+|＋|00)?\s*(?:86|８６)" + _SEP + r")?"
+#: Invisible characters (format controls, zero-width spaces and joiners, bidi marks, soft
+#: hyphen, BOM, variation selectors): between digits they join them into one run.
+_INVISIBLE = ("\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+              "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb")
+#: Visible separators people put between a phone's digits: spaces of every width (``\s``),
+#: hyphens, dashes, minus and wave signs, dots, slashes and bars, underscores, brackets —
+#: half- and full-width. (Not commas, colons or semicolons: they separate values.)
+_VISIBLE = (r"\s\-\u2010-\u2015\u2212\u2043\u02d7\u2e3a\u2e3b\u301c\u3030\u30fc\ufe58\ufe63\uff0d\uff70~\uff5e"
+            r".\u00b7\u2022\u2027\u2219\u30fb\uff0e\uff65\u3002\uff61"
+            r"/\\|\u2044\u2215\uff0f\uff3c\uff5c_\uff3f"
+            r"()\[\]\uff08\uff09\uff3b\uff3d\u3010\u3011\u3014\u3015")
+#: Characters allowed between a phone's digits (any number of them).
+_SEP = rf"[{_VISIBLE}{_INVISIBLE}]*"
+#: Optional country prefix before a phone (+86, 0086, 86; full-width forms, separators too).
+_PREFIX = rf"(?:(?:[+＋]{_SEP}|[0０]{_SEP}[0０]{_SEP})?[8８]{_SEP}[6６]{_SEP})?"
+#: Not inside a longer number: no digit right before or after, directly or across
+#: invisible characters only (they render as one run of digits).
+_BEFORE = rf"(?<!\d)(?<!\d[{_INVISIBLE}])(?<!\d[{_INVISIBLE}][{_INVISIBLE}])"
+_AFTER = rf"(?![{_INVISIBLE}]*\d)"
+#: A value that is only digits, separators and a leading plus is a phone (7+ digits).
+_PHONE_CHARS = re.compile(rf"^[+＋]?[\d{_VISIBLE}{_INVISIBLE}]+$")
 #: A value this long, with a digit or "@", is distinctive enough to look for everywhere.
 DISTINCT_LENGTH = 6
-_PHONE_CHARS = re.compile(r"^[\d\s\-.()+（）＋]+$")
+#: Full-width digits (PostgreSQL regex classes; ``\d`` there is ASCII only).
+_WIDE_DIGITS = "０-９"
 
 
 def _wide(ch: str) -> str:
@@ -45,25 +75,43 @@ def _class(ch: str) -> str:
 
 
 def phone_digits(value: str) -> str | None:
-    """The national digits of a phone-like value (7+ digits, only digits and separators;
-    a +86/0086 prefix dropped), None for anything else."""
+    """The national digits (ASCII) of a phone-like value: 7+ digits in any width with only
+    separators between them (``_SEP``); a +86/0086 prefix dropped. None for anything else."""
     text = value.strip()
     if not _PHONE_CHARS.match(text):
         return None
-    digits = re.sub(r"\D", "", text)
+    digits = "".join(str(unicodedata.digit(ch)) for ch in text if ch.isdigit())
     if len(digits) < 7:
         return None
     for prefix in ("0086", "86"):
         rest = digits[len(prefix):]
-        if digits.startswith(prefix) and (len(rest) == 11 and rest.startswith("1") or text.lstrip().startswith("+")):
+        if digits.startswith(prefix) and (len(rest) == 11 and rest.startswith("1") or text[:1] in "+＋"):
             return rest
     return digits
 
 
 def _phone_pattern(digits: str) -> str:
     body = _SEP.join(_class(d) for d in digits.lstrip("0"))
-    lead = "0?" if digits.startswith("0") else ""
-    return rf"(?<![0-9０-９]){_PREFIX}(?:[(（]\s*)?{lead}{body}(?![0-9０-９])"
+    lead = f"(?:[0０]{_SEP})?" if digits.startswith("0") else ""
+    return rf"{_BEFORE}{_PREFIX}(?:[(（]\s*)?{lead}{body}{_AFTER}"
+
+
+def _phone_glob(digits: str) -> str:
+    """SQLite GLOB: the digits in order (either width) with anything between. A JSON
+    column's ``\\uff11`` escape of a full-width digit ends in the ASCII digit: matched too."""
+    return "*" + "*".join(f"[{d}{_wide(d)}]" for d in digits.lstrip("0")) + "*"
+
+
+def _phone_regex_sql(digits: str) -> str:
+    """PostgreSQL regex: the digits in order (either width, or a JSON ``\\uffXX`` escape)
+    with only non-digits (or JSON ``\\uXXXX`` escapes) between them."""
+    between = rf"(?:[^0-9{_WIDE_DIGITS}]|\\u[0-9a-fA-F]{{4}})*"
+    return between.join(rf"(?:[{d}{_wide(d)}]|\\uff1{d})" for d in digits.lstrip("0"))
+
+
+def escaped(value: str) -> str:
+    """``value`` as a JSON document stores it (non-ASCII as \\uXXXX escapes)."""
+    return json.dumps(value)[1:-1]
 
 
 def _email_pattern(value: str) -> str:
@@ -83,7 +131,8 @@ class Matcher:
         self.values = tuple(texts)
         self.phones = tuple(dict.fromkeys(d for d in map(phone_digits, texts) if d))
         self.emails = tuple(v for v in texts if _is_email(v))
-        masks = {mask_phone(v) for v in texts if phone_digits(v)} - set(texts)
+        masks = {mask_phone(v) for v in texts if phone_digits(v)} | {mask_phone(d) for d in self.phones}
+        masks -= set(texts)
         others = [v for v in texts if not phone_digits(v) and not _is_email(v)] + sorted(masks, key=len, reverse=True)
         others.sort(key=len, reverse=True)
         self.others = tuple(others)
@@ -125,14 +174,33 @@ class Matcher:
         return value
 
     def prefilters(self, names: bool = False) -> tuple[str, ...]:
-        """Lower-case substrings that any stored copy of a distinctive value contains (a
-        phone's last 4 digits, an e-mail's local part, the other distinctive values);
-        with ``names``, every other value too. For ``lower(column) LIKE '%…%'``."""
-        found = [form for d in self.phones for form in (d[-4:], "".join(map(_wide, d[-4:])))]
+        """Lower-case substrings that any stored copy of an e-mail or another distinctive
+        value contains (an e-mail's local part, the value itself); with ``names``, every
+        other value too. For ``lower(column) LIKE '%…%'``. Phones have no such substring
+        (any separator may split any two digits): ``candidates`` finds them."""
         locals_ = [e.split("@", 1)[0].lower() if len(e.split("@", 1)[0]) >= 3 else e.lower() for e in self.emails]
-        found += [form for e in locals_ for form in (e, "".join(map(_wide, e)))]
+        found = [form for e in locals_ for form in (e, "".join(map(_wide, e)))]
         found += [v.lower() for v in (self.others if names else self.distinct_others)]
         return tuple(dict.fromkeys(found))
+
+    def candidates(self, column: Any, dialect: str) -> Any:
+        """SQL condition on a text expression ``column`` picking every row that may hold a
+        distinctive value in any format (a superset; confirm with ``distinct``): a
+        prefilter substring as typed or JSON-escaped, or a phone's digits in order (any
+        width, any characters between on SQLite, only non-digits on PostgreSQL; other
+        databases: the digits with ``%`` between, ASCII or full-width). ``false()`` when
+        there is nothing distinctive."""
+        forms = {form for p in self.prefilters() for form in (p, escaped(p).lower())}
+        conditions = [func.lower(column).contains(f, autoescape=True) for f in sorted(forms)]
+        for digits in self.phones:
+            if dialect == "sqlite":
+                conditions.append(column.op("GLOB")(_phone_glob(digits)))
+            elif dialect == "postgresql":
+                conditions.append(column.op("~")(_phone_regex_sql(digits)))
+            else:
+                conditions += [column.like("%" + "%".join(form) + "%")
+                               for form in (digits.lstrip("0"), "".join(map(_wide, digits.lstrip("0"))))]
+        return or_(*conditions) if conditions else false()
 
 
 def _compile(patterns: list[str]) -> re.Pattern[str] | None:

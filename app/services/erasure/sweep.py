@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask_appbuilder import Model
-from sqlalchemy import JSON, String, Text, and_, cast, delete, func, or_, select, text, tuple_, update
+from sqlalchemy import JSON, String, Text, and_, cast, delete, or_, select, text, tuple_, update
 
 from app.extensions import db
 from app.models.audit import AuditLog
@@ -44,11 +44,6 @@ from app.services.erasure.matching import Matcher
 #: second connection while the erasure's transaction is open: never locked by the sweep.
 SKIPPED_TABLES = frozenset({"audit_log", "audit_chain_head", "customer", "contact", "lead", "ab_user",
                             "erasure_run"})
-
-
-def _escaped(value: str) -> str:
-    """``value`` as a JSON column stores it (non-ASCII as \\uXXXX escapes)."""
-    return json.dumps(value)[1:-1]
 
 
 def _contains_any(column: Any, values: Iterable[str]) -> Any:
@@ -150,10 +145,11 @@ def _past_values(rows: list[Any], objects: dict[tuple[str, str], frozenset[str]]
 
 def _elsewhere(matcher: Matcher, codes: tuple[str, ...]) -> list[Any]:
     """Entries about other objects that hold a distinctive value (any format), or a value
-    beside a code. Candidates by ``lower(column) LIKE`` on the matcher's prefilters,
-    confirmed by the matcher."""
+    beside a code. Candidates by ``matcher.candidates`` (a phone's digits in order with
+    anything between, an e-mail's local part…), confirmed by the matcher."""
     columns = (AuditLog.changes, AuditLog.detail, AuditLog.reason)
-    conditions = [_lower_contains(c, matcher.prefilters()) for c in columns if matcher.prefilters()]
+    dialect = db.session.get_bind().dialect.name
+    conditions = [matcher.candidates(c, dialect) for c in columns] if matcher.has_distinct else []
     names = [v for v in matcher.others if v not in matcher.distinct_others]
     if names and codes:
         conditions += [and_(_contains_any(c, names), _contains_any(c, codes)) for c in columns]
@@ -165,10 +161,6 @@ def _elsewhere(matcher: Matcher, codes: tuple[str, ...]) -> list[Any]:
         if any(matcher.distinct(t) or (matcher.found(t) and any(c in t for c in codes)) for t in texts):
             found.append(row._mapping)
     return found
-
-
-def _lower_contains(column: Any, prefilters: Iterable[str]) -> Any:
-    return or_(*(func.lower(column).contains(p, autoescape=True) for p in prefilters))
 
 
 # --- sync -------------------------------------------------------------------------------
@@ -254,8 +246,8 @@ def everywhere(matcher: Matcher, on_table: Callable[[str], None] | None = None) 
     separators or +86, an e-mail in any case) is a copy of the person's data: every erased
     value in it is replaced, names included (an import preview row, an error text "phone …
     duplicate of <name>"). Names alone are left here (they may be another person's; rows
-    tied to the record are ``tied.sweep``'s). Candidates: ``lower(column) LIKE`` on the
-    matcher's prefilters (a phone's last 4 digits, an e-mail's local part), then the regex."""
+    tied to the record are ``tied.sweep``'s). Candidates: ``matcher.candidates`` (a phone's
+    digits in order whatever stands between them, an e-mail's local part), then the regex."""
     touched: dict[str, int] = {}
     if not matcher.has_distinct:
         return touched
@@ -276,8 +268,8 @@ def _sweep_column(table: Any, column: Any, matcher: Matcher) -> int:
         return 0
     is_json = isinstance(column.type, JSON)
     as_text = cast(column, Text) if is_json else column
-    forms = {form for p in matcher.prefilters() for form in (p, _escaped(p).lower())}
-    rows = db.session.execute(select(*keys, column).where(_lower_contains(as_text, forms))).all()
+    dialect = db.session.get_bind().dialect.name
+    rows = db.session.execute(select(*keys, column).where(matcher.candidates(as_text, dialect))).all()
     changed = 0
     for row in rows:
         value = row[-1]
