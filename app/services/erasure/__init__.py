@@ -97,7 +97,7 @@ def preview(user: Any, record_type: str, record_id: Any) -> Preview:
     _admin(user)
     subject = _subject(record_type)
     record = records.load(subject.model, record_id, user, live=False)
-    rows = [record, *subject.linked(record)]
+    rows = [record, *(row for row, _ in subject.linked(record))]
     objects = [(type(r).__name__, str(r.id)) for r in rows]
     about = or_(*(and_(AuditLog.object_type == t, AuditLog.object_id == i) for t, i in objects))
     return Preview(
@@ -187,10 +187,12 @@ def commit_erasure(subject: subjects.Subject, record: Any, extras: tuple[str, ..
     runs in it just before the commit (the run marks itself done), ``progress.start(step)``
     before each step. Unbounded (scans all stored text): task queue or restore only."""
     sweep.before_writes()
+    db.session.info.pop(transfer_files.REPLACED, None)  # left by an attempt that rolled back
     summary = _erase_rows(subject, record, extras, reason, user, progress or _Quiet())
     if finish is not None:
         finish(summary)
     db.session.commit()
+    transfer_files.remove_replaced()
     return summary
 
 
@@ -224,8 +226,9 @@ def _erase_rows(subject: subjects.Subject, record: Any, extras: tuple[str, ...],
     swept = _copies(rows, bound, matcher, codes, progress)
     if withdrawn:
         swept["approvals withdrawn"] = withdrawn
-    if isinstance(record, Customer):
-        sweep.duplicate_keys(record.id)
+    for row in rows:  # a customer cleared as a linked copy too: its blocking keys hashed the old values
+        if isinstance(row, Customer):
+            sweep.duplicate_keys(row.id)
     progress.start("search")
     sweep.merge_search_index()
     db.session.flush()
@@ -251,7 +254,7 @@ def _clear_rows(subject: subjects.Subject, record: Any, extras: tuple[str, ...]
     old = subjects.clear(record, own)
     cleared = {record.code: sorted(old)}
     rows = [record]
-    others = [(linked, subjects.mirror_fields(linked)) for linked in subject.linked(record)]
+    others = list(subject.linked(record))
     if FOLLOW_UPS in extras and isinstance(record, Customer):
         others += [(item, ("content", "next_step")) for item in subjects.follow_ups_of(record)]
     for row, names in others:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models.sync import SyncTarget
@@ -186,9 +186,10 @@ def sweep_attachments(ids: set[Any], matcher: Matcher) -> int:
     """Rewrite the xlsx attachments among ``ids`` (attachment rows tied to the erased
     records: every value, names too, is the person's there). Attachments are stored by
     SHA-256 (``attachments``): the new content gets its own path, the row its new path,
-    digest and size, and the old file goes when no other row uses it. Other kinds (images,
+    digest and size, and the old file goes after the commit when no other row uses it
+    (``remove_replaced``). Other kinds (images,
     PDF, Word) are left as they are. Returns the attachments rewritten."""
-    from sqlalchemy import func, update
+    from sqlalchemy import update
 
     from app.models.service import Attachment
     from app.services import attachments
@@ -212,10 +213,33 @@ def sweep_attachments(ids: set[Any], matcher: Matcher) -> int:
             _atomic(root / relative, data)
             db.session.execute(update(Attachment).where(Attachment.id == item.id).values(
                 path=relative, sha256=digest, size=len(data)).execution_options(synchronize_session=False))
-            if not db.session.scalar(select(func.count()).select_from(Attachment).where(Attachment.path == item.path)):
-                old.unlink(missing_ok=True)
+            db.session.info.setdefault(REPLACED, set()).add(item.path)  # removed after the commit
             changed += 1
     return changed
+
+
+#: ``db.session.info`` key: attachment paths ``sweep_attachments`` replaced in this
+#: transaction; their files go once it committed (``remove_replaced``). Removed before,
+#: a rollback (a later step failing, the worker dying) would leave rows on deleted files.
+REPLACED = "erasure_replaced_attachments"
+
+
+def remove_replaced() -> int:
+    """After the erasure committed: remove the attachment files it replaced that no row
+    uses any more (attachments are shared by digest). Returns the files removed."""
+    from app.models.service import Attachment
+    from app.services import attachments
+
+    root = crm_files.roots()[0]
+    removed = 0
+    for path in sorted(db.session.info.pop(REPLACED, set())):
+        old = (root / path).resolve()
+        if not old.is_relative_to(root / attachments.FOLDER) or db.session.scalar(
+                select(func.count()).select_from(Attachment).where(Attachment.path == path)):
+            continue
+        old.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _rewritten_book(raw: bytes, matcher: Matcher) -> bytes | None:

@@ -6,24 +6,33 @@ ticks. A business customer's name is an organisation's, not personal data (DESIG
 customer master is a company record), so it stays unless the admin ticks it (an
 individual customer, 个体户). Codes, amounts, dates, owners and the history skeleton stay.
 
+A converted lead's person lives on in the customer and contact its conversion made (or
+linked: ``Lead.customer`` / ``Lead.contact``, ``leads.convert_lead``): erasing the lead
+clears the same values there too — each field that holds the lead's name, phone (any
+format) or e-mail; a contact holding the lead's phone or e-mail is the same person, so its
+birthday goes as well. The preview lists them as copies; a field holding someone else's
+data (the customer's contact changed since) stays.
+
 A column that may be empty becomes NULL; a required one holds ``ERASED`` (the same
 marker the redacted audit entries show), so the record still opens and saves.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.models.sales import Contact, Lead
 from app.services import custom_fields
 from app.services.audit import ERASED
+from app.services.erasure.matching import phone_digits
 
 #: Extra choice: every follow-up of the customer (content and next step).
 FOLLOW_UPS = "follow_ups"
@@ -33,13 +42,14 @@ FOLLOW_UPS = "follow_ups"
 class Subject:
     """One erasable record type: ``key`` (URL and audit name), its model, the free-text
     fields an admin may add (name -> lazy label), and ``linked(record)``: other rows that
-    hold copies of the same person's data (e.g. a customer's primary contact), erased too."""
+    hold copies of the same person's data (e.g. a customer's primary contact), erased too,
+    each with the fields it clears: ``[(row, field names)]``."""
 
     key: str
     model: type
     label: Any
     own_extras: dict[str, Any]
-    linked: Callable[[Any], list[Any]] = field(default=lambda record: [])
+    linked: Callable[[Any], list[tuple[Any, tuple[str, ...]]]] = field(default=lambda record: [])
 
     @property
     def personal(self) -> tuple[str, ...]:
@@ -57,13 +67,66 @@ class Subject:
         return {**self.own_extras, **texts}
 
 
-def _primary_contacts(customer: Customer) -> list[Any]:
-    return list(db.session.scalars(select(Contact).where(Contact.customer_id == customer.id,
-                                                         Contact.is_primary.is_(True))))
+def _mirrors(rows: list[Any]) -> list[tuple[Any, tuple[str, ...]]]:
+    """Rows linked as full mirrors: each clears every ``mirror_fields`` field."""
+    return [(row, mirror_fields(row)) for row in rows]
 
 
-def _mirrored_customer(contact: Contact) -> list[Any]:
-    return [contact.customer] if contact.is_primary and contact.customer is not None else []
+def _primary_contacts(customer: Customer) -> list[tuple[Any, tuple[str, ...]]]:
+    return _mirrors(list(db.session.scalars(select(Contact).where(Contact.customer_id == customer.id,
+                                                                  Contact.is_primary.is_(True)))))
+
+
+def _mirrored_customer(contact: Contact) -> list[tuple[Any, tuple[str, ...]]]:
+    return _mirrors([contact.customer] if contact.is_primary and contact.customer is not None else [])
+
+
+def _folded(value: Any) -> str | None:
+    text = unicodedata.normalize("NFKC", value).strip().casefold() if isinstance(value, str) else ""
+    return text if text and text != ERASED.casefold() else None
+
+
+def _same(kind: str, mine: Any, theirs: Any) -> bool:
+    """The lead's value ``mine`` and a row's ``theirs`` are the same person's: a phone in
+    any format (the same national digits), an e-mail or a name in any case and width."""
+    if kind == "phone":
+        a, b = (phone_digits(v) if isinstance(v, str) else None for v in (mine, theirs))
+        return a is not None and a == b
+    return _folded(mine) is not None and _folded(mine) == _folded(theirs)
+
+
+#: For a converted lead: (lead field, kind) -> the same field on the customer / contact.
+_CONVERTED = {
+    Customer: {"contact_name": ("contact_name", "name"), "contact_phone": ("phone", "phone"),
+               "email": ("email", "email")},
+    Contact: {"name": ("contact_name", "name"), "phone": ("phone", "phone"), "email": ("email", "email")},
+}
+
+
+def _before(row: Any, name: str) -> Any:
+    """``row``'s value of ``name`` as loaded, before this session changed it (the erasure
+    clears the lead before it asks for its linked rows)."""
+    history = inspect(row).attrs[name].history
+    return history.deleted[0] if history.deleted else getattr(row, name, None)
+
+
+def _converted(lead: Lead) -> list[tuple[Any, tuple[str, ...]]]:
+    """The customer and contact the lead's conversion made or linked, when they hold the
+    lead's person's data; each clears only the fields that hold it."""
+    mine = {source: _before(lead, source) for source in ("contact_name", "phone", "email")}
+    rows = []
+    with db.session.no_autoflush:  # loading them must not flush the cleared lead (its old values)
+        linked = (lead.customer, lead.contact)
+    for row in linked:
+        if row is None or type(row) not in _CONVERTED:
+            continue
+        names = [name for name, (source, kind) in _CONVERTED[type(row)].items()
+                 if _same(kind, mine[source], getattr(row, name, None))]
+        if isinstance(row, Contact) and {"phone", "email"} & set(names):
+            names.append("birthday")  # a phone or e-mail of theirs: the same person
+        if names and all(row is not seen for seen, _ in rows):
+            rows.append((row, tuple(names)))
+    return rows
 
 
 SUBJECTS: dict[str, Subject] = {
@@ -78,7 +141,7 @@ SUBJECTS: dict[str, Subject] = {
     "lead": Subject("lead", Lead, _l("Lead"), {
         "company": _l("Company (a person's name)"), "note": _l("Notes"),
         "invalid_reason": _l("Reason it was invalid"),
-    }),
+    }, _converted),
 }
 
 
@@ -135,7 +198,9 @@ def follow_ups_of(customer: Customer) -> list[FollowUp]:
 
 def mirror_fields(record: Any) -> tuple[str, ...]:
     """The fields a linked copy clears: a contact mirrors the customer's contact name and
-    phone (and the other way round); an e-mail is the same person's too."""
+    phone (and the other way round); an e-mail is the same person's too. (A customer or
+    contact a converted lead made clears only the fields holding the lead's values:
+    ``_converted``.)"""
     if isinstance(record, Customer):
         return ("contact_name", "contact_phone")
     if isinstance(record, Contact):

@@ -703,30 +703,39 @@ def test_a_failed_run_tells_the_admins(app, person, queue, monkeypatch):
         assert notes[0].params["id"] == run_id and PERSON not in json.dumps(notes[0].params, ensure_ascii=False)
 
 
-def test_an_xlsx_attachment_of_the_record_is_rewritten_under_its_new_digest(app, person):
-    """Finding 1 (attachments): a workbook attached to the customer holds the person's name
-    and phone: rewritten (stored by SHA-256: new path, digest and size), the old file gone."""
-    import hashlib
-
-    from openpyxl import Workbook, load_workbook
-
-    from app.models.service import Attachment
-    from app.services import attachments, files
+def _xlsx_upload(filename, row):
+    """An uploaded workbook (what ``attachments.store`` reads) holding one ``row``."""
+    from openpyxl import Workbook
 
     book = Workbook()
-    book.active.append([PERSON, PHONE, "报价单"])
+    book.active.append(row)
     buffer = io.BytesIO()
     book.save(buffer)
 
     class Upload:
-        filename = "报价.xlsx"
         stream = io.BytesIO(buffer.getvalue())
 
         def read(self, *args):
             return self.stream.read(*args)
 
+    upload = Upload()
+    upload.filename = filename
+    return upload
+
+
+def test_an_xlsx_attachment_of_the_record_is_rewritten_under_its_new_digest(app, person):
+    """Finding 1 (attachments): a workbook attached to the customer holds the person's name
+    and phone: rewritten (stored by SHA-256: new path, digest and size), the old file gone."""
+    import hashlib
+
+    from openpyxl import load_workbook
+
+    from app.models.service import Attachment
+    from app.services import attachments, files
+
     with app.app_context():
-        item = attachments.store(db.session.get(Customer, person), Upload(), _user("admin"), kinds=("xlsx",))
+        item = attachments.store(db.session.get(Customer, person), _xlsx_upload("报价.xlsx", [PERSON, PHONE, "报价单"]),
+                                 _user("admin"), kinds=("xlsx",))
         db.session.commit()
         old_path, pk = files.roots()[0] / item.path, item.id
         erasure.erase(_user("admin"), "customer", person, "本人要求删除")
@@ -737,3 +746,32 @@ def test_an_xlsx_attachment_of_the_record_is_rewritten_under_its_new_digest(app,
         assert item.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and item.size == path.stat().st_size
         cells = [c.value for row in load_workbook(io.BytesIO(path.read_bytes())).active.iter_rows() for c in row]
         assert cells == [ERASED, ERASED, "报价单"]
+
+
+def test_an_erasure_that_fails_after_rewriting_an_attachment_leaves_it_readable(app, person, queue, monkeypatch):
+    """The rewritten workbook replaces the old file only once the erasure committed: a later
+    step failing (or the worker dying) rolls the row back to the old path, which must still
+    hold the file; the retry then rewrites it and removes the old one."""
+    from app.models.service import Attachment
+    from app.services import attachments, files
+    from app.services.erasure import runs, sweep
+
+    with app.app_context():
+        item = attachments.store(db.session.get(Customer, person), _xlsx_upload("名单.xlsx", [PERSON, PHONE]),
+                                 _user("admin"), kinds=("xlsx",))
+        db.session.commit()
+        pk, old_path = item.id, files.roots()[0] / item.path
+        real = sweep.merge_search_index
+        monkeypatch.setattr(sweep, "merge_search_index", lambda: (_ for _ in ()).throw(RuntimeError("disk full")))
+        run_id = erasure.erase(_user("admin"), "customer", person, "本人要求删除").id
+        db.session.remove()
+        queue.run()
+        assert db.session.get(runs.ErasureRun, run_id).status == runs.FAILED
+        item = db.session.get(Attachment, pk)
+        assert files.roots()[0] / item.path == old_path and old_path.is_file()  # nothing lost
+        monkeypatch.setattr(sweep, "merge_search_index", real)
+        erasure.retry(_user("admin"), run_id)
+        db.session.remove()
+        queue.run()
+        item = db.session.get(Attachment, pk)
+        assert not old_path.exists() and (files.roots()[0] / item.path).is_file()
