@@ -74,6 +74,8 @@ SWEEP_BATCH = 100
 
 #: job kind -> (job -> the function and arguments that run it again), see ``requeue_stalled``.
 RESUMERS: dict[str, Callable[[TransferJob], tuple[Callable[..., Any], tuple]]] = {}
+#: Sweeps of work kept in other tables (erasure runs), run by the same minute job: () -> ids sent.
+OTHER_SWEEPS: list[Callable[[], list[int]]] = []
 #: SQLite only: job id -> (processed, total) of runs in this process (see the module doc).
 _LOCAL: dict[int, tuple[int, int]] = {}
 #: Jobs running in this process (the sweep leaves them alone) -> last progress write.
@@ -308,7 +310,7 @@ def requeue_stalled() -> list[int]:
     """Every minute: queue again the jobs whose worker stopped (running, lease expired)
     or whose message was lost (queued past ``queued_until``). Each is put back to queued
     with one conditional UPDATE, so two sweeps send it once; a second delivery anyway does
-    nothing (``claim``). Returns the job ids sent."""
+    nothing (``claim``). Then the sweeps of ``register_other_sweep``. Returns the job ids sent."""
     from app.services import background
 
     now = utc_now()
@@ -331,7 +333,20 @@ def requeue_stalled() -> list[int]:
             log.warning("Job %s (%s) stalled; queued again", job.id, job.kind)
             background.submit(func, *args)
             sent.append(job.id)
+    for other in OTHER_SWEEPS:
+        try:
+            other()
+        except Exception:  # noqa: BLE001 - one kind's failure must not stop the others' sweep
+            db.session.rollback()
+            log.exception("Sweep %s failed", dotted(other))
     return sent
+
+
+def register_other_sweep(sweep: Callable[[], list[int]]) -> None:
+    """Let the minute sweep also run ``sweep`` (work whose rows are not ``TransferJob``,
+    e.g. erasure runs): it re-queues its own stalled work, the same way."""
+    if sweep not in OTHER_SWEEPS:
+        OTHER_SWEEPS.append(sweep)
 
 
 def register_sweep() -> None:
