@@ -565,13 +565,55 @@ def withdraw(pk: Any, user: Any) -> ApprovalRequest:
     return request
 
 
-def withdraw_held(request: ApprovalRequest, user: Any) -> None:
+def withdraw_by(request: ApprovalRequest, actor: Any, reason: Any) -> None:
+    """End a pending ``request`` without its requester: withdrawn by the CRM or by an admin
+    (``actor``, a user or None) because of ``reason`` (a lazy message; stored and read in each
+    reader's language, like a conflict's reason). Status ``withdrawn``, a "withdrawn" step
+    in its history with the reason, the kind's ``settle`` undoing a waiting state (an order
+    back to draft). The requester and the current step's approvers (whose inbox item goes)
+    are told (``approval_withdrawn``) as they are of every other outcome (issue 15:
+    notifications to the approver and back to the requester); ``actor`` is not told of
+    their own act. ``RuleViolation`` when the request is no longer pending. Flushes
+    nothing; the caller does."""
+    if request.status != PENDING:
+        raise RuleViolation({"status": str(_l("%(code)s is no longer pending.", code=request.code))})
+    stored = _stored(reason)
+    request.status, request.decided_at = WITHDRAWN, utc_now()
+    _act(request, "withdrawn", actor, stored)
+    _settle(request, WITHDRAWN)
+    waiting = [a.user_id for a in request.approvers if a.step == request.step]
+    told = [uid for uid in (request.requester_id, *waiting) if uid != getattr(actor, "id", None)]
+    by = actor.username if actor is not None else messages.stored(BY_THE_CRM)
+    notifications.notify(WITHDRAWN_EVENT, told, record=request,
+                         params=_params(request, actor=by, reason=message_text.from_column(stored)))
+
+
+def withdraw_pending(record_type: str, record_id: int, actor: Any, reason: Any) -> list[ApprovalRequest]:
+    """Withdraw every pending request on one record (``withdraw_by``: requester and
+    approvers told), e.g. when the record ends some other way than through the request.
+    A request being decided right now (its approval is what changes the record: pending,
+    with ``decided_at`` set by ``_finish``) is left to its decision. Returns the requests
+    withdrawn. Flushes nothing; the caller does."""
+    if record_id is None:
+        return []
+    found = list(db.session.scalars(select(ApprovalRequest).where(
+        ApprovalRequest.record_type == record_type, ApprovalRequest.record_id == record_id,
+        ApprovalRequest.status == PENDING, ApprovalRequest.decided_at.is_(None)).order_by(ApprovalRequest.id)))
+    for request in found:
+        withdraw_by(request, actor, reason)
+    return found
+
+
+def withdraw_held(request: ApprovalRequest, user: Any, record: Any = None) -> None:
     """Withdraw a pending ``request`` on a record whose personal data an admin erased
     (issue 19: the change it holds would write the person's data back when approved); the
-    erasing admin ``user`` is named in its history. Flushes nothing; the caller does."""
-    request.status, request.decided_at = WITHDRAWN, utc_now()
-    _act(request, "withdrawn", user)
-    _settle(request, WITHDRAWN)
+    erasing admin ``user`` is named in its history, requester and approvers are told
+    (``withdraw_by``). ``record``: the erased record, already cleared: the request's label
+    is read from it again first, so neither the request nor the notice (nor its e-mail,
+    rendered when queued) names what was erased. Flushes nothing; the caller does."""
+    if record is not None:
+        request.record_label = _label(record)
+    withdraw_by(request, user, ERASED_REASON)
 
 
 def _settle(request: ApprovalRequest, outcome: str) -> None:
@@ -673,5 +715,11 @@ APPROVED_EVENT = _event("approval_approved", _l("Your request was approved"),
                         _l("%(code)s: %(kind)s on %(record)s was approved by %(approver)s and applied."))
 REJECTED_EVENT = _event("approval_rejected", _l("Your request was rejected"),
                         _l("%(code)s: %(kind)s on %(record)s was rejected by %(approver)s: %(comment)s"))
+#: Why the CRM withdrew a request (``withdraw_by``'s reasons) and who did when no user did.
+ERASED_REASON = _l("The record's personal data was erased.")
+BY_THE_CRM = _l("the CRM")
+WITHDRAWN_EVENT = _event("approval_withdrawn", _l("An approval request was withdrawn"),
+                         _l("%(code)s: %(kind)s on %(record)s was withdrawn by %(actor)s: %(reason)s Nothing was "
+                            "applied; it no longer waits for approval."))
 CONFLICT_EVENT = _event("approval_conflict", _l("An approved change could not be applied"),
                         _l("%(code)s: %(kind)s on %(record)s was not applied: %(outcome)s"))

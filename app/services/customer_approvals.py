@@ -307,7 +307,7 @@ def _apply_archive(request: Any, item: Customer, approver: Any) -> None:
     """An approved archive of a won customer: the manager's act, carried out as an admin would (000)."""
     from app.services import customers
 
-    customers.archive(item, may_delete_won=True)
+    customers.archive(item, may_delete_won=True, user=approver)
 
 
 def _notify_data_change(request: Any, item: Customer, approver: Any) -> None:

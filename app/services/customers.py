@@ -255,12 +255,27 @@ def archive_step_up(customers: list[Customer], may_delete_won: bool) -> str | No
     return None
 
 
-def archive(customer: Customer, may_delete_won: bool) -> None:
-    """Archive instead of deleting (customers are never hard-deleted from the UI)."""
+def archive(customer: Customer, may_delete_won: bool, user: Any = None) -> None:
+    """Archive instead of deleting (customers are never hard-deleted from the UI); ``user``
+    (or None: the CRM) is named on the approval requests this ends (``archived_now``)."""
     reason = can_archive(customer, may_delete_won)
     if reason:
         raise RuleForbidden(reason)
-    customer.archived_at = utc_now()  # audited as "archive" by the flush hook
+    archived_now(customer, user, ARCHIVED_REASON)
+
+
+def archived_now(customer: Customer, user: Any, reason: Any) -> None:
+    """Set ``customer`` archived now (audited as "archive" by the flush hook) and end its
+    pending approval requests, withdrawn because of ``reason`` (a lazy message): nothing
+    would apply to an archived customer, and the requester and the approvers waiting on
+    them are told (``approvals.withdraw_pending``) instead of meeting a conflict later.
+    The one way a customer is archived: archive, bulk archive, API, sync, merge."""
+    customer.archived_at = utc_now()
+    approvals.withdraw_pending("customer", customer.id, user, reason)
+
+
+#: Why an archive ends a customer's pending approval requests (``archived_now``).
+ARCHIVED_REASON = _l("The customer was archived.")
 
 
 def restore(customer: Customer) -> None:
@@ -380,7 +395,7 @@ def archive_or_hold(item: Customer, user: Any, may_delete_won: bool) -> str | No
     if reason and gate.hold_archive(item, user, is_won(item)):
         return None
     if not reason:
-        item.archived_at = utc_now()  # audited as "archive" by the flush hook
+        archived_now(item, user, ARCHIVED_REASON)
     return reason
 
 

@@ -14,7 +14,6 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
-from app.clock import utc_now
 from app.extensions import db
 from app.models.customers import Customer, CustomerAlias, CustomerStatusChange, FollowUp
 from app.models.sales import Contact
@@ -96,7 +95,7 @@ def merge(survivor: Customer, others: list[Customer], picks: dict[str, int], use
         db.session.add(CustomerAlias(code=other.code, customer=survivor, merged_from=other, merged_by_id=user.id))
         for alias in list(other.aliases):  # aliases of an earlier merge follow along
             alias.customer = survivor
-        other.archived_at = utc_now()
+        rules.archived_now(other, user, _l("The customer was merged into %(code)s.", code=survivor.code))
         merged_codes.append(other.code)
     audit.record("merge", survivor, {"survivor": survivor.code, "merged": merged_codes,
                                      "picked": {k: v for k, v in picks.items() if v != survivor.id}})

@@ -3,11 +3,13 @@ the person's data back when approved later (a proposed new phone, a new name).
 
 The erasure withdraws every pending approval request on the erased records (the customer,
 its contact, the lead: the rows the erasure clears) as the approvals module withdraws one
-(status ``withdrawn``, a "withdrawn" step in its history by the erasing admin, the kind's
-``settle`` undoing a waiting state); approvals has no notice for a withdrawal, so the
-requester sees it on the request. The proposed and earlier values under the erased fields
-(``change``/``before`` of every request on those records, decided or not) are returned
-so the erasure sweeps them like the record's own values, and replaced in the requests.
+(status ``withdrawn``, a "withdrawn" step in its history by the erasing admin with the
+reason, the kind's ``settle`` undoing a waiting state) and tells the requester and the
+approvers it waited for, as every other outcome of a request is told
+(``approvals.withdraw_held``; the notice names the record as erased, never the erased
+values). The proposed and earlier values under the erased fields (``change``/``before``
+of every request on those records, decided or not) are returned so the erasure sweeps
+them like the record's own values, and replaced in the requests.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _withdraw_on(row: Any, keys: frozenset[str], user: Any) -> tuple[int, list[s
     withdrawn, values = 0, []
     for request in _requests(row):
         if request.status == approvals.PENDING:
-            approvals.withdraw_held(request, user)
+            approvals.withdraw_held(request, user, row)
             withdrawn += 1
         for name in ("change", "before"):
             text, found = _held_values(getattr(request, name), keys)
