@@ -51,7 +51,8 @@ _VISIBLE = (r"\s\-\u2010-\u2015\u2212\u2043\u02d7\u2e3a\u2e3b\u301c\u3030\u30fc\
 #: Characters allowed between a phone's digits (any number of them).
 _SEP = rf"[{_VISIBLE}{_INVISIBLE}]*"
 #: Optional country prefix before a phone (+86, 0086, 86; full-width forms, separators too).
-_PREFIX = rf"(?:(?:[+＋]{_SEP}|[0０]{_SEP}[0０]{_SEP})?[8８]{_SEP}[6６]{_SEP})?"
+_COUNTRY = rf"(?:(?:[+＋]{_SEP}|[0０]{_SEP}[0０]{_SEP})?[8８]{_SEP}[6６]{_SEP})"
+_PREFIX = _COUNTRY + "?"
 #: Not inside a longer number: no digit right before or after, directly or across
 #: invisible characters only (they render as one run of digits).
 _BEFORE = rf"(?<!\d)(?<!\d[{_INVISIBLE}])(?<!\d[{_INVISIBLE}][{_INVISIBLE}])"
@@ -91,9 +92,40 @@ def phone_digits(value: str) -> str | None:
 
 
 def _phone_pattern(digits: str) -> str:
+    """A phone's digits with any separators; a landline's trunk 0 may be left out only
+    after the country prefix (``+86 755…``): ``1012345678`` alone is another number than
+    ``010-12345678`` (a tracking number, an amount)."""
     body = _SEP.join(_class(d) for d in digits.lstrip("0"))
-    lead = f"(?:[0０]{_SEP})?" if digits.startswith("0") else ""
-    return rf"{_BEFORE}{_PREFIX}(?:[(（]\s*)?{lead}{body}{_AFTER}"
+    if not digits.startswith("0"):
+        return rf"{_BEFORE}{_PREFIX}(?:[(（]\s*)?{body}{_AFTER}"
+    bracket = r"(?:[(（]\s*)?"
+    lead = rf"(?:{_COUNTRY}{bracket}(?:[0０]{_SEP})?|{bracket}[0０]{_SEP})"
+    return rf"{_BEFORE}{lead}{body}{_AFTER}"
+
+
+#: A landline and its extension as stored (``0755-12345678-801``, ``… 转 801``,
+#: ``… ext. 801``): the number alone is the person's too.
+_EXTENSION = re.compile(r"^(.*\d)\s*(?:[-‐-―－#＃]|转|轉|分机|ext\.?|x)\s*\d{1,6}$", re.IGNORECASE)
+
+
+def phone_forms(value: str) -> list[str]:
+    """The national digits of a phone-like value (``phone_digits``), and of the landline
+    without its extension when it has one (a landline is at most 12 digits with its 0)."""
+    text = _EXTENSION_WORDS.sub("-", value.strip())
+    digits = phone_digits(text)
+    if digits is None:
+        return []
+    forms = [digits]
+    split = _EXTENSION.match(text)
+    if digits.startswith("0") and len(digits) > 12 and split:
+        bare = phone_digits(split.group(1))
+        if bare is not None and 10 <= len(bare) <= 12:
+            forms.append(bare)
+    return forms
+
+
+#: Words that introduce an extension, read as a separator (``0755-12345678 转 801``).
+_EXTENSION_WORDS = re.compile(r"\s*(?:转|轉|分机|ext\.?|x)\s*(?=\d{1,6}\s*$)", re.IGNORECASE)
 
 
 def _phone_glob(digits: str) -> str:
@@ -129,7 +161,7 @@ class Matcher:
         texts = sorted({v.strip() for v in values if isinstance(v, str) and len(v.strip()) >= 2 and v != ERASED},
                        key=len, reverse=True)
         self.values = tuple(texts)
-        self.phones = tuple(dict.fromkeys(d for d in map(phone_digits, texts) if d))
+        self.phones = tuple(dict.fromkeys(d for text in texts for d in phone_forms(text)))
         self.emails = tuple(v for v in texts if _is_email(v))
         masks = {mask_phone(v) for v in texts if phone_digits(v)} | {mask_phone(d) for d in self.phones}
         masks -= set(texts)

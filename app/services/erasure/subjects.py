@@ -95,37 +95,53 @@ def _same(kind: str, mine: Any, theirs: Any) -> bool:
     return _folded(mine) is not None and _folded(mine) == _folded(theirs)
 
 
-#: For a converted lead: (lead field, kind) -> the same field on the customer / contact.
+#: For a converted lead: field on the customer / contact -> (lead field, kind). The
+#: conversion names the customer after the lead's company: cleared there only when the
+#: admin ticked the lead's company as a person's name.
 _CONVERTED = {
     Customer: {"contact_name": ("contact_name", "name"), "contact_phone": ("phone", "phone"),
-               "email": ("email", "email")},
+               "email": ("email", "email"), "name": ("company", "name")},
     Contact: {"name": ("contact_name", "name"), "phone": ("phone", "phone"), "email": ("email", "email")},
 }
 
 
-def _before(row: Any, name: str) -> Any:
-    """``row``'s value of ``name`` as loaded, before this session changed it (the erasure
-    clears the lead before it asks for its linked rows)."""
+def _cleared(row: Any, name: str) -> Any:
+    """``row``'s value of ``name`` before this session cleared it, or None when this
+    session did not change it (the erasure clears the lead before it asks for its linked
+    rows: what it cleared is what the admin erased)."""
     history = inspect(row).attrs[name].history
-    return history.deleted[0] if history.deleted else getattr(row, name, None)
+    return history.deleted[0] if history.deleted else None
+
+
+def _custom_copies(lead: Lead, row: Any) -> list[str]:
+    """``cf_<key>`` of the custom values the erasure cleared on ``lead`` (masked fields,
+    ticked text fields) that ``row`` holds the same (the conversion carries them over)."""
+    before, after = _cleared(lead, "custom") or {}, lead.custom or {}
+    theirs = getattr(row, "custom", None) or {}
+    return [f"{custom_fields.PREFIX}{key}" for key, value in before.items()
+            if value not in (None, "", []) and key not in after and theirs.get(key) == value]
 
 
 def _converted(lead: Lead) -> list[tuple[Any, tuple[str, ...]]]:
     """The customer and contact the lead's conversion made or linked, when they hold the
-    lead's person's data; each clears only the fields that hold it."""
-    mine = {source: _before(lead, source) for source in ("contact_name", "phone", "email")}
+    lead's person's data; each clears only the fields that hold what was erased on the lead."""
+    # the person's own fields are always erased (a preview, before anything is cleared,
+    # compares the current values); the company only when the erasure cleared it (ticked)
+    mine = {source: _cleared(lead, source) or getattr(lead, source) for source in ("contact_name", "phone", "email")}
+    mine["company"] = _cleared(lead, "company")
     rows = []
     with db.session.no_autoflush:  # loading them must not flush the cleared lead (its old values)
         linked = (lead.customer, lead.contact)
-    for row in linked:
-        if row is None or type(row) not in _CONVERTED:
-            continue
-        names = [name for name, (source, kind) in _CONVERTED[type(row)].items()
-                 if _same(kind, mine[source], getattr(row, name, None))]
-        if isinstance(row, Contact) and {"phone", "email"} & set(names):
-            names.append("birthday")  # a phone or e-mail of theirs: the same person
-        if names and all(row is not seen for seen, _ in rows):
-            rows.append((row, tuple(names)))
+        for row in linked:
+            if row is None or type(row) not in _CONVERTED:
+                continue
+            names = [name for name, (source, kind) in _CONVERTED[type(row)].items()
+                     if _same(kind, mine[source], getattr(row, name, None))]
+            if isinstance(row, Contact) and {"phone", "email"} & set(names):
+                names.append("birthday")  # a phone or e-mail of theirs: the same person
+            names += _custom_copies(lead, row)
+            if names and all(row is not seen for seen, _ in rows):
+                rows.append((row, tuple(names)))
     return rows
 
 

@@ -5,7 +5,8 @@ A row that references an erased customer, contact or lead — by a foreign key (
 activity, an order's contact, an opportunity…) or by ``record_type`` + ``record_id`` (an
 approval request, an attachment, a notification) — is about that person's record: the
 person's names in its text columns are theirs, and go like a phone would. So do the rows
-one level below them (a ticket's log, an approval request's actions, an order's lines),
+levels below them (a ticket's log, an approval request's actions and notices, the e-mails
+those queued, an order's lines),
 and the audit entries about all these rows (``objects``). Rows elsewhere keep names alone
 (another person may share the name). Follow-ups count only when the admin ticked them.
 
@@ -32,8 +33,9 @@ SKIPPED = frozenset({"audit_log", "audit_chain_head", "customer", "contact", "le
                      "duplicate_key", "duplicate_pair", "duplicate_decision"})
 CHUNK = 500
 #: How many levels below the erased records are followed (1: rows referencing them, 2:
-#: rows referencing those).
-DEPTH = 2
+#: rows referencing those, 3: theirs — an approval request on the record, its
+#: notification, the e-mail that notification queued).
+DEPTH = 3
 
 
 @dataclass

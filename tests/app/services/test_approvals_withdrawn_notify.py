@@ -183,3 +183,23 @@ def test_an_approved_archive_applies_and_ends_the_other_requests(app: Any, make_
         assert db.session.get(ApprovalRequest, level).status == approvals.WITHDRAWN
         (text,) = _told("rep_a")
         assert "withdrawn by manager" in text and "archived" in text, text
+
+
+def test_an_earlier_approval_email_about_an_erased_individual_loses_the_name(app, make_customer,
+                                                                             department_managers: Any) -> None:
+    """The "approval waiting" e-mail queued for the manager named the individual customer: it
+    is three steps from the record (customer -> request -> notification -> e-mail) and goes
+    with the erasure like the notification itself."""
+    from app.services.erasure import ERASED
+
+    person = "个体户邮件残留人"
+    pk = make_customer("rep_a", name=person, contact_phone="13911113333", contact_name=person)
+    with app.app_context():
+        _hold_level(pk, "rep_a")
+        mails = list(db.session.scalars(select(OutboxMessage)))
+        assert any(person in (m.text_body or "") + (m.html_body or "") + (m.subject or "") for m in mails)
+        erasure.erase(_user("admin"), "customer", pk, "本人要求删除", extra_fields=("name",))
+        db.session.expire_all()
+        for mail in db.session.scalars(select(OutboxMessage)):
+            assert person not in (mail.text_body or "") + (mail.html_body or "") + (mail.subject or "")
+        assert any(ERASED in (m.text_body or "") for m in db.session.scalars(select(OutboxMessage)))

@@ -28,11 +28,12 @@ def _user(name):
     return appbuilder.sm.find_user(username=name)
 
 
-def _converted(app, phone=PHONE, **convert):
-    """A qualified lead of the person, converted; returns the lead's id."""
+def _converted(app, phone=PHONE, lead_values=None, **convert):
+    """A qualified lead of the person (``lead_values`` on top), converted; returns the lead's id."""
     with app.app_context():
-        item = leads.save_lead({"company": "转化测试有限公司", "contact_name": NAME, "phone": phone, "email": EMAIL},
-                               _user("rep_a"))
+        values = {"company": "转化测试有限公司", "contact_name": NAME, "phone": phone, "email": EMAIL,
+                  **(lead_values or {})}
+        item = leads.save_lead(values, _user("rep_a"))
         db.session.commit()
         for status in ("contacted", "qualified"):
             leads.save_lead({"status": status}, _user("rep_a"), pk=item.id, version=item.version)
@@ -103,3 +104,37 @@ def test_only_the_fields_holding_the_leads_values_are_cleared(app):
             (ERASED, ERASED, "front.desk@example.cn")
         db.session.remove()
     assert EMAIL not in _all_text(app)
+
+
+def test_a_masked_custom_value_the_conversion_carried_goes_from_the_customer(app, make_custom_field):
+    """An ID card number in a masked custom field of the lead (always erased) was carried to
+    the customer by the conversion: it goes there too, and from every stored text."""
+    number = "110101199003075555"
+    for record_type in ("lead", "customer"):
+        make_custom_field(record_type, "id_card", "text", masked=True, label_en="ID card", label_zh="身份证号")
+    pk = _converted(app, lead_values={"cf_id_card": number})
+    with app.app_context():
+        customer_id = db.session.get(Lead, pk).customer_id
+        assert db.session.get(Customer, customer_id).custom == {"id_card": number}
+        erasure.erase(_user("admin"), "lead", pk, "本人要求删除")
+        db.session.remove()
+        assert not (db.session.get(Customer, customer_id).custom or {}).get("id_card")
+        db.session.remove()
+    assert number not in _all_text(app)
+
+
+def test_a_company_ticked_as_a_persons_name_goes_from_the_customer_named_after_it(app):
+    """The conversion names the customer after the lead's company; the admin says that
+    company is a person's name (an individual, 个体户): the customer's name goes too. Not
+    ticked, the customer keeps it (a company's name is not personal data)."""
+    person = "张个体户王小明"
+    kept = _converted(app, lead_values={"company": "普通贸易有限公司"}, phone="13700451111")
+    pk = _converted(app, lead_values={"company": person})
+    with app.app_context():
+        erasure.erase(_user("admin"), "lead", kept, "本人要求删除")
+        erasure.erase(_user("admin"), "lead", pk, "本人要求删除", ["company"])
+        db.session.remove()
+        assert db.session.get(Customer, db.session.get(Lead, kept).customer_id).name == "普通贸易有限公司"
+        assert db.session.get(Customer, db.session.get(Lead, pk).customer_id).name == ERASED
+        db.session.remove()
+    assert person not in _all_text(app)

@@ -91,3 +91,39 @@ def test_every_split_form_is_erased_in_every_table_and_in_other_audit_entries(ap
     for form in (PHONE, WIDE, *SPLIT):
         assert form not in after, form
     assert "13900001111" in after and all(kept in after for kept in KEPT)
+
+
+def test_a_landline_stored_with_its_extension_is_found_without_it():
+    matcher = Matcher(["0755-12345678-801"])
+    for text in ("她的座机 0755-12345678，分机找前台", "座机 0755 1234 5678 转 801", "+86 755 1234 5678",
+                 "0755-12345678-801"):
+        assert matcher.distinct(text), text
+    assert Matcher(["0755-12345678 转 801"]).distinct("0755-12345678")
+
+
+def test_a_landline_without_its_trunk_zero_is_another_number_unless_after_the_country_code():
+    """``010-12345678``: a tracking number ``1012345678`` or an amount ``10.12345678`` is
+    someone else's; ``+86 10 1234 5678`` is this landline."""
+    matcher = Matcher(["010-12345678"])
+    for text in ("快递单号 1012345678 已寄出", "金额 10.12345678 万"):
+        assert not matcher.distinct(text), text
+    for text in ("010-12345678", "(010)12345678", "+86 10 1234 5678", "+86 (0)10 12345678", "０１０－１２３４５６７８"):
+        assert matcher.distinct(text), text
+
+
+def test_another_customers_number_that_shares_the_digits_stays(app, make_customer, make_follow_up):
+    from sqlalchemy import select
+
+    from app.models.customers import FollowUp
+
+    pk = make_customer("rep_a", name="座机公司", contact_name="北京座机人", contact_phone="010-12345678")
+    other = make_customer("rep_b", name="别的公司", contact_name="别人", contact_phone="13900001111")
+    text = "快递单号 1012345678 已寄出，金额 10.12345678 万"
+    make_follow_up(other, "rep_b", content=text)
+    make_follow_up(pk, "rep_a", content="座机 0101 2345 678 打不通")  # the same digits, split oddly: the person's
+    with app.app_context():
+        erasure.erase(_user("admin"), "customer", pk, "本人要求删除")
+        db.session.remove()
+        assert db.session.scalars(select(FollowUp.content).where(FollowUp.customer_id == other)).all() == [text]
+        assert db.session.scalars(select(FollowUp.content).where(FollowUp.customer_id == pk)).all() == \
+            ["座机 (erased) 打不通"]
