@@ -22,7 +22,7 @@ from app.models.notifications import Notification
 from app.models.org import CrmUser
 from app.models.sales import Contact, Product
 from app.services import approvals, contacts, customers, notifications, orders
-from app.services.errors import RuleViolation
+from app.services.errors import NotFound, RuleViolation
 from tests.concurrency import at_once
 from tests.conftest import user_id
 
@@ -152,7 +152,8 @@ def test_a_named_user_step_naming_the_requester_goes_to_someone_else(app: Any, m
 def test_an_archived_customer_is_not_changed_by_a_waiting_level_request(app: Any, make_customer: Any,
                                                                         department_managers: Any) -> None:
     """The customer is archived while its level request waits: approving must not write a
-    level onto an archived record; the approver sees a conflict."""
+    level onto an archived record. The archive ends the request (withdrawn, requester and
+    approver told), so it is no longer the manager's to approve."""
     pk = make_customer("rep_a")
     with app.app_context():
         customer = db.session.get(Customer, pk)
@@ -163,10 +164,12 @@ def test_an_archived_customer_is_not_changed_by_a_waiting_level_request(app: Any
         rid = saved.held_for_approval[0].id
         customers.archive_customers([pk], _user("rep_a"))
         db.session.commit()
-        approvals.approve(rid, _user("manager"))
-        db.session.commit()
+        assert db.session.get(ApprovalRequest, rid).status == approvals.WITHDRAWN
+        with pytest.raises((NotFound, RuleViolation)):
+            approvals.approve(rid, _user("manager"))
+        db.session.rollback()
         assert db.session.get(Customer, pk).level_id == level_before
-        assert db.session.get(ApprovalRequest, rid).status == approvals.CONFLICT
+        assert db.session.get(ApprovalRequest, rid).status == approvals.WITHDRAWN
 
 
 # --- 4. typed numbers ---------------------------------------------------------------------------
