@@ -103,9 +103,11 @@ def _phone_pattern(digits: str) -> str:
     return rf"{_BEFORE}{lead}{body}{_AFTER}"
 
 
-#: A landline and its extension as stored (``0755-12345678-801``, ``… 转 801``,
-#: ``… ext. 801``): the number alone is the person's too.
-_EXTENSION = re.compile(r"^(.*\d)\s*(?:[-‐-―－#＃]|转|轉|分机|ext\.?|x)\s*\d{1,6}$", re.IGNORECASE)
+#: Words that introduce an extension, read as a hyphen (``0755-12345678 转 801``).
+_EXTENSION_WORDS = re.compile(r"\s*(?:转|轉|分机|ext\.?|x)\s*(?=\d{1,6}\s*$)", re.IGNORECASE)
+#: A landline and its extension after a hyphen (``0755-12345678-801``; words read as one):
+#: the number alone is the person's too.
+_EXTENSION = re.compile(r"^(.*\d)\s*[-‐-―－]\s*\d{1,6}$")
 
 
 def phone_forms(value: str) -> list[str]:
@@ -122,10 +124,6 @@ def phone_forms(value: str) -> list[str]:
         if bare is not None and 10 <= len(bare) <= 12:
             forms.append(bare)
     return forms
-
-
-#: Words that introduce an extension, read as a separator (``0755-12345678 转 801``).
-_EXTENSION_WORDS = re.compile(r"\s*(?:转|轉|分机|ext\.?|x)\s*(?=\d{1,6}\s*$)", re.IGNORECASE)
 
 
 def _phone_glob(digits: str) -> str:
