@@ -25,6 +25,7 @@ attempt taken over stops before writing anything.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -123,21 +124,22 @@ def alive(run_id: int) -> bool:
         return not conn.scalar(text("SELECT pg_try_advisory_xact_lock(:c, :r)"), {"c": LOCK_CLASS, "r": run_id})
 
 
-def orphaned(run: ErasureRun) -> bool:
-    """Running, claimed longer ago than a lease (``tasks.lease``) and no worker holds it:
-    its worker died and its transaction rolled back, so the sweep may run it again."""
+def orphaned(run: ErasureRun, is_alive: Callable[[int], bool] | None = None) -> bool:
+    """Running, claimed longer ago than a lease (``tasks.lease``) and no worker holds it
+    (``is_alive``: the probe, ``alive``): its worker died and its transaction rolled back,
+    so the sweep may run it again."""
     return (run.status == RUNNING and run.started_at is not None
-            and utc_now() - run.started_at > tasks.lease() and not alive(run.id))
+            and utc_now() - run.started_at > tasks.lease() and not (is_alive or alive)(run.id))
 
 
-def stalled(run: ErasureRun) -> bool:
+def stalled(run: ErasureRun, is_alive: Callable[[int], bool] | None = None) -> bool:
     """Unfinished for longer than ``STALLED_AFTER`` with no worker on it (queued and never
-    taken, or running with its worker gone): an admin may try it again. A run still being
-    carried is never stalled, however long it takes."""
+    taken, or running with its worker gone; ``is_alive`` as in ``orphaned``): an admin may
+    try it again. A run still being carried is never stalled, however long it takes."""
     since = _since(run)
     if run.status not in ACTIVE or since is None or utc_now() - since <= STALLED_AFTER:
         return False
-    return run.status == QUEUED or not alive(run.id)
+    return run.status == QUEUED or not (is_alive or alive)(run.id)
 
 
 def _busy(run: ErasureRun) -> RuleViolation:
@@ -294,13 +296,14 @@ def state(run: ErasureRun) -> dict[str, Any]:
     worker is gone and it waits for the sweep to queue it again ("orphaned")."""
     step, done, total = _LOCAL.get(run.id, (run.step, run.steps_done, run.steps_total)) \
         if run.status == RUNNING else (run.step, run.steps_done, run.steps_total)
+    probe = functools.cache(alive)  # one probe of the worker (a connection on PostgreSQL) per page
     return {"status": run.status, "step": step, "done": done, "total": total,
             "error": ERRORS.get(run.error or "", ERRORS["failed"]) if run.status == FAILED else None,
-            "retry": run.status == FAILED or stalled(run), "summary": summary_of(run),
+            "retry": run.status == FAILED or stalled(run, probe), "summary": summary_of(run),
             # an earlier attempt was cut short (worker died) or failed: this one starts over
             "again": (run.attempts or 0) > (1 if run.status == RUNNING else 0) and run.status in ACTIVE,
             # its worker is gone and the sweep has not queued it again yet (within a minute)
-            "orphaned": orphaned(run)}
+            "orphaned": orphaned(run, probe)}
 
 
 # --- the worker's side ------------------------------------------------------------------
