@@ -477,10 +477,7 @@ def plan_from_rows(rows: list[dict[str, Any]]) -> int:
             "created_by_fk": row.get("created_by_fk"), "changed_by_fk": row.get("changed_by_fk"), "version": 1,
             "note": None, "duration_minutes": None, "contact_id": None, "lead_id": None, "opportunity_id": None,
             "template_id": None, "done_at": None, "outcome": None, "follow_up_id": None})
-    bulk.insert_rows(session.connection(), Activity.__table__, planned)
-    ids = dict(session.execute(select(Activity.code, Activity.id).where(Activity.code.in_(codes))).all())
-    for row in planned:
-        row["id"] = ids[row["code"]]
+    bulk.insert_with_ids(session.connection(), Activity.__table__, planned)
     audit.record_created(Activity, planned)
     return len(planned)
 

@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app, has_request_context
 from flask_babel import lazy_gettext as _l
 from limits import parse
-from sqlalchemy import ARRAY, any_, bindparam, event, inspect, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from app.clock import utc_now
@@ -144,10 +144,11 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
     reasons = {row["code"]: row.pop("status_reason") for row in rows if "status_reason" in row}
-    bulk.insert_rows(session.connection(), Customer.__table__, _json_bound(rows))
-    ids = _ids_by_code(session, [row["code"] for row in rows])
-    for row in rows:
-        row["id"] = ids[row["code"]]
+    bound = _json_bound(rows)
+    bulk.insert_with_ids(session.connection(), Customer.__table__, bound)
+    if bound is not rows:
+        for row, stored in zip(rows, bound, strict=True):
+            row["id"] = stored["id"]
     history = [{"customer_id": row["id"], "from_type_id": None, "to_type_id": row["type_id"],
                 "changed_by_id": uid, "changed_at": stamp, "reason": reasons.get(row["code"])}
                for row in rows if row.get("type_id")]
@@ -164,16 +165,6 @@ def _json_bound(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return rows
     return [{**row, "custom": json.dumps(row["custom"], ensure_ascii=False)}
             if isinstance(row["custom"], dict | list) else row for row in rows]
-
-
-def _ids_by_code(session: Session, codes: list[str]) -> dict[str, int]:
-    """code -> id of the customers just inserted (one query; on PostgreSQL one array
-    parameter instead of an IN list of thousands, which it plans slower)."""
-    if session.connection().dialect.name == "postgresql":
-        condition = Customer.code == any_(bindparam("codes", codes, type_=ARRAY(Customer.code.type)))
-    else:
-        condition = Customer.code.in_(codes)
-    return dict(session.execute(select(Customer.code, Customer.id).where(condition)).all())
 
 
 def primary_name(contact_name: str | None, name: str | None) -> str:

@@ -189,14 +189,7 @@ def insert_follow_ups(rows: list[dict[str, Any]]) -> None:
     stamp, uid = utc_now(), current_user_id()
     for row in rows:
         row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
-    bulk.insert_rows(session.connection(), FollowUp.__table__, rows)
-    wanted = [row["code"] for row in rows]
-    ids: dict[str, int] = {}
-    for start in range(0, len(wanted), _FACTS_BATCH):
-        ids.update(session.execute(select(FollowUp.code, FollowUp.id).where(
-            FollowUp.code.in_(wanted[start:start + _FACTS_BATCH]))).all())
-    for row in rows:
-        row["id"] = ids[row["code"]]
+    bulk.insert_with_ids(session.connection(), FollowUp.__table__, rows)
     audit.record_created(FollowUp, rows)
     from app.services import activities
 

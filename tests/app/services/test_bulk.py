@@ -186,3 +186,41 @@ def test_an_import_past_the_copy_threshold_commits_rows_codes_and_audit(app: Any
                                                                    AuditLog.object_type == "Customer")).all()
         assert audited == ["import"] * (MANY - 1)
         db.session.remove()
+
+
+def test_a_column_empty_in_a_whole_page_is_stored_null_and_a_partly_empty_one_keeps_its_values(
+        ctx: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite writes a column that is None in every row of a page as a NULL literal; the
+    # others stay bound, including one that is None in the page's first row only.
+    owner = _owner()
+    customers.insert_customers(_rows(1, owner.id))
+    customer_id = db.session.scalar(select(Customer.id))
+    monkeypatch.setattr(bulk, "SQLITE_PAGE_ROWS", 5)
+    stamp = {"created_on": AT, "changed_on": AT, "version": 1, "is_primary": False, "is_decision_maker": False}
+    contacts = [{"code": f"P8{n:06d}", "customer_id": customer_id, "name": f"n{n}", **stamp,
+                 "title": None if n < 5 else f"经理{n}",  # empty in the whole first page only
+                 "email": None if n % 5 == 0 else f"p{n}@example.com",  # empty in each page's first row
+                 "phone": None} for n in range(12)]
+    bulk.insert_rows(db.session.connection(), Contact.__table__, contacts)
+    db.session.commit()
+    stored = db.session.execute(select(Contact.code, Contact.title, Contact.email, Contact.phone)
+                                .where(Contact.is_primary.is_(False)).order_by(Contact.id)).all()
+    assert [tuple(row) for row in stored] == [(c["code"], c["title"], c["email"], None) for c in contacts]
+
+
+def test_rows_inserted_with_ids_get_the_ids_they_were_stored_under(ctx: Any) -> None:
+    # ids come back without a query by code (PostgreSQL: drawn from the sequence first;
+    # SQLite: RETURNING); a record saved afterwards through the ORM takes the next id.
+    owner = _owner()
+    customers.insert_customers(_rows(3, owner.id))
+    db.session.commit()
+    rows = _rows(MANY, owner.id)
+    customers.insert_customers(rows)
+    db.session.commit()
+    stored = dict(db.session.execute(select(Customer.id, Customer.name)).all())
+    assert {row["id"]: row["name"] for row in rows}.items() <= stored.items()
+    assert len({row["id"] for row in rows}) == MANY
+    later = Customer(name="之后单独保存", contact_name="王五", contact_phone="13900000000", owner_id=owner.id)
+    db.session.add(later)
+    db.session.commit()
+    assert later.id > max(row["id"] for row in rows)
