@@ -34,6 +34,7 @@ from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from flask import g, has_app_context, has_request_context, request
 from sqlalchemy import event, func, insert, inspect, select, update
 from sqlalchemy.engine import Connection
@@ -152,6 +153,26 @@ def _json(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
+#: orjson's options for ``compact_json``: what it would write itself (datetimes, dataclasses)
+#: goes through ``default=str`` as with ``json``.
+_ORJSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON text, non-ASCII as is (``json.dumps(..., ensure_ascii=False,
+    separators=(",", ":"), default=str)``), through orjson: seven times faster on an audit
+    entry's changes (issue 12: 0.75 -> 0.11 s per 200,000), and the same text for the str,
+    int, None, bool, list and dict values the chain hashes (every code point compared), so
+    entries hashed before verify the same. Values orjson refuses (ints beyond 64 bits, lone
+    surrogates, non-str keys) go through ``json`` as before. Entries written in bulk
+    (``record_created``: imports, the sync) store their changes this way; one saved record's
+    entry keeps ``json``'s spaced text (``_json``); readers parse either."""
+    try:
+        return orjson.dumps(value, default=str, option=_ORJSON).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def _hashed_time(value: datetime, zone: tzinfo | None = None) -> str:
     """An instant as the chain hashes it: naive UTC wall time, to the microsecond (what the
     entries written before instants were aware hashed on a UTC server); ``zone``: that
@@ -173,7 +194,7 @@ def entry_hash(row: Mapping[str, Any], legacy_zone: tzinfo | None = None) -> str
         if isinstance(value, datetime):
             value = _hashed_time(value, legacy_zone)
         values.append(value)
-    payload = json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str)
+    payload = compact_json(values)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -184,11 +205,8 @@ def step_hash(rows: list[Mapping[str, Any]]) -> str:
     shared = [rows[0][name] for name in STEP_SHARED]
     shared[0] = _hashed_time(shared[0])
     own = [[row[name] for name in STEP_OWN] for row in rows]
-    payload = _STEP_JSON([shared, own])
+    payload = compact_json([shared, own])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-_STEP_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 def _append(conn: Connection, entries: list[dict[str, Any]], user: Any = None) -> None:
@@ -481,13 +499,12 @@ def record_created(model: type, rows: list[dict[str, Any]]) -> None:
         if row.get(CUSTOM_COLUMN):
             changes = dict(sorted(changes.items()))
         entries.append({"action": "create", "object_type": name, "object_id": str(row["id"]),
-                        "changes": _CHANGES_JSON(changes) if changes else None})
+                        "changes": compact_json(changes) if changes else None})
     _append(db.session.connection(), entries)
 
 
 #: Value types ``_plain`` returns unchanged (bool is an int).
 _AS_IS = frozenset({str, int, float, bool})
-_CHANGES_JSON = json.JSONEncoder(ensure_ascii=False, default=str).encode  # keys already sorted
 
 
 @event.listens_for(Session, "after_flush")

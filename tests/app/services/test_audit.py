@@ -176,3 +176,19 @@ def test_an_event_about_the_signed_in_user_names_the_user_not_the_proxy(app):
         db.session.commit()
         entry = db.session.scalars(select(AuditLog).where(AuditLog.action == "step_up_success")).one()
         assert (entry.object_type, entry.object_id) == ("CrmUser", str(user.id))
+
+
+def test_compact_json_is_the_text_json_writes_for_every_character_so_old_entries_verify() -> None:
+    # The chain hashes entries as compact JSON; entries hashed with ``json`` before orjson
+    # must hash the same now, so the two must agree on every code point.
+    from app.services.audit import compact_json
+
+    def expected(value: object) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+    characters = [chr(code) for code in range(0x110000) if not 0xD800 <= code <= 0xDFFF]
+    for start in range(0, len(characters), 2048):
+        value = [1, None, True, "".join(characters[start:start + 2048]), {"k": [None, -7]}]
+        assert compact_json(value) == expected(value)
+    for odd in ([2 ** 70], ["\ud800"], {1: "x"}):  # orjson refuses these: json's text, as before
+        assert compact_json(odd) == expected(odd)
