@@ -29,8 +29,9 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Table, exc, select
+from sqlalchemy import Date, DateTime, Table, event, exc, select
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.pool import Pool
 
 from app.models.base import UtcDateTime
 
@@ -224,6 +225,48 @@ def copy_rows(connection: Connection, table: Table, names: Sequence[str], values
                 from error
         for listener in connection.dispatch.after_cursor_execute:
             listener(connection, cursor, statement, (), None, True)
+
+
+#: SQLite settings for one many-row transaction (``roomy_transaction``): page cache in KiB, and
+#: WAL pages between automatic checkpoints (SQLite's defaults: 2,000 KiB, 1,000 pages).
+ROOMY_CACHE_KIB = 65536
+ROOMY_CHECKPOINT_PAGES = 10000
+
+
+def roomy_transaction(connection: Connection) -> None:
+    """SQLite: room for the many-row write of ``connection``'s current transaction (an import
+    chunk). A 64 MiB page cache instead of 2 MiB: a 2,000-row chunk of follow-ups dirties more
+    pages than that, and SQLite spills dirty pages to the WAL mid-transaction when its cache is
+    full. A checkpoint every 10,000 WAL pages instead of 1,000: each copies the pages to the
+    database file and syncs. Issue 12, 100,000 follow-ups, each setting alone -4 to -6 % wall,
+    together -6 to -8 % (three runs side by side with the defaults, one core each). Both go
+    back to what they were when the connection returns to the pool (``_restore_roomy``), so
+    other requests keep the defaults; the first commit after the import checkpoints the larger
+    WAL (at most ~40 MB). Nothing on other databases."""
+    if connection.dialect.name != "sqlite":
+        return
+    pooled = connection.connection
+    raw = pooled.driver_connection
+    if "crm_roomy" not in pooled.info:
+        pooled.info["crm_roomy"] = (raw.execute("PRAGMA cache_size").fetchone()[0],
+                                    raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    raw.execute(f"PRAGMA cache_size=-{ROOMY_CACHE_KIB}")
+    raw.execute(f"PRAGMA wal_autocheckpoint={ROOMY_CHECKPOINT_PAGES}")
+
+
+@event.listens_for(Pool, "checkin")
+def _restore_roomy(dbapi_connection: Any, record: Any) -> None:
+    """A connection given room by ``roomy_transaction`` gets its own settings back as it
+    returns to the pool (after the chunk's commit or rollback)."""
+    saved = record.info.pop("crm_roomy", None) if record is not None else None
+    if saved is None or dbapi_connection is None:
+        return
+    cache, checkpoint = saved
+    try:
+        dbapi_connection.execute(f"PRAGMA cache_size={int(cache)}")
+        dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint)}")
+    except sqlite3.Error:  # a broken connection: the pool discards it anyway
+        pass
 
 
 @contextmanager

@@ -214,6 +214,7 @@ class ImportRun:
                 if item in db.session:
                     db.session.expire(item)  # the dry run leaves stored records untouched
         else:
+            bulk.roomy_transaction(db.session.connection())
             if pending:
                 insert = rules.insert_customers if self.spec.model is Customer else follow_ups.insert_follow_ups
                 insert(pending)

@@ -224,3 +224,20 @@ def test_rows_inserted_with_ids_get_the_ids_they_were_stored_under(ctx: Any) -> 
     db.session.add(later)
     db.session.commit()
     assert later.id > max(row["id"] for row in rows)
+
+
+def test_a_roomy_import_transaction_gives_its_connection_back_with_the_usual_settings(ctx: Any) -> None:
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's page cache and checkpoints")
+
+    def settings(raw: Any) -> tuple[int, int]:
+        return (raw.execute("PRAGMA cache_size").fetchone()[0], raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+    db.session.commit()
+    raw = db.session.connection().connection.driver_connection
+    usual = settings(raw)
+    bulk.roomy_transaction(db.session.connection())
+    assert settings(raw) == (-bulk.ROOMY_CACHE_KIB, bulk.ROOMY_CHECKPOINT_PAGES)
+    customers.insert_customers(_rows(3, _owner().id))
+    db.session.commit()  # the connection goes back to the pool, for any other request
+    assert settings(raw) == usual
