@@ -241,3 +241,14 @@ def test_a_roomy_import_transaction_gives_its_connection_back_with_the_usual_set
     customers.insert_customers(_rows(3, _owner().id))
     db.session.commit()  # the connection goes back to the pool, for any other request
     assert settings(raw) == usual
+
+
+def test_before_sqlite_3_35_ids_are_read_back_by_code(ctx: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite without RETURNING")
+    monkeypatch.setattr(bulk.sqlite3, "sqlite_version_info", (3, 34, 1))
+    rows = _rows(MANY, _owner().id)
+    customers.insert_customers(rows)
+    db.session.commit()
+    stored = dict(db.session.execute(select(Customer.id, Customer.name)).all())
+    assert {row["id"]: row["name"] for row in rows} == stored
