@@ -551,7 +551,9 @@ def reject(pk: Any, user: Any, comment: str | None, version: Any = None) -> Appr
 def withdraw(pk: Any, user: Any) -> ApprovalRequest:
     """The requester takes back a pending request (``NotFound`` for anyone who may not
     see it, ``RuleForbidden`` for an approver, ``RuleViolation`` once decided,
-    ``StaleRecord`` (409) when it was decided at the same moment)."""
+    ``StaleRecord`` (409) when it was decided at the same moment). The current step's
+    approvers, whose inbox item goes, are told (``approval_withdrawn``), as of every other
+    outcome (issue 15); the requester is not told of their own act."""
     request = load(pk, user)
     if request.requester_id != user.id:
         raise RuleForbidden(str(_l("Only the person who asked can withdraw a request.")))
@@ -562,6 +564,9 @@ def withdraw(pk: Any, user: Any) -> ApprovalRequest:
     _act(request, "withdrawn", user)
     _settle(request, WITHDRAWN)
     records.flush(DECIDED_MEANWHILE)
+    waiting = [a.user_id for a in request.approvers if a.step == request.step and a.user_id != user.id]
+    notifications.notify(WITHDRAWN_EVENT, waiting, record=request, params=_params(
+        request, actor=user.username, reason=messages.stored(BY_THE_REQUESTER)))
     return request
 
 
@@ -718,6 +723,7 @@ REJECTED_EVENT = _event("approval_rejected", _l("Your request was rejected"),
 #: Why the CRM withdrew a request (``withdraw_by``'s reasons) and who did when no user did.
 ERASED_REASON = _l("The record's personal data was erased.")
 BY_THE_CRM = _l("the CRM")
+BY_THE_REQUESTER = _l("The person who asked took it back.")
 WITHDRAWN_EVENT = _event("approval_withdrawn", _l("An approval request was withdrawn"),
                          _l("%(code)s: %(kind)s on %(record)s was withdrawn by %(actor)s: %(reason)s Nothing was "
                             "applied; it no longer waits for approval."))

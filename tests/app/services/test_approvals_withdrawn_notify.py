@@ -203,3 +203,22 @@ def test_an_earlier_approval_email_about_an_erased_individual_loses_the_name(app
         for mail in db.session.scalars(select(OutboxMessage)):
             assert person not in (mail.text_body or "") + (mail.html_body or "") + (mail.subject or "")
         assert any(ERASED in (m.text_body or "") for m in db.session.scalars(select(OutboxMessage)))
+
+
+def test_the_requester_taking_a_request_back_tells_the_waiting_approver_only(app: Any, make_customer: Any,
+                                                                             department_managers: Any) -> None:
+    """rep_a withdraws their own level request: the manager, whose inbox item goes, is told
+    who took it back (in their language); rep_a is not told of their own act."""
+    pk = make_customer("rep_a")
+    with app.app_context():
+        request = _hold_level(pk, "rep_a")
+        rid, code = request.id, request.code
+        approvals.withdraw(rid, _user("rep_a"))
+        db.session.commit()
+        assert approvals.waiting_for(_user("manager")) == []
+        told = _withdrawn()
+        assert [n.user_id for n in told] == [user_id("manager")]
+        text = notifications.text_of(told[0], visible=True, language="en")
+        assert code in text and "withdrawn by rep_a" in text and "person who asked took it back" in text, text
+        zh = notifications.text_of(told[0], visible=True, language="zh")
+        assert code in zh and "申请人" in zh, zh
