@@ -22,7 +22,7 @@ from sqlalchemy import and_, func, or_, select
 from app.extensions import db
 from app.models.audit import AuditChainHead, AuditLog
 from app.models.customers import Customer
-from app.models.erasure import FAILED, ErasureRun
+from app.models.erasure import ErasureRun
 from app.models.sync import SyncRow, SyncTarget
 from app.security import step_up
 from app.security.rights import is_admin
@@ -157,8 +157,7 @@ def retry(user: Any, run_id: Any) -> ErasureRun:
     run = runs.load(run_id)
     subject = _subject(run.record_type)
     records.load(subject.model, run.record_id, user, live=False)
-    if run.status not in (FAILED,) and not runs.stalled(run):
-        raise RuleViolation({"run": str(_l("Only an erasure that failed or stopped can be tried again."))})
+    runs.check_again(run)  # before the step-up: a refused retry does not spend the admin's code
     step_up.demand(ERASE, user)
     runs.submit(runs.again(run))
     return run

@@ -211,15 +211,22 @@ def _requeue(run_id: int, status: str, attempts: int, since: Any) -> bool:
     return bool(taken)
 
 
-def again(run: ErasureRun) -> ErasureRun:
-    """Queue a failed (or stalled) run again and commit; ``RuleViolation`` otherwise (also
-    when the sweep or another admin queued it first), or when another run of the record
-    is under way."""
+def check_again(run: ErasureRun) -> None:
+    """``RuleViolation`` when ``run`` may not be queued again now: it is neither failed nor
+    stalled, or another run of the record is under way. ``erasure.retry`` asks before the
+    admin's step-up code is spent; ``again`` asks again as it claims the run."""
     if run.status != FAILED and not stalled(run):
         raise _not_again()
     other = active(run.record_type, run.record_id)
     if other is not None and other.id != run.id:
         raise _busy(other)
+
+
+def again(run: ErasureRun) -> ErasureRun:
+    """Queue a failed (or stalled) run again and commit; ``RuleViolation`` otherwise (also
+    when the sweep or another admin queued it first), or when another run of the record
+    is under way."""
+    check_again(run)
     try:
         taken = _requeue(run.id, run.status, run.attempts, run.started_at)
     except IntegrityError:

@@ -447,6 +447,28 @@ def test_a_failed_run_changes_nothing_says_so_and_is_tried_again(app, person, qu
     assert len(_ledger_lines(backup_dirs)) == 1
 
 
+def test_a_retry_refused_because_another_run_is_under_way_asks_no_step_up(app, person, queue, monkeypatch):
+    """The admin's step-up code is not spent on a retry that is refused anyway (another run of
+    the same record queued meanwhile)."""
+    from app.models.erasure import ErasureRun
+    from app.services.erasure import sweep
+
+    real = sweep.everywhere
+    monkeypatch.setattr(sweep, "everywhere", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("disk")))
+    with app.app_context():
+        failed = erasure.erase(_user("admin"), "customer", person, "本人要求删除").id
+        db.session.remove()
+        queue.run()
+        assert db.session.get(ErasureRun, failed).status == "failed"
+        monkeypatch.setattr(sweep, "everywhere", real)
+        erasure.erase(_user("admin"), "customer", person, "本人要求删除")  # a new run, queued
+        asked = []
+        monkeypatch.setattr(erasure.step_up, "demand", lambda *args, **kwargs: asked.append(args))
+        with pytest.raises(RuleViolation):
+            erasure.retry(_user("admin"), failed)
+        assert asked == []
+
+
 def test_progress_names_the_step_while_the_run_works(app, person, queue, monkeypatch):
     from app.models.erasure import ErasureRun
     from app.services.erasure import runs, sweep
