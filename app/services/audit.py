@@ -163,8 +163,11 @@ def compact_json(value: Any) -> str:
     separators=(",", ":"), default=str)``), through orjson: seven times faster on an audit
     entry's changes (issue 12: 0.75 -> 0.11 s per 200,000), and the same text for the str,
     int, None, bool, list and dict values the chain hashes (every code point compared), so
-    entries hashed before verify the same. Values orjson refuses (ints beyond 64 bits, lone
-    surrogates, non-str keys) go through ``json`` as before. Entries written in bulk
+    entries hashed before verify the same. Floats differ in form (``1e-7`` for ``1e-07``;
+    NaN and infinities become ``null``) and a plain ``Enum`` is written as its value: none
+    reaches it today (bulk-audited columns hold no floats or enums; ``_plain`` turns other
+    types into text first). Values orjson refuses (ints beyond 64 bits, lone surrogates,
+    non-str keys) go through ``json`` as before. Entries written in bulk
     (``record_created``: imports, the sync) store their changes this way; one saved record's
     entry keeps ``json``'s spaced text (``_json``); readers parse either."""
     try:
