@@ -564,9 +564,7 @@ def withdraw(pk: Any, user: Any) -> ApprovalRequest:
     _act(request, "withdrawn", user)
     _settle(request, WITHDRAWN)
     records.flush(DECIDED_MEANWHILE)
-    waiting = [a.user_id for a in request.approvers if a.step == request.step and a.user_id != user.id]
-    notifications.notify(WITHDRAWN_EVENT, waiting, record=request, params=_params(
-        request, actor=user.username, reason=messages.stored(BY_THE_REQUESTER)))
+    _tell_withdrawn(request, user, _stored(BY_THE_REQUESTER))
     return request
 
 
@@ -586,11 +584,18 @@ def withdraw_by(request: ApprovalRequest, actor: Any, reason: Any) -> None:
     request.status, request.decided_at = WITHDRAWN, utc_now()
     _act(request, "withdrawn", actor, stored)
     _settle(request, WITHDRAWN)
+    _tell_withdrawn(request, actor, stored)
+
+
+def _tell_withdrawn(request: ApprovalRequest, actor: Any, reason: str) -> None:
+    """The requester and the current step's approvers (whose inbox item goes) are told that
+    ``request`` was withdrawn by ``actor`` (a user, or None: the CRM) because of ``reason`` (as
+    stored, ``_stored``); ``actor`` is not told of their own act."""
     waiting = [a.user_id for a in request.approvers if a.step == request.step]
     told = [uid for uid in (request.requester_id, *waiting) if uid != getattr(actor, "id", None)]
     by = actor.username if actor is not None else messages.stored(BY_THE_CRM)
     notifications.notify(WITHDRAWN_EVENT, told, record=request,
-                         params=_params(request, actor=by, reason=message_text.from_column(stored)))
+                         params=_params(request, actor=by, reason=message_text.from_column(reason)))
 
 
 def withdraw_pending(record_type: str, record_id: int, actor: Any, reason: Any) -> list[ApprovalRequest]:
