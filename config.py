@@ -107,6 +107,11 @@ class Config:
     CRM_IMPORT_WORKERS = int(os.environ.get("CRM_IMPORT_WORKERS", 1))
     #: Rows validated and committed together; a crash loses at most the chunk in progress.
     CRM_IMPORT_CHUNK_ROWS = int(os.environ.get("CRM_IMPORT_CHUNK_ROWS", 2000))
+    #: A committing import stores each chunk of new rows on a second connection while it
+    #: checks the next chunk (app/services/importing/writer.py): "auto" on a database server
+    #: (PostgreSQL does the storing in its own process), not on SQLite (in this process, where
+    #: the writer thread and the checks share one interpreter lock: measured, no gain); 1 or 0.
+    CRM_IMPORT_OVERLAP = os.environ.get("CRM_IMPORT_OVERLAP", "auto")
     #: Bounds on every workbook and CSV read (app/services/importing/bounds.py), checked before
     #: anything is materialised: sheet rows (header included), columns, rows x columns (and cell
     #: tags), bytes a workbook may unpack to, and the compression ratio of a part over 1 MiB.

@@ -44,14 +44,16 @@ def _second_client(app: Any, username: str) -> Any:
 
 def _at_chunk(monkeypatch: Any, chunk: int, action: Any) -> None:
     """Run ``action()`` as another web worker would, when the job is about to start chunk
-    ``chunk`` (1-based; the ones before it are committed or reported): in a thread of its
-    own, so with its own app context and database session; the job waits for it."""
+    ``chunk`` (1-based; the ones before it are committed or reported, the writer's too:
+    ``importing.writer``): in a thread of its own, so with its own app context and database
+    session; the job waits for it."""
     seen = {"chunks": 0}
     original = engine.ImportRun._chunk
 
     def hooked(run: Any, rows: list, lines: list) -> None:
         seen["chunks"] += 1
         if seen["chunks"] == chunk:
+            run.writer.wait()
             worker = threading.Thread(target=action)
             worker.start()
             worker.join()

@@ -50,6 +50,7 @@ from app.services.importing.columns import (
 from app.services.importing.lookups import Lookups
 from app.services.importing.reading import Table, Uncached, cell_text
 from app.services.importing.values import UnknownValues, resolve
+from app.services.importing.writer import ChunkWriter
 
 CREATE, UPDATE, UPSERT = "create", "update", "upsert"
 MODES = (CREATE, UPDATE, UPSERT)
@@ -158,11 +159,16 @@ class ImportRun:
         self.chunk_ids: set[int] = set()
         #: The chunk's held changes: (sample or None, line, customer, held, contract number).
         self.holds: list[tuple[dict | None, int, Any, list[gate.Held], str | None]] = []
+        #: Stores chunks of new rows while the next chunk is checked (``run``: commits chunk by chunk).
+        self.writer = ChunkWriter(False)
 
     # --- driving --------------------------------------------------------------------
 
     def run(self) -> Result:
-        with bulk.no_cyclic_gc(), scope_cache(), db.session.no_autoflush:
+        writer = ChunkWriter(self.commit and not self.settings.all_or_nothing)
+        if writer.active:
+            db.session.commit()  # the writer's connection must not wait on (or miss) this session's writes
+        with bulk.no_cyclic_gc(), scope_cache(), db.session.no_autoflush, writer as self.writer:
             self.lookups = Lookups(self.spec, self.user)
             if self.spec.model is Customer:
                 self.gates = gate.Gates.now()
@@ -171,6 +177,7 @@ class ImportRun:
             lines = self.table.lines or list(range(2, len(rows) + 2))
             for start in range(0, len(rows), size):
                 self._chunk(rows[start:start + size], lines[start:start + size])
+            self.writer.wait()
             self._finish()
         return self.result
 
@@ -180,7 +187,7 @@ class ImportRun:
 
     def _chunk_rows(self, rows: list[list[Any]], lines: list[int]) -> None:
         if self.commit and not self.settings.all_or_nothing and self.result.rows:
-            self._reload_dictionaries()
+            self._reload_dictionaries()  # as they are now: an entry retired meanwhile is refused
         existing = self._load_existing(rows)
         self.owner_checks, self.signed, self.chunk_ids = {}, None, set(existing)
         if self.spec.model is FollowUp:
@@ -201,10 +208,12 @@ class ImportRun:
         self._save_chunk(touched)
 
     def _reload_dictionaries(self) -> None:
-        """The previous chunk's commit expired the dictionary entries the rows name: reload
-        each dictionary in one query (else the rules' first read of each entry is a query)."""
+        """The dictionary entries the rows name, as stored now, each dictionary in one query:
+        the previous chunk's commit expired them (else the rules' first read of each entry is
+        a query), or, with the writer, another session committed meanwhile (this one keeps
+        its loaded entries unless told to refresh them)."""
         for lookup in self.lookups.dictionaries.values():
-            db.session.scalars(select(lookup.model)).all()
+            db.session.scalars(select(lookup.model).execution_options(populate_existing=True)).all()
 
     def _save_chunk(self, touched: list[Any]) -> None:
         self.result.rows = sum(self.result.counts.values())
@@ -213,11 +222,14 @@ class ImportRun:
             for item in touched:
                 if item in db.session:
                     db.session.expire(item)  # the dry run leaves stored records untouched
+        elif self.writer.active and not touched and not self.holds:
+            unnumbered, self.unnumbered = self.unnumbered, []
+            self.writer.submit(self._store, pending, unnumbered, _snapshot(self.result))
+            return
         else:
+            self.writer.wait()  # this session writes now: after the writer's chunk
             bulk.roomy_transaction(db.session.connection())
-            if pending:
-                insert = rules.insert_customers if self.spec.model is Customer else follow_ups.insert_follow_ups
-                insert(pending)
+            self._insert(pending)
             db.session.flush()
             self._submit_holds()
             for sample, item in self.unnumbered:
@@ -228,6 +240,22 @@ class ImportRun:
                 db.session.commit()
                 return
         self._report_progress()
+
+    def _insert(self, pending: list[dict[str, Any]]) -> None:
+        if pending:
+            insert = rules.insert_customers if self.spec.model is Customer else follow_ups.insert_follow_ups
+            insert(pending)
+
+    def _store(self, pending: list[dict[str, Any]], unnumbered: list[tuple[dict, Any]], result: Result) -> None:
+        """A chunk of new rows on the writer's thread and session (``writer``): insert,
+        name the preview's new codes, report progress (counts as of this chunk), commit."""
+        bulk.roomy_transaction(db.session.connection())
+        self._insert(pending)
+        for sample, item in unnumbered:
+            sample["code"] = _get(item, "code")
+        if self.progress:
+            self.progress(result)
+        db.session.commit()
 
     def _report_progress(self) -> None:
         if self.progress:
@@ -723,6 +751,12 @@ def _integer_digits(cell: float | int) -> int:
 _CUSTOMER_TEXT = ("name", "credit_code", "contact_name", "contact_phone", "email", "address", "note")
 _CHOICE_IDS = tuple((name, f"{name}_id") for name in rules.CHOICES)
 _NO_ERRORS: dict[str, str] = {}  # read only
+
+
+def _snapshot(result: Result) -> Result:
+    """``result`` as the progress callback reads it (rows, counts) at this chunk, while the
+    run goes on counting the next."""
+    return Result(rows=result.rows, counts=dict(result.counts))
 
 
 def _notes(notes: list[Any]) -> messages.Message:
