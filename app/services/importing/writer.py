@@ -37,8 +37,9 @@ class ChunkWriter:
 
     ``enabled`` False (dry runs, all-or-nothing runs), ``CRM_IMPORT_OVERLAP`` off ("auto":
     on for a database server, off for SQLite), or an in-memory SQLite database that a second
-    connection would not see: ``active`` is False and the run stores every chunk itself. Use as a context manager: leaving waits
-    for the last chunk, so nothing is written after the run returns or raises.
+    connection would not see: ``active`` is False and the run stores every chunk itself.
+    Use as a context manager: leaving waits for the last chunk, so nothing is written after
+    the run returns or raises.
     """
 
     def __init__(self, enabled: bool) -> None:
