@@ -54,3 +54,11 @@ def run_job(app: Any) -> Any:
 
 def auto_mapping(headers: list[str]) -> dict[str, str]:
     return columns.auto_map(columns.CUSTOMER, headers)
+
+
+def refused_lines(overlap: str, rows: int) -> Any:
+    """The rejected lines of a ``rows``-row file in chunks of 2 when something changes with
+    chunk 1's commit: every line from chunk 2 on, in turn; with the writer, chunk 2 (checked
+    while chunk 1 was stored) may pass, chunk 3 on may not."""
+    later = list(range(6, rows + 2))
+    return [[4, 5, *later]] if overlap == "0" else [later, [4, 5, *later]]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
@@ -212,8 +213,9 @@ def test_import_is_recorded_with_counts(app: Any, run_job: Any, tmp_path: Path) 
         assert json.loads(entry.detail)["created"] == job.created == 2
 
 
-def test_a_crash_mid_import_keeps_whole_chunks_and_a_rerun_does_not_double(app: Any, run_job: Any,
-                                                                            monkeypatch: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("overlap", ["0", "1"])  # in turn; with the writer (``importing.writer``)
+def test_a_crash_mid_import_keeps_whole_chunks_and_a_rerun_does_not_double(app: Any, run_job: Any, monkeypatch: Any,
+                                                                            tmp_path: Path, overlap: str) -> None:
     from app.services import customers as customer_rules
 
     rows = [["客户名称", "联系人姓名", "联系方式"]] + [[f"Chunky {n}", f"Li {n}", f"1390000{n:04d}"] for n in range(25)]
@@ -227,10 +229,12 @@ def test_a_crash_mid_import_keeps_whole_chunks_and_a_rerun_does_not_double(app: 
         real_insert(batch)
 
     monkeypatch.setitem(app.config, "CRM_IMPORT_CHUNK_ROWS", 10)
+    monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", overlap)
     monkeypatch.setattr(customer_rules, "insert_customers", failing_second_chunk)
     job = run_job("rep_a", path)
     assert job.status == "failed" and "stopped unexpectedly" in job.error
     assert job.processed_rows == job.created == 10  # the first chunk is in, the rest is not
+    assert len(calls) == 2  # nothing is stored after the failed chunk
     with app.app_context():
         assert db.session.query(Customer).count() == 10
 

@@ -1,7 +1,8 @@
 """Issue 12: a committing import stores its chunks of new rows on a second connection while
 it checks the next chunk (``importing.writer``). Forced on here, so SQLite runs it too (its
-"auto" setting is off there): the outcome is the one the run gives in turn, an error in a
-stored chunk stops the run keeping the chunks before it, and the writer acts as the importer."""
+"auto" setting is off there): the outcome is the one the run gives in turn, and the writer
+acts as the importer. A failed chunk: test_engine's crash test; changes made while the writer
+stores a chunk: test_chunk_freshness and test_import_speed, both run in turn and overlapped."""
 
 from __future__ import annotations
 
@@ -9,17 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
-from app.clock import utc_now
 from app.extensions import appbuilder, db
 from app.models import AuditLog, Customer, FollowUp
-from app.models.dictionaries import Industry
 from app.services import audit
-from app.services import customers as customer_rules
-from app.services.importing import columns, writer
-from app.services.importing.engine import Settings, run_import
-from app.services.importing.reading import read_table
+from app.services.importing import writer
 from tests.app.services.importing.conftest import write_xlsx
 
 HEADERS = ["客户编号", "客户名称", "联系人姓名", "联系方式"]
@@ -72,26 +68,6 @@ def test_the_outcome_is_the_same_with_and_without_the_writer(app: Any, run_job: 
         db.session.remove()
 
 
-def test_a_chunk_that_fails_in_the_writer_stops_the_run_and_keeps_the_chunks_before(
-        app: Any, run_job: Any, overlap: Any, monkeypatch: Any, tmp_path: Path) -> None:
-    overlap("1")
-    real_insert, calls = customer_rules.insert_customers, []
-
-    def failing_second_chunk(batch: list) -> None:
-        calls.append(len(batch))
-        if len(calls) == 2:
-            raise OSError("disk full")
-        real_insert(batch)
-
-    monkeypatch.setattr(customer_rules, "insert_customers", failing_second_chunk)
-    rows = [["", f"Broken {n:02d}", f"Wu {n}", f"1392000{n:04d}"] for n in range(12)]
-    job = run_job("rep_a", write_xlsx(tmp_path / "broken.xlsx", {"s": [HEADERS, *rows]}))
-    assert job.status == "failed" and "stopped unexpectedly" in job.error
-    assert job.processed_rows == job.created == 4
-    assert [name for name, _phone, _by in _stored(app, "Broken")] == [f"Broken {n:02d}" for n in range(4)]
-    assert len(calls) == 2  # nothing was stored after the failed chunk
-
-
 def test_chunks_that_update_records_wait_for_the_writer(app: Any, run_job: Any, overlap: Any, make_customer: Any,
                                                         tmp_path: Path) -> None:
     """New rows, then rows updating customers, then new rows: the updates are stored by the
@@ -137,56 +113,3 @@ def test_auto_is_off_on_sqlite_and_on_for_a_server(app: Any, monkeypatch: Any) -
         monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", "0")
         assert writer.ChunkWriter(True).active is False
 
-
-def test_an_industry_retired_while_the_writer_stores_a_chunk_is_refused_two_chunks_on(
-        app: Any, overlap: Any, tmp_path: Path) -> None:
-    """The chunk checked while the writer stores chunk 1 may still take the entry; from
-    chunk 3 on it is refused (the run's session reads the entries as stored now)."""
-    overlap("1")
-    with app.app_context():
-        industry = db.session.scalar(select(Industry).where(Industry.active.is_(True)).limit(1))
-        pk, label = industry.id, industry.label_zh
-        lines = [[f"停用行业{n}", label, f"13800001{n:03d}"] for n in range(6)]
-        path = write_xlsx(tmp_path / "retired.xlsx", {"s": [["客户名称", "所属行业", "联系方式"], *lines]})
-        user = appbuilder.sm.find_user(username="rep_a")
-        table = read_table(path)
-        mapping = columns.auto_map(columns.CUSTOMER, table.headers)
-
-        def retire_with_chunk_one(result: Any) -> None:
-            if result.rows == 2:  # on the writer's session, committed with chunk 1
-                db.session.execute(update(Industry).where(Industry.id == pk).values(active=False))
-
-        try:
-            result = run_import(table, mapping, Settings("customer", chunk_size=2), user, commit=True,
-                                progress=retire_with_chunk_one)
-            refused = [line for line, _raw, _message in result.rejected_rows]
-            assert refused[-2:] == [6, 7] and 2 not in refused and 3 not in refused
-            assert all("no longer in use" in str(message) for _line, _raw, message in result.rejected_rows)
-        finally:
-            db.session.execute(update(Industry).where(Industry.id == pk).values(active=True))
-            db.session.commit()
-            db.session.remove()
-
-
-def test_follow_ups_of_a_customer_archived_while_the_writer_stores_are_refused_two_chunks_on(
-        app: Any, overlap: Any, make_customer: Any, tmp_path: Path) -> None:
-    overlap("1")
-    pk = make_customer("rep_a")
-    with app.app_context():
-        code = db.session.get(Customer, pk).code
-        rows = [[code, f"2024-05-{n + 1:02d} 10:00", "电话", f"Call {n}"] for n in range(6)]
-        path = write_xlsx(tmp_path / "archived.xlsx", {"s": [["客户编号", "跟进时间", "跟进方式", "跟进内容"], *rows]})
-        user = appbuilder.sm.find_user(username="rep_a")
-        table = read_table(path)
-        mapping = columns.auto_map(columns.FOLLOW_UP, table.headers)
-
-        def archive_with_chunk_one(result: Any) -> None:
-            if result.rows == 2:
-                db.session.execute(update(Customer).where(Customer.id == pk).values(archived_at=utc_now()))
-
-        result = run_import(table, mapping, Settings("follow_up", chunk_size=2), user, commit=True,
-                            progress=archive_with_chunk_one)
-        refused = [line for line, _raw, _message in result.rejected_rows]
-        assert refused[-2:] == [6, 7] and 2 not in refused and 3 not in refused
-        assert all("archived" in str(message) for _line, _raw, message in result.rejected_rows)
-        db.session.remove()
