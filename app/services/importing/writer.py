@@ -49,8 +49,10 @@ class ChunkWriter:
 
     def submit(self, work: Callable[..., None], *args: Any) -> None:
         """Store a chunk in the background after the previous one (whose error, if any, is
-        raised here instead). The caller's context (audit labels, the pinned zone, the
-        acting user) goes with it; the writer's session is its own."""
+        raised here instead). The caller's context goes with it: audit labels, the pinned
+        zone, the acting user, and a web request's context when the run started in one (the
+        audit entries read its address and browser from it, as they would in turn); the
+        writer's app context, and so its session, is its own."""
         self.wait()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="import-writer")
