@@ -1,12 +1,13 @@
 """An import's chunks stored on a second connection while the run checks the next chunk.
 
-Checking rows is Python work; on PostgreSQL, storing a chunk of new rows is half the
-server's (COPY and the search's trigram indexes), in another process, while the driver
-lets this process's other threads run. So with two cores the run hands each chunk of new
-rows to one writer thread and goes on checking (issue 12's import targets). On SQLite the
-storing happens in this process and competes with the checks for the interpreter lock:
-measured, no gain, so ``CRM_IMPORT_OVERLAP`` "auto" leaves it off there. One writer, chunks in file order, so the audit chain's steps and the
-job's checkpoints keep their order.
+Checking rows is Python work. On PostgreSQL, about half the time of storing a chunk of new
+rows is the server's (COPY and the search's trigram indexes), in another process, and the
+driver lets this process's other threads run meanwhile. So with two cores the run hands
+each chunk of new rows to one writer thread and goes on checking (issue 12's import
+targets). On SQLite the storing happens in this process and takes turns with the checks
+on the interpreter lock: measured, no gain, so ``CRM_IMPORT_OVERLAP`` "auto" leaves it off
+there. One writer, chunks in file order, so the audit chain's steps and the job's
+checkpoints keep their order.
 
 The writer has an app context, so a session and a connection, of its own. It receives
 plain rows (dicts), never records of the run's session. The run's session must not write
