@@ -1,6 +1,6 @@
 """An import's chunks stored on a second connection while the run checks the next chunk.
 
-Checking rows is Python work. On PostgreSQL, about half the time of storing a chunk of new
+Checking rows is Python work. On PostgreSQL, most of the time of storing a chunk of new
 rows is the server's (COPY and the search's trigram indexes), in another process, and the
 driver lets this process's other threads run meanwhile. So with two cores the run hands
 each chunk of new rows to one writer thread and goes on checking (issue 12's import
