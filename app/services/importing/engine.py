@@ -165,7 +165,9 @@ class ImportRun:
     # --- driving --------------------------------------------------------------------
 
     def run(self) -> Result:
-        writer = ChunkWriter(self.commit and not self.settings.all_or_nothing)
+        rows, size = self.table.rows, self.settings.chunk_size
+        # a writer needs a committing run of two chunks or more: with one there is nothing to overlap
+        writer = ChunkWriter(self.commit and not self.settings.all_or_nothing and len(rows) > size)
         if writer.active:
             db.session.commit()  # the writer's connection must not wait on (or miss) this session's writes
         with bulk.no_cyclic_gc(), scope_cache(), db.session.no_autoflush, writer as self.writer:
@@ -173,7 +175,6 @@ class ImportRun:
             if self.spec.model is Customer:
                 self.gates = gate.Gates.now()
             self.chosen = resolve(self.spec, self.settings.values)
-            rows, size = self.table.rows, self.settings.chunk_size
             lines = self.table.lines or list(range(2, len(rows) + 2))
             for start in range(0, len(rows), size):
                 self._chunk(rows[start:start + size], lines[start:start + size])

@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 class ChunkWriter:
     """Runs ``work`` (a chunk's inserts, progress and commit) on its own thread and session.
 
-    ``enabled`` False (dry runs, all-or-nothing runs), ``CRM_IMPORT_OVERLAP`` off ("auto":
-    on for a database server, off for SQLite), or an in-memory SQLite database that a second
-    connection would not see: ``active`` is False and the run stores every chunk itself.
+    ``enabled`` False (dry runs, all-or-nothing runs, files of one chunk),
+    ``CRM_IMPORT_OVERLAP`` off ("auto": on for a database server, off for SQLite), or an
+    in-memory SQLite database that a second connection would not see: ``active`` is False
+    and the run stores every chunk itself.
     Use as a context manager: leaving waits for the last chunk, so nothing is written after
     the run returns or raises.
     """

@@ -113,3 +113,16 @@ def test_auto_is_off_on_sqlite_and_on_for_a_server(app: Any, monkeypatch: Any) -
         monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", "0")
         assert writer.ChunkWriter(True).active is False
 
+
+
+def test_a_file_of_one_chunk_is_stored_in_turn(app: Any, run_job: Any, overlap: Any, monkeypatch: Any,
+                                               tmp_path: Path) -> None:
+    """Nothing to overlap: no thread, no second connection (most imports are small)."""
+    overlap("1")
+    handed = []
+    monkeypatch.setattr(writer.ChunkWriter, "submit", lambda self, work, *args: handed.append(args))
+    path = write_xlsx(tmp_path / "small.xlsx", {"s": [HEADERS, *[["", f"Small {n}", "Li", f"1395000{n:04d}"]
+                                                                for n in range(4)]]})
+    job = run_job("rep_a", path)
+    assert (job.status, job.created, handed) == ("done", 4, [])
+    assert len(_stored(app, "Small")) == 4
