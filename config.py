@@ -108,9 +108,9 @@ class Config:
     #: Rows validated and committed together; a crash loses at most the chunk in progress.
     CRM_IMPORT_CHUNK_ROWS = int(os.environ.get("CRM_IMPORT_CHUNK_ROWS", 2000))
     #: A committing import stores each chunk of new rows on a second connection while it
-    #: checks the next chunk (app/services/importing/writer.py): "auto" on a database server
-    #: (PostgreSQL does the storing in its own process), not on SQLite (in this process, where
-    #: the writer thread and the checks share one interpreter lock: measured, no gain); 1 or 0.
+    #: checks the next chunk (app/services/importing/writer.py): "auto" (in a child forked
+    #: for the import where there is fork; else in a thread for a database server, and in
+    #: turn for SQLite), "process", "thread", or 0 (off).
     CRM_IMPORT_OVERLAP = os.environ.get("CRM_IMPORT_OVERLAP", "auto")
     #: Bounds on every workbook and CSV read (app/services/importing/bounds.py), checked before
     #: anything is materialised: sheet rows (header included), columns, rows x columns (and cell

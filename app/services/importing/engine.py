@@ -225,7 +225,14 @@ class ImportRun:
                     db.session.expire(item)  # the dry run leaves stored records untouched
         elif self.writer.active and not touched and not self.holds:
             unnumbered, self.unnumbered = self.unnumbered, []
-            self.writer.submit(self._store, pending, unnumbered, _snapshot(self.result))
+            where = {id(row): index for index, row in enumerate(pending)}
+            positions = [where[id(item)] for _sample, item in unnumbered]
+
+            def named(codes: list[str]) -> None:
+                for (sample, _item), code in zip(unnumbered, codes, strict=True):
+                    sample["code"] = code
+
+            self.writer.submit(self._store, pending, positions, _snapshot(self.result), done=named)
             return
         else:
             self.writer.wait()  # this session writes now: after the writer's chunk
@@ -247,16 +254,16 @@ class ImportRun:
             insert = rules.insert_customers if self.spec.model is Customer else follow_ups.insert_follow_ups
             insert(pending)
 
-    def _store(self, pending: list[dict[str, Any]], unnumbered: list[tuple[dict, Any]], result: Result) -> None:
-        """A chunk of new rows on the writer's thread and session (``writer``): insert,
-        name the preview's new codes, report progress (counts as of this chunk), commit."""
+    def _store(self, pending: list[dict[str, Any]], positions: list[int], result: Result) -> list[str]:
+        """A chunk of new rows on the writer's session (``writer``): insert, report progress
+        (counts as of this chunk), commit. Returns the new codes of ``pending[i]`` for each
+        of ``positions`` (the preview's samples, named by the run)."""
         bulk.roomy_transaction(db.session.connection())
         self._insert(pending)
-        for sample, item in unnumbered:
-            sample["code"] = _get(item, "code")
         if self.progress:
             self.progress(result)
         db.session.commit()
+        return [pending[index]["code"] for index in positions]
 
     def _report_progress(self) -> None:
         if self.progress:

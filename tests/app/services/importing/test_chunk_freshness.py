@@ -19,7 +19,7 @@ from app.services.importing.reading import read_table
 from tests.app.services.importing.conftest import refused_lines, write_xlsx
 
 
-@pytest.mark.parametrize("overlap", ["0", "1"])
+@pytest.mark.parametrize("overlap", ["0", "thread", "process"])
 def test_an_industry_retired_between_chunks_is_refused_from_the_next_chunk(app: Any, tmp_path: Path,
                                                                           monkeypatch: Any, overlap: str) -> None:
     monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", overlap)

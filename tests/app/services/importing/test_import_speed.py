@@ -62,7 +62,7 @@ def test_a_follow_up_import_sends_no_query_per_row(app: Any, make_customer: Any,
     assert many == few
 
 
-@pytest.mark.parametrize("overlap", ["0", "1"])
+@pytest.mark.parametrize("overlap", ["0", "thread", "process"])
 def test_a_customer_archived_between_chunks_stops_its_follow_ups(app: Any, make_customer: Any, tmp_path: Path,
                                                                    monkeypatch: Any, overlap: str) -> None:
     monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", overlap)

@@ -1,11 +1,12 @@
 """Issue 12: a committing import stores its chunks of new rows on a second connection while
-it checks the next chunk (``importing.writer``). Forced on here, so SQLite runs it too (its
-"auto" setting is off there): the outcome is the one the run gives in turn, and the writer
-acts as the importer. A failed chunk: test_engine's crash test; changes made while the writer
+it checks the next chunk (``importing.writer``), in a forked child or a thread, each forced
+here on both databases: the outcome is the one the run gives in turn, and the writer acts
+as the importer. A failed chunk: test_engine's crash test; changes made while the writer
 stores a chunk: test_chunk_freshness and test_import_speed, both run in turn and overlapped."""
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from app.extensions import appbuilder, db
 from app.models import AuditLog, Customer, FollowUp
 from app.services import audit
-from app.services.importing import writer
+from app.services.importing import jobs, writer
 from tests.app.services.importing.conftest import write_xlsx
 
 HEADERS = ["客户编号", "客户名称", "联系人姓名", "联系方式"]
@@ -46,18 +47,19 @@ def _stored(app: Any, prefix: str) -> list[tuple[str, str | None, int]]:
     return [tuple(row) for row in rows]
 
 
+@pytest.mark.parametrize("mode", ["thread", "process"])
 def test_the_outcome_is_the_same_with_and_without_the_writer(app: Any, run_job: Any, overlap: Any,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, mode: str) -> None:
     outcomes = {}
-    for setting, prefix in (("0", "InTurn"), ("1", "Overlap")):
+    for setting, prefix in (("0", "InTurn"), (mode, "Overlap")):
         overlap(setting)
         path = write_xlsx(tmp_path / f"{prefix}.xlsx", {"s": [HEADERS, *_rows(prefix, 14)]})
         job = run_job("rep_a", path)
         stored = _stored(app, prefix)
         outcomes[setting] = ((job.status, job.processed_rows, job.created, job.rejected, job.duplicates),
                              [(name.split(" ")[1], phone[-4:], by) for name, phone, by in stored])
-    assert outcomes["1"] == outcomes["0"]
-    assert outcomes["1"][0] == ("done", 14, 12, 2, 1)
+    assert outcomes[mode] == outcomes["0"]
+    assert outcomes[mode][0] == ("done", 14, 12, 2, 1)
     with app.app_context():
         rep = appbuilder.sm.find_user(username="rep_a")
         assert {by for _name, _phone, by in _stored(app, "Overlap")} == {rep.id}  # the writer acts as the importer
@@ -68,11 +70,12 @@ def test_the_outcome_is_the_same_with_and_without_the_writer(app: Any, run_job: 
         db.session.remove()
 
 
+@pytest.mark.parametrize("mode", ["thread", "process"])
 def test_chunks_that_update_records_wait_for_the_writer(app: Any, run_job: Any, overlap: Any, make_customer: Any,
-                                                        tmp_path: Path) -> None:
+                                                        tmp_path: Path, mode: str) -> None:
     """New rows, then rows updating customers, then new rows: the updates are stored by the
     run's own session after the writer's chunk, and every row lands."""
-    overlap("1")
+    overlap(mode)
     pks = [make_customer("rep_a", name=f"Kept {n}") for n in range(4)]
     with app.app_context():
         codes = [db.session.get(Customer, pk).code for pk in pks]
@@ -86,9 +89,10 @@ def test_chunks_that_update_records_wait_for_the_writer(app: Any, run_job: Any, 
     assert [name for name, _phone, _by in _stored(app, "Renamed")] == [f"Renamed {n}" for n in range(4)]
 
 
+@pytest.mark.parametrize("mode", ["thread", "process"])
 def test_follow_ups_through_the_writer(app: Any, run_job: Any, overlap: Any, make_customer: Any,
-                                      tmp_path: Path) -> None:
-    overlap("1")
+                                      tmp_path: Path, mode: str) -> None:
+    overlap(mode)
     pk = make_customer("rep_a")
     with app.app_context():
         code = db.session.get(Customer, pk).code
@@ -105,24 +109,53 @@ def test_follow_ups_through_the_writer(app: Any, run_job: Any, overlap: Any, mak
         db.session.remove()
 
 
-def test_auto_is_off_on_sqlite_and_on_for_a_server(app: Any, monkeypatch: Any) -> None:
+def test_auto_forks_a_writer_and_without_fork_uses_a_thread_for_a_server(app: Any, monkeypatch: Any) -> None:
     monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", "auto")
     with app.app_context():
-        assert writer.ChunkWriter(True).active is (db.engine.url.get_backend_name() != "sqlite")
+        sqlite = db.engine.url.get_backend_name() == "sqlite"
+        assert writer.ChunkWriter(True).mode == "process"
         assert writer.ChunkWriter(False).active is False  # dry runs and all-or-nothing runs
         monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", "0")
         assert writer.ChunkWriter(True).active is False
-
+        monkeypatch.delattr(writer.os, "fork")  # Windows: no fork, so no writer unless asked for one
+        monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", "auto")
+        assert writer.ChunkWriter(True).mode == (None if sqlite else "thread")
+        monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", "process")
+        assert writer.ChunkWriter(True).mode == "thread"
 
 
 def test_a_file_of_one_chunk_is_stored_in_turn(app: Any, run_job: Any, overlap: Any, monkeypatch: Any,
                                                tmp_path: Path) -> None:
     """Nothing to overlap: no thread, no second connection (most imports are small)."""
-    overlap("1")
+    overlap("process")
     handed = []
-    monkeypatch.setattr(writer.ChunkWriter, "submit", lambda self, work, *args: handed.append(args))
+    monkeypatch.setattr(writer.ChunkWriter, "submit", lambda self, work, *args, **named: handed.append(args))
     path = write_xlsx(tmp_path / "small.xlsx", {"s": [HEADERS, *[["", f"Small {n}", "Li", f"1395000{n:04d}"]
                                                                 for n in range(4)]]})
     job = run_job("rep_a", path)
     assert (job.status, job.created, handed) == ("done", 4, [])
     assert len(_stored(app, "Small")) == 4
+
+
+def test_an_error_that_does_not_pickle_comes_back_from_the_forked_writer_as_its_text(
+        app: Any, run_job: Any, overlap: Any, monkeypatch: Any, tmp_path: Path) -> None:
+    """The child cannot send a class defined here (pickle finds it by name): the run gets a
+    RuntimeError with the error's text and traceback, and the job fails with nothing stored."""
+    from app.services import customers as customer_rules
+
+    class DiskTrouble(Exception):
+        pass
+
+    def failing(batch: list) -> None:
+        raise DiskTrouble("sector 7 unreadable")
+
+    overlap("process")
+    monkeypatch.setattr(customer_rules, "insert_customers", failing)
+    path = write_xlsx(tmp_path / "trouble.xlsx", {"s": [HEADERS, *_rows("Trouble", 14)]})
+    logged = []
+    monkeypatch.setattr(jobs.log, "exception", lambda *args: logged.append(traceback.format_exc()))
+    job = run_job("rep_a", path)
+    assert (job.status, job.created) == ("failed", 0)
+    assert "stopped unexpectedly (RuntimeError)" in job.error  # the job names the kind, the log the rest
+    assert "DiskTrouble: sector 7 unreadable" in logged[0] and "In the import's writer process" in logged[0]
+    assert _stored(app, "Trouble") == []
