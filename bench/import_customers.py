@@ -136,8 +136,11 @@ def measure(workbook: Path, profile: str | None, kind: str, mode: str) -> dict:
         stored = db.session.scalar(select(func.count()).select_from(spec.model))
         audited = db.session.scalar(select(func.count(AuditLog.id)).where(AuditLog.source == "import"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # a forked writer (importing.writer): its CPU and peak apart (the two peaks may overlap in time)
+    writer = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"read_s": read_seconds, "total_s": seconds, "cpu_s": cpu, "peak_mib": peak, "stored": stored,
-            "audited": audited, **result.summary()}
+            "audited": audited, "writer_cpu_s": writer.ru_utime + writer.ru_stime,
+            "writer_peak_mib": writer.ru_maxrss / 1024, **result.summary()}
 
 
 def _profiler(path: str | None) -> Any:
@@ -227,6 +230,13 @@ def fresh_run(workbook: Path, args: argparse.Namespace, module: str) -> tuple[di
     return json.loads(output.strip().splitlines()[-1]), load
 
 
+def _writer_figures(figures: dict) -> str:
+    """A forked writer's own figures (``importing.writer``), when there was one."""
+    if not figures.get("writer_cpu_s"):
+        return ""
+    return f" (writer process: peak {figures['writer_peak_mib']:.0f} MiB, CPU {figures['writer_cpu_s']:.2f} s)"
+
+
 def _one_run(workbook: Path, args: argparse.Namespace) -> dict:
     """A fresh database (built in one child) and one import (in another); prints and returns its figures."""
     figures, load = fresh_run(workbook, args, "bench.import_customers")
@@ -236,7 +246,8 @@ def _one_run(workbook: Path, args: argparse.Namespace) -> dict:
           f"audit entries {figures['audited']:,}")
     print(f"read {figures['read_s']:.2f} s; read + validate + dedup + commit {figures['total_s']:.2f} s "
           f"({figures['rows'] / figures['total_s']:,.0f} rows/s, CPU {figures['cpu_s']:.2f} s); "
-          f"peak memory {figures['peak_mib']:.0f} MiB; load average {load:.2f}", flush=True)
+          f"peak memory {figures['peak_mib']:.0f} MiB{_writer_figures(figures)}; load average {load:.2f}",
+          flush=True)
     return figures
 
 

@@ -18,7 +18,7 @@ import argparse
 import random
 from pathlib import Path
 
-from bench.import_customers import OUT, bench, fresh_run, measure
+from bench.import_customers import OUT, _writer_figures, bench, fresh_run, measure
 from bench.import_customers import build_database as build_customers
 
 HEADERS = ["客户编号", "跟进时间", "跟进方式", "跟进内容", "下一步计划", "下一步日期", "跟进人"]
@@ -94,7 +94,8 @@ def _one_run(workbook: Path, args: argparse.Namespace) -> dict:
           f"follow-ups stored {figures['stored']:,}, audit entries {figures['audited']:,}")
     print(f"read {figures['read_s']:.2f} s; read + validate + commit {figures['total_s']:.2f} s "
           f"({figures['rows'] / figures['total_s']:,.0f} rows/s, CPU {figures['cpu_s']:.2f} s); "
-          f"peak memory {figures['peak_mib']:.0f} MiB; load average {load:.2f}", flush=True)
+          f"peak memory {figures['peak_mib']:.0f} MiB{_writer_figures(figures)}; load average {load:.2f}",
+          flush=True)
     return figures
 
 
