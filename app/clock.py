@@ -94,6 +94,24 @@ def zone_pinned() -> Iterator[ZoneInfo]:
         _pinned.reset(token)
 
 
+def pinned_zone_name() -> str | None:
+    """The zone name ``zone_pinned`` holds here, or None: to carry a chunk's pin to another
+    process (``importing.writer``)."""
+    pinned = _pinned.get()
+    return None if pinned is None else pinned[0]
+
+
+@contextmanager
+def zone_pinned_to(name: str | None) -> Iterator[None]:
+    """``zone_pinned`` with the zone another process pinned (``pinned_zone_name``); None: no
+    pin. RuntimeError for a name the system does not know."""
+    token = _pinned.set(None if name is None else (name, _zone(name)))
+    try:
+        yield
+    finally:
+        _pinned.reset(token)
+
+
 def system_now() -> datetime:
     """The machine's clock as an aware UTC instant."""
     return datetime.now(UTC)

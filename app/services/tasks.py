@@ -83,17 +83,6 @@ _ACTIVE: dict[int, float] = {}
 _lock = threading.Lock()
 
 
-def _lock_anew() -> None:
-    """A forked child (an import's writer, ``importing.writer``) gets a lock nobody holds:
-    another thread of the parent may have held it at the fork."""
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_lock_anew)
-
-
 class UnknownTask(LookupError):
     """A task name outside the allow-list (a forged or stale message): never imported."""
 

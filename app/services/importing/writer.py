@@ -6,16 +6,18 @@ chunk of new rows to one writer and goes on checking (issue 12's import targets)
 writer, chunks in file order, so the audit chain's steps and the job's checkpoints keep
 their order. Two kinds of writer (``CRM_IMPORT_OVERLAP``):
 
-- ``process`` (the default where there is ``fork``): a child forked from the run's process
-  at its first chunk, with a pool of its own connections, that receives each chunk's rows
-  over a pipe (pickled) and answers with the new codes or the error. It runs beside the
-  checks on the other core, Python included. Measured on SQLite, 100,000 rows: follow-ups
-  13.7-15.8 s against 18.5-18.8 s in turn, customers 11.8-13.1 s against 14.1-17.9 s; on
-  PostgreSQL, where the server does most of the storing, 0.94-0.96 of the thread's time.
-- ``thread`` (the default for a database server where there is no ``fork``, Windows): a
-  thread of this process. Its Python work takes turns with the checks on the interpreter
-  lock; only the driver's waits overlap, so on SQLite it gained nothing (measured) and
-  "auto" leaves SQLite in turn there.
+- ``process`` (the default in a process with no other thread: a Celery worker, the command
+  line): a child forked from the run's process at its first chunk, with a pool of its own
+  connections, that receives each chunk's rows over a pipe (pickled) and answers with the
+  new codes or the error. It runs beside the checks on the other core, Python included.
+  Measured on SQLite, 100,000 rows: follow-ups 13.7-15.8 s against 18.5-18.8 s in turn,
+  customers 11.8-13.1 s against 14.1-17.9 s; on PostgreSQL, where the server does most of
+  the storing, 0.94-0.96 of the thread's time.
+- ``thread``: a thread of this process. Its Python work takes turns with the checks on the
+  interpreter lock; only the driver's waits overlap, so on SQLite it gained nothing
+  (measured). The default for a database server in a process with other threads (the
+  embedded web process, whose pool runs the imports) or without ``fork`` (Windows); there
+  SQLite stores in turn.
 
 Either has an app context, so a session and a connection, of its own. It receives plain
 rows (dicts), never records of the run's session. The run's session must not write while
@@ -24,26 +26,34 @@ the writer works: a chunk with updated records or held changes waits for the wri
 row that slipped through, ``tasks.Cancelled`` from the progress callback, a lost lease)
 rolls the writer's chunk back and is raised in the run at its next ``submit``/``wait``.
 
-A forked child shares nothing it uses with the parent: it drops the parent's pooled
-connections unclosed (SQLAlchemy's ``dispose(close=False)``, the documented way after a
-fork), leaves with ``os._exit`` (no atexit hooks, no finalizers of the parent's objects:
-an SQLite connection closed in the child could checkpoint or delete the parent's WAL),
-ignores Ctrl-C (the parent's to handle) and ends when the parent goes away (end of file on
-the pipe). Forking a process with other threads copies only the forking one; locks other
-threads held at that moment stay held in the child, so the locks the child takes are
-re-made after a fork (logging's by Python, ``tasks``' by ``os.register_at_fork``). A child
-silent for ``STALL_SECONDS`` is killed and the run fails with a message; its chunk was
+Only a process with no other thread forks: a fork copies the forking thread alone, and
+whatever another thread held at that moment stays held in the child for good (a Python
+lock, or SQLite's record of its own file locks: a child forked while another thread wrote
+could never write; found by attacking the first version). The child drops the parent's
+pooled connections unclosed (SQLAlchemy's ``dispose(close=False)``, the documented way
+after a fork), leaves with ``os._exit`` (no atexit hooks, no finalizers of the parent's
+objects: an SQLite connection closed in the child could checkpoint or delete the parent's
+WAL), ignores Ctrl-C (the parent's to handle), dies with the parent (Linux:
+``PR_SET_PDEATHSIG``; elsewhere at the next chunk, on end of file) and collects its own
+garbage (the run pauses the collector; the child freezes what it inherited and turns it
+back on). Each chunk carries the run's pinned zone, as a thread's copied context does. A
+child silent for the job's lease (``CRM_JOB_LEASE_SECONDS``: the sweep would hand the job
+to another delivery after that) is killed and the run fails with a message; its chunk was
 not committed, so the job resumes from the last committed one.
 """
 
 from __future__ import annotations
 
 import contextvars
+import ctypes
+import gc
 import logging
 import multiprocessing
 import os
 import pickle
 import signal
+import sys
+import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,14 +61,12 @@ from typing import Any
 
 from flask import current_app
 
+from app import clock
 from app.extensions import db
 from app.models.base import acting_user_id, current_user_id
 
 log = logging.getLogger(__name__)
 
-#: How long the run waits for a forked writer's answer about one chunk (a chunk takes well
-#: under a second; a child that says nothing for this long is taken as hung).
-STALL_SECONDS = 900
 _OFF = ("0", "off", "no", "false")
 
 
@@ -91,10 +99,14 @@ class ChunkWriter:
         ``args`` are pickled for a forked writer: plain values only."""
         self.wait()
         app = current_app._get_current_object()  # noqa: SLF001 (the app itself, for the writer)
+        if self.mode == "process" and self._child is None and not _may_fork():
+            self.mode = "thread"  # a thread started since the run began: no fork now
         if self.mode == "process":
             if self._child is None:
-                self._child = _Child(app, current_user_id(), work)
-            self._future = self._child.send(args)
+                self._child = _Child(app, current_user_id(), work, _stall_seconds())
+            elif work != self._child.work:
+                raise ValueError("A forked writer runs the work it was forked with, for every chunk.")
+            self._future = self._child.send((clock.pinned_zone_name(), args))
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="import-writer")
@@ -144,9 +156,9 @@ def _in_own_session(app: Any, user_id: int | None, work: Callable[..., Any], arg
 class _Child:
     """A child forked from this process that stores the chunks sent to it, in order, with
     ``work`` on connections of its own, and answers each with ("done", value) or
-    ("error", exception)."""
+    ("error", exception, its traceback as text)."""
 
-    def __init__(self, app: Any, user_id: int | None, work: Callable[..., Any]) -> None:
+    def __init__(self, app: Any, user_id: int | None, work: Callable[..., Any], stall: float) -> None:
         here, there = multiprocessing.Pipe()
         engines = list(db.engines.values())
         pid = os.fork()
@@ -154,15 +166,13 @@ class _Child:
             status = 1
             try:
                 here.close()
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-                for engine in engines:  # the parent's pooled connections stay the parent's
-                    engine.dispose(close=False)
+                _part_from_parent(engines)
                 _serve(there, app, user_id, work)
                 status = 0
             finally:
                 os._exit(status)
         there.close()
-        self.pid, self.pipe = pid, here
+        self.pid, self.pipe, self.work, self.stall = pid, here, work, stall
 
     def send(self, args: tuple) -> _Child:
         self.pipe.send(args)
@@ -170,16 +180,18 @@ class _Child:
 
     def result(self) -> Any:
         """The answer about the chunk sent last: its value, or its error raised here."""
-        if not self.pipe.poll(STALL_SECONDS):
+        if not self.pipe.poll(self.stall):
             os.kill(self.pid, signal.SIGKILL)
-            raise RuntimeError(f"The import's writer process did not answer for {STALL_SECONDS} s.")
+            raise RuntimeError(f"The import's writer process did not answer for {self.stall:.0f} s.")
         try:
-            kind, value = self.pipe.recv()
+            answer = self.pipe.recv()
         except EOFError:
             raise RuntimeError("The import's writer process ended unexpectedly.") from None
-        if kind == "error":
-            raise value
-        return value
+        if answer[0] == "error":
+            _kind, error, text = answer
+            error.add_note("In the import's writer process:\n" + text)  # pickling drops some errors' notes
+            raise error
+        return answer[1]
 
     def close(self) -> None:
         """Tell the child to end and wait for it."""
@@ -188,24 +200,45 @@ class _Child:
         except OSError:  # it ended already
             pass
         self.pipe.close()
-        os.waitpid(self.pid, 0)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): nothing left to wait for
+            pass
+
+
+def _part_from_parent(engines: list[Any]) -> None:
+    """In a fresh child: nothing of the parent's that it could share or wait on."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if sys.platform == "linux":  # killed when the parent goes, even mid-chunk (uncommitted)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    for engine in engines:  # the parent's pooled connections stay the parent's, untouched
+        _PARENTS_POOLS.append(engine.pool)  # never collected here (a driver would warn, or close)
+        engine.dispose(close=False)
+    gc.freeze()  # the inherited objects: never walked (nor copied) by the collector
+    gc.enable()  # the run paused it for itself (bulk.no_cyclic_gc)
+
+
+_PR_SET_PDEATHSIG = 1
+#: In a forked child: the parent's connection pools, kept as they were until ``os._exit``.
+_PARENTS_POOLS: list[Any] = []
 
 
 def _serve(pipe: Any, app: Any, user_id: int | None, work: Callable[..., Any]) -> None:
-    """The child's loop: a chunk's arguments in, its answer out, until told to end (None)
-    or the parent is gone."""
+    """The child's loop: a chunk's zone and arguments in, its answer out, until told to end
+    (None) or the parent is gone."""
     while True:
         try:
-            args = pipe.recv()
+            message = pipe.recv()
         except EOFError:
             return
-        if args is None:
+        if message is None:
             return
+        zone, args = message
         try:
-            reply = ("done", _in_own_session(app, user_id, work, args))
+            with clock.zone_pinned_to(zone):
+                reply = ("done", _in_own_session(app, user_id, work, args))
         except BaseException as error:  # noqa: BLE001 (the run raises it)
-            error.add_note("In the import's writer process:\n" + "".join(traceback.format_exception(error)))
-            reply = ("error", _sendable(error))
+            reply = ("error", _sendable(error), "".join(traceback.format_exception(error)))
         pipe.send(reply)
 
 
@@ -215,24 +248,34 @@ def _sendable(error: BaseException) -> BaseException:
     try:
         pickle.loads(pickle.dumps(error))  # noqa: S301 (our own bytes, just made)
     except Exception:  # noqa: BLE001 (any class whose arguments do not round-trip)
-        return RuntimeError("".join(traceback.format_exception(error)))
+        return RuntimeError("".join(traceback.format_exception_only(error)).strip())
     return error
 
 
+def _stall_seconds() -> float:
+    """How long the run waits for a forked writer's answer: the job's lease (a chunk takes
+    well under a second; after the lease the sweep hands the job to another delivery)."""
+    return float(current_app.config.get("CRM_JOB_LEASE_SECONDS", 60))
+
+
 def _mode() -> str | None:
-    """``CRM_IMPORT_OVERLAP``: "auto" ("process" where there is ``fork``; else a thread for a
-    database server and nothing for SQLite, where a thread gains nothing), "process",
-    "thread", or off ("0"). "1" is "auto"."""
+    """``CRM_IMPORT_OVERLAP``: "auto" ("process" when this process may fork, below; else a
+    thread for a database server and nothing for SQLite, where a thread gains nothing),
+    "process" (else a thread), "thread", or off ("0"); "1" is "process"."""
     setting = str(current_app.config.get("CRM_IMPORT_OVERLAP", "auto")).strip().lower()
     if setting in _OFF:
         return None
-    if setting == "thread":
-        return "thread"
-    if hasattr(os, "fork"):
+    if setting != "thread" and _may_fork():
         return "process"
     if setting == "auto" and db.engine.url.get_backend_name() == "sqlite":
         return None
     return "thread"
+
+
+def _may_fork() -> bool:
+    """``fork`` exists and no other thread runs here (see the module doc: what another
+    thread holds at the fork stays held in the child)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
 
 
 def _second_connection_sees() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from openpyxl import Workbook
 
 from app.extensions import appbuilder, db
-from app.services.importing import columns, jobs
+from app.services.importing import columns, jobs, writer
 
 #: The manual's appendix 1 headers, exactly.
 MANUAL_HEADERS = ["客户编号", "客户名称", "所属行业", "联系人姓名", "联系方式", "客户地址", "客户等级", "信息来源", "备注"]
@@ -27,6 +28,13 @@ def write_xlsx(path: Path, sheets: dict[str, list[list[Any]]]) -> Path:
                     cell.data_type = "s"  # a user typed text that looks like a formula
     workbook.save(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def writer_may_fork(monkeypatch: Any) -> None:
+    """Imports asked to fork here do, whatever idle threads earlier tests left in this
+    process (a job pool, a test server): ``test_writer`` checks the real rule apart."""
+    monkeypatch.setattr(writer, "_may_fork", lambda: hasattr(os, "fork"))
 
 
 @pytest.fixture

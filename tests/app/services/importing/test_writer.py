@@ -6,6 +6,7 @@ stores a chunk: test_chunk_freshness and test_import_speed, both run in turn and
 
 from __future__ import annotations
 
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from app.services import audit
 from app.services.importing import jobs, writer
 from tests.app.services.importing.conftest import write_xlsx
 
+REAL_MAY_FORK = writer._may_fork  # before the conftest fixture replaces it
 HEADERS = ["客户编号", "客户名称", "联系人姓名", "联系方式"]
 
 
@@ -107,6 +109,56 @@ def test_follow_ups_through_the_writer(app: Any, run_job: Any, overlap: Any, mak
         assert contents == [f"Call {n}" for n in range(10)]
         assert db.session.scalar(select(func.count(func.distinct(FollowUp.code))).where(FollowUp.customer_id == pk)) == 10
         db.session.remove()
+
+
+def test_only_a_process_with_no_other_thread_forks(app: Any, monkeypatch: Any) -> None:
+    """A fork copies the forking thread alone: what another thread holds then (an SQLite
+    write, a lock) stays held in the child for good. So the embedded web process, whose
+    pool runs imports beside request threads, uses a thread (a server) or stores in turn."""
+    monkeypatch.setattr(writer, "_may_fork", REAL_MAY_FORK)
+    monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", "auto")
+    with app.app_context():
+        sqlite = db.engine.url.get_backend_name() == "sqlite"
+        with monkeypatch.context() as alone:
+            alone.setattr(writer.threading, "active_count", lambda: 1)  # as in a Celery worker
+            assert writer.ChunkWriter(True).mode == "process"
+        release = threading.Event()
+        other = threading.Thread(target=release.wait)
+        other.start()
+        try:
+            assert writer.ChunkWriter(True).mode == (None if sqlite else "thread")
+            monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", "process")
+            assert writer.ChunkWriter(True).mode == "thread"
+        finally:
+            release.set()
+            other.join()
+
+
+def test_a_thread_started_after_the_run_began_means_no_fork(app: Any, run_job: Any, overlap: Any,
+                                                             monkeypatch: Any, tmp_path: Path) -> None:
+    """The rule is checked again at the fork (the first chunk): the chunks go to a thread."""
+    overlap("process")
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    monkeypatch.setattr(writer, "_may_fork", REAL_MAY_FORK)
+    monkeypatch.setattr(writer.threading, "active_count", lambda: 1 if not other.is_alive() else 2)
+    real_submit, modes = writer.ChunkWriter.submit, []
+
+    def submit(self: Any, work: Any, *args: Any, **named: Any) -> None:
+        if not other.is_alive():
+            other.start()  # as a web request would, while the first chunk was checked
+        real_submit(self, work, *args, **named)
+        modes.append(self.mode)
+
+    monkeypatch.setattr(writer.ChunkWriter, "submit", submit)
+    path = write_xlsx(tmp_path / "late.xlsx", {"s": [HEADERS, *_rows("Late", 14)]})
+    try:
+        job = run_job("rep_a", path)
+    finally:
+        release.set()
+        other.join()
+    assert (job.status, job.created) == ("done", 12)
+    assert set(modes) == {"thread"}
 
 
 def test_auto_forks_a_writer_and_without_fork_uses_a_thread_for_a_server(app: Any, monkeypatch: Any) -> None:
