@@ -64,10 +64,14 @@ from flask import current_app
 from app import clock
 from app.extensions import db
 from app.models.base import acting_user_id, current_user_id
+from app.services import tasks
 
 log = logging.getLogger(__name__)
 
 _OFF = ("0", "off", "no", "false")
+_PR_SET_PDEATHSIG = 1
+#: In a forked child: the parent's connection pools, kept as they were until ``os._exit``.
+_PARENTS_POOLS: list[Any] = []
 
 
 class ChunkWriter:
@@ -103,7 +107,9 @@ class ChunkWriter:
             self.mode = "thread"  # a thread started since the run began: no fork now
         if self.mode == "process":
             if self._child is None:
-                self._child = _Child(app, current_user_id(), work, _stall_seconds())
+                # silent for the job's lease: taken as hung (a chunk takes well under a second;
+                # after the lease the sweep hands the job to another delivery)
+                self._child = _Child(app, current_user_id(), work, tasks.lease().total_seconds())
             elif work != self._child.work:
                 raise ValueError("A forked writer runs the work it was forked with, for every chunk.")
             self._future = self._child.send((clock.pinned_zone_name(), args))
@@ -218,11 +224,6 @@ def _part_from_parent(engines: list[Any]) -> None:
     gc.enable()  # the run paused it for itself (bulk.no_cyclic_gc)
 
 
-_PR_SET_PDEATHSIG = 1
-#: In a forked child: the parent's connection pools, kept as they were until ``os._exit``.
-_PARENTS_POOLS: list[Any] = []
-
-
 def _serve(pipe: Any, app: Any, user_id: int | None, work: Callable[..., Any]) -> None:
     """The child's loop: a chunk's zone and arguments in, its answer out, until told to end
     (None) or the parent is gone."""
@@ -250,12 +251,6 @@ def _sendable(error: BaseException) -> BaseException:
     except Exception:  # noqa: BLE001 (any class whose arguments do not round-trip)
         return RuntimeError("".join(traceback.format_exception_only(error)).strip())
     return error
-
-
-def _stall_seconds() -> float:
-    """How long the run waits for a forked writer's answer: the job's lease (a chunk takes
-    well under a second; after the lease the sweep hands the job to another delivery)."""
-    return float(current_app.config.get("CRM_JOB_LEASE_SECONDS", 60))
 
 
 def _mode() -> str | None:
