@@ -132,6 +132,14 @@ def run_transfer_schedules() -> list[str]:
     return run_due()
 
 
+def index_search() -> int:
+    """Every minute on PostgreSQL: index for search the rows an import only noted (the import
+    asks for it at its end too; this catches a run that stopped before). Returns how many."""
+    from app.services.search import index_pending
+
+    return index_pending()
+
+
 JOBS = [
     JobDefinition("deactivate_expired_users", "Deactivate expired accounts", deactivate_expired_users,
                   {"hour": 1, "minute": 5}),
@@ -143,6 +151,7 @@ JOBS = [
                   {"hour": 3, "minute": 30}),
     JobDefinition("run_transfer_schedules", "Scheduled imports and exports (see below)", run_transfer_schedules,
                   {"minute": "*"}),
+    JobDefinition("index_search", "Index imported rows for search", index_search, {"minute": "*"}),
 ]
 
 

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import event, func, literal_column, or_, select, text
+from sqlalchemy import Text, and_, column, event, func, literal_column, or_, select, table, text, union_all
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
@@ -152,11 +152,120 @@ def customer_clause(text: str | None, session: Any) -> ColumnElement | None:
         return None
     if len(wanted) > MAX_QUERY_LENGTH:
         raise ValueError(f"longer than {MAX_QUERY_LENGTH} characters")
-    clauses = [contains_folded([getattr(Customer, name) for name in TEXT_COLUMNS], text or "", session)]
     phone = query_phone(text or "")
+    hits = text_hits(Customer, TEXT_COLUMNS, text or "", session)
+    if hits is not None:  # one IN over a UNION: the planner joins the hits, an OR would scan
+        if phone:
+            hits.append(select(Customer.id).where(Customer.contact_phone == phone))
+        return Customer.id.in_(union_all(*hits))
+    clauses = [contains_folded([getattr(Customer, name) for name in TEXT_COLUMNS], text or "", session)]
     if phone:
         clauses.append(Customer.contact_phone == phone)
     return or_(*clauses)
+
+
+# --- PostgreSQL: the searched text in side tables (migration b2d4f6a8c0e1) ----------------
+
+#: Tables whose searched columns have a copy in ``<table>_search`` with the trigram indexes.
+PG_SEARCH_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customer": ("name", "code", "contact_name", "credit_code"),
+    "contact": ("code", "name", "title", "email"),
+    "follow_up": ("code", "content"),
+}
+#: Rows noted for indexing (SQLite: until the commit; PostgreSQL: inserted by an import).
+_PENDING = table("search_pending", column("tbl"), column("row_id"))
+_PG_SIDES: dict[str, bool] = {}
+
+
+def _pg_sides(session: Any) -> bool:
+    """Whether the side tables exist on ``session``'s PostgreSQL database (looked up once)."""
+    bind = session.get_bind()
+    key = str(bind.url)
+    if key not in _PG_SIDES:
+        _PG_SIDES[key] = session.scalar(text("SELECT to_regclass('customer_search') IS NOT NULL")) is True
+    return _PG_SIDES[key]
+
+
+def _side(name: str) -> Any:
+    return table(f"{name}_search", column("id"), *(column(c, Text) for c in PG_SEARCH_COLUMNS[name]))
+
+
+def text_hits(model: type, names: tuple[str, ...] | list[str], typed: str, session: Any) -> list[Any] | None:
+    """PostgreSQL with side tables: the ids of ``model`` rows one of whose ``names`` columns
+    contains ``typed`` (folded, as ``contains_folded``), as two SELECTs to UNION: the side
+    table's rows through its trigram indexes, and the rows an import noted but did not index
+    yet (``search_pending``, a bounded scan of those rows only). None when no side table
+    covers these columns (SQLite, no pg_trgm): compare the model's own columns."""
+    name = model.__tablename__
+    if name not in PG_SEARCH_COLUMNS or not set(names) <= set(PG_SEARCH_COLUMNS[name]):
+        return None
+    if not _postgresql(session) or not _pg_sides(session):
+        return None
+    side = _side(name)
+    indexed = select(side.c.id).where(contains_folded([side.c[n] for n in names], typed, session))
+    noted = (select(model.id).join(_PENDING, and_(_PENDING.c.row_id == model.id, _PENDING.c.tbl == name))
+             .where(contains_folded([getattr(model, n) for n in names], typed, session)))
+    return [indexed, noted]
+
+
+def text_match(model: type, names: tuple[str, ...] | list[str], typed: str, session: Any) -> ColumnElement:
+    """"One of ``names`` columns of ``model`` contains ``typed``": through the side tables
+    where there are some (``text_hits``), else ``contains_folded`` on the model's columns."""
+    hits = text_hits(model, names, typed, session)
+    if hits is None:
+        return contains_folded([getattr(model, n) for n in names], typed, session)
+    return model.id.in_(union_all(*hits))
+
+
+def defer_indexing(connection: Any) -> None:
+    """PostgreSQL: rows this transaction inserts into the searched tables are only noted in
+    ``search_pending`` (their trigram indexing is most of an import's database time);
+    ``index_pending`` indexes them after. Until then search finds them by a scan of the
+    noted rows (``text_hits``). Nothing on other databases (SQLite indexes at commit)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT set_config('crm.search_deferred', 'on', true)")
+
+
+#: Noted rows ``index_pending`` copies per transaction.
+INDEX_BATCH = 20_000
+
+
+def index_pending(batch: int = INDEX_BATCH) -> int:
+    """PostgreSQL: copy the rows noted in ``search_pending`` into their side tables, ``batch``
+    per short transaction, and forget them; returns how many. The copied rows are locked
+    (``FOR SHARE``) so an edit made meanwhile waits, then updates the copy (its trigger).
+    Noted rows another run is copying are skipped (``SKIP LOCKED``). 0 elsewhere."""
+    from app.extensions import db
+
+    if db.engine.dialect.name != "postgresql" or not _pg_sides(db.session):
+        return 0
+    done = 0
+    for name, columns in PG_SEARCH_COLUMNS.items():
+        listed = ", ".join(columns)
+        while True:
+            with db.engine.begin() as connection:
+                ids = connection.execute(text(
+                    "DELETE FROM search_pending WHERE tbl = :tbl AND row_id IN (SELECT row_id FROM search_pending "
+                    "WHERE tbl = :tbl LIMIT :batch FOR UPDATE SKIP LOCKED) RETURNING row_id"),
+                    {"tbl": name, "batch": batch}).scalars().all()
+                if not ids:
+                    break
+                connection.execute(text(
+                    f"WITH rows AS (SELECT id, {listed} FROM {name} WHERE id = ANY(:ids) FOR SHARE) "
+                    f"INSERT INTO {name}_search (id, {listed}) SELECT id, {listed} FROM rows ON CONFLICT (id) "
+                    f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)}"), {"ids": list(ids)})
+                done += len(ids)
+    return done
+
+
+def index_soon() -> None:
+    """After an import: ``index_pending`` in the background (PostgreSQL; the minute job
+    catches anything left)."""
+    from app.extensions import db
+    from app.services import background
+
+    if db.engine.dialect.name == "postgresql":
+        background.submit(index_pending)
 
 
 # --- the navbar's quick search ------------------------------------------------------------
@@ -183,6 +292,12 @@ SEARCH_INDEX_NAMES = frozenset({
     *(f"ix_customer_{c}_trgm" for c in ("name", "code", "contact_name", "credit_code")),
     "ix_follow_up_code_trgm", "ix_follow_up_content_trgm",
     *(f"ix_contact_{c}_trgm" for c in ("code", "name", "title", "email")),
+    # PostgreSQL side tables (migration b2d4f6a8c0e1), their keys and trigram indexes
+    *(f"{t}_search{suffix}" for t in ("customer", "contact", "follow_up") for suffix in ("_pkey", "_id_fkey")),
+    *(f"ix_{t}_search_{c}_trgm" for t, cs in (("customer", ("name", "code", "contact_name", "credit_code")),
+                                                ("contact", ("code", "name", "title", "email")),
+                                                ("follow_up", ("code", "content"))) for c in cs),
+    "search_pending_pkey",
 })
 _FTS_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
 
@@ -445,8 +560,6 @@ def fts_query(typed: str, columns: tuple[str, ...] | None = None) -> str | None:
 
 
 def _fts(name: str) -> Any:
-    from sqlalchemy import column, table
-
     return table(name, column("rowid"))
 
 
@@ -460,7 +573,12 @@ def customer_indexed(typed: str, session: Any, base: Any, limit: int) -> list[An
     PostgreSQL: ``customer_clause`` through the trigram indexes (``pg_newest``)."""
     if _postgresql(session):
         clause = customer_clause(typed, session)
-        return None if clause is None else pg_newest(session, base, clause, Customer.id, limit)
+        if clause is None:
+            return None
+        scan = contains_folded([getattr(Customer, name) for name in TEXT_COLUMNS], typed, session)
+        phone = query_phone(typed)
+        return pg_newest(session, base, clause, Customer.id, limit,
+                         scan=or_(scan, Customer.contact_phone == phone) if phone else scan)
     query = fts_query(typed)
     if query is None or "customer_search" not in fts_tables(session):
         return None
@@ -479,19 +597,23 @@ def _postgresql(session: Any) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def pg_newest(session: Any, base: Any, condition: ColumnElement, key: Any, limit: int) -> list[Any]:
+def pg_newest(session: Any, base: Any, condition: ColumnElement, key: Any, limit: int,
+              scan: ColumnElement | None = None) -> list[Any]:
     """PostgreSQL: the rows of ``base`` meeting ``condition``, newest first by ``key`` (an id
     column), at most ``limit``. Without help the planner walks the primary key backwards
     through every row when the text is rare; here it walks at most ``RECENT_ROWS`` (the
     newest in scope), then looks the older ones up through the trigram index (the order is
     hidden from it as ``key + 0``, so it sorts the few matches instead). "The newest" are
-    the table's newest ``RECENT_ROWS`` (an index-only walk), whatever the scope."""
+    the table's newest ``RECENT_ROWS`` (an index-only walk), whatever the scope. ``scan``:
+    the same condition on the rows' own columns, for that walk (``condition`` may go through
+    a side table, ``text_hits``, whose every hit the planner could fetch first)."""
     edge = session.scalar(select(key).order_by(key.desc()).offset(RECENT_ROWS).limit(1))  # index only
     if edge is None:  # a small table: one query
         _tighten(session)
         return list(session.scalars(base.where(condition).order_by(key.desc()).limit(limit)))
     _tighten(session)
-    found = list(session.scalars(base.where(condition, key > edge).order_by(key.desc()).limit(limit)))
+    walked = condition if scan is None else scan
+    found = list(session.scalars(base.where(walked, key > edge).order_by(key.desc()).limit(limit)))
     if len(found) < limit:
         _tighten(session)
         found += session.scalars(base.where(condition, key <= edge).order_by((key + 0).desc())
@@ -508,10 +630,12 @@ def _follow_up_split(typed: str, session: Any, base: Any, limit: int) -> list[An
     """PostgreSQL: ``follow_up_clause`` as two queries the planner can serve from the trigram
     indexes (one OR with a correlated EXISTS it cannot): the follow-ups' own text, and the
     follow-ups of the newest matching customers."""
-    own = contains_folded([FollowUp.code, FollowUp.content], typed, session)
-    theirs = contains_folded([Customer.name, Customer.code], typed, session)
-    found = pg_newest(session, base, own, FollowUp.id, limit)
-    found += pg_newest(session, base.join(Customer, Customer.id == FollowUp.customer_id), theirs, Customer.id, limit)
+    own = text_match(FollowUp, ("code", "content"), typed, session)
+    theirs = text_match(Customer, ("name", "code"), typed, session)
+    found = pg_newest(session, base, own, FollowUp.id, limit,
+                      scan=contains_folded([FollowUp.code, FollowUp.content], typed, session))
+    found += pg_newest(session, base.join(Customer, Customer.id == FollowUp.customer_id), theirs, Customer.id, limit,
+                       scan=contains_folded([Customer.name, Customer.code], typed, session))
     return _newest(found, limit)
 
 
@@ -644,8 +768,10 @@ def _declared_indexed(model: type, texts: list[Any]) -> Callable[[str, Any, Any,
 
     def indexed(typed: str, session: Any, base: Any, limit: int) -> list[Any] | None:
         if _postgresql(session):
-            clause = contains_folded(texts, typed, session) if fold(typed) and texts else None
-            return None if clause is None else pg_newest(session, base, clause, model.id, limit)
+            if not fold(typed) or not texts:
+                return None
+            scan = contains_folded(texts, typed, session)
+            return pg_newest(session, base, text_match(model, columns, typed, session), model.id, limit, scan=scan)
         known = FTS_COLUMNS.get(name, ("", ()))[1]
         query = fts_query(typed, columns)
         if not columns or not set(columns) <= set(known) or query is None or name not in fts_tables(session):

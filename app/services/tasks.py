@@ -62,6 +62,7 @@ ALLOWED: set[str] = {
     "views.exports.run_export",
     "app.services.dedup_clusters.run_scan",
     "app.services.dedup_clusters._pending_job",
+    "app.services.search.index_pending",
     "sync.schedule.run_target",
     "app.services.tasks.requeue_stalled",
 }

@@ -27,7 +27,7 @@ from app import clock
 from app.extensions import db
 from app.models.customers import Customer, FollowUp
 from app.security.data_scope import scope_cache
-from app.services import audit, bulk, custom_fields, follow_ups, messages, numbering, records, validation
+from app.services import audit, bulk, custom_fields, follow_ups, messages, numbering, records, search, validation
 from app.services import customer_approvals as gate
 from app.services import customers as rules
 from app.services.customers import archived_message
@@ -115,6 +115,14 @@ class RowRejected(Exception):
         for column, problem in self.errors:
             parts += ["; " if parts else "", capture.stored(column), ": ", capture.stored(problem)]
         return messages.concat(parts)
+
+
+def _roomy(connection: Any) -> None:
+    """A chunk's transaction set up for many rows: SQLite's cache (``bulk.roomy_transaction``);
+    on PostgreSQL the new rows' trigram indexing left for after the run
+    (``search.defer_indexing``: the notes commit or roll back with the rows)."""
+    bulk.roomy_transaction(connection)
+    search.defer_indexing(connection)
 
 
 class ImportRun:
@@ -236,7 +244,7 @@ class ImportRun:
             return
         else:
             self.writer.wait()  # this session writes now: after the writer's chunk
-            bulk.roomy_transaction(db.session.connection())
+            _roomy(db.session.connection())
             self._insert(pending)
             db.session.flush()
             self._submit_holds()
@@ -258,7 +266,7 @@ class ImportRun:
         """A chunk of new rows on the writer's session (``writer``): insert, report progress
         (counts as of this chunk), commit. Returns the new codes of ``pending[i]`` for each
         of ``positions`` (the preview's samples, named by the run)."""
-        bulk.roomy_transaction(db.session.connection())
+        _roomy(db.session.connection())
         self._insert(pending)
         if self.progress:
             self.progress(result)
@@ -277,6 +285,7 @@ class ImportRun:
             self.result.rolled_back = True
         else:
             db.session.commit()
+            search.index_soon()  # the rows the chunks only noted (``_roomy``)
 
     def _count(self, line: int, raw: list[Any], outcome: str, item: Any, errors: messages.Message) -> None:
         result = self.result

@@ -1,0 +1,124 @@
+"""PostgreSQL keeps the searched text in side tables with the trigram indexes (issue 12,
+migration b2d4f6a8c0e1): a saved record is indexed in its own statement, rows an import
+inserts are only noted and indexed after it (``search.index_pending``). Search finds a
+noted row all the same, and follows edits and deletes made before or after the indexing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select, text, update
+
+from app import record_types
+from app.extensions import appbuilder, db
+from app.models import Contact, Customer, CustomerStatusChange
+from app.services import search
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_only(app: Any) -> None:
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("the side tables are PostgreSQL's (SQLite: FTS5 tables, test_search_indexed)")
+
+
+def _rep() -> Any:
+    return appbuilder.sm.find_user(username="rep_a")
+
+
+def _found(typed: str) -> list[int]:
+    return [c.id for c in search.quick_find(_rep(), search.CUSTOMERS, typed, db.session).items]
+
+
+def _listed(typed: str) -> list[int]:
+    """What the customer list's search box keeps (``customer_clause``), every owner."""
+    return sorted(db.session.scalars(select(Customer.id).where(search.customer_clause(typed, db.session))))
+
+
+def _pending(table: str = "customer") -> set[int]:
+    return set(db.session.scalars(text("SELECT row_id FROM search_pending WHERE tbl = :t"), {"t": table}))
+
+
+def _indexed(pk: int) -> str | None:
+    return db.session.scalar(text("SELECT name FROM customer_search WHERE id = :id"), {"id": pk})
+
+
+def _noted_customer(make_customer: Any, app: Any, name: str, **fields: Any) -> int:
+    """A customer inserted by a transaction that deferred its indexing, as an import's chunk does."""
+    with app.app_context():
+        search.defer_indexing(db.session.connection())
+        db.session.add(Customer(name=name, contact_phone=fields.pop("contact_phone", "13800007777"),
+                                owner_id=_rep().id, **fields))
+        db.session.commit()
+        pk = db.session.scalar(select(Customer.id).where(Customer.name == name))
+        db.session.remove()
+    return pk
+
+
+def test_a_saved_customer_is_indexed_at_once_and_follows_edits_and_deletes(ctx: Any, make_customer: Any) -> None:
+    pk = make_customer("rep_a", name="Bluewater Instruments", contact_name="Zhao Min", contact_phone="13800005555")
+    assert _indexed(pk) == "Bluewater Instruments" and pk not in _pending()
+    assert _found("water instr") == [pk] and _listed("zhao min") == [pk]
+    db.session.execute(update(Customer).where(Customer.id == pk).values(name="Redrock Instruments"))
+    db.session.commit()
+    assert _found("bluewater") == [] and _found("redrock") == [pk] and _indexed(pk) == "Redrock Instruments"
+    db.session.execute(delete(CustomerStatusChange).where(CustomerStatusChange.customer_id == pk))
+    db.session.execute(delete(Customer).where(Customer.id == pk))
+    db.session.commit()
+    assert _found("redrock") == [] and _indexed(pk) is None
+
+
+def test_a_noted_row_is_found_before_and_after_the_indexing(app: Any, ctx: Any, make_customer: Any) -> None:
+    pk = _noted_customer(make_customer, app, "Goldleaf Ceramics", credit_code="91310000MA1K4ABC12")
+    assert pk in _pending() and _indexed(pk) is None  # noted, not indexed
+    for typed in ("leaf cera", "ＧＯＬＤＬＥＡＦ", "ma1k4abc"):
+        assert _found(typed) == [pk] and _listed(typed) == [pk], typed
+    assert _listed("13800007777") == [pk]  # the phone part of the list's search, with the noted row
+    db.session.execute(update(Customer).where(Customer.id == pk).values(name="Silverleaf Ceramics"))
+    db.session.commit()  # edited while noted: the indexing copies what is stored then
+    assert _found("goldleaf") == [] and _found("silverleaf") == [pk]
+    assert search.index_pending() >= 1
+    assert pk not in _pending() and _indexed(pk) == "Silverleaf Ceramics"
+    assert _found("silverleaf") == [pk] and _listed("silverleaf") == [pk] and _found("goldleaf") == []
+    assert search.index_pending() == 0  # nothing left
+
+
+def test_a_noted_row_deleted_before_the_indexing_is_not_found(app: Any, ctx: Any, make_customer: Any) -> None:
+    pk = _noted_customer(make_customer, app, "Ironbridge Textiles")
+    db.session.execute(delete(CustomerStatusChange).where(CustomerStatusChange.customer_id == pk))
+    db.session.execute(delete(Customer).where(Customer.id == pk))
+    db.session.commit()
+    assert _found("ironbridge") == []
+    search.index_pending()
+    assert _pending() == set() and _indexed(pk) is None
+
+
+def test_noted_rows_keep_scope(app: Any, ctx: Any, make_customer: Any) -> None:
+    with app.app_context():
+        search.defer_indexing(db.session.connection())
+        db.session.add(Customer(name="Copperfield Mills of rep_b", contact_phone="13900007777",
+                                owner_id=appbuilder.sm.find_user(username="rep_b").id))
+        db.session.commit()
+        db.session.remove()
+    assert _found("copperfield") == []  # rep_a does not see rep_b's noted customer
+    search.index_pending()
+    assert _found("copperfield") == []
+
+
+def test_contacts_and_follow_ups_of_noted_rows_are_found(app: Any, ctx: Any, make_customer: Any,
+                                                         make_follow_up: Any) -> None:
+    pk = make_customer("rep_a", name="Plain Holdings", contact_phone="13800008888")
+    with app.app_context():
+        search.defer_indexing(db.session.connection())
+        db.session.add(Contact(customer_id=pk, name="Ouyang Feixue", phone="13800009999"))
+        db.session.commit()
+        db.session.remove()
+    note = make_follow_up(pk, "rep_a", content="Quoted the kingfisher pumps")
+    assert _pending("contact")
+    contacts = search.declared_finder(record_types.for_model(Contact))
+    assert [c.name for c in search.quick_find(_rep(), contacts, "feixue", db.session).items] == ["Ouyang Feixue"]
+    assert [f.id for f in search.quick_find(_rep(), search.FOLLOW_UPS, "kingfisher", db.session).items] == [note]
+    search.index_pending()
+    assert db.session.scalar(select(func.count()).select_from(text("search_pending"))) == 0
+    assert [c.name for c in search.quick_find(_rep(), contacts, "feixue", db.session).items] == ["Ouyang Feixue"]
