@@ -133,14 +133,33 @@ def measure(workbook: Path, profile: str | None, kind: str, mode: str) -> dict:
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         if profiler is not None:
             _write_profile(profiler, profile)
+        indexed_s = _search_caught_up()
         stored = db.session.scalar(select(func.count()).select_from(spec.model))
         audited = db.session.scalar(select(func.count(AuditLog.id)).where(AuditLog.source == "import"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # a forked writer (importing.writer): its CPU and peak apart (the two peaks may overlap in time)
     writer = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"read_s": read_seconds, "total_s": seconds, "cpu_s": cpu, "peak_mib": peak, "stored": stored,
-            "audited": audited, "writer_cpu_s": writer.ru_utime + writer.ru_stime,
+            "audited": audited, "search_indexed_s": indexed_s, "writer_cpu_s": writer.ru_utime + writer.ru_stime,
             "writer_peak_mib": writer.ru_maxrss / 1024, **result.summary()}
+
+
+def _search_caught_up() -> float | None:
+    """PostgreSQL: seconds from the import's end until search has indexed every row it noted
+    (``search.index_pending``, which the run also started in the background); None elsewhere."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+    from app.services import search
+
+    if db.engine.dialect.name != "postgresql":
+        return None
+    started = time.perf_counter()
+    search.index_pending()
+    while db.session.scalar(text("SELECT EXISTS (SELECT 1 FROM search_pending)")):  # the background run's share
+        db.session.commit()
+        time.sleep(0.05)
+    return time.perf_counter() - started
 
 
 def _profiler(path: str | None) -> Any:
@@ -231,10 +250,14 @@ def fresh_run(workbook: Path, args: argparse.Namespace, module: str) -> tuple[di
 
 
 def _writer_figures(figures: dict) -> str:
-    """A forked writer's own figures (``importing.writer``), when there was one."""
-    if not figures.get("writer_cpu_s"):
-        return ""
-    return f" (writer process: peak {figures['writer_peak_mib']:.0f} MiB, CPU {figures['writer_cpu_s']:.2f} s)"
+    """A forked writer's own figures (``importing.writer``), when there was one, and on
+    PostgreSQL the time search took after the import to index the rows it noted."""
+    shown = ""
+    if figures.get("writer_cpu_s"):
+        shown = f" (writer process: peak {figures['writer_peak_mib']:.0f} MiB, CPU {figures['writer_cpu_s']:.2f} s)"
+    if figures.get("search_indexed_s") is not None:
+        shown += f"; search indexed {figures['search_indexed_s']:.2f} s after"
+    return shown
 
 
 def _one_run(workbook: Path, args: argparse.Namespace) -> dict:
