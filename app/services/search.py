@@ -177,7 +177,7 @@ _PENDING = table("search_pending", column("tbl"), column("row_id"))
 _PG_SIDES: dict[str, bool] = {}
 
 
-def _pg_sides(session: Any) -> bool:
+def has_side_tables(session: Any) -> bool:
     """Whether the side tables exist on ``session``'s PostgreSQL database (looked up once)."""
     bind = session.get_bind()
     key = str(bind.url)
@@ -199,7 +199,7 @@ def text_hits(model: type, names: tuple[str, ...] | list[str], typed: str, sessi
     name = model.__tablename__
     if name not in PG_SEARCH_COLUMNS or not set(names) <= set(PG_SEARCH_COLUMNS[name]):
         return None
-    if not _postgresql(session) or not _pg_sides(session):
+    if not _postgresql(session) or not has_side_tables(session):
         return None
     side = _side(name)
     indexed = select(side.c.id).where(contains_folded([side.c[n] for n in names], typed, session))
@@ -237,7 +237,7 @@ def index_pending(batch: int = INDEX_BATCH) -> int:
     Noted rows another run is copying are skipped (``SKIP LOCKED``). 0 elsewhere."""
     from app.extensions import db
 
-    if db.engine.dialect.name != "postgresql" or not _pg_sides(db.session):
+    if db.engine.dialect.name != "postgresql" or not has_side_tables(db.session):
         return 0
     done = 0
     for name, columns in PG_SEARCH_COLUMNS.items():

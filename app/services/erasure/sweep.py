@@ -15,7 +15,7 @@
 - duplicate blocking keys (hashes of the old values) of a customer are dropped (the
   duplicate finder recomputes them from the erased values);
 - the database files: SQLite rewrites freed pages (``secure_delete``), merges the search
-  index and truncates the WAL; PostgreSQL VACUUMs the touched tables.
+  index and truncates the WAL; PostgreSQL VACUUMs the touched tables (and their search side tables).
 
 Backups keep the old values until their own retention (30 days) removes them.
 """
@@ -317,7 +317,11 @@ def after_commit(tables: Iterable[str]) -> None:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         return
     if engine.dialect.name == "postgresql":
-        known = {t.name for t in Model.metadata.sorted_tables}
+        from app.services import search
+
+        known = sorted(set(tables) & {t.name for t in Model.metadata.sorted_tables})
+        if search.has_side_tables(db.session):  # their copies of the erased text (triggers updated them)
+            known += [f"{name}_search" for name in known if name in search.PG_SEARCH_COLUMNS]
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            for name in sorted(set(tables) & known):
+            for name in known:
                 conn.exec_driver_sql(f'VACUUM "{name}"')

@@ -122,3 +122,22 @@ def test_contacts_and_follow_ups_of_noted_rows_are_found(app: Any, ctx: Any, mak
     search.index_pending()
     assert db.session.scalar(select(func.count()).select_from(text("search_pending"))) == 0
     assert [c.name for c in search.quick_find(_rep(), contacts, "feixue", db.session).items] == ["Ouyang Feixue"]
+
+
+def test_an_erasure_vacuums_the_side_tables_of_the_tables_it_touched(ctx: Any) -> None:
+    from sqlalchemy import event
+
+    from app.services.erasure import sweep
+
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        sweep.after_commit(["customer", "ticket"])
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert 'VACUUM "customer_search"' in seen and 'VACUUM "customer"' in seen  # the erased text's old copies
+    assert not any("ticket_search" in statement for statement in seen)
