@@ -157,7 +157,7 @@ def customer_clause(text: str | None, session: Any) -> ColumnElement | None:
     if hits is not None:  # one IN over a UNION: the planner joins the hits, an OR would scan
         if phone:
             hits.append(select(Customer.id).where(Customer.contact_phone == phone))
-        return Customer.id.in_(union_all(*hits))
+        return Customer.id.in_(hits[0] if len(hits) == 1 else union_all(*hits))
     clauses = [contains_folded([getattr(Customer, name) for name in TEXT_COLUMNS], text or "", session)]
     if phone:
         clauses.append(Customer.contact_phone == phone)
@@ -192,10 +192,12 @@ def _side(name: str) -> Any:
 
 def text_hits(model: type, names: tuple[str, ...] | list[str], typed: str, session: Any) -> list[Any] | None:
     """PostgreSQL with side tables: the ids of ``model`` rows one of whose ``names`` columns
-    contains ``typed`` (folded, as ``contains_folded``), as two SELECTs to UNION: the side
-    table's rows through its trigram indexes, and the rows an import noted but did not index
-    yet (``search_pending``, a bounded scan of those rows only). None when no side table
-    covers these columns (SQLite, no pg_trgm): compare the model's own columns."""
+    contains ``typed`` (folded, as ``contains_folded``), as SELECTs to UNION: the side table's
+    rows through its trigram indexes, and, only while an import's rows are noted but not
+    indexed yet (``search_pending``), those rows by a scan of them alone. (With the side
+    table alone the planner may walk the newest rows and stop at a page, as for the model's
+    own columns; a UNION makes it collect every hit first.) None when no side table covers
+    these columns (SQLite, no pg_trgm): compare the model's own columns."""
     name = model.__tablename__
     if name not in PG_SEARCH_COLUMNS or not set(names) <= set(PG_SEARCH_COLUMNS[name]):
         return None
@@ -203,6 +205,8 @@ def text_hits(model: type, names: tuple[str, ...] | list[str], typed: str, sessi
         return None
     side = _side(name)
     indexed = select(side.c.id).where(contains_folded([side.c[n] for n in names], typed, session))
+    if not session.scalar(select(select(_PENDING.c.row_id).where(_PENDING.c.tbl == name).exists())):
+        return [indexed]  # alone, the planner may walk the newest rows and stop at the page (a common text)
     noted = (select(model.id).join(_PENDING, and_(_PENDING.c.row_id == model.id, _PENDING.c.tbl == name))
              .where(contains_folded([getattr(model, n) for n in names], typed, session)))
     return [indexed, noted]
@@ -214,7 +218,7 @@ def text_match(model: type, names: tuple[str, ...] | list[str], typed: str, sess
     hits = text_hits(model, names, typed, session)
     if hits is None:
         return contains_folded([getattr(model, n) for n in names], typed, session)
-    return model.id.in_(union_all(*hits))
+    return model.id.in_(hits[0] if len(hits) == 1 else union_all(*hits))
 
 
 def defer_indexing(connection: Any) -> None:
