@@ -221,6 +221,32 @@ def text_match(model: type, names: tuple[str, ...] | list[str], typed: str, sess
     return model.id.in_(hits[0] if len(hits) == 1 else union_all(*hits))
 
 
+def _side_indexes() -> list[tuple[str, str, str]]:
+    """(index, side table, column) of every trigram index on the side tables."""
+    return [(f"ix_{name}_search_{c}_trgm", f"{name}_search", c) for name, cs in PG_SEARCH_COLUMNS.items() for c in cs]
+
+
+def drop_side_indexes(connection: Any) -> None:
+    """PostgreSQL, before a restore: drop the side tables' trigram indexes. A backup from
+    before the side tables is restored with ``--clean``, which drops the ``pg_trgm``
+    extension those indexes depend on (the restore would fail); the upgrade after it makes
+    them anew, and a failed restore puts them back (``ensure_side_indexes``)."""
+    if connection.dialect.name == "postgresql":
+        for index, _table, _column in _side_indexes():
+            connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+
+
+def ensure_side_indexes(connection: Any) -> None:
+    """PostgreSQL: the side tables' trigram indexes, made again where missing (after a
+    failed restore, ``drop_side_indexes``); nothing where the side tables are absent."""
+    if connection.dialect.name != "postgresql":
+        return
+    for index, table_name, column_name in _side_indexes():
+        if connection.exec_driver_sql(f"SELECT to_regclass('{table_name}')").scalar() is not None:
+            connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {table_name} "
+                                       f"USING gin (lower(normalize({column_name}, NFKC)) gin_trgm_ops)")
+
+
 def defer_indexing(connection: Any) -> None:
     """PostgreSQL: rows this transaction inserts into the searched tables are only noted in
     ``search_pending`` (their trigram indexing is most of an import's database time);
@@ -236,16 +262,19 @@ INDEX_BATCH = 20_000
 
 def index_pending(batch: int = INDEX_BATCH) -> int:
     """PostgreSQL: copy the rows noted in ``search_pending`` into their side tables, ``batch``
-    per short transaction, and forget them; returns how many. The copied rows are locked
-    (``FOR SHARE``) so an edit made meanwhile waits, then updates the copy (its trigger).
-    Noted rows another run is copying are skipped (``SKIP LOCKED``). 0 elsewhere."""
+    per short transaction, and forget them; returns how many were copied. The copied rows
+    are locked (``FOR SHARE``) so an edit made meanwhile waits, then updates the copy (its
+    trigger); a row an unfinished edit holds is skipped and stays noted for the next run,
+    and noted rows another run is copying are skipped too (``SKIP LOCKED``: this never
+    waits, so it cannot deadlock with an edit of several rows). The notes' statistics are
+    refreshed at the end (the planner would keep judging the table by its largest size).
+    0 elsewhere."""
     from app.extensions import db
 
     if db.engine.dialect.name != "postgresql" or not has_side_tables(db.session):
         return 0
     done = 0
     for name, columns in PG_SEARCH_COLUMNS.items():
-        listed = ", ".join(columns)
         while True:
             with db.engine.begin() as connection:
                 ids = connection.execute(text(
@@ -254,12 +283,29 @@ def index_pending(batch: int = INDEX_BATCH) -> int:
                     {"tbl": name, "batch": batch}).scalars().all()
                 if not ids:
                     break
-                connection.execute(text(
-                    f"WITH rows AS (SELECT id, {listed} FROM {name} WHERE id = ANY(:ids) FOR SHARE) "
-                    f"INSERT INTO {name}_search (id, {listed}) SELECT id, {listed} FROM rows ON CONFLICT (id) "
-                    f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)}"), {"ids": list(ids)})
-                done += len(ids)
+                done += _copy_noted(connection, name, columns, list(ids))
+            if len(ids) < batch:
+                break
+    if done:
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE search_pending")
     return done
+
+
+def _copy_noted(connection: Any, name: str, columns: tuple[str, ...], ids: list[int]) -> int:
+    """Copy the rows ``ids`` of ``name`` to its side table; the ones an edit holds are noted
+    again. Returns how many were copied."""
+    listed = ", ".join(columns)
+    copied = set(connection.execute(text(
+        f"WITH rows AS (SELECT id, {listed} FROM {name} WHERE id = ANY(:ids) ORDER BY id FOR SHARE SKIP LOCKED) "
+        f"INSERT INTO {name}_search (id, {listed}) SELECT id, {listed} FROM rows ON CONFLICT (id) "
+        f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)} RETURNING id"), {"ids": ids}).scalars())
+    held = [pk for pk in ids if pk not in copied]
+    if held:  # still there (a deleted row's note just goes) but locked by an edit: the next run
+        connection.execute(text(
+            f"INSERT INTO search_pending (tbl, row_id) SELECT :tbl, id FROM {name} WHERE id = ANY(:ids) "
+            "ON CONFLICT DO NOTHING"), {"tbl": name, "ids": held})
+    return len(copied)
 
 
 def index_soon() -> None:
@@ -297,7 +343,7 @@ SEARCH_INDEX_NAMES = frozenset({
     "ix_follow_up_code_trgm", "ix_follow_up_content_trgm",
     *(f"ix_contact_{c}_trgm" for c in ("code", "name", "title", "email")),
     # PostgreSQL side tables (migration b2d4f6a8c0e1), their keys and trigram indexes
-    *(f"{t}_search{suffix}" for t in ("customer", "contact", "follow_up") for suffix in ("_pkey", "_id_fkey")),
+    *(f"{t}_search{suffix}" for t in ("customer", "contact", "follow_up") for suffix in ("_pkey",)),
     *(f"ix_{t}_search_{c}_trgm" for t, cs in (("customer", ("name", "code", "contact_name", "credit_code")),
                                                 ("contact", ("code", "name", "title", "email")),
                                                 ("follow_up", ("code", "content"))) for c in cs),
@@ -750,6 +796,7 @@ def declared_finder(rt: Any) -> Finder:
     texts = [getattr(model, name) for name in rt.list_columns
              if name in model.__table__.columns and name not in rt.masked
              and isinstance(model.__table__.columns[name].type, String | Text)]
+    columns = tuple(column.key for column in texts)
 
     def exact(typed: str, session: Any) -> list[ColumnElement]:
         conditions = [model.code == _code(typed)]
@@ -757,8 +804,8 @@ def declared_finder(rt: Any) -> Finder:
         conditions += [column == phone for column in phones] if phone else []
         return conditions
 
-    def broad(typed: str, session: Any) -> ColumnElement | None:
-        return contains_folded(texts, typed, session) if fold(typed) and texts else None
+    def broad(typed: str, session: Any) -> ColumnElement | None:  # through a side table when one covers them
+        return text_match(model, columns, typed, session) if fold(typed) and texts else None
 
     return Finder(model=model, exact=exact, broad=broad, newest=lambda: [model.id.desc()],
                   indexed=_declared_indexed(model, texts))

@@ -12,8 +12,11 @@ same statement, unless the transaction set ``crm.search_deferred`` (an import's 
 ``app.services.search.defer_indexing``): then the new rows are only noted in
 ``search_pending`` and ``app.services.search.index_pending`` copies them in bulk right after
 the import (and every minute). A noted row is found meanwhile by a scan of the noted rows'
-own columns, so search never misses one. An update copies the changed columns; a delete
-cascades.
+own columns, so search never misses one. An update copies the changed columns; a delete or
+a TRUNCATE removes the copies and the notes. No foreign key ties a copy to its row: a backup
+taken before this migration is restored with ``pg_restore --clean``, which drops and makes
+the record tables again and could not while another table depended on their keys; the
+upgrade that follows such a restore makes everything here anew from the restored rows.
 
 SQLite keeps its FTS5 tables (``f3b5d7e9a1c2``). Without pg_trgm nothing changes here.
 
@@ -62,21 +65,53 @@ BEGIN
    WHERE s.id = n.id AND ({", ".join(f"s.{c}" for c in columns)}) IS DISTINCT FROM ({new});
   RETURN NULL;
 END $$""")
+    op.execute(f"""
+CREATE FUNCTION crm_{table}_search_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM {table}_search s USING removed o WHERE s.id = o.id;
+  DELETE FROM search_pending p USING removed o WHERE p.tbl = '{table}' AND p.row_id = o.id;
+  RETURN NULL;
+END $$""")
+    op.execute(f"""
+CREATE FUNCTION crm_{table}_search_emptied() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  TRUNCATE {table}_search;
+  DELETE FROM search_pending WHERE tbl = '{table}';
+  RETURN NULL;
+END $$""")
     op.execute(f"CREATE TRIGGER {table}_search_added AFTER INSERT ON {table} REFERENCING NEW TABLE AS added "
                f"FOR EACH STATEMENT EXECUTE FUNCTION crm_{table}_search_added()")
     op.execute(f"CREATE TRIGGER {table}_search_changed AFTER UPDATE ON {table} REFERENCING NEW TABLE AS changed "
                f"FOR EACH STATEMENT EXECUTE FUNCTION crm_{table}_search_changed()")
+    op.execute(f"CREATE TRIGGER {table}_search_removed AFTER DELETE ON {table} REFERENCING OLD TABLE AS removed "
+               f"FOR EACH STATEMENT EXECUTE FUNCTION crm_{table}_search_removed()")
+    op.execute(f"CREATE TRIGGER {table}_search_emptied AFTER TRUNCATE ON {table} "
+               f"FOR EACH STATEMENT EXECUTE FUNCTION crm_{table}_search_emptied()")
+
+
+#: The trigger functions made per table (each with its trigger of the same name).
+_FUNCTIONS = ("added", "changed", "removed", "emptied")
+
+
+def _drop(table: str) -> None:
+    """This migration's objects for ``table`` (none, or left by a restore of an older backup)."""
+    for suffix in _FUNCTIONS:
+        op.execute(f"DROP FUNCTION IF EXISTS crm_{table}_search_{suffix}() CASCADE")  # and its trigger
+    op.execute(f"DROP TABLE IF EXISTS {table}_search")
 
 
 def upgrade():
     bind = op.get_bind()
     if bind.dialect.name != "postgresql" or not _trigram_indexes(bind):
         return
+    for table in SIDE:
+        _drop(table)
+    op.execute("DROP TABLE IF EXISTS search_pending")
     op.execute("CREATE TABLE search_pending (tbl VARCHAR(40) NOT NULL, row_id INTEGER NOT NULL, "
                "PRIMARY KEY (tbl, row_id))")
     for table, columns in SIDE.items():
         listed = ", ".join(columns)
-        op.execute(f"CREATE TABLE {table}_search (id INTEGER PRIMARY KEY REFERENCES {table} (id) ON DELETE CASCADE, "
+        op.execute(f"CREATE TABLE {table}_search (id INTEGER PRIMARY KEY, "
                    + ", ".join(f"{c} TEXT" for c in columns) + ")")
         op.execute(f"INSERT INTO {table}_search (id, {listed}) SELECT id, {listed} FROM {table}")
         for column in columns:
@@ -93,11 +128,7 @@ def downgrade():
     if bind.exec_driver_sql("SELECT to_regclass('customer_search')").scalar() is None:
         return
     for table, columns in SIDE.items():
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_search_added ON {table}")
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_search_changed ON {table}")
-        op.execute(f"DROP FUNCTION IF EXISTS crm_{table}_search_added()")
-        op.execute(f"DROP FUNCTION IF EXISTS crm_{table}_search_changed()")
-        op.execute(f"DROP TABLE IF EXISTS {table}_search")
+        _drop(table)
         for column in columns:
             op.execute(f"CREATE INDEX IF NOT EXISTS ix_{table}_{column}_trgm ON {table} "
                        f"USING gin (lower(normalize({column}, NFKC)) gin_trgm_ops)")

@@ -26,7 +26,7 @@ from app.extensions import db
 from app.models.operations import BackupRun, RestoreRun
 from app.security import step_up
 from app.security.rights import is_admin
-from app.services import audit
+from app.services import audit, search
 from app.services import files as file_roots
 from app.services.backups import archive, carry, catalogue, common, dump, maintenance, migrate, verifying
 from app.services.backups import files as instance_files
@@ -107,11 +107,17 @@ def _replace_postgresql(dumped: Path) -> None:
     with db.engine.connect() as conn:  # other sessions of the app's user would block the DROPs
         conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
                           "AND usename = current_user AND pid <> pg_backend_pid()"))
+        search.drop_side_indexes(conn)  # an older dump's --clean drops pg_trgm, which they need
         conn.commit()
     db.engine.dispose()
     args, env = common.pg_args(url)
-    dump.run_tool([common.pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
-                   *args, str(dumped)], env)
+    try:
+        dump.run_tool([common.pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
+                       *args, str(dumped)], env)
+    except Exception:  # nothing was restored (one transaction): the search indexes as they were
+        with db.engine.begin() as conn:
+            search.ensure_side_indexes(conn)
+        raise
 
 
 def _restore_files(path: Path) -> int:

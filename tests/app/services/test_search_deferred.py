@@ -157,3 +157,77 @@ def test_with_nothing_noted_the_search_reads_the_side_table_alone(app: Any, ctx:
     assert "UNION" in sql() and _found("amberline foods") and len(_listed("amberline")) == 2
     search.index_pending()
     assert "UNION" not in sql() and len(_listed("amberline")) == 2
+
+
+def test_a_row_an_edit_holds_is_left_noted_without_waiting(app: Any, ctx: Any, make_customer: Any) -> None:
+    """``index_pending`` never waits on an edit (it could deadlock with one changing several
+    rows): the held row stays noted, found meanwhile, and is copied by the next run."""
+    pk = _noted_customer(make_customer, app, "Lapwing Marine")
+    other = _noted_customer(make_customer, app, "Lapwing Boats")
+    with db.engine.connect() as editing:
+        editing.execute(update(Customer).where(Customer.id == pk).values(name="Lapwing Harbour"))  # not committed
+        assert search.index_pending() >= 1
+        assert pk in _pending() and other not in _pending() and _indexed(other) == "Lapwing Boats"
+        editing.commit()
+    db.session.commit()
+    assert _found("lapwing harbour") == [pk]
+    search.index_pending()
+    assert pk not in _pending() and _indexed(pk) == "Lapwing Harbour"
+
+
+def test_contacts_in_a_related_field_are_matched_through_the_side_table(ctx: Any) -> None:
+    contacts = search.declared_finder(record_types.for_model(Contact))
+    sql = str(select(Contact.id).where(contacts.broad("feixue", db.session)).compile(db.engine))
+    assert "contact_search" in sql  # the trigram indexes moved there (a scan of contact otherwise)
+
+
+def test_a_backup_from_before_the_side_tables_is_restored(ctx: Any, backup_dirs: Any, make_customer: Any) -> None:
+    """``pg_restore --clean`` of an older dump drops and makes the record tables again: nothing
+    of the migration may depend on them, and the upgrade after it makes the copies anew."""
+    from flask_migrate import downgrade, upgrade
+
+    from app.models import BackupRun
+    from app.services import backups
+
+    make_customer("rep_a", name="Old Dingo Trading", contact_phone="13800006663")
+    db.session.remove()
+    downgrade(revision="e9f1a3b5c7d0")
+    search._PG_SIDES.clear()
+    try:
+        old = backups.create("manual").id
+        db.session.remove()
+    finally:
+        upgrade()
+        search._PG_SIDES.clear()
+    make_customer("rep_a", name="New Dingo Trading", contact_phone="13800006664")
+    backups.restore(db.session.get(BackupRun, old), None, source="cli")
+    db.session.remove()
+    assert [c.name for c in search.quick_find(_rep(), search.CUSTOMERS, "dingo trad", db.session).items] == \
+        ["Old Dingo Trading"]
+    assert db.session.scalar(text("SELECT count(*) FROM customer_search")) == \
+        db.session.scalar(select(func.count(Customer.id)))
+
+
+def test_a_failed_restore_leaves_the_search_indexes_as_they_were(ctx: Any, backup_dirs: Any, make_customer: Any,
+                                                                   monkeypatch: Any) -> None:
+    from app.models import BackupRun
+    from app.services import backups
+    from app.services.backups import dump
+    from app.services.errors import RuleViolation
+
+    make_customer("rep_a", name="Heron Glassworks", contact_phone="13800006665")
+    taken = backups.create("manual").id
+    real = dump.run_tool
+
+    def failing(argv: list[str], env: dict[str, str], timeout: int = 60) -> None:
+        if "pg_restore" in argv[0] and "--clean" in argv:  # the live restore, not the check before it
+            raise RuntimeError("pg_restore failed: disk full")
+        real(argv, env, timeout)
+
+    monkeypatch.setattr(dump, "run_tool", failing)
+    with pytest.raises(RuleViolation):
+        backups.restore(db.session.get(BackupRun, taken), None, source="cli")
+    db.session.remove()
+    indexes = set(db.session.scalars(text("SELECT indexname FROM pg_indexes WHERE tablename = 'customer_search'")))
+    assert {f"ix_customer_search_{c}_trgm" for c in search.PG_SEARCH_COLUMNS["customer"]} <= indexes
+    assert _found("heron glass")
