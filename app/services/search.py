@@ -157,7 +157,7 @@ def customer_clause(text: str | None, session: Any) -> ColumnElement | None:
     if hits is not None:  # one IN over a UNION: the planner joins the hits, an OR would scan
         if phone:
             hits.append(select(Customer.id).where(Customer.contact_phone == phone))
-        return Customer.id.in_(hits[0] if len(hits) == 1 else union_all(*hits))
+        return _one_of(Customer, hits)
     clauses = [contains_folded([getattr(Customer, name) for name in TEXT_COLUMNS], text or "", session)]
     if phone:
         clauses.append(Customer.contact_phone == phone)
@@ -218,6 +218,11 @@ def text_match(model: type, names: tuple[str, ...] | list[str], typed: str, sess
     hits = text_hits(model, names, typed, session)
     if hits is None:
         return contains_folded([getattr(model, n) for n in names], typed, session)
+    return _one_of(model, hits)
+
+
+def _one_of(model: type, hits: list[Any]) -> ColumnElement:
+    """``model``'s id among the ids ``hits`` (SELECTs) give: one IN, over a UNION if several."""
     return model.id.in_(hits[0] if len(hits) == 1 else union_all(*hits))
 
 
@@ -339,14 +344,11 @@ FTS_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 SEARCH_INDEX_NAMES = frozenset({
     *FTS_COLUMNS, "search_pending",
-    *(f"ix_customer_{c}_trgm" for c in ("name", "code", "contact_name", "credit_code")),
-    "ix_follow_up_code_trgm", "ix_follow_up_content_trgm",
-    *(f"ix_contact_{c}_trgm" for c in ("code", "name", "title", "email")),
-    # PostgreSQL side tables (migration b2d4f6a8c0e1), their keys and trigram indexes
-    *(f"{t}_search{suffix}" for t in ("customer", "contact", "follow_up") for suffix in ("_pkey",)),
-    *(f"ix_{t}_search_{c}_trgm" for t, cs in (("customer", ("name", "code", "contact_name", "credit_code")),
-                                                ("contact", ("code", "name", "title", "email")),
-                                                ("follow_up", ("code", "content"))) for c in cs),
+    # PostgreSQL: the trigram indexes on the record tables (f3b5d7e9a1c2, until b2d4f6a8c0e1),
+    # then the side tables' keys and trigram indexes
+    *(f"ix_{t}_{c}_trgm" for t, cs in PG_SEARCH_COLUMNS.items() for c in cs),
+    *(f"{t}_search_pkey" for t in PG_SEARCH_COLUMNS),
+    *(index for index, _table, _column in _side_indexes()),
     "search_pending_pkey",
 })
 _FTS_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
