@@ -46,6 +46,17 @@ def submit(func: Callable[..., Any], *args: Any) -> None:
     _executor.submit(_in_app, app, func, *args)
 
 
+def drain() -> None:
+    """Wait until every job given to this process's thread pool has ended, those they gave
+    it included (the pool is made again by the next ``submit``): a test that let an import
+    run in the background waits here for the work the import leaves behind it (indexing
+    for search)."""
+    global _executor
+    while _executor is not None:
+        executor, _executor = _executor, None
+        executor.shutdown(wait=True)
+
+
 def _in_app(app: Flask, func: Callable[..., Any], *args: Any) -> None:
     from app.services.backups import maintenance
 
