@@ -12,7 +12,7 @@ from flask_appbuilder import Model
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now
+from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now, referrer_index
 
 
 class Activity(StampMixin, VersionMixin, CustomValuesMixin, Model):
@@ -33,6 +33,9 @@ class Activity(StampMixin, VersionMixin, CustomValuesMixin, Model):
         Index("ix_activity_due", "due_at"),
         Index("ix_activity_customer", "customer_id"),
         Index("ix_activity_lead", "lead_id"),
+        referrer_index("activity", "follow_up_id"),
+        referrer_index("activity", "contact_id"),
+        referrer_index("activity", "opportunity_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -9,7 +9,7 @@ from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.clock import utc_now
-from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin
+from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, referrer_index
 
 
 class Customer(StampMixin, VersionMixin, CustomValuesMixin, Model):
@@ -119,6 +119,7 @@ class CustomerAlias(Model):
     """
 
     __tablename__ = "customer_alias"
+    __table_args__ = (referrer_index("customer_alias", "merged_from_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)

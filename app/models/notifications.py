@@ -14,7 +14,7 @@ from flask_appbuilder import Model
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import UtcDateTime, now
+from app.models.base import UtcDateTime, now, referrer_index
 
 
 class Notification(Model):
@@ -50,7 +50,7 @@ class OutboxMessage(Model):
     send one message twice."""
 
     __tablename__ = "outbox_message"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"), referrer_index("outbox_message", "notification_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(8), nullable=False, default="email")

@@ -14,7 +14,7 @@ from flask_appbuilder import Model
 from sqlalchemy import Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now
+from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now, referrer_index
 from app.models.sales import Money
 
 Quantity = Numeric(12, 2)
@@ -39,6 +39,8 @@ class SalesOrder(StampMixin, VersionMixin, CustomValuesMixin, Model):
         Index("ix_sales_order_customer", "customer_id"),
         Index("ix_sales_order_delivery_date", "status", "delivery_date"),
         Index("ix_sales_order_payment_due", "status", "payment_due"),
+        referrer_index("sales_order", "contact_id"),
+        referrer_index("sales_order", "opportunity_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -132,6 +134,7 @@ class Delivery(Model):
 
 class DeliveryLine(Model):
     __tablename__ = "order_delivery_line"
+    __table_args__ = (referrer_index("order_delivery_line", "line_id", optional=False),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("order_delivery.id", ondelete="CASCADE"), nullable=False,
@@ -178,6 +181,7 @@ class Contract(StampMixin, VersionMixin, CustomValuesMixin, Model):
         Index("ix_contract_owner_status", "owner_id", "status"),
         Index("ix_contract_customer", "customer_id"),
         Index("ix_contract_ends_on", "status", "ends_on"),
+        referrer_index("contract", "renewal_of_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -207,6 +211,7 @@ class Contract(StampMixin, VersionMixin, CustomValuesMixin, Model):
 
 class ContractOrder(Model):
     __tablename__ = "contract_order"
+    __table_args__ = (referrer_index("contract_order", "order_id", optional=False),)
 
     contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"), primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("sales_order.id", ondelete="CASCADE"), primary_key=True)

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now
+from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now, referrer_index
 from app.models.dictionaries import DictionaryMixin
 
 #: Money: 16 digits, 2 decimals (yuan and fen), exact on SQLite and PostgreSQL.
@@ -94,6 +94,9 @@ class Lead(StampMixin, VersionMixin, CustomValuesMixin, Model):
     __table_args__ = (
         Index("ix_lead_owner_status", "owner_id", "status"),
         Index("ix_lead_phone", "phone"),
+        referrer_index("lead", "customer_id"),
+        referrer_index("lead", "contact_id"),
+        referrer_index("lead", "opportunity_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

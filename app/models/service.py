@@ -16,7 +16,7 @@ from flask_appbuilder import Model
 from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now
+from app.models.base import CustomValuesMixin, StampMixin, UtcDateTime, VersionMixin, now, referrer_index
 
 # The service desk's dictionaries live with the others (one list of dictionaries: screens,
 # audit, seeds); imported here too for the service modules.
@@ -142,6 +142,8 @@ class Ticket(StampMixin, VersionMixin, CustomValuesMixin, Model):
         Index("ix_ticket_team_status", "team_id", "status"),
         Index("ix_ticket_customer", "customer_id"),
         Index("ix_ticket_status_due", "status", "resolve_due_at"),
+        referrer_index("ticket", "contact_id"),
+        referrer_index("ticket", "feedback_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -9,7 +9,7 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.clock import utc_now
-from app.models.base import UtcDateTime
+from app.models.base import UtcDateTime, referrer_index
 
 #: TransferJob.kind
 IMPORT, EXPORT = "import", "export"
@@ -30,7 +30,8 @@ class TransferJob(Model):
 
     __tablename__ = "transfer_job"
     __table_args__ = (Index("ix_transfer_job_user", "user_id", "id"),
-                      Index("ix_transfer_job_lease", "status", "lease_until"))
+                      Index("ix_transfer_job_lease", "status", "lease_until"),
+                      referrer_index("transfer_job", "schedule_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), nullable=False, default=IMPORT)
