@@ -314,12 +314,17 @@ def _copy_noted(connection: Any, name: str, columns: tuple[str, ...], ids: list[
 
 
 def index_soon() -> None:
-    """After an import: ``index_pending`` in the background (PostgreSQL; the minute job
-    catches anything left)."""
+    """After an import: ``index_pending`` in the background when the import noted anything
+    (PostgreSQL; a run that only updated rows asks for nothing; the minute job catches
+    anything left)."""
     from app.extensions import db
     from app.services import background
 
-    if db.engine.dialect.name == "postgresql":
+    if db.engine.dialect.name != "postgresql":
+        return
+    with db.engine.connect() as connection:
+        noted = connection.scalar(text("SELECT EXISTS (SELECT 1 FROM search_pending)"))
+    if noted:
         background.submit(index_pending)
 
 

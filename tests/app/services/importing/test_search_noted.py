@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 
 from app.extensions import appbuilder, db
 from app.models import Customer
-from app.services import search
+from app.services import background, search
 from tests.app.services.importing.conftest import write_xlsx
 
 HEADERS = ["客户编号", "客户名称", "联系人姓名", "联系方式"]
@@ -52,6 +52,21 @@ def test_an_import_notes_its_rows_and_asks_for_their_indexing(app: Any, run_job:
         assert len(search.quick_find(rep, search.CUSTOMERS, "kestrel opt", db.session).items) == 10
         db.session.remove()
     assert _noted(app) == {}
+
+
+def test_a_run_that_noted_nothing_starts_no_indexing(app: Any, run_job: Any, tmp_path: Path,
+                                                     monkeypatch: Any, make_customer: Any) -> None:
+    pk = make_customer("rep_a", name="Heron Pumps")
+    with app.app_context():
+        code = db.session.get(Customer, pk).code
+        db.session.remove()
+    started, submit = [], background.submit
+    monkeypatch.setattr(background, "submit", lambda func, *a, **k: (started.append(func), submit(func, *a, **k)))
+    job = run_job("rep_a", write_xlsx(tmp_path / "u.xlsx", {"s": [HEADERS, [code, "Heron Pumps Ltd", "Qi Lan", "13940001234"]]}),
+                  mode="update")
+    assert (job.status, job.updated, job.unchanged, job.rejected) == ("done", 1, 0, 0), vars(job)
+    assert _noted(app) == {}
+    assert search.index_pending not in started  # update only: the trigger copied the change
 
 
 def test_the_run_indexes_what_it_noted_at_its_end(app: Any, run_job: Any, tmp_path: Path, monkeypatch: Any) -> None:
