@@ -42,7 +42,7 @@ from app.services import related as related_choices
 from app.services.errors import RuleViolation
 from views import display
 from views import related as related_fields
-from views.list_count import ExactCountInterface, eager_paths, list_interface
+from views.list_count import COUNT_CAP, ExactCountInterface, eager_paths, list_interface, narrowed_to_one_record
 
 SCOPE_FILTER = [["id", DataScopeFilter, lambda: None]]
 ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
@@ -419,9 +419,21 @@ class CrmModelView(ReadableViewMixin, ModelView):
         if order_column and order_column not in orderable_columns(self):
             order_column, order_direction = "", ""
         page_size = min(page_size or self.page_size, MAX_PAGE_SIZE)
+        page = self._reachable_page(filters, page, page_size)
         return super()._get_list_widget(filters, actions=actions, order_column=order_column,
                                         order_direction=order_direction, page=page, page_size=page_size,
                                         widgets=widgets, **kwargs)
+
+    def _reachable_page(self, filters: Any, page: int | None, page_size: int) -> int | None:
+        """``page``, or the pager's last page when it asks for records past the first
+        ``COUNT_CAP`` of a capped list (a typed URL: the database would walk every record before
+        the page; issue 12), with a message. One record's related list pages through all."""
+        if not page or page * page_size <= COUNT_CAP or not getattr(self.datamodel, "capped", False) \
+                or narrowed_to_one_record(filters.get_joined_filters(self._base_filters)):
+            return page
+        flash(str(_l("A list pages through its first %(count)s records: sort or filter it to reach the others.",
+                     count=f"{COUNT_CAP:,}")), "info")
+        return COUNT_CAP // page_size
 
     def _get_edit_widget(self, form: Any, exclude_cols: Any = None, widgets: Any = None) -> Any:
         if request.method == "GET":  # an edit form is output too: masked like the page

@@ -23,10 +23,12 @@ from flask_appbuilder.models.sqla.filters import FilterRelationOneToManyEqual
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext
 from markupsafe import Markup, escape
+from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import selectinload
 from werkzeug.routing import BuildError
 
+from app.extensions import db
 from app.security import data_scope
 
 #: Records a list counts exactly; above it the total reads "1,000+".
@@ -52,6 +54,15 @@ class CappedCount(int):
                           'data-counting="{}" data-failed="{}">{}</a></span>').format(
             str(self), self.count_url, gettext("Counting…"), gettext("Could not count; try again."),
             gettext("count all")))
+
+
+def capped_count(keys: Any) -> int:
+    """Rows of ``keys`` (a ``select`` of one column) up to ``COUNT_CAP``, exact; a
+    ``CappedCount`` above it. One query reading at most ``COUNT_CAP + 1`` rows: a figure on a
+    page (the home page's follow-ups due) costs the same at any size. Build ``keys`` inside
+    ``data_scope.counting_whole_list`` for the scope's counting form."""
+    found = db.session.scalar(select(func.count()).select_from(keys.limit(COUNT_CAP + 1).subquery()))
+    return CappedCount(found) if found > COUNT_CAP else found
 
 
 def _count_url() -> str | None:
@@ -89,11 +100,30 @@ class ListInterface(SQLAInterface):
         query = super().apply_all(query, *args, **kwargs)
         return query.options(*(_load_path(self.obj, path) for path in self.eager)) if self.eager else query
 
+    def query(self, filters: Any = None, order_column: str = "", order_direction: str = "",
+              page: int | None = None, page_size: int | None = None, select_columns: list[str] | None = None,
+              outer_default_load: bool = False) -> tuple[int, list[Any]]:
+        """FAB's ``(count, rows of the page)``, except that a page with no record to show (a
+        filter matching nothing, a page past the end) reads none: the database would walk
+        every record in scope to learn that it has no match (issue 12: a rep's "subject
+        zzz" over 98,000 activities, 160 ms for the page after a 9 ms count)."""
+        query = self.session.query(self.obj)
+        count = self.query_count(query, filters, select_columns)
+        past_end = page and page_size and not isinstance(count, CappedCount) and page * page_size >= count
+        if count == 0 or past_end:
+            return count, []
+        query = self.apply_all(query, filters, order_column, order_direction, page, page_size, select_columns,
+                               outer_default_load)
+        rows = query.all()
+        if rows and not hasattr(rows[0], self.obj.__name__):
+            return count, rows
+        return count, [getattr(row, self.obj.__name__) for row in rows]
+
     def query_count(self, query: Any, filters: Any = None, select_columns: list[str] | None = None) -> int:
         """Rows of the filtered list up to ``COUNT_CAP`` (exact); a ``CappedCount`` above it
         (every row when not ``capped`` or for one record's related list). One query reading at
         most ``COUNT_CAP + 1`` keys."""
-        if not self.capped or _narrowed_to_one_record(filters):
+        if not self.capped or narrowed_to_one_record(filters):
             return self.exact_count(query, filters)
         found = self._keys(query, filters).limit(COUNT_CAP + 1).count()
         if found <= COUNT_CAP:
@@ -110,7 +140,7 @@ class ListInterface(SQLAInterface):
         """The filtered list's keys only (SQLite reads them from an index instead of each row);
         a whole list is selected from the records in scope (``data_scope.counting_whole_list``),
         one record's related list (a customer's follow-ups) as it is."""
-        with nullcontext() if _narrowed_to_one_record(filters) else data_scope.counting_whole_list():
+        with nullcontext() if narrowed_to_one_record(filters) else data_scope.counting_whole_list():
             keys = query.with_entities(*self.obj.__mapper__.primary_key)
             return self._apply_inner_all(keys, filters, aliases_mapping={})
 
@@ -148,7 +178,7 @@ def _load_path(model: type, path: str) -> Any:
     return option
 
 
-def _narrowed_to_one_record(filters: Any) -> bool:
+def narrowed_to_one_record(filters: Any) -> bool:
     """The list is a record's related list (FAB's related view: its rows of one customer)."""
     return any(isinstance(flt, FilterRelationOneToManyEqual) for flt in getattr(filters, "filters", None) or ())
 

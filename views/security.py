@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app, flash, g, redirect, request, session, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -181,6 +182,17 @@ class AuditLogView(ListExportMixin, CrmModelView):
         "ip": _l("IP address"), "changes": _l("Changes"), "detail": _l("Detail"), "user_agent": _l("Browser"),
         "seq": _l("Sequence"), "prev_hash": _l("Previous hash"), "hash": _l("Hash"),
     }
+
+    #: Columns filtered by their exact value only: "starts with" compares lower-cased text,
+    #: which no index serves, so it read every entry of the log (issue 12: 200-250 ms at
+    #: 196,000 entries, and the log only grows); "equal to" reads ``ix_audit_log_object``.
+    EXACT_ONLY = ("object_type", "object_id")
+
+    def _init_properties(self) -> None:
+        super()._init_properties()
+        offered, applied = self._filters.get_search_filters(), self._filters._all_filters  # FAB applies by index
+        for column in self.EXACT_ONLY:
+            offered[column] = applied[column] = [flt for flt in applied[column] if isinstance(flt, FilterEqual)]
 
     @expose("/export/<string:fmt>")
     @has_access

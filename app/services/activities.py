@@ -21,8 +21,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, event, or_, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Select, and_, event, or_, select, true
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from app import clock
 from app.extensions import db
@@ -347,7 +347,7 @@ def my_open(user: Any, horizon_days: int = 7, limit: int = 200) -> dict[str, lis
         stmt = base.where(Activity.due_at < high)
         if low is not None:
             stmt = stmt.where(Activity.due_at >= low)
-        result[name] = list(db.session.scalars(stmt.limit(limit)))
+        result[name] = list(db.session.scalars(stmt.options(selectinload(Activity.customer)).limit(limit)))
     return result
 
 
@@ -383,14 +383,12 @@ def for_record(user: Any, kind: str, pk: int, limit: int = 50) -> list[Activity]
     return list(db.session.scalars(stmt))
 
 
-def overdue_count(user: Any) -> int:
-    """How many of the user's own open activities are overdue (before today, CRM zone)."""
-    from sqlalchemy import func
-
+def overdue(user: Any) -> Select:
+    """The ids of the user's own open activities in scope that are overdue (due before today,
+    CRM zone): a ``select`` to count (the home page counts at most a page's worth)."""
     start = clock.from_local(datetime.combine(clock.local_today(), time()))
-    return db.session.scalar(select(func.count(Activity.id)).where(
-        Activity.assignee_id == user.id, Activity.status == OPEN, Activity.due_at < start,
-        data_scope.scope_clause(user, Activity))) or 0
+    return select(Activity.id).where(Activity.assignee_id == user.id, Activity.status == OPEN,
+                                     Activity.due_at < start, data_scope.scope_clause(user, Activity))
 
 
 # --- a follow-up's next step (下一步计划) -----------------------------------------------

@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models.activities import Activity
 from app.models.customers import Customer, FollowUp
 from app.models.sales import Opportunity, Stage
-from app.security.data_scope import scope_clause
+from app.security.data_scope import counting_whole_list, scope_clause
 from app.security.request_bounds import db_int
 from app.services import activities as act
 from app.services import pipeline
@@ -105,9 +105,10 @@ def _activities_today(user: Any, filters: Filters) -> Figure:
     ("today") and due before today ("overdue") — the home page's rule
     (``activities.my_open``). Today, not the period: a to-do list. One query."""
     start, end = _today_instants()
-    stmt = select(func.sum(case((Activity.due_at >= start, 1), else_=0)),
-                  func.sum(case((Activity.due_at < start, 1), else_=0))).where(
-        *_activities_conditions(user, filters), Activity.due_at < end)
+    with counting_whole_list():  # a whole count: the customers in scope listed once, not one EXISTS a row
+        stmt = select(func.sum(case((Activity.due_at >= start, 1), else_=0)),
+                      func.sum(case((Activity.due_at < start, 1), else_=0))).where(
+            *_activities_conditions(user, filters), Activity.due_at < end)
     today, overdue = db.session.execute(stmt).one()
     return _fig("activities_today", categories=[str(_l("Due today")), str(_l("Overdue"))],
                 keys=["today", "overdue"], series=[FigureSeries(str(_l("Activities")), [int(today or 0),
