@@ -42,7 +42,7 @@ from app.services import related as related_choices
 from app.services.errors import RuleViolation
 from views import display
 from views import related as related_fields
-from views.list_count import COUNT_CAP, ExactCountInterface, eager_paths, list_interface, narrowed_to_one_record
+from views.list_count import COUNT_CAP, CappedCount, ExactCountInterface, eager_paths, list_interface
 
 SCOPE_FILTER = [["id", DataScopeFilter, lambda: None]]
 ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
@@ -426,10 +426,13 @@ class CrmModelView(ReadableViewMixin, ModelView):
 
     def _reachable_page(self, filters: Any, page: int | None, page_size: int) -> int | None:
         """``page``, or the pager's last page when it asks for records past the first
-        ``COUNT_CAP`` of a capped list (a typed URL: the database would walk every record before
-        the page; issue 12), with a message. One record's related list pages through all."""
-        if not page or page * page_size <= COUNT_CAP or not getattr(self.datamodel, "capped", False) \
-                or narrowed_to_one_record(filters.get_joined_filters(self._base_filters)):
+        ``COUNT_CAP`` of a list holding more (a typed URL: the database would walk every record
+        before the page; issue 12), with a message. A list counted exactly (up to the cap, one
+        record's related list) keeps the page: past its end it is empty, and reads nothing."""
+        if not page or page * page_size <= COUNT_CAP or not getattr(self.datamodel, "capped", False):
+            return page
+        joined = filters.get_joined_filters(self._base_filters)
+        if not isinstance(self.datamodel.query_count(db.session.query(self.datamodel.obj), joined), CappedCount):
             return page
         flash(str(_l("A list pages through its first %(count)s records: sort or filter it to reach the others.",
                      count=f"{COUNT_CAP:,}")), "info")

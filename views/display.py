@@ -218,6 +218,28 @@ def object_label(object_type: str | None) -> str:
     return str(OBJECT_LABELS.get(object_type, object_type))
 
 
+def object_type_named(typed: str | None) -> str | None:
+    """The stored object type (a model's class name) that ``typed`` names, as a person types
+    it in the audit log's filter: the name itself or what the list shows for it
+    (``object_label``) in any of the CRM's languages, in any case ("follow-up", "跟进记录",
+    "FollowUp" -> "FollowUp"); anything else as typed."""
+    from flask import current_app
+    from flask_appbuilder import Model
+    from flask_babel import force_locale
+
+    wanted = (typed or "").strip().casefold()
+    names = sorted({mapper.class_.__name__ for mapper in Model.registry.mappers} | set(OBJECT_LABELS))
+    for name in names:
+        if wanted == name.casefold():
+            return name
+    for language in current_app.config.get("LANGUAGES") or {"en": {}}:
+        with force_locale(language):
+            labels = {object_label(name).casefold(): name for name in names}
+        if wanted in labels:
+            return labels[wanted]
+    return typed
+
+
 def audit_rows(changes: str | None, object_type: str | None) -> list[tuple[Any, Any, Any]]:
     """An audit entry's changes with the screen's field labels and related records' names
     (``audit.change_rows``); empty values read "—"."""

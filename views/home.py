@@ -92,7 +92,8 @@ class CrmIndexView(IndexView):
                 groups = activities.my_open(user, horizon_days=0, limit=20)
                 stats["activities_today"], stats["activities_overdue"] = groups["today"], groups["overdue"]
                 with counting_whole_list():
-                    stats["overdue_total"] = capped_count(activities.overdue(user))
+                    stats["today_total"] = capped_count(activities.open_due(user, today=True))
+                    stats["overdue_total"] = capped_count(activities.open_due(user, today=False))
             if self.appbuilder.sm.has_access("can_read", "SecurityAlert"):
                 stats["alerts"] = alerts.recent_count()
             stats.update(rep_dashboard(self.appbuilder, user))

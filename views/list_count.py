@@ -29,6 +29,7 @@ from sqlalchemy.orm import selectinload
 from werkzeug.routing import BuildError
 
 from app.extensions import db
+from app.models.org import CrmUser
 from app.security import data_scope
 
 #: Records a list counts exactly; above it the total reads "1,000+".
@@ -179,8 +180,18 @@ def _load_path(model: type, path: str) -> Any:
 
 
 def narrowed_to_one_record(filters: Any) -> bool:
-    """The list is a record's related list (FAB's related view: its rows of one customer)."""
-    return any(isinstance(flt, FilterRelationOneToManyEqual) for flt in getattr(filters, "filters", None) or ())
+    """The list is one record's related list: FAB's related view on the record's page (its
+    filter is marked ``is_related_view``) or a filter equal to one record (a customer, a lead:
+    a model with a data scope), the rows of that record. A filter on a person (an owner, an
+    assignee) or a dictionary entry is not: that list may hold every row, so it is counted up
+    to the cap like any other."""
+    return any(isinstance(flt, FilterRelationOneToManyEqual) and (flt.is_related_view or _one_record(flt))
+               for flt in getattr(filters, "filters", None) or ())
+
+
+def _one_record(flt: Any) -> bool:
+    related = flt.datamodel.get_related_model(flt.column_name)
+    return related is not CrmUser and data_scope.has_scope(related)
 
 
 def list_interface(datamodel: Any, kind: type[ListInterface] = ListInterface) -> Any:

@@ -159,6 +159,14 @@ ENTRY_TIME = _l("Recorded at")
 ENTRY_SOURCE = _l("Entered via")
 
 
+class ObjectTypeEqual(FilterEqual):
+    """"Equal to" a record type typed as the audit log shows it (its label, in the reader's
+    language or English, any case) or as stored (``display.object_type_named``)."""
+
+    def apply(self, query: Any, value: Any) -> Any:
+        return super().apply(query, display.object_type_named(value))
+
+
 class AuditLogView(ListExportMixin, CrmModelView):
     """Read-only audit log with filters and export (no add, edit or delete routes)."""
 
@@ -193,6 +201,7 @@ class AuditLogView(ListExportMixin, CrmModelView):
         offered, applied = self._filters.get_search_filters(), self._filters._all_filters  # FAB applies by index
         for column in self.EXACT_ONLY:
             offered[column] = applied[column] = [flt for flt in applied[column] if isinstance(flt, FilterEqual)]
+        offered["object_type"] = applied["object_type"] = [ObjectTypeEqual("object_type", self.datamodel)]
 
     @expose("/export/<string:fmt>")
     @has_access

@@ -383,12 +383,14 @@ def for_record(user: Any, kind: str, pk: int, limit: int = 50) -> list[Activity]
     return list(db.session.scalars(stmt))
 
 
-def overdue(user: Any) -> Select:
-    """The ids of the user's own open activities in scope that are overdue (due before today,
-    CRM zone): a ``select`` to count (the home page counts at most a page's worth)."""
+def open_due(user: Any, *, today: bool) -> Select:
+    """The ids of the user's own open activities in scope due today (``today``) or overdue
+    (due before today), days in the CRM zone (``my_open``'s groups): a ``select`` to count
+    (the home page counts at most a page's worth)."""
     start = clock.from_local(datetime.combine(clock.local_today(), time()))
-    return select(Activity.id).where(Activity.assignee_id == user.id, Activity.status == OPEN,
-                                     Activity.due_at < start, data_scope.scope_clause(user, Activity))
+    due = [Activity.due_at >= start, Activity.due_at < start + timedelta(days=1)] if today else [Activity.due_at < start]
+    return select(Activity.id).where(Activity.assignee_id == user.id, Activity.status == OPEN, *due,
+                                     data_scope.scope_clause(user, Activity))
 
 
 # --- a follow-up's next step (下一步计划) -----------------------------------------------

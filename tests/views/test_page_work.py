@@ -12,11 +12,15 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from flask_babel import force_locale
 from sqlalchemy import event, select, text
 
+from app.clock import local_today
 from app.extensions import db
 from app.models import AuditLog, CustomerLevel
-from views import list_count
+from app.services import activities
+from tests.conftest import user_id
+from views import display, list_count
 
 YESTERDAY = date.today() - timedelta(days=2)
 
@@ -58,6 +62,19 @@ def test_the_home_figures_stop_at_the_cap_and_say_so(client: Any, auth: Any, mak
     assert "4 follow-ups with a next step due" in home and "4 overdue" in home  # exact up to the cap
 
 
+def test_activities_today_are_counted_not_the_listed_few(client: Any, auth: Any, make_customer: Any,
+                                                          make_follow_up: Any, monkeypatch: Any) -> None:
+    """The home page lists 20 of today's activities; its figure counts them all (up to the cap)."""
+    for i in range(4):
+        customer = make_customer("rep_a", name=f"Dock Paints {i}", contact_phone=f"1330013{i:04d}")
+        make_follow_up(customer, "rep_a", next_step="Call back", next_step_date=local_today())
+    monkeypatch.setattr(activities, "my_open", lambda user, **kw: {"overdue": [], "today": [], "upcoming": []})
+    auth.login("rep_a")
+    assert "4 activities today, 0 overdue" in client.get("/").get_data(as_text=True)
+    monkeypatch.setattr(list_count, "COUNT_CAP", 3)
+    assert "3+ activities today, 0 overdue" in client.get("/").get_data(as_text=True)
+
+
 def test_a_typed_page_past_the_pager_shows_its_last_page(client: Any, auth: Any, make_customer: Any,
                                                           monkeypatch: Any, app: Any) -> None:
     for i in range(5):
@@ -71,6 +88,30 @@ def test_a_typed_page_past_the_pager_shows_its_last_page(client: Any, auth: Any,
     first = client.get("/customerview/list/?page_CustomerView=1&psize_CustomerView=2").get_data(as_text=True)
     assert "pages through its first" not in first
     assert re.findall(r"Harbour Tools \d", page) == re.findall(r"Harbour Tools \d", first)
+
+
+def test_a_persons_filter_is_paged_like_the_whole_list(app: Any, client: Any, auth: Any, make_customer: Any,
+                                                        monkeypatch: Any) -> None:
+    """A filter on a relation (the owner) is the person's, not a record's related list: counted
+    up to the cap, and a typed deep page is the pager's last (it walked every row before)."""
+    for i in range(5):
+        make_customer("rep_a", name=f"Pier Cranes {i}", contact_phone=f"1350013{i:04d}")
+    monkeypatch.setattr(list_count, "COUNT_CAP", 3)
+    monkeypatch.setattr("views.base.COUNT_CAP", 3)
+    auth.login("admin")
+    with app.app_context():
+        owner = f"_flt_0_owner={user_id('rep_a')}"
+    page = client.get(f"/customerview/list/?{owner}&page_CustomerView=900&psize_CustomerView=2").get_data(as_text=True)
+    assert "pages through its first 3 records" in page and "3+" in page
+    assert len(re.findall(r"Pier Cranes \d", page)) == 2
+
+
+def test_a_small_list_keeps_a_typed_page_without_a_message(client: Any, auth: Any, make_customer: Any) -> None:
+    make_customer("rep_a", name="Wharf Ropes", contact_phone="13400001234")
+    auth.login("rep_a")
+    page = client.get("/customerview/list/?page_CustomerView=3000").get_data(as_text=True)
+    assert "pages through its first" not in page and "Wharf Ropes" not in page  # past its end: empty
+    assert "Wharf Ropes" in client.get("/customerview/list/").get_data(as_text=True)
 
 
 def test_a_filter_matching_nothing_reads_no_page(client: Any, auth: Any, make_customer: Any,
@@ -114,6 +155,11 @@ def test_the_audit_logs_record_filter_is_exact_and_indexed(client: Any, auth: An
     auth.login("admin")
     listed = client.get("/auditlogview/list/?_flt_0_object_type=Customer").get_data(as_text=True)
     assert listed.count("/auditlogview/show/") == types.count("Customer") < 50
+    with app.test_request_context(), force_locale("zh"):
+        chinese = display.object_label("Customer")
+    for typed in ("customer", " Customer ", chinese):  # as the column shows it, any case, either language
+        shown = client.get(f"/auditlogview/list/?_flt_0_object_type={typed}").get_data(as_text=True)
+        assert shown.count("/auditlogview/show/") == types.count("Customer"), typed
     one = client.get(f"/auditlogview/list/?_flt_0_object_type=Customer&_flt_0_object_id={pk}").get_data(as_text=True)
     assert one.count("/auditlogview/show/") == 1
     assert client.get(f"/auditlogview/list/?_flt_1_object_id={pk}").status_code == 302  # no "starts with"
