@@ -58,7 +58,7 @@ class CappedCount(int):
 
 
 def capped_count(keys: Any) -> int:
-    """Rows of ``keys`` (a ``select`` of one column) up to ``COUNT_CAP``, exact; a
+    """Rows of ``keys`` (a ``select`` or ORM query of one column) up to ``COUNT_CAP``, exact; a
     ``CappedCount`` above it. One query reading at most ``COUNT_CAP + 1`` rows: a figure on a
     page (the home page's follow-ups due) costs the same at any size. Build ``keys`` inside
     ``data_scope.counting_whole_list`` for the scope's counting form."""
@@ -126,12 +126,10 @@ class ListInterface(SQLAInterface):
         most ``COUNT_CAP + 1`` keys."""
         if not self.capped or narrowed_to_one_record(filters):
             return self.exact_count(query, filters)
-        found = self._keys(query, filters).limit(COUNT_CAP + 1).count()
-        if found <= COUNT_CAP:
-            return found
-        capped = CappedCount(found)
-        capped.count_url = _count_url()
-        return capped
+        found = capped_count(self._keys(query, filters))
+        if isinstance(found, CappedCount):
+            found.count_url = _count_url()
+        return found
 
     def exact_count(self, query: Any, filters: Any = None) -> int:
         """Every row of the filtered list (exports: the total they write and show)."""
