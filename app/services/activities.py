@@ -17,6 +17,7 @@ editing the next step moves it while it is open.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -454,32 +455,68 @@ def _plan_next_steps(session: Session, flush_context: Any, instances: Any) -> No
             _follow_up_changed(session, obj)
 
 
-def plan_from_rows(rows: list[dict[str, Any]]) -> int:
-    """Activities for follow-ups inserted in bulk (``follow_ups.insert_follow_ups``: rows with
-    ``id``, ``code``, ``customer_id``, ``owner_id``, ``method_id``, ``next_step``,
-    ``next_step_date``), inserted in bulk, numbered and audited like the flush does.
-    Returns how many were planned."""
-    wanted = [row for row in rows if row.get("next_step_date") is not None]
+@dataclass
+class PlannedActivities:
+    """The activities of follow-ups inserted in bulk, ready to store (``plan_ahead``), in
+    plain values (an import's writer process stores them, ``follow_ups.NewFollowUps``)."""
+
+    names: list[str]  #: ``activity`` columns, in the order of each row of ``values``
+    values: list[list[Any]]  #: each activity's bound values; code, subject, follow-up ``audit.later``
+    changes: list[str | None]  #: each activity's create entry (``audit.created_changes``)
+    of_row: list[int]  #: the follow-up (its index among the rows) each activity comes from
+    untitled: list[int]  #: the activities without a next step text: named after the follow-up's code
+
+
+def plan_ahead(rows: list[dict[str, Any]]) -> PlannedActivities | None:
+    """The activities of follow-ups about to be inserted in bulk (``follow_ups.prepare_follow_ups``:
+    rows with ``customer_id``, ``owner_id``, ``method_id``, ``next_step``, ``next_step_date``
+    and their stamps), as the flush plans one (下一步计划 with a date), but for what storing
+    decides (``store_planned``). None when no row has a next step date."""
+    wanted = [index for index, row in enumerate(rows) if row.get("next_step_date") is not None]
     if not wanted:
-        return 0
-    session = db.session
-    kinds = dict(session.execute(select(FollowUpMethod.id, FollowUpMethod.code)).all())
-    codes = numbering.allocate(session, PREFIX, len(wanted))
+        return None
+    kinds = dict(db.session.execute(select(FollowUpMethod.id, FollowUpMethod.code)).all())
     stamp = clock.utc_now()
-    due = {day: next_step_due(day) for day in {row["next_step_date"] for row in wanted}}  # few distinct days
-    planned = []
-    for row, code in zip(wanted, codes, strict=True):
+    due = {day: next_step_due(day) for day in {rows[index]["next_step_date"] for index in wanted}}  # few days
+    code, source = audit.later("code"), audit.later("from_follow_up_id")
+    planned, untitled = [], []
+    for position, index in enumerate(wanted):
+        row = rows[index]
+        subject = validation.clean_line(row.get("next_step"))[:SUBJECT_LIMIT]
+        if not subject:
+            subject = audit.later("subject")
+            untitled.append(position)
         planned.append({
             "code": code, "kind": KIND_OF_METHOD.get(kinds.get(row.get("method_id")), "task"),
-            "subject": _subject(row.get("next_step"), row.get("code")), "due_at": due[row["next_step_date"]],
+            "subject": subject, "due_at": due[row["next_step_date"]],
             "assignee_id": row["owner_id"], "customer_id": row["customer_id"], "status": OPEN,
-            "from_follow_up_id": row["id"], "created_on": stamp, "changed_on": stamp,
+            "from_follow_up_id": source, "created_on": stamp, "changed_on": stamp,
             "created_by_fk": row.get("created_by_fk"), "changed_by_fk": row.get("changed_by_fk"), "version": 1,
             "note": None, "duration_minutes": None, "contact_id": None, "lead_id": None, "opportunity_id": None,
             "template_id": None, "done_at": None, "outcome": None, "follow_up_id": None})
-    bulk.insert_with_ids(session.connection(), Activity.__table__, planned)
-    audit.record_created(Activity, planned)
-    return len(planned)
+    names = list(planned[0])
+    return PlannedActivities(names=names, values=bulk.bound_values(db.session.get_bind().dialect,
+                                                                   Activity.__table__, names, planned),
+                             changes=audit.created_changes(Activity, planned, ahead=("id",)), of_row=wanted,
+                             untitled=untitled)
+
+
+def store_planned(planned: PlannedActivities, ids: list[int], codes: list[str]) -> None:
+    """Number, insert and audit ``planned`` (``plan_ahead``) for the follow-ups just stored
+    with ``ids`` and ``codes`` (by row), in the session's transaction."""
+    session = db.session
+    at_code, at_subject, at_source = (planned.names.index(name) for name in ("code", "subject", "from_follow_up_id"))
+    untitled = set(planned.untitled)
+    known = []
+    numbered = numbering.allocate(session, PREFIX, len(planned.values))
+    for position, (values, code, index) in enumerate(zip(planned.values, numbered, planned.of_row, strict=True)):
+        values[at_code], values[at_source] = code, ids[index]
+        known.append({"code": code, "from_follow_up_id": ids[index]})
+        if position in untitled:
+            values[at_subject] = known[-1]["subject"] = _subject(None, codes[index])
+    stored = bulk.insert_bound(session.connection(), Activity.__table__, planned.names, planned.values)
+    audit.append_created(Activity, stored, [audit.filled(text, {**values, "id": pk})
+                                            for text, values, pk in zip(planned.changes, known, stored, strict=True)])
 
 
 # --- task templates (任务模板, 003) ----------------------------------------------------

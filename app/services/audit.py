@@ -22,8 +22,10 @@ removing or reordering a member still breaks the chain.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -475,23 +477,31 @@ def collect_changes(session: Session) -> list[dict[str, Any]]:
 
 def record_created(model: type, rows: list[dict[str, Any]]) -> None:
     """Create entries for rows inserted in bulk (imports, sync), shaped like the hook's
-    (``_snapshot``: every audited column with a value, masked as the spec says, keys sorted)."""
-    from app.extensions import db
+    (``_snapshot``: every audited column with a value, masked as the spec says, keys sorted);
+    ``rows`` hold their new ``id``."""
+    append_created(model, [row["id"] for row in rows], created_changes(model, rows))
 
+
+def created_changes(model: type, rows: list[dict[str, Any]], ahead: tuple[str, ...] = ()) -> list[str | None]:
+    """Each row's create entry ``changes`` (compact JSON, ``record_created``), or None for a
+    row with nothing audited. A value known only when the row is stored (its code) may be
+    ``later(key)``: the text then holds a marker that ``filled`` replaces with the value, so
+    an import's checking process builds the entries and its writer only fills them in.
+    ``ahead``: columns no row holds yet (``id``), marked in every row."""
     spec = _spec_of(model)
     if spec is None or not rows:
-        return
+        return [None] * len(rows)
     skip = IGNORED_COLUMNS | spec.exclude
     keys = sorted(attr.key for attr in inspect(model).column_attrs if attr.key not in skip)
     # plain columns need no conversion per value; the rest go through _shown as in the hook
     as_is = {key for key in keys if key not in spec.secret | spec.masked}
-    name = model.__name__
     fields = _custom_fields(model) if CUSTOM_COLUMN in keys else {}
-    entries = []
+    marked = {key: later(key) for key in ahead}
+    texts = []
     for row in rows:
         changes = {}
         for key in keys:  # sorted: the same JSON as the hook's sort_keys
-            value = row.get(key)
+            value = row.get(key) if key not in marked else marked[key]
             if key == CUSTOM_COLUMN:
                 if value:  # cf_<key> sort before "custom": the entry's keys sorted again below
                     changes.update(custom_changes(model, None, value, fields))
@@ -501,9 +511,53 @@ def record_created(model: type, rows: list[dict[str, Any]]) -> None:
                 changes[key] = [None, plain]
         if row.get(CUSTOM_COLUMN):
             changes = dict(sorted(changes.items()))
-        entries.append({"action": "create", "object_type": name, "object_id": str(row["id"]),
-                        "changes": compact_json(changes) if changes else None})
-    _append(db.session.connection(), entries)
+        texts.append(compact_json(changes) if changes else None)
+    return texts
+
+
+def append_created(model: type, ids: list[int], changes: list[str | None]) -> None:
+    """Append the create entries of the rows ``ids`` of ``model`` just inserted in bulk, with
+    their ``changes`` (``created_changes``, filled in), as one call of ``_append``."""
+    from app.extensions import db
+
+    if _spec_of(model) is None or not ids:
+        return
+    name = model.__name__
+    _append(db.session.connection(), [{"action": "create", "object_type": name, "object_id": str(pk),
+                                       "changes": text} for pk, text in zip(ids, changes, strict=True)])
+
+
+#: Makes ``later`` markers unguessable: no typed text can hold one (a fork keeps the same).
+_LATER_NONCE = secrets.token_hex(8)
+
+
+def later(key: str) -> str:
+    """A stand-in value for column ``key`` of a row whose create entry is built before the row
+    is stored (``created_changes``); ``filled`` replaces it with the stored value. The value
+    itself must not be None, masked or secret (the entry would differ from the hook's)."""
+    return f"\x00{key}:{_LATER_NONCE}\x00"
+
+
+def filled(changes: str, values: Mapping[str, Any]) -> str:
+    """``changes`` with each ``later(key)`` marker replaced by ``values[key]`` as JSON: the
+    text ``created_changes`` would have made with the values themselves."""
+    for key, value in values.items():
+        changes = changes.replace(_later_json(key), _value_json(value), 1)
+    return changes
+
+
+def _value_json(value: Any) -> str:
+    """``compact_json(value)``, at once for the ids and codes ``filled`` mostly writes."""
+    if type(value) is int:
+        return str(value)
+    if type(value) is str and value.isascii() and value.isalnum():
+        return f'"{value}"'
+    return compact_json(value)
+
+
+@functools.cache
+def _later_json(key: str) -> str:
+    return compact_json(later(key))
 
 
 #: Value types ``_plain`` returns unchanged (bool is an int).

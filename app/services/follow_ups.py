@@ -9,6 +9,7 @@ they load in bulk, so all entry points give the same answers.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -171,30 +172,78 @@ def customer_problem(customer_id: int | None, user: Any, customers: CustomerFact
 
 
 def insert_follow_ups(rows: list[dict[str, Any]]) -> None:
-    """Insert many checked new follow-ups in one statement (imports); ids land in ``rows``.
+    """Insert many checked new follow-ups at once (imports); codes and ids land in ``rows``.
 
     ``rows``: ``FollowUp`` columns (``customer_id``, ``followed_at``, ``method_id``,
     ``content``, ``next_step``, ``next_step_date``, ``owner_id``; ``code`` None for the
-    CRM to number). The bulk path skips the ORM flush, so it does here what the flush
-    hooks do for a single save: number (G + date + sequence), stamp and audit each one
-    (``audit.record_created``: the same "create" entry the flush writes).
+    CRM to number): ``prepare_follow_ups`` then ``store_follow_ups``.
     """
     if not rows:
         return
-    session = db.session
-    blank = [row for row in rows if not row.get("code")]
-    codes = numbering.allocate(session, numbering.FOLLOW_UP_PREFIX, len(blank)) if blank else []
-    for row, code in zip(blank, codes, strict=True):
-        row["code"] = code
-    stamp, uid = utc_now(), current_user_id()
-    for row in rows:
-        row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
-    bulk.insert_with_ids(session.connection(), FollowUp.__table__, rows)
-    audit.record_created(FollowUp, rows)
+    new = prepare_follow_ups(rows)
+    store_follow_ups(new)
+    for row, code, pk in zip(rows, new.codes, new.ids, strict=True):
+        row["code"], row["id"] = code, pk
+
+
+@dataclass
+class NewFollowUps:
+    """Checked new follow-ups ready to store (``prepare_follow_ups``), in plain values only:
+    an import's checking process prepares a chunk and its writer process stores it
+    (``importing.writer``), so the writer's share of the Python work is numbering and the
+    database's. ``codes`` and ``ids`` are set by ``store_follow_ups``."""
+
+    names: list[str]  #: ``follow_up`` columns, in the order of each row of ``values``
+    values: list[list[Any]]  #: each row's bound values (``bulk.bound_values``)
+    changes: list[str | None]  #: each row's create entry (``audit.created_changes``)
+    blank: list[int]  #: the rows the CRM numbers as they are stored (code ``audit.later``)
+    planned: Any  #: their planned activities (``activities.PlannedActivities``), or None
+    mentioned: list[int]  #: the rows whose content has an "@"
+    codes: list[str] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+
+
+def prepare_follow_ups(rows: list[dict[str, Any]]) -> NewFollowUps:
+    """``rows`` (as ``insert_follow_ups``) stamped, bound for the database and audited as the
+    flush hooks would (the create entry, the planned activity of a next step with a date),
+    all but what storing decides: codes, ids. Queries nothing but the follow-up methods."""
     from app.services import activities
 
-    activities.plan_from_rows(rows)  # 下一步计划 with a date: its activity, as the flush plans it
-    _tell_mentioned_rows(rows)
+    stamp, uid = utc_now(), current_user_id()
+    blank = []
+    for index, row in enumerate(rows):
+        if not row.get("code"):
+            row["code"] = audit.later("code")
+            blank.append(index)
+        row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
+    names = list(rows[0])
+    return NewFollowUps(
+        names=names, values=bulk.bound_values(db.session.get_bind().dialect, FollowUp.__table__, names, rows),
+        changes=audit.created_changes(FollowUp, rows, ahead=("id",)), blank=blank,
+        planned=activities.plan_ahead(rows),  # 下一步计划 with a date: its activity, as the flush plans it
+        mentioned=[index for index, row in enumerate(rows) if "@" in (row.get("content") or "")])
+
+
+def store_follow_ups(new: NewFollowUps) -> None:
+    """Number, insert and audit the follow-ups ``new`` (``prepare_follow_ups``) and their
+    planned activities in the session's transaction (the caller commits); tell the people
+    they @mention. The G + date + sequence codes and the ids land in ``new``."""
+    session = db.session
+    at = new.names.index("code")
+    codes = numbering.allocate(session, numbering.FOLLOW_UP_PREFIX, len(new.blank)) if new.blank else []
+    for index, code in zip(new.blank, codes, strict=True):
+        new.values[index][at] = code
+    new.codes = [row[at] for row in new.values]
+    new.ids = bulk.insert_bound(session.connection(), FollowUp.__table__, new.names, new.values)
+    numbered = set(new.blank)
+    audit.append_created(FollowUp, new.ids, [
+        audit.filled(text, {"code": code, "id": pk} if index in numbered else {"id": pk})
+        for index, (text, code, pk) in enumerate(zip(new.changes, new.codes, new.ids, strict=True))])
+    if new.planned is not None:
+        from app.services import activities
+
+        activities.store_planned(new.planned, new.ids, new.codes)
+    _tell_mentioned_ids([new.ids[index] for index in new.mentioned])
 
 
 def save_follow_up(values: dict[str, Any], user: Any, *, pk: Any = None, version: Any = None) -> FollowUp:
@@ -220,10 +269,9 @@ def save_follow_up(values: dict[str, Any], user: Any, *, pk: Any = None, version
     return item
 
 
-def _tell_mentioned_rows(rows: list[dict[str, Any]]) -> None:
+def _tell_mentioned_ids(ids: list[int]) -> None:
     """@mentions in follow-ups inserted in bulk (imports) tell people as a saved one does;
-    only rows whose content has an "@" are loaded (an import without mentions pays nothing)."""
-    ids = [row["id"] for row in rows if "@" in (row.get("content") or "")]
+    ``ids``: only the rows whose content has an "@" (an import without mentions pays nothing)."""
     if not ids:
         return
     from app.models.org import CrmUser

@@ -119,8 +119,8 @@ class RowRejected(Exception):
 
 def _roomy(connection: Any) -> None:
     """A chunk's transaction set up for many rows: SQLite's cache (``bulk.roomy_transaction``);
-    on PostgreSQL the new rows' trigram indexing left for after the run
-    (``search.defer_indexing``: the notes commit or roll back with the rows)."""
+    the new rows' indexing for search left for after the run (``search.defer_indexing``: the
+    notes commit or roll back with the rows)."""
     bulk.roomy_transaction(connection)
     search.defer_indexing(connection)
 
@@ -240,7 +240,7 @@ class ImportRun:
                 for (sample, _item), code in zip(unnumbered, codes, strict=True):
                     sample["code"] = code
 
-            self.writer.submit(self._store, pending, positions, _snapshot(self.result), done=named)
+            self.writer.submit(self._store, self._prepared(pending), positions, _snapshot(self.result), done=named)
             return
         else:
             self.writer.wait()  # this session writes now: after the writer's chunk
@@ -262,16 +262,29 @@ class ImportRun:
             insert = rules.insert_customers if self.spec.model is Customer else follow_ups.insert_follow_ups
             insert(pending)
 
-    def _store(self, pending: list[dict[str, Any]], positions: list[int], result: Result) -> list[str]:
-        """A chunk of new rows on the writer's session (``writer``): insert, report progress
-        (counts as of this chunk), commit. Returns the new codes of ``pending[i]`` for each
-        of ``positions`` (the preview's samples, named by the run)."""
+    def _prepared(self, pending: list[dict[str, Any]]) -> Any:
+        """A chunk's new rows as the writer gets them: follow-ups prepared on this side
+        (``follow_ups.prepare_follow_ups``: bound, stamped and audited here, so the writer only
+        numbers and stores them; it is the busier of the two); customers as they are."""
+        if self.spec.model is FollowUp and pending:
+            return follow_ups.prepare_follow_ups(pending)
+        return pending
+
+    def _store(self, prepared: Any, positions: list[int], result: Result) -> list[str]:
+        """A chunk of new rows (``_prepared``) on the writer's session (``writer``): insert,
+        report progress (counts as of this chunk), commit. Returns the new codes of the rows
+        at ``positions`` (the preview's samples, named by the run)."""
         _roomy(db.session.connection())
-        self._insert(pending)
+        if isinstance(prepared, follow_ups.NewFollowUps):
+            follow_ups.store_follow_ups(prepared)
+            codes = prepared.codes
+        else:
+            self._insert(prepared)
+            codes = [row["code"] for row in prepared]
         if self.progress:
             self.progress(result)
         db.session.commit()
-        return [pending[index]["code"] for index in positions]
+        return [codes[index] for index in positions]
 
     def _report_progress(self) -> None:
         if self.progress:
@@ -284,6 +297,7 @@ class ImportRun:
             db.session.rollback()
             self.result.rolled_back = True
         else:
+            search.defer_indexing(db.session.connection())  # SQLite: not in this commit either
             db.session.commit()
             search.index_soon()  # the rows the chunks only noted (``_roomy``)
 

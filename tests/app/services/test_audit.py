@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -12,6 +14,7 @@ from sqlalchemy import select, text
 from app.extensions import appbuilder, db
 from app.models import AuditLog, Customer
 from app.models.base import acting_user_id
+from app.services import audit
 from app.services.audit import audit_context, verify_chain
 
 
@@ -192,3 +195,20 @@ def test_compact_json_is_the_text_json_writes_for_every_character_so_old_entries
         assert compact_json(value) == expected(value)
     for odd in ([2 ** 70], ["\ud800"], {1: "x"}):  # orjson refuses these: json's text, as before
         assert compact_json(odd) == expected(odd)
+
+
+def test_an_entry_built_before_its_row_is_stored_reads_as_one_built_after(ctx: Any) -> None:
+    """An import's checking process builds the create entries with stand-ins for what storing
+    decides (``later``); its writer fills them in (``filled``): the same text as built with the
+    values, whatever they hold."""
+    from app.models.activities import Activity
+
+    stamp = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+    row = {"kind": "call", "due_at": stamp, "assignee_id": 3, "customer_id": 7, "status": "open", "version": 1,
+           "note": None}
+    stored = {"code": "A20261203001", "id": 41, "from_follow_up_id": 9, "subject": 'Next step of "G1" \\ 下一步 ＡＢＣ'}
+    expected = audit.created_changes(Activity, [{**row, **stored}])
+    marked = audit.created_changes(Activity, [{**row, **{key: audit.later(key) for key in stored if key != "id"}}],
+                                   ahead=("id",))
+    assert marked != expected and audit.filled(marked[0], stored) == expected[0]
+    assert json.loads(expected[0])["subject"] == [None, stored["subject"]]
