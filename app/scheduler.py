@@ -133,8 +133,8 @@ def run_transfer_schedules() -> list[str]:
 
 
 def index_search() -> int:
-    """Every minute on PostgreSQL: index for search the rows an import only noted (the import
-    asks for it at its end too; this catches a run that stopped before). Returns how many."""
+    """Every minute: index for search the rows an import only noted (the import asks for it
+    at its end too; this catches a run that stopped before). Returns how many."""
     from app.services.search import index_pending
 
     return index_pending()

@@ -145,15 +145,13 @@ def measure(workbook: Path, profile: str | None, kind: str, mode: str) -> dict:
 
 
 def _search_caught_up() -> float | None:
-    """PostgreSQL: seconds from the import's end until search has indexed every row it noted
-    (``search.index_pending``, which the run also started in the background); None elsewhere."""
+    """Seconds from the import's end until search has indexed every row it noted
+    (``search.index_pending``, which the run also started in the background)."""
     from sqlalchemy import text
 
     from app.extensions import db
     from app.services import search
 
-    if db.engine.dialect.name != "postgresql":
-        return None
     started = time.perf_counter()
     search.index_pending()
     while db.session.scalar(text("SELECT EXISTS (SELECT 1 FROM search_pending)")):  # the background run's share
@@ -250,8 +248,8 @@ def fresh_run(workbook: Path, args: argparse.Namespace, module: str) -> tuple[di
 
 
 def _writer_figures(figures: dict) -> str:
-    """A forked writer's own figures (``importing.writer``), when there was one, and on
-    PostgreSQL the time search took after the import to index the rows it noted."""
+    """A forked writer's own figures (``importing.writer``), when there was one, and the time
+    search took after the import to index the rows it noted."""
     shown = ""
     if figures.get("writer_cpu_s"):
         shown = f" (writer process: peak {figures['writer_peak_mib']:.0f} MiB, CPU {figures['writer_cpu_s']:.2f} s)"

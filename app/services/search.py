@@ -253,12 +253,20 @@ def ensure_side_indexes(connection: Any) -> None:
 
 
 def defer_indexing(connection: Any) -> None:
-    """PostgreSQL: rows this transaction inserts into the searched tables are only noted in
-    ``search_pending`` (their trigram indexing is most of an import's database time);
-    ``index_pending`` indexes them after. Until then search finds them by a scan of the
-    noted rows (``text_hits``). Nothing on other databases (SQLite indexes at commit)."""
+    """Rows this transaction inserts into the searched tables are only noted in
+    ``search_pending`` (their trigram indexing is most of an import's database time on
+    PostgreSQL, and a tenth of its writer's work on SQLite); ``index_pending`` indexes them
+    after. Until then search finds them by a scan of the noted rows (PostgreSQL
+    ``text_hits``, SQLite ``_with_noted``). SQLite: this transaction's commit leaves the
+    noted rows as they are (``_index_pending``)."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("SELECT set_config('crm.search_deferred', 'on', true)")
+    elif connection.dialect.name == "sqlite":
+        connection.connection.info[_DEFERRED] = True
+
+
+#: SQLite: in a pooled connection's ``info``, while its transaction defers indexing.
+_DEFERRED = "crm_search_deferred"
 
 
 #: Noted rows ``index_pending`` copies per transaction.
@@ -266,16 +274,20 @@ INDEX_BATCH = 20_000
 
 
 def index_pending(batch: int = INDEX_BATCH) -> int:
-    """PostgreSQL: copy the rows noted in ``search_pending`` into their side tables, ``batch``
+    """Index the rows noted in ``search_pending``; returns how many. SQLite: into the FTS
+    tables in one transaction (``_index_noted``). PostgreSQL: copy them into their side tables, ``batch``
     per short transaction, and forget them; returns how many were copied. The copied rows
     are locked (``FOR SHARE``) so an edit made meanwhile waits, then updates the copy (its
     trigger); a row an unfinished edit holds is skipped and stays noted for the next run,
     and noted rows another run is copying are skipped too (``SKIP LOCKED``: this never
     waits, so it cannot deadlock with an edit of several rows). The notes' statistics are
     refreshed at the end (the planner would keep judging the table by its largest size).
-    0 elsewhere."""
+    0 on other databases."""
     from app.extensions import db
 
+    if db.engine.dialect.name == "sqlite":
+        with db.engine.begin() as connection:
+            return _index_noted(connection.connection.driver_connection)
     if db.engine.dialect.name != "postgresql" or not has_side_tables(db.session):
         return 0
     done = 0
@@ -315,12 +327,12 @@ def _copy_noted(connection: Any, name: str, columns: tuple[str, ...], ids: list[
 
 def index_soon() -> None:
     """After an import: ``index_pending`` in the background when the import noted anything
-    (PostgreSQL; a run that only updated rows asks for nothing; the minute job catches
-    anything left)."""
+    (a run that only updated rows asks for nothing; on PostgreSQL the minute job catches
+    anything left, on SQLite any commit does)."""
     from app.extensions import db
     from app.services import background
 
-    if db.engine.dialect.name != "postgresql":
+    if db.engine.dialect.name not in ("postgresql", "sqlite"):
         return
     with db.engine.connect() as connection:
         noted = connection.scalar(text("SELECT EXISTS (SELECT 1 FROM search_pending)"))
@@ -534,10 +546,27 @@ def quick_find(user: Any, finder: Finder, typed: str, session: Any, limit: int =
                 found, result.cut_short = recent_only(session, base, broad, finder.model.id, limit)
             if found is None:
                 found = session.scalars(base.where(broad).order_by(*finder.newest()).limit(limit))
+            elif not short:
+                found = _with_noted(session, base, finder.model, broad, list(found), limit)
             result.items = list(found)
     except SearchCutShort:
         result.cut_short = True
     return result
+
+
+def _with_noted(session: Any, base: Any, model: type, broad: ColumnElement, found: list[Any],
+                limit: int) -> list[Any]:
+    """SQLite: ``found`` (the FTS hits) and the rows an import noted but has not indexed yet
+    (``defer_indexing``) that ``broad`` matches, by a scan of those rows alone; the newest
+    ``limit``. Only while some are noted (one indexed lookup otherwise)."""
+    name = model.__tablename__
+    if session.get_bind().dialect.name != "sqlite" or name not in {table for table, _c in FTS_COLUMNS.values()}:
+        return found
+    if not session.scalar(select(select(_PENDING.c.row_id).where(_PENDING.c.tbl == name).exists())):
+        return found
+    noted = session.scalars(base.join(_PENDING, and_(_PENDING.c.row_id == model.id, _PENDING.c.tbl == name))
+                            .where(broad).order_by(model.id.desc()).limit(limit))
+    return _newest([*found, *noted], limit)
 
 
 def recent_only(session: Any, base: Any, condition: ColumnElement, key: Any, limit: int) -> tuple[list[Any], bool]:
@@ -560,20 +589,37 @@ _FTS_TABLES: dict[str, frozenset[str]] = {}
 
 @event.listens_for(Engine, "commit")
 def _index_pending(conn: Any) -> None:
-    """SQLite, as a transaction commits: index the rows it inserted (noted by the insert
-    triggers in ``search_pending``) in one ``INSERT ... SELECT`` per FTS table, in the same
-    transaction. A trigger inserting into the FTS table row by row costs ~30 us a row (an
-    import of 100,000 customers: +7 s CPU); this costs ~3 us. Rows written by another
-    program (the sqlite3 shell) are indexed by the next commit of the application."""
+    """SQLite, as a transaction commits: index the rows noted by the insert triggers in
+    ``search_pending`` (``_index_noted``), in the same transaction; unless the transaction
+    deferred them (``defer_indexing``: an import's chunk, indexed after the run). Rows
+    written by another program (the sqlite3 shell) are indexed by the next commit of the
+    application."""
     if conn.dialect.name != "sqlite":
         return
-    raw = conn.connection.driver_connection
-    try:
-        if raw.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone() is None:
-            return
-    except sqlite3.OperationalError:  # not migrated yet (or no FTS5): nothing to index
+    if conn.connection.info.pop(_DEFERRED, False):
         return
-    raw.execute("SAVEPOINT crm_search_pending")  # all or nothing, never the commit's failure
+    _index_noted(conn.connection.driver_connection)
+
+
+@event.listens_for(Engine, "rollback")
+def _forget_deferral(conn: Any) -> None:
+    """A deferring transaction that rolls back: the connection's next one indexes again."""
+    if conn.dialect.name == "sqlite" and not conn.closed and not conn.invalidated:
+        conn.connection.info.pop(_DEFERRED, None)
+
+
+def _index_noted(raw: sqlite3.Connection) -> int:
+    """SQLite: index the noted rows in one ``INSERT ... SELECT`` per FTS table and forget
+    them, all or nothing (a savepoint: never the failure of the commit it runs in); returns
+    how many rows were noted. A trigger inserting into the FTS table row by row costs ~30 us a
+    row (an import of 100,000 customers: +7 s CPU); this costs ~3 us."""
+    try:
+        noted = raw.execute("SELECT count(*) FROM search_pending").fetchone()[0]
+    except sqlite3.OperationalError:  # not migrated yet (or no FTS5): nothing to index
+        return 0
+    if not noted:
+        return 0
+    raw.execute("SAVEPOINT crm_search_pending")
     try:
         for name, (table, columns) in FTS_COLUMNS.items():
             listed = ", ".join(columns)
@@ -583,7 +629,9 @@ def _index_pending(conn: Any) -> None:
     except sqlite3.OperationalError:  # e.g. a read-only request meeting a busy writer: the next commit indexes
         raw.execute("ROLLBACK TO crm_search_pending")
         log.warning("Search index: pending rows left for the next commit", exc_info=True)
+        noted = 0
     raw.execute("RELEASE crm_search_pending")
+    return noted
 
 
 def fts_tables(session: Any) -> frozenset[str]:

@@ -49,7 +49,7 @@ from app.models.transfers import (
     TransferJob,
 )
 from app.security.rights import user_may
-from app.services import audit, background, messages, notify_hooks, tasks
+from app.services import audit, background, messages, notify_hooks, search, tasks
 from app.services.background import folder
 from app.services.importing import columns, engine, reading, values
 from app.services.importing.report import write_error_report
@@ -330,6 +330,7 @@ def _finish(job_id: int, result: engine.Result, table: reading.Table, commit: bo
                                      **summary, "rolled_back": result.rolled_back,
                                      "seconds": round(result.seconds, 2)})
         notify_hooks.import_finished(job)
+        search.defer_indexing(db.session.connection())  # SQLite: the run asked for it in the background
     db.session.commit()
     return job
 
