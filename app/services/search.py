@@ -42,8 +42,11 @@ migration ``f3b5d7e9a1c2``), so its time no longer grows with the records in sco
   runs (same semantics); the planner picks the index when the text is rare.
 
 A schema change that rebuilds ``customer`` or ``follow_up`` on SQLite (Alembic batch mode)
-drops the triggers: such a migration re-creates them (``f3b5d7e9a1c2``) and rebuilds the
-FTS table (``INSERT INTO customer_search(customer_search) VALUES ('rebuild')``).
+drops the triggers: such a migration re-creates them (``f3b5d7e9a1c2``), rebuilds the
+FTS table (``INSERT INTO customer_search(customer_search) VALUES ('rebuild')``) and, in the
+same transaction, forgets that table's noted rows (``DELETE FROM search_pending WHERE tbl =
+'customer'``): an import's rows stay noted until ``index_pending`` runs, and the rebuild
+has indexed them already (indexed twice, the FTS table fails its integrity check).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import Text, and_, column, event, func, literal_column, or_, select, table, text, union_all
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import Pool
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.customers import Customer, FollowUp
@@ -274,9 +278,10 @@ INDEX_BATCH = 20_000
 
 
 def index_pending(batch: int = INDEX_BATCH) -> int:
-    """Index the rows noted in ``search_pending``; returns how many. SQLite: into the FTS
-    tables in one transaction (``_index_noted``). PostgreSQL: copy them into their side tables, ``batch``
-    per short transaction, and forget them; returns how many were copied. The copied rows
+    """Index the rows noted in ``search_pending``, ``batch`` of each table per short
+    transaction, and forget them; returns how many. SQLite: into the FTS tables
+    (``_index_noted``; each batch holds the write lock ~0.1 s). PostgreSQL: copy them into their
+    side tables; returns how many were copied. The copied rows
     are locked (``FOR SHARE``) so an edit made meanwhile waits, then updates the copy (its
     trigger); a row an unfinished edit holds is skipped and stays noted for the next run,
     and noted rows another run is copying are skipped too (``SKIP LOCKED``: this never
@@ -286,8 +291,15 @@ def index_pending(batch: int = INDEX_BATCH) -> int:
     from app.extensions import db
 
     if db.engine.dialect.name == "sqlite":
-        with db.engine.begin() as connection:
-            return _index_noted(connection.connection.driver_connection)
+        done = indexed = 0
+        while indexed or not done:
+            with db.engine.begin() as connection:
+                defer_indexing(connection)  # this commit's hook has nothing more to do
+                indexed = _index_noted(connection.connection.driver_connection, batch)
+            done += indexed
+            if not indexed:
+                break
+        return done
     if db.engine.dialect.name != "postgresql" or not has_side_tables(db.session):
         return 0
     done = 0
@@ -542,13 +554,14 @@ def quick_find(user: Any, finder: Finder, typed: str, session: Any, limit: int =
         with time_budget(session, _budget_ms() if budget_ms is None else budget_ms):
             short = len(fold(typed)) < MIN_INDEXED_LENGTH
             found = finder.indexed(typed, session, base, limit) if finder.indexed and not short else None
+            through_index = found is not None
             if found is None and short and finder.indexed:  # no trigram to look up: the newest rows only
                 found, result.cut_short = recent_only(session, base, broad, finder.model.id, limit)
             if found is None:
                 found = session.scalars(base.where(broad).order_by(*finder.newest()).limit(limit))
-            elif not short:
-                found = _with_noted(session, base, finder.model, broad, list(found), limit)
             result.items = list(found)
+            if through_index:  # the index's hits stay if the scan of noted rows runs out of time
+                result.items = _with_noted(session, base, finder.model, broad, result.items, limit)
     except SearchCutShort:
         result.cut_short = True
     return result
@@ -587,18 +600,31 @@ def recent_only(session: Any, base: Any, condition: ColumnElement, key: Any, lim
 _FTS_TABLES: dict[str, frozenset[str]] = {}
 
 
+#: SQLite: most noted rows a commit indexes itself. More (an import's, noted while it deferred)
+#: are left to ``index_pending`` (asked for by the import, and the minute job), so a person's
+#: save after an import never does the import's indexing; search finds them meanwhile.
+COMMIT_INDEX_LIMIT = 5_000
+
+
 @event.listens_for(Engine, "commit")
 def _index_pending(conn: Any) -> None:
     """SQLite, as a transaction commits: index the rows noted by the insert triggers in
     ``search_pending`` (``_index_noted``), in the same transaction; unless the transaction
-    deferred them (``defer_indexing``: an import's chunk, indexed after the run). Rows
-    written by another program (the sqlite3 shell) are indexed by the next commit of the
-    application."""
+    deferred them (``defer_indexing``: an import's chunk) or more than ``COMMIT_INDEX_LIMIT``
+    are noted. Rows written by another program (the sqlite3 shell) are indexed by the next
+    commit of the application."""
     if conn.dialect.name != "sqlite":
         return
     if conn.connection.info.pop(_DEFERRED, False):
         return
-    _index_noted(conn.connection.driver_connection)
+    raw = conn.connection.driver_connection
+    try:
+        noted = raw.execute("SELECT count(*) FROM (SELECT 1 FROM search_pending LIMIT ?)",
+                            (COMMIT_INDEX_LIMIT + 1,)).fetchone()[0]
+    except sqlite3.OperationalError:  # not migrated yet (or no FTS5): nothing to index
+        return
+    if 0 < noted <= COMMIT_INDEX_LIMIT:
+        _index_noted(raw)
 
 
 @event.listens_for(Engine, "rollback")
@@ -608,30 +634,36 @@ def _forget_deferral(conn: Any) -> None:
         conn.connection.info.pop(_DEFERRED, None)
 
 
-def _index_noted(raw: sqlite3.Connection) -> int:
-    """SQLite: index the noted rows in one ``INSERT ... SELECT`` per FTS table and forget
-    them, all or nothing (a savepoint: never the failure of the commit it runs in); returns
-    how many rows were noted. A trigger inserting into the FTS table row by row costs ~30 us a
-    row (an import of 100,000 customers: +7 s CPU); this costs ~3 us."""
-    try:
-        noted = raw.execute("SELECT count(*) FROM search_pending").fetchone()[0]
-    except sqlite3.OperationalError:  # not migrated yet (or no FTS5): nothing to index
-        return 0
-    if not noted:
-        return 0
+@event.listens_for(Pool, "checkin")
+def _end_deferral(dbapi_connection: Any, record: Any) -> None:
+    """A connection back in the pool defers nothing, whatever its last holder asked."""
+    if record is not None:
+        record.info.pop(_DEFERRED, None)
+
+
+def _index_noted(raw: sqlite3.Connection, batch: int | None = None) -> int:
+    """SQLite: index the noted rows (the first ``batch`` of each table; None: all) in one
+    ``INSERT ... SELECT`` per FTS table and forget them, all or nothing (a savepoint: never
+    the failure of the commit it runs in); returns how many notes were handled. A trigger
+    inserting into the FTS table row by row costs ~30 us a row (an import of 100,000
+    customers: +7 s CPU); this costs ~3 us."""
+    notes = "SELECT row_id FROM search_pending WHERE tbl = ?" + ("" if batch is None else " ORDER BY row_id LIMIT ?")
+    done = 0
     raw.execute("SAVEPOINT crm_search_pending")
     try:
-        for name, (table, columns) in FTS_COLUMNS.items():
+        for name, (table_name, columns) in FTS_COLUMNS.items():
+            args = (table_name,) if batch is None else (table_name, batch)
             listed = ", ".join(columns)
             raw.execute(f"INSERT INTO {name}(rowid, {listed}) SELECT {', '.join(f't.{c}' for c in ('id', *columns))} "
-                        f"FROM {table} t JOIN search_pending p ON p.row_id = t.id AND p.tbl = ?", (table,))
-        raw.execute("DELETE FROM search_pending")
+                        f"FROM {table_name} t JOIN ({notes}) p ON p.row_id = t.id", args)
+            done += raw.execute(f"DELETE FROM search_pending WHERE tbl = ? AND row_id IN ({notes})",
+                                (table_name, *args)).rowcount
     except sqlite3.OperationalError:  # e.g. a read-only request meeting a busy writer: the next commit indexes
         raw.execute("ROLLBACK TO crm_search_pending")
         log.warning("Search index: pending rows left for the next commit", exc_info=True)
-        noted = 0
+        done = 0
     raw.execute("RELEASE crm_search_pending")
-    return noted
+    return done
 
 
 def fts_tables(session: Any) -> frozenset[str]:

@@ -112,3 +112,71 @@ def test_a_deferral_ends_with_its_transaction(app: Any) -> None:
             connection.execute(insert, {"code": "C20261203902", "name": "Avocet Saved", "owner": owner, "now": now})
             connection.commit()
     assert _noted(app) == {} and _in_index(app, "Avocet Saved") == 1 and _in_index(app, "Avocet Rolled") == 0
+
+
+def _sqlite_only(app: Any) -> None:
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("PostgreSQL indexes a saved row in its own statement (side tables)")
+
+
+def _deferred_customers(app: Any, names: list[str]) -> None:
+    """Customers inserted as an import's chunk inserts them: noted, not indexed."""
+    with app.app_context():
+        owner = appbuilder.sm.find_user(username="rep_a").id
+        search.defer_indexing(db.session.connection())
+        db.session.add_all([Customer(name=name, contact_phone=f"1380000{n:04d}", owner_id=owner)
+                            for n, name in enumerate(names)])
+        db.session.commit()
+        db.session.remove()
+
+
+def test_a_save_after_an_import_leaves_its_indexing_to_the_background(app: Any, monkeypatch: Any) -> None:
+    """SQLite: a person's commit indexes what it noted itself, but not an import's many noted
+    rows (``COMMIT_INDEX_LIMIT``); ``index_pending`` does, a batch per transaction."""
+    _sqlite_only(app)
+    monkeypatch.setattr(search, "COMMIT_INDEX_LIMIT", 3)
+    _deferred_customers(app, [f"Shoveler Pumps {n}" for n in range(5)])
+    with app.app_context():  # an ordinary save after it
+
+        rep = appbuilder.sm.find_user(username="rep_a")
+        db.session.add(Customer(name="Shoveler Hall", contact_phone="13800009999", owner_id=rep.id))
+        db.session.commit()
+        assert _noted(app) == {"customer": 6, "contact": 6} and _in_index(app, "Shoveler") == 0
+        assert len(search.quick_find(rep, search.CUSTOMERS, "shoveler", db.session).items) == 6
+        assert search.index_pending(batch=2) == 12
+        db.session.execute(text("INSERT INTO customer_search(customer_search, rank) VALUES ('integrity-check', 1)"))
+        db.session.remove()
+    assert _noted(app) == {} and _in_index(app, "Shoveler") == 6
+
+
+def test_a_deferral_never_outlives_its_connection_s_turn(app: Any) -> None:
+    """SQLite: asked for on a connection that then goes back to the pool unused, it is gone."""
+    _sqlite_only(app)
+    with app.app_context():
+        connection = db.engine.connect()
+        search.defer_indexing(connection)
+        pooled = connection.connection.info  # what the pool keeps with that connection
+        connection.close()
+        assert not pooled
+        for _ in range(3):  # whichever pooled connection the next saves get
+            owner = appbuilder.sm.find_user(username="rep_a").id
+            db.session.add(Customer(name=f"Gadwall Mills {_}", contact_phone=f"1380000800{_}", owner_id=owner))
+            db.session.commit()
+        db.session.remove()
+    assert _noted(app) == {} and _in_index(app, "Gadwall Mills") == 3
+
+
+def test_the_index_hits_stay_when_the_noted_rows_scan_runs_out_of_time(app: Any, make_customer: Any,
+                                                                       monkeypatch: Any) -> None:
+    make_customer("rep_a", name="Garganey Foods")
+
+    def out_of_time(*args: Any) -> None:
+        raise search.SearchCutShort
+
+    monkeypatch.setattr(search, "_with_noted", out_of_time)
+    with app.app_context():
+        rep = appbuilder.sm.find_user(username="rep_a")
+        result = search.quick_find(rep, search.CUSTOMERS, "garganey", db.session)
+        assert [item.name for item in result.items] == ["Garganey Foods"] and result.cut_short
+        db.session.remove()
