@@ -647,6 +647,11 @@ def _index_noted(raw: sqlite3.Connection, batch: int | None = None) -> int:
     the failure of the commit it runs in); returns how many notes were handled. A trigger
     inserting into the FTS table row by row costs ~30 us a row (an import of 100,000
     customers: +7 s CPU); this costs ~3 us."""
+    try:
+        if raw.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone() is None:
+            return 0  # nothing to write: no write transaction (the minute job runs this on an idle database)
+    except sqlite3.OperationalError:  # not migrated yet (or no FTS5): nothing to index
+        return 0
     notes = "SELECT row_id FROM search_pending WHERE tbl = ?" + ("" if batch is None else " ORDER BY row_id LIMIT ?")
     done = 0
     raw.execute("SAVEPOINT crm_search_pending")
