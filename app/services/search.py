@@ -27,7 +27,8 @@ At a million rows the substring match goes through an index when one exists (iss
 migration ``f3b5d7e9a1c2``), so its time no longer grows with the records in scope:
 
 - SQLite: FTS5 trigram tables (``customer_search``, ``follow_up_search``, ``contact_search``,
-  ``lead_search``) kept by triggers (inserts: indexed in bulk at commit, ``_index_pending``);
+  ``lead_search``) kept by triggers (inserts: indexed in bulk at commit, ``_index_pending``; an
+  import's after the run, ``index_pending``, found by a scan of the noted rows meanwhile);
   the database walks the matching rows newest first (``ORDER BY rowid DESC``) and stops at
   the limit. The trigram tokenizer folds case (Unicode) but not width, so the typed text is
   looked up in its half-width and its full-width spelling: stored ``ＡＣＭＥ`` is found by
