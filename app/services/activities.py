@@ -515,8 +515,8 @@ def store_planned(planned: PlannedActivities, ids: list[int], codes: list[str]) 
         if position in untitled:
             values[at_subject] = known[-1]["subject"] = _subject(None, codes[index])
     stored = bulk.insert_bound(session.connection(), Activity.__table__, planned.names, planned.values)
-    audit.append_created(Activity, stored, [audit.filled(text, {**values, "id": pk})
-                                            for text, values, pk in zip(planned.changes, known, stored, strict=True)])
+    audit.append_created(Activity, stored, [audit.filled(text, {**stands, "id": pk})
+                                            for text, stands, pk in zip(planned.changes, known, stored, strict=True)])
 
 
 # --- task templates (任务模板, 003) ----------------------------------------------------

@@ -292,15 +292,14 @@ def index_pending(batch: int = INDEX_BATCH) -> int:
     from app.extensions import db
 
     if db.engine.dialect.name == "sqlite":
-        done = indexed = 0
-        while indexed or not done:
+        done = 0
+        while True:
             with db.engine.begin() as connection:
                 defer_indexing(connection)  # this commit's hook has nothing more to do
                 indexed = _index_noted(connection.connection.driver_connection, batch)
-            done += indexed
             if not indexed:
-                break
-        return done
+                return done
+            done += indexed
     if db.engine.dialect.name != "postgresql" or not has_side_tables(db.session):
         return 0
     done = 0
@@ -340,8 +339,7 @@ def _copy_noted(connection: Any, name: str, columns: tuple[str, ...], ids: list[
 
 def index_soon() -> None:
     """After an import: ``index_pending`` in the background when the import noted anything
-    (a run that only updated rows asks for nothing; on PostgreSQL the minute job catches
-    anything left, on SQLite any commit does)."""
+    (a run that only updated rows asks for nothing; the minute job catches anything left)."""
     from app.extensions import db
     from app.services import background
 
