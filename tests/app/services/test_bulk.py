@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app.clock import frozen
@@ -206,6 +206,29 @@ def test_a_column_empty_in_a_whole_page_is_stored_null_and_a_partly_empty_one_ke
     stored = db.session.execute(select(Contact.code, Contact.title, Contact.email, Contact.phone)
                                 .where(Contact.is_primary.is_(False)).order_by(Contact.id)).all()
     assert [tuple(row) for row in stored] == [(c["code"], c["title"], c["email"], None) for c in contacts]
+
+
+@pytest.mark.parametrize("count", [3, MANY])  # executemany below COPY_FROM, COPY from it
+def test_instants_come_back_exact_through_either_path(ctx: Any, count: int) -> None:
+    """Instants bound as text (``bulk.postgresql_text``, ``sqlite_text``) are the ones given,
+    to the microsecond: a zone other than UTC, a whole second (ISO 8601 then drops the
+    microseconds) and a year below 1000."""
+    owner = _owner()
+    customers.insert_customers(_rows(1, owner.id))
+    customer_id = db.session.scalar(select(Customer.id))
+    instants = [AT, AT.astimezone(ZoneInfo("America/New_York")), AT.replace(microsecond=0),
+                datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC)]
+    contacts = [{"code": f"P7{n:06d}", "customer_id": customer_id, "name": f"n{n}", "version": 1,
+                 "is_primary": False, "is_decision_maker": False, "created_on": instants[n % len(instants)],
+                 "changed_on": AT} for n in range(count)]
+    if db.session.get_bind().dialect.name == "postgresql":  # a server whose zone is not UTC reads the same instants
+        db.session.execute(text("SET LOCAL TIME ZONE 'Asia/Shanghai'"))
+    bulk.insert_rows(db.session.connection(), Contact.__table__, contacts)
+    db.session.commit()
+    stored = dict(db.session.execute(select(Contact.code, Contact.created_on)
+                                     .where(Contact.is_primary.is_(False))).all())
+    assert {code: at.astimezone(UTC) for code, at in stored.items()} == {
+        c["code"]: c["created_on"].astimezone(UTC) for c in contacts}
 
 
 def test_rows_inserted_with_ids_get_the_ids_they_were_stored_under(ctx: Any) -> None:
