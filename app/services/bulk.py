@@ -24,7 +24,7 @@ import gc
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -54,28 +54,48 @@ def sqlite_text(value: Any) -> Any:
 
 
 def postgresql_text(value: Any) -> Any:
-    """A date or datetime as PostgreSQL reads it (ISO 8601, with the offset of an aware
-    datetime, so the instant is kept); other values as they are. ``COPY`` formats a datetime
-    object at ~1.2 us a value and a string at ~0.07 (psycopg 3.3, C): rendered in
-    ``bound_values``, each distinct value once and in the process that prepares the rows
-    (issue 12). psycopg binds a string as "unknown", which the column's type parses, so the
-    text serves an ``executemany`` as well."""
+    """A date or datetime as PostgreSQL reads it (ISO 8601; an aware datetime with its
+    offset); other values as they are. ``COPY`` formats a datetime object at ~1.2 us a
+    value and a string at ~0.07 (psycopg 3.3, C): rendered in ``bound_values``, each
+    distinct value once and in the process that prepares the rows (issue 12). psycopg binds
+    a string as "unknown", which the column's type parses, so the text serves an
+    ``executemany`` as well. ``_converter`` hands it values in the column's own form."""
     if isinstance(value, date):  # a datetime is a date too
         return value.isoformat(" ") if isinstance(value, datetime) else value.isoformat()
     return value
 
 
+def _postgresql_form(column_type: Any) -> Callable[[Any], Any] | None:
+    """A value as a column of ``column_type`` stores it, before ``postgresql_text``: an
+    instant (``timestamptz``) in UTC, so the text's offset is a whole number of minutes; a
+    wall time (``timestamp``) and a day (``date``) as written, whatever its zone, as SQLite's
+    bulk text keeps them (``sqlite_text``) and the server would read the text."""
+    if isinstance(column_type, DateTime) and column_type.timezone:
+        return lambda value: value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
+    if isinstance(column_type, DateTime):
+        return lambda value: value.replace(tzinfo=None) if isinstance(value, datetime) else value
+    if isinstance(column_type, Date):
+        return lambda value: value.date() if isinstance(value, datetime) else value
+    return None
+
+
 def _converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     """How a column's values are bound (None: as they are): dates and instants as text, in
     the form of the dialect (``sqlite_text``, ``postgresql_text``); instants in UTC first."""
-    as_text = {"sqlite": sqlite_text, "postgresql": postgresql_text}.get(dialect.name)
     if isinstance(column_type, UtcDateTime):
         bind = column_type.process_bind_param
-        if as_text is not None:
-            return lambda value: as_text(bind(value, dialect))
+        if dialect.name == "sqlite":
+            return lambda value: sqlite_text(bind(value, dialect))
+        if dialect.name == "postgresql":
+            return lambda value: postgresql_text(bind(value, dialect))
         return lambda value: bind(value, dialect)
-    if as_text is not None and isinstance(column_type, (DateTime, Date)):
-        return as_text
+    if dialect.name == "sqlite" and isinstance(column_type, DateTime):
+        return sqlite_text
+    if dialect.name == "sqlite" and isinstance(column_type, Date):  # a datetime's day, not its time
+        return lambda value: sqlite_text(value.date() if isinstance(value, datetime) else value)
+    form = _postgresql_form(column_type) if dialect.name == "postgresql" else None
+    if form is not None:
+        return lambda value: postgresql_text(form(value))
     return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -229,6 +229,33 @@ def test_instants_come_back_exact_through_either_path(ctx: Any, count: int) -> N
                                      .where(Contact.is_primary.is_(False))).all())
     assert {code: at.astimezone(UTC) for code, at in stored.items()} == {
         c["code"]: c["created_on"].astimezone(UTC) for c in contacts}
+
+
+@pytest.mark.parametrize("count", [3, MANY])
+def test_wall_times_and_days_keep_what_was_written_in_any_zone(ctx: Any, count: int) -> None:
+    """A plain date-time column keeps the wall time given and a date column the day, whatever
+    the value's zone, on both databases and both paths; an instant in a zone whose offset is
+    not whole minutes is stored as that instant."""
+    from sqlalchemy import Column, Date, DateTime, Integer, MetaData, Table
+
+    table = Table("bulk_forms_probe", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("wall", DateTime), Column("day", Date), Column("instant", DateTime(timezone=True)))
+    odd = timezone(timedelta(hours=5, microseconds=3))  # ISO 8601 text PostgreSQL refuses: "+05:00:00.000003"
+    at = datetime(2026, 3, 4, 1, 30, 5, 6, tzinfo=odd)
+    table.create(db.session.connection())
+    try:
+        bulk.insert_rows(db.session.connection(), table, [
+            {"id": n, "wall": at, "day": at, "instant": at} for n in range(count)])
+        stored = set(db.session.execute(select(table.c.wall, table.c.day, table.c.instant)).all())
+        assert len(stored) == 1
+        wall, day, instant = stored.pop()
+        assert (wall, day) == (datetime(2026, 3, 4, 1, 30, 5, 6), date(2026, 3, 4))
+        if db.session.get_bind().dialect.name == "postgresql":  # SQLite keeps no zone
+            assert instant == at
+    finally:
+        db.session.rollback()
+        table.drop(db.session.connection(), checkfirst=True)
+        db.session.commit()
 
 
 def test_rows_inserted_with_ids_get_the_ids_they_were_stored_under(ctx: Any) -> None:
