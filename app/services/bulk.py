@@ -75,8 +75,13 @@ def _postgresql_form(column_type: Any) -> Callable[[Any], Any] | None:
     if isinstance(column_type, DateTime):
         return lambda value: value.replace(tzinfo=None) if isinstance(value, datetime) else value
     if isinstance(column_type, Date):
-        return lambda value: value.date() if isinstance(value, datetime) else value
+        return _day
     return None
+
+
+def _day(value: Any) -> Any:
+    """A date column's value: a datetime's day (its time is not the column's)."""
+    return value.date() if isinstance(value, datetime) else value
 
 
 def _converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -91,8 +96,8 @@ def _converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | Non
         return lambda value: bind(value, dialect)
     if dialect.name == "sqlite" and isinstance(column_type, DateTime):
         return sqlite_text
-    if dialect.name == "sqlite" and isinstance(column_type, Date):  # a datetime's day, not its time
-        return lambda value: sqlite_text(value.date() if isinstance(value, datetime) else value)
+    if dialect.name == "sqlite" and isinstance(column_type, Date):
+        return lambda value: sqlite_text(_day(value))
     form = _postgresql_form(column_type) if dialect.name == "postgresql" else None
     if form is not None:
         return lambda value: postgresql_text(form(value))
