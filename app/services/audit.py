@@ -47,7 +47,7 @@ from app.models.audit import AuditChainHead, AuditLog
 from app.models.base import UtcDateTime, acting_user_id
 from app.security.masking import ERASED, mask_phone
 from app.services import message_text, messages
-from app.services.bulk import insert_rows, insert_values, postgresql_text, sqlite_text
+from app.services.bulk import bound_value, insert_rows, insert_values
 
 #: Columns every entry hashes, in order (changing this list invalidates old chains).
 HASHED_COLUMNS = (
@@ -256,11 +256,7 @@ def _insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if len(rows) == 1:
         insert_rows(conn, AuditLog.__table__, [{name: rows[0][name] for name in _INSERTED}])
         return
-    stamp = AuditLog.__table__.c.created_at.type.process_bind_param(rows[0]["created_at"], conn.dialect)
-    if conn.dialect.name == "sqlite":  # instants as text, as SQLAlchemy writes them
-        stamp = sqlite_text(stamp)
-    elif conn.dialect.name == "postgresql":  # rendered once, not by COPY for every entry
-        stamp = postgresql_text(stamp)
+    stamp = bound_value(conn.dialect, AuditLog.__table__.c.created_at, rows[0]["created_at"])
     for row in rows:
         row["created_at"] = stamp
     insert_values(conn, AuditLog.__table__, _INSERTED, list(map(_VALUES, rows)))

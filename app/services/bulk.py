@@ -65,18 +65,20 @@ def postgresql_text(value: Any) -> Any:
     return value
 
 
-def _postgresql_form(column_type: Any) -> Callable[[Any], Any] | None:
-    """A value as a column of ``column_type`` stores it, before ``postgresql_text``: an
-    instant (``timestamptz``) in UTC, so the text's offset is a whole number of minutes; a
-    wall time (``timestamp``) and a day (``date``) as written, whatever its zone, as SQLite's
-    bulk text keeps them (``sqlite_text``) and the server would read the text."""
-    if isinstance(column_type, DateTime) and column_type.timezone:
-        return lambda value: value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
-    if isinstance(column_type, DateTime):
-        return lambda value: value.replace(tzinfo=None) if isinstance(value, datetime) else value
-    if isinstance(column_type, Date):
+#: Dates and instants as each dialect's bulk statements take them (``_converter``).
+_AS_TEXT: dict[str, Callable[[Any], Any]] = {"sqlite": sqlite_text, "postgresql": postgresql_text}
+
+
+def _form(column_type: Any, dialect: Dialect) -> Callable[[Any], Any]:
+    """A value of a date or date-time column as the column stores it, before it is text: on
+    PostgreSQL an instant (``timestamptz``) in UTC, so the text's offset is a whole number of
+    minutes; a wall time (``timestamp``, and any date-time on SQLite, which keeps no zone) as
+    written, whatever its zone; a day (``date``) as the datetime's day."""
+    if not isinstance(column_type, DateTime):
         return _day
-    return None
+    if column_type.timezone and dialect.name == "postgresql":
+        return lambda value: value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
+    return lambda value: value.replace(tzinfo=None) if isinstance(value, datetime) else value
 
 
 def _day(value: Any) -> Any:
@@ -87,21 +89,23 @@ def _day(value: Any) -> Any:
 def _converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     """How a column's values are bound (None: as they are): dates and instants as text, in
     the form of the dialect (``sqlite_text``, ``postgresql_text``); instants in UTC first."""
+    as_text = _AS_TEXT.get(dialect.name)
     if isinstance(column_type, UtcDateTime):
         bind = column_type.process_bind_param
-        if dialect.name == "sqlite":
-            return lambda value: sqlite_text(bind(value, dialect))
-        if dialect.name == "postgresql":
-            return lambda value: postgresql_text(bind(value, dialect))
-        return lambda value: bind(value, dialect)
-    if dialect.name == "sqlite" and isinstance(column_type, DateTime):
-        return sqlite_text
-    if dialect.name == "sqlite" and isinstance(column_type, Date):
-        return lambda value: sqlite_text(_day(value))
-    form = _postgresql_form(column_type) if dialect.name == "postgresql" else None
-    if form is not None:
-        return lambda value: postgresql_text(form(value))
-    return None
+        if as_text is None:
+            return lambda value: bind(value, dialect)
+        return lambda value: as_text(bind(value, dialect))
+    if as_text is None or not isinstance(column_type, (DateTime, Date)):
+        return None
+    form = _form(column_type, dialect)
+    return lambda value: as_text(form(value))
+
+
+def bound_value(dialect: Dialect, column: Any, value: Any) -> Any:
+    """One value of ``column`` bound as ``bound_values`` binds the column's values (an audit
+    batch's shared ``created_at``, converted once)."""
+    convert = _converter(column.type, dialect)
+    return value if convert is None or value is None else convert(value)
 
 
 def _convert(values: list[list[Any]], index: int, convert: Callable[[Any], Any]) -> None:
