@@ -167,6 +167,7 @@ DASHBOARDS = {"rep7": "/dashboards/sales", "manager0": "/dashboards/manager", "a
 
 def _pages(username: str, customer_id: int, follow_up_id: int) -> dict[str, str]:
     return {
+        "home page": "/",
         "customer list": "/customerview/list/",
         "customer list, page 40": "/customerview/list/?page_CustomerView=40",
         "customer show": f"/customerview/show/{customer_id}",

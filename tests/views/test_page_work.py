@@ -54,12 +54,15 @@ def test_the_home_figures_stop_at_the_cap_and_say_so(client: Any, auth: Any, mak
     auth.login("rep_a")
     home = client.get("/").get_data(as_text=True)
     assert re.search(r"4 follow-ups with a next step due", home) and "4 overdue" in home
+    assert "4 customers in your view" in home
     monkeypatch.setattr(list_count, "COUNT_CAP", 3)
     home = client.get("/").get_data(as_text=True)
     assert "3+ follow-ups with a next step due" in home and "3+ overdue" in home
+    assert "3+ customers in your view" in home
     monkeypatch.setattr(list_count, "COUNT_CAP", 4)
     home = client.get("/").get_data(as_text=True)
     assert "4 follow-ups with a next step due" in home and "4 overdue" in home  # exact up to the cap
+    assert "4 customers in your view" in home
 
 
 def test_activities_today_are_counted_not_the_listed_few(client: Any, auth: Any, make_customer: Any,
