@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app, has_request_context
@@ -128,33 +129,90 @@ _STEPS = (
 
 
 def insert_customers(rows: list[dict[str, Any]]) -> None:
-    """Insert many checked customers in one statement (imports, sync); ids land in ``rows``.
+    """Insert many checked customers at once (imports, sync); codes and ids land in ``rows``.
     A row's ``status_reason`` (e.g. "合同编号 …", ``customer_approvals.check_won_row``) goes
-    into its status history, not the customer.
-
-    The bulk path skips the ORM flush, so it does here what the flush hooks do for
-    single saves: number them, start their status history, audit each one.
+    into its status history, not the customer: ``prepare_customers`` then ``store_customers``.
     """
-    session = db.session
-    blank = [row for row in rows if not row.get("code")]
-    for row, code in zip(blank, numbering.allocate(session, numbering.CUSTOMER_PREFIX, len(blank)) if blank else [],
-                         strict=True):
-        row["code"] = code
+    if not rows:
+        return
+    new = prepare_customers(rows)
+    store_customers(new)
+    for row, code, pk in zip(rows, new.codes, new.ids, strict=True):
+        row["code"], row["id"] = code, pk
+
+
+@dataclass
+class NewCustomers:
+    """Checked new customers ready to store (``prepare_customers``), in plain values only: an
+    import's checking process prepares a chunk and its writer process stores it
+    (``importing.writer``), as with ``follow_ups.NewFollowUps``. ``codes`` and ``ids`` are
+    set by ``store_customers``."""
+
+    names: list[str]  #: ``customer`` columns, in the order of each row of ``values``
+    values: list[list[Any]]  #: each row's bound values (``bulk.bound_values``; ``custom`` as JSON)
+    changes: list[str | None]  #: each row's create entry (``audit.created_changes``)
+    blank: list[int]  #: the rows the CRM numbers as they are stored (code ``audit.later``)
+    history: list[tuple[int, dict[str, Any]]]  #: (row, its first status change without ``customer_id``)
+    contacts: list[list[Any]]  #: each row's primary contact, bound in ``CONTACT_NAMES`` order
+    codes: list[str] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+
+
+#: The primary contact's columns as ``NewCustomers.contacts`` binds them; the first two
+#: (its code and its customer's id) are filled in by ``store_customers``.
+CONTACT_NAMES = ["code", "customer_id", "name", "phone", "is_primary", "is_decision_maker", "created_on",
+                 "changed_on", "created_by_fk", "changed_by_fk", "version"]
+
+
+def prepare_customers(rows: list[dict[str, Any]]) -> NewCustomers:
+    """``rows`` (as ``insert_customers``) stamped, bound for the database and audited as the
+    flush hooks would (the create entry, the first status change, the primary contact), all
+    but what storing decides: codes, ids. Queries nothing."""
     stamp, uid = utc_now(), current_user_id()
-    for row in rows:
+    blank = []
+    for index, row in enumerate(rows):
+        if not row.get("code"):
+            row["code"] = audit.later("code")
+            blank.append(index)
         row.update(created_on=stamp, changed_on=stamp, created_by_fk=uid, changed_by_fk=uid, version=1)
-    reasons = {row["code"]: row.pop("status_reason") for row in rows if "status_reason" in row}
-    bound = _json_bound(rows)
-    bulk.insert_with_ids(session.connection(), Customer.__table__, bound)
-    if bound is not rows:
-        for row, stored in zip(rows, bound, strict=True):
-            row["id"] = stored["id"]
-    history = [{"customer_id": row["id"], "from_type_id": None, "to_type_id": row["type_id"],
-                "changed_by_id": uid, "changed_at": stamp, "reason": reasons.get(row["code"])}
-               for row in rows if row.get("type_id")]
-    bulk.insert_rows(session.connection(), CustomerStatusChange.__table__, history)
-    audit.record_created(Customer, rows)
-    _insert_primary_contacts(rows, stamp, uid)
+    reasons = {index: row.pop("status_reason") for index, row in enumerate(rows) if "status_reason" in row}
+    names, dialect = list(rows[0]), db.session.get_bind().dialect
+    history = [(index, {"from_type_id": None, "to_type_id": row["type_id"], "changed_by_id": uid,
+                        "changed_at": stamp, "reason": reasons.get(index)})
+               for index, row in enumerate(rows) if row.get("type_id")]
+    contacts = [{"code": None, "customer_id": None, "name": primary_name(row.get("contact_name"), row["name"]),
+                 "phone": row.get("contact_phone"), "is_primary": True, "is_decision_maker": False,
+                 "created_on": stamp, "changed_on": stamp, "created_by_fk": uid, "changed_by_fk": uid, "version": 1}
+                for row in rows]
+    return NewCustomers(
+        names=names, values=bulk.bound_values(dialect, Customer.__table__, names, _json_bound(rows)),
+        changes=audit.created_changes(Customer, rows, ahead=("id",)), blank=blank, history=history,
+        contacts=bulk.bound_values(dialect, Contact.__table__, CONTACT_NAMES, contacts))
+
+
+def store_customers(new: NewCustomers) -> None:
+    """Number, insert and audit the customers ``new`` (``prepare_customers``), their status
+    history and primary contacts in the session's transaction (the caller commits). The
+    codes and ids land in ``new``. The primary contacts are not audited row by row: the
+    customer's own "create" entry holds the same name and phone."""
+    session = db.session
+    at = new.names.index("code")
+    codes = numbering.allocate(session, numbering.CUSTOMER_PREFIX, len(new.blank)) if new.blank else []
+    for index, code in zip(new.blank, codes, strict=True):
+        new.values[index][at] = code
+    new.codes = [row[at] for row in new.values]
+    connection = session.connection()
+    new.ids = bulk.insert_bound(connection, Customer.__table__, new.names, new.values)
+    bulk.insert_rows(connection, CustomerStatusChange.__table__,
+                     [{"customer_id": new.ids[index], **change} for index, change in new.history])
+    numbered = set(new.blank)
+    audit.append_created(Customer, new.ids, [
+        audit.filled(text, {"code": code, "id": pk} if index in numbered else {"id": pk})
+        for index, (text, code, pk) in enumerate(zip(new.changes, new.codes, new.ids, strict=True))])
+    for contact, code, pk in zip(new.contacts, numbering.allocate(session, _contact_prefix(), len(new.contacts)),
+                                 new.ids, strict=True):
+        contact[0], contact[1] = code, pk
+    bulk.insert_values(connection, Contact.__table__, CONTACT_NAMES, new.contacts)
 
 
 def _json_bound(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -181,21 +239,6 @@ _PRIMARY_BATCH = 500
 
 def _contact_prefix() -> str:
     return numbering.PREFIXES.get(Contact, "P")
-
-
-def _insert_primary_contacts(rows: list[dict[str, Any]], stamp: Any, uid: int | None) -> None:
-    """The primary contact of each customer inserted in bulk, in one more INSERT: the
-    mirror of 联系人姓名/联系方式 that the flush hook keeps for single saves. Not audited
-    row by row: the customer's own "create" entry holds the same name and phone."""
-    if not rows:
-        return
-    session = db.session
-    codes = numbering.allocate(session, _contact_prefix(), len(rows))
-    contacts = [{"code": code, "customer_id": row["id"], "name": primary_name(row.get("contact_name"), row["name"]),
-                 "phone": row.get("contact_phone"), "is_primary": True, "is_decision_maker": False,
-                 "created_on": stamp, "changed_on": stamp, "created_by_fk": uid, "changed_by_fk": uid, "version": 1}
-                for row, code in zip(rows, codes, strict=True)]
-    bulk.insert_rows(session.connection(), Contact.__table__, contacts)
 
 
 DUPLICATE_FIELDS = ("name", "contact_name", "contact_phone", "credit_code")
@@ -526,9 +569,9 @@ def copy_to_customer(contact: Contact, customer: Customer, fields: Iterable[str]
     """The other way of the mirror: the primary contact's ``fields`` (``name``, ``phone``)
     onto the customer's 联系人姓名/联系方式. The caller has checked the phone with the
     customer rules (``resolve_phone``)."""
-    for field, column in (("name", "contact_name"), ("phone", "contact_phone")):
-        if field in fields and getattr(customer, column) != getattr(contact, field):
-            setattr(customer, column, getattr(contact, field))
+    for name, column in (("name", "contact_name"), ("phone", "contact_phone")):
+        if name in fields and getattr(customer, column) != getattr(contact, name):
+            setattr(customer, column, getattr(contact, name))
 
 
 @event.listens_for(Session, "before_flush")

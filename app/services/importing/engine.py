@@ -263,24 +263,27 @@ class ImportRun:
             insert(pending)
 
     def _prepared(self, pending: list[dict[str, Any]]) -> Any:
-        """A chunk's new rows as the writer gets them: follow-ups prepared on this side
-        (``follow_ups.prepare_follow_ups``: bound, stamped and audited here, so the writer only
-        numbers and stores them; it is the busier of the two); customers as they are."""
-        if self.spec.model is FollowUp and pending:
+        """A chunk's new rows as the writer gets them, prepared on this side
+        (``follow_ups.prepare_follow_ups``, ``customers.prepare_customers``: bound, stamped and
+        audited here), so the writer only numbers and stores them: it is the busier of the
+        two, and on PostgreSQL it waits for the server in turn (issue 12). None: no new rows."""
+        if not pending:
+            return None
+        if self.spec.model is FollowUp:
             return follow_ups.prepare_follow_ups(pending)
-        return pending
+        return rules.prepare_customers(pending)
 
     def _store(self, prepared: Any, positions: list[int], result: Result) -> list[str]:
         """A chunk of new rows (``_prepared``) on the writer's session (``writer``): insert,
         report progress (counts as of this chunk), commit. Returns the new codes of the rows
         at ``positions`` (the preview's samples, named by the run)."""
         _roomy(db.session.connection())
-        if isinstance(prepared, follow_ups.NewFollowUps):
-            follow_ups.store_follow_ups(prepared)
+        codes = []
+        if prepared is not None:
+            store = follow_ups.store_follow_ups if isinstance(prepared, follow_ups.NewFollowUps) \
+                else rules.store_customers
+            store(prepared)
             codes = prepared.codes
-        else:
-            self._insert(prepared)
-            codes = [row["code"] for row in prepared]
         if self.progress:
             self.progress(result)
         db.session.commit()

@@ -198,11 +198,11 @@ def test_an_error_that_does_not_pickle_comes_back_from_the_forked_writer_as_its_
     class DiskTrouble(Exception):
         pass
 
-    def failing(batch: list) -> None:
+    def failing(new: customer_rules.NewCustomers) -> None:
         raise DiskTrouble("sector 7 unreadable")
 
     overlap("process")
-    monkeypatch.setattr(customer_rules, "insert_customers", failing)
+    monkeypatch.setattr(customer_rules, "store_customers", failing)
     path = write_xlsx(tmp_path / "trouble.xlsx", {"s": [HEADERS, *_rows("Trouble", 14)]})
     logged = []
     monkeypatch.setattr(jobs.log, "exception", lambda *args: logged.append(traceback.format_exc()))
