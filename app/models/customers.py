@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.clock import utc_now
@@ -69,6 +69,10 @@ class FollowUp(StampMixin, VersionMixin, CustomValuesMixin, Model):
         Index("ix_follow_up_customer", "customer_id", "followed_at"),
         # the follow-up list's default order (newest first), a page without sorting them all
         Index("ix_follow_up_followed_at", "followed_at", "id"),
+        # next steps still to do by date: the home page's "due" figure reads open ones only,
+        # not the history of done ones (issue 12); the predicate as ``next_step_open`` renders it
+        Index("ix_follow_up_next_step_open", "next_step_date", sqlite_where=text("next_step_closed = 0"),
+              postgresql_where=text("next_step_closed = false")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -79,6 +83,9 @@ class FollowUp(StampMixin, VersionMixin, CustomValuesMixin, Model):
     content: Mapped[str] = mapped_column(Text, nullable=False)
     next_step: Mapped[str | None] = mapped_column(String(255))
     next_step_date: Mapped[date | None] = mapped_column(Date)
+    #: The activity this follow-up planned for its next step was done or cancelled: kept by
+    #: ``activities`` whenever such an activity changes (``follow_ups.next_step_open``).
+    next_step_closed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     owner_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id"), nullable=False)
 
     customer = relationship("Customer", back_populates="follow_ups")

@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, and_, event, or_, select, true
+from sqlalchemy import Select, and_, event, inspect, or_, select, true, update
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from app import clock
@@ -415,8 +415,6 @@ def _id_of(obj: Any, relation: str) -> int | None:
 
 def _follow_up_changed(session: Session, follow_up: FollowUp) -> None:
     """Plan or move the activity of one new or changed follow-up (inside a flush)."""
-    from sqlalchemy import inspect
-
     state = inspect(follow_up)
     watched = ("next_step", "next_step_date", "method_id", "owner_id", "owner", "method")
     if not state.pending and not any(state.attrs[name].history.has_changes() for name in watched):
@@ -453,6 +451,37 @@ def _plan_next_steps(session: Session, flush_context: Any, instances: Any) -> No
     for obj in [*session.new, *session.dirty]:
         if isinstance(obj, FollowUp):
             _follow_up_changed(session, obj)
+
+
+@event.listens_for(Session, "after_flush")
+def _keep_next_steps_closed(session: Session, flush_context: Any) -> None:
+    """Every ORM writer of activities (done, cancelled, deleted, moved; screens, API, the
+    planning hook above): the follow-up that planned an activity has ``next_step_closed``
+    while that activity is done or cancelled, and not once it is open again, deleted or
+    planned by another follow-up (``follow_ups.next_step_open``). A plain UPDATE: the
+    follow-up's version and history are not the activity's business."""
+    closed: dict[int, bool] = {}
+    for obj in session.deleted:
+        if isinstance(obj, Activity) and obj.from_follow_up_id is not None:
+            closed[obj.from_follow_up_id] = False
+    for obj in [*session.new, *session.dirty]:
+        if not isinstance(obj, Activity):
+            continue
+        state = inspect(obj)
+        moved = state.attrs.from_follow_up_id.history
+        for before in moved.deleted or ():
+            if before is not None:
+                closed.setdefault(before, False)
+        if obj.from_follow_up_id is None:
+            continue
+        if state.pending and obj.status == OPEN:
+            continue  # a new plan: the follow-up's next step is open, as it was
+        if state.pending or moved.has_changes() or state.attrs.status.history.has_changes():
+            closed[obj.from_follow_up_id] = obj.status != OPEN
+    for value in (True, False):
+        ids = [pk for pk, is_closed in closed.items() if is_closed is value]
+        if ids:
+            session.connection().execute(update(FollowUp).where(FollowUp.id.in_(ids)).values(next_step_closed=value))
 
 
 @dataclass

@@ -12,7 +12,7 @@ Entries go into the current transaction (they commit or roll back with the chang
 are hash-chained by ``_append``, which locks the chain head row first.
 
 Inside ``audit_context(steps=True)`` (imports) the entries appended together (a chunk's
-flush, a bulk insert's ``record_created``) form one **chain step**: each keeps its own row
+flush, a bulk insert's ``append_created``) form one **chain step**: each keeps its own row
 (the record's history shows it), all carry the hash of the entry before the step as
 ``prev_hash`` and, as ``hash``, one SHA-256 over the step (``step_hash``: the columns the
 members share once, then each member's own columns). One JSON document and one hash per
@@ -170,7 +170,7 @@ def compact_json(value: Any) -> str:
     reaches it today (bulk-audited columns hold no floats or enums; ``_plain`` turns other
     types into text first). Values orjson refuses (ints beyond 64 bits, lone surrogates,
     non-str keys) go through ``json`` as before. Entries written in bulk
-    (``record_created``: imports, the sync) store their changes this way; one saved record's
+    (``created_changes``: imports) store their changes this way; one saved record's
     entry keeps ``json``'s spaced text (``_json``); readers parse either."""
     try:
         return orjson.dumps(value, default=str, option=_ORJSON).decode()
@@ -473,16 +473,10 @@ def collect_changes(session: Session) -> list[dict[str, Any]]:
     return entries
 
 
-def record_created(model: type, rows: list[dict[str, Any]]) -> None:
-    """Create entries for rows inserted in bulk (imports, sync), shaped like the hook's
-    (``_snapshot``: every audited column with a value, masked as the spec says, keys sorted);
-    ``rows`` hold their new ``id``."""
-    append_created(model, [row["id"] for row in rows], created_changes(model, rows))
-
-
 def created_changes(model: type, rows: list[dict[str, Any]], ahead: tuple[str, ...] = ()) -> list[str | None]:
-    """Each row's create entry ``changes`` (compact JSON, ``record_created``), or None for a
-    row with nothing audited. A value known only when the row is stored (its code) may be
+    """Each row's create entry ``changes`` (compact JSON) for rows inserted in bulk, shaped like
+    the hook's (``_snapshot``: every audited column with a value, masked as the spec says,
+    keys sorted), or None for a row with nothing audited. A value known only when the row is stored (its code) may be
     ``later(key)``: the text then holds a marker that ``filled`` replaces with the value, so
     an import's checking process builds the entries and its writer only fills them in.
     ``ahead``: columns no row holds yet (``id``), marked in every row."""
@@ -860,7 +854,7 @@ def _register_models() -> None:
     from app.models import DICTIONARIES, CrmUser, Customer, Department, FollowUp, RoleDataScope
 
     audited(Customer, masked={"contact_phone"})
-    audited(FollowUp)
+    audited(FollowUp, exclude={"next_step_closed"})  # the planned activity's state, audited there
     audited(Department)
     for model in DICTIONARIES:
         audited(model)

@@ -138,6 +138,19 @@ def bound_values(dialect: Dialect, table: Table, names: list[str], rows: list[di
     return values
 
 
+@contextmanager
+def numbered_on_success(rows: list[dict[str, Any]], blank: list[int]) -> Iterator[None]:
+    """Storing rows prepared with a code still to number (``audit.later("code")`` at the
+    positions ``blank``): if storing fails, those rows get their blank code back, so a caller
+    that tries them again has them numbered then instead of storing the stand-in as a code."""
+    try:
+        yield
+    except BaseException:
+        for index in blank:
+            rows[index]["code"] = None
+        raise
+
+
 def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """INSERT ``rows`` (dicts with the same keys) into ``table`` (``insert_values``)."""
     if not rows:

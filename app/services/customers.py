@@ -129,14 +129,15 @@ _STEPS = (
 
 
 def insert_customers(rows: list[dict[str, Any]]) -> None:
-    """Insert many checked customers at once (imports, sync); codes and ids land in ``rows``.
+    """Insert many checked customers at once (imports); codes and ids land in ``rows``.
     A row's ``status_reason`` (e.g. "合同编号 …", ``customer_approvals.check_won_row``) goes
     into its status history, not the customer: ``prepare_customers`` then ``store_customers``.
     """
     if not rows:
         return
     new = prepare_customers(rows)
-    store_customers(new)
+    with bulk.numbered_on_success(rows, new.blank):
+        store_customers(new)
     for row, code, pk in zip(rows, new.codes, new.ids, strict=True):
         row["code"], row["id"] = code, pk
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import false, select
+from sqlalchemy.orm import aliased
 
 from app.clock import utc_now
 from app.extensions import db
@@ -55,14 +57,23 @@ def _required_problems(values: dict[str, Any], errors: dict[str, str], required:
             errors[name] = str(message)
 
 
-def next_step_open() -> Any:
+def next_step_open(entity: Any = FollowUp) -> Any:
     """SQL: the follow-up's 下一步计划 is still to do — the activity it planned (if any) was
-    neither done nor cancelled. With ``next_step_date`` due, the home page's count and the
-    follow-up list it opens (``?next_step_open=1``) read this one condition."""
-    from app.models.activities import Activity
+    neither done nor cancelled (``FollowUp.next_step_closed``, kept by ``activities``). With
+    ``next_step_date`` due, the home page's count (``next_steps_due``) and the follow-up list
+    it opens (``?next_step_open=1``) read this one condition. ``entity``: ``FollowUp`` or an
+    alias of it. Rendered as the predicate of ``ix_follow_up_next_step_open``."""
+    return entity.next_step_closed == false()
 
-    return ~select(Activity.id).where(Activity.from_follow_up_id == FollowUp.id,
-                                      Activity.status != "open").exists()
+
+def next_steps_due(before: date) -> Any:
+    """SQL: the follow-up's next step is open (``next_step_open``) and dated before ``before``
+    (a day in the CRM's zone). Read from ``ix_follow_up_next_step_open`` first, open next
+    steps only: written as ``id IN (…)`` because SQLite, planning without statistics, walked
+    every follow-up in a rep's scope for the equal condition instead (issue 12: a rep's home
+    page at 1,000,000 customers, 46 -> 0.1 ms)."""
+    open_step = aliased(FollowUp)
+    return FollowUp.id.in_(select(open_step.id).where(open_step.next_step_date < before, next_step_open(open_step)))
 
 
 def clean_follow_up(item: FollowUp, user: Any, customers: CustomerFacts | None = None) -> None:
@@ -181,7 +192,8 @@ def insert_follow_ups(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     new = prepare_follow_ups(rows)
-    store_follow_ups(new)
+    with bulk.numbered_on_success(rows, new.blank):
+        store_follow_ups(new)
     for row, code, pk in zip(rows, new.codes, new.ids, strict=True):
         row["code"], row["id"] = code, pk
 

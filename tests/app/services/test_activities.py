@@ -341,6 +341,36 @@ def test_taking_the_next_step_date_off_cancels_its_open_activity(ctx: Any, make_
     assert planned_from(follow_up.id).status == "cancelled"
 
 
+def open_next_steps() -> set[int]:
+    return set(db.session.scalars(select(FollowUp.id).where(follow_ups.next_step_open())))
+
+
+def test_a_next_step_closes_with_its_activity_and_opens_again_without_it(ctx: Any, make_customer: Any) -> None:
+    """Issue 12: the home page's due count reads ``FollowUp.next_step_closed``, kept here."""
+    cid = make_customer("rep_a")
+    made = [follow_ups.save_follow_up({"customer": db.session.get(Customer, cid), "content": f"call {n}",
+                                       "next_step": "Quote", "next_step_date": date(2026, 12, 1)}, user("rep_a"))
+            for n in range(3)]
+    db.session.commit()
+    done, cancelled, untouched = (item.id for item in made)
+    versions = {item.id: item.version for item in made}
+    assert open_next_steps() == {done, cancelled, untouched}
+    activities.complete_activity(planned_from(done).id, user("rep_a"))
+    activities.cancel_activity(planned_from(cancelled).id, user("rep_a"))
+    db.session.commit()
+    assert open_next_steps() == {untouched}
+    db.session.expire_all()
+    # the activity's state, not an edit of the follow-up: no new version, no history entry
+    assert {item.id: item.version for item in db.session.scalars(select(FollowUp))} == versions
+    db.session.delete(planned_from(done))  # without its closed activity the next step is to do again
+    db.session.commit()
+    assert open_next_steps() == {done, untouched}
+    moved = planned_from(cancelled)
+    moved.from_follow_up_id = done  # planned by another follow-up now: each follows its own activity
+    db.session.commit()
+    assert open_next_steps() == {cancelled, untouched}
+
+
 def test_demo_activities_belong_to_their_owners_customers(ctx: Any, make_customer: Any) -> None:
     make_customer("rep_a")
     make_customer("rep_c")

@@ -302,3 +302,30 @@ def test_before_sqlite_3_35_ids_are_read_back_by_code(ctx: Any, monkeypatch: pyt
     db.session.commit()
     stored = dict(db.session.execute(select(Customer.id, Customer.name)).all())
     assert {row["id"]: row["name"] for row in rows} == stored
+
+
+def test_rows_tried_again_after_a_failed_insert_are_numbered_then(ctx: Any) -> None:
+    """A failed store leaves the rows as they came (blank codes blank), so trying them again
+    numbers them instead of storing the stand-in the failed try prepared them with."""
+    from app.models import FollowUp
+    from app.services import follow_ups
+
+    owner = _owner()
+    rows = _rows(1, owner.id)
+    rows[0]["contact_phone"] = None  # NOT NULL: the first try fails
+    with pytest.raises(IntegrityError), db.session.begin_nested():
+        customers.insert_customers(rows)
+    assert rows[0]["code"] is None
+    rows[0]["contact_phone"] = "13900000077"
+    customers.insert_customers(rows)
+    pk = rows[0]["id"]
+    follow = [{"code": None, "customer_id": pk, "followed_at": AT, "method_id": None, "content": None,
+               "next_step": None, "next_step_date": None, "owner_id": owner.id}]
+    with pytest.raises(IntegrityError), db.session.begin_nested():
+        follow_ups.insert_follow_ups(follow)
+    assert follow[0]["code"] is None
+    follow[0]["content"] = "Called again"
+    follow_ups.insert_follow_ups(follow)
+    db.session.commit()
+    assert db.session.get(Customer, pk).code.startswith("C")
+    assert db.session.get(FollowUp, follow[0]["id"]).code.startswith("G")

@@ -72,11 +72,11 @@ def test_masked_value_never_reaches_the_log(app: Any, fields: None) -> None:
 
 
 def test_bulk_insert_logs_fields_like_the_flush(app: Any, fields: None) -> None:
-    """Imports and the sync insert in bulk (``record_created``): the same per-field entry,
+    """Imports insert in bulk (``created_changes``, ``append_created``): the same per-field entry,
     keys sorted like the flush's, masked fields masked, the chain intact."""
     with app.app_context():
         row = {"id": 987654, "name": "Bulk Co", "code": "C-BULK", "custom": {"years": 2, "wechat": WECHAT}}
-        audit.record_created(Customer, [row])
+        audit.append_created(Customer, [row["id"]], audit.created_changes(Customer, [row]))
         db.session.commit()
         entry = db.session.scalars(select(AuditLog).where(AuditLog.object_id == "987654")).one()
         changes = json.loads(entry.changes)
