@@ -118,14 +118,14 @@ class FollowUpSearchFilter(BaseFilter):
 
 
 class NextStepOpenFilter(BaseFilter):
-    """``?next_step_open=1`` (the home page's "next step due" link): only follow-ups whose
-    next step is still to do (``follow_ups.next_step_open``), as the home page counts them."""
+    """``?next_step_open=1`` (the home page's "next step due" link): only follow-ups with a
+    dated next step still to do (``follow_ups.next_steps_open``), as the home page counts them."""
 
     name = "Next step open"
     arg_name = "next_step_open"
 
     def apply(self, query: Any, value: Any) -> Any:
-        return query.filter(follow_ups.next_step_open()) if request.args.get("next_step_open") == "1" else query
+        return query.filter(follow_ups.next_steps_open()) if request.args.get("next_step_open") == "1" else query
 
 
 def _too_long(text: str) -> bool:

@@ -80,7 +80,7 @@ class CrmIndexView(IndexView):
                 customers = capped_count(select(Customer.id).where(
                     scope_clause(user, Customer), Customer.archived_at.is_(None)))
                 due = capped_count(select(FollowUp.id).where(
-                    scope_clause(user, FollowUp), follow_ups.next_steps_due(due_before(today))))
+                    scope_clause(user, FollowUp), follow_ups.next_steps_open(due_before(today))))
             stats = {"customers": customers, "due": due, "due_args": due_list_args(self.appbuilder, today),
                      "scope": user_scope(user)}
             if self.appbuilder.sm.has_access("can_read", "Activity"):

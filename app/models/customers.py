@@ -69,10 +69,12 @@ class FollowUp(StampMixin, VersionMixin, CustomValuesMixin, Model):
         Index("ix_follow_up_customer", "customer_id", "followed_at"),
         # the follow-up list's default order (newest first), a page without sorting them all
         Index("ix_follow_up_followed_at", "followed_at", "id"),
-        # next steps still to do by date: the home page's "due" figure reads open ones only,
-        # not the history of done ones (issue 12); the predicate as ``next_step_open`` renders it
-        Index("ix_follow_up_next_step_open", "next_step_date", sqlite_where=text("next_step_closed = 0"),
-              postgresql_where=text("next_step_closed = false")),
+        # dated next steps still to do: the home page's "due" figure reads these only, not the
+        # history of done ones nor follow-ups without a next step (issue 12); the predicate as
+        # ``follow_ups.next_steps_open`` renders it
+        Index("ix_follow_up_next_step_open", "next_step_date",
+              sqlite_where=text("next_step_closed = 0 AND next_step_date IS NOT NULL"),
+              postgresql_where=text("next_step_closed = false AND next_step_date IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -5,8 +5,9 @@ activity the follow-up planned was done or cancelled. That was a NOT EXISTS on t
 table for every follow-up in scope, so the count walked the whole history: 365 ms of a
 manager's home page at 1,000,000 customers on SQLite, with not one next step due.
 ``follow_up.next_step_closed`` keeps the answer (``app.services.activities`` sets it whenever
-a planned activity changes) and ``ix_follow_up_next_step_open`` holds the open next steps by
-date, so the count reads the open ones only.
+a planned activity changes) and ``ix_follow_up_next_step_open`` holds the open, dated next
+steps by date (not the follow-ups without one: an import of those writes nothing to it), so
+the count reads the open ones only.
 
 Existing rows: the flag is set from the activities as they are.
 
@@ -30,8 +31,9 @@ def upgrade() -> None:
     op.add_column("follow_up", sa.Column("next_step_closed", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.execute("UPDATE follow_up SET next_step_closed = EXISTS (SELECT 1 FROM activity"
                " WHERE activity.from_follow_up_id = follow_up.id AND activity.status != 'open')")
-    op.create_index(NAME, "follow_up", ["next_step_date"], sqlite_where=sa.text("next_step_closed = 0"),
-                    postgresql_where=sa.text("next_step_closed = false"))
+    op.create_index(NAME, "follow_up", ["next_step_date"],
+                    sqlite_where=sa.text("next_step_closed = 0 AND next_step_date IS NOT NULL"),
+                    postgresql_where=sa.text("next_step_closed = false AND next_step_date IS NOT NULL"))
 
 
 def downgrade() -> None:

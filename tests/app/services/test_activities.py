@@ -342,7 +342,7 @@ def test_taking_the_next_step_date_off_cancels_its_open_activity(ctx: Any, make_
 
 
 def open_next_steps() -> set[int]:
-    return set(db.session.scalars(select(FollowUp.id).where(follow_ups.next_step_open())))
+    return set(db.session.scalars(select(FollowUp.id).where(follow_ups.next_steps_open())))
 
 
 def test_a_next_step_closes_with_its_activity_and_opens_again_without_it(ctx: Any, make_customer: Any) -> None:
