@@ -481,7 +481,10 @@ def _keep_next_steps_closed(session: Session, flush_context: Any) -> None:
     for value in (True, False):
         ids = [pk for pk, is_closed in closed.items() if is_closed is value]
         if ids:
-            session.connection().execute(update(FollowUp).where(FollowUp.id.in_(ids)).values(next_step_closed=value))
+            # its own stamps kept: a Core UPDATE applies the columns' onupdate, and the sync's
+            # "newest" conflict policy reads changed_on (a cancelled call is not an edit)
+            session.connection().execute(update(FollowUp).where(FollowUp.id.in_(ids)).values(
+                next_step_closed=value, changed_on=FollowUp.changed_on, changed_by_fk=FollowUp.changed_by_fk))
 
 
 @dataclass

@@ -29,7 +29,8 @@ NAME = "ix_follow_up_next_step_open"
 def upgrade() -> None:
     # a plain ADD COLUMN, not a batch: SQLite's batch copies the table, which drops its search triggers
     op.add_column("follow_up", sa.Column("next_step_closed", sa.Boolean(), nullable=False, server_default=sa.false()))
-    op.execute("UPDATE follow_up SET next_step_closed = EXISTS (SELECT 1 FROM activity"
+    # only the closed ones: the rest keep the default (not every row rewritten)
+    op.execute("UPDATE follow_up SET next_step_closed = true WHERE EXISTS (SELECT 1 FROM activity"
                " WHERE activity.from_follow_up_id = follow_up.id AND activity.status != 'open')")
     op.create_index(NAME, "follow_up", ["next_step_date"],
                     sqlite_where=sa.text("next_step_closed = 0 AND next_step_date IS NOT NULL"),

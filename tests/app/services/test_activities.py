@@ -361,15 +361,18 @@ def test_a_next_step_closes_with_its_activity_and_opens_again_without_it(ctx: An
             for n in range(3)]
     db.session.commit()
     done, cancelled, untouched = (item.id for item in made)
-    versions = {item.id: item.version for item in made}
+    versions = {item.id: (item.version, item.changed_on, item.changed_by_fk) for item in made}
     assert open_next_steps() == {done, cancelled, untouched}
-    activities.complete_activity(planned_from(done).id, user("rep_a"))
-    activities.cancel_activity(planned_from(cancelled).id, user("rep_a"))
-    db.session.commit()
+    with clock.frozen(AT):  # another moment than the follow-ups were saved at
+        activities.complete_activity(planned_from(done).id, user("manager"))
+        activities.cancel_activity(planned_from(cancelled).id, user("manager"))
+        db.session.commit()
     assert open_next_steps() == {untouched}
     db.session.expire_all()
-    # the activity's state, not an edit of the follow-up: no new version, no history entry
-    assert {item.id: item.version for item in db.session.scalars(select(FollowUp))} == versions
+    # the activity's state, not an edit of the follow-up: no new version or stamp (the sync's
+    # "newest" policy reads changed_on), no history entry
+    assert {item.id: (item.version, item.changed_on, item.changed_by_fk)
+            for item in db.session.scalars(select(FollowUp))} == versions
     db.session.delete(planned_from(done))  # without its closed activity the next step is to do again
     db.session.commit()
     assert open_next_steps() == {done, untouched}
