@@ -138,17 +138,25 @@ def bound_values(dialect: Dialect, table: Table, names: list[str], rows: list[di
     return values
 
 
-@contextmanager
-def numbered_on_success(rows: list[dict[str, Any]], blank: list[int]) -> Iterator[None]:
-    """Storing rows prepared with a code still to number (``audit.later("code")`` at the
-    positions ``blank``): if storing fails, those rows get their blank code back, so a caller
-    that tries them again has them numbered then instead of storing the stand-in as a code."""
+def insert_prepared(rows: list[dict[str, Any]], prepare: Callable[[list[dict[str, Any]]], Any],
+                    store: Callable[[Any], None]) -> None:
+    """Insert ``rows`` in the two steps an import splits between its processes: ``prepare``
+    (bound, stamped, audited; a code still to number stands in as ``audit.later("code")`` at
+    the positions it lists as ``.blank``) then ``store`` (numbers and inserts; sets ``.codes``
+    and ``.ids``). The codes and ids land in ``rows``. If storing fails, those rows get their
+    blank code back, so a caller that tries them again has them numbered then instead of
+    storing the stand-in as a code."""
+    if not rows:
+        return
+    new = prepare(rows)
     try:
-        yield
+        store(new)
     except BaseException:
-        for index in blank:
+        for index in new.blank:
             rows[index]["code"] = None
         raise
+    for row, code, pk in zip(rows, new.codes, new.ids, strict=True):
+        row["code"], row["id"] = code, pk
 
 
 def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -133,13 +133,7 @@ def insert_customers(rows: list[dict[str, Any]]) -> None:
     A row's ``status_reason`` (e.g. "合同编号 …", ``customer_approvals.check_won_row``) goes
     into its status history, not the customer: ``prepare_customers`` then ``store_customers``.
     """
-    if not rows:
-        return
-    new = prepare_customers(rows)
-    with bulk.numbered_on_success(rows, new.blank):
-        store_customers(new)
-    for row, code, pk in zip(rows, new.codes, new.ids, strict=True):
-        row["code"], row["id"] = code, pk
+    bulk.insert_prepared(rows, prepare_customers, store_customers)
 
 
 @dataclass
@@ -197,11 +191,7 @@ def store_customers(new: NewCustomers) -> None:
     codes and ids land in ``new``. The primary contacts are not audited row by row: the
     customer's own "create" entry holds the same name and phone."""
     session = db.session
-    at = new.names.index("code")
-    codes = numbering.allocate(session, numbering.CUSTOMER_PREFIX, len(new.blank)) if new.blank else []
-    for index, code in zip(new.blank, codes, strict=True):
-        new.values[index][at] = code
-    new.codes = [row[at] for row in new.values]
+    new.codes = numbering.number_bound(session, numbering.CUSTOMER_PREFIX, new.names, new.values, new.blank)
     connection = session.connection()
     new.ids = bulk.insert_bound(connection, Customer.__table__, new.names, new.values)
     bulk.insert_rows(connection, CustomerStatusChange.__table__,

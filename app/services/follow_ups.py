@@ -203,13 +203,7 @@ def insert_follow_ups(rows: list[dict[str, Any]]) -> None:
     ``content``, ``next_step``, ``next_step_date``, ``owner_id``; ``code`` None for the
     CRM to number): ``prepare_follow_ups`` then ``store_follow_ups``.
     """
-    if not rows:
-        return
-    new = prepare_follow_ups(rows)
-    with bulk.numbered_on_success(rows, new.blank):
-        store_follow_ups(new)
-    for row, code, pk in zip(rows, new.codes, new.ids, strict=True):
-        row["code"], row["id"] = code, pk
+    bulk.insert_prepared(rows, prepare_follow_ups, store_follow_ups)
 
 
 @dataclass
@@ -255,11 +249,7 @@ def store_follow_ups(new: NewFollowUps) -> None:
     planned activities in the session's transaction (the caller commits); tell the people
     they @mention. The G + date + sequence codes and the ids land in ``new``."""
     session = db.session
-    at = new.names.index("code")
-    codes = numbering.allocate(session, numbering.FOLLOW_UP_PREFIX, len(new.blank)) if new.blank else []
-    for index, code in zip(new.blank, codes, strict=True):
-        new.values[index][at] = code
-    new.codes = [row[at] for row in new.values]
+    new.codes = numbering.number_bound(session, numbering.FOLLOW_UP_PREFIX, new.names, new.values, new.blank)
     new.ids = bulk.insert_bound(session.connection(), FollowUp.__table__, new.names, new.values)
     numbered = set(new.blank)
     audit.append_created(FollowUp, new.ids, [

@@ -62,6 +62,17 @@ def allocate(session: Session, prefix: str, count: int = 1, day: str | None = No
     return [f"{prefix}{day}{n:03d}" for n in range(first, last + 1)]
 
 
+def number_bound(session: Session, prefix: str, names: list[str], values: list[list[Any]],
+                 blank: list[int]) -> list[str]:
+    """Codes for the rows of ``values`` (bound in ``names`` order, one column ``code``) at the
+    positions ``blank`` (``allocate``, in row order), written into those rows; returns every
+    row's code, in order (a bulk insert's, prepared in another process)."""
+    at = names.index("code")
+    for index, code in zip(blank, allocate(session, prefix, len(blank)) if blank else [], strict=True):
+        values[index][at] = code
+    return [row[at] for row in values]
+
+
 @event.listens_for(Session, "before_flush")
 def _number_new_records(session: Session, flush_context: Any, instances: Any) -> None:
     """Codes for every writer (views, API, importer, sync, scripts): new rows of a
