@@ -18,12 +18,17 @@ BEFORE, CONTACTS = "9f2b4d6e8a13", "a4c6e8f0b2d5"
 AT = "2026-11-30 08:00:00.000000"
 
 
+def old_user(conn: Any) -> None:
+    """User 1 as an older schema holds it (the owner of the old rows these tests write)."""
+    conn.execute(text(
+        "insert into ab_user (id, first_name, last_name, username, email, active, created_on, changed_on)"
+        " values (1, 'Old', 'User', 'old', 'old@example.com', :t, :at, :at)"), {"at": AT, "t": True})
+
+
 def _old_customers(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "insert into ab_user (id, first_name, last_name, username, email, active, created_on, changed_on)"
-            " values (1, 'Old', 'User', 'old', 'old@example.com', :t, :at, :at)"), {"at": AT, "t": True})
+        old_user(conn)
         for pk, code, name, contact in ((1, "C20261130001", "Acme", "Zhou"), (2, "C20261130002", "Nameless Ltd", None)):
             conn.execute(text(
                 "insert into customer (id, code, name, contact_name, contact_phone, owner_id, created_on,"

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import create_engine, inspect, text
 
 from tests.conftest import flask_cli
-from tests.test_contacts_migration import postgres_database  # noqa: F401 (fixture)
+from tests.test_contacts_migration import old_user, postgres_database  # noqa: F401 (fixture)
 
 BEFORE, AFTER = "d9f1b3c5e7a2", "a7c9e1b3d5f8"
 AT = "2026-11-30 08:00:00.000000"
@@ -21,9 +21,7 @@ PLANNED = {1: "done", 2: "open", 3: None, 4: "cancelled"}
 def _old_follow_ups(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "insert into ab_user (id, first_name, last_name, username, email, active, created_on, changed_on)"
-            " values (1, 'Old', 'User', 'old', 'old@example.com', :t, :at, :at)"), {"at": AT, "t": True})
+        old_user(conn)
         conn.execute(text("insert into customer (id, code, name, contact_name, contact_phone, owner_id, created_on, changed_on, version)"
                           " values (1, 'C20261130001', 'Acme', 'Zhou', '13800000001', 1, :at, :at, 1)"), {"at": AT})
         for pk, status in PLANNED.items():
@@ -52,29 +50,33 @@ def _triggers(url: str) -> set[str]:
     return found
 
 
-def _scenario(tmp_path: Any, url: str) -> None:
+#: What each run sees: the flags after the upgrade, and whether the follow-up table kept its
+#: triggers after the upgrade and after the downgrade, and the flag column after the downgrade.
+EXPECTED = ({1: True, 2: False, 3: False, 4: True}, True, True, False)
+
+
+def _scenario(tmp_path: Any, url: str) -> tuple[dict[int, bool], bool, bool, bool]:
+    """Follow-ups written at ``BEFORE``, upgraded to ``AFTER`` and downgraded again (``EXPECTED``)."""
     flask_cli(tmp_path, url, "db", "upgrade", BEFORE)
     _old_follow_ups(url)
     triggers = _triggers(url)
-    assert triggers
     flask_cli(tmp_path, url, "db", "upgrade", AFTER)
     engine = create_engine(url)
     with engine.connect() as conn:
-        flags = dict(conn.execute(text("select id, next_step_closed from follow_up")).all())
+        flags = {pk: bool(flag) for pk, flag in conn.execute(text("select id, next_step_closed from follow_up"))}
     engine.dispose()
-    assert {pk: bool(flag) for pk, flag in flags.items()} == {1: True, 2: False, 3: False, 4: True}
-    assert _triggers(url) == triggers
+    kept_up = bool(triggers) and _triggers(url) == triggers
     flask_cli(tmp_path, url, "db", "downgrade", BEFORE)
     engine = create_engine(url)
-    assert "next_step_closed" not in {column["name"] for column in inspect(engine).get_columns("follow_up")}
+    column_left = "next_step_closed" in {column["name"] for column in inspect(engine).get_columns("follow_up")}
     engine.dispose()
-    assert _triggers(url) == triggers
+    return flags, kept_up, _triggers(url) == triggers, column_left
 
 
 def test_sqlite_follow_ups_learn_whether_their_next_step_was_closed(tmp_path: Any) -> None:
-    _scenario(tmp_path, f"sqlite:///{tmp_path / 'old.db'}")
+    assert _scenario(tmp_path, f"sqlite:///{tmp_path / 'old.db'}") == EXPECTED
 
 
 def test_postgresql_follow_ups_learn_whether_their_next_step_was_closed(tmp_path: Any,
                                                                         postgres_database: str) -> None:  # noqa: F811
-    _scenario(tmp_path, postgres_database)
+    assert _scenario(tmp_path, postgres_database) == EXPECTED
