@@ -66,7 +66,10 @@ def auto_mapping(headers: list[str]) -> dict[str, str]:
 
 def refused_lines(overlap: str, rows: int) -> Any:
     """The rejected lines of a ``rows``-row file in chunks of 2 when something changes with
-    chunk 1's commit: every line from chunk 2 on, in turn; with the writer, chunk 2 (checked
-    while chunk 1 was stored) may pass, chunk 3 on may not."""
-    later = list(range(6, rows + 2))
-    return [[4, 5, *later]] if overlap == "0" else [later, [4, 5, *later]]
+    chunk 1's commit: every line from chunk 2 on, in turn; with the writer, the chunks
+    checked while chunk 1 may still be unstored (``writer.DEPTH`` of them) may pass, every
+    later one may not."""
+    from app.services.importing.writer import DEPTH
+
+    lines = list(range(4, rows + 2))  # chunk 2 on (chunk 1 is lines 2-3)
+    return [lines] if overlap == "0" else [lines[2 * skipped:] for skipped in range(DEPTH + 1)]

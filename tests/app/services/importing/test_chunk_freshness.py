@@ -1,7 +1,9 @@
 """Issue 12: the dictionary entries are reloaded once per chunk (not one query per entry),
 and still as they are now: an entry retired while an import runs is refused from the next
 chunk on, as the form would refuse it; with the writer (``importing.writer``, which stores
-a chunk while the next is checked), from the chunk after that at the latest."""
+chunks while the next ones are checked), once the chunk that committed the change is stored:
+``writer.DEPTH`` chunks later at the latest. (A change made elsewhere is seen from the next
+chunk checked after its commit: each chunk reloads the entries.)"""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def test_an_industry_retired_between_chunks_is_refused_from_the_next_chunk(app: 
     with app.app_context():
         industry = db.session.scalar(select(Industry).where(Industry.active.is_(True)).limit(1))
         pk, label = industry.id, industry.label_zh
-        lines = [[f"分块客户{n}", label, f"13800000{n:03d}"] for n in range(6)]
+        lines = [[f"分块客户{n}", label, f"13800000{n:03d}"] for n in range(8)]
         path = write_xlsx(tmp_path / "chunks.xlsx", {"s": [["客户名称", "所属行业", "联系方式"], *lines]})
         user = appbuilder.sm.find_user(username="rep_a")
         table = read_table(path)
@@ -39,7 +41,7 @@ def test_an_industry_retired_between_chunks_is_refused_from_the_next_chunk(app: 
         try:
             result = run_import(table, mapping, Settings("customer", chunk_size=2), user, commit=True,
                                 progress=retire_after_first_chunk)
-            assert [line for line, _raw, _message in result.rejected_rows] in refused_lines(overlap, 6)
+            assert [line for line, _raw, _message in result.rejected_rows] in refused_lines(overlap, 8)
             assert all("no longer in use" in str(message) for _line, _raw, message in result.rejected_rows)
         finally:
             db.session.execute(update(Industry).where(Industry.id == pk).values(active=True))

@@ -70,7 +70,7 @@ def test_a_customer_archived_between_chunks_stops_its_follow_ups(app: Any, make_
     with app.app_context():
         code = db.session.get(Customer, pk).code
         user = appbuilder.sm.find_user(username="rep_a")
-        table = read_table(_follow_up_file(tmp_path, code, 6))
+        table = read_table(_follow_up_file(tmp_path, code, 8))
         mapping = columns.auto_map(columns.FOLLOW_UP, table.headers)
 
         def archive_after_first_chunk(result: Any) -> None:
@@ -79,7 +79,7 @@ def test_a_customer_archived_between_chunks_stops_its_follow_ups(app: Any, make_
 
         result = run_import(table, mapping, Settings("follow_up", chunk_size=2), user, commit=True,
                             progress=archive_after_first_chunk)
-        assert [line for line, _raw, _message in result.rejected_rows] in refused_lines(overlap, 6)
+        assert [line for line, _raw, _message in result.rejected_rows] in refused_lines(overlap, 8)
         messages = [str(message) for _line, _raw, message in result.rejected_rows]
         assert all("archived" in text for text in messages), messages
 
