@@ -12,7 +12,8 @@
 - an e-mail matches case-insensitively, full-width letters too
   (``WANG.YINSI@EXAMPLE.CN``);
 - any other value (a name, an address) matches as written (case-insensitively for Latin
-  letters); a phone's masked form (``139****2345``) as written.
+  letters), as a whole word where its script has words (``_whole``: "En" is not in
+  "open"); a phone's masked form (``139****2345``) as written.
 
 A ``Matcher`` answers "does this text hold the person's data" (``distinct``: a phone, an
 e-mail or another distinctive value; ``found``: any value, names included) and replaces
@@ -169,8 +170,8 @@ class Matcher:
         self.distinct_others = tuple(v for v in others if len(v) >= DISTINCT_LENGTH
                                      and any(ch.isdigit() or ch == "@" for ch in v))
         strong = [_phone_pattern(d) for d in self.phones] + [_email_pattern(e) for e in self.emails]
-        self._distinct = _compile(strong + [re.escape(v) for v in self.distinct_others])
-        self._any = _compile(strong + [re.escape(v) for v in self.others])
+        self._distinct = _compile(strong + [_whole(v) for v in self.distinct_others])
+        self._any = _compile(strong + [_whole(v) for v in self.others])
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -231,6 +232,25 @@ class Matcher:
                 conditions += [column.like("%" + "%".join(form) + "%")
                                for form in (digits.lstrip("0"), "".join(map(_wide, digits.lstrip("0"))))]
         return or_(*conditions) if conditions else false()
+
+
+#: A letter or digit of a script that separates words by spaces (not CJK ideographs, kana,
+#: hangul or full-width forms: Chinese text runs names into the words around them).
+_SPACED = r"[^\W\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]"
+_SPACED_CHAR = re.compile(_SPACED)
+
+
+def _whole(value: str) -> str:
+    """``value`` as a pattern matching it only as a whole word where its script has words:
+    ``En`` is a name in "Call En" and not in "open", ``Li`` not in "client"; ``王伟`` still
+    matches in "和王伟通话". Every match is erased, so a match inside another word would
+    rewrite words (and codes) that are not the person's."""
+    pattern = re.escape(value)
+    if _SPACED_CHAR.fullmatch(value[0]):
+        pattern = rf"(?<!{_SPACED}){pattern}"
+    if _SPACED_CHAR.fullmatch(value[-1]):
+        pattern = rf"{pattern}(?!{_SPACED})"
+    return pattern
 
 
 def _compile(patterns: list[str]) -> re.Pattern[str] | None:

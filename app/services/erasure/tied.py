@@ -131,9 +131,29 @@ def _referencing(table: Any, key: Any, parent: Any, ids: set[Any], model: type |
     return hits
 
 
+#: The longest String column that holds a code the program chose (status, kind, channel,
+#: action, currency…): every one of 16 characters or fewer in the schema is one.
+CODE_LENGTH = 16
+#: Longer columns that hold what the program wrote, not what people typed: record codes,
+#: type names, keys, hashes, stored file paths, network details.
+MACHINE = frozenset({"code", "record_type", "object_type", "object_id", "content_type", "sha256", "hash",
+                     "prev_hash", "last_hash", "code_hash", "path", "stored_path", "report_path",
+                     "second_copy_path", "key", "session_key", "job_id", "index_name", "ip", "endpoint", "cron",
+                     "method"})
+
+
 def _text_columns(table: Any) -> list[Any]:
+    """The columns of ``table`` that may hold people's text. Codes, keys, hashes and paths
+    are not swept: a name inside one is a coincidence, and rewriting it breaks the row (an
+    activity's status "open" for a contact named "En", a file's path)."""
     return [c for c in table.columns if isinstance(c.type, (String, Text, JSON)) and not c.primary_key
-            and not c.foreign_keys and c.name not in ("record_type", "code")]
+            and not c.foreign_keys and c.name not in MACHINE and not _code(c)]
+
+
+def _code(column: Any) -> bool:
+    length = getattr(column.type, "length", None)
+    return isinstance(column.type, String) and not isinstance(column.type, Text) and length is not None \
+        and length <= CODE_LENGTH
 
 
 def sweep(tied: Tied, matcher: Matcher) -> dict[str, int]:

@@ -797,3 +797,55 @@ def test_an_erasure_that_fails_after_rewriting_an_attachment_leaves_it_readable(
         queue.run()
         item = db.session.get(Attachment, pk)
         assert not old_path.exists() and (files.roots()[0] / item.path).is_file()
+
+
+def test_a_short_latin_name_goes_as_a_word_and_codes_stay(app, make_customer):
+    """A contact named "En": "Call En" loses the name, but "open" (an activity's status, and
+    a word in its note) and "client" keep theirs. The sweep rewrote every substring of every
+    text column: the status became "op(erased)", the activity left "My activities" and
+    could never be completed."""
+    from datetime import timedelta
+
+    from app.clock import utc_now
+    from app.models.activities import Activity
+    from app.services import activities
+    from tests.conftest import user_id
+
+    pk = make_customer("rep_a", name="Short Name Trading", contact_name="En", contact_phone="13600004444")
+    with app.app_context():
+        item = Activity(code="AC-E19W-1", subject="Call En", note="Open the account; the client (En) agreed",
+                        due_at=utc_now() + timedelta(days=1), assignee_id=user_id("rep_a"), customer_id=pk)
+        db.session.add(item)
+        db.session.commit()
+        activity_id = item.id
+        erasure.erase(_user("admin"), "customer", pk, "本人要求删除")
+        db.session.expire_all()
+        item = db.session.get(Activity, activity_id)
+        assert (item.status, item.kind) == ("open", "call")
+        assert item.subject == f"Call {ERASED}"
+        assert item.note == f"Open the account; the client ({ERASED}) agreed"
+        activities.complete_activity(activity_id, _user("rep_a"))
+        db.session.commit()
+        assert db.session.get(Activity, activity_id).status == "done"
+        db.session.remove()
+
+
+def test_a_name_inside_chinese_text_still_goes():
+    from app.services.erasure.matching import Matcher
+
+    matcher = Matcher(["Tom", "王伟"])
+    assert matcher.replace("和王伟通话，Tom说好") == f"和{ERASED}通话，{ERASED}说好"
+    assert matcher.replace("Tomorrow, atom, tom_x") == "Tomorrow, atom, tom_x"
+    assert matcher.replace("TOM: yes") == f"{ERASED}: yes"
+
+
+def test_the_sweep_reads_people_s_text_not_codes_keys_or_paths(app):
+    """What the program wrote is never swept (a file's path under the files root, its
+    digest, a status); what people typed is."""
+    from app.services.erasure.tied import _text_columns
+
+    tables = Model.metadata.tables
+    swept = {f"{name}.{c.name}" for name in ("activity", "attachment", "ticket") for c in _text_columns(tables[name])}
+    assert {"activity.subject", "activity.note", "attachment.filename", "ticket.subject", "ticket.description"} <= swept
+    assert not swept & {"activity.status", "activity.kind", "activity.code", "attachment.path", "attachment.sha256",
+                        "attachment.content_type", "attachment.record_type", "ticket.status", "ticket.channel"}
