@@ -8,7 +8,7 @@ from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import Role, User
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Boolean, ColumnDefault, Date, ForeignKey, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
 from app.clock import local_today, utc_now
 from app.models.base import UtcDateTime
@@ -124,7 +124,7 @@ class RoleDataScope(Model):
     ticket_scope: Mapped[str] = mapped_column(String(16), nullable=False, default="customer",
                                               server_default="customer")
 
-    role = relationship(Role, backref="data_scope_rows")
+    role = relationship(Role, backref=backref("data_scope_rows", cascade="all, delete-orphan"))
 
     def __repr__(self) -> str:
         """The role and its scope's label in the reader's language ("Sales Rep: Own records")."""

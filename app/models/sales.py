@@ -128,7 +128,9 @@ class Lead(StampMixin, VersionMixin, CustomValuesMixin, Model):
     contact = relationship("Contact", foreign_keys=[contact_id])
     opportunity = relationship("Opportunity", foreign_keys=[opportunity_id])
     campaign = relationship("Campaign", primaryjoin="foreign(Lead.campaign_id) == Campaign.id")
-    status_changes = relationship("LeadStatusChange", back_populates="lead", order_by="LeadStatusChange.id")
+    #: the lead's own history goes with it (the audit log keeps the fact)
+    status_changes = relationship("LeadStatusChange", back_populates="lead", order_by="LeadStatusChange.id",
+                                  cascade="all, delete-orphan")
 
     masked_columns = ("phone",)
     #: People's personal data (issue 19 erasure); ``company`` is an organisation's name.
@@ -250,7 +252,7 @@ class Opportunity(StampMixin, VersionMixin, CustomValuesMixin, Model):
     lines = relationship("OpportunityLine", back_populates="opportunity", cascade="all, delete-orphan",
                          order_by="OpportunityLine.id")
     stage_changes = relationship("OpportunityStageChange", back_populates="opportunity",
-                                 order_by="OpportunityStageChange.id")
+                                 order_by="OpportunityStageChange.id", cascade="all, delete-orphan")
 
     @property
     def probability(self) -> int:

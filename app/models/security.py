@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask_appbuilder import Model
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
 from app.models.base import UtcDateTime
 
@@ -24,7 +24,7 @@ class TotpCredential(Model):
     failed_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
-    user = relationship("CrmUser", backref="totp_credential", uselist=False)
+    user = relationship("CrmUser", backref=backref("totp_credential", uselist=False, cascade="all, delete-orphan"))
 
 
 class RecoveryCode(Model):

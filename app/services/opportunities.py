@@ -345,9 +345,7 @@ def delete_opportunity(pk: Any, user: Any) -> None:
     audit log keeps it); leads converted into it lose the link."""
     item = records.load(Opportunity, pk, user)
     db.session.execute(update(Lead).where(Lead.opportunity_id == item.id).values(opportunity_id=None))
-    for change in list(item.stage_changes):
-        db.session.delete(change)
-    db.session.delete(item)
+    db.session.delete(item)  # its lines, competitors and stage history go with it (the model's cascade)
     db.session.flush()
 
 

@@ -188,6 +188,21 @@ def test_delete_refuses_a_converted_lead(ctx):
         leads.delete_lead(item.id, _user("rep_a"))
 
 
+def test_a_lead_is_deleted_with_its_status_history(ctx):
+    """Deleting a lead took its history rows' key away first and failed (NOT NULL) on both
+    databases; now they go with it and the audit log keeps the deletion."""
+    item = _save("rep_a")
+    _move(item, "rep_a", "contacted")
+    pk = item.id
+    leads.delete_lead(pk, _user("rep_a"))
+    db.session.commit()
+    assert db.session.get(Lead, pk) is None
+    assert db.session.scalars(select(LeadStatusChange).where(LeadStatusChange.lead_id == pk)).all() == []
+    assert db.session.scalar(select(AuditLog.action).where(AuditLog.object_type == "Lead",
+                                                           AuditLog.object_id == str(pk))
+                             .order_by(AuditLog.id.desc()).limit(1)) == "delete"
+
+
 def test_rules_do_not_override_a_given_owner(ctx):
     make_rule("Everyone to rep_b", ("rep_b",))
     item = _save("manager", owner=_user("rep_a"))

@@ -295,6 +295,20 @@ def test_plausibility_warns_above_the_factor_of_the_largest_won(ctx: Any, make_c
                      version=item.version)
 
 
+def test_an_opportunity_is_deleted_with_its_lines_competitors_and_stage_history(ctx: Any,
+                                                                               make_customer: Any) -> None:
+    item = new_opp("rep_a", make_customer("rep_a"))
+    move_stage(item.id, stage("needs").id, person("rep_a"), values={"demand": "x"})
+    opportunities.save_competitor(item.id, {"name": "Rival Co"}, person("rep_a"))
+    db.session.commit()
+    pk = item.id
+    opportunities.delete_opportunity(pk, person("rep_a"))
+    db.session.commit()
+    for model, key in ((Opportunity, Opportunity.id), (OpportunityStageChange, OpportunityStageChange.opportunity_id),
+                       (Competitor, Competitor.opportunity_id)):
+        assert db.session.scalars(select(model).where(key == pk)).all() == []
+
+
 def test_rep_b_cannot_reach_rep_a_s_opportunity(ctx: Any, make_customer: Any) -> None:
     item = new_opp("rep_a", make_customer("rep_a"))
     crm = Product(code="P-1", name="Seat", list_price=Decimal("1"))
