@@ -234,18 +234,24 @@ class Matcher:
         return or_(*conditions) if conditions else false()
 
 
-#: A letter or digit of a script that separates words by spaces (not CJK ideographs, kana,
-#: hangul or full-width forms: Chinese text runs names into the words around them).
-_SPACED = r"[^\W\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]"
+#: A letter of a script that separates words by spaces: not a digit, an underscore, a
+#: CJK ideograph, kana, hangul, Thai, Lao, Myanmar, Khmer or a full-width form (those
+#: scripts run names into the words around them).
+_SPACED = (r"[^\W\d_\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\uac00-\ud7af"
+           r"\uf900-\ufaff\uff00-\uffef]")
 _SPACED_CHAR = re.compile(_SPACED)
 
 
 def _whole(value: str) -> str:
     """``value`` as a pattern matching it only as a whole word where its script has words:
     ``En`` is a name in "Call En" and not in "open", ``Li`` not in "client"; ``王伟`` still
-    matches in "和王伟通话". Every match is erased, so a match inside another word would
-    rewrite words (and codes) that are not the person's."""
+    matches in "和王伟通话", "Alice" in "NDA_Alice.pdf" and "Alice2". Every match is erased,
+    so a match inside another word would rewrite words (and codes) that are not the
+    person's. A value with a digit (an address, a masked phone) matches anywhere: it is
+    not a short word that other words contain by chance."""
     pattern = re.escape(value)
+    if any(ch.isdigit() for ch in value):
+        return pattern
     if _SPACED_CHAR.fullmatch(value[0]):
         pattern = rf"(?<!{_SPACED}){pattern}"
     if _SPACED_CHAR.fullmatch(value[-1]):
