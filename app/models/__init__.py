@@ -1,5 +1,6 @@
 """All models, imported here so Alembic and the mappers see every table."""
 
+from app.models import on_delete  # noqa: F401  (SQLite applies the schema's ON DELETE rules)
 from app.models.activities import Activity, ActivityTemplate, CrmSetting
 from app.models.approvals import (
     ApprovalAction,

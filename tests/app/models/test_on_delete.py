@@ -1,0 +1,91 @@
+"""A deleted record's ``ON DELETE`` rules hold on SQLite as on PostgreSQL
+(``app.models.on_delete``): nothing is left pointing at it, so nothing attaches to the
+next record SQLite gives its id."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from itertools import count
+from typing import Any
+
+from sqlalchemy import select
+
+from app.clock import utc_now
+from app.extensions import appbuilder, db
+from app.models import Activity, Customer, FollowUp
+from app.services import follow_ups, leads, opportunities
+from tests.conftest import user_id
+
+
+def _user(name: str) -> Any:
+    return appbuilder.sm.find_user(username=name)
+
+
+_CODES = count(1)
+
+
+def _activity(**links: Any) -> int:
+    item = Activity(code=f"AC-DEL-{next(_CODES)}", subject="Call back", due_at=utc_now() + timedelta(days=1),
+                    assignee_id=user_id("rep_a"), **links)
+    db.session.add(item)
+    db.session.commit()
+    return item.id
+
+
+def test_a_deleted_lead_takes_its_activities_and_the_next_lead_starts_clean(app: Any, client: Any,
+                                                                           api: Any) -> None:
+    """The activities' key is ON DELETE CASCADE. On SQLite they stayed; the next lead got the
+    deleted one's id (SQLite reuses the highest) and another rep saw them on it."""
+    with app.app_context():
+        lead = leads.save_lead({"company": "Short-lived Ltd", "phone": "13800001111"}, _user("rep_a"))
+        db.session.commit()
+        pk = lead.id
+        activity = _activity(lead_id=pk)
+        db.session.remove()
+    assert client.delete(f"/api/v1/lead/{pk}", headers=api("manager")).status_code == 200  # reps may not delete
+    with app.app_context():
+        assert db.session.get(Activity, activity) is None
+        following = leads.save_lead({"company": "Next Ltd", "phone": "13800002222"}, _user("rep_b"))
+        db.session.commit()
+        assert db.session.scalars(select(Activity).where(Activity.lead_id == following.id)).all() == []
+        db.session.remove()
+
+
+def test_a_deleted_follow_up_leaves_its_planned_activity_and_the_next_next_step_is_planned(
+        app: Any, client: Any, api: Any, make_customer: Any) -> None:
+    """``from_follow_up_id`` is unique and ON DELETE SET NULL. On SQLite the reference stayed,
+    and the next follow-up (the same id) with a next step failed: UNIQUE constraint (500)."""
+    cid = make_customer("rep_a")
+    values = {"content": "Met the buyer", "next_step": "Send the quote", "next_step_date": date(2026, 12, 3)}
+    with app.app_context():
+        first = follow_ups.save_follow_up({"customer": db.session.get(Customer, cid), **values}, _user("rep_a"))
+        db.session.commit()
+        pk = first.id
+        planned = db.session.scalar(select(Activity.id).where(Activity.from_follow_up_id == pk))
+        db.session.remove()
+    assert client.delete(f"/api/v1/follow_up/{pk}", headers=api("rep_a")).status_code == 200
+    with app.app_context():
+        assert db.session.get(FollowUp, pk) is None
+        assert db.session.get(Activity, planned).from_follow_up_id is None  # the call itself stays
+        db.session.remove()
+    response = client.post("/api/v1/follow_up/", headers=api("rep_a"), json={
+        "customer": cid, "content": "Called again", "next_step": "Visit", "next_step_date": "2026-12-04"})
+    assert response.status_code == 201, response.get_json()
+    with app.app_context():
+        second = response.get_json()["id"]
+        assert db.session.scalars(select(Activity.subject).where(Activity.from_follow_up_id == second)).all() == [
+            "Visit"]
+        db.session.remove()
+
+
+def test_a_deleted_opportunity_leaves_no_activity_naming_it(app: Any, make_customer: Any) -> None:
+    from tests.app.services.test_opportunities import new_opp
+
+    cid = make_customer("rep_a")
+    with app.app_context():
+        pk = new_opp("rep_a", cid).id
+        activity = _activity(customer_id=cid, opportunity_id=pk)
+        opportunities.delete_opportunity(pk, _user("rep_a"))
+        db.session.commit()
+        assert db.session.get(Activity, activity).opportunity_id is None
+        db.session.remove()
