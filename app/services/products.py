@@ -13,6 +13,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.models.orders import OrderLine
 from app.models.sales import OpportunityLine, Product
 from app.record_types import EVERYONE, RecordType, declare
 from app.services import records, validation
@@ -81,11 +82,13 @@ def save_product(values: dict[str, Any], user: Any, *, pk: Any = None, version: 
 
 
 def delete_product(pk: Any, user: Any) -> None:
-    """Delete a product no opportunity line uses; one in use is refused (deactivate it)."""
+    """Delete a product no opportunity or order line uses; one in use is refused with 409
+    (deactivate it: the lines keep naming it)."""
     item = records.load(Product, pk, user)
-    used = db.session.scalar(select(func.count(OpportunityLine.id)).where(OpportunityLine.product_id == item.id))
+    used = sum(db.session.scalar(select(func.count()).select_from(line).where(line.product_id == item.id)) or 0
+               for line in (OpportunityLine, OrderLine))
     if used:
-        raise RuleViolation(str(_l("%(code)s is used on %(n)d opportunity lines: deactivate it instead.",
+        raise RuleViolation(str(_l("%(code)s is used on %(n)d opportunity or order lines: deactivate it instead.",
                                    code=item.code, n=used)), status=409)
     db.session.delete(item)
     db.session.flush()

@@ -422,3 +422,21 @@ def test_order_headers_import_through_the_use_case(app: Any, make_customer: Any,
         assert (made.title, made.currency, made.owner_id, made.status, made.total) == (
             "导入订单", "CNY", user_id("rep_a"), orders.DRAFT, Decimal("0.00"))
         assert made.code.startswith("SO") and str(made.delivery_date) == "2026-03-20"
+
+
+def test_a_product_on_an_order_line_is_not_deleted(app: Any, make_customer: Any) -> None:
+    """Only opportunity lines were counted: on PostgreSQL the delete failed on the order
+    line's foreign key (500), on SQLite the line kept a product that no longer existed."""
+    from app.services import products
+
+    customer_id = make_customer("rep_a")
+    with app.app_context():
+        item = product("Sold once")
+        draft_order("rep_a", customer_id, [(item, "1", "10", "0")])
+        db.session.commit()
+        with pytest.raises(RuleViolation) as refused:
+            products.delete_product(item.id, person("admin"))
+        assert refused.value.status == 409 and "order lines" in str(refused.value)
+        db.session.rollback()
+        assert db.session.get(Product, item.id) is not None
+        db.session.remove()
