@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.clock import utc_now
 from app.models.base import UtcDateTime
-from app.models.customers import Customer, CustomerAlias
+from app.models.customers import CustomerAlias
 
 
 class DismissedPair(Model):
@@ -166,21 +166,21 @@ class DuplicateState(Model):
     changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-def _gone_customers(session: Session) -> set[int]:
-    """Customers this flush deleted or merged away (a merge leaves a ``CustomerAlias`` with
+def _merged_away(session: Session) -> set[int]:
+    """Customers this flush merged away (a merge leaves a ``CustomerAlias`` with
     ``merged_from``; ``app.services.merge``)."""
-    gone = {obj.id for obj in session.deleted if isinstance(obj, Customer)}
-    gone |= {obj.merged_from_id for obj in session.new if isinstance(obj, CustomerAlias)}
+    gone = {obj.merged_from_id for obj in session.new if isinstance(obj, CustomerAlias)}
     gone.discard(None)
     return gone
 
 
 @event.listens_for(Session, "after_flush")
-def _drop_pairs_of_gone_customers(session: Session, flush_context: Any) -> None:
-    """The cascade, done by the ORM too: SQLite does not enforce foreign keys here, and a
-    merge archives (never deletes) the customers it merges away. A dismissal of a customer
-    that no longer stands on its own means nothing; if it is restored it is reviewed again."""
-    gone = _gone_customers(session)
+def _drop_pairs_of_merged_customers(session: Session, flush_context: Any) -> None:
+    """A merge archives (never deletes) the customers it merges away: a dismissal of a
+    customer that no longer stands on its own means nothing; if it is restored it is
+    reviewed again. (A deleted customer's pairs go by the foreign keys' cascade,
+    ``app.models.on_delete`` on SQLite.)"""
+    gone = _merged_away(session)
     if gone:
         table = DismissedPair.__table__
         session.connection().execute(delete(table).where(

@@ -21,11 +21,11 @@ from datetime import date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models.customers import Customer
-from app.models.sales import Contact, Lead
+from app.models.sales import Contact
 from app.record_types import VIA_CUSTOMER, RecordType, declare
 from app.services import customer_approvals as gate
 from app.services import customers, records, validation
@@ -227,7 +227,7 @@ def delete_contact(pk: Any, user: Any) -> None:
     The primary contact is refused (``RuleViolation``): while others exist, make one of
     them primary first; the last one stays, as the customer's 联系人/联系方式 (a customer's
     phone is required). Leads that point at the contact keep their own copy of the name
-    and phone and lose the link (the foreign key's SET NULL, done here for SQLite too).
+    and phone and lose the link (the foreign key's SET NULL; ``app.models.on_delete`` on SQLite).
     """
     item = records.load(Contact, pk, user)
     problem = customer_problem(item.customer_id, user)
@@ -239,7 +239,6 @@ def delete_contact(pk: Any, user: Any) -> None:
         message = (_l("This is the primary contact: make another contact primary before deleting it.") if others
                    else _l("A customer keeps at least one contact (its contact name and phone): edit it instead."))
         raise RuleViolation({"is_primary": str(message)}, status=409)
-    db.session.execute(update(Lead).where(Lead.contact_id == item.id).values(contact_id=None))
     db.session.delete(item)
     db.session.flush()
 

@@ -19,11 +19,11 @@ from typing import Any
 
 from flask import current_app, has_app_context
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, and_, false, func, or_, select, update
+from sqlalchemy import Select, and_, false, func, or_, select
 
 from app.clock import as_utc, utc_now
 from app.extensions import db
-from app.models.sales import Competitor, Lead, Opportunity, OpportunityLine, OpportunityStageChange, Product, Stage
+from app.models.sales import Competitor, Opportunity, OpportunityLine, OpportunityStageChange, Product, Stage
 from app.record_types import OWNER, RecordType, declare
 from app.security.data_scope import scope_clause
 from app.security.request_bounds import db_int
@@ -342,9 +342,9 @@ def move_stage(pk: Any, stage_id: Any, user: Any, *, version: Any = None, values
 
 def delete_opportunity(pk: Any, user: Any) -> None:
     """Delete an opportunity in scope with its lines, competitors and stage history (the
-    audit log keeps it); leads converted into it lose the link."""
+    audit log keeps it); leads, orders and activities naming it lose the link (the foreign
+    keys' SET NULL; ``app.models.on_delete`` on SQLite)."""
     item = records.load(Opportunity, pk, user)
-    db.session.execute(update(Lead).where(Lead.opportunity_id == item.id).values(opportunity_id=None))
     db.session.delete(item)  # its lines, competitors and stage history go with it (the model's cascade)
     db.session.flush()
 

@@ -273,3 +273,19 @@ def test_the_scan_sees_contact_phones_only_in_scope(ctx: Any, make_customer: Any
     make_customer("rep_c", name="Gamma", contact_phone="13700000002")
     assert dedup.scan({user_id("rep_a")}) == []
     assert len(dedup.scan(None)) == 1
+
+
+def test_a_deleted_contact_leaves_its_leads_with_their_own_copy(ctx: Any, make_customer: Any) -> None:
+    """The lead's link goes (the foreign key's SET NULL, on SQLite too); its name and phone stay."""
+    from app.models.sales import Lead
+
+    pk = make_customer("rep_a")
+    item = add(pk, name="Lead Source Person", phone="13700000009")
+    lead = Lead(company="From a contact", contact_name="Lead Source Person", phone="13700000009",
+                owner_id=user_id("rep_a"), contact_id=item.id)
+    db.session.add(lead)
+    db.session.commit()
+    contacts.delete_contact(item.id, user("rep_a"))
+    db.session.commit()
+    db.session.expire_all()
+    assert (lead.contact_id, lead.contact_name) == (None, "Lead Source Person")
