@@ -17,15 +17,13 @@ Keys without a rule (``NO ACTION``) are left as they are.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from typing import Any
 
 from flask_appbuilder import Model
 from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
-#: Ids per statement (SQLite's bound-parameter limit is far above it).
-CHUNK = 500
+from app.services import bulk
 
 
 @event.listens_for(Session, "after_flush")
@@ -51,7 +49,7 @@ def _apply(connection: Any, table_name: str, ids: set[Any], done: set[tuple[str,
     if not ids:
         return
     for child, column, rule in _referring(table_name):
-        for chunk in _chunks(ids):
+        for chunk in bulk.id_chunks(ids):
             if rule == "SET NULL":
                 connection.execute(update(child).where(column.in_(chunk)).values({column.name: None}))
                 continue
@@ -72,9 +70,3 @@ def _referring(table_name: str) -> list[tuple[Any, Any, str]]:
                 if key.column.table.name == table_name and rule in ("SET NULL", "CASCADE"):
                     found.append((child, column, rule))
     return found
-
-
-def _chunks(ids: Iterable[Any]) -> Iterable[list[Any]]:
-    items = sorted(ids, key=str)
-    for start in range(0, len(items), CHUNK):
-        yield items[start:start + CHUNK]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import gc
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from itertools import chain
@@ -41,6 +41,17 @@ COPY_FROM = 50
 #: Most rows in one SQLite INSERT (fewer when the table's columns would pass the driver's
 #: limit of bound values); gains flatten out past ~100 rows a statement.
 SQLITE_PAGE_ROWS = 500
+
+
+#: Ids per ``IN (…)`` list (``id_chunks``): far below every driver's bound-parameter limit.
+ID_CHUNK = 500
+
+
+def id_chunks(ids: Iterable[Any], size: int = ID_CHUNK) -> list[list[Any]]:
+    """``ids`` without repeats, sorted (one table's keys are of one type), in lists of at
+    most ``size``: one ``IN (…)`` statement each."""
+    items = sorted(set(ids))
+    return [items[start:start + size] for start in range(0, len(items), size)]
 
 
 def sqlite_text(value: Any) -> Any:

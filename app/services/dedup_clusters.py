@@ -66,7 +66,6 @@ BATCH = 250
 STALE_SCAN = timedelta(minutes=15)
 _CUSTOMER_FIELDS = ("name", "contact_name", "contact_phone", "credit_code", "archived_at", "owner_id")
 _CONTACT_FIELDS = ("phone", "is_primary", "customer_id", "customer")
-_CHUNK = 500
 _bulk_customers: ContextVar[bool] = ContextVar("dedup_bulk_customers", default=False)
 #: When this process last queued ``process_pending`` (None: not queued); a queued job that
 #: never ran (a pool shut down) does not block the next one for longer than ``STALE_QUEUE``.
@@ -80,11 +79,6 @@ class ScanRunning(Exception):
     def __init__(self, scan: DuplicateScan) -> None:
         super().__init__(scan.id)
         self.scan = scan
-
-
-def _chunks(ids: Iterable[int]) -> list[list[int]]:
-    items = sorted(set(ids))
-    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 # --- marking changed customers (same transaction as the change) ---------------------------
@@ -271,7 +265,7 @@ def process_pending(max_batches: int | None = None) -> int:
                 return applied
             touched = {cid for _, cid in dirty} | set(new)
             recompute(session, touched)
-            for chunk in _chunks(row_id for row_id, _ in dirty):
+            for chunk in bulk.id_chunks(row_id for row_id, _ in dirty):
                 session.execute(delete(DuplicateDirty).where(DuplicateDirty.id.in_(chunk)))
             if new:
                 state.indexed_upto = max(new)
@@ -288,13 +282,13 @@ def _candidates(session: Session, facts: dict[int, Facts], keys: dict[int, set[i
     phones = {p for f in facts.values() for p in f.phones}
     hashed = {k for ks in keys.values() for k in ks}
     live = Customer.archived_at.is_(None)
-    for chunk in _chunks(credits):
+    for chunk in bulk.id_chunks(credits):
         found.update(session.scalars(select(Customer.id).where(Customer.credit_code.in_(chunk), live)))
-    for chunk in _chunks(phones):
+    for chunk in bulk.id_chunks(phones):
         found.update(session.scalars(select(Customer.id).where(Customer.contact_phone.in_(chunk), live)))
         found.update(session.scalars(select(Contact.customer_id).where(
             Contact.phone.in_(chunk), Contact.is_primary.is_(False))))
-    for chunk in _chunks(hashed):
+    for chunk in bulk.id_chunks(hashed):
         found.update(session.scalars(select(DuplicateKey.customer_id).where(DuplicateKey.key.in_(chunk))))
     return found
 
@@ -302,11 +296,11 @@ def _candidates(session: Session, facts: dict[int, Facts], keys: dict[int, set[i
 def _clusters_of(session: Session, ids: set[int]) -> tuple[set[int], set[int]]:
     """(cluster ids, all their members) of the clusters these customers are in."""
     clusters: set[int] = set()
-    for chunk in _chunks(ids):
+    for chunk in bulk.id_chunks(ids):
         clusters.update(session.scalars(select(DuplicateMember.cluster_id).where(
             DuplicateMember.customer_id.in_(chunk))))
     members: set[int] = set()
-    for chunk in _chunks(clusters):
+    for chunk in bulk.id_chunks(clusters):
         members.update(session.scalars(select(DuplicateMember.customer_id).where(
             DuplicateMember.cluster_id.in_(chunk))))
     return clusters, members
@@ -314,7 +308,7 @@ def _clusters_of(session: Session, ids: set[int]) -> tuple[set[int], set[int]]:
 
 def _dismissed_within(session: Session, ids: set[int]) -> set[Pair]:
     pairs: set[Pair] = set()
-    for chunk in _chunks(ids):
+    for chunk in bulk.id_chunks(ids):
         for low, high in session.execute(select(DismissedPair.customer_low_id, DismissedPair.customer_high_id)
                                          .where(DismissedPair.customer_low_id.in_(chunk))):
             if high in ids:
@@ -327,7 +321,7 @@ def recompute(session: Session, changed: set[int]) -> None:
     them, their candidates and the clusters all of these were in (a closed set)."""
     facts = dedup._load_facts(session, changed)
     keys = {cid: dedup.blocking_keys(f) for cid, f in facts.items()}
-    for chunk in _chunks(changed):
+    for chunk in bulk.id_chunks(changed):
         session.execute(delete(DuplicateKey).where(DuplicateKey.customer_id.in_(chunk)))
     bulk.insert_rows(session.connection(), DuplicateKey.__table__,
                      [{"key": k, "customer_id": cid} for cid, ks in keys.items() for k in sorted(ks)])
@@ -336,10 +330,10 @@ def recompute(session: Session, changed: set[int]) -> None:
     scope = touched | members
     everyone = dedup._load_facts(session, scope)
     clusters = dedup._components(everyone, _dismissed_within(session, set(everyone)))
-    for chunk in _chunks(old_clusters):
+    for chunk in bulk.id_chunks(old_clusters):
         session.execute(delete(DuplicateMember).where(DuplicateMember.cluster_id.in_(chunk)))
         session.execute(delete(DuplicateCluster).where(DuplicateCluster.id.in_(chunk)))
-    for chunk in _chunks(scope):  # a member of no stored cluster, to be safe
+    for chunk in bulk.id_chunks(scope):  # a member of no stored cluster, to be safe
         session.execute(delete(DuplicateMember).where(DuplicateMember.customer_id.in_(chunk)))
     _store(session, clusters, everyone)
 
@@ -497,7 +491,7 @@ def run_scan(scan_id: int) -> None:
             state = _lock(session)
             if state.scan_id != scan_id:
                 raise ScanTakenOver(scan_id)
-            for chunk in _chunks(seen):
+            for chunk in bulk.id_chunks(seen):
                 session.execute(delete(DuplicateDirty).where(DuplicateDirty.id.in_(chunk)))
             state.scan_id, state.last_scan_id, state.indexed_upto = None, scan_id, upto
             session.execute(update(DuplicateScan).where(DuplicateScan.id == scan_id).values(

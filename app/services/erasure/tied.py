@@ -10,14 +10,14 @@ those queued, an order's lines),
 and the audit entries about all these rows (``objects``). Rows elsewhere keep names alone
 (another person may share the name). Follow-ups count only when the admin ticked them.
 
-Bounded work: ids are read and written in chunks of ``CHUNK``; the candidates are every
+Bounded work: ids are read and written in chunks (``bulk.id_chunks``); the candidates are every
 tied row, matched in Python (``matching.Matcher``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,13 +25,13 @@ from flask_appbuilder import Model
 from sqlalchemy import JSON, String, Text, select, update
 
 from app.extensions import db
+from app.services import bulk
 from app.services.erasure.matching import Matcher
 
 #: Tables never swept here: the people themselves (another contact of the company is
 #: another person), the audit log (redacted on its own, ``objects``), users, the run.
 SKIPPED = frozenset({"audit_log", "audit_chain_head", "customer", "contact", "lead", "ab_user", "erasure_run",
                      "duplicate_key", "duplicate_pair", "duplicate_decision"})
-CHUNK = 500
 #: How many levels below the erased records are followed (1: rows referencing them, 2:
 #: rows referencing those, 3: theirs — an approval request on the record, its
 #: notification, the e-mail that notification queued).
@@ -81,12 +81,6 @@ def _key(table: Any) -> Any:
     return keys[0] if len(keys) == 1 else None
 
 
-def _chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
-    items = sorted(values, key=str)
-    for start in range(0, len(items), CHUNK):
-        yield items[start:start + CHUNK]
-
-
 def find(rows: list[Any], follow_ups: bool) -> Tied:
     """Every row tied to ``rows`` (the erased records and their linked copies), ``DEPTH``
     levels down; follow-ups only with ``follow_ups`` (the admin ticked them)."""
@@ -122,7 +116,7 @@ def _referencing(table: Any, key: Any, parent: Any, ids: set[Any], model: type |
         if any(fk.column.table is parent for fk in column.foreign_keys):
             conditions.append(column)
     hits: set[Any] = set()
-    for chunk in _chunks(ids):
+    for chunk in bulk.id_chunks(ids):
         for column in conditions:
             hits.update(db.session.scalars(select(key).where(column.in_(chunk))))
         if model is not None and "record_type" in table.c and "record_id" in table.c:
@@ -167,7 +161,7 @@ def sweep(tied: Tied, matcher: Matcher) -> dict[str, int]:
         columns = _text_columns(table) if key is not None else []
         if not columns or not ids:
             continue
-        for chunk in _chunks(ids):
+        for chunk in bulk.id_chunks(ids):
             for row in db.session.execute(select(key, *columns).where(key.in_(chunk))):
                 new = _cleared(row, columns, matcher)
                 if new:

@@ -4,7 +4,8 @@ Checking rows is Python work, and so is much of storing them (audit entries, pla
 activities, bound values); the rest is the database's. With two cores the run hands each
 chunk of new rows to one writer and goes on checking (issue 12's import targets), up to
 ``DEPTH`` chunks ahead. One writer, chunks in file order, so the audit chain's steps and the
-job's checkpoints keep their order; after a failed chunk it stores no later one. Two kinds of writer (``CRM_IMPORT_OVERLAP``):
+job's checkpoints keep their order; after a failed chunk it stores no later one. Two kinds
+of writer (``CRM_IMPORT_OVERLAP``):
 
 - ``process`` (the default in a process with no other thread: a Celery worker, the command
   line): a child forked from the run's process at its first chunk, with a pool of its own
