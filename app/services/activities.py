@@ -538,17 +538,17 @@ def store_planned(planned: PlannedActivities, ids: list[int], codes: list[str]) 
     with ``ids`` and ``codes`` (by row), in the session's transaction."""
     session = db.session
     at_code, at_subject, at_source = (planned.names.index(name) for name in ("code", "subject", "from_follow_up_id"))
-    untitled = set(planned.untitled)
-    known = []
     numbered = numbering.allocate(session, PREFIX, len(planned.values))
-    for position, (values, code, index) in enumerate(zip(planned.values, numbered, planned.of_row, strict=True)):
-        values[at_code], values[at_source] = code, ids[index]
-        known.append({"code": code, "from_follow_up_id": ids[index]})
-        if position in untitled:
-            values[at_subject] = known[-1]["subject"] = _subject(None, codes[index])
+    sources = [ids[index] for index in planned.of_row]
+    subjects: list[str] = [""] * len(numbered)  # filled in only where the entry holds a stand-in
+    for values, code, source in zip(planned.values, numbered, sources, strict=True):
+        values[at_code], values[at_source] = code, source
+    for position in planned.untitled:
+        values = planned.values[position]
+        values[at_subject] = subjects[position] = _subject(None, codes[planned.of_row[position]])
     stored = bulk.insert_bound(session.connection(), Activity.__table__, planned.names, planned.values)
-    audit.append_created(Activity, stored, [audit.filled(text, {**stands, "id": pk})
-                                            for text, stands, pk in zip(planned.changes, known, stored, strict=True)])
+    audit.append_created(Activity, stored, audit.filled_rows(planned.changes, {
+        "code": numbered, "from_follow_up_id": sources, "subject": subjects, "id": stored}))
 
 
 # --- task templates (任务模板, 003) ----------------------------------------------------

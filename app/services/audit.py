@@ -26,7 +26,7 @@ import functools
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -489,6 +489,9 @@ def created_changes(model: type, rows: list[dict[str, Any]], ahead: tuple[str, .
     as_is = {key for key in keys if key not in spec.secret | spec.masked}
     fields = _custom_fields(model) if CUSTOM_COLUMN in keys else {}
     marked = {key: later(key) for key in ahead}
+    # a chunk's rows share their stamps and a few days: each instant or day shown once per key;
+    # fold is in the memo's key (one zone's 02:30 twice when clocks go back compares equal)
+    memo: dict[tuple[Any, ...], Any] = {}
     texts = []
     for row in rows:
         changes = {}
@@ -498,9 +501,19 @@ def created_changes(model: type, rows: list[dict[str, Any]], ahead: tuple[str, .
                 if value:  # cf_<key> sort before "custom": the entry's keys sorted again below
                     changes.update(custom_changes(model, None, value, fields))
                 continue
-            if value is not None:
-                plain = value if key in as_is and type(value) in _AS_IS else _shown(spec, key, value)
+            if value is None:
+                continue
+            kind = type(value)
+            if key in as_is and kind in _AS_IS:
+                changes[key] = [None, value]
+            elif kind in _MOMENTS:
+                memo_key = (key, value, value.tzinfo if kind is datetime else None, getattr(value, "fold", 0), kind)
+                plain = memo.get(memo_key)
+                if plain is None:
+                    plain = memo[memo_key] = _shown(spec, key, value)
                 changes[key] = [None, plain]
+            else:
+                changes[key] = [None, _shown(spec, key, value)]
         if row.get(CUSTOM_COLUMN):
             changes = dict(sorted(changes.items()))
         texts.append(compact_json(changes) if changes else None)
@@ -538,6 +551,17 @@ def filled(changes: str, values: Mapping[str, Any]) -> str:
     return changes
 
 
+def filled_rows(changes: list[str], values: Mapping[str, Sequence[Any]]) -> list[str]:
+    """``filled`` for many entries at once, the values by column: ``changes[i]`` with the
+    ``later(key)`` marker replaced by ``values[key][i]`` where it has one (an entry whose row
+    held the value itself has none). A bulk insert's entries, one pass per column (100,000
+    entries with a code and an id: 0.21 s against 0.25 s through ``filled``)."""
+    for key, column in values.items():
+        marker = _later_json(key)
+        changes = [text.replace(marker, _value_json(value), 1) for text, value in zip(changes, column, strict=True)]
+    return changes
+
+
 def _value_json(value: Any) -> str:
     """``compact_json(value)``, at once for the ids and codes ``filled`` mostly writes."""
     if type(value) is int:
@@ -554,6 +578,8 @@ def _later_json(key: str) -> str:
 
 #: Value types ``_plain`` returns unchanged (bool is an int).
 _AS_IS = frozenset({str, int, float, bool})
+#: Value types ``created_changes`` shows once per distinct value (``_plain``'s costly ones).
+_MOMENTS = frozenset({datetime, date})
 
 
 @event.listens_for(Session, "after_flush")

@@ -196,10 +196,7 @@ def store_customers(new: NewCustomers) -> None:
     new.ids = bulk.insert_bound(connection, Customer.__table__, new.names, new.values)
     bulk.insert_rows(connection, CustomerStatusChange.__table__,
                      [{"customer_id": new.ids[index], **change} for index, change in new.history])
-    numbered = set(new.blank)
-    audit.append_created(Customer, new.ids, [
-        audit.filled(text, {"code": code, "id": pk} if index in numbered else {"id": pk})
-        for index, (text, code, pk) in enumerate(zip(new.changes, new.codes, new.ids, strict=True))])
+    audit.append_created(Customer, new.ids, audit.filled_rows(new.changes, {"code": new.codes, "id": new.ids}))
     for contact, code, pk in zip(new.contacts, numbering.allocate(session, _contact_prefix(), len(new.contacts)),
                                  new.ids, strict=True):
         contact[0], contact[1] = code, pk

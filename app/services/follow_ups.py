@@ -169,9 +169,10 @@ def customer_facts(customer_ids: Iterable[int | None], user: Any) -> CustomerFac
     wanted = sorted({pk for pk in customer_ids if pk is not None})
     facts: CustomerFacts = {}
     for start in range(0, len(wanted), _FACTS_BATCH):
-        rows = db.session.execute(select(Customer.id, Customer.code, Customer.archived_at).where(
+        # "archived or not" as the database answers it: no instant parsed per customer
+        rows = db.session.execute(select(Customer.id, Customer.code, Customer.archived_at.is_not(None)).where(
             Customer.id.in_(wanted[start:start + _FACTS_BATCH]), scope_clause(user, Customer)))
-        facts.update((pk, (code, archived_at is not None)) for pk, code, archived_at in rows)
+        facts.update((pk, (code, bool(archived))) for pk, code, archived in rows)
     return facts
 
 
@@ -251,10 +252,7 @@ def store_follow_ups(new: NewFollowUps) -> None:
     session = db.session
     new.codes = numbering.number_bound(session, numbering.FOLLOW_UP_PREFIX, new.names, new.values, new.blank)
     new.ids = bulk.insert_bound(session.connection(), FollowUp.__table__, new.names, new.values)
-    numbered = set(new.blank)
-    audit.append_created(FollowUp, new.ids, [
-        audit.filled(text, {"code": code, "id": pk} if index in numbered else {"id": pk})
-        for index, (text, code, pk) in enumerate(zip(new.changes, new.codes, new.ids, strict=True))])
+    audit.append_created(FollowUp, new.ids, audit.filled_rows(new.changes, {"code": new.codes, "id": new.ids}))
     if new.planned is not None:
         from app.services import activities
 

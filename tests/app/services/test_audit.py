@@ -212,3 +212,37 @@ def test_an_entry_built_before_its_row_is_stored_reads_as_one_built_after(ctx: A
                                    ahead=("id",))
     assert marked != expected and audit.filled(marked[0], stored) == expected[0]
     assert json.loads(expected[0])["subject"] == [None, stored["subject"]]
+
+
+def test_many_entries_filled_at_once_read_as_each_filled_alone(ctx: Any) -> None:
+    """The writer fills a chunk's entries column by column (``filled_rows``): each reads as
+    filled alone, and an entry whose row held its own code keeps it."""
+    from app.models.activities import Activity
+
+    stamp = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+    row = {"kind": "call", "due_at": stamp, "assignee_id": 3, "customer_id": 7, "status": "open", "version": 1}
+    rows = [{**row, "code": audit.later("code"), "subject": audit.later("subject")},
+            {**row, "code": "A-TYPED-1", "subject": "typed"}]
+    marked = audit.created_changes(Activity, rows, ahead=("id",))
+    stored = [{"code": "A20261203001", "subject": 'Next step of "G1"', "id": 41}, {"code": "", "subject": "", "id": 42}]
+    assert audit.filled_rows(marked, {"code": ["A20261203001", ""], "subject": ['Next step of "G1"', ""],
+                                      "id": [41, 42]}) == [audit.filled(marked[0], stored[0]),
+                                                           audit.filled(marked[1], {"id": 42})]
+    assert json.loads(audit.filled_rows(marked, {"code": ["x", "y"], "id": [1, 2]})[1])["code"] == [None, "A-TYPED-1"]
+
+
+def test_a_chunk_entries_show_each_instant_as_it_alone_would(ctx: Any) -> None:
+    """``created_changes`` shows each distinct instant once per chunk: rows sharing a moment
+    written in two zones, or a wall time repeated when clocks go back, read as each row alone."""
+    from zoneinfo import ZoneInfo
+
+    from app.models.activities import Activity
+
+    berlin = ZoneInfo("Europe/Berlin")
+    moments = [datetime(2026, 12, 3, 9, 30, tzinfo=UTC), datetime(2026, 12, 3, 10, 30, tzinfo=berlin),
+               datetime(2026, 10, 25, 2, 30, tzinfo=berlin), datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=berlin)]
+    rows = [{"kind": "call", "due_at": moment, "created_on": moments[0], "assignee_id": 3, "status": "open"}
+            for moment in moments]
+    together = audit.created_changes(Activity, rows)
+    assert together == [audit.created_changes(Activity, [row])[0] for row in rows]
+    assert len({json.loads(text)["due_at"][1] for text in together}) == 3  # 9:30 UTC twice; the fold's two
