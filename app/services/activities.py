@@ -518,14 +518,13 @@ def plan_ahead(rows: list[dict[str, Any]]) -> PlannedActivities | None:
         if not subject:
             subject = audit.later("subject")
             untitled.append(position)
+        # the columns left out (note, contact, lead, done_at, ...) are NULL: none has a default
         planned.append({
             "code": code, "kind": KIND_OF_METHOD.get(kinds.get(row.get("method_id")), "task"),
             "subject": subject, "due_at": due[row["next_step_date"]],
             "assignee_id": row["owner_id"], "customer_id": row["customer_id"], "status": OPEN,
             "from_follow_up_id": source, "created_on": stamp, "changed_on": stamp,
-            "created_by_fk": row.get("created_by_fk"), "changed_by_fk": row.get("changed_by_fk"), "version": 1,
-            "note": None, "duration_minutes": None, "contact_id": None, "lead_id": None, "opportunity_id": None,
-            "template_id": None, "done_at": None, "outcome": None, "follow_up_id": None})
+            "created_by_fk": row.get("created_by_fk"), "changed_by_fk": row.get("changed_by_fk"), "version": 1})
     names = list(planned[0])
     return PlannedActivities(names=names, values=bulk.bound_values(db.session.get_bind().dialect,
                                                                    Activity.__table__, names, planned),
