@@ -91,6 +91,11 @@ class CrmUserDBModelView(SensitiveWritesMixin, ReadableViewMixin, UserDBModelVie
                      "and its records go to the department manager."),
     }
 
+    def pre_delete(self, item: Any) -> None:
+        """An account that records name is deactivated, not deleted (``accounts.check_delete``:
+        its message is the screen's answer)."""
+        accounts.check_delete(item)
+
     def pre_update(self, item: Any) -> None:
         """FAB's stamp, as an aware instant (FAB writes the server's naive clock)."""
         super().pre_update(item)

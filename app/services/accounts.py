@@ -38,7 +38,7 @@ from app.models.security import RecoveryCode, StepUpGrant, TotpCredential
 from app.security import login_guard, sessions, step_up
 from app.security.passwords import password_policy
 from app.security.step_up import StepUpRequired, declare
-from app.services import audit
+from app.services import audit, records
 from app.services.errors import NotFound, RuleForbidden, RuleViolation
 
 USER_CREATE = declare("user.create", _l("Create a user account (with its roles)"), _l("Security > List Users"))
@@ -139,6 +139,20 @@ def _anonymise(user: CrmUser) -> None:
     user.purged_at = utc_now()
     for model in (TotpCredential, RecoveryCode, StepUpGrant):
         db.session.execute(delete(model).where(model.user_id == user.id))
+
+
+def check_delete(user: CrmUser) -> None:
+    """Refuse to delete an account that rows still name (owner, assignee, author of a
+    record, requester, a schedule's "run as" ...): ``RuleViolation`` (409) pointing to
+    deactivation, which ends its sessions now and, ``CRM_PURGE_AFTER_DAYS`` later, hands its
+    records to the department manager (``purge_departed``). PostgreSQL would fail the
+    delete on those foreign keys, and SQLite (``app.models.on_delete``) does too; an
+    account nothing names yet (created by mistake) can be deleted."""
+    count = records.references(user, blocking=True)
+    if count:
+        raise RuleViolation(str(_l("%(name)s is named on %(n)d records (as owner, assignee or author) and cannot be "
+                                   "deleted: untick Active instead. The account is purged later and its records "
+                                   "go to the department manager.", name=user.username, n=count)), status=409)
 
 
 def purge_departed(at: datetime | None = None) -> list[str]:

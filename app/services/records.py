@@ -218,14 +218,19 @@ def assign(item: Any, values: dict[str, Any], editable: Iterable[str]) -> None:
     custom_fields.apply(item, custom)
 
 
-def references(item: Any) -> int:
+def references(item: Any, blocking: bool = False) -> int:
     """How many rows point at ``item`` through a foreign key to its ``id`` (records,
     history, children). A referenced row is never hard-deleted: on SQLite (foreign keys
-    not enforced) its records would point at nothing, on PostgreSQL the delete fails."""
+    not enforced) its records would point at nothing, on PostgreSQL the delete fails.
+    ``blocking``: only keys without an ``ON DELETE`` rule, the ones that fail the delete
+    (``app.models.on_delete`` on SQLite); rows the delete would clear or take along do not
+    count."""
     table = type(item).__table__
     total = 0
     for other in type(item).metadata.tables.values():
         for fk in other.foreign_keys:
+            if blocking and (fk.ondelete or "").upper() in ("CASCADE", "SET NULL"):
+                continue
             if fk.column.table is table and fk.column.name == "id":
                 total += db.session.scalar(select(func.count()).select_from(other).where(fk.parent == item.id)) or 0
     return total

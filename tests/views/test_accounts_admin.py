@@ -309,3 +309,25 @@ def test_the_account_actions_are_listed_as_sensitive(client, auth):
                  "role.scope_change", "totp.reset"):
         assert f"<code>{name}</code>" in page
     assert "CRM_LOGIN_LIMIT_PER_USERNAME_IP" in page
+
+
+def test_a_user_records_name_is_deactivated_not_deleted(app, client, auth, make_customer):
+    """Deleting an account that owns customers is refused with what to do instead, on both
+    databases (PostgreSQL failed with FAB's empty message; SQLite deleted it and left its
+    customers owned by nobody). An account nothing names yet is deleted."""
+    make_customer("rep_c")
+    auth.login("admin")
+    auth.grant_step_up("admin")
+    refused = client.post(f"/users/delete/{uid(app, 'rep_c')}", follow_redirects=True)
+    assert "untick Active instead" in refused.get_data(as_text=True)
+    assert _user(app, "rep_c") is not None
+    with app.app_context():
+        spare = CrmUser(username="spare", first_name="Spare", last_name="Account", email="spare@example.com",
+                        active=True)
+        db.session.add(spare)
+        db.session.commit()
+        spare_id = spare.id
+    auth.grant_step_up("admin")
+    client.post(f"/users/delete/{spare_id}", follow_redirects=True)
+    with app.app_context():
+        assert db.session.get(CrmUser, spare_id) is None

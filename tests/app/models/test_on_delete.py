@@ -89,3 +89,39 @@ def test_a_deleted_opportunity_leaves_no_activity_naming_it(app: Any, make_custo
         db.session.commit()
         assert db.session.get(Activity, activity).opportunity_id is None
         db.session.remove()
+
+
+def test_a_row_still_named_by_a_key_without_a_rule_is_not_deleted(app: Any, make_customer: Any) -> None:
+    """``customer.owner_id`` has no ON DELETE rule: PostgreSQL fails the delete of a user who
+    owns a customer, and so does SQLite now (it deleted the user and left the customer owned
+    by nobody)."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    with app.app_context():
+        customer_id = make_customer("rep_c", name="Owned Ltd")
+        with pytest.raises(IntegrityError):
+            db.session.delete(_user("rep_c"))
+            db.session.flush()
+        db.session.rollback()
+        assert _user("rep_c") is not None
+        assert db.session.get(Customer, customer_id).owner_id == user_id("rep_c")
+
+
+def test_a_referrer_the_same_flush_removes_does_not_refuse_the_delete(app: Any, make_customer: Any) -> None:
+    """Checked when the flush is over: an activity (its assignee key has no rule) deleted in
+    the same flush as its assignee does not count, on either database."""
+    from app.models.org import CrmUser
+
+    with app.app_context():
+        helper = CrmUser(username="temp_rep", first_name="Temp", last_name="Rep", email="temp@example.com",
+                         active=True)
+        db.session.add(helper)
+        db.session.commit()
+        activity = Activity(code="AC-DEL-TEMP", subject="Call", due_at=utc_now(), assignee_id=helper.id)
+        db.session.add(activity)
+        db.session.commit()
+        db.session.delete(activity)
+        db.session.delete(helper)
+        db.session.commit()
+        assert db.session.scalar(select(CrmUser.id).where(CrmUser.username == "temp_rep")) is None
