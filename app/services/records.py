@@ -14,6 +14,7 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, inspect, select
+from sqlalchemy.orm import ONETOMANY
 
 from app.extensions import db
 from app.models.org import CrmUser
@@ -224,16 +225,28 @@ def references(item: Any, blocking: bool = False) -> int:
     not enforced) its records would point at nothing, on PostgreSQL the delete fails.
     ``blocking``: only keys without an ``ON DELETE`` rule, the ones that fail the delete
     (``app.models.on_delete`` on SQLite); rows the delete would clear or take along do not
-    count."""
+    count, nor do nullable keys the ORM clears itself in the same flush (a one-to-many
+    relationship without delete cascade: the users an account created or last edited)."""
     table = type(item).__table__
+    cleared = _cleared_by_orm(type(item)) if blocking else set()
     total = 0
     for other in type(item).metadata.tables.values():
         for fk in other.foreign_keys:
-            if blocking and (fk.ondelete or "").upper() in ("CASCADE", "SET NULL"):
+            if blocking and ((fk.ondelete or "").upper() in ("CASCADE", "SET NULL") or fk.parent in cleared):
                 continue
             if fk.column.table is table and fk.column.name == "id":
                 total += db.session.scalar(select(func.count()).select_from(other).where(fk.parent == item.id)) or 0
     return total
+
+
+def _cleared_by_orm(model: type) -> set[Any]:
+    """The nullable key columns that deleting a ``model`` object sets to NULL through its
+    one-to-many relationships (SQLAlchemy's default for children not deleted with it)."""
+    cleared = set()
+    for relation in inspect(model).relationships:
+        if relation.direction is ONETOMANY and not relation.passive_deletes and not relation.cascade.delete:
+            cleared.update(column for column in relation.remote_side if column.nullable)
+    return cleared
 
 
 def refuse_delete_in_use(item: Any) -> None:

@@ -314,7 +314,7 @@ def test_the_account_actions_are_listed_as_sensitive(client, auth):
 def test_a_user_records_name_is_deactivated_not_deleted(app, client, auth, make_customer):
     """Deleting an account that owns customers is refused with what to do instead, on both
     databases (PostgreSQL failed with FAB's empty message; SQLite deleted it and left its
-    customers owned by nobody). An account nothing names yet is deleted."""
+    customers owned by nobody). An account nothing else names yet is deleted."""
     make_customer("rep_c")
     auth.login("admin")
     auth.grant_step_up("admin")
@@ -327,7 +327,15 @@ def test_a_user_records_name_is_deactivated_not_deleted(app, client, auth, make_
         db.session.add(spare)
         db.session.commit()
         spare_id = spare.id
+        # it created an account and last edited itself: the delete clears those stamps
+        made = CrmUser(username="made_by_spare", first_name="Made", last_name="Account", email="made@example.com",
+                       active=True, created_by_fk=spare_id)
+        spare.changed_by_fk = spare_id
+        db.session.add(made)
+        db.session.commit()
+        made_id = made.id
     auth.grant_step_up("admin")
     client.post(f"/users/delete/{spare_id}", follow_redirects=True)
     with app.app_context():
         assert db.session.get(CrmUser, spare_id) is None
+        assert db.session.get(CrmUser, made_id).created_by_fk is None
