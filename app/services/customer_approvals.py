@@ -33,7 +33,7 @@ from app.models.customers import Customer
 from app.models.dictionaries import CustomerType
 from app.models.orders import SIGNED_STATUSES, Contract
 from app.security.rights import admin_ids, is_admin
-from app.services import approvals, records, validation
+from app.services import approvals, bulk, records, validation
 from app.services import settings as crm_settings
 from app.services.errors import NotFound, RuleViolation
 
@@ -88,11 +88,10 @@ class Held:
 def signed_numbers(customer_ids: Iterable[int]) -> dict[int, str]:
     """customer id -> number of its newest signed contract (active or expired), for many
     customers in one query; customers without one are left out."""
-    ids = [pk for pk in set(customer_ids) if pk is not None]
     found: dict[int, str] = {}
-    for start in range(0, len(ids), 1000):
+    for chunk in bulk.id_chunks((pk for pk in customer_ids if pk is not None), 1000):
         rows = db.session.execute(select(Contract.customer_id, Contract.number).where(
-            Contract.customer_id.in_(ids[start:start + 1000]), Contract.status.in_(SIGNED_STATUSES),
+            Contract.customer_id.in_(chunk), Contract.status.in_(SIGNED_STATUSES),
             Contract.number.is_not(None)).order_by(Contract.id))
         found.update(dict(rows.all()))  # ordered by id: the newest wins
     return found

@@ -509,10 +509,9 @@ def _primaries(session: Session, customers: list[Customer]) -> dict[int, Contact
     wanted = {id(customer): customer for customer in customers}
     by_pk = {customer.id: customer for customer in customers if customer.id is not None}
     candidates: list[Contact] = [obj for obj in (*session.new, *session.dirty) if isinstance(obj, Contact)]
-    pks = sorted(by_pk)
-    for start in range(0, len(pks), _PRIMARY_BATCH):
+    for chunk in bulk.id_chunks(by_pk, _PRIMARY_BATCH):
         candidates.extend(session.scalars(select(Contact).where(
-            Contact.customer_id.in_(pks[start:start + _PRIMARY_BATCH]), Contact.is_primary.is_(True))))
+            Contact.customer_id.in_(chunk), Contact.is_primary.is_(True))))
     found: dict[int, Contact] = {}
     for contact in candidates:
         if not contact.is_primary or contact in session.deleted:
@@ -576,6 +575,6 @@ def _delete_contacts_of_deleted(session: Session) -> None:
     SQLite too (no enforced ON DELETE CASCADE there): the ORM would otherwise try to
     detach them (customer_id NOT NULL)."""
     gone = [obj.id for obj in session.deleted if isinstance(obj, Customer) and obj.id is not None]
-    for start in range(0, len(gone), _PRIMARY_BATCH):
-        for contact in session.scalars(select(Contact).where(Contact.customer_id.in_(gone[start:start + _PRIMARY_BATCH]))):
+    for chunk in bulk.id_chunks(gone, _PRIMARY_BATCH):
+        for contact in session.scalars(select(Contact).where(Contact.customer_id.in_(chunk))):
             session.delete(contact)

@@ -37,7 +37,7 @@ from app.models.duplicates import DismissedPair
 from app.models.sales import Contact
 from app.security.data_scope import scope_clause
 from app.security.masking import ERASED
-from app.services import audit, records, validation
+from app.services import audit, bulk, records, validation
 from app.services.errors import RuleViolation
 
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
@@ -260,7 +260,7 @@ def blocking_keys(facts: Facts) -> set[int]:
 def _load_facts(session: Any, ids: Iterable[int] | None, owner_ids: set[int] | None = None) -> dict[int, Facts]:
     """Facts of the live customers among ``ids`` (None: all, or those of ``owner_ids``)."""
     found: dict[int, Facts] = {}
-    chunks = [None] if ids is None else [sorted(ids)[i:i + _CHUNK] for i in range(0, len(set(ids)), _CHUNK)]
+    chunks = [None] if ids is None else bulk.id_chunks(ids, _CHUNK)
     for chunk in chunks:
         query = select(Customer.id, Customer.name, Customer.contact_name, Customer.contact_phone,
                        Customer.credit_code, Customer.owner_id).where(Customer.archived_at.is_(None))

@@ -166,12 +166,11 @@ def customer_facts(customer_ids: Iterable[int | None], user: Any) -> CustomerFac
     """What ``customer_problem`` needs of each customer, in one query per 1,000 ids: the
     ones in ``user``'s scope with their code and whether they are archived (a customer
     not in the answer is "not found" to this writer, whether or not it exists)."""
-    wanted = sorted({pk for pk in customer_ids if pk is not None})
     facts: CustomerFacts = {}
-    for start in range(0, len(wanted), _FACTS_BATCH):
+    for chunk in bulk.id_chunks((pk for pk in customer_ids if pk is not None), _FACTS_BATCH):
         # "archived or not" as the database answers it: no instant parsed per customer
         rows = db.session.execute(select(Customer.id, Customer.code, Customer.archived_at.is_not(None)).where(
-            Customer.id.in_(wanted[start:start + _FACTS_BATCH]), scope_clause(user, Customer)))
+            Customer.id.in_(chunk), scope_clause(user, Customer)))
         facts.update((pk, (code, bool(archived))) for pk, code, archived in rows)
     return facts
 
@@ -291,8 +290,8 @@ def _tell_mentioned_ids(ids: list[int]) -> None:
     from app.models.org import CrmUser
 
     writer = db.session.get(CrmUser, current_user_id()) if current_user_id() is not None else None
-    for start in range(0, len(ids), _FACTS_BATCH):
-        for item in db.session.scalars(select(FollowUp).where(FollowUp.id.in_(ids[start:start + _FACTS_BATCH]))):
+    for chunk in bulk.id_chunks(ids, _FACTS_BATCH):
+        for item in db.session.scalars(select(FollowUp).where(FollowUp.id.in_(chunk))):
             _tell_mentioned(item, writer)
 
 

@@ -38,6 +38,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models.sync import SyncTarget
 from app.models.transfers import TransferJob
+from app.services import bulk
 from app.services import files as crm_files
 from app.services.erasure.matching import Matcher
 
@@ -196,8 +197,7 @@ def sweep_attachments(ids: set[Any], matcher: Matcher) -> int:
 
     xlsx = attachments.KINDS["xlsx"][0]
     changed = 0
-    for start in range(0, len(ids), 500):
-        chunk = sorted(ids)[start:start + 500]
+    for chunk in bulk.id_chunks(ids):
         for item in db.session.execute(select(Attachment.id, Attachment.path).where(
                 Attachment.id.in_(chunk), Attachment.content_type == xlsx)).all():
             root = crm_files.roots()[0]

@@ -34,7 +34,7 @@ from app.models.audit import AuditLog
 from app.models.duplicates import DuplicateKey
 from app.models.notifications import Notification, OutboxMessage
 from app.models.sync import SyncConflict, SyncRow, SyncTarget
-from app.services import audit
+from app.services import audit, bulk
 from app.services.audit import ERASED, redact_value
 from app.services.erasure.matching import Matcher
 
@@ -95,8 +95,8 @@ def _entries_about(objects: list[tuple[str, str]]) -> list[Any]:
         by_type.setdefault(kind, []).append(ident)
     found = []
     for kind, idents in by_type.items():
-        for start in range(0, len(idents), 500):
-            about = and_(AuditLog.object_type == kind, AuditLog.object_id.in_(idents[start:start + 500]))
+        for chunk in bulk.id_chunks(idents):
+            about = and_(AuditLog.object_type == kind, AuditLog.object_id.in_(chunk))
             found += [row._mapping for row in db.session.execute(select(*_AUDIT_COLUMNS).where(about))]
     return found
 
