@@ -179,6 +179,8 @@ PG_SEARCH_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: Rows noted for indexing (SQLite: until the commit; PostgreSQL: inserted by an import).
 _PENDING = table("search_pending", column("tbl"), column("row_id"))
+#: PostgreSQL: an import statement's new rows, noted as the range of their ids (c8e0a2b4d6f9).
+_SPANS = table("search_pending_span", column("tbl"), column("low_id"), column("high_id"))
 _PG_SIDES: dict[str, bool] = {}
 
 
@@ -209,12 +211,18 @@ def text_hits(model: type, names: tuple[str, ...] | list[str], typed: str, sessi
     if not _postgresql(session) or not has_side_tables(session):
         return None
     side = _side(name)
-    indexed = select(side.c.id).where(contains_folded([side.c[n] for n in names], typed, session))
-    if not session.scalar(select(select(_PENDING.c.row_id).where(_PENDING.c.tbl == name).exists())):
-        return [indexed]  # alone, the planner may walk the newest rows and stop at the page (a common text)
-    noted = (select(model.id).join(_PENDING, and_(_PENDING.c.row_id == model.id, _PENDING.c.tbl == name))
-             .where(contains_folded([getattr(model, n) for n in names], typed, session)))
-    return [indexed, noted]
+    hits = [select(side.c.id).where(contains_folded([side.c[n] for n in names], typed, session))]
+    rows, spans = session.execute(select(select(_PENDING.c.row_id).where(_PENDING.c.tbl == name).exists(),
+                                         select(_SPANS.c.tbl).where(_SPANS.c.tbl == name).exists())).one()
+    matches = contains_folded([getattr(model, n) for n in names], typed, session)
+    if rows:  # else the index alone: the planner may walk the newest rows and stop at the page (a common text)
+        hits.append(select(model.id).join(_PENDING, and_(_PENDING.c.row_id == model.id, _PENDING.c.tbl == name))
+                    .where(matches))
+    if spans:
+        hits.append(select(model.id).join(_SPANS, and_(_SPANS.c.tbl == name,
+                                                       model.id.between(_SPANS.c.low_id, _SPANS.c.high_id)))
+                    .where(matches))
+    return hits
 
 
 def text_match(model: type, names: tuple[str, ...] | list[str], typed: str, session: Any) -> ColumnElement:
@@ -288,7 +296,8 @@ def index_pending(batch: int = INDEX_BATCH) -> int:
     and noted rows another run is copying are skipped too (``SKIP LOCKED``: this never
     waits, so it cannot deadlock with an edit of several rows). The notes' statistics are
     refreshed at the end (the planner would keep judging the table by its largest size).
-    0 on other databases."""
+    An import's spans (``search_pending_span``) are copied range by range
+    (``_index_spans``). 0 on other databases."""
     from app.extensions import db
 
     if db.engine.dialect.name == "sqlite":
@@ -304,6 +313,7 @@ def index_pending(batch: int = INDEX_BATCH) -> int:
         return 0
     done = 0
     for name, columns in PG_SEARCH_COLUMNS.items():
+        done += _index_spans(db.engine, name, columns, batch)
         while True:
             with db.engine.begin() as connection:
                 ids = connection.execute(text(
@@ -319,6 +329,62 @@ def index_pending(batch: int = INDEX_BATCH) -> int:
         with db.engine.begin() as connection:
             connection.exec_driver_sql("ANALYZE search_pending")
     return done
+
+
+def _index_spans(engine: Any, name: str, columns: tuple[str, ...], batch: int) -> int:
+    """PostgreSQL: copy the rows of ``name``'s spans (an import statement's ids,
+    ``search_pending_span``) to its side table, at most ``batch`` ids per transaction (the
+    rest of a longer span stays noted for the next); returns how many were copied. Spans
+    another run is copying are skipped (``SKIP LOCKED``)."""
+    done = 0
+    while True:
+        with engine.begin() as connection:
+            span = connection.execute(text(
+                "DELETE FROM search_pending_span WHERE ctid = (SELECT ctid FROM search_pending_span WHERE tbl = :tbl "
+                "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING low_id, high_id"), {"tbl": name}).first()
+            if span is None:
+                return done
+            low, high = span
+            if high - low >= batch:
+                connection.execute(text("INSERT INTO search_pending_span (tbl, low_id, high_id) "
+                                        "VALUES (:tbl, :low, :high)"), {"tbl": name, "low": low + batch, "high": high})
+                high = low + batch - 1
+            done += _copy_span(connection, name, columns, low, high)
+
+
+def _copy_span(connection: Any, name: str, columns: tuple[str, ...], low: int, high: int) -> int:
+    """Copy ``name``'s rows with ids ``low``..``high`` to its side table, as ``_copy_noted``
+    does; the ones an edit holds are noted one by one. Returns how many were copied."""
+    listed = ", ".join(columns)
+    bounds = {"tbl": name, "low": low, "high": high}
+    copied = list(connection.execute(text(
+        f"WITH rows AS (SELECT id, {listed} FROM {name} WHERE id BETWEEN :low AND :high ORDER BY id "
+        f"FOR SHARE SKIP LOCKED) INSERT INTO {name}_search (id, {listed}) SELECT id, {listed} FROM rows "
+        f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)} RETURNING id"),
+        bounds).scalars())
+    connection.execute(text(  # held by an edit: the next run
+        f"INSERT INTO search_pending (tbl, row_id) SELECT :tbl, id FROM {name} WHERE id BETWEEN :low AND :high "
+        "AND NOT (id = ANY(:copied)) ON CONFLICT DO NOTHING"), {**bounds, "copied": copied})
+    return len(copied)
+
+
+def noted(session: Any, name: str) -> set[int]:
+    """Ids of ``name``'s rows noted for indexing and not indexed yet: one by one in
+    ``search_pending`` and, on PostgreSQL, within the spans an import noted."""
+    ids = set(session.scalars(select(_PENDING.c.row_id).where(_PENDING.c.tbl == name)))
+    if _postgresql(session) and has_side_tables(session):
+        model = table(name, column("id"))
+        ids.update(session.scalars(select(model.c.id).join(_SPANS, and_(
+            _SPANS.c.tbl == name, model.c.id.between(_SPANS.c.low_id, _SPANS.c.high_id)))))
+    return ids
+
+
+def anything_noted(connection: Any) -> bool:
+    """Whether any row waits for ``index_pending`` (a note, or on PostgreSQL a span)."""
+    spans = (" OR EXISTS (SELECT 1 FROM search_pending_span)"
+             if connection.dialect.name == "postgresql"
+             and connection.exec_driver_sql("SELECT to_regclass('search_pending_span')").scalar() else "")
+    return bool(connection.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM search_pending){spans}").scalar())
 
 
 def _copy_noted(connection: Any, name: str, columns: tuple[str, ...], ids: list[int]) -> int:
@@ -346,8 +412,8 @@ def index_soon() -> None:
     if db.engine.dialect.name not in ("postgresql", "sqlite"):
         return
     with db.engine.connect() as connection:
-        noted = connection.scalar(text("SELECT EXISTS (SELECT 1 FROM search_pending)"))
-    if noted:
+        waiting = anything_noted(connection)
+    if waiting:
         background.submit(index_pending)
 
 
@@ -377,7 +443,7 @@ SEARCH_INDEX_NAMES = frozenset({
     *(f"ix_{t}_{c}_trgm" for t, cs in PG_SEARCH_COLUMNS.items() for c in cs),
     *(f"{t}_search_pkey" for t in PG_SEARCH_COLUMNS),
     *(index for index, _table, _column in _side_indexes()),
-    "search_pending_pkey",
+    "search_pending_pkey", "search_pending_span",
 })
 _FTS_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
 
