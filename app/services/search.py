@@ -215,10 +215,10 @@ def text_hits(model: type, names: tuple[str, ...] | list[str], typed: str, sessi
     rows, spans = session.execute(select(select(_PENDING.c.row_id).where(_PENDING.c.tbl == name).exists(),
                                          select(_SPANS.c.tbl).where(_SPANS.c.tbl == name).exists())).one()
     matches = contains_folded([getattr(model, n) for n in names], typed, session)
-    if rows:  # else the index alone: the planner may walk the newest rows and stop at the page (a common text)
+    if rows or spans:  # else the index alone: the planner may walk the newest rows and stop at the page
+        # both: an indexing run may move a span's held rows to row notes after the check above
         hits.append(select(model.id).join(_PENDING, and_(_PENDING.c.row_id == model.id, _PENDING.c.tbl == name))
                     .where(matches))
-    if spans:
         hits.append(select(model.id).join(_SPANS, and_(_SPANS.c.tbl == name,
                                                        model.id.between(_SPANS.c.low_id, _SPANS.c.high_id)))
                     .where(matches))
@@ -327,7 +327,7 @@ def index_pending(batch: int = INDEX_BATCH) -> int:
                 break
     if done:
         with db.engine.begin() as connection:
-            connection.exec_driver_sql("ANALYZE search_pending")
+            connection.exec_driver_sql("ANALYZE search_pending, search_pending_span")
     return done
 
 
@@ -380,11 +380,15 @@ def noted(session: Any, name: str) -> set[int]:
 
 
 def anything_noted(connection: Any) -> bool:
-    """Whether any row waits for ``index_pending`` (a note, or on PostgreSQL a span)."""
-    spans = (" OR EXISTS (SELECT 1 FROM search_pending_span)"
-             if connection.dialect.name == "postgresql"
-             and connection.exec_driver_sql("SELECT to_regclass('search_pending_span')").scalar() else "")
-    return bool(connection.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM search_pending){spans}").scalar())
+    """Whether any row waits for ``index_pending`` (a note, or on PostgreSQL a span); False
+    where the tables are absent (no FTS5, no pg_trgm)."""
+    if connection.dialect.name == "postgresql":
+        present = [name for name in ("search_pending", "search_pending_span")
+                   if connection.exec_driver_sql(f"SELECT to_regclass('{name}')").scalar() is not None]
+    else:
+        present = list(connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'search_pending'").scalars())
+    return any(connection.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {name})").scalar() for name in present)
 
 
 def _copy_noted(connection: Any, name: str, columns: tuple[str, ...], ids: list[int]) -> int:

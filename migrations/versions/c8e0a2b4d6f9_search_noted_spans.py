@@ -87,13 +87,21 @@ END $$""")
 
 
 def _removed(table: str, spans: bool) -> None:
-    # a span none of whose rows is left goes (as a deleted row's note does)
-    forget = (f"\n  DELETE FROM search_pending_span s USING (SELECT min(id) AS lo, max(id) AS hi FROM removed) r "
-              f"WHERE s.tbl = '{table}' AND s.low_id <= r.hi AND s.high_id >= r.lo\n"
-              f"    AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id BETWEEN s.low_id AND s.high_id);") if spans else ""
+    # A span none of whose rows is left goes (as a deleted row's note does). One that
+    # ``index_pending`` holds is skipped: it is copying and dropping it anyway, and waiting for
+    # it could deadlock (it may wait for a note this delete removed).
+    declare, forget = "", ""
+    if spans:
+        declare = "DECLARE lo integer; hi integer;\n"
+        forget = f"""
+  SELECT min(o.id), max(o.id) INTO lo, hi FROM removed o;
+  DELETE FROM search_pending_span WHERE ctid IN (
+    SELECT s.ctid FROM search_pending_span s WHERE s.tbl = '{table}' AND s.low_id <= hi AND s.high_id >= lo
+       AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id BETWEEN s.low_id AND s.high_id)
+       FOR UPDATE SKIP LOCKED);"""
     op.execute(f"""
 CREATE OR REPLACE FUNCTION crm_{table}_search_removed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+{declare}BEGIN
   DELETE FROM {table}_search s USING removed o WHERE s.id = o.id;
   DELETE FROM search_pending p USING removed o WHERE p.tbl = '{table}' AND p.row_id = o.id;{forget}
   RETURN NULL;
@@ -103,7 +111,10 @@ END $$""")
 def upgrade():
     if not _side_tables(op.get_bind()):
         return
-    op.execute("CREATE TABLE IF NOT EXISTS search_pending_span (tbl VARCHAR(40) NOT NULL, "
+    # anew: after a restore of a backup from before this migration (``--clean`` leaves tables the
+    # backup does not hold) old spans would name the restored rows
+    op.execute("DROP TABLE IF EXISTS search_pending_span")
+    op.execute("CREATE TABLE search_pending_span (tbl VARCHAR(40) NOT NULL, "
                "low_id INTEGER NOT NULL, high_id INTEGER NOT NULL)")
     for table, columns in SIDE.items():
         _added(table, columns, spans=True)

@@ -227,6 +227,23 @@ def test_a_span_row_an_edit_holds_is_noted_alone_for_the_next_run(app: Any, ctx:
     assert search.index_pending() == 1 and _indexed(ids[1]) == "Plover Mirrors" and _pending() == set()
 
 
+def test_a_delete_does_not_wait_for_a_span_being_indexed(app: Any, ctx: Any) -> None:
+    """``index_pending`` holds the span it copies; a delete emptying it must not wait for it
+    (the run may be waiting for a note that delete removed: a deadlock)."""
+    rows = [{"code": f"C2093{n:07d}", "name": f"Avocet Linen {n}", "contact_phone": f"1380005{n:04d}",
+             "owner_id": _rep().id, "version": 1} for n in range(50)]
+    ids = _inserted_deferred(app, rows)
+    with db.engine.connect() as indexing:
+        indexing.execute(text("SELECT 1 FROM search_pending_span WHERE tbl = 'customer' FOR UPDATE"))
+        db.session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        db.session.execute(delete(CustomerStatusChange).where(CustomerStatusChange.customer_id.in_(ids)))
+        db.session.execute(delete(Customer).where(Customer.id.in_(ids)))
+        db.session.commit()
+        indexing.rollback()
+    assert _listed("avocet linen") == [] and _spans() == [(min(ids), max(ids))]  # left to the run holding it
+    assert search.index_pending() == 0 and _spans() == [] and not search.anything_noted(db.session.connection())
+
+
 def test_a_statement_with_scattered_ids_notes_its_rows_one_by_one(app: Any, ctx: Any) -> None:
     """A span over ids mostly not the statement's own would index many rows again; a few rows
     (an ``executemany`` inserts one per statement) would leave a span each."""
