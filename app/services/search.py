@@ -322,7 +322,7 @@ def index_pending(batch: int = INDEX_BATCH) -> int:
                     {"tbl": name, "batch": batch}).scalars().all()
                 if not ids:
                     break
-                done += _copy_noted(connection, name, columns, list(ids))
+                done += _copy_rows(connection, name, columns, "id = ANY(:ids)", {"ids": list(ids)}, len(ids))
             if len(ids) < batch:
                 break
     if done:
@@ -349,23 +349,7 @@ def _index_spans(engine: Any, name: str, columns: tuple[str, ...], batch: int) -
                 connection.execute(text("INSERT INTO search_pending_span (tbl, low_id, high_id) "
                                         "VALUES (:tbl, :low, :high)"), {"tbl": name, "low": low + batch, "high": high})
                 high = low + batch - 1
-            done += _copy_span(connection, name, columns, low, high)
-
-
-def _copy_span(connection: Any, name: str, columns: tuple[str, ...], low: int, high: int) -> int:
-    """Copy ``name``'s rows with ids ``low``..``high`` to its side table, as ``_copy_noted``
-    does; the ones an edit holds are noted one by one. Returns how many were copied."""
-    listed = ", ".join(columns)
-    bounds = {"tbl": name, "low": low, "high": high}
-    copied = list(connection.execute(text(
-        f"WITH rows AS (SELECT id, {listed} FROM {name} WHERE id BETWEEN :low AND :high ORDER BY id "
-        f"FOR SHARE SKIP LOCKED) INSERT INTO {name}_search (id, {listed}) SELECT id, {listed} FROM rows "
-        f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)} RETURNING id"),
-        bounds).scalars())
-    connection.execute(text(  # held by an edit: the next run
-        f"INSERT INTO search_pending (tbl, row_id) SELECT :tbl, id FROM {name} WHERE id BETWEEN :low AND :high "
-        "AND NOT (id = ANY(:copied)) ON CONFLICT DO NOTHING"), {**bounds, "copied": copied})
-    return len(copied)
+            done += _copy_rows(connection, name, columns, "id BETWEEN :low AND :high", {"low": low, "high": high})
 
 
 def noted(session: Any, name: str) -> set[int]:
@@ -391,19 +375,22 @@ def anything_noted(connection: Any) -> bool:
     return any(connection.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {name})").scalar() for name in present)
 
 
-def _copy_noted(connection: Any, name: str, columns: tuple[str, ...], ids: list[int]) -> int:
-    """Copy the rows ``ids`` of ``name`` to its side table; the ones an edit holds are noted
-    again. Returns how many were copied."""
+def _copy_rows(connection: Any, name: str, columns: tuple[str, ...], where: str, params: dict[str, Any],
+               expected: int | None = None) -> int:
+    """Copy ``name``'s rows that ``where`` (SQL on its ``id``, with ``params``) names to its
+    side table; returns how many were copied. Each row is locked ``FOR SHARE SKIP LOCKED``: an
+    edit made meanwhile waits, then updates the copy (its trigger); a row an unfinished edit
+    holds is noted alone for the next run (a deleted row just goes). ``expected``: how many
+    rows ``where`` names, when known (all of them copied: nothing to look for)."""
     listed = ", ".join(columns)
-    copied = set(connection.execute(text(
-        f"WITH rows AS (SELECT id, {listed} FROM {name} WHERE id = ANY(:ids) ORDER BY id FOR SHARE SKIP LOCKED) "
+    copied = list(connection.execute(text(
+        f"WITH rows AS (SELECT id, {listed} FROM {name} WHERE {where} ORDER BY id FOR SHARE SKIP LOCKED) "
         f"INSERT INTO {name}_search (id, {listed}) SELECT id, {listed} FROM rows ON CONFLICT (id) "
-        f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)} RETURNING id"), {"ids": ids}).scalars())
-    held = [pk for pk in ids if pk not in copied]
-    if held:  # still there (a deleted row's note just goes) but locked by an edit: the next run
+        f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)} RETURNING id"), params).scalars())
+    if expected is None or len(copied) < expected:
         connection.execute(text(
-            f"INSERT INTO search_pending (tbl, row_id) SELECT :tbl, id FROM {name} WHERE id = ANY(:ids) "
-            "ON CONFLICT DO NOTHING"), {"tbl": name, "ids": held})
+            f"INSERT INTO search_pending (tbl, row_id) SELECT :tbl, id FROM {name} WHERE {where} "
+            "AND NOT (id = ANY(:copied)) ON CONFLICT DO NOTHING"), {**params, "tbl": name, "copied": copied})
     return len(copied)
 
 
