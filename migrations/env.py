@@ -103,6 +103,9 @@ def run_migrations_online():
     from app.services import search  # its text indexes live outside the models: never "removed"
 
     conf_args.setdefault("include_name", lambda name, kind, parent: not search.is_search_index(name))
+    from app.models.base import compared  # keys the models declare and no database checks
+
+    conf_args.setdefault("include_object", compared)
 
     with connectable.connect() as connection:
         context.configure(

@@ -14,7 +14,8 @@ change without audit entries of their own: the deleted record's entry is the fac
 A key without a rule (``NO ACTION``) that still refers to a deleted row fails the flush
 with ``IntegrityError``, as PostgreSQL fails the ``DELETE``: a user who owns customers was
 deleted on SQLite and left them owned by nobody. Checked once the flush is over, so rows
-the same flush re-pointed or deleted first do not count.
+the same flush re-pointed or deleted first do not count. The keys no database checks
+(``base.unchecked_key``: the stamps) are checked here on PostgreSQL too.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from sqlalchemy import delete, event, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.models.base import UNCHECKED
 from app.services import bulk
 
 
 @event.listens_for(Session, "after_flush")
 def _apply_on_delete(session: Session, flush_context: Any) -> None:
-    if not session.deleted or session.get_bind().dialect.name != "sqlite":
+    if not session.deleted:
         return
     gone: dict[str, set[Any]] = {}
     for obj in session.deleted:
@@ -42,8 +44,13 @@ def _apply_on_delete(session: Session, flush_context: Any) -> None:
         if len(keys) == 1:
             gone.setdefault(table.name, set()).add(getattr(obj, keys[0].key, None))
     connection, done, refusing = session.connection(), set(), []
-    for name, ids in gone.items():
-        _apply(connection, name, {pk for pk in ids if pk is not None}, done, refusing)
+    if session.get_bind().dialect.name != "sqlite":  # the database applies its keys: only the unchecked ones here
+        refusing = [(child, column, name, chunk) for name, ids in gone.items()
+                    for child, column in _unchecked_referring(name)
+                    for chunk in bulk.id_chunks({pk for pk in ids if pk is not None})]
+    else:
+        for name, ids in gone.items():
+            _apply(connection, name, {pk for pk in ids if pk is not None}, done, refusing)
     for check in refusing:  # once every rule has run: a cascade may have removed the referrer
         _refuse_referred(connection, *check)
 
@@ -80,6 +87,14 @@ def _refuse_referred(connection: Any, child: Any, column: Any, table_name: str, 
         message = (f"FOREIGN KEY constraint failed: {table_name} id {found[0]} is still referenced "
                    f"from {child.name}.{column.name}")
         raise IntegrityError(f"DELETE FROM {table_name}", None, sqlite3.IntegrityError(message))
+
+
+@functools.cache
+def _unchecked_referring(table_name: str) -> list[tuple[Any, Any]]:
+    """(child table, its column) for every ``unchecked_key`` to the table (the stamps: no
+    database checks them, so a delete they still name is refused here on PostgreSQL too)."""
+    return [(child, column) for child in Model.metadata.sorted_tables for column in child.columns
+            for key in column.foreign_keys if key.info.get(UNCHECKED) and key.column.table.name == table_name]
 
 
 @functools.cache

@@ -125,3 +125,41 @@ def test_a_referrer_the_same_flush_removes_does_not_refuse_the_delete(app: Any, 
         db.session.delete(helper)
         db.session.commit()
         assert db.session.scalar(select(CrmUser.id).where(CrmUser.username == "temp_rep")) is None
+
+
+def test_an_account_a_stamp_names_is_not_deleted_though_no_database_checks_stamps(
+        app: Any, client: Any, auth: Any, make_customer: Any) -> None:
+    """The stamps' keys (``base.unchecked_key``) have no ``FOREIGN KEY`` clause in a new
+    database (PostgreSQL looked the account up for every inserted row), yet an account that
+    only created or last changed a record, owning nothing, is still refused: by the screen
+    (``accounts.check_delete``) and by any ORM delete, on both databases."""
+    import pytest
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import IntegrityError
+
+    from app.models.org import CrmUser
+
+    with app.app_context():
+        clerk = CrmUser(username="stamp_clerk", first_name="Stamp", last_name="Clerk", email="clerk@example.com",
+                        active=True)
+        db.session.add(clerk)
+        db.session.commit()
+        clerk_id = clerk.id
+        customer_id = make_customer("rep_a", name="Stamped Ltd")
+        db.session.get(Customer, customer_id).created_by_fk = clerk_id
+        db.session.commit()
+        if db.engine.dialect.name == "postgresql":  # SQLite databases made before keep an inert clause
+            keys = inspect(db.engine).get_foreign_keys("customer")
+            assert not [key for key in keys if key["constrained_columns"] in (["created_by_fk"], ["changed_by_fk"])]
+            assert [key for key in keys if key["constrained_columns"] == ["owner_id"]]  # the real ones stay
+        with pytest.raises(IntegrityError):
+            db.session.delete(db.session.get(CrmUser, clerk_id))
+            db.session.flush()
+        db.session.rollback()
+    auth.login("admin")
+    auth.grant_step_up("admin")
+    refused = client.post(f"/users/delete/{clerk_id}", follow_redirects=True)
+    assert "untick Active instead" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(CrmUser, clerk_id) is not None
+        assert db.session.get(Customer, customer_id).created_by.username == "stamp_clerk"
