@@ -91,6 +91,9 @@ def run_migrations_online():
     def process_revision_directives(context, revision, directives):
         if getattr(config.cmd_opts, 'autogenerate', False):
             script = directives[0]
+            from app.models.base import leave_out_unchecked_keys  # no database holds them
+
+            leave_out_unchecked_keys(script.upgrade_ops)
             if script.upgrade_ops.is_empty():
                 directives[:] = []
                 logger.info('No changes in schema detected.')
@@ -105,9 +108,8 @@ def run_migrations_online():
     conf_args.setdefault("include_name", lambda name, kind, parent: not search.is_search_index(name))
     from app.models.base import compared  # keys the models declare and no database checks
 
-    conf_args.setdefault("include_object", compared)
-
     with connectable.connect() as connection:
+        conf_args.setdefault("include_object", compared(connection.dialect.name))
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

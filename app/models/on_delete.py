@@ -15,7 +15,9 @@ A key without a rule (``NO ACTION``) that still refers to a deleted row fails th
 with ``IntegrityError``, as PostgreSQL fails the ``DELETE``: a user who owns customers was
 deleted on SQLite and left them owned by nobody. Checked once the flush is over, so rows
 the same flush re-pointed or deleted first do not count. The keys no database checks
-(``base.unchecked_key``: the stamps) are checked here on PostgreSQL too.
+(``base.unchecked_key``: the stamps) are checked here on PostgreSQL too; unlike a database
+key, that check does not see a row another transaction stamps with the account meanwhile
+(an account nothing names, deleted while it works: accepted).
 """
 
 from __future__ import annotations

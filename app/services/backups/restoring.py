@@ -13,11 +13,14 @@ import json
 import sqlite3
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from flask import g
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import text
 
@@ -161,7 +164,8 @@ def _after_swap(path: Path, live: carry.Live, who: tuple[int | None, str]) -> di
     db.session.commit()
     manifest = common.read_manifest(path)
     user = _user_here(who)
-    codes = ledger.reapply_since(created_at(manifest), user if getattr(user, "id", None) else None)
+    with _stamping_as(user):
+        codes = ledger.reapply_since(created_at(manifest), user if getattr(user, "id", None) else None)
     return {"created_at": manifest.get("created_at"), "erasures_reapplied": len(codes),
             "audit_in_safety_backup": carry.only_in_safety(live.audit_seq, restored_seq)}
 
@@ -183,6 +187,20 @@ def _record(path: Path, safety_name: str | None, who: tuple[int | None, str], so
     db.session.commit()
     row.erasures_reapplied = facts["erasures_reapplied"]  # for the done page (not a column)
     return row
+
+
+@contextmanager
+def _stamping_as(user: Any) -> Iterator[None]:
+    """``g.user`` is ``user`` (``_user_here``: the restoring admin as the restored database
+    knows them, or no one) while the erasures are applied again, so the rows they change are
+    stamped with an account of that database: the live session's account may not be in the
+    backup, and no key checks a stamp (``app.models.base.unchecked_key``)."""
+    before = g.get("user")
+    g.user = user
+    try:
+        yield
+    finally:
+        g.user = before
 
 
 def _user_here(who: tuple[int | None, str]) -> Any:

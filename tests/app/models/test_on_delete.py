@@ -152,7 +152,7 @@ def test_an_account_a_stamp_names_is_not_deleted_though_no_database_checks_stamp
             keys = inspect(db.engine).get_foreign_keys("customer")
             assert not [key for key in keys if key["constrained_columns"] in (["created_by_fk"], ["changed_by_fk"])]
             assert [key for key in keys if key["constrained_columns"] == ["owner_id"]]  # the real ones stay
-        with pytest.raises(IntegrityError):
+        with pytest.raises(IntegrityError, match="customer.created_by_fk"):
             db.session.delete(db.session.get(CrmUser, clerk_id))
             db.session.flush()
         db.session.rollback()

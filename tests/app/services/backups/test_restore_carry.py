@@ -138,3 +138,29 @@ def test_verification_failures_are_stored_language_neutral(ctx, backup_dirs):
     assert "corrupted" in messages.render(check["detail"], "en")
     assert "损坏" in messages.render(check["detail"], "zh")
     assert "corrupted" in result.message  # the log line is English, not the starter's language
+
+
+def test_erasures_applied_again_are_stamped_with_an_account_of_the_restored_database(ctx, backup_dirs,
+                                                                                   make_customer):
+    """An admin created after the backup restores it: the rows erased again are not stamped
+    with that admin's id, which the restored database does not hold (no key checks a stamp)."""
+    from flask import g
+
+    from app.models.org import CrmUser
+
+    pk = make_customer("rep_a", name="Privacy Ltd", contact_phone=PHONE, contact_name="Wang Person")
+    old = backups.create("manual")
+    newcomer = CrmUser(username="new_admin", first_name="New", last_name="Admin", email="new@example.com",
+                       active=True, roles=[appbuilder.sm.find_role("Admin")])
+    db.session.add(newcomer)
+    db.session.commit()
+    newcomer_id = newcomer.id
+    g.user = newcomer  # as in the restore's web request
+    erasure.erase(newcomer, "customer", pk, "the person asked")
+    assert db.session.get(Customer, pk).changed_by_fk == newcomer_id
+    backups.restore(old, newcomer, source="web")
+    db.session.remove()
+    customer = db.session.get(Customer, pk)
+    assert customer.contact_phone != PHONE
+    assert db.session.get(CrmUser, newcomer_id) is None
+    assert customer.changed_by_fk is None
