@@ -17,7 +17,7 @@ editing the next step moves it while it is open.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -497,13 +497,17 @@ class PlannedActivities:
     changes: list[str | None]  #: each activity's create entry (``audit.created_changes``)
     of_row: list[int]  #: the follow-up (its index among the rows) each activity comes from
     untitled: list[int]  #: the activities without a next step text: named after the follow-up's code
+    codes: list[str] = field(default_factory=list)  #: set by ``number_planned``
+    sources: list[int] = field(default_factory=list)  #: the follow-ups' ids, set by ``insert_planned``
+    subjects: list[str] = field(default_factory=list)  #: the subjects filled in, set by ``insert_planned``
+    ids: list[int] = field(default_factory=list)  #: drawn by ``number_planned`` (PostgreSQL), set by ``insert_planned``
 
 
 def plan_ahead(rows: list[dict[str, Any]]) -> PlannedActivities | None:
     """The activities of follow-ups about to be inserted in bulk (``follow_ups.prepare_follow_ups``:
     rows with ``customer_id``, ``owner_id``, ``method_id``, ``next_step``, ``next_step_date``
     and their stamps), as the flush plans one (下一步计划 with a date), but for what storing
-    decides (``store_planned``). None when no row has a next step date."""
+    decides (``number_planned``, ``insert_planned``). None when no row has a next step date."""
     wanted = [index for index, row in enumerate(rows) if row.get("next_step_date") is not None]
     if not wanted:
         return None
@@ -532,22 +536,34 @@ def plan_ahead(rows: list[dict[str, Any]]) -> PlannedActivities | None:
                              untitled=untitled)
 
 
-def store_planned(planned: PlannedActivities, ids: list[int], codes: list[str]) -> None:
-    """Number, insert and audit ``planned`` (``plan_ahead``) for the follow-ups just stored
-    with ``ids`` and ``codes`` (by row), in the session's transaction."""
-    session = db.session
-    at_code, at_subject, at_source = (planned.names.index(name) for name in ("code", "subject", "from_follow_up_id"))
-    numbered = numbering.allocate(session, PREFIX, len(planned.values))
-    sources = [ids[index] for index in planned.of_row]
-    subjects: list[str] = [""] * len(numbered)  # filled in only where the entry holds a stand-in
-    for values, code, source in zip(planned.values, numbered, sources, strict=True):
-        values[at_code], values[at_source] = code, source
+def number_planned(planned: PlannedActivities, session: Any) -> None:
+    """The codes of ``planned``, counted in ``session`` (see ``customers.number_customers``)."""
+    at_code = planned.names.index("code")
+    planned.codes = numbering.allocate(session, PREFIX, len(planned.values))
+    for values, code in zip(planned.values, planned.codes, strict=True):
+        values[at_code] = code
+    planned.ids = bulk.draw_ids(session.connection(), Activity.__table__, len(planned.values)) or []
+
+
+def insert_planned(planned: PlannedActivities, ids: list[int], codes: list[str]) -> None:
+    """Insert the numbered ``planned`` for the follow-ups stored with ``ids`` and ``codes``
+    (by row); no audit entry yet (``audit_planned``)."""
+    at_subject, at_source = (planned.names.index(name) for name in ("subject", "from_follow_up_id"))
+    planned.sources = [ids[index] for index in planned.of_row]
+    planned.subjects = [""] * len(planned.values)  # filled in only where the entry holds a stand-in
+    for values, source in zip(planned.values, planned.sources, strict=True):
+        values[at_source] = source
     for position in planned.untitled:
         values = planned.values[position]
-        values[at_subject] = subjects[position] = _subject(None, codes[planned.of_row[position]])
-    stored = bulk.insert_bound(session.connection(), Activity.__table__, planned.names, planned.values)
-    audit.append_created(Activity, stored, audit.filled_rows(planned.changes, {
-        "code": numbered, "from_follow_up_id": sources, "subject": subjects, "id": stored}))
+        values[at_subject] = planned.subjects[position] = _subject(None, codes[planned.of_row[position]])
+    planned.ids = bulk.insert_bound(db.session.connection(), Activity.__table__, planned.names, planned.values,
+                                    ids=planned.ids or None)
+
+
+def audit_planned(planned: PlannedActivities) -> None:
+    """The "create" entries of the activities ``insert_planned`` stored: one chain step."""
+    audit.append_created(Activity, planned.ids, audit.filled_rows(planned.changes, {
+        "code": planned.codes, "from_follow_up_id": planned.sources, "subject": planned.subjects, "id": planned.ids}))
 
 
 # --- task templates (任务模板, 003) ----------------------------------------------------

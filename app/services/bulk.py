@@ -198,19 +198,29 @@ def insert_with_ids(connection: Connection, table: Table, rows: list[dict[str, A
         row["id"] = new_id
 
 
+def draw_ids(connection: Connection, table: Table, count: int) -> list[int] | None:
+    """PostgreSQL: ``count`` new ids from ``table``'s sequence, in one query, for
+    ``insert_bound(..., ids=...)``; None on SQLite, whose ids come with the insert. An import
+    storing chunks side by side draws them in chunk order (``importing.writer.numbering``),
+    so a chunk's ids stay consecutive and below the next chunk's."""
+    if connection.dialect.name != "postgresql" or not count:
+        return None
+    return connection.exec_driver_sql(_DRAW_IDS, {"table": table.fullname, "n": count}).scalars().all()
+
+
 def insert_bound(connection: Connection, table: Table, names: list[str], values: list[list[Any]],
-                 key: str = "code") -> list[int]:
+                 key: str = "code", ids: list[int] | None = None) -> list[int]:
     """INSERT ``values`` (rows bound in ``names`` order, ``bound_values``; no ``id`` column;
     ``key`` unique in each row) into ``table``; returns the id each row was stored under, in
     order, without reading them back by ``key`` (issue 12: that query took 2.8 s of a
     100,000-row follow-up import on PostgreSQL). PostgreSQL: the ids are drawn from the
-    table's sequence first (one query) and COPY stores them. SQLite (3.35+): the pages say
-    ``RETURNING key, id``. Older SQLite: one query by ``key`` per 1,000 rows."""
+    table's sequence first (one query; or ``ids``, ``draw_ids``) and COPY stores them. SQLite
+    (3.35+): the pages say ``RETURNING key, id``. Older SQLite: one query by ``key`` per 1,000 rows."""
     if not values:
         return []
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        ids = connection.exec_driver_sql(_DRAW_IDS, {"table": table.fullname, "n": len(values)}).scalars().all()
+        ids = ids or draw_ids(connection, table, len(values))
         insert_values(connection, table, ["id", *names], [[new_id, *row] for new_id, row in zip(ids, values,
                                                                                                 strict=True)])
         return ids

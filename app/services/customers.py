@@ -151,6 +151,7 @@ class NewCustomers:
     contacts: list[list[Any]]  #: each row's primary contact, bound in ``CONTACT_NAMES`` order
     codes: list[str] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
+    contact_ids: list[int] = field(default_factory=list)  #: PostgreSQL: drawn by ``number_customers``
 
 
 #: The primary contact's columns as ``NewCustomers.contacts`` binds them; the first two
@@ -190,17 +191,43 @@ def store_customers(new: NewCustomers) -> None:
     history and primary contacts in the session's transaction (the caller commits). The
     codes and ids land in ``new``. The primary contacts are not audited row by row: the
     customer's own "create" entry holds the same name and phone."""
-    session = db.session
+    number_customers(new, db.session)
+    insert_new_customers(new)
+    audit_new_customers(new)
+
+
+def number_customers(new: NewCustomers, session: Any) -> None:
+    """The codes of ``new``'s customers without one and of their primary contacts, counted in
+    ``session``: the chunk's own, or a short transaction of its own when an import stores two
+    chunks side by side (``importing.writer.numbering``)."""
     new.codes = numbering.number_bound(session, numbering.CUSTOMER_PREFIX, new.names, new.values, new.blank)
-    connection = session.connection()
-    new.ids = bulk.insert_bound(connection, Customer.__table__, new.names, new.values)
+    for contact, code in zip(new.contacts, numbering.allocate(session, _contact_prefix(), len(new.contacts)),
+                             strict=True):
+        contact[0] = code
+    connection = session.connection()  # PostgreSQL: the ids too (``bulk.draw_ids``), drawn in the same order
+    new.ids = bulk.draw_ids(connection, Customer.__table__, len(new.values)) or []
+    new.contact_ids = bulk.draw_ids(connection, Contact.__table__, len(new.contacts)) or []
+
+
+def insert_new_customers(new: NewCustomers) -> None:
+    """Insert the numbered ``new`` (``number_customers``): the customers (their ids land in
+    ``new``), their first status changes and their primary contacts. No audit entry yet."""
+    connection = db.session.connection()
+    new.ids = bulk.insert_bound(connection, Customer.__table__, new.names, new.values, ids=new.ids or None)
     bulk.insert_rows(connection, CustomerStatusChange.__table__,
                      [{"customer_id": new.ids[index], **change} for index, change in new.history])
+    for contact, pk in zip(new.contacts, new.ids, strict=True):
+        contact[1] = pk
+    if new.contact_ids:
+        bulk.insert_values(connection, Contact.__table__, ["id", *CONTACT_NAMES],
+                           [[pk, *contact] for pk, contact in zip(new.contact_ids, new.contacts, strict=True)])
+    else:
+        bulk.insert_values(connection, Contact.__table__, CONTACT_NAMES, new.contacts)
+
+
+def audit_new_customers(new: NewCustomers) -> None:
+    """The "create" entries of the customers ``insert_new_customers`` stored: one chain step."""
     audit.append_created(Customer, new.ids, audit.filled_rows(new.changes, {"code": new.codes, "id": new.ids}))
-    for contact, code, pk in zip(new.contacts, numbering.allocate(session, _contact_prefix(), len(new.contacts)),
-                                 new.ids, strict=True):
-        contact[0], contact[1] = code, pk
-    bulk.insert_values(connection, Contact.__table__, CONTACT_NAMES, new.contacts)
 
 
 def _json_bound(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -248,14 +248,41 @@ def store_follow_ups(new: NewFollowUps) -> None:
     """Number, insert and audit the follow-ups ``new`` (``prepare_follow_ups``) and their
     planned activities in the session's transaction (the caller commits); tell the people
     they @mention. The G + date + sequence codes and the ids land in ``new``."""
-    session = db.session
+    number_follow_ups(new, db.session)
+    insert_new_follow_ups(new)
+    audit_new_follow_ups(new)
+
+
+def number_follow_ups(new: NewFollowUps, session: Any) -> None:
+    """The codes of ``new``'s follow-ups without one and of their planned activities, counted
+    in ``session`` (see ``customers.number_customers``)."""
     new.codes = numbering.number_bound(session, numbering.FOLLOW_UP_PREFIX, new.names, new.values, new.blank)
-    new.ids = bulk.insert_bound(session.connection(), FollowUp.__table__, new.names, new.values)
+    new.ids = bulk.draw_ids(session.connection(), FollowUp.__table__, len(new.values)) or []  # PostgreSQL
+    if new.planned is not None:
+        from app.services import activities
+
+        activities.number_planned(new.planned, session)
+
+
+def insert_new_follow_ups(new: NewFollowUps) -> None:
+    """Insert the numbered ``new`` (``number_follow_ups``) and their planned activities; the
+    ids land in ``new``. No audit entry yet."""
+    new.ids = bulk.insert_bound(db.session.connection(), FollowUp.__table__, new.names, new.values,
+                                ids=new.ids or None)
+    if new.planned is not None:
+        from app.services import activities
+
+        activities.insert_planned(new.planned, new.ids, new.codes)
+
+
+def audit_new_follow_ups(new: NewFollowUps) -> None:
+    """The "create" entries of what ``insert_new_follow_ups`` stored (a chain step for the
+    follow-ups, one for their activities); the people they @mention are told."""
     audit.append_created(FollowUp, new.ids, audit.filled_rows(new.changes, {"code": new.codes, "id": new.ids}))
     if new.planned is not None:
         from app.services import activities
 
-        activities.store_planned(new.planned, new.ids, new.codes)
+        activities.audit_planned(new.planned)
     _tell_mentioned_ids([new.ids[index] for index in new.mentioned])
 
 

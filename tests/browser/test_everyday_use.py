@@ -9,17 +9,21 @@ from typing import Any
 from tests.conftest import PASSWORD
 
 try:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # the ``browser`` fixture skips the test and says why
-    By = ec = WebDriverWait = None
+    By = ec = WebDriverWait = StaleElementReferenceException = None
 
 WAIT_SECONDS = 20
 
 
 def _wait(driver: Any) -> WebDriverWait:
-    return WebDriverWait(driver, WAIT_SECONDS)
+    """Waits that try again when the page re-draws an element between finding and reading it
+    (a select's results list replaced by the server's answer: a stale reference, once on a
+    loaded CI machine)."""
+    return WebDriverWait(driver, WAIT_SECONDS, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def _open(driver: Any, url: str) -> None:

@@ -50,7 +50,8 @@ from app.services.importing.columns import (
 from app.services.importing.lookups import Lookups
 from app.services.importing.reading import Table, Uncached, cell_text
 from app.services.importing.values import UnknownValues, resolve
-from app.services.importing.writer import ChunkWriter
+from app.services.importing.writer import ChunkWriter, in_turn
+from app.services.importing.writer import numbering as numbering_session
 
 CREATE, UPDATE, UPSERT = "create", "update", "upsert"
 MODES = (CREATE, UPDATE, UPSERT)
@@ -280,10 +281,14 @@ class ImportRun:
         _roomy(db.session.connection())
         codes = []
         if prepared is not None:
-            store = follow_ups.store_follow_ups if isinstance(prepared, follow_ups.NewFollowUps) \
-                else rules.store_customers
-            store(prepared)
+            number, insert, audit_them = _storing(prepared)
+            with numbering_session() as session:  # in file order, also when chunks are stored side by side
+                number(prepared, session)
+            insert(prepared)
+            in_turn()  # the chain step, the progress and the commit: after the chunk before
+            audit_them(prepared)
             codes = prepared.codes
+        in_turn()
         if self.progress:
             self.progress(result)
         db.session.commit()
@@ -785,6 +790,13 @@ def _integer_digits(cell: float | int) -> int:
 _CUSTOMER_TEXT = ("name", "credit_code", "contact_name", "contact_phone", "email", "address", "note")
 _CHOICE_IDS = tuple((name, f"{name}_id") for name in rules.CHOICES)
 _NO_ERRORS: dict[str, str] = {}  # read only
+
+
+def _storing(prepared: Any) -> tuple[Callable[..., None], Callable[..., None], Callable[..., None]]:
+    """How a writer stores ``prepared`` (``ImportRun._prepared``): number, insert, audit."""
+    if isinstance(prepared, follow_ups.NewFollowUps):
+        return follow_ups.number_follow_ups, follow_ups.insert_new_follow_ups, follow_ups.audit_new_follow_ups
+    return rules.number_customers, rules.insert_new_customers, rules.audit_new_customers
 
 
 def _snapshot(result: Result) -> Result:

@@ -20,6 +20,21 @@ of writer (``CRM_IMPORT_OVERLAP``):
   embedded web process, whose pool runs the imports) or without ``fork`` (Windows); there
   SQLite stores in turn.
 
+Against a database server the forked writer stores two chunks side by side, each on a
+connection of its own (``_serve_side_by_side``): the server inserts one chunk's rows while
+the other's are checked against their keys and committed. What must follow the file stays in
+chunk order: the codes are counted first, in a short transaction of their own taken in turn
+(``numbering``; the counter row would otherwise hold the second chunk until the first
+commits), and the audit chain step, the job's progress and the commit come after the chunk
+before has committed (``in_turn``); a chunk after a failed one is rolled back, as before.
+The ids are drawn there too (``bulk.draw_ids``), so each chunk's stay consecutive and below
+the next chunk's. A failed chunk's codes, and those of the chunk numbered beside it, are not
+given again (a gap in the day's numbers). A chunk waiting for its turn holds its rows' locks,
+which a third transaction could wait on while holding what the chunk before needs (a cycle
+the database cannot see): the chunks' lock waits are bounded (``LOCK_WAIT``), so such a cycle
+fails the import instead of hanging it. SQLite, whose writes take turns anyway, stores one
+chunk at a time.
+
 Either has an app context, so a session and a connection, of its own. It receives plain
 rows (dicts), never records of the run's session. The run's session must not write while
 the writer works: a chunk with updated records or held changes waits for the writer
@@ -58,11 +73,14 @@ import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from app import clock
 from app.extensions import db
@@ -262,12 +280,52 @@ def _part_from_parent(engines: list[Any]) -> None:
     gc.enable()  # the run paused it for itself (bulk.no_cyclic_gc)
 
 
+#: While a chunk is stored side by side: waits for the chunks before it (``in_turn``), and
+#: gives it the session to number its codes in (``numbering``).
+_TURN: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar("import_turn", default=None)
+_NUMBERING: contextvars.ContextVar[Callable[[], Any] | None] = contextvars.ContextVar("import_numbering",
+                                                                                      default=None)
+#: Chunks a forked writer stores at once against a database server.
+SIDE_BY_SIDE = 2
+#: The longest a chunk stored side by side waits for a lock (PostgreSQL ``lock_timeout``).
+LOCK_WAIT = "30s"
+
+
+class Skipped(Exception):
+    """A chunk stored side by side after one that failed: rolled back, answered ``SKIPPED``."""
+
+
+def in_turn() -> None:
+    """Return once every chunk handed over before this one is committed; ``Skipped`` if one
+    of them failed. What must follow the file (the audit chain step, the job's progress, the
+    commit) comes after it. Returns at once unless chunks are stored side by side."""
+    turn = _TURN.get()
+    if turn is not None:
+        turn()
+
+
+@contextmanager
+def numbering() -> Iterator[Any]:
+    """The session a chunk counts its codes in (``customers.number_customers``): the chunk's
+    own, or, stored side by side, a short transaction of its own, committed on leaving and
+    taken in chunk order, so the codes follow the file as when stored one by one."""
+    own = _NUMBERING.get()
+    if own is None:
+        yield db.session
+        return
+    with own() as session:
+        yield session
+
+
 def _serve(chunks: Any, answers: Any, app: Any, user_id: int | None, work: Callable[..., Any]) -> None:
     """The child's loop: a chunk's zone and arguments in, its answer out, until told to end
     (None) or the parent is gone. After a failed chunk the later ones are not stored (the
     run raises the error and the job resumes after the last committed chunk)."""
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_receive, args=(chunks, inbox), daemon=True).start()
+    if db.engine.url.get_backend_name() != "sqlite":
+        _serve_side_by_side(inbox, answers, _SideBySide(app, user_id, work))
+        return
     failed = False
     while True:
         message = inbox.get()
@@ -284,6 +342,86 @@ def _serve(chunks: Any, answers: Any, app: Any, user_id: int | None, work: Calla
             failed = True
             reply = ("error", _sendable(error), "".join(traceback.format_exception(error)))
         answers.send(reply)
+
+
+def _serve_side_by_side(inbox: queue.SimpleQueue, answers: Any, chunks: _SideBySide) -> None:
+    """``_serve`` storing ``SIDE_BY_SIDE`` chunks at once, each in a thread with its own
+    session (``_SideBySide.store``); answers go out in chunk order."""
+    with ThreadPoolExecutor(SIDE_BY_SIDE, thread_name_prefix="import-store") as pool:
+        number = 0
+        while (message := inbox.get()) is not None:
+            # the chunk's own copy of this thread's context: the run's audit labels and acting user
+            pool.submit(contextvars.copy_context().run, chunks.store, number, message, answers)
+            number += 1
+
+
+class _SideBySide:
+    """The order of chunks stored side by side: ``turn`` is the chunk whose answer goes out
+    next (every one before it is committed or failed), ``numbered`` the one whose codes are
+    counted next; ``failed`` once one has failed."""
+
+    def __init__(self, app: Any, user_id: int | None, work: Callable[..., Any]) -> None:
+        self.app, self.user_id, self.work = app, user_id, work
+        self.changed = threading.Condition()
+        self.turn = self.numbered = 0
+        self.failed = False
+
+    def store(self, number: int, message: tuple, answers: Any) -> None:
+        """Chunk ``number``: stored, then answered in its turn."""
+        zone, args = message
+        failed = False
+        try:
+            if self.failed:
+                raise Skipped
+            _TURN.set(lambda: self._wait_turn(number))
+            _NUMBERING.set(lambda: self._numbering(number))
+            with clock.zone_pinned_to(zone):
+                reply = ("done", _in_own_session(self.app, self.user_id, self._bounded, args))
+        except Skipped:
+            reply = (SKIPPED,)
+        except BaseException as error:  # noqa: BLE001 (the run raises it)
+            failed = True
+            reply = ("error", _sendable(error), "".join(traceback.format_exception(error)))
+        with self.changed:
+            try:
+                self.changed.wait_for(lambda: self.turn == number)
+                if self.failed:  # an earlier chunk failed: this one is rolled back, whatever it met
+                    reply = (SKIPPED,)
+                self.failed = self.failed or failed
+                answers.send(reply)
+            except BaseException:
+                self.failed = True  # the parent is gone: no later chunk is stored either
+                raise
+            finally:
+                self.numbered = max(self.numbered, number + 1)  # failed before numbering: the next one may
+                self.turn = number + 1
+                self.changed.notify_all()
+
+    def _bounded(self, *args: Any) -> Any:
+        """The work, its lock waits bounded (``LOCK_WAIT``; the setting ends with the transaction)."""
+        db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+        return self.work(*args)
+
+    def _wait_turn(self, number: int) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.turn == number)
+            if self.failed:
+                raise Skipped
+
+    @contextmanager
+    def _numbering(self, number: int) -> Iterator[Any]:
+        with self.changed:
+            self.changed.wait_for(lambda: self.numbered == number)
+        try:
+            if self.failed:  # no codes for a chunk that will be rolled back
+                raise Skipped
+            with Session(bind=db.engine) as session:
+                yield session
+                session.commit()
+        finally:
+            with self.changed:
+                self.numbered = number + 1
+                self.changed.notify_all()
 
 
 def _receive(chunks: Any, inbox: queue.SimpleQueue) -> None:

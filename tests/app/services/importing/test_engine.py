@@ -220,7 +220,7 @@ def test_a_crash_mid_import_keeps_whole_chunks_and_a_rerun_does_not_double(app: 
 
     rows = [["客户名称", "联系人姓名", "联系方式"]] + [[f"Chunky {n}", f"Li {n}", f"1390000{n:04d}"] for n in range(25)]
     path = write_xlsx(tmp_path / "crash.xlsx", {"s": rows})
-    real_store, calls = customer_rules.store_customers, tmp_path / "calls"  # a file: a forked writer's too
+    real_store, calls = customer_rules.insert_new_customers, tmp_path / "calls"  # a file: a forked writer's too
 
     def failing_second_chunk(new: customer_rules.NewCustomers) -> None:
         with calls.open("a") as noted:
@@ -231,15 +231,19 @@ def test_a_crash_mid_import_keeps_whole_chunks_and_a_rerun_does_not_double(app: 
 
     monkeypatch.setitem(app.config, "CRM_IMPORT_CHUNK_ROWS", 10)
     monkeypatch.setitem(app.config, "CRM_IMPORT_OVERLAP", overlap)
-    monkeypatch.setattr(customer_rules, "store_customers", failing_second_chunk)
+    monkeypatch.setattr(customer_rules, "insert_new_customers", failing_second_chunk)
     job = run_job("rep_a", path)
     assert job.status == "failed" and "stopped unexpectedly" in job.error
     assert job.processed_rows == job.created == 10  # the first chunk is in, the rest is not
-    assert calls.read_text().split() == ["10", "10"]  # nothing is stored after the failed chunk
+    # nothing is stored after the failed chunk: against a database server the forked writer may
+    # have begun the next one beside it (``writer.SIDE_BY_SIDE``), and rolled it back
+    tried = calls.read_text().split()
     with app.app_context():
+        beside = overlap == "process" and db.engine.dialect.name != "sqlite"
+        assert tried[:2] == ["10", "10"] and tried[2:] in (([], ["5"]) if beside else ([],))
         assert db.session.query(Customer).count() == 10
 
-    monkeypatch.setattr(customer_rules, "store_customers", real_store)
+    monkeypatch.setattr(customer_rules, "insert_new_customers", real_store)
     again = run_job("rep_a", path)
     assert (again.created, again.duplicates, again.rejected) == (15, 10, 10)
     with app.app_context():

@@ -202,7 +202,7 @@ def test_an_error_that_does_not_pickle_comes_back_from_the_forked_writer_as_its_
         raise DiskTrouble("sector 7 unreadable")
 
     overlap("process")
-    monkeypatch.setattr(customer_rules, "store_customers", failing)
+    monkeypatch.setattr(customer_rules, "insert_new_customers", failing)
     path = write_xlsx(tmp_path / "trouble.xlsx", {"s": [HEADERS, *_rows("Trouble", 14)]})
     logged = []
     monkeypatch.setattr(jobs.log, "exception", lambda *args: logged.append(traceback.format_exc()))
@@ -211,3 +211,83 @@ def test_an_error_that_does_not_pickle_comes_back_from_the_forked_writer_as_its_
     assert "stopped unexpectedly (RuntimeError)" in job.error  # the job names the kind, the log the rest
     assert "DiskTrouble: sector 7 unreadable" in logged[0] and "In the import's writer process" in logged[0]
     assert _stored(app, "Trouble") == []
+
+
+def test_chunks_stored_side_by_side_keep_the_file_order(app: Any, run_job: Any, overlap: Any, tmp_path: Path,
+                                                        monkeypatch: Any) -> None:
+    """Against a database server the forked writer stores two chunks at once
+    (``writer.SIDE_BY_SIDE``): the codes still follow the file, each primary contact is
+    numbered with its customer, and the audit entries come in file order, one chain step per
+    chunk, the chain whole. (SQLite stores in turn: the same outcome.)"""
+    import time
+
+    from app.models import Contact
+    from app.services import customers as customer_rules
+
+    real_number, real_insert, calls = customer_rules.number_customers, customer_rules.insert_new_customers, \
+        tmp_path / "calls"  # a file: the forked writer's calls too
+
+    def slow_first(real: Any) -> Any:
+        def call(*args: Any) -> None:
+            with calls.open("a") as noted:
+                noted.write(f"{real.__name__}\n")
+            if calls.read_text().split().count(real.__name__) == 1:
+                time.sleep(0.4)  # the second chunk arrives meanwhile: stored beside the first
+            real(*args)
+        return call
+
+    monkeypatch.setattr(customer_rules, "number_customers", slow_first(real_number))
+    monkeypatch.setattr(customer_rules, "insert_new_customers", slow_first(real_insert))
+    overlap("process")
+    rows = [["", f"Order {n:02d}", f"Wu {n}", f"1392000{n:04d}"] for n in range(30)]  # 8 chunks of 4
+    job = run_job("rep_a", write_xlsx(tmp_path / "order.xlsx", {"s": [HEADERS, *rows]}))
+    assert (job.status, job.created) == ("done", 30)
+    with app.app_context():
+        stored = db.session.execute(select(Customer.code, Customer.name, Customer.id)
+                                    .where(Customer.name.like("Order %"))).all()
+        by_code = sorted(stored, key=lambda row: int(row.code[9:]))  # C + day + its number that day
+        assert [row.name for row in by_code] == [row[1] for row in rows]
+        contacts = db.session.execute(select(Contact.code, Contact.customer_id)
+                                      .where(Contact.customer_id.in_([row.id for row in stored]))).all()
+        assert [customer for _code, customer in sorted(contacts, key=lambda row: int(row.code[9:]))] == \
+            [row.id for row in by_code]
+        entries = db.session.scalars(select(AuditLog.object_id).where(
+            AuditLog.source == "import", AuditLog.object_type == "Customer").order_by(AuditLog.seq)).all()
+        assert entries == [str(row.id) for row in by_code]
+        assert audit.verify_chain(db.session).ok
+        db.session.remove()
+
+
+def test_a_chunk_failing_in_its_turn_rolls_back_the_one_stored_beside_it(app: Any, run_job: Any, overlap: Any,
+                                                                         tmp_path: Path, monkeypatch: Any) -> None:
+    """The second chunk fails at its audit step (after its rows are inserted) while the third
+    waits beside it for its turn: the job fails with the first chunk alone stored, nothing of
+    the second or third, and a rerun stores the rest once."""
+    import time
+
+    from app.services import customers as customer_rules
+
+    real_audit, calls = customer_rules.audit_new_customers, tmp_path / "audits"
+
+    def failing_second(new: customer_rules.NewCustomers) -> None:
+        with calls.open("a") as noted:
+            noted.write("x\n")
+        if len(calls.read_text().split()) == 2:
+            time.sleep(0.4)  # the third chunk is inserted meanwhile and waits for its turn
+            raise OSError("disk full")
+        real_audit(new)
+
+    monkeypatch.setattr(customer_rules, "audit_new_customers", failing_second)
+    overlap("process")
+    rows = [["", f"Turn {n:02d}", f"Ma {n}", f"1393000{n:04d}"] for n in range(12)]  # 3 chunks of 4
+    path = write_xlsx(tmp_path / "turn.xlsx", {"s": [HEADERS, *rows]})
+    job = run_job("rep_a", path)
+    assert job.status == "failed" and job.created == 4
+    assert [name for name, _phone, _by in _stored(app, "Turn")] == [f"Turn {n:02d}" for n in range(4)]
+    monkeypatch.setattr(customer_rules, "audit_new_customers", real_audit)
+    again = run_job("rep_a", path)
+    assert (again.status, again.created) == ("done", 8)
+    assert len(_stored(app, "Turn")) == 12
+    with app.app_context():
+        assert audit.verify_chain(db.session).ok
+        db.session.remove()
