@@ -141,7 +141,7 @@ class NewCustomers:
     """Checked new customers ready to store (``prepare_customers``), in plain values only: an
     import's checking process prepares a chunk and its writer process stores it
     (``importing.writer``), as with ``follow_ups.NewFollowUps``. ``codes`` and ``ids`` are
-    set by ``store_customers``."""
+    set by ``number_customers`` and ``insert_new_customers``."""
 
     names: list[str]  #: ``customer`` columns, in the order of each row of ``values``
     values: list[list[Any]]  #: each row's bound values (``bulk.bound_values``; ``custom`` as JSON)

@@ -211,7 +211,7 @@ class NewFollowUps:
     """Checked new follow-ups ready to store (``prepare_follow_ups``), in plain values only:
     an import's checking process prepares a chunk and its writer process stores it
     (``importing.writer``), so the writer's share of the Python work is numbering and the
-    database's. ``codes`` and ``ids`` are set by ``store_follow_ups``."""
+    database's. ``codes`` and ``ids`` are set by ``number_follow_ups``, ``insert_new_follow_ups``."""
 
     names: list[str]  #: ``follow_up`` columns, in the order of each row of ``values``
     values: list[list[Any]]  #: each row's bound values (``bulk.bound_values``)

@@ -280,10 +280,14 @@ class ImportRun:
         at ``positions`` (the preview's samples, named by the run)."""
         _roomy(db.session.connection())
         codes = []
-        if prepared is not None:
+        if prepared is None:
+            with numbering_session():  # nothing to number: the next chunk's turn to
+                pass
+        else:
             number, insert, audit_them = _storing(prepared)
-            with numbering_session() as session:  # in file order, also when chunks are stored side by side
-                number(prepared, session)
+            if not prepared.codes:  # stored again in its turn (``writer.TURN_WAIT``): the codes and ids it drew
+                with numbering_session() as session:  # in file order, also when chunks are stored side by side
+                    number(prepared, session)
             insert(prepared)
             in_turn()  # the chain step, the progress and the commit: after the chunk before
             audit_them(prepared)

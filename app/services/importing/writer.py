@@ -27,13 +27,14 @@ chunk order: the codes are counted first, in a short transaction of their own ta
 (``numbering``; the counter row would otherwise hold the second chunk until the first
 commits), and the audit chain step, the job's progress and the commit come after the chunk
 before has committed (``in_turn``); a chunk after a failed one is rolled back, as before.
-The ids are drawn there too (``bulk.draw_ids``), so each chunk's stay consecutive and below
-the next chunk's. A failed chunk's codes, and those of the chunk numbered beside it, are not
-given again (a gap in the day's numbers). A chunk waiting for its turn holds its rows' locks,
-which a third transaction could wait on while holding what the chunk before needs (a cycle
-the database cannot see): the chunks' lock waits are bounded (``LOCK_WAIT``), so such a cycle
-fails the import instead of hanging it. SQLite, whose writes take turns anyway, stores one
-chunk at a time.
+The ids are drawn there too (``bulk.draw_ids``), so each chunk's ascend and stay below the
+next chunk's. A failed chunk's codes, and those of the chunk numbered beside it, are not given
+again (a gap in the day's numbers). A chunk waiting for its turn holds its rows' locks, which
+a third transaction could wait on while holding what the chunk before needs (the audit chain's
+head row: a cycle the database cannot see; or simply a long transaction, such as an
+all-or-nothing import): after ``TURN_WAIT`` it rolls back, waits holding nothing, and stores
+again in its turn with the codes and ids it drew. SQLite, whose writes take turns anyway,
+stores one chunk at a time.
 
 Either has an app context, so a session and a connection, of its own. It receives plain
 rows (dicts), never records of the run's session. The run's session must not write while
@@ -79,7 +80,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app import clock
@@ -287,12 +287,17 @@ _NUMBERING: contextvars.ContextVar[Callable[[], Any] | None] = contextvars.Conte
                                                                                       default=None)
 #: Chunks a forked writer stores at once against a database server.
 SIDE_BY_SIDE = 2
-#: The longest a chunk stored side by side waits for a lock (PostgreSQL ``lock_timeout``).
-LOCK_WAIT = "30s"
+#: Seconds a chunk stored side by side waits for its turn holding its rows' locks; then it
+#: rolls back and waits holding nothing (see the module doc).
+TURN_WAIT = 10.0
 
 
 class Skipped(Exception):
     """A chunk stored side by side after one that failed: rolled back, answered ``SKIPPED``."""
+
+
+class _WaitedTooLong(Exception):
+    """A chunk stored side by side waited ``TURN_WAIT`` for its turn: rolled back, stored again."""
 
 
 def in_turn() -> None:
@@ -323,7 +328,7 @@ def _serve(chunks: Any, answers: Any, app: Any, user_id: int | None, work: Calla
     run raises the error and the job resumes after the last committed chunk)."""
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_receive, args=(chunks, inbox), daemon=True).start()
-    if db.engine.url.get_backend_name() != "sqlite":
+    if db.engine.url.get_backend_name() == "postgresql":
         _serve_side_by_side(inbox, answers, _SideBySide(app, user_id, work))
         return
     failed = False
@@ -369,19 +374,29 @@ class _SideBySide:
     def store(self, number: int, message: tuple, answers: Any) -> None:
         """Chunk ``number``: stored, then answered in its turn."""
         zone, args = message
-        failed = False
+        failed, reply = True, ("error", RuntimeError("The import's writer could not answer."), "")
         try:
             if self.failed:
                 raise Skipped
             _TURN.set(lambda: self._wait_turn(number))
             _NUMBERING.set(lambda: self._numbering(number))
             with clock.zone_pinned_to(zone):
-                reply = ("done", _in_own_session(self.app, self.user_id, self._bounded, args))
+                try:
+                    value = _in_own_session(self.app, self.user_id, self.work, args)
+                except _WaitedTooLong:  # rolled back: its turn awaited holding nothing, stored in it
+                    with self.changed:
+                        self.changed.wait_for(lambda: self.turn == number)
+                    value = _in_own_session(self.app, self.user_id, self.work, args)
+            failed, reply = False, ("done", value)
         except Skipped:
-            reply = (SKIPPED,)
+            failed, reply = False, (SKIPPED,)
         except BaseException as error:  # noqa: BLE001 (the run raises it)
-            failed = True
             reply = ("error", _sendable(error), "".join(traceback.format_exception(error)))
+        finally:
+            self._answer(number, failed, reply, answers)
+
+    def _answer(self, number: int, failed: bool, reply: tuple, answers: Any) -> None:
+        """Chunk ``number``'s answer, sent in its turn; the turn passes to the next chunk."""
         with self.changed:
             try:
                 self.changed.wait_for(lambda: self.turn == number)
@@ -397,21 +412,17 @@ class _SideBySide:
                 self.turn = number + 1
                 self.changed.notify_all()
 
-    def _bounded(self, *args: Any) -> Any:
-        """The work, its lock waits bounded (``LOCK_WAIT``; the setting ends with the transaction)."""
-        db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
-        return self.work(*args)
-
     def _wait_turn(self, number: int) -> None:
         with self.changed:
-            self.changed.wait_for(lambda: self.turn == number)
+            if not self.changed.wait_for(lambda: self.turn == number, timeout=TURN_WAIT):
+                raise _WaitedTooLong
             if self.failed:
                 raise Skipped
 
     @contextmanager
     def _numbering(self, number: int) -> Iterator[Any]:
-        with self.changed:
-            self.changed.wait_for(lambda: self.numbered == number)
+        with self.changed:  # past it already: stored again in its turn (nothing left to number)
+            self.changed.wait_for(lambda: self.numbered >= number)
         try:
             if self.failed:  # no codes for a chunk that will be rolled back
                 raise Skipped
@@ -420,7 +431,7 @@ class _SideBySide:
                 session.commit()
         finally:
             with self.changed:
-                self.numbered = number + 1
+                self.numbered = max(self.numbered, number + 1)
                 self.changed.notify_all()
 
 

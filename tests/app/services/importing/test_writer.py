@@ -213,12 +213,16 @@ def test_an_error_that_does_not_pickle_comes_back_from_the_forked_writer_as_its_
     assert _stored(app, "Trouble") == []
 
 
+@pytest.mark.parametrize("turn_wait", [writer.TURN_WAIT, 0.05])
 def test_chunks_stored_side_by_side_keep_the_file_order(app: Any, run_job: Any, overlap: Any, tmp_path: Path,
-                                                        monkeypatch: Any) -> None:
+                                                        monkeypatch: Any, turn_wait: float) -> None:
     """Against a database server the forked writer stores two chunks at once
     (``writer.SIDE_BY_SIDE``): the codes still follow the file, each primary contact is
     numbered with its customer, and the audit entries come in file order, one chain step per
-    chunk, the chain whole. (SQLite stores in turn: the same outcome.)"""
+    chunk, the chain whole; also when the second chunk waits longer than ``TURN_WAIT`` for its
+    turn (rolled back, then stored again in it with the codes it drew). (SQLite stores in
+    turn: the same outcome.)"""
+    monkeypatch.setattr(writer, "TURN_WAIT", turn_wait)
     import time
 
     from app.models import Contact
@@ -247,6 +251,7 @@ def test_chunks_stored_side_by_side_keep_the_file_order(app: Any, run_job: Any, 
                                     .where(Customer.name.like("Order %"))).all()
         by_code = sorted(stored, key=lambda row: int(row.code[9:]))  # C + day + its number that day
         assert [row.name for row in by_code] == [row[1] for row in rows]
+        assert [row.id for row in by_code] == sorted(row.id for row in stored)  # the ids follow the file too
         contacts = db.session.execute(select(Contact.code, Contact.customer_id)
                                       .where(Contact.customer_id.in_([row.id for row in stored]))).all()
         assert [customer for _code, customer in sorted(contacts, key=lambda row: int(row.code[9:]))] == \
