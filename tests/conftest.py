@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -485,6 +487,43 @@ def make_customer(app: Any) -> Any:
             db.session.add(customer)
             db.session.commit()
             pk = customer.id
+            db.session.remove()
+            return pk
+
+    return make
+
+
+@contextmanager
+def statements_run(app: Any) -> Iterator[list[str]]:
+    """The SQL statements the app's engine runs inside the block, in order."""
+    from sqlalchemy import event
+
+    run: list[str] = []
+
+    def note(*args: Any) -> None:
+        run.append(args[2])
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield run
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+@pytest.fixture
+def make_account(app: Any) -> Any:
+    """``make_account(username, **columns)`` -> id: an active account with no role that no
+    record names yet (one to delete, or to stamp a record with)."""
+
+    def make(username: str, **columns: Any) -> int:
+        with app.app_context():
+            account = CrmUser(username=username, first_name=username.title(), last_name="Account",
+                              email=f"{username}@example.com", active=True, **columns)
+            db.session.add(account)
+            db.session.commit()
+            pk = account.id
             db.session.remove()
             return pk
 

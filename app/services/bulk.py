@@ -202,7 +202,8 @@ def draw_ids(connection: Connection, table: Table, count: int) -> list[int] | No
     """PostgreSQL: ``count`` new ids from ``table``'s sequence, in one query, for
     ``insert_bound(..., ids=...)``; None on SQLite, whose ids come with the insert. An import
     storing chunks side by side draws them in chunk order (``importing.writer.numbering``),
-    so a chunk's ids stay consecutive and below the next chunk's."""
+    so a chunk's ids are ascending and below the next chunk's (not always consecutive:
+    another writer may draw from the same sequence between them)."""
     if connection.dialect.name != "postgresql" or not count:
         return None
     return connection.exec_driver_sql(_DRAW_IDS, {"table": table.fullname, "n": count}).scalars().all()
@@ -221,8 +222,7 @@ def insert_bound(connection: Connection, table: Table, names: list[str], values:
     dialect = connection.dialect
     if dialect.name == "postgresql":
         ids = ids or draw_ids(connection, table, len(values))
-        insert_values(connection, table, ["id", *names], [[new_id, *row] for new_id, row in zip(ids, values,
-                                                                                                strict=True)])
+        insert_values(connection, table, names, values, ids=ids)
         return ids
     at = names.index(key)
     if dialect.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 35):
@@ -243,14 +243,18 @@ def _insert_head(dialect: Dialect, table: Table, names: Sequence[str]) -> str:
     return f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(map(quote, names))}) VALUES "
 
 
-def insert_values(connection: Connection, table: Table, names: Sequence[str], values: Sequence[Sequence[Any]]) -> None:
+def insert_values(connection: Connection, table: Table, names: Sequence[str], values: Sequence[Sequence[Any]],
+                  ids: Sequence[int] | None = None) -> None:
     """INSERT ``values`` (rows of bound values in ``names`` order, see ``bound_values``) into
-    ``table``: ``COPY`` on PostgreSQL from ``COPY_FROM`` rows, multi-row pages on SQLite,
+    ``table``, each row under its id in ``ids`` when given (``draw_ids``), else the
+    database's: ``COPY`` on PostgreSQL from ``COPY_FROM`` rows, multi-row pages on SQLite,
     else one ``executemany``. Errors are SQLAlchemy's (``IntegrityError`` ...), and the
     transaction is the caller's (a failed COPY leaves it to be rolled back, as a failed
     INSERT does)."""
     if not values:
         return
+    if ids:
+        names, values = ["id", *names], [[new_id, *row] for new_id, row in zip(ids, values, strict=True)]
     dialect = connection.dialect
     if dialect.name == "postgresql" and len(values) >= COPY_FROM:
         copy_rows(connection, table, names, values)

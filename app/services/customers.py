@@ -152,6 +152,7 @@ class NewCustomers:
     codes: list[str] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
     contact_ids: list[int] = field(default_factory=list)  #: PostgreSQL: drawn by ``number_customers``
+    numbered: bool = False  #: by ``number_customers`` (a chunk stored again keeps its codes and ids)
 
 
 #: The primary contact's columns as ``NewCustomers.contacts`` binds them; the first two
@@ -207,6 +208,7 @@ def number_customers(new: NewCustomers, session: Any) -> None:
     connection = session.connection()  # PostgreSQL: the ids too (``bulk.draw_ids``), drawn in the same order
     new.ids = bulk.draw_ids(connection, Customer.__table__, len(new.values)) or []
     new.contact_ids = bulk.draw_ids(connection, Contact.__table__, len(new.contacts)) or []
+    new.numbered = True
 
 
 def insert_new_customers(new: NewCustomers) -> None:
@@ -218,11 +220,7 @@ def insert_new_customers(new: NewCustomers) -> None:
                      [{"customer_id": new.ids[index], **change} for index, change in new.history])
     for contact, pk in zip(new.contacts, new.ids, strict=True):
         contact[1] = pk
-    if new.contact_ids:
-        bulk.insert_values(connection, Contact.__table__, ["id", *CONTACT_NAMES],
-                           [[pk, *contact] for pk, contact in zip(new.contact_ids, new.contacts, strict=True)])
-    else:
-        bulk.insert_values(connection, Contact.__table__, CONTACT_NAMES, new.contacts)
+    bulk.insert_values(connection, Contact.__table__, CONTACT_NAMES, new.contacts, ids=new.contact_ids)
 
 
 def audit_new_customers(new: NewCustomers) -> None:

@@ -221,6 +221,7 @@ class NewFollowUps:
     mentioned: list[int]  #: the rows whose content has an "@"
     codes: list[str] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
+    numbered: bool = False  #: by ``number_follow_ups`` (see ``customers.NewCustomers``)
 
 
 def prepare_follow_ups(rows: list[dict[str, Any]]) -> NewFollowUps:
@@ -262,6 +263,7 @@ def number_follow_ups(new: NewFollowUps, session: Any) -> None:
         from app.services import activities
 
         activities.number_planned(new.planned, session)
+    new.numbered = True
 
 
 def insert_new_follow_ups(new: NewFollowUps) -> None:

@@ -311,7 +311,7 @@ def test_the_account_actions_are_listed_as_sensitive(client, auth):
     assert "CRM_LOGIN_LIMIT_PER_USERNAME_IP" in page
 
 
-def test_a_user_records_name_is_deactivated_not_deleted(app, client, auth, make_customer):
+def test_a_user_records_name_is_deactivated_not_deleted(app, client, auth, make_customer, make_account):
     """Deleting an account that owns customers is refused with what to do instead, on both
     databases (PostgreSQL failed with FAB's empty message; SQLite deleted it and left its
     customers owned by nobody). An account nothing else names yet is deleted."""
@@ -321,19 +321,12 @@ def test_a_user_records_name_is_deactivated_not_deleted(app, client, auth, make_
     refused = client.post(f"/users/delete/{uid(app, 'rep_c')}", follow_redirects=True)
     assert "untick Active instead" in refused.get_data(as_text=True)
     assert _user(app, "rep_c") is not None
+    spare_id = make_account("spare")
+    # it created an account and last edited itself: the delete clears those stamps
+    made_id = make_account("made_by_spare", created_by_fk=spare_id)
     with app.app_context():
-        spare = CrmUser(username="spare", first_name="Spare", last_name="Account", email="spare@example.com",
-                        active=True)
-        db.session.add(spare)
+        db.session.get(CrmUser, spare_id).changed_by_fk = spare_id
         db.session.commit()
-        spare_id = spare.id
-        # it created an account and last edited itself: the delete clears those stamps
-        made = CrmUser(username="made_by_spare", first_name="Made", last_name="Account", email="made@example.com",
-                       active=True, created_by_fk=spare_id)
-        spare.changed_by_fk = spare_id
-        db.session.add(made)
-        db.session.commit()
-        made_id = made.id
     auth.grant_step_up("admin")
     client.post(f"/users/delete/{spare_id}", follow_redirects=True)
     with app.app_context():

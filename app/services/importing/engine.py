@@ -50,7 +50,7 @@ from app.services.importing.columns import (
 from app.services.importing.lookups import Lookups
 from app.services.importing.reading import Table, Uncached, cell_text
 from app.services.importing.values import UnknownValues, resolve
-from app.services.importing.writer import ChunkWriter, in_turn
+from app.services.importing.writer import ChunkWriter, in_turn, pass_numbering
 from app.services.importing.writer import numbering as numbering_session
 
 CREATE, UPDATE, UPSERT = "create", "update", "upsert"
@@ -281,11 +281,10 @@ class ImportRun:
         _roomy(db.session.connection())
         codes = []
         if prepared is None:
-            with numbering_session():  # nothing to number: the next chunk's turn to
-                pass
+            pass_numbering()  # nothing to number: the next chunk's turn to
         else:
             number, insert, audit_them = _storing(prepared)
-            if not prepared.codes:  # stored again in its turn (``writer.TURN_WAIT``): the codes and ids it drew
+            if not prepared.numbered:  # stored again in its turn (``writer.TURN_WAIT``): the codes and ids it drew
                 with numbering_session() as session:  # in file order, also when chunks are stored side by side
                     number(prepared, session)
             insert(prepared)

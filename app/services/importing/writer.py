@@ -322,6 +322,13 @@ def numbering() -> Iterator[Any]:
         yield session
 
 
+def pass_numbering() -> None:
+    """Pass a chunk's numbering turn without numbering anything (a chunk without new rows),
+    so the next chunk need not wait for this one's commit to draw its codes."""
+    with numbering():
+        pass
+
+
 def _serve(chunks: Any, answers: Any, app: Any, user_id: int | None, work: Callable[..., Any]) -> None:
     """The child's loop: a chunk's zone and arguments in, its answer out, until told to end
     (None) or the parent is gone. After a failed chunk the later ones are not stored (the

@@ -108,27 +108,24 @@ def test_a_row_still_named_by_a_key_without_a_rule_is_not_deleted(app: Any, make
         assert db.session.get(Customer, customer_id).owner_id == user_id("rep_c")
 
 
-def test_a_referrer_the_same_flush_removes_does_not_refuse_the_delete(app: Any, make_customer: Any) -> None:
+def test_a_referrer_the_same_flush_removes_does_not_refuse_the_delete(app: Any, make_account: Any) -> None:
     """Checked when the flush is over: an activity (its assignee key has no rule) deleted in
     the same flush as its assignee does not count, on either database."""
     from app.models.org import CrmUser
 
+    helper_id = make_account("temp_rep")
     with app.app_context():
-        helper = CrmUser(username="temp_rep", first_name="Temp", last_name="Rep", email="temp@example.com",
-                         active=True)
-        db.session.add(helper)
-        db.session.commit()
-        activity = Activity(code="AC-DEL-TEMP", subject="Call", due_at=utc_now(), assignee_id=helper.id)
+        activity = Activity(code="AC-DEL-TEMP", subject="Call", due_at=utc_now(), assignee_id=helper_id)
         db.session.add(activity)
         db.session.commit()
         db.session.delete(activity)
-        db.session.delete(helper)
+        db.session.delete(db.session.get(CrmUser, helper_id))
         db.session.commit()
         assert db.session.scalar(select(CrmUser.id).where(CrmUser.username == "temp_rep")) is None
 
 
 def test_an_account_a_stamp_names_is_not_deleted_though_no_database_checks_stamps(
-        app: Any, client: Any, auth: Any, make_customer: Any) -> None:
+        app: Any, client: Any, auth: Any, make_customer: Any, make_account: Any) -> None:
     """The stamps' keys (``base.unchecked_key``) have no ``FOREIGN KEY`` clause in a new
     database (PostgreSQL looked the account up for every inserted row), yet an account that
     only created or last changed a record, owning nothing, is still refused: by the screen
@@ -139,12 +136,8 @@ def test_an_account_a_stamp_names_is_not_deleted_though_no_database_checks_stamp
 
     from app.models.org import CrmUser
 
+    clerk_id = make_account("stamp_clerk")
     with app.app_context():
-        clerk = CrmUser(username="stamp_clerk", first_name="Stamp", last_name="Clerk", email="clerk@example.com",
-                        active=True)
-        db.session.add(clerk)
-        db.session.commit()
-        clerk_id = clerk.id
         customer_id = make_customer("rep_a", name="Stamped Ltd")
         db.session.get(Customer, customer_id).created_by_fk = clerk_id
         db.session.commit()
