@@ -85,7 +85,11 @@ _CHILD = textwrap.dedent("""
             print("READ", len(table.rows), len(table.headers), flush=True)
         except UnreadableFile as exc:
             print("REFUSED", str(exc).replace("\\n", " "), flush=True)
-    print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, flush=True)
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across exec, so a
+    # test run grown past 400 MiB would read as this child's
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print("PEAK", peak // 1024, flush=True)
 """)
 
 
