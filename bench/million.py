@@ -183,7 +183,23 @@ def _pages(username: str, customer_id: int, follow_up_id: int) -> dict[str, str]
         "duplicates page": "/duplicates/",
         "dashboard": DASHBOARDS[username],
         "export csv (own list)": "/customerview/export/csv",
+        "api customer list": "/api/v1/customer/?q=(page_size:25)",
+        "api customer list, page 39": "/api/v1/customer/?q=(page:39,page_size:25)",
+        "api customer list, after": f"/api/v1/customer/?q=(after:{customer_id // 2},page_size:25)",
+        "api customer list, exact count": "/api/v1/customer/?q=(exact_count:!t,page_size:25)",
+        "api follow-up list": "/api/v1/follow_up/?q=(page_size:25)",
     }
+
+
+def _signed_in(app: Any, username: str) -> Any:
+    """A test client signed in to the screens (session) and to the REST API (a JWT sent with
+    every request, as an API client would)."""
+    client = app.test_client()
+    client.post("/login/", data={"username": username, "password": PASSWORD})
+    token = client.post("/api/v1/security/login", json={"username": username, "password": PASSWORD,
+                                                         "provider": "db"}).get_json()["access_token"]
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
 
 
 def _time(client: Any, url: str, requests: int) -> tuple[float, float, int, int]:
@@ -233,8 +249,7 @@ def main() -> None:
     print(f"database: {app.config['SQLALCHEMY_DATABASE_URI'].split('://')[0]}, load average "
           f"{os.getloadavg()[0]:.2f}, {args.customers:,} customers")
     for username in users:
-        client = app.test_client()
-        client.post("/login/", data={"username": username, "password": PASSWORD})
+        client = _signed_in(app, username)
         for name, page in _pages(username, *targets[username]).items():
             if args.only and not any(part in name for part in args.only.split(",")):
                 continue

@@ -42,7 +42,8 @@ from app.services import related as related_choices
 from app.services.errors import RuleViolation
 from views import display
 from views import related as related_fields
-from views.list_count import COUNT_CAP, CappedCount, ExactCountInterface, eager_paths, list_interface
+from views.api_pages import BoundedListApi
+from views.list_count import COUNT_CAP, CappedCount, eager_paths, list_interface
 
 SCOPE_FILTER = [["id", DataScopeFilter, lambda: None]]
 ACTIVE_ONLY = [["id", ActiveEntryFilter, lambda: None]]
@@ -429,7 +430,7 @@ class CrmModelView(ReadableViewMixin, ModelView):
         ``COUNT_CAP`` of a list holding more (a typed URL: the database would walk every record
         before the page; issue 12), with a message. A list counted exactly (up to the cap, one
         record's related list) keeps the page: past its end it is empty, and reads nothing."""
-        if not page or page * page_size <= COUNT_CAP or not getattr(self.datamodel, "capped", False):
+        if not page or page * page_size <= COUNT_CAP:
             return page
         joined = filters.get_joined_filters(self._base_filters)
         if not isinstance(self.datamodel.query_count(db.session.query(self.datamodel.obj), joined), CappedCount):
@@ -656,7 +657,7 @@ class MaskingSchemaConverter(Model2SchemaConverter):
         return field
 
 
-class ScopedApi(ModelRestApi):
+class ScopedApi(BoundedListApi, ModelRestApi):
     """A REST API with the data scope, explicit columns and rule errors as 4xx JSON.
 
     Derived from the models, as for ``CrmModelView``: masked columns are masked in every
@@ -676,7 +677,7 @@ class ScopedApi(ModelRestApi):
     add_optional_columns: tuple[str, ...] = ("owner",)
 
     def __init__(self, **kwargs: Any) -> None:
-        self.datamodel = list_interface(self.datamodel, ExactCountInterface)  # counted from the scope's records
+        self.datamodel = list_interface(self.datamodel)  # counted from the scope's records, up to a cap
         super().__init__(**kwargs)
 
     def _init_properties(self) -> None:

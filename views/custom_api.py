@@ -65,6 +65,7 @@ def _schema_with_custom(schema: Any, record_type: str) -> Any:
     # the same class name: FAB's OpenAPI resolver names "MetaSchema" classes by their Meta
     cls = type(base.__name__, (base,), {
         "_custom_record_type": record_type,
+        "reads_columns": ("custom",),  # loaded with a list's page (``api_pages``), not once per row
         "_add_custom": post_dump(pass_original=True)(add_custom),
     })
     schema.__class__ = cls  # same fields and options; the hook is resolved on the class

@@ -9,8 +9,8 @@ its pager reaches the pages of the first 1,001 records (sorting or a filter narr
 Odoo's pager does the same with "1-80 / 10000+"). "Count all" asks the view's ``count``
 endpoint for the exact figure on demand. Counting follow-ups of a rep's 10,000 customers
 costs 40-50 ms at any cap above them (an index probe per customer), so the cap is 1,000.
-One record's related list (a customer's follow-ups), exports (``exact_count``) and the REST
-API (``ExactCountInterface``) count exactly.
+One record's related list (a customer's follow-ups) and exports (``exact_count``) count
+exactly; the REST API's lists count the same way (``views.api_pages``).
 """
 
 from __future__ import annotations
@@ -80,10 +80,9 @@ def _count_url() -> str | None:
 
 
 class ListInterface(SQLAInterface):
-    """The data model of a list screen: its count is capped (see the module doc); ``capped``
-    False (the REST API's lists) counts every row, the same way."""
+    """The data model of a list screen or a REST API's list: its count is capped (see the
+    module doc)."""
 
-    capped = True
     #: Relations the list shows (``"customer"``, ``"customer.owner"``): loaded with the page
     #: by one query each (``selectinload``) instead of one per row (``eager_paths``).
     eager: tuple[str, ...] = ()
@@ -104,27 +103,34 @@ class ListInterface(SQLAInterface):
     def query(self, filters: Any = None, order_column: str = "", order_direction: str = "",
               page: int | None = None, page_size: int | None = None, select_columns: list[str] | None = None,
               outer_default_load: bool = False) -> tuple[int, list[Any]]:
-        """FAB's ``(count, rows of the page)``, except that a page with no record to show (a
-        filter matching nothing, a page past the end) reads none: the database would walk
-        every record in scope to learn that it has no match (issue 12: a rep's "subject
+        """FAB's ``(count, rows of the page)``: the count capped (``query_count``), then the
+        page's rows (``page_rows``)."""
+        count = self.query_count(self.session.query(self.obj), filters, select_columns)
+        return count, self.page_rows(count, filters, order_column, order_direction, page, page_size,
+                                     select_columns, outer_default_load)
+
+    def page_rows(self, count: int, filters: Any = None, order_column: str = "", order_direction: str = "",
+                  page: int | None = None, page_size: int | None = None,
+                  select_columns: list[str] | None = None, outer_default_load: bool = False) -> list[Any]:
+        """The rows of one page of a list holding ``count`` records; none read when the page has
+        no record to show (a filter matching nothing, a page past the end): the database would
+        walk every record in scope to learn that it has no match (issue 12: a rep's "subject
         zzz" over 98,000 activities, 160 ms for the page after a 9 ms count)."""
-        query = self.session.query(self.obj)
-        count = self.query_count(query, filters, select_columns)
         past_end = page and page_size and not isinstance(count, CappedCount) and page * page_size >= count
         if count == 0 or past_end:
-            return count, []
-        query = self.apply_all(query, filters, order_column, order_direction, page, page_size, select_columns,
-                               outer_default_load)
+            return []
+        query = self.apply_all(self.session.query(self.obj), filters, order_column, order_direction, page,
+                               page_size, select_columns, outer_default_load)
         rows = query.all()
         if rows and not hasattr(rows[0], self.obj.__name__):
-            return count, rows
-        return count, [getattr(row, self.obj.__name__) for row in rows]
+            return rows
+        return [getattr(row, self.obj.__name__) for row in rows]
 
     def query_count(self, query: Any, filters: Any = None, select_columns: list[str] | None = None) -> int:
         """Rows of the filtered list up to ``COUNT_CAP`` (exact); a ``CappedCount`` above it
-        (every row when not ``capped`` or for one record's related list). One query reading at
-        most ``COUNT_CAP + 1`` keys."""
-        if not self.capped or narrowed_to_one_record(filters):
+        (every row for one record's related list). One query reading at most ``COUNT_CAP + 1``
+        keys."""
+        if narrowed_to_one_record(filters):
             return self.exact_count(query, filters)
         found = capped_count(self._keys(query, filters))
         if isinstance(found, CappedCount):
@@ -142,12 +148,6 @@ class ListInterface(SQLAInterface):
         with nullcontext() if narrowed_to_one_record(filters) else data_scope.counting_whole_list():
             keys = query.with_entities(*self.obj.__mapper__.primary_key)
             return self._apply_inner_all(keys, filters, aliases_mapping={})
-
-
-class ExactCountInterface(ListInterface):
-    """A REST API's data model: every row counted (clients page by the total)."""
-
-    capped = False
 
 
 def eager_paths(model: type, columns: list[str]) -> tuple[str, ...]:

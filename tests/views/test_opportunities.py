@@ -18,7 +18,7 @@ from app.models.org import CrmUser
 from app.models.sales import Opportunity, Product, Stage
 from app.services import opportunities
 from tests.app.services.test_opportunities import clean_sales
-from tests.conftest import user_id
+from tests.conftest import statements_run, user_id
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
@@ -319,3 +319,21 @@ def test_days_in_stage_over_the_api(client: Any, api: Any, app: Any, make_custom
     stale = client.post(f"/api/v1/opportunity/{pk}/stage", json={"stage": stage_id(app, "contact"), "version": 1},
                         headers=headers)
     assert stale.status_code == 409
+
+
+def test_an_api_list_page_reads_the_same_statements_whatever_its_rows(app: Any, client: Any, api: Any,
+                                                                      make_customer: Any) -> None:
+    """A list column that is a property (``probability`` reads the override) comes with the
+    page instead of one query per row (issue 12)."""
+    customer = make_customer("rep_a")
+    headers = api("rep_a")
+
+    def page_of(rows: int) -> int:
+        for _ in range(rows - len(client.get("/api/v1/opportunity/", headers=headers).get_json()["ids"])):
+            make_opp(app, "rep_a", customer)
+        with statements_run(app) as run:
+            answer = client.get("/api/v1/opportunity/", headers=headers).get_json()
+        assert len(answer["ids"]) == rows
+        return len(run)
+
+    assert page_of(2) == page_of(6)
