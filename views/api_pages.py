@@ -17,6 +17,7 @@ from typing import Any
 
 import flask_appbuilder.api as fab_api
 import jsonschema
+from flask import request
 from flask_appbuilder.const import (
     API_ORDER_COLUMN_RIS_KEY,
     API_ORDER_DIRECTION_RIS_KEY,
@@ -49,7 +50,7 @@ class BoundedListApi:
         args = kwargs.get("rison", {})
         response: dict[str, Any] = {}
         try:
-            after, exact = _paging_args(args)
+            after, exact = _paging_args(args, request.args)
             select_columns, pruned = self._handle_columns_args(args, self.list_select_columns, self.list_columns)
             filters = self._handle_filters_args(args)
             order = (self.datamodel.get_pk_name(), "asc") if after is not None else self._handle_order_args(args)
@@ -60,20 +61,24 @@ class BoundedListApi:
         page, page_size = self._handle_page_args(args)
         select_columns = _loaded_columns(self.datamodel.obj, select_columns, schema)
         count = self._list_count(filters, select_columns, exact)
-        if isinstance(count, CappedCount) and page and page_size and page * page_size >= list_count.COUNT_CAP:
-            raise BadRequest(str(_l(
+        cap = list_count.COUNT_CAP
+        if count > cap and page and page_size and page * page_size >= cap:  # also when counted exactly
+            raise ArgumentRefused(str(_l(
                 "Pages by number reach the first %(count)s records of a list holding more: filter the list, "
                 "or page on with (after:<the last id you have>), which lists the records by id.",
-                count=list_count.COUNT_CAP)))
-        if after is not None:
+                count=f"{cap:,}")))
+        if after is not None:  # one row more than the page: whether a next page exists
             filters.add_filter(self.datamodel.get_pk_name(), FilterGreater, after)
-        rows = self.datamodel.page_rows(count, filters, *order, page=page, page_size=page_size,
+        reading = page_size + 1 if after is not None and page_size else page_size
+        rows = self.datamodel.page_rows(count, filters, *order, page=page, page_size=reading,
                                         select_columns=select_columns,
                                         outer_default_load=self.list_outer_default_load)
+        more = reading != page_size and len(rows) > page_size
+        rows = rows[:page_size] if more else rows
         ids = self.datamodel.get_keys(rows)
         response.update({API_RESULT_RES_KEY: schema.dump(rows, many=True), "ids": ids, **_counted(count)})
         if after is not None:
-            response["next_after"] = ids[-1] if page_size and len(ids) == page_size else None
+            response["next_after"] = ids[-1] if more else None
         self.pre_get_list(response)
         return self.response(200, **response)
 
@@ -98,21 +103,30 @@ def _loaded_columns(model: type, select_columns: list[str], schema: Any) -> list
     return [*wanted, *(column.key for column in sa_inspect(model).column_attrs if column.key not in wanted)]
 
 
-def _paging_args(args: dict[str, Any]) -> tuple[int | None, bool]:
-    """``(after, exact_count)`` of a list request; a 400 for a wrong type or ``after`` beside
-    a page number or another order."""
+class ArgumentRefused(BadRequest):
+    """A refused list argument: 400 whose JSON message is the description alone (FAB's
+    ``safe`` answers ``str()`` of a ``BadRequest``, "400 Bad Request: …")."""
+
+    def __str__(self) -> str:
+        return str(self.description)
+
+
+def _paging_args(args: dict[str, Any], query_args: Any) -> tuple[int | None, bool]:
+    """``(after, exact_count)`` of a list request (``args``: its rison; ``query_args``: the
+    URL's, where ``cf_sort`` orders by a custom field); ``ArgumentRefused`` for a wrong type, or
+    ``after`` beside a page number or another order (the page would not end at its largest id)."""
     after, exact = args.get(AFTER_RIS_KEY), args.get(EXACT_COUNT_RIS_KEY, False)
     if not isinstance(exact, bool):
-        raise BadRequest(str(_l("exact_count is !t or !f.")))
+        raise ArgumentRefused(str(_l("exact_count is !t or !f.")))
     if after is None:
         return None, exact
     if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= 2**63 - 1:
-        raise BadRequest(str(_l("after is the id of a record (a whole number from 0).")))
+        raise ArgumentRefused(str(_l("after is the id of a record (a whole number from 0).")))
     ordered = args.get(API_ORDER_COLUMN_RIS_KEY) not in (None, "", "id") or args.get(
-        API_ORDER_DIRECTION_RIS_KEY) not in (None, "asc")
+        API_ORDER_DIRECTION_RIS_KEY) not in (None, "asc") or "cf_sort" in query_args
     if args.get(API_PAGE_INDEX_RIS_KEY) or ordered:
-        raise BadRequest(str(_l("after lists the records by id from the first page: leave out page, "
-                                "order_column and order_direction.")))
+        raise ArgumentRefused(str(_l("after lists the records by id from the first page: leave out page, "
+                                     "order_column, order_direction and cf_sort.")))
     return after, exact
 
 

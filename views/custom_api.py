@@ -17,7 +17,6 @@ from typing import Any
 from flask import request
 from flask_appbuilder.models.filters import BaseFilter
 from marshmallow import post_dump
-from werkzeug.exceptions import BadRequest
 
 from app.services import custom_fields
 from app.services.custom_fields import filters as cf_filters
@@ -32,6 +31,7 @@ from app.services.custom_fields.definitions import (
     USER,
     FieldDef,
 )
+from views.api_pages import ArgumentRefused
 from views.base import MaskingSchemaConverter
 from views.custom_form import page_lang
 
@@ -97,12 +97,8 @@ def split_custom(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 # --- list filters -------------------------------------------------------------------
 
 
-class FilterRefused(BadRequest):
-    """A refused ``cf_`` argument of a list request: 400 whose JSON message is the
-    description alone (FAB's ``safe`` answers ``str()`` of a ``BadRequest``)."""
-
-    def __str__(self) -> str:
-        return str(self.description)
+class FilterRefused(ArgumentRefused):
+    """A refused ``cf_`` argument of a list request (400, the message alone)."""
 
 
 class CustomFieldCondition(BaseFilter):

@@ -119,12 +119,36 @@ class ListInterface(SQLAInterface):
         past_end = page and page_size and not isinstance(count, CappedCount) and page * page_size >= count
         if count == 0 or past_end:
             return []
+        if self._keys_first(page_size, select_columns, order_column):
+            return self._rows_by_keys(filters, order_column, order_direction, page, page_size)
         query = self.apply_all(self.session.query(self.obj), filters, order_column, order_direction, page,
                                page_size, select_columns, outer_default_load)
         rows = query.all()
         if rows and not hasattr(rows[0], self.obj.__name__):
             return rows
         return [getattr(row, self.obj.__name__) for row in rows]
+
+    def _keys_first(self, page_size: int | None, select_columns: list[str] | None, order_column: str) -> bool:
+        """Whether a page is read keys first (``_rows_by_keys``): a page of whole records of a
+        one-column key, ordered by a column of its own, on SQLite."""
+        return bool(page_size) and not select_columns and "." not in (order_column or "") \
+            and len(self.obj.__mapper__.primary_key) == 1 and self.session.get_bind().dialect.name == "sqlite"
+
+    def _rows_by_keys(self, filters: Any, order_column: str, order_direction: str, page: int | None,
+                      page_size: int | None) -> list[Any]:
+        """SQLite: the page's keys first (filtered, ordered and paged; read from an index where
+        one serves them), then its rows by key, in that order. Selecting whole rows, SQLite read
+        every record in scope from the table to sort them (a rep's customer list at 1,000,000:
+        24-33 ms of SQL for 25 rows, 2-5 ms this way). PostgreSQL sorts the top rows as it reads
+        them: there the second query gained nothing (page 40: 12 ms one way, 16 ms the other)."""
+        pk = self.obj.__mapper__.primary_key[0]
+        keys = self._apply_inner_all(self.session.query(self.obj).with_entities(pk), filters, order_column,
+                                     order_direction, page, page_size, aliases_mapping={})
+        ids = [key for key, in keys]
+        if not ids:
+            return []
+        found = {getattr(row, pk.key): row for row in self.apply_all(self.session.query(self.obj).filter(pk.in_(ids)))}
+        return [found[key] for key in ids if key in found]
 
     def query_count(self, query: Any, filters: Any = None, select_columns: list[str] | None = None) -> int:
         """Rows of the filtered list up to ``COUNT_CAP`` (exact); a ``CappedCount`` above it

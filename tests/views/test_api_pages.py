@@ -42,7 +42,8 @@ def test_pages_by_number_stop_at_the_cap_and_say_how_to_go_on(client: Any, api: 
     headers = api("rep_a")
     assert len(_list(client, headers, page_size=2, page=1).get_json()["result"]) == 2  # records 3-4: counted
     deep = _list(client, headers, page_size=2, page=2)
-    assert deep.status_code == 400 and "after" in deep.get_json()["message"]
+    assert deep.status_code == 400 and deep.get_json()["message"].startswith("Pages by number reach the first 3 ")
+    assert _list(client, headers, page_size=2, page=2, exact_count=True).status_code == 400  # counted or not
     small = _list(client, headers, page_size=2, page=2, filters=[{"col": "name", "opr": "ct", "value": "Cap 1"}])
     assert small.status_code == 200 and small.get_json()["result"] == []  # a short list: past its end, empty
 
@@ -60,6 +61,18 @@ def test_after_walks_every_record_in_scope_once(client: Any, api: Any, make_cust
     assert seen == mine and theirs not in seen
     last = _list(client, headers, after=mine[-1]).get_json()
     assert last["ids"] == [] and last["next_after"] is None
+    full_last = _list(client, headers, after=mine[0], page_size=6).get_json()  # the last 6: a full last page
+    assert full_last["ids"] == mine[1:] and full_last["next_after"] is None
+
+
+def test_after_refuses_an_order_by_custom_field(client: Any, api: Any, make_customer: Any,
+                                               make_custom_field: Any) -> None:
+    """A page ordered by a custom field does not end at its largest id: walking it with
+    ``next_after`` would skip and repeat records."""
+    make_custom_field("customer", "region", "text")
+    make_customer("rep_a", custom={"region": "East"})
+    answer = client.get(f"/api/v1/customer/?q={prison.dumps({'after': 0})}&cf_sort=cf_region", headers=api("rep_a"))
+    assert answer.status_code == 400 and "cf_sort" in answer.get_json()["message"]
 
 
 @pytest.mark.parametrize("args", [
@@ -72,6 +85,27 @@ def test_wrong_paging_arguments_are_a_400_with_a_message(client: Any, api: Any, 
     make_customer("rep_a")
     answer = _list(client, api("rep_a"), **args)
     assert answer.status_code == 400 and answer.get_json()["message"]
+    assert not answer.get_json()["message"].startswith("400")
+
+
+def test_argument_schemas_are_checked_once_and_still_refuse(client: Any, api: Any, make_customer: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """FAB's ``@rison`` checks each argument schema against the meta-schema once
+    (``api_pages._SchemasCheckedOnce``), not with ``jsonschema.validate`` on every request."""
+    import jsonschema
+
+    make_customer("rep_a")
+    headers = api("rep_a")
+    assert _list(client, headers, page_size=5).status_code == 200
+    from flask_appbuilder.api.schemas import get_list_schema
+
+    checked: list[Any] = []
+    kind = jsonschema.validators.validator_for(get_list_schema)
+    monkeypatch.setattr(kind, "check_schema", classmethod(lambda cls, schema, *args, **kwargs: checked.append(schema)))
+    monkeypatch.setattr(jsonschema, "validate", lambda *args, **kwargs: pytest.fail("validated per request"))
+    assert _list(client, headers, page_size=5).status_code == 200
+    assert _list(client, headers, page="x").status_code == 400
+    assert checked == []
 
 
 def test_a_page_reads_the_same_statements_whatever_its_rows(app: Any, client: Any, api: Any, make_customer: Any,

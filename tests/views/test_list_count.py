@@ -114,3 +114,19 @@ def test_count_all_refuses_what_the_list_refuses(client: Any, auth: Any, make_cu
         answer = client.get(f"/customerview/count/?{args}")
         # refused (sent back without it) or ignored: never the count of the filter (0)
         assert answer.status_code == 302 or answer.get_json()["count"] == 1, args
+
+
+def test_pages_keep_their_order_and_scope_page_after_page(client: Any, auth: Any, make_customer: Any) -> None:
+    """A page read keys first (SQLite: ``ListInterface._rows_by_keys``) lists the same records
+    in the same order as the list's order says, and only the records in scope."""
+    names = ["Delta", "Alpha", "Echo", "Bravo", "Charlie"]
+    for name in names:
+        make_customer("rep_a", name=name)
+    make_customer("rep_b", name="Aardvark of rep_b")
+    auth.login("rep_a")
+    seen = []
+    for page in range(3):
+        html = client.get(f"/customerview/list/?_oc_CustomerView=name&_od_CustomerView=asc"
+                          f"&psize_CustomerView=2&page_CustomerView={page}").get_data(as_text=True)
+        seen += [name for name in re.findall(r">(Delta|Alpha|Echo|Bravo|Charlie|Aardvark of rep_b)<", html)]
+    assert seen == sorted(names)
