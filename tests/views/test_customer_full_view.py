@@ -6,17 +6,16 @@ not declared has no tab; the overview does not query the tabs."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models.org import Department
 from app.models.sales import Contact
 from app.models.service import Priority, Ticket, TicketType
+from tests.conftest import statements_run
 
 pytestmark = pytest.mark.usefixtures("shanghai")
 
@@ -35,23 +34,6 @@ def _rows(html: str, section: str) -> int:
     start = html.index(f'id="{section}"')
     part = html[start:html.index("</table>", start)]
     return part.count('class="tab-row"')
-
-
-@contextmanager
-def statements(app: Any) -> Iterator[list[str]]:
-    """The SQL statements run inside the block."""
-    seen: list[str] = []
-    with app.app_context():
-        engine = db.engine
-
-    def listen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", listen)
 
 
 @pytest.fixture
@@ -124,7 +106,7 @@ def test_no_query_per_row(app: Any, client: Any, auth: Any, make_customer: Any, 
     counts = []
     for pk in (few, many):
         client.get(f"/customerview/show/{pk}?tab=tickets")  # warm caches
-        with statements(app) as seen:
+        with statements_run(app) as seen:
             assert client.get(f"/customerview/show/{pk}?tab=tickets").status_code == 200
         counts.append(len(seen))
     assert counts[0] == counts[1]
@@ -197,11 +179,11 @@ def test_overview_does_not_query_the_tabs(app: Any, client: Any, auth: Any, make
     make_ticket(pk, "TQUIET0001")
     auth.login("admin")
     client.get(f"/customerview/show/{pk}")  # warm caches
-    with statements(app) as seen:
+    with statements_run(app) as seen:
         page = _text(client.get(f"/customerview/show/{pk}"))
     assert "Quiet Overview Ltd" in page and "Status history" in page
     assert [s for s in seen if _FROM_TAB.search(s)] == []
-    with statements(app) as seen:
+    with statements_run(app) as seen:
         client.get(f"/customerview/show/{pk}?tab=tickets")
     assert any(re.search(r"\bFROM\s+\"?ticket\b", s) for s in seen)  # the check would see it
 
