@@ -27,7 +27,6 @@ from marshmallow import fields
 from marshmallow_sqlalchemy.fields import Related, RelatedList
 from sqlalchemy import inspect
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import BadRequest
 from wtforms import HiddenField, ValidationError
 from wtforms.fields.core import UnboundField
 
@@ -42,7 +41,7 @@ from app.services import related as related_choices
 from app.services.errors import RuleViolation
 from views import display
 from views import related as related_fields
-from views.api_pages import BoundedListApi
+from views.api_pages import ArgumentRefused, BoundedListApi
 from views.list_count import COUNT_CAP, CappedCount, eager_paths, list_interface
 
 SCOPE_FILTER = [["id", DataScopeFilter, lambda: None]]
@@ -703,9 +702,9 @@ class ScopedApi(BoundedListApi, ModelRestApi):
     def _sanitize_page_args(self, page: Any, page_size: Any) -> tuple[Any, Any]:
         """Pages 0..``_MAX_PAGE`` only (a negative or huge page is an invalid offset: 400)."""
         if page is not None and not (isinstance(page, int) and 0 <= page <= _MAX_PAGE):
-            raise BadRequest(f"Invalid page: pages are 0 to {_MAX_PAGE}.")
+            raise ArgumentRefused(f"Invalid page: pages are 0 to {_MAX_PAGE:,}.")
         if page_size is not None and not isinstance(page_size, int):
-            raise BadRequest("Invalid page size.")
+            raise ArgumentRefused("Invalid page size.")
         return super()._sanitize_page_args(page, page_size)
 
     def _handle_order_args(self, rison_args: dict[str, Any]) -> tuple[str, str]:

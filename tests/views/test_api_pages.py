@@ -78,7 +78,7 @@ def test_after_refuses_an_order_by_custom_field(client: Any, api: Any, make_cust
 @pytest.mark.parametrize("args", [
     {"after": -1}, {"after": "x"}, {"after": True}, {"after": 1, "page": 2},
     {"after": 1, "order_column": "name"}, {"after": 1, "order_direction": "desc"}, {"exact_count": "yes"},
-    {"page": "x"}, {"page_size": [1]},  # FAB's argument schema, checked once (``_SchemasCheckedOnce``)
+    {"page": "x"}, {"page_size": [1]}, {"page": -1},  # FAB's argument schema, checked once (``_SchemasCheckedOnce``)
 ])
 def test_wrong_paging_arguments_are_a_400_with_a_message(client: Any, api: Any, make_customer: Any,
                                                          args: dict) -> None:

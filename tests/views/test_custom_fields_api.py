@@ -255,6 +255,10 @@ def test_the_api_sorts_by_a_custom_field_with_stable_pages(api_listed: dict[str,
     by_name = _ids(client, headers, "cf_sort=-cf_scale&q=(order_column:name,order_direction:asc)")
     valued_by_scale = [pk for pk in by_name if pk != made["none"]]
     assert valued_by_scale == [made["small"], made["medium"], made["large"]]  # cf_sort first, then the column
+    # no listed column selected: the page is read keys first on SQLite, in the same order
+    bare = client.get("/api/v1/customer/?cf_sort=-cf_scale&q=(order_column:name,order_direction:asc,"
+                      "select_columns:!(nowhere))", headers=headers)
+    assert bare.get_json()["ids"] == by_name
 
 
 def test_the_api_refuses_what_the_screens_refuse_with_a_400_naming_the_argument(api_listed: dict[str, int],

@@ -130,3 +130,20 @@ def test_pages_keep_their_order_and_scope_page_after_page(client: Any, auth: Any
                           f"&psize_CustomerView=2&page_CustomerView={page}").get_data(as_text=True)
         seen += [name for name in re.findall(r">(Delta|Alpha|Echo|Bravo|Charlie|Aardvark of rep_b)<", html)]
     assert seen == sorted(names)
+
+
+def test_a_list_without_an_order_keeps_the_order_it_had(client: Any, auth: Any) -> None:
+    """A list with no order column (departments) is not read keys first: SQLite would pick
+    any index for the keys and the rows would come in its order."""
+    from app.extensions import db
+    from app.models.org import Department
+
+    with client.application.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("pages are read keys first on SQLite only")
+    auth.login("admin")
+    page = client.get("/departmentview/list/?psize_DepartmentView=100").get_data(as_text=True)
+    with client.application.app_context():
+        names = [department.name for department in db.session.query(Department).all()]
+    shown = [name for name in re.findall(r"<td>\s*([^<>]+?)\s*</td>", page) if name in names]
+    assert shown[:len(names)] == names
