@@ -18,6 +18,7 @@ from typing import Any
 import flask_appbuilder.api as fab_api
 import jsonschema
 from flask import request
+from flask_appbuilder.api.schemas import get_list_schema
 from flask_appbuilder.const import (
     API_ORDER_COLUMN_RIS_KEY,
     API_ORDER_DIRECTION_RIS_KEY,
@@ -40,11 +41,25 @@ AFTER_RIS_KEY = "after"
 EXACT_COUNT_RIS_KEY = "exact_count"
 
 
+#: FAB's list arguments as the OpenAPI document shows them, with this module's two.
+LIST_ARGUMENTS = {**get_list_schema, "properties": {
+    **get_list_schema["properties"],
+    AFTER_RIS_KEY: {"type": "integer", "minimum": 0, "description": (
+        "Keyset pages: the records with a larger id, in id order, page_size at a time; the answer's "
+        "next_after is the next page's after (null on the last). Not with page, order_column or cf_sort.")},
+    EXACT_COUNT_RIS_KEY: {"type": "boolean", "description": (
+        "Count every record of the list; without it count is null above 1,000 (more_than: 1000).")},
+}}
+
+
 class BoundedListApi:
     """``get_list`` of a ``ModelRestApi`` whose datamodel is a ``ListInterface``: the count
     capped, deep pages refused, keyset pages by ``after`` (see the module doc). Answers
     ``{"result": [...], "ids": [...], "count": int | None, "more_than"?: 1000,
     "next_after"?: int | None}`` plus FAB's metadata keys."""
+
+    #: The OpenAPI document's ``get_list_schema`` (one component for every API's lists).
+    apispec_parameter_schemas = {"get_list_schema": LIST_ARGUMENTS}
 
     def get_list_headless(self, **kwargs: Any) -> Any:
         args = kwargs.get("rison", {})

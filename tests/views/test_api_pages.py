@@ -123,3 +123,11 @@ def test_a_page_reads_the_same_statements_whatever_its_rows(app: Any, client: An
         return len(run)
 
     assert page_of(2) == page_of(6)
+
+
+def test_the_openapi_document_describes_after_and_exact_count(client: Any, api: Any) -> None:
+    spec = client.get("/api/v1/_openapi", headers=api("admin")).get_json()
+    arguments = spec["components"]["schemas"]["get_list_schema"]["properties"]
+    assert arguments["after"]["type"] == "integer" and "next_after" in arguments["after"]["description"]
+    assert arguments["exact_count"]["type"] == "boolean"
+    assert "page_size" in arguments  # FAB's own arguments stay
